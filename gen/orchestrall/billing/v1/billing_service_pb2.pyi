@@ -1,0 +1,57 @@
+import datetime
+
+from google.api import annotations_pb2 as _annotations_pb2
+from google.api import client_pb2 as _client_pb2
+from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.api import resource_pb2 as _resource_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from orchestrall.billing.v1 import resources_pb2 as _resources_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class IngestUsageEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[_resources_pb2.UsageEvent, _Mapping]]] = ...) -> None: ...
+
+class IngestUsageEventsResponse(_message.Message):
+    __slots__ = ("accepted_count", "duplicate_count")
+    ACCEPTED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    accepted_count: int
+    duplicate_count: int
+    def __init__(self, accepted_count: _Optional[int] = ..., duplicate_count: _Optional[int] = ...) -> None: ...
+
+class GetUsageSummaryRequest(_message.Message):
+    __slots__ = ("name", "period_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    period_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., period_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CheckEntitlementRequest(_message.Message):
+    __slots__ = ("tenant", "meter", "quantity")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    meter: str
+    quantity: float
+    def __init__(self, tenant: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ...) -> None: ...
+
+class CheckEntitlementResponse(_message.Message):
+    __slots__ = ("allowed", "remaining", "limit")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    remaining: float
+    limit: float
+    def __init__(self, allowed: _Optional[bool] = ..., remaining: _Optional[float] = ..., limit: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,105 @@
+"""Generates gen/ from proto/, and lints the contracts with buf.
+
+Usage::
+
+    python -m services.kit.protogen            # regenerate gen/
+    python -m services.kit.protogen --lint     # buf lint proto/
+    python -m services.kit.protogen --out DIR  # generate into DIR (the staleness test)
+
+The googleapis protos (``google/api``, ``google/rpc``) come from the installed
+``googleapis-common-protos`` wheel and the well-known types from ``grpcio-tools``;
+neither is copied into the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import grpc_tools
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTO_DIR = ROOT / "proto"
+GEN_DIR = ROOT / "gen"
+DESCRIPTOR_SET = "orchestrall.binpb"
+# Compiled into the descriptor set so Envoy can render google.rpc.Status
+# details (ErrorInfo, BadRequest) into JSON error bodies.
+EXTRA_DESCRIPTOR_INPUTS = ("google/rpc/error_details.proto",)
+
+
+def _include_paths() -> list[Path]:
+    site = Path(sysconfig.get_paths()["purelib"])
+    return [PROTO_DIR, site, Path(grpc_tools.__file__).parent / "_proto"]
+
+
+def proto_files() -> list[str]:
+    """Returns the project's proto files relative to ``proto/``, sorted."""
+    return sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+
+
+def _protoc(args: list[str]) -> None:
+    includes = [f"-I{p}" for p in _include_paths()]
+    code = protoc.main(["grpc_tools.protoc", *includes, *args])
+    if code != 0:
+        raise SystemExit(f"protoc failed ({code}): {' '.join(args[:3])} ...")
+
+
+def generate(out: Path) -> None:
+    """Writes Python messages, ``.pyi`` stubs, grpc stubs and the descriptor set.
+
+    Args:
+        out: Directory to write into; replaced entirely.
+    """
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    files = proto_files()
+    _protoc([f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *files])
+    _protoc(
+        [
+            f"--descriptor_set_out={out / DESCRIPTOR_SET}",
+            "--include_imports",
+            *files,
+            *EXTRA_DESCRIPTOR_INPUTS,
+        ]
+    )
+    for module in out.rglob("*_pb2.py"):
+        package = module.parent
+        while package != out:
+            (package / "__init__.py").touch()
+            package = package.parent
+
+def lint() -> None:
+    """Runs ``buf lint`` on an image built with protoc (the googleapis imports
+    are in the image, so buf needs no network to resolve them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "image.binpb"
+        _protoc([f"--descriptor_set_out={image}", "--include_imports", "--include_source_info", *proto_files()])
+        paths = [arg for f in proto_files() for arg in ("--path", f)]
+        result = subprocess.run(
+            ["buf", "lint", f"{image}#format=binpb", "--config", str(ROOT / "buf.yaml"), *paths],
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(result.returncode)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=GEN_DIR)
+    parser.add_argument("--lint", action="store_true")
+    args = parser.parse_args(argv)
+    if args.lint:
+        lint()
+    else:
+        generate(args.out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
