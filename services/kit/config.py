@@ -1,0 +1,54 @@
+"""Settings shared by every service, read from the environment at start-up.
+
+Each service may extend :class:`MeshSettings` with its own fields. A bad value
+fails start-up with a pydantic validation error naming the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = ("auth", "agent", "workflow", "flag", "billing")
+
+
+class MeshSettings(BaseSettings):
+    """Where a service listens, where its peers are, and how it proves who it is.
+
+    Environment variables carry the ``ORCHESTRALL_`` prefix, for example
+    ``ORCHESTRALL_LISTEN=127.0.0.1:50051``; ``DATABASE_URL`` is read unprefixed too.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRALL_", extra="ignore")
+
+    listen: str = Field("127.0.0.1:0", description="host:port the gRPC server binds; port 0 picks one.")
+    state_dir: Path = Field(Path(".state"), description="Folder for SQLite files and the local CA.")
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ORCHESTRALL_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL; PostgreSQL puts each service in its own schema. Unset means SQLite.",
+    )
+    schema_prefix: str = Field("", description="Prefix of each service's PostgreSQL schema (tests use one).")
+    tls_dir: Path = Field(Path(".state/tls"), description="ca.pem, <service>.pem and <service>-key.pem.")
+    trust_domain: str = Field("orchestrall.local", description="SPIFFE trust domain of mesh identities.")
+    namespace: str = Field("orchestrall", description="Kubernetes namespace in SPIFFE IDs.")
+    addresses: dict[str, str] = Field(
+        default_factory=dict, description='JSON object, service -> "host:port", e.g. {"auth": "127.0.0.1:50051"}.'
+    )
+    issuer: str = Field("https://auth.orchestrall.local", description="Expected `iss` of tokens (RFC 7519).")
+    audience: str = Field("orchestrall", description="Expected `aud` of tokens.")
+    shutdown_grace_seconds: float = Field(5.0, ge=0, description="In-flight RPCs get this long on SIGTERM.")
+    call_timeout_seconds: float = Field(10.0, gt=0, description="Deadline of calls to peer services.")
+
+    def address_of(self, service: str) -> str:
+        """Returns the ``host:port`` of a peer service.
+
+        Raises:
+            KeyError: The service has no configured address.
+        """
+        try:
+            return self.addresses[service]
+        except KeyError:
+            raise KeyError(f"no address for service {service!r}; set ORCHESTRALL_ADDRESSES") from None

@@ -1,0 +1,134 @@
+"""Domain errors and their one mapping to ``google.rpc.Status``.
+
+Handlers raise :class:`DomainError` subclasses; the error interceptor turns
+them into a ``google.rpc.Status`` with exactly one ``google.rpc.ErrorInfo``
+(reason UPPER_SNAKE_CASE, domain ``<service>.orchestrall.dev``; AIP-193) and, for
+invalid arguments, a ``google.rpc.BadRequest`` listing field violations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field: its path in the request (``agent.display_name``) and why."""
+
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error a handler may raise on purpose.
+
+    Args:
+        reason: UPPER_SNAKE_CASE, stable, machine-readable cause (``AGENT_NOT_FOUND``).
+        message: Human-readable text for the client; never includes SQL or stack traces.
+        metadata: Extra ``ErrorInfo.metadata`` (resource names, limits).
+        domain: ``ErrorInfo.domain``; filled in by the interceptor when empty.
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self, reason: str, message: str, *, metadata: Mapping[str, str] | None = None, domain: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = dict(metadata or {})
+        self.domain = domain
+
+    def details(self) -> list[any_pb2.Any]:
+        """Detail messages besides ErrorInfo; subclasses add their own."""
+        return []
+
+    def to_status(self, default_domain: str) -> status_pb2.Status:
+        """Returns the ``google.rpc.Status`` sent to the client."""
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=self.domain or default_domain, metadata=self.metadata
+        )
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=[packed, *self.details()])
+
+
+class InvalidArgument(DomainError):
+    """The request is malformed; lists each bad field (``google.rpc.BadRequest``)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __init__(self, violations: Sequence[FieldViolation], reason: str = "INVALID_ARGUMENT") -> None:
+        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        super().__init__(reason, f"invalid request: {text}")
+        self.violations = list(violations)
+
+    def details(self) -> list[any_pb2.Any]:
+        """Returns the ``BadRequest`` detail."""
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                for v in self.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        return [packed]
+
+
+def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
+    """Shorthand for an :class:`InvalidArgument` about one field."""
+    return InvalidArgument([FieldViolation(field, description)], reason=reason)
+
+
+class NotFound(DomainError):
+    """The named resource does not exist (for this caller)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    """A resource with that name exists already."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(DomainError):
+    """The system is not in a state where the call can run (AIP-193)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(DomainError):
+    """The caller could not be identified (no, bad or expired credentials)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(DomainError):
+    """A quota or entitlement is used up."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DomainError):
+    """A dependency is down; the client may retry with backoff."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+def internal_status(message: str = "internal error") -> status_pb2.Status:
+    """Status for an unexpected exception: no detail of the failure leaks."""
+    return status_pb2.Status(code=code_pb2.INTERNAL, message=message)

@@ -1,0 +1,138 @@
+"""The two server interceptors every service runs, outermost first.
+
+* :class:`ErrorInterceptor` turns :class:`~services.kit.errors.DomainError` into
+  ``google.rpc.Status`` (with ``ErrorInfo``) and any other exception into a bare
+  INTERNAL, logging it; no traceback or SQL reaches the client.
+* :class:`AuthInterceptor` admits the caller per the RPC's access rule and binds
+  the :class:`~services.kit.auth.Principal` for the handler.
+
+Only unary-unary RPCs exist in the contracts; other handler kinds pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.rpc import status_pb2
+
+from services.kit import auth
+from services.kit.errors import DomainError, PermissionDenied, Unauthenticated, internal_status
+from services.kit.mtls import peer_spiffe_id
+from services.kit.policy import may_call
+
+log = logging.getLogger(__name__)
+
+Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+# Infrastructure RPCs open to any mesh peer (mTLS is still required).
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _wrap(handler: grpc.RpcMethodHandler, behavior: Unary) -> grpc.RpcMethodHandler:
+    return grpc.unary_unary_rpc_method_handler(
+        behavior,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
+    """Ends the call with ``status``, its details in ``grpc-status-details-bin``."""
+    await context.abort(
+        grpc.StatusCode(next(c for c in grpc.StatusCode if c.value[0] == status.code)),
+        status.message,
+        trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),),
+    )
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps handler errors to statuses (AIP-193).
+
+    Args:
+        domain: ``ErrorInfo.domain`` of this service, ``<service>.orchestrall.dev``.
+    """
+
+    def __init__(self, domain: str) -> None:
+        self._domain = domain
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner: Unary = handler.unary_unary
+        method = details.method
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await inner(request, context)
+            except DomainError as error:
+                status = error.to_status(self._domain)
+            except grpc.aio.AbortError:
+                raise
+            except Exception:
+                log.exception("unhandled error in %s", method)
+                status = internal_status()
+            await abort_with(context, status)
+
+        return _wrap(handler, guarded)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates each call and binds its principal (zero trust: every hop).
+
+    Args:
+        rules: Access rule per RPC, from :func:`services.kit.auth.method_rules`.
+        verifier: Verifies bearer JWTs.
+        trust_domain: SPIFFE trust domain whose service identities are trusted.
+    """
+
+    def __init__(self, rules: dict[str, auth.MethodRule], verifier: auth.JwtVerifier, trust_domain: str) -> None:
+        self._rules = rules
+        self._verifier = verifier
+        self._trust_domain = trust_domain
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(OPEN_PREFIXES):
+            return handler
+        rule = self._rules.get(method)
+        inner: Unary = handler.unary_unary
+
+        async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if rule is None:
+                raise PermissionDenied("UNKNOWN_METHOD", f"{method} has no access rule")
+            auth.set_principal(await self._admit(rule, method, context))
+            return await inner(request, context)
+
+        return _wrap(handler, authenticated)
+
+    async def _admit(
+        self, rule: auth.MethodRule, method: str, context: grpc.aio.ServicerContext
+    ) -> auth.Principal:
+        metadata = tuple(context.invocation_metadata() or ())
+        service = auth.service_name_of(peer_spiffe_id(context.auth_context()), self._trust_domain)
+        if rule.internal:
+            if service is None or not may_call(service, method):
+                raise auth.deny_service(service, method)
+            return auth.Principal(kind="service", subject=service)
+        token = auth.bearer_token(metadata)
+        if token is not None:
+            return await self._verifier.verify(token)
+        if rule.anonymous:
+            return auth.ANONYMOUS
+        if service is not None and may_call(service, method):
+            tenant = auth.metadata_value(metadata, auth.TENANT_METADATA_KEY)
+            return auth.Principal(kind="service", subject=service, tenant=tenant)
+        raise Unauthenticated("MISSING_CREDENTIALS", "a bearer token is required (RFC 6750)")

@@ -1,0 +1,39 @@
+"""Which mesh service may call which RPCs on its own identity (no user token).
+
+This table is the single source of service-to-service authorization: the kit
+enforces it from the caller's SPIFFE ID on every call, and it is kept as plain
+data so the same table can be rendered into Istio ``AuthorizationPolicy``
+objects. A service calling an RPC that is not listed here must carry a user's
+JWT, like any external caller. The gateway has no entry: it only ever forwards
+user tokens.
+"""
+
+from __future__ import annotations
+
+_JWKS = "/orchestrall.auth.v1.AuthService/GetJwks"
+
+SERVICE_CALLS: dict[str, frozenset[str]] = {
+    "agent": frozenset(
+        {
+            _JWKS,
+            "/orchestrall.billing.v1.BillingService/CheckEntitlement",
+            "/orchestrall.billing.v1.BillingService/IngestUsageEvents",
+            "/orchestrall.flag.v1.FlagService/EvaluateFlag",
+        }
+    ),
+    "workflow": frozenset(
+        {
+            _JWKS,
+            "/orchestrall.agent.v1.AgentService/GetAgent",
+            "/orchestrall.agent.v1.AgentService/CreateRun",
+        }
+    ),
+    "flag": frozenset({_JWKS}),
+    "billing": frozenset({_JWKS}),
+    "auth": frozenset(),
+}
+
+
+def may_call(service: str, method: str) -> bool:
+    """Whether ``service`` may call ``method`` (``/pkg.Service/Method``) on its own identity."""
+    return method in SERVICE_CALLS.get(service, frozenset())

@@ -1,0 +1,112 @@
+"""Builds and runs one service's gRPC server.
+
+Every service gets the same shape: mTLS with client certificates required,
+the error and auth interceptors, ``grpc.health.v1`` and reflection, and a
+graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING first, then in-flight
+RPCs get ``shutdown_grace_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.kit.auth import JwtVerifier, method_rules
+from services.kit.config import MeshSettings
+from services.kit.interceptors import AuthInterceptor, ErrorInterceptor
+from services.kit.mtls import TlsFiles, server_credentials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """What a service's ``server.py`` hands to the kit.
+
+    Attributes:
+        name: Service name (``agent``); names its certificate and error domain.
+        descriptors: The gRPC services it implements.
+        register: Adds the servicers to a server.
+        verifier: Verifies bearer tokens.
+        on_start: Awaited after the server starts (e.g. resume durable work).
+        on_stop: Awaited after the server stopped (close pools, channels).
+    """
+
+    name: str
+    descriptors: Sequence[ServiceDescriptor]
+    register: Callable[[grpc.aio.Server], None]
+    verifier: JwtVerifier
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+@dataclass
+class RunningServer:
+    """A started server and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service: Service
+
+    async def stop(self, grace: float) -> None:
+        """Marks every service NOT_SERVING, then stops with ``grace`` seconds for in-flight RPCs."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        for hook in self.service.on_stop:
+            await hook()
+
+
+async def start(service: Service, settings: MeshSettings) -> RunningServer:
+    """Starts ``service`` on ``settings.listen`` and marks it SERVING.
+
+    Returns:
+        The running server; ``port`` is the bound port (useful with port 0).
+    """
+    server = grpc.aio.server(
+        interceptors=[
+            ErrorInterceptor(f"{service.name}.orchestrall.dev"),
+            AuthInterceptor(method_rules(service.descriptors), service.verifier, settings.trust_domain),
+        ],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    service.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [d.full_name for d in service.descriptors]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_secure_port(settings.listen, server_credentials(TlsFiles.of(settings.tls_dir, service.name)))
+    await server.start()
+    for hook in service.on_start:
+        await hook()
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("%s serving on port %d", service.name, port)
+    return RunningServer(server=server, port=port, health=health_servicer, service=service)
+
+
+async def serve_forever(build: Callable[[], Awaitable[tuple[Service, MeshSettings]]]) -> None:
+    """Builds, starts and runs a service until SIGTERM or SIGINT."""
+    service, settings = await build()
+    running = await start(service, settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("%s stopping (grace %.1fs)", service.name, settings.shutdown_grace_seconds)
+    await running.stop(settings.shutdown_grace_seconds)
+
+
+def main(build: Callable[[], Awaitable[tuple[Service, MeshSettings]]]) -> None:
+    """Entry point of a service's ``__main__``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve_forever(build))

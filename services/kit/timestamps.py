@@ -1,0 +1,28 @@
+"""Conversions between aware ``datetime`` (UTC) and ``google.protobuf.Timestamp``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def to_timestamp(value: dt.datetime | None) -> Timestamp | None:
+    """A Timestamp for ``value`` (naive values are taken as UTC), or None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def from_timestamp(value: Timestamp) -> dt.datetime:
+    """An aware UTC datetime for ``value``."""
+    return value.ToDatetime(tzinfo=dt.UTC)
