@@ -28,5 +28,7 @@ def invalid_client() -> Unauthenticated:
 def unsupported_grant_type(grant_type: str) -> InvalidArgument:
     """RFC 6749 section 5.2 ``unsupported_grant_type``."""
     return invalid(
-        "grant_type", f"{grant_type!r} is not supported; use client_credentials", reason="UNSUPPORTED_GRANT_TYPE"
+        "grant_type",
+        f"{grant_type!r} is not supported; use client_credentials",
+        reason="UNSUPPORTED_GRANT_TYPE",
     )

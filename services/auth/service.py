@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import empty_pb2
-
 from orchestrall.auth.v1 import auth_service_pb2 as pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from orchestrall.auth.v1 import resources_pb2 as res
+
 from services.auth import errors, store, tokens
 from services.auth.models import ApiKey, SigningKey, Tenant
 from services.kit.auth import require_tenant
@@ -42,7 +42,9 @@ def api_key_to_proto(key: ApiKey) -> res.ApiKey:
     )
 
 
-def _new_api_key(tenant_id: str, display_name: str, roles: list[str], request_id: str | None) -> tuple[ApiKey, str]:
+def _new_api_key(
+    tenant_id: str, display_name: str, roles: list[str], request_id: str | None
+) -> tuple[ApiKey, str]:
     key_id = new_id().replace("-", "")
     secret = tokens.new_api_key_secret(key_id)
     row = ApiKey(
@@ -91,7 +93,9 @@ class AuthService(pb_grpc.AuthServiceServicer):
             return await self._active_key()
         return keys[0]
 
-    async def CreateTenant(self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext) -> pb.CreateTenantResponse:
+    async def CreateTenant(
+        self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateTenantResponse:
         violations = []
         if not request.tenant_id or len(request.tenant_id) < 3:
             violations.append(FieldViolation("tenant_id", "must be 3-63 characters (AIP-122)"))
@@ -124,7 +128,9 @@ class AuthService(pb_grpc.AuthServiceServicer):
             raise errors.tenant_not_found(request.name)
         return tenant_to_proto(tenant)
 
-    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: grpc.aio.ServicerContext) -> pb.CreateApiKeyResponse:
+    async def CreateApiKey(
+        self, request: pb.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateApiKeyResponse:
         (tenant_id,) = parse(request.parent, "parent", "tenants")
         require_tenant(tenant_id)
         roles = list(request.api_key.roles) or ["developer"]
@@ -139,17 +145,22 @@ class AuthService(pb_grpc.AuthServiceServicer):
             await store.add_api_key(session, key)
         return pb.CreateApiKeyResponse(api_key=api_key_to_proto(key), api_key_secret=secret)
 
-    async def ListApiKeys(self, request: pb.ListApiKeysRequest, context: grpc.aio.ServicerContext) -> pb.ListApiKeysResponse:
+    async def ListApiKeys(
+        self, request: pb.ListApiKeysRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListApiKeysResponse:
         (tenant_id,) = parse(request.parent, "parent", "tenants")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
         async with self._db.transaction() as session:
             rows = await store.list_api_keys(session, tenant_id, page.offset, page.size + 1)
         return pb.ListApiKeysResponse(
-            api_keys=[api_key_to_proto(k) for k in rows[: page.size]], next_page_token=page.next_token(len(rows))
+            api_keys=[api_key_to_proto(k) for k in rows[: page.size]],
+            next_page_token=page.next_token(len(rows)),
         )
 
-    async def DeleteApiKey(self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+    async def DeleteApiKey(
+        self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
         tenant_id, key_id = parse(request.name, "name", "tenants", "apiKeys")
         require_tenant(tenant_id)
         async with self._db.transaction() as session:
@@ -157,7 +168,9 @@ class AuthService(pb_grpc.AuthServiceServicer):
                 raise errors.api_key_not_found(request.name)
         return empty_pb2.Empty()
 
-    async def IssueToken(self, request: pb.IssueTokenRequest, context: grpc.aio.ServicerContext) -> pb.IssueTokenResponse:
+    async def IssueToken(
+        self, request: pb.IssueTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IssueTokenResponse:
         if request.grant_type != "client_credentials":
             raise errors.unsupported_grant_type(request.grant_type)
         if not request.client_secret:
@@ -185,9 +198,13 @@ class AuthService(pb_grpc.AuthServiceServicer):
             roles=roles,
             now=utcnow(),
         )
-        return pb.IssueTokenResponse(access_token=token, token_type="Bearer", expires_in=lifetime, scope=" ".join(roles))
+        return pb.IssueTokenResponse(
+            access_token=token, token_type="Bearer", expires_in=lifetime, scope=" ".join(roles)
+        )
 
-    async def GetJwks(self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext) -> res.JsonWebKeySet:
+    async def GetJwks(
+        self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> res.JsonWebKeySet:
         jwks = await self.jwks()
         return res.JsonWebKeySet(keys=[res.JsonWebKey(**k) for k in jwks["keys"]])
 

@@ -33,7 +33,14 @@ def new_signing_key(now: dt.datetime) -> SigningKey:
 
 
 def sign(
-    key: SigningKey, *, issuer: str, audience: str, subject: str, tenant: str, roles: list[str], now: dt.datetime
+    key: SigningKey,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    tenant: str,
+    roles: list[str],
+    now: dt.datetime,
 ) -> tuple[str, int]:
     """Signs an access token.
 

@@ -35,7 +35,8 @@ class MeshSettings(BaseSettings):
     trust_domain: str = Field("orchestrall.local", description="SPIFFE trust domain of mesh identities.")
     namespace: str = Field("orchestrall", description="Kubernetes namespace in SPIFFE IDs.")
     addresses: dict[str, str] = Field(
-        default_factory=dict, description='JSON object, service -> "host:port", e.g. {"auth": "127.0.0.1:50051"}.'
+        default_factory=dict,
+        description='JSON object, service -> "host:port", e.g. {"auth": "127.0.0.1:50051"}.',
     )
     issuer: str = Field("https://auth.orchestrall.local", description="Expected `iss` of tokens (RFC 7519).")
     audience: str = Field("orchestrall", description="Expected `aud` of tokens.")

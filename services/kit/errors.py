@@ -56,7 +56,9 @@ class DomainError(Exception):
         )
         packed = any_pb2.Any()
         packed.Pack(info)
-        return status_pb2.Status(code=self.code.value[0], message=self.message, details=[packed, *self.details()])
+        return status_pb2.Status(
+            code=self.code.value[0], message=self.message, details=[packed, *self.details()]
+        )
 
 
 class InvalidArgument(DomainError):

@@ -93,7 +93,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         trust_domain: SPIFFE trust domain whose service identities are trusted.
     """
 
-    def __init__(self, rules: dict[str, auth.MethodRule], verifier: auth.JwtVerifier, trust_domain: str) -> None:
+    def __init__(
+        self, rules: dict[str, auth.MethodRule], verifier: auth.JwtVerifier, trust_domain: str
+    ) -> None:
         self._rules = rules
         self._verifier = verifier
         self._trust_domain = trust_domain

@@ -28,6 +28,7 @@ def alembic_config(service: str) -> Config:
     """Alembic config for ``migrations/<service>``."""
     config = Config()
     config.set_main_option("script_location", str(ROOT / "migrations" / service))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(ROOT / "migrations" / service / "versions"))
     return config
 
@@ -59,7 +60,9 @@ def run_env(target_metadata: MetaData) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("action", choices=["upgrade", "revision"])
     parser.add_argument("service")
     parser.add_argument("-m", "--message", default="change")

@@ -75,12 +75,16 @@ def generate(out: Path) -> None:
             (package / "__init__.py").touch()
             package = package.parent
 
+
 def lint() -> None:
     """Runs ``buf lint`` on an image built with protoc (the googleapis imports
-    are in the image, so buf needs no network to resolve them)."""
+    are in the image, so buf needs no network to resolve them).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image.binpb"
-        _protoc([f"--descriptor_set_out={image}", "--include_imports", "--include_source_info", *proto_files()])
+        _protoc(
+            [f"--descriptor_set_out={image}", "--include_imports", "--include_source_info", *proto_files()]
+        )
         paths = [arg for f in proto_files() for arg in ("--path", f)]
         result = subprocess.run(
             ["buf", "lint", f"{image}#format=binpb", "--config", str(ROOT / "buf.yaml"), *paths],
@@ -91,7 +95,9 @@ def lint() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=GEN_DIR)
     parser.add_argument("--lint", action="store_true")
     args = parser.parse_args(argv)

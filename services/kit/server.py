@@ -83,7 +83,9 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [d.full_name for d in service.descriptors]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_secure_port(settings.listen, server_credentials(TlsFiles.of(settings.tls_dir, service.name)))
+    port = server.add_secure_port(
+        settings.listen, server_credentials(TlsFiles.of(settings.tls_dir, service.name))
+    )
     await server.start()
     for hook in service.on_start:
         await hook()

@@ -1,0 +1,350 @@
+"""Renders the Envoy configuration of the Orchestrall API gateway.
+
+One template (``envoy.yaml.j2``) serves local use and the cluster. The gateway
+listens on one port for REST/JSON, which the ``grpc_json_transcoder`` filter
+turns into gRPC from the ``google.api.http`` annotations, and for native gRPC,
+which passes through. ``jwt_authn`` verifies bearer tokens against auth's JWKS,
+fetched through the gateway itself.
+
+Which RPCs need no token and which are internal (not exposed at all) is read
+from the generated descriptors, the same source the services' auth interceptor
+uses (:func:`services.kit.auth.method_rules`): an RPC with
+``(orchestrall.api.v1.access).anonymous = true`` is anonymous, an RPC without
+``google.api.http`` is internal (AIP-127).
+
+Usage::
+
+    python -m gateway.envoy.render --listen-port 8080 --admin-port 9901 --tls-dir .state/tls > envoy.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import ipaddress
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from google.api import annotations_pb2 as http_annotations
+from google.api import http_pb2
+from google.protobuf.descriptor import ServiceDescriptor
+from orchestrall.api.v1 import annotations_pb2 as access_annotations
+
+from services.kit.mtls import TlsFiles, spiffe_id
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = "envoy.yaml.j2"
+DEFAULT_DESCRIPTOR_SET = ROOT / "gen" / "orchestrall.binpb"
+
+#: Service name -> generated module holding its gRPC service descriptors.
+SERVICE_MODULES: dict[str, str] = {
+    "auth": "orchestrall.auth.v1.auth_service_pb2",
+    "agent": "orchestrall.agent.v1.agent_service_pb2",
+    "workflow": "orchestrall.workflow.v1.workflow_service_pb2",
+    "flag": "orchestrall.flag.v1.flag_service_pb2",
+    "billing": "orchestrall.billing.v1.billing_service_pb2",
+}
+
+#: Route timeout in seconds per service; model calls make agent and workflow slow.
+ROUTE_TIMEOUT_SECONDS: dict[str, int] = {"agent": 300, "workflow": 300}
+DEFAULT_ROUTE_TIMEOUT_SECONDS = 30
+
+#: Cluster that reaches this gateway's own listener (for the JWKS fetch).
+SELF_CLUSTER = "gateway_self"
+JWT_PROVIDER = "orchestrall"
+JWKS_PATH = "/.well-known/jwks.json"
+JWKS_CACHE_SECONDS = 300
+
+_VARIABLE = re.compile(r"\{[^}=]+(?:=([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class HttpBinding:
+    """One REST binding of an RPC (``google.api.HttpRule``).
+
+    Attributes:
+        method: HTTP method, upper case (``GET``).
+        template: Path template, e.g. ``/v1/{name=tenants/*}``.
+
+    """
+
+    method: str
+    template: str
+
+    @property
+    def exact_path(self) -> str | None:
+        """The path itself when the template has no variables or wildcards, else None."""
+        return None if any(c in self.template for c in "{*") else self.template
+
+    @property
+    def path_regex(self) -> str:
+        """An RE2 regex matching the whole path (query string removed) of the template."""
+        return path_template_regex(self.template)
+
+
+@dataclass(frozen=True)
+class Rpc:
+    """One RPC and how the gateway admits callers to it.
+
+    Attributes:
+        service: Orchestrall service name (``auth``).
+        grpc_path: ``/package.Service/Method``.
+        anonymous: The RPC needs no token.
+        internal: The RPC has no ``google.api.http`` annotation; the gateway refuses it.
+        bindings: Its REST bindings (primary first, then additional bindings).
+
+    """
+
+    service: str
+    grpc_path: str
+    anonymous: bool
+    internal: bool
+    bindings: tuple[HttpBinding, ...]
+
+
+def path_template_regex(template: str) -> str:
+    """Translate a ``google.api.http`` path template into an RE2 regex.
+
+    Follows the template grammar of ``google/api/http.proto``: ``*`` matches one
+    segment, ``**`` any number of segments, ``{var}`` is ``{var=*}`` and a
+    trailing ``:verb`` is literal.
+
+    Args:
+        template: A path template such as ``/v1/{name=tenants/*/agents/*}:cancel``.
+
+    Returns:
+        A regex that must match the whole path (Envoy's ``safe_regex`` semantics).
+
+    """
+    expanded = _VARIABLE.sub(lambda m: m.group(1) or "*", template)
+    head, _, last = expanded.rpartition("/")
+    verb = ""
+    if ":" in last:
+        last, verb = last.split(":", 1)
+        verb = ":" + verb
+    parts = []
+    for segment in [*head.split("/"), last]:
+        if segment == "*":
+            parts.append("[^/]+")
+        elif segment == "**":
+            parts.append(".*")
+        else:
+            parts.append(re.escape(segment))
+    return "/".join(parts) + re.escape(verb)
+
+
+def _bindings(rule: http_pb2.HttpRule) -> list[HttpBinding]:
+    kind = rule.WhichOneof("pattern")
+    found: list[HttpBinding] = []
+    if kind == "custom":
+        found.append(HttpBinding(rule.custom.kind.upper(), rule.custom.path))
+    elif kind:
+        found.append(HttpBinding(kind.upper(), getattr(rule, kind)))
+    for extra in rule.additional_bindings:
+        found.extend(_bindings(extra))
+    return found
+
+
+def service_descriptors(services: Iterable[str]) -> dict[str, list[ServiceDescriptor]]:
+    """Import the generated modules of ``services`` and return their gRPC services.
+
+    Raises:
+        ValueError: A name is not one of :data:`SERVICE_MODULES`.
+
+    """
+    found: dict[str, list[ServiceDescriptor]] = {}
+    for name in services:
+        if name not in SERVICE_MODULES:
+            raise ValueError(f"unknown service {name!r}; expected one of {sorted(SERVICE_MODULES)}")
+        module = importlib.import_module(SERVICE_MODULES[name])
+        found[name] = list(module.DESCRIPTOR.services_by_name.values())
+    return found
+
+
+def rpcs_of(descriptors: Mapping[str, Sequence[ServiceDescriptor]]) -> list[Rpc]:
+    """Read every RPC's REST bindings and access rule from its method options.
+
+    Args:
+        descriptors: Service name -> its gRPC service descriptors.
+
+    Returns:
+        The RPCs in descriptor order.
+
+    """
+    rpcs = []
+    for name, services in descriptors.items():
+        for service in services:
+            for method in service.methods:
+                options = method.GetOptions()
+                has_http = options.HasExtension(http_annotations.http)
+                bindings = _bindings(options.Extensions[http_annotations.http]) if has_http else []
+                rpcs.append(
+                    Rpc(
+                        service=name,
+                        grpc_path=f"/{service.full_name}/{method.name}",
+                        anonymous=options.Extensions[access_annotations.access].anonymous,
+                        internal=not has_http,
+                        bindings=tuple(bindings),
+                    )
+                )
+    return rpcs
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def render(
+    *,
+    listen_port: int,
+    admin_port: int,
+    upstreams: dict[str, tuple[str, int]],
+    tls_dir: Path | None,
+    descriptor_set: Path,
+    issuer: str,
+    audience: str,
+    trust_domain: str,
+    namespace: str,
+    listen_address: str = "127.0.0.1",
+) -> str:
+    """Render the gateway's Envoy configuration (bootstrap YAML).
+
+    Args:
+        listen_port: Port of the one listener (REST/JSON and native gRPC).
+        admin_port: Port of the admin interface, bound to 127.0.0.1.
+        upstreams: Service name -> ``(host, port)`` of its gRPC server; a subset
+            of :data:`SERVICE_MODULES`. Only these services are routed and transcoded.
+        tls_dir: Folder with ``ca.pem``, ``gateway.pem`` and ``gateway-key.pem``;
+            upstream connections then use mTLS and check each upstream's SPIFFE ID.
+            None means plaintext upstreams (in a cluster the Istio sidecar does mTLS).
+        descriptor_set: ``FileDescriptorSet`` with imports (``gen/orchestrall.binpb``).
+        issuer: Required ``iss`` of tokens; the JWKS is fetched from
+            ``{issuer}/.well-known/jwks.json`` through this gateway's own listener.
+        audience: Required ``aud`` of tokens.
+        trust_domain: SPIFFE trust domain of the upstreams' identities.
+        namespace: Namespace in the upstreams' SPIFFE IDs.
+        listen_address: Address the listener binds (``0.0.0.0`` in a container).
+
+    Returns:
+        The YAML text, for ``envoy -c``.
+
+    Raises:
+        ValueError: An upstream names an unknown service.
+
+    """
+    descriptors = service_descriptors(upstreams)
+    rpcs = rpcs_of(descriptors)
+    issuer = issuer.rstrip("/")
+    gateway_files = TlsFiles.of(tls_dir.resolve(), "gateway") if tls_dir is not None else None
+    clusters = [
+        {
+            "name": name,
+            "host": host,
+            "port": port,
+            "dns": "STATIC" if _is_ip(host) else "STRICT_DNS",
+            "sni": name,
+            "spiffe_id": spiffe_id(trust_domain, namespace, name),
+            "grpc_services": [s.full_name for s in descriptors[name]],
+            "timeout": ROUTE_TIMEOUT_SECONDS.get(name, DEFAULT_ROUTE_TIMEOUT_SECONDS),
+        }
+        for name, (host, port) in upstreams.items()
+    ]
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    # JSON strings are YAML strings; this quotes every value that comes from outside.
+    environment.filters["q"] = _quote
+    return environment.get_template(TEMPLATE).render(
+        listen_address=listen_address,
+        listen_port=listen_port,
+        admin_port=admin_port,
+        clusters=clusters,
+        tls=gateway_files,
+        descriptor_set=descriptor_set.resolve(),
+        transcoded_services=[s.full_name for services in descriptors.values() for s in services],
+        anonymous=[r for r in rpcs if r.anonymous and not r.internal],
+        internal=[r for r in rpcs if r.internal],
+        issuer=issuer,
+        audience=audience,
+        jwks_uri=issuer + JWKS_PATH,
+        jwks_cache_seconds=JWKS_CACHE_SECONDS,
+        jwt_provider=JWT_PROVIDER,
+        self_cluster=SELF_CLUSTER,
+    )
+
+
+def _quote(value: object) -> str:
+    return json.dumps(str(value))
+
+
+def _parse_upstream(text: str) -> tuple[str, tuple[str, int]]:
+    name, sep, address = text.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not sep or not colon or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=HOST:PORT, got {text!r}")
+    return name, (host, int(port))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print a rendered configuration; see ``--help``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.envoy.render",
+        description="Render the Orchestrall gateway's Envoy configuration to stdout.",
+    )
+    parser.add_argument("--listen-port", type=int, default=8080, help="REST and gRPC port (default 8080).")
+    parser.add_argument("--listen-address", default="127.0.0.1", help="Listener address (default 127.0.0.1).")
+    parser.add_argument("--admin-port", type=int, default=9901, help="Admin port (default 9901).")
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=50051,
+        help="Services listen on 127.0.0.1 from this port on, in the order auth, agent, workflow, flag, "
+        "billing (default 50051).",
+    )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        type=_parse_upstream,
+        metavar="NAME=HOST:PORT",
+        help="Overrides one service's address; repeatable.",
+    )
+    parser.add_argument("--tls-dir", type=Path, help="Local CA folder; omit for plaintext (cluster).")
+    parser.add_argument("--descriptor-set", type=Path, default=DEFAULT_DESCRIPTOR_SET, help="Descriptor set.")
+    parser.add_argument("--issuer", help="Token issuer (default http://127.0.0.1:<listen-port>).")
+    parser.add_argument("--audience", default="orchestrall", help="Token audience (default orchestrall).")
+    parser.add_argument("--trust-domain", default="orchestrall.local", help="SPIFFE trust domain.")
+    parser.add_argument("--namespace", default="orchestrall", help="Namespace in SPIFFE IDs.")
+    args = parser.parse_args(argv)
+    upstreams = {name: ("127.0.0.1", args.base_port + i) for i, name in enumerate(SERVICE_MODULES)}
+    upstreams.update(dict(args.upstream))
+    sys.stdout.write(
+        render(
+            listen_port=args.listen_port,
+            admin_port=args.admin_port,
+            upstreams=upstreams,
+            tls_dir=args.tls_dir,
+            descriptor_set=args.descriptor_set,
+            issuer=args.issuer or f"http://127.0.0.1:{args.listen_port}",
+            audience=args.audience,
+            trust_domain=args.trust_domain,
+            namespace=args.namespace,
+            listen_address=args.listen_address,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

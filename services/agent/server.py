@@ -1,0 +1,59 @@
+"""Wiring of the agent service."""
+
+from __future__ import annotations
+
+import grpc
+import openai
+from orchestrall.agent.v1 import agent_service_pb2, agent_service_pb2_grpc
+from pydantic import AliasChoices, Field
+
+from services.agent.peers import Peers
+from services.agent.service import AgentService
+from services.kit.auth import JwtVerifier
+from services.kit.clients import MeshClients
+from services.kit.config import MeshSettings
+from services.kit.db import Database, create_engine
+from services.kit.jwks import auth_jwks_fetcher
+from services.kit.server import Service
+
+NAME = "agent"
+
+
+class AgentSettings(MeshSettings):
+    """Mesh settings plus the model endpoint (any OpenAI-compatible server)."""
+
+    openai_base_url: str = Field(
+        "http://127.0.0.1:8000/v1",
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "ORCHESTRALL_OPENAI_BASE_URL"),
+    )
+    openai_api_key: str = Field(
+        "not-needed-locally", validation_alias=AliasChoices("OPENAI_API_KEY", "ORCHESTRALL_OPENAI_API_KEY")
+    )
+    default_model: str = Field("smollm2", description="Model for agents that name none.")
+    model_timeout_seconds: float = Field(120.0, gt=0, description="Deadline of one model call.")
+
+
+async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSettings]:
+    """The agent service."""
+    settings = settings or AgentSettings()
+    db = Database(create_engine(settings, NAME))
+    clients = MeshClients(settings, NAME)
+    model_client = openai.AsyncOpenAI(
+        base_url=settings.openai_base_url,
+        api_key=settings.openai_api_key,
+        timeout=settings.model_timeout_seconds,
+        max_retries=1,
+    )
+    servicer = AgentService(db, model_client, settings.default_model, Peers(clients))
+
+    def register(server: grpc.aio.Server) -> None:
+        agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
+
+    service = Service(
+        name=NAME,
+        descriptors=[agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"]],
+        register=register,
+        verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
+        on_stop=[db.close, clients.close, model_client.close],
+    )
+    return service, settings

@@ -1,0 +1,70 @@
+"""Meters, plans and billing periods; code constants for now.
+
+Units are UCUM annotations, as OpenTelemetry metric units use them (``{run}``,
+``{token}``). Limits are per billing period, the calendar month in UTC; a limit
+of 0 means unlimited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A kind of metered usage.
+
+    Attributes:
+        name: Meter name as in usage events, e.g. ``agent_runs``.
+        unit: UCUM unit, e.g. ``{token}``.
+    """
+
+    name: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan: a limit per meter for each billing period.
+
+    Attributes:
+        name: Plan name, e.g. ``free``.
+        limits: Meter name to the most that may be used in one period; 0 means unlimited.
+    """
+
+    name: str
+    limits: Mapping[str, float]
+
+
+METERS: Mapping[str, Meter] = {
+    m.name: m
+    for m in (
+        Meter("agent_runs", "{run}"),
+        Meter("model_input_tokens", "{token}"),
+        Meter("model_output_tokens", "{token}"),
+    )
+}
+
+FREE = Plan(
+    "free",
+    {"agent_runs": 1000, "model_input_tokens": 2_000_000, "model_output_tokens": 500_000},
+)
+
+
+def plan_of(tenant_id: str) -> Plan:
+    """Return the tenant's plan; every tenant is on ``free`` for now."""
+    return FREE
+
+
+def period_of(instant: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """Return the billing period containing ``instant``: its calendar month in UTC.
+
+    Returns:
+        ``(start, end)``, aware UTC datetimes; start inclusive, end exclusive.
+    """
+    utc = instant.astimezone(dt.UTC)
+    start = dt.datetime(utc.year, utc.month, 1, tzinfo=dt.UTC)
+    end = dt.datetime(utc.year + utc.month // 12, utc.month % 12 + 1, 1, tzinfo=dt.UTC)
+    return start, end

@@ -1,0 +1,178 @@
+"""The main job, through REST on the gateway, as a new user would do it.
+
+Each step prints its request and response. :func:`run_demo` returns the
+values a test wants to check; any non-2xx answer or failed run raises
+:class:`DemoFailed`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+PLANNER_INSTRUCTIONS = (
+    "You are a logistics route planner. Use the route_distance tool to get the road distance and drive time, "
+    "then answer in one sentence with the distance in km and the drive time in hours."
+)
+WRITER_INSTRUCTIONS = "You write short, friendly customer updates (two sentences) from route facts."
+
+
+class DemoFailed(Exception):
+    """A demo step got an unexpected answer."""
+
+
+@dataclass
+class DemoResult:
+    """What the demo created and observed."""
+
+    tenant: str = ""
+    token: str = ""
+    run: dict[str, Any] = field(default_factory=dict)
+    workflow_run: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class Client:
+    """A tiny REST client that prints every exchange.
+
+    Args:
+        base_url: The gateway URL.
+        echo: Prints one block of text.
+    """
+
+    def __init__(self, base_url: str, echo: Callable[[str], None]) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=300)
+        self._echo = echo
+        self.token = ""
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, quiet: bool = False) -> Any:
+        """Sends one request; returns the JSON answer.
+
+        Raises:
+            DemoFailed: The status is not 2xx.
+        """
+        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        response = self._http.request(method, path, json=body, headers=headers)
+        if not quiet:
+            self._echo(f"\n$ {method} {path}" + (f"\n{json.dumps(body, indent=2)}" if body else ""))
+            self._echo(f"-> {response.status_code}\n{_pretty(response)}")
+        if not response.is_success:
+            raise DemoFailed(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
+        return response.json() if response.content else {}
+
+
+def _pretty(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text
+    if isinstance(data, dict) and "access_token" in data:
+        data = {**data, "access_token": data["access_token"][:24] + "..."}
+    if isinstance(data, dict) and "apiKeySecret" in data:
+        data = {**data, "apiKeySecret": data["apiKeySecret"][:16] + "... (shown once)"}
+    return json.dumps(data, indent=2)
+
+
+def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: float = 300.0) -> DemoResult:
+    """Runs the demo scenario against a running gateway.
+
+    Raises:
+        DemoFailed: Any step failed.
+    """
+    client = Client(base_url, echo)
+    result = DemoResult(tenant=f"demo-{secrets.token_hex(3)}")
+    t = f"tenants/{result.tenant}"
+
+    echo("1. Sign up a tenant; its first admin API key is shown once.")
+    created = client.call(
+        "POST",
+        f"/v1/tenants?tenantId={result.tenant}",
+        {"displayName": "Northwind Logistics", "industry": "logistics"},
+    )
+    echo("2. Exchange the API key for a short-lived JWT (OAuth 2.0 client credentials).")
+    token = client.call(
+        "POST",
+        "/v1/oauth2/token",
+        {"grant_type": "client_credentials", "client_secret": created["apiKeySecret"]},
+    )
+    client.token = result.token = token["access_token"]
+
+    echo("3. A feature flag: agents of this tenant may call tools.")
+    client.call(
+        "POST",
+        f"/v1/{t}/flags?flagId=agent-tools",
+        {"state": "STATE_ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"},
+    )
+    echo("4. Two agents: a route planner with a tool, and a report writer.")
+    client.call(
+        "POST",
+        f"/v1/{t}/agents?agentId=route-planner",
+        {
+            "displayName": "Route planner",
+            "instructions": PLANNER_INSTRUCTIONS,
+            "tools": ["tools/route_distance"],
+            "toolChoice": "TOOL_CHOICE_REQUIRED",
+            "temperature": 0,
+            "maxOutputTokens": 96,
+        },
+    )
+    client.call(
+        "POST",
+        f"/v1/{t}/agents?agentId=report-writer",
+        {
+            "displayName": "Report writer",
+            "instructions": WRITER_INSTRUCTIONS,
+            "temperature": 0,
+            "maxOutputTokens": 96,
+        },
+    )
+
+    echo("5. Run the route planner once.")
+    result.run = client.call(
+        "POST",
+        f"/v1/{t}/agents/route-planner/runs",
+        {"input": "How far is it from Rotterdam to Milan by truck?"},
+    )
+    if result.run.get("state") != "STATE_SUCCEEDED":
+        raise DemoFailed(f"the run did not succeed: {result.run}")
+
+    echo("6. A two-step workflow: plan the route, then write the customer update.")
+    client.call(
+        "POST",
+        f"/v1/{t}/workflows?workflowId=route-report",
+        {
+            "displayName": "Route report",
+            "steps": [
+                {"id": "plan", "agent": f"{t}/agents/route-planner"},
+                {
+                    "id": "report",
+                    "agent": f"{t}/agents/report-writer",
+                    "inputTemplate": "Route facts: {{ steps.plan.output }}\nWrite the customer update.",
+                },
+            ],
+        },
+    )
+    started = client.call(
+        "POST", f"/v1/{t}/workflows/route-report/runs", {"input": "Plan a truck from Hamburg to Lyon."}
+    )
+    deadline = time.monotonic() + poll_timeout
+    run = started
+    while run.get("state") in ("RUN_STATE_PENDING", "RUN_STATE_RUNNING"):
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the workflow run did not finish in {poll_timeout:.0f}s")
+        time.sleep(0.5)
+        run = client.call("GET", f"/v1/{started['name']}", quiet=True)
+    echo(f"\n$ GET /v1/{started['name']}  (polled until done)\n-> {json.dumps(run, indent=2)}")
+    result.workflow_run = run
+    if run.get("state") != "RUN_STATE_SUCCEEDED":
+        raise DemoFailed(f"the workflow run did not succeed: {run.get('error')}")
+
+    echo("7. The tenant's metered usage this month.")
+    result.usage = client.call("GET", f"/v1/{t}/usageSummary")
+    return result

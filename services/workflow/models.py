@@ -1,0 +1,58 @@
+"""Tables of the workflow service. Every row carries its tenant."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.kit.db import new_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+class Workflow(Base):
+    """A workflow definition; ``steps`` is a list of ``{id, agent, input_template}``."""
+
+    __tablename__ = "workflows"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    steps: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WorkflowRun(Base):
+    """A workflow run. ``steps`` holds one state record per workflow step, in order.
+
+    The run is the unit of durability: its row is written after every step, so
+    a restarted service resumes at the first step that has not succeeded.
+    """
+
+    __tablename__ = "workflow_runs"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "workflow_id", "request_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "workflow_id"], ["workflows.tenant_id", "workflows.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(63), index=True)
+    input: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    output: Mapped[str] = mapped_column(Text, default="")
+    error_reason: Mapped[str] = mapped_column(String(100), default="")
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,39 @@
+"""Wiring of the workflow service."""
+
+from __future__ import annotations
+
+import grpc
+from orchestrall.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
+
+from services.kit.auth import JwtVerifier
+from services.kit.clients import MeshClients
+from services.kit.config import MeshSettings
+from services.kit.db import Database, create_engine
+from services.kit.jwks import auth_jwks_fetcher
+from services.kit.server import Service
+from services.workflow.executor import Executor
+from services.workflow.service import WorkflowService
+
+NAME = "workflow"
+
+
+async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
+    """The workflow service; unfinished runs resume once it is serving."""
+    settings = settings or MeshSettings()
+    db = Database(create_engine(settings, NAME))
+    clients = MeshClients(settings, NAME)
+    executor = Executor(db, clients)
+    servicer = WorkflowService(db, clients, executor)
+
+    def register(server: grpc.aio.Server) -> None:
+        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
+
+    service = Service(
+        name=NAME,
+        descriptors=[workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"]],
+        register=register,
+        verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
+        on_start=[executor.resume],
+        on_stop=[executor.stop, db.close, clients.close],
+    )
+    return service, settings

@@ -1,0 +1,239 @@
+"""WorkflowService: protos in, domain calls, protos out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import grpc
+from google.rpc import code_pb2, status_pb2
+from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
+from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
+from orchestrall.workflow.v1 import resources_pb2 as res
+from orchestrall.workflow.v1 import workflow_service_pb2 as pb
+from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
+
+from services.kit.auth import require_tenant
+from services.kit.clients import MeshClients
+from services.kit.db import Database
+from services.kit.errors import FieldViolation, InvalidArgument, Unavailable
+from services.kit.names import new_id, parse, validate_id
+from services.kit.pagination import page_of
+from services.kit.timestamps import to_timestamp, utcnow
+from services.workflow import errors, store, templates
+from services.workflow.executor import Executor
+from services.workflow.models import Workflow, WorkflowRun
+
+MAX_STEPS = 20
+MAX_INPUT = 32_000
+_STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if value else None
+
+
+def workflow_to_proto(workflow: Workflow) -> res.Workflow:
+    """Maps a workflow row to its resource."""
+    return res.Workflow(
+        name=f"tenants/{workflow.tenant_id}/workflows/{workflow.id}",
+        display_name=workflow.display_name,
+        steps=[res.Workflow.Step(**step) for step in workflow.steps],
+        create_time=to_timestamp(workflow.create_time),
+    )
+
+
+def _error(reason: str, message: str) -> status_pb2.Status | None:
+    return status_pb2.Status(code=code_pb2.ABORTED, message=f"{reason}: {message}") if reason else None
+
+
+def run_to_proto(run: WorkflowRun) -> res.WorkflowRun:
+    """Maps a run row to its resource."""
+    return res.WorkflowRun(
+        name=f"tenants/{run.tenant_id}/workflows/{run.workflow_id}/runs/{run.id}",
+        input=run.input,
+        state=res.RunState.Value(f"RUN_STATE_{run.state}"),
+        steps=[
+            res.WorkflowRun.StepRun(
+                step_id=step["step_id"],
+                state=res.RunState.Value(f"RUN_STATE_{step['state']}"),
+                input=step.get("input", ""),
+                output=step.get("output", ""),
+                agent_run=step.get("agent_run", ""),
+                error=_error(step.get("error_reason", ""), step.get("error_message", "")),
+                start_time=to_timestamp(_time(step.get("start_time"))),
+                end_time=to_timestamp(_time(step.get("end_time"))),
+            )
+            for step in run.steps
+        ],
+        output=run.output,
+        error=_error(run.error_reason, run.error_message),
+        create_time=to_timestamp(run.create_time),
+        end_time=to_timestamp(run.end_time),
+    )
+
+
+class WorkflowService(pb_grpc.WorkflowServiceServicer):
+    """Workflows and their runs.
+
+    Args:
+        db: The workflow database.
+        clients: mTLS channels (the agent service).
+        executor: Runs workflow runs in the background.
+    """
+
+    def __init__(self, db: Database, clients: MeshClients, executor: Executor) -> None:
+        self._db = db
+        self._clients = clients
+        self._executor = executor
+
+    async def _check_steps(self, tenant_id: str, workflow: res.Workflow) -> list[dict[str, str]]:
+        violations: list[FieldViolation] = []
+        if not 1 <= len(workflow.steps) <= MAX_STEPS:
+            violations.append(FieldViolation("workflow.steps", f"must have 1-{MAX_STEPS} steps"))
+        seen: list[str] = []
+        for i, step in enumerate(workflow.steps):
+            path = f"workflow.steps[{i}]"
+            if not _STEP_ID.match(step.id):
+                violations.append(
+                    FieldViolation(f"{path}.id", "must be 1-63 of a-z, 0-9 and _, starting with a letter")
+                )
+            elif step.id in seen:
+                violations.append(FieldViolation(f"{path}.id", f"duplicates step {step.id!r}"))
+            try:
+                agent_tenant, _ = parse(step.agent, f"{path}.agent", "tenants", "agents")
+                if agent_tenant != tenant_id:
+                    violations.append(FieldViolation(f"{path}.agent", "must be an agent of the same tenant"))
+                elif not await self._agent_exists(tenant_id, step.agent):
+                    violations.append(FieldViolation(f"{path}.agent", f"{step.agent} does not exist"))
+            except InvalidArgument as error:
+                violations += error.violations
+            try:
+                templates.check(step.input_template or templates.DEFAULT_TEMPLATE, seen)
+            except templates.TemplateProblem as problem:
+                violations.append(FieldViolation(f"{path}.input_template", str(problem)))
+            seen.append(step.id)
+        if violations:
+            raise InvalidArgument(violations)
+        return [{"id": s.id, "agent": s.agent, "input_template": s.input_template} for s in workflow.steps]
+
+    async def _agent_exists(self, tenant_id: str, agent: str) -> bool:
+        stub = agent_grpc.AgentServiceStub(self._clients.channel("agent"))
+        try:
+            await stub.GetAgent(
+                agent_pb.GetAgentRequest(name=agent),
+                timeout=self._clients.timeout,
+                metadata=MeshClients.for_tenant(tenant_id),
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise Unavailable(
+                "AGENT_SERVICE_UNAVAILABLE", "agents could not be checked; retry later"
+            ) from None
+        return True
+
+    async def CreateWorkflow(
+        self, request: pb.CreateWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> res.Workflow:
+        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        require_tenant(tenant_id)
+        if request.workflow_id:
+            validate_id(request.workflow_id, "workflow_id")
+        if request.request_id:
+            async with self._db.transaction() as session:
+                if earlier := await store.workflow_by_request(session, tenant_id, request.request_id):
+                    return workflow_to_proto(earlier)
+        workflow = Workflow(
+            tenant_id=tenant_id,
+            id=request.workflow_id or new_id(),
+            display_name=request.workflow.display_name[:200],
+            steps=await self._check_steps(tenant_id, request.workflow),
+            request_id=request.request_id or None,
+            create_time=utcnow(),
+        )
+        async with self._db.transaction() as session:
+            if not await store.add_workflow(session, workflow):
+                raise errors.workflow_exists(f"{request.parent}/workflows/{workflow.id}")
+        return workflow_to_proto(workflow)
+
+    async def GetWorkflow(
+        self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
+    ) -> res.Workflow:
+        tenant_id, workflow_id = parse(request.name, "name", "tenants", "workflows")
+        require_tenant(tenant_id)
+        async with self._db.transaction() as session:
+            workflow = await store.get_workflow(session, tenant_id, workflow_id)
+        if workflow is None:
+            raise errors.workflow_not_found(request.name)
+        return workflow_to_proto(workflow)
+
+    async def ListWorkflows(
+        self, request: pb.ListWorkflowsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListWorkflowsResponse:
+        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        async with self._db.transaction() as session:
+            rows = await store.list_workflows(session, tenant_id, page.offset, page.size + 1)
+        return pb.ListWorkflowsResponse(
+            workflows=[workflow_to_proto(w) for w in rows[: page.size]],
+            next_page_token=page.next_token(len(rows)),
+        )
+
+    async def CreateWorkflowRun(
+        self, request: pb.CreateWorkflowRunRequest, context: grpc.aio.ServicerContext
+    ) -> res.WorkflowRun:
+        tenant_id, workflow_id = parse(request.parent, "parent", "tenants", "workflows")
+        require_tenant(tenant_id)
+        if not request.workflow_run.input.strip() or len(request.workflow_run.input) > MAX_INPUT:
+            raise InvalidArgument(
+                [FieldViolation("workflow_run.input", f"is required, at most {MAX_INPUT} characters")]
+            )
+        async with self._db.transaction() as session:
+            workflow = await store.get_workflow(session, tenant_id, workflow_id)
+            if workflow is None:
+                raise errors.workflow_not_found(request.parent)
+            if request.request_id and (
+                earlier := await store.run_by_request(session, tenant_id, workflow_id, request.request_id)
+            ):
+                return run_to_proto(earlier)
+            run = WorkflowRun(
+                tenant_id=tenant_id,
+                id=new_id(),
+                workflow_id=workflow_id,
+                input=request.workflow_run.input,
+                state="PENDING",
+                steps=[{"step_id": s["id"], "state": "PENDING"} for s in workflow.steps],
+                request_id=request.request_id or None,
+                create_time=utcnow(),
+            )
+            await store.add_run(session, run)
+        self._executor.start(workflow, run)
+        return run_to_proto(run)
+
+    async def GetWorkflowRun(
+        self, request: pb.GetWorkflowRunRequest, context: grpc.aio.ServicerContext
+    ) -> res.WorkflowRun:
+        tenant_id, workflow_id, run_id = parse(request.name, "name", "tenants", "workflows", "runs")
+        require_tenant(tenant_id)
+        async with self._db.transaction() as session:
+            run = await store.get_run(session, tenant_id, workflow_id, run_id)
+        if run is None:
+            raise errors.run_not_found(request.name)
+        return run_to_proto(run)
+
+    async def ListWorkflowRuns(
+        self, request: pb.ListWorkflowRunsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListWorkflowRunsResponse:
+        tenant_id, workflow_id = parse(request.parent, "parent", "tenants", "workflows")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        async with self._db.transaction() as session:
+            if await store.get_workflow(session, tenant_id, workflow_id) is None:
+                raise errors.workflow_not_found(request.parent)
+            rows = await store.list_runs(session, tenant_id, workflow_id, page.offset, page.size + 1)
+        return pb.ListWorkflowRunsResponse(
+            workflow_runs=[run_to_proto(r) for r in rows[: page.size]],
+            next_page_token=page.next_token(len(rows)),
+        )

@@ -1,0 +1,62 @@
+"""Step input templates: sandboxed Jinja over ``input`` and ``steps.<id>.output``.
+
+The sandbox (``jinja2.sandbox``) keeps templates from reaching Python
+internals; ``StrictUndefined`` makes a reference to a missing value an error
+instead of an empty string.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+DEFAULT_TEMPLATE = "{{ input }}"
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class TemplateProblem(Exception):
+    """A template cannot be parsed or refers to something it may not."""
+
+
+def check(template: str, earlier_steps: list[str]) -> None:
+    """Checks that a template parses and refers only to ``input`` and earlier steps.
+
+    Raises:
+        TemplateProblem: Syntax error, unknown variable or reference to a step that
+            does not run before this one.
+    """
+    try:
+        names = meta.find_undeclared_variables(_ENV.parse(template))
+    except TemplateError as error:
+        raise TemplateProblem(f"does not parse: {error}") from None
+    unknown = names - {"input", "steps"}
+    if unknown:
+        raise TemplateProblem(f"unknown variables {sorted(unknown)}; use input and steps.<id>.output")
+    for step_id in _STEP_REF.findall(template):
+        if step_id not in earlier_steps:
+            raise TemplateProblem(f"refers to step {step_id!r}, which does not run before this step")
+
+
+def render(template: str, workflow_input: str, outputs: dict[str, str]) -> str:
+    """Renders a step's input.
+
+    Args:
+        template: The step's template; empty means ``{{ input }}``.
+        workflow_input: The run's input.
+        outputs: Output of each finished step, by step ID.
+
+    Raises:
+        TemplateProblem: The template failed at render time.
+    """
+    context: dict[str, Any] = {
+        "input": workflow_input,
+        "steps": {k: {"output": v} for k, v in outputs.items()},
+    }
+    try:
+        return _ENV.from_string(template or DEFAULT_TEMPLATE).render(context)
+    except TemplateError as error:
+        raise TemplateProblem(str(error)) from None

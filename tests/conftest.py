@@ -1,0 +1,167 @@
+"""Shared fixtures: TLS material, database backends, the real model server, an in-process mesh.
+
+PostgreSQL tests fail (not skip) when ``CI=true`` and the server is unreachable.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import psycopg
+import pytest
+
+from services.cli.stack import MODEL_ALIAS, StackConfig, free_port, model_path
+from services.kit import migrate, mtls
+from services.kit.config import SERVICES
+from services.kit.server import RunningServer, start
+
+TRUST_DOMAIN = "orchestrall.local"
+POSTGRES_URL = os.environ.get(
+    "ORCHESTRALL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SCHEMA_PREFIX = "pytest_"
+
+
+def make_tls(tls_dir: Path) -> Path:
+    """A CA with certificates for every service, the gateway, the CLI and a 'stranger' of another CA."""
+    mtls.ensure_ca(tls_dir, TRUST_DOMAIN)
+    for name in (*SERVICES, "gateway", "cli"):
+        mtls.issue_workload_cert(tls_dir, name, TRUST_DOMAIN, "orchestrall")
+    other = tls_dir / "other-ca"
+    mtls.ensure_ca(other, "evil.example")
+    mtls.issue_workload_cert(other, "stranger", "evil.example", "orchestrall")
+    return tls_dir
+
+
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+def _drop_test_schemas() -> None:
+    with psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
+            (SCHEMA_PREFIX + "%",),
+        ).fetchall()
+        for (schema,) in rows:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def postgres_or_skip() -> str:
+    """The PostgreSQL URL with its test schemas dropped; fails under CI when unreachable."""
+    try:
+        _drop_test_schemas()
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI and unreachable: {error}")
+        pytest.skip(f"PostgreSQL unreachable: {error}")
+    return POSTGRES_URL
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A database backend for a test session."""
+
+    name: str
+    database_url: str | None
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "postgres":
+        return Backend("postgres", postgres_or_skip())
+    return Backend("sqlite", None)
+
+
+@pytest.fixture(scope="session")
+def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real llama.cpp server with SmolLM2, OpenAI-compatible, on a free port."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("model") / "model.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
+                "--model_alias", MODEL_ALIAS, "--chat_format", "chatml-function-calling",
+                "--n_ctx", "4096", "--host", "127.0.0.1", "--port", str(port), "--verbose", "false",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()[-2000:]
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "model server did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@dataclass
+class Mesh:
+    """The five services running in-process over mTLS."""
+
+    config: StackConfig
+    servers: dict[str, RunningServer]
+    tls_dir: Path
+    backend: Backend
+
+    def channel(
+        self, service: str, identity: str = "gateway", tls_dir: Path | None = None
+    ) -> grpc.aio.Channel:
+        """An mTLS channel to ``service`` presenting ``identity``'s certificate."""
+        files = mtls.TlsFiles.of(tls_dir or self.tls_dir, identity)
+        return grpc.aio.secure_channel(
+            f"127.0.0.1:{self.servers[service].port}",
+            mtls.channel_credentials(files),
+            options=[("grpc.ssl_target_name_override", service)],
+        )
+
+
+async def start_mesh(config: StackConfig, tls_dir: Path, backend: Backend, model_url: str) -> Mesh:
+    """Migrates and starts the five services in this event loop."""
+    from services.agent.server import AgentSettings
+
+    builders = {name: __import__(f"services.{name}.server", fromlist=["build"]).build for name in SERVICES}
+    servers: dict[str, RunningServer] = {}
+    for name in SERVICES:
+        settings = config.settings(name).model_copy(update={"tls_dir": tls_dir})
+        migrate.upgrade(settings, name)
+        if name == "agent":
+            settings = AgentSettings(**settings.model_dump(), openai_base_url=model_url)
+        service, settings = await builders[name](settings)
+        servers[name] = await start(service, settings)
+    return Mesh(config=config, servers=servers, tls_dir=tls_dir, backend=backend)
+
+
+@pytest.fixture(scope="session")
+async def mesh(
+    tmp_path_factory: pytest.TempPathFactory, tls_dir: Path, backend: Backend, model_url: str
+) -> AsyncIterator[Mesh]:
+    config = StackConfig.ephemeral(
+        tmp_path_factory.mktemp(f"state-{backend.name}"),
+        database_url=backend.database_url,
+        schema_prefix=f"{SCHEMA_PREFIX}svc_",
+    )
+    running = await start_mesh(config, tls_dir, backend, model_url)
+    yield running
+    for server in running.servers.values():
+        await server.stop(0)

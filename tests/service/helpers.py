@@ -1,0 +1,67 @@
+"""Helpers for service tests: tenants with tokens, error details."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
+from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
+from orchestrall.auth.v1 import resources_pb2 as auth_res
+from tests.conftest import Mesh
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A signed-up tenant and an admin token."""
+
+    id: str
+    secret: str
+    token: str
+
+    @property
+    def name(self) -> str:
+        return f"tenants/{self.id}"
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),)
+
+
+async def new_tenant(mesh: Mesh, prefix: str = "t") -> Tenant:
+    """Signs up a tenant with a random ID and gets a token for its admin key."""
+    tenant_id = f"{prefix}-{secrets.token_hex(4)}"
+    async with mesh.channel("auth") as channel:
+        stub = auth_grpc.AuthServiceStub(channel)
+        created = await stub.CreateTenant(
+            auth_pb.CreateTenantRequest(tenant_id=tenant_id, tenant=auth_res.Tenant(display_name="Test Co"))
+        )
+        token = await stub.IssueToken(
+            auth_pb.IssueTokenRequest(grant_type="client_credentials", client_secret=created.api_key_secret)
+        )
+    return Tenant(tenant_id, created.api_key_secret, token.access_token)
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The one ErrorInfo in an error's ``grpc-status-details-bin``."""
+    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    assert raw, f"no status details on {error.code()}: {error.details()}"
+    status = status_pb2.Status.FromString(raw)
+    infos = [d for d in status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    assert len(infos) == 1
+    info = error_details_pb2.ErrorInfo()
+    infos[0].Unpack(info)
+    return info
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields named in an error's BadRequest detail."""
+    status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
+    bad = error_details_pb2.BadRequest()
+    for detail in status.details:
+        if detail.Unpack(bad):
+            return [v.field for v in bad.field_violations]
+    return []

@@ -1,0 +1,95 @@
+"""Workflow service: definitions are checked, runs chain agent calls durably."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
+from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
+from orchestrall.agent.v1 import resources_pb2 as agent_res
+from orchestrall.workflow.v1 import resources_pb2 as res
+from orchestrall.workflow.v1 import workflow_service_pb2 as pb
+from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
+from tests.conftest import Mesh
+from tests.service.helpers import field_violations, new_tenant
+
+Step = res.Workflow.Step
+
+
+async def test_two_step_workflow_chains_outputs(mesh: Mesh) -> None:
+    tenant = await new_tenant(mesh)
+    async with mesh.channel("agent") as channel:
+        agents = agent_grpc.AgentServiceStub(channel)
+        for agent_id in ("first", "second"):
+            await agents.CreateAgent(
+                agent_pb.CreateAgentRequest(
+                    parent=tenant.name,
+                    agent_id=agent_id,
+                    agent=agent_res.Agent(instructions="Answer in one short sentence.", max_output_tokens=24, temperature=0),
+                ),
+                metadata=tenant.metadata,
+            )
+    async with mesh.channel("workflow") as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        workflow = await stub.CreateWorkflow(
+            pb.CreateWorkflowRequest(
+                parent=tenant.name,
+                workflow_id="chain",
+                workflow=res.Workflow(
+                    steps=[
+                        Step(id="a", agent=f"{tenant.name}/agents/first"),
+                        Step(id="b", agent=f"{tenant.name}/agents/second", input_template="Shorten: {{ steps.a.output }}"),
+                    ]
+                ),
+            ),
+            metadata=tenant.metadata,
+        )
+        run = await stub.CreateWorkflowRun(
+            pb.CreateWorkflowRunRequest(parent=workflow.name, workflow_run=res.WorkflowRun(input="Name a port city.")),
+            metadata=tenant.metadata,
+        )
+        for _ in range(600):
+            run = await stub.GetWorkflowRun(pb.GetWorkflowRunRequest(name=run.name), metadata=tenant.metadata)
+            if run.state not in (res.RUN_STATE_PENDING, res.RUN_STATE_RUNNING):
+                break
+            await asyncio.sleep(0.2)
+    assert run.state == res.RUN_STATE_SUCCEEDED, run.error
+    first, second = run.steps
+    assert first.input == "Name a port city."
+    assert second.input == f"Shorten: {first.output}"
+    assert first.agent_run.startswith(f"{tenant.name}/agents/first/runs/")
+    assert run.output == second.output
+
+
+async def test_bad_definitions_name_each_bad_field(mesh: Mesh) -> None:
+    tenant = await new_tenant(mesh)
+    other = await new_tenant(mesh)
+    async with mesh.channel("workflow") as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CreateWorkflow(
+                pb.CreateWorkflowRequest(
+                    parent=tenant.name,
+                    workflow=res.Workflow(
+                        steps=[
+                            Step(id="a", agent=f"{tenant.name}/agents/missing", input_template="{{ steps.b.output }}"),
+                            Step(id="b", agent=f"{other.name}/agents/x", input_template="{{ nope }}"),
+                            Step(id="b", agent="agents/x", input_template="{% if %}"),
+                        ]
+                    ),
+                ),
+                metadata=tenant.metadata,
+            )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(field_violations(caught.value)) == {
+        "workflow.steps[0].agent",
+        "workflow.steps[0].input_template",
+        "workflow.steps[1].agent",
+        "workflow.steps[1].input_template",
+        "workflow.steps[2].id",
+        "workflow.steps[2].agent",
+        "workflow.steps[2].input_template",
+    }
