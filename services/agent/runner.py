@@ -7,7 +7,7 @@ Loop rules:
 * the first turn uses the agent's tool choice (``required`` names the tool
   when there is only one, which grammar-constrained local servers need);
 * later turns use ``auto``;
-* a call identical to one already made (same function, same arguments) is not
+* a call identical to one already made (same function, same arguments as JSON) is not
   executed again: the model is asked for its final answer with
   ``tool_choice="none"``; so is a model that exceeds ``MAX_TOOL_ROUNDS``.
 """
@@ -70,6 +70,15 @@ def _first_choice(spec: AgentSpec, offered: list[catalog.Tool]) -> Any:
     if len(offered) == 1:
         return {"type": "function", "function": {"name": offered[0].id}}
     return "required"
+
+
+def _call_key(function_name: str, arguments: str) -> tuple[str, str]:
+    """Identity of a call: the function and its arguments as canonical JSON."""
+    try:
+        canonical = json.dumps(json.loads(arguments or "{}"), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        canonical = arguments
+    return function_name, canonical
 
 
 def _call_tool(function_name: str, arguments: str) -> tuple[str, bool]:
@@ -141,7 +150,7 @@ async def run_agent(
         if not calls or tool_choice == "none":
             outcome.output = (message.content or "").strip()
             return outcome
-        fresh = [c for c in calls if (c.function.name, c.function.arguments) not in seen]
+        fresh = [c for c in calls if _call_key(c.function.name, c.function.arguments) not in seen]
         if not fresh:
             tool_choice = "none"
             continue
@@ -160,7 +169,7 @@ async def run_agent(
             }
         )
         for call in fresh:
-            seen.add((call.function.name, call.function.arguments))
+            seen.add(_call_key(call.function.name, call.function.arguments))
             result, failed = _call_tool(call.function.name, call.function.arguments)
             outcome.tool_calls.append(
                 {

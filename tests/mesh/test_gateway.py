@@ -1,0 +1,179 @@
+"""The whole stack as users reach it: Envoy, the model server and five service processes.
+
+Runs the demo scenario through REST and checks HTTP statuses, stored rows,
+tool calls and usage totals; then the error mapping and native gRPC through
+the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from sqlalchemy import create_engine, text
+
+from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
+from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
+from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
+from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
+from services.agent.tools import route_distance
+from services.cli.demo import DemoResult, run_demo
+from services.cli.stack import Stack, StackConfig
+from services.kit.db import connect_args, database_url
+from tests.conftest import SCHEMA_PREFIX, Backend
+
+pytestmark = pytest.mark.mesh
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Stack]:
+    config = StackConfig.ephemeral(
+        tmp_path_factory.mktemp(f"mesh-{backend.name}"),
+        database_url=backend.database_url,
+        schema_prefix=f"{SCHEMA_PREFIX}mesh_",
+    )
+    running = Stack(config, log=lambda _line: None)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(stack: Stack) -> DemoResult:
+    return run_demo(stack.config.gateway_url, echo=lambda _text: None)
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.config.gateway_url, timeout=120) as client:
+        yield client
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def stored_rows(stack: Stack, service: str, query: str, **params: str) -> list[tuple]:
+    settings = stack.config.settings(service)
+    engine = create_engine(database_url(settings, service, sync=True), connect_args=connect_args(settings, service))
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query), params)]
+    finally:
+        engine.dispose()
+
+
+def test_demo_runs_the_tool_and_chains_the_workflow(demo: DemoResult) -> None:
+    run = demo.run
+    assert run["state"] == "STATE_SUCCEEDED" and run["toolsEnabled"]
+    assert run["output"], "the model must reply"
+    first = run["toolCalls"][0]
+    assert first["tool"] == "tools/route_distance"
+    assert json.loads(first["result"]) == route_distance(json.loads(first["arguments"]))
+    plan, report = demo.workflow_run["steps"]
+    assert plan["state"] == report["state"] == "RUN_STATE_SUCCEEDED"
+    assert plan["output"] in report["input"]
+    assert demo.workflow_run["output"] == report["output"]
+
+
+def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.Client) -> None:
+    tenant = f"tenants/{demo.tenant}"
+    rows = stored_rows(
+        stack,
+        "agent",
+        "SELECT agent_id, state, input_tokens, output_tokens FROM runs WHERE tenant_id = :t",
+        t=demo.tenant,
+    )
+    assert sorted(r[0] for r in rows) == ["report-writer", "route-planner", "route-planner"]
+    assert {r[1] for r in rows} == {"SUCCEEDED"}
+    listed = http.get(f"/v1/{tenant}/agents/route-planner/runs", headers=auth(demo.token)).json()
+    assert len(listed["runs"]) == 2
+    meters = {m["meter"]: m["quantity"] for m in demo.usage["meters"]}
+    assert meters["agent_runs"] == 3
+    assert meters["model_input_tokens"] == sum(r[2] for r in rows)
+    assert meters["model_output_tokens"] == sum(r[3] for r in rows)
+    events = stored_rows(stack, "billing", "SELECT count(*) FROM usage_events WHERE tenant_id = :t", t=demo.tenant)
+    assert events == [(9,)]
+
+
+def _grpc_headers(response: httpx.Response) -> list[str]:
+    return [h for h in response.headers if h.lower().startswith("grpc-")]
+
+
+def _reason(body: dict) -> str:
+    infos = [d for d in body.get("details", []) if d["@type"].endswith("google.rpc.ErrorInfo")]
+    assert len(infos) == 1, body
+    return infos[0]["reason"]
+
+
+def test_rest_errors_map_to_http_statuses(demo: DemoResult, http: httpx.Client) -> None:
+    tenant = f"tenants/{demo.tenant}"
+    assert http.get(f"/v1/{tenant}/agents").status_code == 401
+
+    missing = http.get(f"/v1/{tenant}/agents/nope", headers=auth(demo.token))
+    assert missing.status_code == 404
+    assert _reason(missing.json()) == "AGENT_NOT_FOUND"
+    assert _grpc_headers(missing) == []
+    assert "Traceback" not in missing.text
+
+    bad_json = http.post(
+        f"/v1/{tenant}/agents", content=b"{not json", headers={**auth(demo.token), "content-type": "application/json"}
+    )
+    assert bad_json.status_code == 400
+
+    invalid = http.post(f"/v1/{tenant}/agents", json={"tools": ["tools/teleport"]}, headers=auth(demo.token))
+    assert invalid.status_code == 400
+    body = invalid.json()
+    assert _reason(body) == "INVALID_ARGUMENT"
+    violations = [d for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest")][0]["fieldViolations"]
+    assert {v["field"] for v in violations} == {"agent.instructions", "agent.tools[0]"}
+
+    other = http.get("/v1/tenants/someone-else/agents", headers=auth(demo.token))
+    assert other.status_code == 403
+    assert _reason(other.json()) == "TENANT_MISMATCH"
+
+
+def test_native_grpc_through_the_gateway(stack: Stack, demo: DemoResult) -> None:
+    metadata = (("authorization", f"Bearer {demo.token}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{stack.config.http_port}") as channel:
+        agents = agent_grpc.AgentServiceStub(channel)
+        listed = agents.ListAgents(agent_pb.ListAgentsRequest(parent=f"tenants/{demo.tenant}"), metadata=metadata)
+        assert {a.name.rsplit("/", 1)[1] for a in listed.agents} == {"route-planner", "report-writer"}
+        with pytest.raises(grpc.RpcError) as caught:
+            agents.GetAgent(agent_pb.GetAgentRequest(name=f"tenants/{demo.tenant}/agents/nope"), metadata=metadata)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        raw = dict(caught.value.trailing_metadata())["grpc-status-details-bin"]
+        info = error_details_pb2.ErrorInfo()
+        assert status_pb2.Status.FromString(raw).details[0].Unpack(info)
+        assert info.reason == "AGENT_NOT_FOUND"
+        with pytest.raises(grpc.RpcError) as caught:
+            agents.ListTools(agent_pb.ListToolsRequest())
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as caught:
+            billing_grpc.BillingServiceStub(channel).CheckEntitlement(
+                billing_pb.CheckEntitlementRequest(tenant=f"tenants/{demo.tenant}", meter="agent_runs", quantity=1),
+                metadata=metadata,
+            )
+        assert caught.value.code() != grpc.StatusCode.OK
+
+
+def test_discovery_is_public(stack: Stack, http: httpx.Client) -> None:
+    config = http.get("/.well-known/openid-configuration").json()
+    assert config["issuer"] == stack.config.gateway_url
+    assert config["jwks_uri"] == f"{stack.config.gateway_url}/.well-known/jwks.json"
+    keys = http.get("/.well-known/jwks.json").json()["keys"]
+    assert keys and keys[0]["kty"] == "OKP"
+
+
+def test_stack_stops_and_leaves_no_process(tmp_path: Path) -> None:
+    stack = Stack(StackConfig.ephemeral(tmp_path, openai_base_url="http://127.0.0.1:9/v1"), log=lambda _l: None)
+    stack.start()
+    processes = list(stack._processes.values())
+    assert len(processes) == 6
+    stack.stop()
+    assert all(p.poll() is not None for p in processes)
