@@ -118,7 +118,7 @@ CATALOG: dict[str, Tool] = {
     for tool in (
         Tool(
             id="route_distance",
-            description="Road distance in km and truck drive time in hours between two European logistics hubs.",
+            description="Road distance (km) and truck drive time (h) between two European logistics hubs.",
             parameters={
                 "type": "object",
                 "properties": {

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from services.cli.demo import DemoFailed, run_demo
 from services.cli.stack import Stack, StackConfig
+from services.kit.config import SERVICES
 
 app = typer.Typer(
     help="Orchestrall: AI agents and workflows for many tenants, as a gRPC mesh.", no_args_is_help=True
@@ -20,10 +21,12 @@ app = typer.Typer(
 console = Console(highlight=False)
 
 
-def _config(state_dir: Path, http_port: int) -> StackConfig:
+def _config(state_dir: Path, http_port: int, service_port_base: int) -> StackConfig:
     return StackConfig(
         state_dir=state_dir,
         http_port=http_port,
+        admin_port=http_port + 1821,
+        service_ports={name: service_port_base + i for i, name in enumerate(SERVICES)},
         database_url=os.environ.get("DATABASE_URL"),
         openai_base_url=os.environ.get("OPENAI_BASE_URL"),
     )
@@ -32,16 +35,19 @@ def _config(state_dir: Path, http_port: int) -> StackConfig:
 @app.command()
 def up(
     state_dir: Path = typer.Option(Path(".state"), help="SQLite files, certificates, logs."),
-    http_port: int = typer.Option(8080, help="Gateway port (REST and gRPC)."),
+    http_port: int = typer.Option(8080, help="Gateway port (REST and gRPC); Envoy admin is this + 1821."),
+    service_port_base: int = typer.Option(
+        50051, help="auth listens here, agent, workflow, flag, billing after it."
+    ),
 ) -> None:
     """Start the model server, the five services and Envoy; Ctrl-C or SIGTERM stops them all."""
-    stack = Stack(_config(state_dir, http_port), log=console.print)
+    stack = Stack(_config(state_dir, http_port, service_port_base), log=console.print)
     console.print("Starting Orchestrall ...")
     stack.start()
-    t = stack.timings
+    t, url = stack.timings, stack.config.gateway_url
     console.print(
-        f"[bold green]Orchestrall is up[/] in {t['total']:.1f}s (services healthy after {t['services']:.1f}s)\n"
-        f"  REST  {stack.config.gateway_url}   e.g. curl {stack.config.gateway_url}/.well-known/openid-configuration\n"
+        f"[bold green]Orchestrall is up[/] in {t['total']:.1f}s (gRPC SERVING at {t['services']:.1f}s)\n"
+        f"  REST  {url}   e.g. curl {url}/.well-known/openid-configuration\n"
         f"  gRPC  127.0.0.1:{stack.config.http_port} (through Envoy, same JWT)\n"
         f"  logs  {stack.config.state_dir / 'logs'}"
     )

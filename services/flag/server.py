@@ -18,7 +18,7 @@ NAME = "flag"
 
 async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
     """Build the flag service; it verifies tokens against the auth service's JWKS, fetched over mTLS."""
-    settings = settings or MeshSettings()  # type: ignore[call-arg]  # positional Field defaults in kit
+    settings = settings or MeshSettings()  # positional Field defaults in kit
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
     servicer = FlagService(db)

@@ -40,6 +40,8 @@ def database_url(settings: MeshSettings, service: str, *, sync: bool = False) ->
     """The SQLAlchemy URL of ``service``'s database.
 
     Args:
+        settings: ``database_url`` (PostgreSQL) or ``state_dir`` (SQLite file).
+        service: The service whose database it is.
         sync: Return a URL with a synchronous driver (for Alembic).
     """
     if settings.database_url:

@@ -63,6 +63,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """Wraps the unary handler of ``details.method`` so domain errors become statuses."""
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
@@ -105,6 +106,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """Wraps the handler of ``details.method`` so it runs only for an admitted caller."""
         handler = await continuation(details)
         method = details.method
         if handler is None or method.startswith(OPEN_PREFIXES):

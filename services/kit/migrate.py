@@ -60,6 +60,7 @@ def run_env(target_metadata: MetaData) -> None:
 
 
 def main() -> None:
+    """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -77,8 +77,13 @@ def generate(out: Path) -> None:
 
 
 def lint() -> None:
-    """Runs ``buf lint`` on an image built with protoc (the googleapis imports
-    are in the image, so buf needs no network to resolve them).
+    """Runs ``buf lint`` on an image built with protoc.
+
+    The googleapis imports are inside the image, so buf needs no network (no
+    Buf Schema Registry) to resolve them.
+
+    Raises:
+        SystemExit: buf reported lint errors (its exit code).
     """
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image.binpb"
@@ -95,6 +100,7 @@ def lint() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -12,6 +12,8 @@ from services.kit.db import new_metadata
 
 
 class Base(DeclarativeBase):
+    """Declarative base of this service's tables (its own MetaData, one Alembic lineage)."""
+
     metadata = new_metadata()
 
 

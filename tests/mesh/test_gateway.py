@@ -8,6 +8,10 @@ the gateway.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,15 +19,15 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from sqlalchemy import create_engine, text
-
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
+from sqlalchemy import create_engine, text
+
 from services.agent.tools import route_distance
 from services.cli.demo import DemoResult, run_demo
-from services.cli.stack import Stack, StackConfig
+from services.cli.stack import Stack, StackConfig, free_port
 from services.kit.db import connect_args, database_url
 from tests.conftest import SCHEMA_PREFIX, Backend
 
@@ -60,7 +64,9 @@ def auth(token: str) -> dict[str, str]:
 
 def stored_rows(stack: Stack, service: str, query: str, **params: str) -> list[tuple]:
     settings = stack.config.settings(service)
-    engine = create_engine(database_url(settings, service, sync=True), connect_args=connect_args(settings, service))
+    engine = create_engine(
+        database_url(settings, service, sync=True), connect_args=connect_args(settings, service)
+    )
     try:
         with engine.connect() as conn:
             return [tuple(row) for row in conn.execute(text(query), params)]
@@ -97,7 +103,9 @@ def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.C
     assert meters["agent_runs"] == 3
     assert meters["model_input_tokens"] == sum(r[2] for r in rows)
     assert meters["model_output_tokens"] == sum(r[3] for r in rows)
-    events = stored_rows(stack, "billing", "SELECT count(*) FROM usage_events WHERE tenant_id = :t", t=demo.tenant)
+    events = stored_rows(
+        stack, "billing", "SELECT count(*) FROM usage_events WHERE tenant_id = :t", t=demo.tenant
+    )
     assert events == [(9,)]
 
 
@@ -122,7 +130,9 @@ def test_rest_errors_map_to_http_statuses(demo: DemoResult, http: httpx.Client) 
     assert "Traceback" not in missing.text
 
     bad_json = http.post(
-        f"/v1/{tenant}/agents", content=b"{not json", headers={**auth(demo.token), "content-type": "application/json"}
+        f"/v1/{tenant}/agents",
+        content=b"{not json",
+        headers={**auth(demo.token), "content-type": "application/json"},
     )
     assert bad_json.status_code == 400
 
@@ -130,7 +140,9 @@ def test_rest_errors_map_to_http_statuses(demo: DemoResult, http: httpx.Client) 
     assert invalid.status_code == 400
     body = invalid.json()
     assert _reason(body) == "INVALID_ARGUMENT"
-    violations = [d for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest")][0]["fieldViolations"]
+    violations = [d for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest")][0][
+        "fieldViolations"
+    ]
     assert {v["field"] for v in violations} == {"agent.instructions", "agent.tools[0]"}
 
     other = http.get("/v1/tenants/someone-else/agents", headers=auth(demo.token))
@@ -142,10 +154,14 @@ def test_native_grpc_through_the_gateway(stack: Stack, demo: DemoResult) -> None
     metadata = (("authorization", f"Bearer {demo.token}"),)
     with grpc.insecure_channel(f"127.0.0.1:{stack.config.http_port}") as channel:
         agents = agent_grpc.AgentServiceStub(channel)
-        listed = agents.ListAgents(agent_pb.ListAgentsRequest(parent=f"tenants/{demo.tenant}"), metadata=metadata)
+        listed = agents.ListAgents(
+            agent_pb.ListAgentsRequest(parent=f"tenants/{demo.tenant}"), metadata=metadata
+        )
         assert {a.name.rsplit("/", 1)[1] for a in listed.agents} == {"route-planner", "report-writer"}
         with pytest.raises(grpc.RpcError) as caught:
-            agents.GetAgent(agent_pb.GetAgentRequest(name=f"tenants/{demo.tenant}/agents/nope"), metadata=metadata)
+            agents.GetAgent(
+                agent_pb.GetAgentRequest(name=f"tenants/{demo.tenant}/agents/nope"), metadata=metadata
+            )
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         raw = dict(caught.value.trailing_metadata())["grpc-status-details-bin"]
         info = error_details_pb2.ErrorInfo()
@@ -156,7 +172,9 @@ def test_native_grpc_through_the_gateway(stack: Stack, demo: DemoResult) -> None
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         with pytest.raises(grpc.RpcError) as caught:
             billing_grpc.BillingServiceStub(channel).CheckEntitlement(
-                billing_pb.CheckEntitlementRequest(tenant=f"tenants/{demo.tenant}", meter="agent_runs", quantity=1),
+                billing_pb.CheckEntitlementRequest(
+                    tenant=f"tenants/{demo.tenant}", meter="agent_runs", quantity=1
+                ),
                 metadata=metadata,
             )
         assert caught.value.code() != grpc.StatusCode.OK
@@ -170,10 +188,51 @@ def test_discovery_is_public(stack: Stack, http: httpx.Client) -> None:
     assert keys and keys[0]["kty"] == "OKP"
 
 
-def test_stack_stops_and_leaves_no_process(tmp_path: Path) -> None:
-    stack = Stack(StackConfig.ephemeral(tmp_path, openai_base_url="http://127.0.0.1:9/v1"), log=lambda _l: None)
-    stack.start()
-    processes = list(stack._processes.values())
-    assert len(processes) == 6
-    stack.stop()
-    assert all(p.poll() is not None for p in processes)
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_up_stops_on_sigterm_and_leaves_no_process(tmp_path: Path) -> None:
+    http_port, base = free_port(), free_port()
+    env = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    command = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "up",
+        "--state-dir",
+        str(tmp_path),
+        "--http-port",
+        str(http_port),
+    ]
+    up = subprocess.Popen(
+        [*command, "--service-port-base", str(base)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            if "Orchestrall is up" in line:
+                break
+        else:
+            pytest.fail(f"up exited with {up.wait()}")
+        children = _children(up.pid)
+        assert len(children) == 6, "five services and Envoy"
+        assert httpx.get(f"http://127.0.0.1:{http_port}/.well-known/jwks.json").status_code == 200
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=30) == 0
+        alive = {pid for pid in children if Path(f"/proc/{pid}").exists()}
+        assert alive == set()
+    finally:
+        up.kill()

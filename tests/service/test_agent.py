@@ -7,7 +7,6 @@ import json
 import grpc
 import pytest
 from google.protobuf import struct_pb2
-
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
@@ -16,6 +15,7 @@ from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from orchestrall.flag.v1 import flag_service_pb2 as flag_pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from orchestrall.flag.v1 import resources_pb2 as flag_res
+
 from services.agent.tools import route_distance
 from tests.conftest import Mesh
 from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
@@ -51,7 +51,9 @@ async def test_run_calls_the_tool_and_meters_usage(mesh: Mesh) -> None:
         agent = await create_planner(stub, tenant)
         assert agent.name == f"{tenant.name}/agents/planner"
         run = await stub.CreateRun(
-            pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Distance from Rotterdam to Berlin?"), request_id="r1"),
+            pb.CreateRunRequest(
+                parent=agent.name, run=res.Run(input="Distance from Rotterdam to Berlin?"), request_id="r1"
+            ),
             metadata=tenant.metadata,
         )
         assert run.state == res.Run.STATE_SUCCEEDED, run.error
@@ -84,7 +86,9 @@ async def test_the_agent_tools_flag_turns_tools_off(mesh: Mesh) -> None:
             flag_pb.CreateFlagRequest(
                 parent=tenant.name,
                 flag_id="agent-tools",
-                flag=flag_res.Flag(state=flag_res.Flag.STATE_ENABLED, variants=variants, default_variant="off"),
+                flag=flag_res.Flag(
+                    state=flag_res.Flag.STATE_ENABLED, variants=variants, default_variant="off"
+                ),
             ),
             metadata=tenant.metadata,
         )
@@ -92,7 +96,8 @@ async def test_the_agent_tools_flag_turns_tools_off(mesh: Mesh) -> None:
         stub = pb_grpc.AgentServiceStub(channel)
         agent = await create_planner(stub, tenant)
         run = await stub.CreateRun(
-            pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Rotterdam to Paris?")), metadata=tenant.metadata
+            pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Rotterdam to Paris?")),
+            metadata=tenant.metadata,
         )
     assert run.state == res.Run.STATE_SUCCEEDED
     assert not run.tools_enabled and not run.tool_calls
@@ -108,7 +113,9 @@ async def test_bad_agents_are_rejected_with_field_violations(mesh: Mesh) -> None
                 pb.CreateAgentRequest(
                     parent=tenant.name,
                     agent_id="Bad Id",
-                    agent=res.Agent(tools=["tools/teleport"], temperature=3, tool_choice=res.TOOL_CHOICE_REQUIRED),
+                    agent=res.Agent(
+                        tools=["tools/teleport"], temperature=3, tool_choice=res.TOOL_CHOICE_REQUIRED
+                    ),
                 ),
                 metadata=tenant.metadata,
             )
@@ -130,13 +137,19 @@ async def test_other_tenants_cannot_see_or_run_agents(mesh: Mesh) -> None:
         agent = await create_planner(stub, owner)
         for call in (
             stub.GetAgent(pb.GetAgentRequest(name=agent.name), metadata=intruder.metadata),
-            stub.CreateRun(pb.CreateRunRequest(parent=agent.name, run=res.Run(input="x")), metadata=intruder.metadata),
+            stub.CreateRun(
+                pb.CreateRunRequest(parent=agent.name, run=res.Run(input="x")), metadata=intruder.metadata
+            ),
             stub.DeleteAgent(pb.DeleteAgentRequest(name=agent.name), metadata=intruder.metadata),
         ):
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await call
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.GetAgent(pb.GetAgentRequest(name=f"{intruder.name}/agents/planner"), metadata=intruder.metadata)
+            await stub.GetAgent(
+                pb.GetAgentRequest(name=f"{intruder.name}/agents/planner"), metadata=intruder.metadata
+            )
         assert error_info(caught.value).reason == "AGENT_NOT_FOUND"
-        assert (await stub.GetAgent(pb.GetAgentRequest(name=agent.name), metadata=owner.metadata)).name == agent.name
+        assert (
+            await stub.GetAgent(pb.GetAgentRequest(name=agent.name), metadata=owner.metadata)
+        ).name == agent.name

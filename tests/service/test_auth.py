@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from orchestrall.auth.v1 import auth_service_pb2 as pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from orchestrall.auth.v1 import resources_pb2 as res
+
 from tests.conftest import Mesh
 from tests.service.helpers import error_info, field_violations, new_tenant
 
@@ -33,7 +33,9 @@ async def test_duplicate_and_invalid_tenants(mesh: Mesh) -> None:
     async with mesh.channel("auth") as channel:
         stub = pb_grpc.AuthServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.CreateTenant(pb.CreateTenantRequest(tenant_id=tenant.id, tenant=res.Tenant(display_name="x")))
+            await stub.CreateTenant(
+                pb.CreateTenantRequest(tenant_id=tenant.id, tenant=res.Tenant(display_name="x"))
+            )
         assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateTenant(pb.CreateTenantRequest(tenant_id="Bad_ID", tenant=res.Tenant()))
@@ -52,7 +54,9 @@ async def test_api_keys_are_idempotent_listed_and_revocable(mesh: Mesh) -> None:
         again = await stub.CreateApiKey(request, metadata=tenant.metadata)
         assert first.api_key.name == again.api_key.name
         assert first.api_key_secret and not again.api_key_secret
-        listed = await stub.ListApiKeys(pb.ListApiKeysRequest(parent=tenant.name, page_size=1), metadata=tenant.metadata)
+        listed = await stub.ListApiKeys(
+            pb.ListApiKeysRequest(parent=tenant.name, page_size=1), metadata=tenant.metadata
+        )
         assert len(listed.api_keys) == 1 and listed.next_page_token
         token = await stub.IssueToken(
             pb.IssueTokenRequest(grant_type="client_credentials", client_secret=first.api_key_secret)

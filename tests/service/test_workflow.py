@@ -6,13 +6,13 @@ import asyncio
 
 import grpc
 import pytest
-
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
+
 from tests.conftest import Mesh
 from tests.service.helpers import field_violations, new_tenant
 
@@ -28,7 +28,9 @@ async def test_two_step_workflow_chains_outputs(mesh: Mesh) -> None:
                 agent_pb.CreateAgentRequest(
                     parent=tenant.name,
                     agent_id=agent_id,
-                    agent=agent_res.Agent(instructions="Answer in one short sentence.", max_output_tokens=24, temperature=0),
+                    agent=agent_res.Agent(
+                        instructions="Answer in one short sentence.", max_output_tokens=24, temperature=0
+                    ),
                 ),
                 metadata=tenant.metadata,
             )
@@ -41,14 +43,20 @@ async def test_two_step_workflow_chains_outputs(mesh: Mesh) -> None:
                 workflow=res.Workflow(
                     steps=[
                         Step(id="a", agent=f"{tenant.name}/agents/first"),
-                        Step(id="b", agent=f"{tenant.name}/agents/second", input_template="Shorten: {{ steps.a.output }}"),
+                        Step(
+                            id="b",
+                            agent=f"{tenant.name}/agents/second",
+                            input_template="Shorten: {{ steps.a.output }}",
+                        ),
                     ]
                 ),
             ),
             metadata=tenant.metadata,
         )
         run = await stub.CreateWorkflowRun(
-            pb.CreateWorkflowRunRequest(parent=workflow.name, workflow_run=res.WorkflowRun(input="Name a port city.")),
+            pb.CreateWorkflowRunRequest(
+                parent=workflow.name, workflow_run=res.WorkflowRun(input="Name a port city.")
+            ),
             metadata=tenant.metadata,
         )
         for _ in range(600):
@@ -75,7 +83,11 @@ async def test_bad_definitions_name_each_bad_field(mesh: Mesh) -> None:
                     parent=tenant.name,
                     workflow=res.Workflow(
                         steps=[
-                            Step(id="a", agent=f"{tenant.name}/agents/missing", input_template="{{ steps.b.output }}"),
+                            Step(
+                                id="a",
+                                agent=f"{tenant.name}/agents/missing",
+                                input_template="{{ steps.b.output }}",
+                            ),
                             Step(id="b", agent=f"{other.name}/agents/x", input_template="{{ nope }}"),
                             Step(id="b", agent="agents/x", input_template="{% if %}"),
                         ]
