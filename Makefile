@@ -33,9 +33,9 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m services.kit.protogen --lint
-	$(VENV)/bin/ruff check services tests benchmark
-	$(VENV)/bin/ruff format --check services tests benchmark
-	$(VENV)/bin/mypy services tests
+	$(VENV)/bin/ruff check services gateway tests benchmark
+	$(VENV)/bin/ruff format --check services gateway tests benchmark
+	$(VENV)/bin/mypy services tests gateway benchmark
 
 test: $(STAMP)
 	$(PY) -m pytest -q
