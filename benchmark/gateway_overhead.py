@@ -21,10 +21,10 @@ from pathlib import Path
 
 import grpc
 import httpx
+
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
-
 from services.cli.stack import CLI_IDENTITY, Stack, StackConfig
 from services.kit import mtls
 

@@ -33,8 +33,8 @@ import jinja2
 from google.api import annotations_pb2 as http_annotations
 from google.api import http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
-from orchestrall.api.v1 import annotations_pb2 as access_annotations
 
+from orchestrall.api.v1 import annotations_pb2 as access_annotations
 from services.kit.mtls import TlsFiles, spiffe_id
 
 ROOT = Path(__file__).resolve().parents[2]

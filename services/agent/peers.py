@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import grpc
+
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from orchestrall.billing.v1 import resources_pb2 as billing_res
 from orchestrall.flag.v1 import flag_service_pb2 as flag_pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
-
 from services.agent import errors
 from services.kit.clients import MeshClients
 

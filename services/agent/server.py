@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import openai
-from orchestrall.agent.v1 import agent_service_pb2, agent_service_pb2_grpc
 from pydantic import AliasChoices, Field
 
+from orchestrall.agent.v1 import agent_service_pb2, agent_service_pb2_grpc
 from services.agent.peers import Peers
 from services.agent.service import AgentService
 from services.kit.auth import JwtVerifier

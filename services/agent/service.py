@@ -8,10 +8,10 @@ import grpc
 import openai
 from google.protobuf import empty_pb2
 from google.rpc import code_pb2, status_pb2
+
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
-
 from services.agent import errors, store
 from services.agent import tools as catalog
 from services.agent.models import Agent, Run

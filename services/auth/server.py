@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from orchestrall.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 
+from orchestrall.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
 from services.auth.service import AuthService
 from services.kit.auth import JwtVerifier
 from services.kit.config import MeshSettings

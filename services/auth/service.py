@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import empty_pb2
+
 from orchestrall.auth.v1 import auth_service_pb2 as pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from orchestrall.auth.v1 import resources_pb2 as res
-
 from services.auth import errors, store, tokens
 from services.auth.models import ApiKey, SigningKey, Tenant
 from services.kit.auth import require_tenant

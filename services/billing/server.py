@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from orchestrall.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 
+from orchestrall.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 from services.billing.service import BillingService
 from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients

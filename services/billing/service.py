@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import grpc
+
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
-
 from services.billing import errors, store
 from services.billing.models import UsageEvent
 from services.billing.plans import METERS, period_of, plan_of

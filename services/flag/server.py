@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from orchestrall.flag.v1 import flag_service_pb2, flag_service_pb2_grpc
 
+from orchestrall.flag.v1 import flag_service_pb2, flag_service_pb2_grpc
 from services.flag.service import FlagService
 from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients

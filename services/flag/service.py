@@ -8,10 +8,10 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2, json_format, struct_pb2
 from google.protobuf.message import Message
+
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-
 from services.flag import errors, evaluator, store
 from services.flag.models import Flag
 from services.kit.auth import require_tenant

@@ -20,8 +20,8 @@ from typing import Any
 import jwt
 from google.api import annotations_pb2 as http_annotations
 from google.protobuf.descriptor import ServiceDescriptor
-from orchestrall.api.v1 import annotations_pb2 as access_annotations
 
+from orchestrall.api.v1 import annotations_pb2 as access_annotations
 from services.kit.errors import PermissionDenied, Unauthenticated
 
 TENANT_METADATA_KEY = "orchestrall-tenant"

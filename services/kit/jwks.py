@@ -6,9 +6,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
+
 from orchestrall.auth.v1.auth_service_pb2 import GetJwksRequest
 from orchestrall.auth.v1.auth_service_pb2_grpc import AuthServiceStub
-
 from services.kit.auth import JwksFetcher
 from services.kit.clients import MeshClients
 from services.kit.errors import Unavailable

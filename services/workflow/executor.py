@@ -13,10 +13,10 @@ import asyncio
 import logging
 
 import grpc
+
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.agent.v1 import resources_pb2 as agent_res
-
 from services.kit.clients import MeshClients
 from services.kit.db import Database
 from services.kit.timestamps import utcnow

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from orchestrall.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 
+from orchestrall.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
 from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings

@@ -7,12 +7,12 @@ import re
 
 import grpc
 from google.rpc import code_pb2, status_pb2
+
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
-
 from services.kit.auth import require_tenant
 from services.kit.clients import MeshClients
 from services.kit.db import Database

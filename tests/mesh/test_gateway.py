@@ -19,12 +19,12 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from sqlalchemy import create_engine, text
+
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
-from sqlalchemy import create_engine, text
-
 from services.agent.tools import route_distance
 from services.cli.demo import DemoResult, run_demo
 from services.cli.stack import Stack, StackConfig, free_port

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+
 from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from orchestrall.auth.v1 import resources_pb2 as auth_res
-
 from tests.conftest import Mesh
 
 

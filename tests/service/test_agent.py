@@ -7,6 +7,7 @@ import json
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
@@ -15,7 +16,6 @@ from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from orchestrall.flag.v1 import flag_service_pb2 as flag_pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from orchestrall.flag.v1 import resources_pb2 as flag_res
-
 from services.agent.tools import route_distance
 from tests.conftest import Mesh
 from tests.service.helpers import Tenant, error_info, field_violations, new_tenant

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from orchestrall.auth.v1 import auth_service_pb2 as pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from orchestrall.auth.v1 import resources_pb2 as res
-
 from tests.conftest import Mesh
 from tests.service.helpers import error_info, field_violations, new_tenant
 

@@ -6,13 +6,13 @@ import asyncio
 
 import grpc
 import pytest
+
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
-
 from tests.conftest import Mesh
 from tests.service.helpers import field_violations, new_tenant
 
