@@ -13,6 +13,11 @@ from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
+from services.kit.db import Database, create_engine
+from services.kit.server import start
+from services.kit.timestamps import utcnow
+from services.workflow.models import WorkflowRun
+from services.workflow.server import build as build_workflow
 from tests.conftest import Mesh
 from tests.service.helpers import field_violations, new_tenant
 
@@ -105,3 +110,75 @@ async def test_bad_definitions_name_each_bad_field(mesh: Mesh) -> None:
         "workflow.steps[2].agent",
         "workflow.steps[2].input_template",
     }
+
+
+async def test_an_interrupted_run_resumes_at_its_first_unfinished_step(mesh: Mesh) -> None:
+    """A run left RUNNING by a crashed process is finished by the next process, without redoing done steps."""
+    tenant = await new_tenant(mesh)
+    async with mesh.channel("agent") as channel:
+        await agent_grpc.AgentServiceStub(channel).CreateAgent(
+            agent_pb.CreateAgentRequest(
+                parent=tenant.name,
+                agent_id="echo",
+                agent=agent_res.Agent(
+                    instructions="Answer in one short sentence.", max_output_tokens=16, temperature=0
+                ),
+            ),
+            metadata=tenant.metadata,
+        )
+    steps = [
+        Step(id="a", agent=f"{tenant.name}/agents/echo"),
+        Step(id="b", agent=f"{tenant.name}/agents/echo", input_template="Shorten: {{ steps.a.output }}"),
+    ]
+    async with mesh.channel("workflow") as channel:
+        workflow = await pb_grpc.WorkflowServiceStub(channel).CreateWorkflow(
+            pb.CreateWorkflowRequest(
+                parent=tenant.name, workflow_id="resume", workflow=res.Workflow(steps=steps)
+            ),
+            metadata=tenant.metadata,
+        )
+    settings = mesh.config.settings("workflow").model_copy(
+        update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0"}
+    )
+    db = Database(create_engine(settings, "workflow"))
+    async with db.transaction() as session:
+        session.add(
+            WorkflowRun(
+                tenant_id=tenant.id,
+                id="interrupted",
+                workflow_id="resume",
+                input="ignored: step a already ran",
+                state="RUNNING",
+                steps=[
+                    {
+                        "step_id": "a",
+                        "state": "SUCCEEDED",
+                        "input": "x",
+                        "output": "Rotterdam",
+                        "agent_run": "r",
+                    },
+                    {"step_id": "b", "state": "RUNNING"},
+                ],
+                create_time=utcnow(),
+            )
+        )
+    await db.close()
+    service, settings = await build_workflow(settings)
+    restarted = await start(service, settings)
+    try:
+        async with mesh.channel("workflow") as channel:
+            stub = pb_grpc.WorkflowServiceStub(channel)
+            for _ in range(600):
+                run = await stub.GetWorkflowRun(
+                    pb.GetWorkflowRunRequest(name=f"{workflow.name}/runs/interrupted"),
+                    metadata=tenant.metadata,
+                )
+                if run.state != res.RUN_STATE_RUNNING:
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await restarted.stop(0)
+    assert run.state == res.RUN_STATE_SUCCEEDED, run.error
+    assert (run.steps[0].output, run.steps[0].agent_run) == ("Rotterdam", "r")
+    assert run.steps[1].input == "Shorten: Rotterdam"
+    assert run.steps[1].agent_run.startswith(f"{tenant.name}/agents/echo/runs/")
