@@ -159,10 +159,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
         async with self._db.transaction() as session:
-            rows = await store.list_agents(session, tenant_id, page.offset, page.size + 1)
-        return pb.ListAgentsResponse(
-            agents=[agent_to_proto(a) for a in rows[: page.size]], next_page_token=page.next_token(len(rows))
-        )
+            rows = await store.list_agents(session, tenant_id, page.offset, page.limit)
+        page_rows, token = page.split(rows)
+        return pb.ListAgentsResponse(agents=[agent_to_proto(a) for a in page_rows], next_page_token=token)
 
     async def DeleteAgent(
         self, request: pb.DeleteAgentRequest, context: grpc.aio.ServicerContext
@@ -260,19 +259,18 @@ class AgentService(pb_grpc.AgentServiceServicer):
         async with self._db.transaction() as session:
             if await store.get_agent(session, tenant_id, agent_id) is None:
                 raise errors.agent_not_found(request.parent)
-            rows = await store.list_runs(session, tenant_id, agent_id, page.offset, page.size + 1)
-        return pb.ListRunsResponse(
-            runs=[run_to_proto(r) for r in rows[: page.size]], next_page_token=page.next_token(len(rows))
-        )
+            rows = await store.list_runs(session, tenant_id, agent_id, page.offset, page.limit)
+        page_rows, token = page.split(rows)
+        return pb.ListRunsResponse(runs=[run_to_proto(r) for r in page_rows], next_page_token=token)
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListToolsResponse:
         page = page_of(request.page_size, request.page_token, "tools")
-        tools = list(catalog.CATALOG.values())[page.offset : page.offset + page.size + 1]
+        tools, token = page.split(list(catalog.CATALOG.values())[page.offset : page.offset + page.limit])
         listed = []
-        for tool in tools[: page.size]:
+        for tool in tools:
             message = res.Tool(name=tool.name, description=tool.description)
             message.parameters.update(tool.parameters)
             listed.append(message)
-        return pb.ListToolsResponse(tools=listed, next_page_token=page.next_token(len(tools)))
+        return pb.ListToolsResponse(tools=listed, next_page_token=token)

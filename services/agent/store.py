@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.agent.models import Agent, Run
+from services.kit.db import insert_unique
 
 
 async def add_agent(session: AsyncSession, agent: Agent) -> bool:
     """Inserts an agent; False when its ID is taken (nothing is written then)."""
-    try:
-        async with session.begin_nested():
-            session.add(agent)
-    except IntegrityError:
-        return False
-    return True
+    return await insert_unique(session, agent)
 
 
 async def get_agent(session: AsyncSession, tenant_id: str, agent_id: str) -> Agent | None:

@@ -152,10 +152,10 @@ class AuthService(pb_grpc.AuthServiceServicer):
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
         async with self._db.transaction() as session:
-            rows = await store.list_api_keys(session, tenant_id, page.offset, page.size + 1)
+            rows = await store.list_api_keys(session, tenant_id, page.offset, page.limit)
+        page_rows, token = page.split(rows)
         return pb.ListApiKeysResponse(
-            api_keys=[api_key_to_proto(k) for k in rows[: page.size]],
-            next_page_token=page.next_token(len(rows)),
+            api_keys=[api_key_to_proto(k) for k in page_rows], next_page_token=token
         )
 
     async def DeleteApiKey(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth.models import ApiKey, SigningKey, Tenant
+from services.kit.db import insert_unique
 
 
 async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
@@ -18,12 +18,7 @@ async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
 
 async def add_tenant(session: AsyncSession, tenant: Tenant) -> bool:
     """Inserts a tenant; False when the ID is taken (nothing is written then)."""
-    try:
-        async with session.begin_nested():
-            session.add(tenant)
-    except IntegrityError:
-        return False
-    return True
+    return await insert_unique(session, tenant)
 
 
 async def add_api_key(session: AsyncSession, key: ApiKey) -> None:

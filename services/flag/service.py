@@ -147,10 +147,9 @@ class FlagService(pb_grpc.FlagServiceServicer):
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
         async with self._db.transaction() as session:
-            rows = await store.list_flags(session, tenant_id, page.offset, page.size + 1)
-        return pb.ListFlagsResponse(
-            flags=[flag_to_proto(f) for f in rows[: page.size]], next_page_token=page.next_token(len(rows))
-        )
+            rows = await store.list_flags(session, tenant_id, page.offset, page.limit)
+        page_rows, token = page.split(rows)
+        return pb.ListFlagsResponse(flags=[flag_to_proto(f) for f in page_rows], next_page_token=token)
 
     async def UpdateFlag(self, request: pb.UpdateFlagRequest, context: grpc.aio.ServicerContext) -> res.Flag:
         """Update the fields of a flag named in ``update_mask`` (AIP-134); the result must stay valid."""

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.flag.models import Flag
+from services.kit.db import insert_unique
 
 
 async def add_flag(session: AsyncSession, flag: Flag) -> bool:
     """Insert a flag; return False when the tenant has a flag with that key (nothing is written then)."""
-    try:
-        async with session.begin_nested():
-            session.add(flag)
-    except IntegrityError:
-        return False
-    return True
+    return await insert_unique(session, flag)
 
 
 async def get_flag(session: AsyncSession, tenant_id: str, key: str, *, lock: bool = False) -> Flag | None:

@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
 
 from services.kit.config import MeshSettings
 
@@ -76,6 +78,20 @@ def create_engine(settings: MeshSettings, service: str) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+async def insert_unique(session: AsyncSession, row: DeclarativeBase) -> bool:
+    """Inserts ``row`` in a savepoint; False when a unique key is taken.
+
+    The enclosing transaction goes on either way, so a create can report
+    ALREADY_EXISTS without losing anything else it wrote.
+    """
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
 
 
 class Database:

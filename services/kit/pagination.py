@@ -11,11 +11,13 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TypeVar
 
 from services.kit.errors import invalid
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,15 @@ class Page:
     offset: int
     size: int
     fingerprint: str
+
+    @property
+    def limit(self) -> int:
+        """Rows a store should fetch: one more than the page, to tell whether another page exists."""
+        return self.size + 1
+
+    def split(self, rows: list[T]) -> tuple[list[T], str]:
+        """The page's rows (fetched with :attr:`limit`) and the ``next_page_token``."""
+        return rows[: self.size], self.next_token(len(rows))
 
     def next_token(self, returned: int) -> str:
         """The ``next_page_token`` after returning ``returned`` rows; empty at the end.

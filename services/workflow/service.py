@@ -175,10 +175,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
         async with self._db.transaction() as session:
-            rows = await store.list_workflows(session, tenant_id, page.offset, page.size + 1)
+            rows = await store.list_workflows(session, tenant_id, page.offset, page.limit)
+        page_rows, token = page.split(rows)
         return pb.ListWorkflowsResponse(
-            workflows=[workflow_to_proto(w) for w in rows[: page.size]],
-            next_page_token=page.next_token(len(rows)),
+            workflows=[workflow_to_proto(w) for w in page_rows], next_page_token=token
         )
 
     async def CreateWorkflowRun(
@@ -232,8 +232,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         async with self._db.transaction() as session:
             if await store.get_workflow(session, tenant_id, workflow_id) is None:
                 raise errors.workflow_not_found(request.parent)
-            rows = await store.list_runs(session, tenant_id, workflow_id, page.offset, page.size + 1)
+            rows = await store.list_runs(session, tenant_id, workflow_id, page.offset, page.limit)
+        page_rows, token = page.split(rows)
         return pb.ListWorkflowRunsResponse(
-            workflow_runs=[run_to_proto(r) for r in rows[: page.size]],
-            next_page_token=page.next_token(len(rows)),
+            workflow_runs=[run_to_proto(r) for r in page_rows], next_page_token=token
         )

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.kit.db import insert_unique
 from services.workflow.models import Workflow, WorkflowRun
 
 
 async def add_workflow(session: AsyncSession, workflow: Workflow) -> bool:
     """Inserts a workflow; False when its ID is taken (nothing is written then)."""
-    try:
-        async with session.begin_nested():
-            session.add(workflow)
-    except IntegrityError:
-        return False
-    return True
+    return await insert_unique(session, workflow)
 
 
 async def get_workflow(session: AsyncSession, tenant_id: str, workflow_id: str) -> Workflow | None:
