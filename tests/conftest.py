@@ -139,14 +139,17 @@ class Mesh:
 async def start_mesh(config: StackConfig, tls_dir: Path, backend: Backend, model_url: str) -> Mesh:
     """Migrates and starts the five services in this event loop."""
     from services.agent.server import AgentSettings
+    from services.auth.server import AuthSettings
 
     builders = {name: __import__(f"services.{name}.server", fromlist=["build"]).build for name in SERVICES}
     servers: dict[str, RunningServer] = {}
     for name in SERVICES:
-        settings = config.settings(name).model_copy(update={"tls_dir": tls_dir})
+        settings = config.settings(name).model_copy(update={"tls_dir": tls_dir, "audit_relay_interval_seconds": 0.2})
         migrate.upgrade(settings, name)
         if name == "agent":
             settings = AgentSettings(**settings.model_dump(), openai_base_url=model_url)
+        if name == "auth":
+            settings = AuthSettings(**settings.model_dump())
         service, settings = await builders[name](settings)
         servers[name] = await start(service, settings)
     return Mesh(config=config, servers=servers, tls_dir=tls_dir, backend=backend)
@@ -163,5 +166,5 @@ async def mesh(
     )
     running = await start_mesh(config, tls_dir, backend, model_url)
     yield running
-    for server in running.servers.values():
+    for server in reversed(running.servers.values()):  # auth last: the others relay audit events to it
         await server.stop(0)

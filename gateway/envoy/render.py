@@ -6,6 +6,13 @@ turns into gRPC from the ``google.api.http`` annotations, and for native gRPC,
 which passes through. ``jwt_authn`` verifies bearer tokens against auth's JWKS,
 fetched through the gateway itself.
 
+Edge protection (all in Envoy, no external service): a token bucket per tenant
+(the verified ``tenant`` claim) and one per client address on the anonymous
+credential RPCs (sign-up, token), answered with HTTP 429 and ``Retry-After``;
+CORS for the browser console's origins; a request body cap (413) and a request
+header cap (431). The defaults below are module constants; :func:`render`
+takes each as a keyword.
+
 Which RPCs need no token and which are internal (not exposed at all) is read
 from the generated descriptors, the same source the services' auth interceptor
 uses (:func:`services.kit.auth.method_rules`): an RPC with
@@ -59,6 +66,61 @@ SELF_CLUSTER = "gateway_self"
 JWT_PROVIDER = "orchestrall"
 JWKS_PATH = "/.well-known/jwks.json"
 JWKS_CACHE_SECONDS = 300
+
+#: Request header carrying the verified ``tenant`` claim (written by jwt_authn,
+#: read by the rate limiter, removed before a service sees it).
+TENANT_HEADER = "x-orchestrall-tenant"
+#: Cluster without endpoints behind the REST catch-all route (see the template).
+UNROUTED_CLUSTER = "unrouted"
+
+
+@dataclass(frozen=True)
+class TokenBucket:
+    """A token bucket of Envoy's local rate limit filter (``envoy.type.v3.TokenBucket``).
+
+    A request takes one token; with none left it is refused (HTTP 429). The
+    bucket starts full and gains ``refill`` tokens every ``interval_seconds``,
+    up to ``burst``. ``Retry-After`` is ``interval_seconds``: the longest wait
+    for the next token.
+
+    Attributes:
+        burst: Bucket size (``max_tokens``), the most requests at once.
+        refill: Tokens added per interval (``tokens_per_fill``).
+        interval_seconds: Refill interval (``fill_interval``), whole seconds.
+
+    """
+
+    burst: int
+    refill: int
+    interval_seconds: int = 1
+
+    def __post_init__(self) -> None:
+        if self.burst < 1 or self.refill < 1 or self.interval_seconds < 1:
+            raise ValueError(f"token bucket values must be positive, got {self}")
+
+    @classmethod
+    def per_second(cls, rate: int, burst: int) -> TokenBucket:
+        """``rate`` requests per second sustained, ``burst`` at once."""
+        return cls(burst=burst, refill=rate, interval_seconds=1)
+
+
+#: Per tenant, all its REST and gRPC calls together (per Envoy process).
+TENANT_RATE_LIMIT = TokenBucket.per_second(rate=200, burst=400)
+#: Per client address, sign-up and token calls together.
+ANONYMOUS_RATE_LIMIT = TokenBucket.per_second(rate=5, burst=20)
+#: Distinct tenants / addresses whose buckets are kept (LRU); an evicted one restarts full.
+MAX_DYNAMIC_DESCRIPTORS = 10_000
+#: Origins of the browser console allowed by CORS (the Vite dev server by default).
+CORS_ORIGINS: tuple[str, ...] = ("http://localhost:5173",)
+CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id")
+#: Response headers a browser script may read (Retry-After on a 429).
+CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
+CORS_MAX_AGE_SECONDS = 600
+#: Largest request body (REST JSON or gRPC message); larger gets 413.
+MAX_REQUEST_BYTES = 1024 * 1024
+#: Largest request header block in KiB (Envoy's default); larger gets 431.
+MAX_REQUEST_HEADERS_KB = 60
 
 _VARIABLE = re.compile(r"\{[^}=]+(?:=([^}]*))?\}")
 
@@ -215,6 +277,12 @@ def render(
     trust_domain: str,
     namespace: str,
     listen_address: str = "127.0.0.1",
+    tenant_rate_limit: TokenBucket = TENANT_RATE_LIMIT,
+    anonymous_rate_limit: TokenBucket = ANONYMOUS_RATE_LIMIT,
+    max_dynamic_descriptors: int = MAX_DYNAMIC_DESCRIPTORS,
+    cors_origins: Sequence[str] = CORS_ORIGINS,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    max_request_headers_kb: int = MAX_REQUEST_HEADERS_KB,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -233,14 +301,25 @@ def render(
         trust_domain: SPIFFE trust domain of the upstreams' identities.
         namespace: Namespace in the upstreams' SPIFFE IDs.
         listen_address: Address the listener binds (``0.0.0.0`` in a container).
+        tenant_rate_limit: Bucket per tenant (the token's ``tenant`` claim), over all
+            its authenticated calls.
+        anonymous_rate_limit: Bucket per client address over the anonymous RPCs that
+            are not GETs (sign-up, token). The address is the TCP peer
+            (``use_remote_address``, no trusted proxy hops).
+        max_dynamic_descriptors: Buckets kept per limiter (LRU).
+        cors_origins: Exact origins allowed to call from a browser (CORS).
+        max_request_bytes: Largest request body; larger gets HTTP 413.
+        max_request_headers_kb: Largest request header block; larger gets HTTP 431.
 
     Returns:
         The YAML text, for ``envoy -c``.
 
     Raises:
-        ValueError: An upstream names an unknown service.
+        ValueError: An upstream names an unknown service, or a limit is not positive.
 
     """
+    if max_request_bytes < 1 or max_request_headers_kb < 1 or max_dynamic_descriptors < 1:
+        raise ValueError("request size limits and max_dynamic_descriptors must be positive")
     descriptors = service_descriptors(upstreams)
     rpcs = rpcs_of(descriptors)
     issuer = issuer.rstrip("/")
@@ -257,6 +336,12 @@ def render(
             "timeout": ROUTE_TIMEOUT_SECONDS.get(name, DEFAULT_ROUTE_TIMEOUT_SECONDS),
         }
         for name, (host, port) in upstreams.items()
+    ]
+    # Anonymous RPCs that change state (sign-up, token): targets of credential stuffing.
+    credential_paths = [
+        r.grpc_path
+        for r in rpcs
+        if r.anonymous and not r.internal and any(b.method != "GET" for b in r.bindings)
     ]
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent),
@@ -282,6 +367,36 @@ def render(
         jwks_cache_seconds=JWKS_CACHE_SECONDS,
         jwt_provider=JWT_PROVIDER,
         self_cluster=SELF_CLUSTER,
+        unrouted_cluster=UNROUTED_CLUSTER,
+        tenant_header=TENANT_HEADER,
+        rate_limiters=[
+            {
+                "name": "tenant_rate_limit",
+                "comment": "One bucket per tenant (the verified claim); calls without a token are not counted.",
+                "key": "tenant",
+                "paths": [],
+                "bucket": tenant_rate_limit,
+            },
+            {
+                "name": "anonymous_rate_limit",
+                "comment": "One bucket per client address on anonymous credential RPCs (sign-up, token); "
+                "anonymous reads (discovery, the JWKS this gateway fetches through itself) are not counted.",
+                "key": "remote_address",
+                "group": "anonymous_credentials",
+                "paths": credential_paths,
+                # Whole-path match (RE2); a query string must not slip past it.
+                "paths_regex": "(?:" + "|".join(re.escape(p) for p in credential_paths) + r")(?:\?.*)?",
+                "bucket": anonymous_rate_limit,
+            },
+        ],
+        max_dynamic_descriptors=max_dynamic_descriptors,
+        cors_origins=list(cors_origins),
+        cors_allow_methods=", ".join(CORS_ALLOW_METHODS),
+        cors_allow_headers=", ".join(CORS_ALLOW_HEADERS),
+        cors_expose_headers=", ".join(CORS_EXPOSE_HEADERS),
+        cors_max_age_seconds=CORS_MAX_AGE_SECONDS,
+        max_request_bytes=max_request_bytes,
+        max_request_headers_kb=max_request_headers_kb,
     )
 
 

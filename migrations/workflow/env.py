@@ -1,4 +1,4 @@
-from services.workflow.models import Base
 from services.kit.migrate import run_env
+from services.workflow.models import Base
 
 run_env(Base.metadata)

@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.kit.audit import outbox_table
 from services.kit.db import new_metadata
 
 
@@ -25,6 +26,10 @@ class Base(DeclarativeBase):
     """Declarative base of this service's tables (its own MetaData, one Alembic lineage)."""
 
     metadata = new_metadata()
+
+
+# Audit events of this service's calls, committed with their changes and relayed to auth.
+AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
 class Agent(Base):

@@ -7,8 +7,10 @@ import openai
 from pydantic import AliasChoices, Field
 
 from orchestrall.agent.v1 import agent_service_pb2, agent_service_pb2_grpc
+from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
 from services.agent.service import AgentService
+from services.kit.audit import AuditLog, deliver_to_auth
 from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
@@ -55,5 +57,12 @@ async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSet
         register=register,
         verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
         on_stop=[db.close, clients.close, model_client.close],
+        audit=AuditLog(
+            NAME,
+            db,
+            AUDIT_OUTBOX,
+            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
+            settings.audit_relay_interval_seconds,
+        ),
     )
     return service, settings

@@ -17,6 +17,7 @@ from services.agent import tools as catalog
 from services.agent.models import Agent, Run
 from services.agent.peers import Peers
 from services.agent.runner import AgentSpec, ModelError, run_agent
+from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database
 from services.kit.errors import FieldViolation, InvalidArgument
@@ -134,6 +135,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             request_id=request.request_id or None,
             create_time=utcnow(),
         )
+        note_resource(f"{request.parent}/agents/{agent.id}")
         async with self._db.transaction() as session:
             if request.request_id and (
                 earlier := await store.agent_by_request(session, tenant_id, request.request_id)
@@ -203,6 +205,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             request_id=request.request_id or None,
             create_time=utcnow(),
         )
+        note_resource(f"{request.parent}/runs/{run.id}")
         async with self._db.transaction() as session:
             await store.add_run(session, run)
         await self._execute(agent, run)

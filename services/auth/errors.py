@@ -1,4 +1,4 @@
-"""Errors of the auth service."""
+"""Errors of the auth service. Token endpoint errors carry the RFC 6749 section 5.2 code as reason."""
 
 from __future__ import annotations
 
@@ -10,25 +10,35 @@ def tenant_exists(name: str) -> AlreadyExists:
     return AlreadyExists("TENANT_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
 
 
+def already_exists(reason: str, name: str) -> AlreadyExists:
+    """A principal with that ID (or email) exists in the tenant."""
+    return AlreadyExists(reason, f"{name} already exists", metadata={"name": name})
+
+
 def tenant_not_found(name: str) -> NotFound:
     """No such tenant."""
     return NotFound("TENANT_NOT_FOUND", f"{name} not found", metadata={"name": name})
 
 
-def api_key_not_found(name: str) -> NotFound:
-    """No such API key in the caller's tenant."""
-    return NotFound("API_KEY_NOT_FOUND", f"{name} not found", metadata={"name": name})
+def not_found(reason: str, name: str) -> NotFound:
+    """No such key, user or service account in the caller's tenant."""
+    return NotFound(reason, f"{name} not found", metadata={"name": name})
 
 
 def invalid_client() -> Unauthenticated:
-    """RFC 6749 section 5.2 ``invalid_client``: unknown, revoked or wrong secret."""
+    """``invalid_client``: unknown, revoked, expired or wrong secret."""
     return Unauthenticated("INVALID_CLIENT", "client authentication failed")
 
 
+def invalid_grant() -> InvalidArgument:
+    """``invalid_grant``: the user's credentials are wrong (same answer for unknown users)."""
+    return invalid("password", "the username or password is wrong", reason="INVALID_GRANT")
+
+
 def unsupported_grant_type(grant_type: str) -> InvalidArgument:
-    """RFC 6749 section 5.2 ``unsupported_grant_type``."""
+    """``unsupported_grant_type``."""
     return invalid(
         "grant_type",
-        f"{grant_type!r} is not supported; use client_credentials",
+        f"{grant_type!r} is not supported; use client_credentials or password",
         reason="UNSUPPORTED_GRANT_TYPE",
     )

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
 from google.protobuf import empty_pb2
 
 from orchestrall.auth.v1 import auth_service_pb2 as pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from orchestrall.auth.v1 import resources_pb2 as res
-from services.auth import errors, store, tokens
-from services.auth.models import ApiKey, SigningKey, Tenant
-from services.kit.auth import require_tenant
+from services.auth import errors, passwords, store, tokens
+from services.auth.models import ApiKey, AuditEvent, ServiceAccount, SigningKey, Tenant, User
+from services.kit.audit import note_resource
+from services.kit.auth import current_principal, require_tenant
 from services.kit.db import Database
-from services.kit.errors import FieldViolation, InvalidArgument, invalid
+from services.kit.errors import FieldViolation, InvalidArgument, PermissionDenied, invalid
 from services.kit.names import new_id, parse, validate_id
 from services.kit.pagination import page_of
-from services.kit.timestamps import to_timestamp, utcnow
+from services.kit.roles import ROLE_ORDER, may_grant
+from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
 
-ADMIN_ROLES = ["admin"]
-KNOWN_ROLES = {"owner", "admin", "developer", "viewer"}
+FIRST_KEY_ROLES = ["owner"]
+# A deliberately loose shape check; deliverability is the mail system's business (RFC 5321).
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
 def tenant_to_proto(tenant: Tenant) -> res.Tenant:
@@ -39,11 +47,67 @@ def api_key_to_proto(key: ApiKey) -> res.ApiKey:
         roles=key.roles,
         key_prefix=f"{tokens.KEY_PREFIX}{key.id[:8]}",
         create_time=to_timestamp(key.create_time),
+        expire_time=to_timestamp(key.expire_time),
+        last_use_time=to_timestamp(key.last_use_time),
     )
 
 
+def user_to_proto(user: User) -> res.User:
+    """Maps a user row to its resource (never the password hash)."""
+    return res.User(
+        name=f"tenants/{user.tenant_id}/users/{user.id}",
+        email=user.email,
+        display_name=user.display_name,
+        roles=user.roles,
+        create_time=to_timestamp(user.create_time),
+    )
+
+
+def service_account_to_proto(account: ServiceAccount) -> res.ServiceAccount:
+    """Maps a service account row to its resource (never the secret)."""
+    return res.ServiceAccount(
+        name=f"tenants/{account.tenant_id}/serviceAccounts/{account.id}",
+        display_name=account.display_name,
+        roles=account.roles,
+        create_time=to_timestamp(account.create_time),
+    )
+
+
+def audit_event_to_proto(row: AuditEvent) -> res.AuditEvent:
+    """Maps an audit event row to its resource."""
+    return res.AuditEvent(
+        name=f"tenants/{row.tenant_id}/auditEvents/{row.id}",
+        time=to_timestamp(row.time),
+        subject=row.subject,
+        principal_kind=row.principal_kind,
+        method=row.method,
+        resource=row.resource,
+        outcome=row.outcome,
+        service=row.service,
+    )
+
+
+def _check_roles(roles: list[str], field: str) -> list[FieldViolation]:
+    """Violations for unknown roles; raises when the caller may not grant them."""
+    unknown = sorted(set(roles) - set(ROLE_ORDER))
+    if unknown:
+        return [FieldViolation(field, f"unknown roles {unknown}; known: {list(ROLE_ORDER)}")]
+    caller = current_principal()
+    if caller.kind == "user" and not may_grant(caller.roles, roles):
+        raise PermissionDenied(
+            "ROLE_NOT_GRANTABLE",
+            f"roles {list(caller.roles)} may not grant {roles}",
+            metadata={"roles": ",".join(roles)},
+        )
+    return []
+
+
 def _new_api_key(
-    tenant_id: str, display_name: str, roles: list[str], request_id: str | None
+    tenant_id: str,
+    display_name: str,
+    roles: list[str],
+    request_id: str | None,
+    expire_time: dt.datetime | None,
 ) -> tuple[ApiKey, str]:
     key_id = new_id().replace("-", "")
     secret = tokens.new_api_key_secret(key_id)
@@ -55,29 +119,57 @@ def _new_api_key(
         secret_sha256=tokens.secret_sha256(secret),
         request_id=request_id,
         create_time=utcnow(),
+        expire_time=expire_time,
     )
     return row, secret
 
 
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
 class AuthService(pb_grpc.AuthServiceServicer):
-    """Tenants, API keys, tokens and the JWKS.
+    """Tenants, principals, tokens, signing keys and the audit log.
 
     Args:
         db: The auth database.
         issuer: ``iss`` of issued tokens, also the OIDC issuer URL.
         audience: ``aud`` of issued tokens.
+        publish_delay: How long a new signing key is in the JWKS before it signs;
+            longer than any verifier caches the JWKS (Istio: 20 minutes).
     """
 
-    def __init__(self, db: Database, issuer: str, audience: str) -> None:
+    def __init__(self, db: Database, issuer: str, audience: str, publish_delay: dt.timedelta) -> None:
         self._db = db
         self._issuer = issuer.rstrip("/")
         self._audience = audience
+        self._publish_delay = publish_delay
+
+    # Signing keys -------------------------------------------------------------------------------
 
     async def ensure_signing_key(self) -> None:
-        """Creates the first signing key when none is published."""
+        """Creates the first signing key, active at once, when no key can sign."""
         async with self._db.transaction() as session:
-            if not await store.published_keys(session, utcnow()):
-                await store.add_signing_key(session, tokens.new_signing_key(utcnow()))
+            now = utcnow()
+            if tokens.signing_key(await store.published_keys(session, now), now) is None:
+                await store.add_signing_key(session, tokens.new_signing_key(now))
+
+    async def rotate(self) -> tuple[SigningKey, SigningKey | None]:
+        """Rotates the signing key (see :func:`services.auth.tokens.rotate`)."""
+        async with self._db.transaction() as session:
+            now = utcnow()
+            new, previous = tokens.rotate(await store.unexpired_keys(session, now), now, self._publish_delay)
+            await store.add_signing_key(session, new)
+        return new, previous
+
+    async def rotate_if_older_than(self, age: dt.timedelta) -> None:
+        """Rotates when the newest key was created more than ``age`` ago (the schedule)."""
+        async with self._db.transaction() as session:
+            now = utcnow()
+            keys = await store.published_keys(session, now)
+        newest = _aware(max((k.create_time for k in keys), default=None))
+        if newest is None or now - newest >= age:
+            await self.rotate()
 
     async def jwks(self) -> dict[str, list[dict[str, str]]]:
         """The JWKS as a dict, for this service's own token verifier."""
@@ -85,13 +177,45 @@ class AuthService(pb_grpc.AuthServiceServicer):
             keys = await store.published_keys(session, utcnow())
         return {"keys": [dict(k.public_jwk) for k in keys]}
 
-    async def _active_key(self) -> SigningKey:
+    async def _signing_key(self) -> SigningKey:
         async with self._db.transaction() as session:
-            keys = await store.published_keys(session, utcnow())
-        if not keys:
+            now = utcnow()
+            key = tokens.signing_key(await store.published_keys(session, now), now)
+        if key is None:
             await self.ensure_signing_key()
-            return await self._active_key()
-        return keys[0]
+            return await self._signing_key()
+        return key
+
+    async def RotateSigningKey(
+        self, request: pb.RotateSigningKeyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RotateSigningKeyResponse:
+        new, previous = await self.rotate()
+        return pb.RotateSigningKeyResponse(
+            kid=new.kid,
+            activate_time=to_timestamp(new.activate_time),
+            previous_kid=previous.kid if previous else "",
+        )
+
+    async def GetJwks(
+        self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> res.JsonWebKeySet:
+        jwks = await self.jwks()
+        return res.JsonWebKeySet(keys=[res.JsonWebKey(**k) for k in jwks["keys"]])
+
+    async def GetOpenIdConfiguration(
+        self, request: pb.GetOpenIdConfigurationRequest, context: grpc.aio.ServicerContext
+    ) -> res.OpenIdConfiguration:
+        return res.OpenIdConfiguration(
+            issuer=self._issuer,
+            jwks_uri=f"{self._issuer}/.well-known/jwks.json",
+            token_endpoint=f"{self._issuer}/v1/oauth2/token",
+            grant_types_supported=["client_credentials", "password"],
+            id_token_signing_alg_values_supported=["EdDSA"],
+            response_types_supported=["token"],
+            subject_types_supported=["public"],
+        )
+
+    # Tenants ------------------------------------------------------------------------------------
 
     async def CreateTenant(
         self, request: pb.CreateTenantRequest, context: grpc.aio.ServicerContext
@@ -104,14 +228,15 @@ class AuthService(pb_grpc.AuthServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         tenant_id = validate_id(request.tenant_id, "tenant_id", minimum=3)
+        note_resource(f"tenants/{tenant_id}")
         tenant = Tenant(
             id=tenant_id,
             display_name=request.tenant.display_name.strip(),
             industry=request.tenant.industry.strip()[:100],
             create_time=utcnow(),
         )
-        key, secret = _new_api_key(tenant_id, "admin (created with the tenant)", ADMIN_ROLES, None)
-        async with self._db.transaction() as session:
+        key, secret = _new_api_key(tenant_id, "owner (created with the tenant)", FIRST_KEY_ROLES, None, None)
+        async with self._db.transaction(tenant=tenant_id) as session:
             if not await store.add_tenant(session, tenant):
                 raise errors.tenant_exists(f"tenants/{tenant_id}")
             await store.add_api_key(session, key)
@@ -128,20 +253,30 @@ class AuthService(pb_grpc.AuthServiceServicer):
             raise errors.tenant_not_found(request.name)
         return tenant_to_proto(tenant)
 
+    # API keys -----------------------------------------------------------------------------------
+
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateApiKeyResponse:
         (tenant_id,) = parse(request.parent, "parent", "tenants")
         require_tenant(tenant_id)
         roles = list(request.api_key.roles) or ["developer"]
-        unknown = sorted(set(roles) - KNOWN_ROLES)
-        if unknown:
-            raise invalid("api_key.roles", f"unknown roles {unknown}; known: {sorted(KNOWN_ROLES)}")
+        violations = _check_roles(roles, "api_key.roles")
+        expire_time = (
+            from_timestamp(request.api_key.expire_time) if request.api_key.HasField("expire_time") else None
+        )
+        if expire_time is not None and expire_time <= utcnow():
+            violations.append(FieldViolation("api_key.expire_time", "must be in the future"))
+        if violations:
+            raise InvalidArgument(violations)
         request_id = request.request_id or None
         async with self._db.transaction() as session:
             if request_id and (existing := await store.api_key_by_request(session, tenant_id, request_id)):
                 return pb.CreateApiKeyResponse(api_key=api_key_to_proto(existing))
-            key, secret = _new_api_key(tenant_id, request.api_key.display_name[:200], roles, request_id)
+            key, secret = _new_api_key(
+                tenant_id, request.api_key.display_name[:200], roles, request_id, expire_time
+            )
+            note_resource(f"tenants/{tenant_id}/apiKeys/{key.id}")
             await store.add_api_key(session, key)
         return pb.CreateApiKeyResponse(api_key=api_key_to_proto(key), api_key_secret=secret)
 
@@ -152,11 +287,8 @@ class AuthService(pb_grpc.AuthServiceServicer):
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
         async with self._db.transaction() as session:
-            rows = await store.list_api_keys(session, tenant_id, page.offset, page.limit)
-        page_rows, token = page.split(rows)
-        return pb.ListApiKeysResponse(
-            api_keys=[api_key_to_proto(k) for k in page_rows], next_page_token=token
-        )
+            rows, token = page.split(await store.list_api_keys(session, tenant_id, page.offset, page.limit))
+        return pb.ListApiKeysResponse(api_keys=[api_key_to_proto(k) for k in rows], next_page_token=token)
 
     async def DeleteApiKey(
         self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext
@@ -165,36 +297,153 @@ class AuthService(pb_grpc.AuthServiceServicer):
         require_tenant(tenant_id)
         async with self._db.transaction() as session:
             if not await store.delete_api_key(session, tenant_id, key_id):
-                raise errors.api_key_not_found(request.name)
+                raise errors.not_found("API_KEY_NOT_FOUND", request.name)
         return empty_pb2.Empty()
+
+    # Users --------------------------------------------------------------------------------------
+
+    async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> res.User:
+        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        require_tenant(tenant_id)
+        user = request.user
+        roles = list(user.roles) or ["viewer"]
+        violations = _check_roles(roles, "user.roles")
+        if request.user_id:
+            try:
+                validate_id(request.user_id, "user_id")
+            except InvalidArgument as error:
+                violations += error.violations
+        email = user.email.strip().lower()
+        if not _EMAIL.match(email) or len(email) > 320:
+            violations.append(FieldViolation("user.email", "must be an email address"))
+        if not passwords.MIN_LENGTH <= len(user.password) <= passwords.MAX_LENGTH:
+            violations.append(
+                FieldViolation(
+                    "user.password",
+                    f"must be {passwords.MIN_LENGTH}-{passwords.MAX_LENGTH} characters (NIST SP 800-63B)",
+                )
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        row = User(
+            tenant_id=tenant_id,
+            id=request.user_id or new_id(),
+            email=email,
+            display_name=user.display_name[:200],
+            roles=roles,
+            password_hash=passwords.hash_password(user.password),
+            create_time=utcnow(),
+        )
+        note_resource(f"tenants/{tenant_id}/users/{row.id}")
+        async with self._db.transaction() as session:
+            if not await store.add_user(session, row):
+                raise errors.already_exists(
+                    "USER_ALREADY_EXISTS", f"tenants/{tenant_id}/users/{row.id} ({email})"
+                )
+        return user_to_proto(row)
+
+    async def ListUsers(
+        self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListUsersResponse:
+        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        async with self._db.transaction() as session:
+            rows, token = page.split(await store.list_users(session, tenant_id, page.offset, page.limit))
+        return pb.ListUsersResponse(users=[user_to_proto(u) for u in rows], next_page_token=token)
+
+    async def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant_id, user_id = parse(request.name, "name", "tenants", "users")
+        require_tenant(tenant_id)
+        async with self._db.transaction() as session:
+            if not await store.delete_user(session, tenant_id, user_id):
+                raise errors.not_found("USER_NOT_FOUND", request.name)
+        return empty_pb2.Empty()
+
+    # Service accounts ---------------------------------------------------------------------------
+
+    async def CreateServiceAccount(
+        self, request: pb.CreateServiceAccountRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateServiceAccountResponse:
+        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        require_tenant(tenant_id)
+        roles = list(request.service_account.roles) or ["developer"]
+        violations = _check_roles(roles, "service_account.roles")
+        if request.service_account_id:
+            try:
+                validate_id(request.service_account_id, "service_account_id")
+            except InvalidArgument as error:
+                violations += error.violations
+        if violations:
+            raise InvalidArgument(violations)
+        secret = tokens.new_service_account_secret()
+        row = ServiceAccount(
+            tenant_id=tenant_id,
+            id=request.service_account_id or new_id(),
+            display_name=request.service_account.display_name[:200],
+            roles=roles,
+            secret_sha256=tokens.secret_sha256(secret),
+            create_time=utcnow(),
+        )
+        name = f"tenants/{tenant_id}/serviceAccounts/{row.id}"
+        note_resource(name)
+        async with self._db.transaction() as session:
+            if not await store.add_service_account(session, row):
+                raise errors.already_exists("SERVICE_ACCOUNT_ALREADY_EXISTS", name)
+        return pb.CreateServiceAccountResponse(
+            service_account=service_account_to_proto(row), client_secret=secret
+        )
+
+    async def ListServiceAccounts(
+        self, request: pb.ListServiceAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListServiceAccountsResponse:
+        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        async with self._db.transaction() as session:
+            rows, token = page.split(
+                await store.list_service_accounts(session, tenant_id, page.offset, page.limit)
+            )
+        return pb.ListServiceAccountsResponse(
+            service_accounts=[service_account_to_proto(a) for a in rows], next_page_token=token
+        )
+
+    async def DeleteServiceAccount(
+        self, request: pb.DeleteServiceAccountRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant_id, account_id = parse(request.name, "name", "tenants", "serviceAccounts")
+        require_tenant(tenant_id)
+        async with self._db.transaction() as session:
+            if not await store.delete_service_account(session, tenant_id, account_id):
+                raise errors.not_found("SERVICE_ACCOUNT_NOT_FOUND", request.name)
+        return empty_pb2.Empty()
+
+    # Tokens -------------------------------------------------------------------------------------
 
     async def IssueToken(
         self, request: pb.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.IssueTokenResponse:
-        if request.grant_type != "client_credentials":
+        if request.grant_type == "client_credentials":
+            subject, tenant_id, roles = await self._client_credentials(request)
+        elif request.grant_type == "password":
+            subject, tenant_id, roles = await self._password(request)
+        else:
             raise errors.unsupported_grant_type(request.grant_type)
-        if not request.client_secret:
-            raise invalid("client_secret", "is required", reason="INVALID_REQUEST")
-        key_id = tokens.split_api_key_secret(request.client_secret)
-        async with self._db.transaction() as session:
-            key = await store.get_api_key(session, key_id) if key_id else None
-        if key is None or not tokens.secrets_match(request.client_secret, key.secret_sha256):
-            raise errors.invalid_client()
-        name = f"tenants/{key.tenant_id}/apiKeys/{key.id}"
-        if request.client_id and request.client_id not in (key.id, name):
-            raise errors.invalid_client()
-        roles = list(key.roles)
         if request.scope:
             asked = request.scope.split()
             if not set(asked) <= set(roles):
-                raise invalid("scope", f"may only name the key's roles {roles}", reason="INVALID_SCOPE")
+                raise invalid(
+                    "scope", f"may only name the credential's roles {roles}", reason="INVALID_SCOPE"
+                )
             roles = asked
         token, lifetime = tokens.sign(
-            await self._active_key(),
+            await self._signing_key(),
             issuer=self._issuer,
             audience=self._audience,
-            subject=name,
-            tenant=key.tenant_id,
+            subject=subject,
+            tenant=tenant_id,
             roles=roles,
             now=utcnow(),
         )
@@ -202,21 +451,111 @@ class AuthService(pb_grpc.AuthServiceServicer):
             access_token=token, token_type="Bearer", expires_in=lifetime, scope=" ".join(roles)
         )
 
-    async def GetJwks(
-        self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext
-    ) -> res.JsonWebKeySet:
-        jwks = await self.jwks()
-        return res.JsonWebKeySet(keys=[res.JsonWebKey(**k) for k in jwks["keys"]])
+    async def _client_credentials(self, request: pb.IssueTokenRequest) -> tuple[str, str, list[str]]:
+        """An API key (secret alone, or with its name as client_id) or a service account (name + secret)."""
+        if not request.client_secret:
+            raise invalid("client_secret", "is required for client_credentials", reason="INVALID_REQUEST")
+        now = utcnow()
+        if request.client_id.startswith("tenants/") and "/serviceAccounts/" in request.client_id:
+            tenant_id, account_id = parse(request.client_id, "client_id", "tenants", "serviceAccounts")
+            note_resource(request.client_id)
+            async with self._db.transaction(tenant=tenant_id) as session:
+                account = await store.get_service_account(session, tenant_id, account_id)
+            if account is None or not tokens.secrets_match(request.client_secret, account.secret_sha256):
+                raise errors.invalid_client()
+            return request.client_id, tenant_id, list(account.roles)
+        key_id = tokens.split_api_key_secret(request.client_secret)
+        async with self._db.transaction(all_tenants=True) as session:
+            key = await store.get_api_key(session, key_id) if key_id else None
+            if key is None or not tokens.secrets_match(request.client_secret, key.secret_sha256):
+                raise errors.invalid_client()
+            name = f"tenants/{key.tenant_id}/apiKeys/{key.id}"
+            expire_time = _aware(key.expire_time)
+            if (request.client_id and request.client_id not in (key.id, name)) or (
+                expire_time is not None and expire_time <= now
+            ):
+                raise errors.invalid_client()
+            note_resource(name)
+            await store.touch_api_key(session, key, now)
+        return name, key.tenant_id, list(key.roles)
 
-    async def GetOpenIdConfiguration(
-        self, request: pb.GetOpenIdConfigurationRequest, context: grpc.aio.ServicerContext
-    ) -> res.OpenIdConfiguration:
-        return res.OpenIdConfiguration(
-            issuer=self._issuer,
-            jwks_uri=f"{self._issuer}/.well-known/jwks.json",
-            token_endpoint=f"{self._issuer}/v1/oauth2/token",
-            grant_types_supported=["client_credentials"],
-            id_token_signing_alg_values_supported=["EdDSA"],
-            response_types_supported=["token"],
-            subject_types_supported=["public"],
+    async def _password(self, request: pb.IssueTokenRequest) -> tuple[str, str, list[str]]:
+        """A user's email and password in a tenant (RFC 6749 section 4.3)."""
+        tenant = request.tenant.removeprefix("tenants/")
+        if not tenant or not request.username or not request.password:
+            raise invalid(
+                "username", "password grant needs username, password and tenant", reason="INVALID_REQUEST"
+            )
+        async with self._db.transaction(tenant=tenant) as session:
+            user = await store.user_by_email(session, tenant, request.username.strip().lower())
+        if (
+            not passwords.verify_password(user.password_hash if user else None, request.password)
+            or user is None
+        ):
+            raise errors.invalid_grant()
+        name = f"tenants/{user.tenant_id}/users/{user.id}"
+        note_resource(name)
+        return name, user.tenant_id, list(user.roles)
+
+    # Audit log ----------------------------------------------------------------------------------
+
+    async def store_audit_events(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Records relayed audit events (idempotent by ID); also this service's own relay target."""
+        async with self._db.transaction(all_tenants=True) as session:
+            return await store.add_audit_events(session, rows)
+
+    async def IngestAuditEvents(
+        self, request: pb.IngestAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IngestAuditEventsResponse:
+        if not 1 <= len(request.audit_events) <= 1000:
+            raise invalid("audit_events", "must hold 1-1000 events")
+        rows = []
+        for i, event in enumerate(request.audit_events):
+            tenant_id, event_id = parse(event.name, f"audit_events[{i}].name", "tenants", "auditEvents")
+            rows.append(
+                {
+                    "tenant_id": tenant_id,
+                    "id": event_id,
+                    "time": from_timestamp(event.time),
+                    "subject": event.subject[:300],
+                    "principal_kind": event.principal_kind[:20],
+                    "method": event.method[:200],
+                    "resource": event.resource[:500],
+                    "outcome": event.outcome[:40],
+                    "service": event.service[:40],
+                }
+            )
+        return pb.IngestAuditEventsResponse(accepted_count=await self.store_audit_events(rows))
+
+    async def ListAuditEvents(
+        self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAuditEventsResponse:
+        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        require_tenant(tenant_id)
+        start = from_timestamp(request.start_time) if request.HasField("start_time") else None
+        end = from_timestamp(request.end_time) if request.HasField("end_time") else None
+        page = page_of(
+            request.page_size,
+            request.page_token,
+            request.parent,
+            str(start),
+            str(end),
+            request.subject,
+            request.resource,
+        )
+        async with self._db.transaction() as session:
+            rows, token = page.split(
+                await store.list_audit_events(
+                    session,
+                    tenant_id,
+                    start=start,
+                    end=end,
+                    subject=request.subject,
+                    resource=request.resource,
+                    offset=page.offset,
+                    limit=page.limit,
+                )
+            )
+        return pb.ListAuditEventsResponse(
+            audit_events=[audit_event_to_proto(e) for e in rows], next_page_token=token
         )

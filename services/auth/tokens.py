@@ -15,11 +15,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from services.auth.models import SigningKey
 
 TOKEN_LIFETIME = dt.timedelta(minutes=15)
+# Tolerated clock difference between issuer and verifiers (RFC 7519 section 4.1.4 "leeway").
+CLOCK_SKEW = dt.timedelta(minutes=1)
 KEY_PREFIX = "oak_"
+SERVICE_ACCOUNT_PREFIX = "osa_"
 
 
-def new_signing_key(now: dt.datetime) -> SigningKey:
-    """A fresh Ed25519 key; its ``kid`` is the RFC 7638 thumbprint of the public key."""
+def new_signing_key(now: dt.datetime, activate_time: dt.datetime | None = None) -> SigningKey:
+    """A fresh Ed25519 key, published from ``now``, signing from ``activate_time`` (default ``now``).
+
+    Its ``kid`` is the RFC 7638 thumbprint of the public key.
+    """
     private = Ed25519PrivateKey.generate()
     raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     x = base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -29,7 +35,57 @@ def new_signing_key(now: dt.datetime) -> SigningKey:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}
-    return SigningKey(kid=kid, private_pem=pem, public_jwk=jwk, create_time=now, retire_time=None)
+    return SigningKey(
+        kid=kid,
+        private_pem=pem,
+        public_jwk=jwk,
+        create_time=now,
+        activate_time=activate_time or now,
+        retire_time=None,
+        expire_time=None,
+    )
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def signing_key(keys: list[SigningKey], now: dt.datetime) -> SigningKey | None:
+    """The key that signs at ``now``: the newest activated, unretired key."""
+    candidates = [
+        k
+        for k in keys
+        if _aware(k.activate_time) <= now and (k.retire_time is None or _aware(k.retire_time) > now)
+    ]
+    return max(candidates, key=lambda k: _aware(k.activate_time), default=None)
+
+
+def rotate(
+    keys: list[SigningKey], now: dt.datetime, publish_delay: dt.timedelta
+) -> tuple[SigningKey, SigningKey | None]:
+    """Makes the next signing key and schedules the current one's end.
+
+    The new key is published at once and signs from ``now + publish_delay``, so
+    every verifier that caches the JWKS for less than ``publish_delay`` knows it
+    before it signs anything. The key it replaces stops signing then and stays
+    published for one token lifetime plus clock skew, so every token it signed
+    can still be verified until it expires.
+
+    Args:
+        keys: The unexpired keys.
+        now: The current time.
+        publish_delay: How long the new key is published before it signs.
+
+    Returns:
+        The new key and the replaced key (mutated), or None when there was none.
+    """
+    new = new_signing_key(now, now + publish_delay)
+    current = [k for k in keys if k.retire_time is None]
+    previous = max(current, key=lambda k: _aware(k.activate_time), default=None)
+    for key in current:
+        key.retire_time = new.activate_time
+        key.expire_time = new.activate_time + TOKEN_LIFETIME + CLOCK_SKEW
+    return new, previous
 
 
 def sign(
@@ -68,8 +124,13 @@ def new_api_key_secret(key_id: str) -> str:
     return f"{KEY_PREFIX}{key_id}.{secrets.token_urlsafe(32)}"
 
 
+def new_service_account_secret() -> str:
+    """A service account's client secret: ``osa_<256 random bits>``."""
+    return f"{SERVICE_ACCOUNT_PREFIX}{secrets.token_urlsafe(32)}"
+
+
 def split_api_key_secret(secret: str) -> str | None:
-    """The key ID inside a secret, or None when it is not shaped like one."""
+    """The key ID inside an API key secret, or None when it is not shaped like one."""
     if not secret.startswith(KEY_PREFIX) or "." not in secret:
         return None
     return secret[len(KEY_PREFIX) :].split(".", 1)[0] or None

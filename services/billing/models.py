@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import DateTime, Float, Index, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.kit.audit import outbox_table
 from services.kit.db import new_metadata
 
 
@@ -14,6 +15,10 @@ class Base(DeclarativeBase):
     """Declarative base of the billing service's tables."""
 
     metadata = new_metadata()
+
+
+# Audit events of this service's calls, committed with their changes and relayed to auth.
+AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
 class UsageEvent(Base):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import grpc
 
 from orchestrall.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
+from services.billing.models import AUDIT_OUTBOX
 from services.billing.service import BillingService
+from services.kit.audit import AuditLog, deliver_to_auth
 from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
@@ -32,5 +34,12 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
         register=register,
         verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
         on_stop=[clients.close, db.close],
+        audit=AuditLog(
+            NAME,
+            db,
+            AUDIT_OUTBOX,
+            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
+            settings.audit_relay_interval_seconds,
+        ),
     )
     return service, settings

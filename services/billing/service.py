@@ -13,7 +13,7 @@ from services.billing import errors, store
 from services.billing.models import UsageEvent
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
-from services.kit.db import Database
+from services.kit.db import Database, bind_tenant
 from services.kit.errors import FieldViolation, InvalidArgument, invalid
 from services.kit.names import parse, validate_id
 from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
@@ -99,8 +99,18 @@ class BillingService(pb_grpc.BillingServiceServicer):
             )
             for event in request.events
         ]
+        by_tenant: dict[str, list[UsageEvent]] = {}
+        for row in rows:
+            by_tenant.setdefault(row.tenant_id, []).append(row)
+        accepted = 0
+        # An internal RPC: the caller is a service scoped to no tenant, and a batch may hold
+        # several tenants' events. One transaction keeps the batch all or nothing; each tenant's
+        # events are inserted while the transaction acts for that tenant, so row-level security
+        # checks every row (an INSERT of another tenant's row fails its WITH CHECK).
         async with self._db.transaction() as session:
-            accepted = await store.add_usage_events(session, rows)
+            for tenant_id, events in by_tenant.items():
+                await bind_tenant(session, tenant_id)
+                accepted += await store.add_usage_events(session, events)
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
     async def GetUsageSummary(
@@ -112,7 +122,7 @@ class BillingService(pb_grpc.BillingServiceServicer):
         instant = from_timestamp(request.period_time) if request.HasField("period_time") else utcnow()
         start, end = period_of(instant)
         plan = plan_of(tenant_id)
-        async with self._db.transaction() as session:
+        async with self._db.transaction(tenant=tenant_id) as session:
             usage = await store.usage_by_meter(session, tenant_id, plan.limits.keys(), start, end)
         meters = []
         for meter in sorted(plan.limits):
@@ -149,7 +159,8 @@ class BillingService(pb_grpc.BillingServiceServicer):
             raise invalid("quantity", "must be a finite number, not negative")
         limit = plan_of(tenant_id).limits.get(request.meter, 0)
         start, end = period_of(utcnow())
-        async with self._db.transaction() as session:
+        # An internal RPC (the agent service, scoped to no tenant) that names the tenant.
+        async with self._db.transaction(tenant=tenant_id) as session:
             usage = await store.usage_by_meter(session, tenant_id, [request.meter], start, end)
         used, _ = usage.get(request.meter, (0.0, 0))
         return pb.CheckEntitlementResponse(

@@ -18,7 +18,8 @@ async def add_usage_events(session: AsyncSession, events: Sequence[UsageEvent]) 
     """Insert usage events, skipping those whose ``(source, event_id)`` is recorded already.
 
     One ``INSERT ... ON CONFLICT DO NOTHING`` statement (PostgreSQL or SQLite), so
-    concurrent deliveries of the same event record it once.
+    concurrent deliveries of the same event record it once. On PostgreSQL every event
+    must belong to the tenant the transaction acts for (row-level security).
 
     Returns:
         How many events were inserted; the others were duplicates, also within ``events``.

@@ -14,6 +14,7 @@ from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
 from services.flag import errors, evaluator, store
 from services.flag.models import Flag
+from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database
 from services.kit.errors import invalid
@@ -126,6 +127,7 @@ class FlagService(pb_grpc.FlagServiceServicer):
         row = Flag(tenant_id=tenant_id, key=request.flag_id, create_time=now, update_time=now)
         _apply(row, request.flag, MUTABLE_FIELDS)
         _check(row)
+        note_resource(f"tenants/{tenant_id}/flags/{request.flag_id}")
         async with self._db.transaction() as session:
             if not await store.add_flag(session, row):
                 raise errors.flag_exists(f"tenants/{tenant_id}/flags/{request.flag_id}")

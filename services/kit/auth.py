@@ -5,7 +5,8 @@ Access rules come from the contracts: an RPC with ``(orchestrall.api.v1.access)
 internal and only services listed in :mod:`services.kit.policy` may call it;
 every other RPC needs a valid JWT issued by the auth service, or a service
 identity that the policy table allows, acting for the tenant named in the
-``orchestrall-tenant`` metadata.
+``orchestrall-tenant`` metadata. A token's roles must grant the RPC's
+``permission`` (:mod:`services.kit.roles`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
 from services.kit.errors import PermissionDenied, Unauthenticated
+from services.kit.roles import permissions_of
 
 TENANT_METADATA_KEY = "orchestrall-tenant"
+# Permission verbs of RPCs that change state; their calls are audited.
+MUTATING_VERBS = frozenset({"create", "update", "delete"})
 SIGNING_ALGORITHMS = ["EdDSA"]
 
 
@@ -83,6 +87,8 @@ class MethodRule:
 
     anonymous: bool
     internal: bool
+    permission: str
+    audited: bool
 
 
 def method_rules(services: Iterable[ServiceDescriptor]) -> dict[str, MethodRule]:
@@ -95,9 +101,18 @@ def method_rules(services: Iterable[ServiceDescriptor]) -> dict[str, MethodRule]
     for service in services:
         for method in service.methods:
             options = method.GetOptions()
+            access = options.Extensions[access_annotations.access]
+            http = (
+                options.Extensions[http_annotations.http]
+                if options.HasExtension(http_annotations.http)
+                else None
+            )
+            verb = access.permission.rsplit(".", 1)[-1]
             rules[f"/{service.full_name}/{method.name}"] = MethodRule(
-                anonymous=options.Extensions[access_annotations.access].anonymous,
-                internal=not options.HasExtension(http_annotations.http),
+                anonymous=access.anonymous,
+                internal=http is None,
+                permission=access.permission,
+                audited=verb in MUTATING_VERBS or (access.anonymous and http is not None and bool(http.post)),
             )
     return rules
 
@@ -219,6 +234,20 @@ def service_name_of(spiffe: str | None, trust_domain: str) -> str | None:
     if len(parts) == 4 and parts[0] == "ns" and parts[2] == "sa":
         return parts[3]
     return None
+
+
+def require_permission(principal: Principal, permission: str) -> None:
+    """Checks that a user principal's roles grant ``permission``.
+
+    Raises:
+        PermissionDenied: ``MISSING_PERMISSION``; the permission is named in the metadata.
+    """
+    if permission not in permissions_of(principal.roles):
+        raise PermissionDenied(
+            "MISSING_PERMISSION",
+            f"the caller's roles {list(principal.roles)} do not grant {permission}",
+            metadata={"permission": permission},
+        )
 
 
 def deny_service(service: str | None, method: str) -> PermissionDenied:

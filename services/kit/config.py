@@ -18,7 +18,8 @@ class MeshSettings(BaseSettings):
     """Where a service listens, where its peers are, and how it proves who it is.
 
     Environment variables carry the ``ORCHESTRALL_`` prefix, for example
-    ``ORCHESTRALL_LISTEN=127.0.0.1:50051``; ``DATABASE_URL`` is read unprefixed too.
+    ``ORCHESTRALL_LISTEN=127.0.0.1:50051``; ``DATABASE_URL`` and ``MIGRATION_DATABASE_URL``
+    are read unprefixed too.
     """
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRALL_", extra="ignore")
@@ -28,7 +29,19 @@ class MeshSettings(BaseSettings):
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("ORCHESTRALL_DATABASE_URL", "DATABASE_URL"),
-        description="SQLAlchemy URL; PostgreSQL puts each service in its own schema. Unset means SQLite.",
+        description=(
+            "SQLAlchemy URL the services connect with; PostgreSQL puts each service in its own schema. "
+            "Unset means SQLite. Alone, a PostgreSQL URL is the admin URL and services connect as the "
+            "orchestrall_app role instead (see services.kit.db.app_url)."
+        ),
+    )
+    migration_database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ORCHESTRALL_MIGRATION_DATABASE_URL", "MIGRATION_DATABASE_URL"),
+        description=(
+            "PostgreSQL URL of the schema owner that migrations run as; when set, database_url is used "
+            "as given (it must name a role without BYPASSRLS). Unset means database_url."
+        ),
     )
     schema_prefix: str = Field("", description="Prefix of each service's PostgreSQL schema (tests use one).")
     tls_dir: Path = Field(Path(".state/tls"), description="ca.pem, <service>.pem and <service>-key.pem.")
@@ -41,6 +54,7 @@ class MeshSettings(BaseSettings):
     issuer: str = Field("https://auth.orchestrall.local", description="Expected `iss` of tokens (RFC 7519).")
     audience: str = Field("orchestrall", description="Expected `aud` of tokens.")
     shutdown_grace_seconds: float = Field(5.0, ge=0, description="In-flight RPCs get this long on SIGTERM.")
+    audit_relay_interval_seconds: float = Field(1.0, gt=0, description="How often audit events are relayed.")
     call_timeout_seconds: float = Field(10.0, gt=0, description="Deadline of calls to peer services.")
 
     def address_of(self, service: str) -> str:

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.rpc import status_pb2
+from google.rpc import code_pb2, status_pb2
 
 from services.kit import auth
+from services.kit.audit import AuditLog
 from services.kit.errors import DomainError, PermissionDenied, Unauthenticated, internal_status
 from services.kit.mtls import peer_spiffe_id
 from services.kit.policy import may_call
@@ -49,14 +50,18 @@ async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Statu
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps handler errors to statuses (AIP-193).
+    """Maps handler errors to statuses (AIP-193) and opens each call's audit context.
 
     Args:
         domain: ``ErrorInfo.domain`` of this service, ``<service>.orchestrall.dev``.
+        rules: Access rules per RPC; say which calls are audited.
+        audit: The service's audit log; failed audited calls are recorded here.
     """
 
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, rules: dict[str, auth.MethodRule], audit: AuditLog | None) -> None:
         self._domain = domain
+        self._rules = rules
+        self._audit = audit
 
     async def intercept_service(
         self,
@@ -69,8 +74,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler
         inner: Unary = handler.unary_unary
         method = details.method
+        rule = self._rules.get(method)
+        audit = self._audit if rule is not None and rule.audited else None
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if audit is not None:
+                audit.begin_call(method, True, request)
             try:
                 return await inner(request, context)
             except DomainError as error:
@@ -80,13 +89,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             except Exception:
                 log.exception("unhandled error in %s", method)
                 status = internal_status()
+            if audit is not None:
+                await audit.record_failure(code_pb2.Code.Name(status.code))
             await abort_with(context, status)
 
         return _wrap(handler, guarded)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates each call and binds its principal (zero trust: every hop).
+    """Authenticates each call, binds its principal and checks its permission (zero trust: every hop).
 
     Args:
         rules: Access rule per RPC, from :func:`services.kit.auth.method_rules`.
@@ -117,12 +128,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if rule is None:
                 raise PermissionDenied("UNKNOWN_METHOD", f"{method} has no access rule")
-            auth.set_principal(await self._admit(rule, method, context))
+            principal = await self._authenticate(rule, method, context)
+            auth.set_principal(principal)
+            if principal.kind == "user" and not rule.anonymous:
+                auth.require_permission(principal, rule.permission)
             return await inner(request, context)
 
         return _wrap(handler, authenticated)
 
-    async def _admit(
+    async def _authenticate(
         self, rule: auth.MethodRule, method: str, context: grpc.aio.ServicerContext
     ) -> auth.Principal:
         metadata = tuple(context.invocation_metadata() or ())

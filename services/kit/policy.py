@@ -11,11 +11,13 @@ user tokens.
 from __future__ import annotations
 
 _JWKS = "/orchestrall.auth.v1.AuthService/GetJwks"
+_AUDIT = "/orchestrall.auth.v1.AuthService/IngestAuditEvents"
 
 SERVICE_CALLS: dict[str, frozenset[str]] = {
     "agent": frozenset(
         {
             _JWKS,
+            _AUDIT,
             "/orchestrall.billing.v1.BillingService/CheckEntitlement",
             "/orchestrall.billing.v1.BillingService/IngestUsageEvents",
             "/orchestrall.flag.v1.FlagService/EvaluateFlag",
@@ -24,13 +26,16 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
     "workflow": frozenset(
         {
             _JWKS,
+            _AUDIT,
             "/orchestrall.agent.v1.AgentService/GetAgent",
             "/orchestrall.agent.v1.AgentService/CreateRun",
         }
     ),
-    "flag": frozenset({_JWKS}),
-    "billing": frozenset({_JWKS}),
+    "flag": frozenset({_JWKS, _AUDIT}),
+    "billing": frozenset({_JWKS, _AUDIT}),
     "auth": frozenset(),
+    # The operator's identity (`orchestrall rotate-keys` presents the CLI certificate).
+    "cli": frozenset({"/orchestrall.auth.v1.AuthService/RotateSigningKey"}),
 }
 
 

@@ -76,6 +76,19 @@ def generate(out: Path) -> None:
             package = package.parent
 
 
+def buf_executable() -> str:
+    """The ``buf`` of the ``buf-bin`` wheel beside this interpreter, else the one on PATH.
+
+    Raises:
+        FileNotFoundError: buf is not installed.
+    """
+    beside = Path(sys.executable).parent / "buf"
+    found = str(beside) if beside.exists() else shutil.which("buf")
+    if found is None:
+        raise FileNotFoundError("buf is not installed (pip install buf-bin)")
+    return found
+
+
 def lint() -> None:
     """Runs ``buf lint`` on an image built with protoc.
 
@@ -92,7 +105,7 @@ def lint() -> None:
         )
         paths = [arg for f in proto_files() for arg in ("--path", f)]
         result = subprocess.run(
-            ["buf", "lint", f"{image}#format=binpb", "--config", str(ROOT / "buf.yaml"), *paths],
+            [buf_executable(), "lint", f"{image}#format=binpb", "--config", str(ROOT / "buf.yaml"), *paths],
             check=False,
         )
         if result.returncode != 0:

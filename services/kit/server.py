@@ -19,6 +19,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.kit.audit import AuditLog
 from services.kit.auth import JwtVerifier, method_rules
 from services.kit.config import MeshSettings
 from services.kit.interceptors import AuthInterceptor, ErrorInterceptor
@@ -38,6 +39,7 @@ class Service:
         verifier: Verifies bearer tokens.
         on_start: Awaited after the server starts (e.g. resume durable work).
         on_stop: Awaited after the server stopped (close pools, channels).
+        audit: The audit log; its relay runs while the server does.
     """
 
     name: str
@@ -46,6 +48,7 @@ class Service:
     verifier: JwtVerifier
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    audit: AuditLog | None = None
 
 
 @dataclass
@@ -61,6 +64,8 @@ class RunningServer:
         """Marks every service NOT_SERVING, then stops with ``grace`` seconds for in-flight RPCs."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.service.audit is not None:
+            await self.service.audit.stop()
         for hook in self.service.on_stop:
             await hook()
 
@@ -71,10 +76,11 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     Returns:
         The running server; ``port`` is the bound port (useful with port 0).
     """
+    rules = method_rules(service.descriptors)
     server = grpc.aio.server(
         interceptors=[
-            ErrorInterceptor(f"{service.name}.orchestrall.dev"),
-            AuthInterceptor(method_rules(service.descriptors), service.verifier, settings.trust_domain),
+            ErrorInterceptor(f"{service.name}.orchestrall.dev", rules, service.audit),
+            AuthInterceptor(rules, service.verifier, settings.trust_domain),
         ],
         options=[("grpc.so_reuseport", 0)],
     )
@@ -87,6 +93,8 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
         settings.listen, server_credentials(TlsFiles.of(settings.tls_dir, service.name))
     )
     await server.start()
+    if service.audit is not None:
+        await service.audit.start()
     for hook in service.on_start:
         await hook()
     for name in ["", *names]:

@@ -50,8 +50,11 @@ class Executor:
         task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
-        """Restarts every run a previous process left unfinished."""
-        async with self._db.transaction() as session:
+        """Restarts every run a previous process left unfinished.
+
+        A system read across tenants (``all_tenants``): at start-up no caller names a tenant.
+        """
+        async with self._db.transaction(all_tenants=True) as session:
             runs = await store.unfinished_runs(session)
             pairs = [(await store.get_workflow(session, r.tenant_id, r.workflow_id), r) for r in runs]
         for workflow, run in pairs:
@@ -66,7 +69,8 @@ class Executor:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _save(self, run: WorkflowRun) -> None:
-        async with self._db.transaction() as session:
+        # Explicit tenant: a resumed run has no caller whose tenant the transaction could take.
+        async with self._db.transaction(tenant=run.tenant_id) as session:
             await store.save_run(session, run)
 
     async def _run(self, workflow: Workflow, run: WorkflowRun) -> None:

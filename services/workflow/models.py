@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.kit.audit import outbox_table
 from services.kit.db import new_metadata
 
 
@@ -15,6 +16,10 @@ class Base(DeclarativeBase):
     """Declarative base of this service's tables (its own MetaData, one Alembic lineage)."""
 
     metadata = new_metadata()
+
+
+# Audit events of this service's calls, committed with their changes and relayed to auth.
+AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
 class Workflow(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from orchestrall.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
+from services.kit.audit import AuditLog, deliver_to_auth
 from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
@@ -12,6 +13,7 @@ from services.kit.db import Database, create_engine
 from services.kit.jwks import auth_jwks_fetcher
 from services.kit.server import Service
 from services.workflow.executor import Executor
+from services.workflow.models import AUDIT_OUTBOX
 from services.workflow.service import WorkflowService
 
 NAME = "workflow"
@@ -35,5 +37,12 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
         verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
         on_start=[executor.resume],
         on_stop=[executor.stop, db.close, clients.close],
+        audit=AuditLog(
+            NAME,
+            db,
+            AUDIT_OUTBOX,
+            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
+            settings.audit_relay_interval_seconds,
+        ),
     )
     return service, settings

@@ -13,6 +13,7 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
+from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.clients import MeshClients
 from services.kit.db import Database
@@ -152,6 +153,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             request_id=request.request_id or None,
             create_time=utcnow(),
         )
+        note_resource(f"{request.parent}/workflows/{workflow.id}")
         async with self._db.transaction() as session:
             if not await store.add_workflow(session, workflow):
                 raise errors.workflow_exists(f"{request.parent}/workflows/{workflow.id}")
@@ -208,6 +210,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 request_id=request.request_id or None,
                 create_time=utcnow(),
             )
+            note_resource(f"{request.parent}/runs/{run.id}")
             await store.add_run(session, run)
         self._executor.start(workflow, run)
         return run_to_proto(run)

@@ -81,7 +81,10 @@ async def list_runs(
 
 
 async def unfinished_runs(session: AsyncSession) -> list[WorkflowRun]:
-    """Runs of every tenant that have not ended, oldest first (resumed at start-up)."""
+    """Runs of every tenant that have not ended, oldest first (resumed at start-up).
+
+    On PostgreSQL this sees every tenant's runs only in a transaction with ``all_tenants``.
+    """
     query = (
         select(WorkflowRun)
         .where(WorkflowRun.state.in_(("PENDING", "RUNNING")))

@@ -141,7 +141,7 @@ async def test_an_interrupted_run_resumes_at_its_first_unfinished_step(mesh: Mes
         update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0"}
     )
     db = Database(create_engine(settings, "workflow"))
-    async with db.transaction() as session:
+    async with db.transaction(tenant=tenant.id) as session:
         session.add(
             WorkflowRun(
                 tenant_id=tenant.id,

@@ -27,10 +27,11 @@ from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from orchestrall.agent.v1 import resources_pb2 as orchestrall_dot_agent_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orchestrall/agent/v1/agent_service.proto\x12\x14orchestrall.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/agent/v1/resources.proto\"\x8e\x01\n\x12\x43reateAgentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"E\n\x0fGetAgentRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\"\\\n\x11ListAgentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"Z\n\x12ListAgentsResponse\x12+\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1b.orchestrall.agent.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"H\n\x12\x44\x65leteAgentRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\"\x90\x01\n\x10\x43reateRunRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\x12,\n\x03run\x18\x02 \x01(\x0b\x32\x19.orchestrall.agent.v1.RunB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"A\n\rGetRunRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x61gent.orchestrall.dev/Run\"z\n\x0fListRunsRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"T\n\x10ListRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.orchestrall.agent.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10ListToolsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"W\n\x11ListToolsResponse\x12)\n\x05tools\x18\x01 \x03(\x0b\x32\x1a.orchestrall.agent.v1.Tool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe8\x08\n\x0c\x41gentService\x12\x9a\x01\n\x0b\x43reateAgent\x12(.orchestrall.agent.v1.CreateAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"D\xda\x41\x15parent,agent,agent_id\x82\xd3\xe4\x93\x02&\"\x1d/v1/{parent=tenants/*}/agents:\x05\x61gent\x12|\n\x08GetAgent\x12%.orchestrall.agent.v1.GetAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\",\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=tenants/*/agents/*}\x12\x8f\x01\n\nListAgents\x12\'.orchestrall.agent.v1.ListAgentsRequest\x1a(.orchestrall.agent.v1.ListAgentsResponse\".\xda\x41\x06parent\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=tenants/*}/agents\x12}\n\x0b\x44\x65leteAgent\x12(.orchestrall.agent.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\",\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/{name=tenants/*/agents/*}\x12\x8e\x01\n\tCreateRun\x12&.orchestrall.agent.v1.CreateRunRequest\x1a\x19.orchestrall.agent.v1.Run\">\xda\x41\nparent,run\x82\xd3\xe4\x93\x02+\"$/v1/{parent=tenants/*/agents/*}/runs:\x03run\x12}\n\x06GetRun\x12#.orchestrall.agent.v1.GetRunRequest\x1a\x19.orchestrall.agent.v1.Run\"3\xda\x41\x04name\x82\xd3\xe4\x93\x02&\x12$/v1/{name=tenants/*/agents/*/runs/*}\x12\x90\x01\n\x08ListRuns\x12%.orchestrall.agent.v1.ListRunsRequest\x1a&.orchestrall.agent.v1.ListRunsResponse\"5\xda\x41\x06parent\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=tenants/*/agents/*}/runs\x12o\n\tListTools\x12&.orchestrall.agent.v1.ListToolsRequest\x1a\'.orchestrall.agent.v1.ListToolsResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tools\x1a\x18\xca\x41\x15\x61gent.orchestrall.devBHZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orchestrall/agent/v1/agent_service.proto\x12\x14orchestrall.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a$orchestrall/agent/v1/resources.proto\"\x8e\x01\n\x12\x43reateAgentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"E\n\x0fGetAgentRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\"\\\n\x11ListAgentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"Z\n\x12ListAgentsResponse\x12+\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1b.orchestrall.agent.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"H\n\x12\x44\x65leteAgentRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\"\x90\x01\n\x10\x43reateRunRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\x12,\n\x03run\x18\x02 \x01(\x0b\x32\x19.orchestrall.agent.v1.RunB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"A\n\rGetRunRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x61gent.orchestrall.dev/Run\"z\n\x0fListRunsRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"T\n\x10ListRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.orchestrall.agent.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10ListToolsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"W\n\x11ListToolsResponse\x12)\n\x05tools\x18\x01 \x03(\x0b\x32\x1a.orchestrall.agent.v1.Tool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa1\n\n\x0c\x41gentService\x12\xb3\x01\n\x0b\x43reateAgent\x12(.orchestrall.agent.v1.CreateAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"]\xda\x41\x15parent,agent,agent_id\xc2\xf3\x18\x15\x12\x13\x61gent.agents.create\x82\xd3\xe4\x93\x02&\"\x1d/v1/{parent=tenants/*}/agents:\x05\x61gent\x12\x92\x01\n\x08GetAgent\x12%.orchestrall.agent.v1.GetAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"B\xda\x41\x04name\xc2\xf3\x18\x12\x12\x10\x61gent.agents.get\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=tenants/*/agents/*}\x12\xa6\x01\n\nListAgents\x12\'.orchestrall.agent.v1.ListAgentsRequest\x1a(.orchestrall.agent.v1.ListAgentsResponse\"E\xda\x41\x06parent\xc2\xf3\x18\x13\x12\x11\x61gent.agents.list\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=tenants/*}/agents\x12\x96\x01\n\x0b\x44\x65leteAgent\x12(.orchestrall.agent.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"E\xda\x41\x04name\xc2\xf3\x18\x15\x12\x13\x61gent.agents.delete\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/{name=tenants/*/agents/*}\x12\xa5\x01\n\tCreateRun\x12&.orchestrall.agent.v1.CreateRunRequest\x1a\x19.orchestrall.agent.v1.Run\"U\xda\x41\nparent,run\xc2\xf3\x18\x13\x12\x11\x61gent.runs.create\x82\xd3\xe4\x93\x02+\"$/v1/{parent=tenants/*/agents/*}/runs:\x03run\x12\x91\x01\n\x06GetRun\x12#.orchestrall.agent.v1.GetRunRequest\x1a\x19.orchestrall.agent.v1.Run\"G\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x61gent.runs.get\x82\xd3\xe4\x93\x02&\x12$/v1/{name=tenants/*/agents/*/runs/*}\x12\xa5\x01\n\x08ListRuns\x12%.orchestrall.agent.v1.ListRunsRequest\x1a&.orchestrall.agent.v1.ListRunsResponse\"J\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x61gent.runs.list\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=tenants/*/agents/*}/runs\x12\x85\x01\n\tListTools\x12&.orchestrall.agent.v1.ListToolsRequest\x1a\'.orchestrall.agent.v1.ListToolsResponse\"\'\xc2\xf3\x18\x12\x12\x10\x61gent.tools.list\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tools\x1a\x18\xca\x41\x15\x61gent.orchestrall.devBHZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -77,43 +78,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE']._loaded_options = None
   _globals['_AGENTSERVICE']._serialized_options = b'\312A\025agent.orchestrall.dev'
   _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._serialized_options = b'\332A\025parent,agent,agent_id\202\323\344\223\002&\"\035/v1/{parent=tenants/*}/agents:\005agent'
+  _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._serialized_options = b'\332A\025parent,agent,agent_id\302\363\030\025\022\023agent.agents.create\202\323\344\223\002&\"\035/v1/{parent=tenants/*}/agents:\005agent'
   _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\332A\004name\202\323\344\223\002\037\022\035/v1/{name=tenants/*/agents/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\332A\004name\302\363\030\022\022\020agent.agents.get\202\323\344\223\002\037\022\035/v1/{name=tenants/*/agents/*}'
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\332A\006parent\202\323\344\223\002\037\022\035/v1/{parent=tenants/*}/agents'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\332A\006parent\302\363\030\023\022\021agent.agents.list\202\323\344\223\002\037\022\035/v1/{parent=tenants/*}/agents'
   _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._serialized_options = b'\332A\004name\202\323\344\223\002\037*\035/v1/{name=tenants/*/agents/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._serialized_options = b'\332A\004name\302\363\030\025\022\023agent.agents.delete\202\323\344\223\002\037*\035/v1/{name=tenants/*/agents/*}'
   _globals['_AGENTSERVICE'].methods_by_name['CreateRun']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['CreateRun']._serialized_options = b'\332A\nparent,run\202\323\344\223\002+\"$/v1/{parent=tenants/*/agents/*}/runs:\003run'
+  _globals['_AGENTSERVICE'].methods_by_name['CreateRun']._serialized_options = b'\332A\nparent,run\302\363\030\023\022\021agent.runs.create\202\323\344\223\002+\"$/v1/{parent=tenants/*/agents/*}/runs:\003run'
   _globals['_AGENTSERVICE'].methods_by_name['GetRun']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['GetRun']._serialized_options = b'\332A\004name\202\323\344\223\002&\022$/v1/{name=tenants/*/agents/*/runs/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['GetRun']._serialized_options = b'\332A\004name\302\363\030\020\022\016agent.runs.get\202\323\344\223\002&\022$/v1/{name=tenants/*/agents/*/runs/*}'
   _globals['_AGENTSERVICE'].methods_by_name['ListRuns']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\332A\006parent\202\323\344\223\002&\022$/v1/{parent=tenants/*/agents/*}/runs'
+  _globals['_AGENTSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\332A\006parent\302\363\030\021\022\017agent.runs.list\202\323\344\223\002&\022$/v1/{parent=tenants/*/agents/*}/runs'
   _globals['_AGENTSERVICE'].methods_by_name['ListTools']._loaded_options = None
-  _globals['_AGENTSERVICE'].methods_by_name['ListTools']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/tools'
-  _globals['_CREATEAGENTREQUEST']._serialized_start=249
-  _globals['_CREATEAGENTREQUEST']._serialized_end=391
-  _globals['_GETAGENTREQUEST']._serialized_start=393
-  _globals['_GETAGENTREQUEST']._serialized_end=462
-  _globals['_LISTAGENTSREQUEST']._serialized_start=464
-  _globals['_LISTAGENTSREQUEST']._serialized_end=556
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=558
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=648
-  _globals['_DELETEAGENTREQUEST']._serialized_start=650
-  _globals['_DELETEAGENTREQUEST']._serialized_end=722
-  _globals['_CREATERUNREQUEST']._serialized_start=725
-  _globals['_CREATERUNREQUEST']._serialized_end=869
-  _globals['_GETRUNREQUEST']._serialized_start=871
-  _globals['_GETRUNREQUEST']._serialized_end=936
-  _globals['_LISTRUNSREQUEST']._serialized_start=938
-  _globals['_LISTRUNSREQUEST']._serialized_end=1060
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1062
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1146
-  _globals['_LISTTOOLSREQUEST']._serialized_start=1148
-  _globals['_LISTTOOLSREQUEST']._serialized_end=1217
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=1219
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=1306
-  _globals['_AGENTSERVICE']._serialized_start=1309
-  _globals['_AGENTSERVICE']._serialized_end=2437
+  _globals['_AGENTSERVICE'].methods_by_name['ListTools']._serialized_options = b'\302\363\030\022\022\020agent.tools.list\202\323\344\223\002\013\022\t/v1/tools'
+  _globals['_CREATEAGENTREQUEST']._serialized_start=287
+  _globals['_CREATEAGENTREQUEST']._serialized_end=429
+  _globals['_GETAGENTREQUEST']._serialized_start=431
+  _globals['_GETAGENTREQUEST']._serialized_end=500
+  _globals['_LISTAGENTSREQUEST']._serialized_start=502
+  _globals['_LISTAGENTSREQUEST']._serialized_end=594
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=596
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=686
+  _globals['_DELETEAGENTREQUEST']._serialized_start=688
+  _globals['_DELETEAGENTREQUEST']._serialized_end=760
+  _globals['_CREATERUNREQUEST']._serialized_start=763
+  _globals['_CREATERUNREQUEST']._serialized_end=907
+  _globals['_GETRUNREQUEST']._serialized_start=909
+  _globals['_GETRUNREQUEST']._serialized_end=974
+  _globals['_LISTRUNSREQUEST']._serialized_start=976
+  _globals['_LISTRUNSREQUEST']._serialized_end=1098
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1100
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1184
+  _globals['_LISTTOOLSREQUEST']._serialized_start=1186
+  _globals['_LISTTOOLSREQUEST']._serialized_end=1255
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=1257
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=1344
+  _globals['_AGENTSERVICE']._serialized_start=1347
+  _globals['_AGENTSERVICE']._serialized_end=2660
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$orchestrall/api/v1/annotations.proto\x12\x12orchestrall.api.v1\x1a google/protobuf/descriptor.proto\"!\n\x0cMethodAccess\x12\x11\n\tanonymous\x18\x01 \x01(\x08:R\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb8\x8e\x03 \x01(\x0b\x32 .orchestrall.api.v1.MethodAccessBDZBgithub.com/orchestrall/orchestrall/gen/go/orchestrall/api/v1;apiv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$orchestrall/api/v1/annotations.proto\x12\x12orchestrall.api.v1\x1a google/protobuf/descriptor.proto\"5\n\x0cMethodAccess\x12\x11\n\tanonymous\x18\x01 \x01(\x08\x12\x12\n\npermission\x18\x02 \x01(\t:R\n\x06\x61\x63\x63\x65ss\x12\x1e.google.protobuf.MethodOptions\x18\xb8\x8e\x03 \x01(\x0b\x32 .orchestrall.api.v1.MethodAccessBDZBgithub.com/orchestrall/orchestrall/gen/go/orchestrall/api/v1;apiv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZBgithub.com/orchestrall/orchestrall/gen/go/orchestrall/api/v1;apiv1'
   _globals['_METHODACCESS']._serialized_start=94
-  _globals['_METHODACCESS']._serialized_end=127
+  _globals['_METHODACCESS']._serialized_end=147
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,9 @@ ACCESS_FIELD_NUMBER: _ClassVar[int]
 access: _descriptor.FieldDescriptor
 
 class MethodAccess(_message.Message):
-    __slots__ = ("anonymous",)
+    __slots__ = ("anonymous", "permission")
     ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
     anonymous: bool
-    def __init__(self, anonymous: _Optional[bool] = ...) -> None: ...
+    permission: str
+    def __init__(self, anonymous: _Optional[bool] = ..., permission: _Optional[str] = ...) -> None: ...

@@ -27,11 +27,12 @@ from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from orchestrall.auth.v1 import resources_pb2 as orchestrall_dot_auth_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/auth/v1/auth_service.proto\x12\x13orchestrall.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a#orchestrall/auth/v1/resources.proto\"a\n\x13\x43reateTenantRequest\x12\x31\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.orchestrall.auth.v1.TenantB\x04\xe2\x41\x01\x02\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x9b\x01\n\x14\x43reateTenantResponse\x12\x31\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.orchestrall.auth.v1.TenantB\x04\xe2\x41\x01\x03\x12\x32\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x1b.orchestrall.auth.v1.ApiKeyB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61pi_key_secret\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"F\n\x10GetTenantRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\"\x99\x01\n\x13\x43reateApiKeyRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x32\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x1b.orchestrall.auth.v1.ApiKeyB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"h\n\x14\x43reateApiKeyResponse\x12\x32\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x1b.orchestrall.auth.v1.ApiKeyB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61pi_key_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"}\n\x12ListApiKeysRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"]\n\x13ListApiKeysResponse\x12-\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x1b.orchestrall.auth.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x13\x44\x65leteApiKeyRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/ApiKey\"\xa5\x01\n\x11IssueTokenRequest\x12$\n\ngrant_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\ngrant_type\x12\"\n\tclient_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tclient_id\x12*\n\rclient_secret\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\rclient_secret\x12\x1a\n\x05scope\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\x05scope\"\xa6\x01\n\x12IssueTokenResponse\x12(\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x0c\x61\x63\x63\x65ss_token\x12$\n\ntoken_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\ntoken_type\x12$\n\nexpires_in\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03R\nexpires_in\x12\x1a\n\x05scope\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x05scope\"\x10\n\x0eGetJwksRequest\"\x1f\n\x1dGetOpenIdConfigurationRequest2\x89\t\n\x0b\x41uthService\x12\x86\x01\n\x0c\x43reateTenant\x12(.orchestrall.auth.v1.CreateTenantRequest\x1a).orchestrall.auth.v1.CreateTenantResponse\"!\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x15\"\x0b/v1/tenants:\x06tenant\x12t\n\tGetTenant\x12%.orchestrall.auth.v1.GetTenantRequest\x1a\x1b.orchestrall.auth.v1.Tenant\"#\xda\x41\x04name\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=tenants/*}\x12\xa5\x01\n\x0c\x43reateApiKey\x12(.orchestrall.auth.v1.CreateApiKeyRequest\x1a).orchestrall.auth.v1.CreateApiKeyResponse\"@\xda\x41\x0eparent,api_key\x82\xd3\xe4\x93\x02)\"\x1e/v1/{parent=tenants/*}/apiKeys:\x07\x61pi_key\x12\x91\x01\n\x0bListApiKeys\x12\'.orchestrall.auth.v1.ListApiKeysRequest\x1a(.orchestrall.auth.v1.ListApiKeysResponse\"/\xda\x41\x06parent\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=tenants/*}/apiKeys\x12\x7f\n\x0c\x44\x65leteApiKey\x12(.orchestrall.auth.v1.DeleteApiKeyRequest\x1a\x16.google.protobuf.Empty\"-\xda\x41\x04name\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=tenants/*/apiKeys/*}\x12\x80\x01\n\nIssueToken\x12&.orchestrall.auth.v1.IssueTokenRequest\x1a\'.orchestrall.auth.v1.IssueTokenResponse\"!\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x15\"\x10/v1/oauth2/token:\x01*\x12x\n\x07GetJwks\x12#.orchestrall.auth.v1.GetJwksRequest\x1a\".orchestrall.auth.v1.JsonWebKeySet\"$\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\xa7\x01\n\x16GetOpenIdConfiguration\x12\x32.orchestrall.auth.v1.GetOpenIdConfigurationRequest\x1a(.orchestrall.auth.v1.OpenIdConfiguration\"/\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02#\x12!/.well-known/openid-configuration\x1a\x17\xca\x41\x14\x61uth.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/auth/v1;authv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/auth/v1/auth_service.proto\x12\x13orchestrall.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$orchestrall/api/v1/annotations.proto\x1a#orchestrall/auth/v1/resources.proto\"a\n\x13\x43reateTenantRequest\x12\x31\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.orchestrall.auth.v1.TenantB\x04\xe2\x41\x01\x02\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x9b\x01\n\x14\x43reateTenantResponse\x12\x31\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.orchestrall.auth.v1.TenantB\x04\xe2\x41\x01\x03\x12\x32\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x1b.orchestrall.auth.v1.ApiKeyB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61pi_key_secret\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\"F\n\x10GetTenantRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\"\x99\x01\n\x13\x43reateApiKeyRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x32\n\x07\x61pi_key\x18\x02 \x01(\x0b\x32\x1b.orchestrall.auth.v1.ApiKeyB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"h\n\x14\x43reateApiKeyResponse\x12\x32\n\x07\x61pi_key\x18\x01 \x01(\x0b\x32\x1b.orchestrall.auth.v1.ApiKeyB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x61pi_key_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"}\n\x12ListApiKeysRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"]\n\x13ListApiKeysResponse\x12-\n\x08\x61pi_keys\x18\x01 \x03(\x0b\x32\x1b.orchestrall.auth.v1.ApiKey\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"I\n\x13\x44\x65leteApiKeyRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/ApiKey\"\x87\x02\n\x11IssueTokenRequest\x12$\n\ngrant_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\ngrant_type\x12\"\n\tclient_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01R\tclient_id\x12*\n\rclient_secret\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01R\rclient_secret\x12\x1a\n\x05scope\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01R\x05scope\x12 \n\x08username\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01R\x08username\x12 \n\x08password\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01R\x08password\x12\x1c\n\x06tenant\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01R\x06tenant\"\xa6\x01\n\x12IssueTokenResponse\x12(\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x0c\x61\x63\x63\x65ss_token\x12$\n\ntoken_type\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\ntoken_type\x12$\n\nexpires_in\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03R\nexpires_in\x12\x1a\n\x05scope\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x05scope\"\x10\n\x0eGetJwksRequest\"\x1f\n\x1dGetOpenIdConfigurationRequest\"\x8f\x01\n\x11\x43reateUserRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12-\n\x04user\x18\x02 \x01(\x0b\x32\x19.orchestrall.auth.v1.UserB\x04\xe2\x41\x01\x02\x12\x15\n\x07user_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"{\n\x10ListUsersRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"V\n\x11ListUsersResponse\x12(\n\x05users\x18\x01 \x03(\x0b\x32\x19.orchestrall.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x11\x44\x65leteUserRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x61uth.orchestrall.dev/User\"\xb9\x01\n\x1b\x43reateServiceAccountRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x42\n\x0fservice_account\x18\x02 \x01(\x0b\x32#.orchestrall.auth.v1.ServiceAccountB\x04\xe2\x41\x01\x02\x12 \n\x12service_account_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"\x7f\n\x1c\x43reateServiceAccountResponse\x12\x42\n\x0fservice_account\x18\x01 \x01(\x0b\x32#.orchestrall.auth.v1.ServiceAccountB\x04\xe2\x41\x01\x03\x12\x1b\n\rclient_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\"\x85\x01\n\x1aListServiceAccountsRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"u\n\x1bListServiceAccountsResponse\x12=\n\x10service_accounts\x18\x01 \x03(\x0b\x32#.orchestrall.auth.v1.ServiceAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Y\n\x1b\x44\x65leteServiceAccountRequest\x12:\n\x04name\x18\x01 \x01(\tB,\xe2\x41\x01\x02\xfa\x41%\n#auth.orchestrall.dev/ServiceAccount\"\x9a\x02\n\x16ListAuditEventsRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x15\n\x07subject\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08resource\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12\x17\n\tpage_size\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x07 \x01(\tB\x04\xe2\x41\x01\x01\"i\n\x17ListAuditEventsResponse\x12\x35\n\x0c\x61udit_events\x18\x01 \x03(\x0b\x32\x1f.orchestrall.auth.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"W\n\x18IngestAuditEventsRequest\x12;\n\x0c\x61udit_events\x18\x01 \x03(\x0b\x32\x1f.orchestrall.auth.v1.AuditEventB\x04\xe2\x41\x01\x02\"3\n\x19IngestAuditEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\"\x19\n\x17RotateSigningKeyRequest\"p\n\x18RotateSigningKeyResponse\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x31\n\ractivate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cprevious_kid\x18\x03 \x01(\t2\x88\x16\n\x0b\x41uthService\x12\x86\x01\n\x0c\x43reateTenant\x12(.orchestrall.auth.v1.CreateTenantRequest\x1a).orchestrall.auth.v1.CreateTenantResponse\"!\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x15\"\x0b/v1/tenants:\x06tenant\x12\x8a\x01\n\tGetTenant\x12%.orchestrall.auth.v1.GetTenantRequest\x1a\x1b.orchestrall.auth.v1.Tenant\"9\xda\x41\x04name\xc2\xf3\x18\x12\x12\x10\x61uth.tenants.get\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=tenants/*}\x12\xbe\x01\n\x0c\x43reateApiKey\x12(.orchestrall.auth.v1.CreateApiKeyRequest\x1a).orchestrall.auth.v1.CreateApiKeyResponse\"Y\xda\x41\x0eparent,api_key\xc2\xf3\x18\x15\x12\x13\x61uth.apiKeys.create\x82\xd3\xe4\x93\x02)\"\x1e/v1/{parent=tenants/*}/apiKeys:\x07\x61pi_key\x12\xa8\x01\n\x0bListApiKeys\x12\'.orchestrall.auth.v1.ListApiKeysRequest\x1a(.orchestrall.auth.v1.ListApiKeysResponse\"F\xda\x41\x06parent\xc2\xf3\x18\x13\x12\x11\x61uth.apiKeys.list\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=tenants/*}/apiKeys\x12\x98\x01\n\x0c\x44\x65leteApiKey\x12(.orchestrall.auth.v1.DeleteApiKeyRequest\x1a\x16.google.protobuf.Empty\"F\xda\x41\x04name\xc2\xf3\x18\x15\x12\x13\x61uth.apiKeys.delete\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=tenants/*/apiKeys/*}\x12\xa8\x01\n\nCreateUser\x12&.orchestrall.auth.v1.CreateUserRequest\x1a\x19.orchestrall.auth.v1.User\"W\xda\x41\x13parent,user,user_id\xc2\xf3\x18\x13\x12\x11\x61uth.users.create\x82\xd3\xe4\x93\x02$\"\x1c/v1/{parent=tenants/*}/users:\x04user\x12\x9e\x01\n\tListUsers\x12%.orchestrall.auth.v1.ListUsersRequest\x1a&.orchestrall.auth.v1.ListUsersResponse\"B\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x61uth.users.list\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{parent=tenants/*}/users\x12\x90\x01\n\nDeleteUser\x12&.orchestrall.auth.v1.DeleteUserRequest\x1a\x16.google.protobuf.Empty\"B\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x61uth.users.delete\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/{name=tenants/*/users/*}\x12\x8a\x02\n\x14\x43reateServiceAccount\x12\x30.orchestrall.auth.v1.CreateServiceAccountRequest\x1a\x31.orchestrall.auth.v1.CreateServiceAccountResponse\"\x8c\x01\xda\x41)parent,service_account,service_account_id\xc2\xf3\x18\x1d\x12\x1b\x61uth.serviceAccounts.create\x82\xd3\xe4\x93\x02\x39\"&/v1/{parent=tenants/*}/serviceAccounts:\x0fservice_account\x12\xd0\x01\n\x13ListServiceAccounts\x12/.orchestrall.auth.v1.ListServiceAccountsRequest\x1a\x30.orchestrall.auth.v1.ListServiceAccountsResponse\"V\xda\x41\x06parent\xc2\xf3\x18\x1b\x12\x19\x61uth.serviceAccounts.list\x82\xd3\xe4\x93\x02(\x12&/v1/{parent=tenants/*}/serviceAccounts\x12\xb8\x01\n\x14\x44\x65leteServiceAccount\x12\x30.orchestrall.auth.v1.DeleteServiceAccountRequest\x1a\x16.google.protobuf.Empty\"V\xda\x41\x04name\xc2\xf3\x18\x1d\x12\x1b\x61uth.serviceAccounts.delete\x82\xd3\xe4\x93\x02(*&/v1/{name=tenants/*/serviceAccounts/*}\x12\xbc\x01\n\x0fListAuditEvents\x12+.orchestrall.auth.v1.ListAuditEventsRequest\x1a,.orchestrall.auth.v1.ListAuditEventsResponse\"N\xda\x41\x06parent\xc2\xf3\x18\x17\x12\x15\x61uth.auditEvents.list\x82\xd3\xe4\x93\x02$\x12\"/v1/{parent=tenants/*}/auditEvents\x12r\n\x11IngestAuditEvents\x12-.orchestrall.auth.v1.IngestAuditEventsRequest\x1a..orchestrall.auth.v1.IngestAuditEventsResponse\x12o\n\x10RotateSigningKey\x12,.orchestrall.auth.v1.RotateSigningKeyRequest\x1a-.orchestrall.auth.v1.RotateSigningKeyResponse\x12\x80\x01\n\nIssueToken\x12&.orchestrall.auth.v1.IssueTokenRequest\x1a\'.orchestrall.auth.v1.IssueTokenResponse\"!\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x15\"\x10/v1/oauth2/token:\x01*\x12x\n\x07GetJwks\x12#.orchestrall.auth.v1.GetJwksRequest\x1a\".orchestrall.auth.v1.JsonWebKeySet\"$\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.json\x12\xa7\x01\n\x16GetOpenIdConfiguration\x12\x32.orchestrall.auth.v1.GetOpenIdConfigurationRequest\x1a(.orchestrall.auth.v1.OpenIdConfiguration\"/\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02#\x12!/.well-known/openid-configuration\x1a\x17\xca\x41\x14\x61uth.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/auth/v1;authv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -74,9 +75,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUETOKENREQUEST'].fields_by_name['client_id']._loaded_options = None
   _globals['_ISSUETOKENREQUEST'].fields_by_name['client_id']._serialized_options = b'\342A\001\001'
   _globals['_ISSUETOKENREQUEST'].fields_by_name['client_secret']._loaded_options = None
-  _globals['_ISSUETOKENREQUEST'].fields_by_name['client_secret']._serialized_options = b'\342A\001\002'
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['client_secret']._serialized_options = b'\342A\001\001'
   _globals['_ISSUETOKENREQUEST'].fields_by_name['scope']._loaded_options = None
   _globals['_ISSUETOKENREQUEST'].fields_by_name['scope']._serialized_options = b'\342A\001\001'
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['username']._loaded_options = None
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['username']._serialized_options = b'\342A\001\001'
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['password']._loaded_options = None
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\001'
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['tenant']._loaded_options = None
+  _globals['_ISSUETOKENREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\001'
   _globals['_ISSUETOKENRESPONSE'].fields_by_name['access_token']._loaded_options = None
   _globals['_ISSUETOKENRESPONSE'].fields_by_name['access_token']._serialized_options = b'\342A\001\003'
   _globals['_ISSUETOKENRESPONSE'].fields_by_name['token_type']._loaded_options = None
@@ -85,48 +92,140 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ISSUETOKENRESPONSE'].fields_by_name['expires_in']._serialized_options = b'\342A\001\003'
   _globals['_ISSUETOKENRESPONSE'].fields_by_name['scope']._loaded_options = None
   _globals['_ISSUETOKENRESPONSE'].fields_by_name['scope']._serialized_options = b'\342A\001\003'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEUSERREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033auth.orchestrall.dev/Tenant'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['user']._loaded_options = None
+  _globals['_CREATEUSERREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_CREATEUSERREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\001'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033auth.orchestrall.dev/Tenant'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTUSERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_DELETEUSERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEUSERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031auth.orchestrall.dev/User'
+  _globals['_CREATESERVICEACCOUNTREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATESERVICEACCOUNTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033auth.orchestrall.dev/Tenant'
+  _globals['_CREATESERVICEACCOUNTREQUEST'].fields_by_name['service_account']._loaded_options = None
+  _globals['_CREATESERVICEACCOUNTREQUEST'].fields_by_name['service_account']._serialized_options = b'\342A\001\002'
+  _globals['_CREATESERVICEACCOUNTREQUEST'].fields_by_name['service_account_id']._loaded_options = None
+  _globals['_CREATESERVICEACCOUNTREQUEST'].fields_by_name['service_account_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATESERVICEACCOUNTRESPONSE'].fields_by_name['service_account']._loaded_options = None
+  _globals['_CREATESERVICEACCOUNTRESPONSE'].fields_by_name['service_account']._serialized_options = b'\342A\001\003'
+  _globals['_CREATESERVICEACCOUNTRESPONSE'].fields_by_name['client_secret']._loaded_options = None
+  _globals['_CREATESERVICEACCOUNTRESPONSE'].fields_by_name['client_secret']._serialized_options = b'\342A\001\003'
+  _globals['_LISTSERVICEACCOUNTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTSERVICEACCOUNTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033auth.orchestrall.dev/Tenant'
+  _globals['_LISTSERVICEACCOUNTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTSERVICEACCOUNTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSERVICEACCOUNTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTSERVICEACCOUNTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_DELETESERVICEACCOUNTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETESERVICEACCOUNTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A%\n#auth.orchestrall.dev/ServiceAccount'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033auth.orchestrall.dev/Tenant'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['subject']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['subject']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['resource']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['resource']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTAUDITEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_INGESTAUDITEVENTSREQUEST'].fields_by_name['audit_events']._loaded_options = None
+  _globals['_INGESTAUDITEVENTSREQUEST'].fields_by_name['audit_events']._serialized_options = b'\342A\001\002'
   _globals['_AUTHSERVICE']._loaded_options = None
   _globals['_AUTHSERVICE']._serialized_options = b'\312A\024auth.orchestrall.dev'
   _globals['_AUTHSERVICE'].methods_by_name['CreateTenant']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['CreateTenant']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002\025\"\013/v1/tenants:\006tenant'
   _globals['_AUTHSERVICE'].methods_by_name['GetTenant']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['GetTenant']._serialized_options = b'\332A\004name\202\323\344\223\002\026\022\024/v1/{name=tenants/*}'
+  _globals['_AUTHSERVICE'].methods_by_name['GetTenant']._serialized_options = b'\332A\004name\302\363\030\022\022\020auth.tenants.get\202\323\344\223\002\026\022\024/v1/{name=tenants/*}'
   _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\332A\016parent,api_key\202\323\344\223\002)\"\036/v1/{parent=tenants/*}/apiKeys:\007api_key'
+  _globals['_AUTHSERVICE'].methods_by_name['CreateApiKey']._serialized_options = b'\332A\016parent,api_key\302\363\030\025\022\023auth.apiKeys.create\202\323\344\223\002)\"\036/v1/{parent=tenants/*}/apiKeys:\007api_key'
   _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\332A\006parent\202\323\344\223\002 \022\036/v1/{parent=tenants/*}/apiKeys'
+  _globals['_AUTHSERVICE'].methods_by_name['ListApiKeys']._serialized_options = b'\332A\006parent\302\363\030\023\022\021auth.apiKeys.list\202\323\344\223\002 \022\036/v1/{parent=tenants/*}/apiKeys'
   _globals['_AUTHSERVICE'].methods_by_name['DeleteApiKey']._loaded_options = None
-  _globals['_AUTHSERVICE'].methods_by_name['DeleteApiKey']._serialized_options = b'\332A\004name\202\323\344\223\002 *\036/v1/{name=tenants/*/apiKeys/*}'
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteApiKey']._serialized_options = b'\332A\004name\302\363\030\025\022\023auth.apiKeys.delete\202\323\344\223\002 *\036/v1/{name=tenants/*/apiKeys/*}'
+  _globals['_AUTHSERVICE'].methods_by_name['CreateUser']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['CreateUser']._serialized_options = b'\332A\023parent,user,user_id\302\363\030\023\022\021auth.users.create\202\323\344\223\002$\"\034/v1/{parent=tenants/*}/users:\004user'
+  _globals['_AUTHSERVICE'].methods_by_name['ListUsers']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\332A\006parent\302\363\030\021\022\017auth.users.list\202\323\344\223\002\036\022\034/v1/{parent=tenants/*}/users'
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\332A\004name\302\363\030\023\022\021auth.users.delete\202\323\344\223\002\036*\034/v1/{name=tenants/*/users/*}'
+  _globals['_AUTHSERVICE'].methods_by_name['CreateServiceAccount']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['CreateServiceAccount']._serialized_options = b'\332A)parent,service_account,service_account_id\302\363\030\035\022\033auth.serviceAccounts.create\202\323\344\223\0029\"&/v1/{parent=tenants/*}/serviceAccounts:\017service_account'
+  _globals['_AUTHSERVICE'].methods_by_name['ListServiceAccounts']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ListServiceAccounts']._serialized_options = b'\332A\006parent\302\363\030\033\022\031auth.serviceAccounts.list\202\323\344\223\002(\022&/v1/{parent=tenants/*}/serviceAccounts'
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteServiceAccount']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['DeleteServiceAccount']._serialized_options = b'\332A\004name\302\363\030\035\022\033auth.serviceAccounts.delete\202\323\344\223\002(*&/v1/{name=tenants/*/serviceAccounts/*}'
+  _globals['_AUTHSERVICE'].methods_by_name['ListAuditEvents']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ListAuditEvents']._serialized_options = b'\332A\006parent\302\363\030\027\022\025auth.auditEvents.list\202\323\344\223\002$\022\"/v1/{parent=tenants/*}/auditEvents'
   _globals['_AUTHSERVICE'].methods_by_name['IssueToken']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['IssueToken']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002\025\"\020/v1/oauth2/token:\001*'
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002\030\022\026/.well-known/jwks.json'
   _globals['_AUTHSERVICE'].methods_by_name['GetOpenIdConfiguration']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetOpenIdConfiguration']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002#\022!/.well-known/openid-configuration'
-  _globals['_CREATETENANTREQUEST']._serialized_start=282
-  _globals['_CREATETENANTREQUEST']._serialized_end=379
-  _globals['_CREATETENANTRESPONSE']._serialized_start=382
-  _globals['_CREATETENANTRESPONSE']._serialized_end=537
-  _globals['_GETTENANTREQUEST']._serialized_start=539
-  _globals['_GETTENANTREQUEST']._serialized_end=609
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=612
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=765
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=767
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=871
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=873
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=998
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1000
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1093
-  _globals['_DELETEAPIKEYREQUEST']._serialized_start=1095
-  _globals['_DELETEAPIKEYREQUEST']._serialized_end=1168
-  _globals['_ISSUETOKENREQUEST']._serialized_start=1171
-  _globals['_ISSUETOKENREQUEST']._serialized_end=1336
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=1339
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=1505
-  _globals['_GETJWKSREQUEST']._serialized_start=1507
-  _globals['_GETJWKSREQUEST']._serialized_end=1523
-  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_start=1525
-  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_end=1556
-  _globals['_AUTHSERVICE']._serialized_start=1559
-  _globals['_AUTHSERVICE']._serialized_end=2720
+  _globals['_CREATETENANTREQUEST']._serialized_start=315
+  _globals['_CREATETENANTREQUEST']._serialized_end=412
+  _globals['_CREATETENANTRESPONSE']._serialized_start=415
+  _globals['_CREATETENANTRESPONSE']._serialized_end=570
+  _globals['_GETTENANTREQUEST']._serialized_start=572
+  _globals['_GETTENANTREQUEST']._serialized_end=642
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=645
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=798
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=800
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=904
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=906
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1031
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1033
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1126
+  _globals['_DELETEAPIKEYREQUEST']._serialized_start=1128
+  _globals['_DELETEAPIKEYREQUEST']._serialized_end=1201
+  _globals['_ISSUETOKENREQUEST']._serialized_start=1204
+  _globals['_ISSUETOKENREQUEST']._serialized_end=1467
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=1470
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=1636
+  _globals['_GETJWKSREQUEST']._serialized_start=1638
+  _globals['_GETJWKSREQUEST']._serialized_end=1654
+  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_start=1656
+  _globals['_GETOPENIDCONFIGURATIONREQUEST']._serialized_end=1687
+  _globals['_CREATEUSERREQUEST']._serialized_start=1690
+  _globals['_CREATEUSERREQUEST']._serialized_end=1833
+  _globals['_LISTUSERSREQUEST']._serialized_start=1835
+  _globals['_LISTUSERSREQUEST']._serialized_end=1958
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1960
+  _globals['_LISTUSERSRESPONSE']._serialized_end=2046
+  _globals['_DELETEUSERREQUEST']._serialized_start=2048
+  _globals['_DELETEUSERREQUEST']._serialized_end=2117
+  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_start=2120
+  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_end=2305
+  _globals['_CREATESERVICEACCOUNTRESPONSE']._serialized_start=2307
+  _globals['_CREATESERVICEACCOUNTRESPONSE']._serialized_end=2434
+  _globals['_LISTSERVICEACCOUNTSREQUEST']._serialized_start=2437
+  _globals['_LISTSERVICEACCOUNTSREQUEST']._serialized_end=2570
+  _globals['_LISTSERVICEACCOUNTSRESPONSE']._serialized_start=2572
+  _globals['_LISTSERVICEACCOUNTSRESPONSE']._serialized_end=2689
+  _globals['_DELETESERVICEACCOUNTREQUEST']._serialized_start=2691
+  _globals['_DELETESERVICEACCOUNTREQUEST']._serialized_end=2780
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_start=2783
+  _globals['_LISTAUDITEVENTSREQUEST']._serialized_end=3065
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_start=3067
+  _globals['_LISTAUDITEVENTSRESPONSE']._serialized_end=3172
+  _globals['_INGESTAUDITEVENTSREQUEST']._serialized_start=3174
+  _globals['_INGESTAUDITEVENTSREQUEST']._serialized_end=3261
+  _globals['_INGESTAUDITEVENTSRESPONSE']._serialized_start=3263
+  _globals['_INGESTAUDITEVENTSRESPONSE']._serialized_end=3314
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_start=3316
+  _globals['_ROTATESIGNINGKEYREQUEST']._serialized_end=3341
+  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_start=3343
+  _globals['_ROTATESIGNINGKEYRESPONSE']._serialized_end=3455
+  _globals['_AUTHSERVICE']._serialized_start=3458
+  _globals['_AUTHSERVICE']._serialized_end=6282
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,51 @@ class AuthServiceStub:
                 request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteApiKeyRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/CreateUser',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_auth_dot_v1_dot_resources__pb2.User.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/ListUsers',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/DeleteUser',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateServiceAccount = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/CreateServiceAccount',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountResponse.FromString,
+                _registered_method=True)
+        self.ListServiceAccounts = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/ListServiceAccounts',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsResponse.FromString,
+                _registered_method=True)
+        self.DeleteServiceAccount = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/DeleteServiceAccount',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/ListAuditEvents',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.IngestAuditEvents = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/IngestAuditEvents',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.IngestAuditEventsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.IngestAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.RotateSigningKey = channel.unary_unary(
+                '/orchestrall.auth.v1.AuthService/RotateSigningKey',
+                request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.RotateSigningKeyRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.RotateSigningKeyResponse.FromString,
+                _registered_method=True)
         self.IssueToken = channel.unary_unary(
                 '/orchestrall.auth.v1.AuthService/IssueToken',
                 request_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.IssueTokenRequest.SerializeToString,
@@ -120,9 +165,78 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUser(self, request, context):
+        """Creates a user who signs in with a password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Lists the tenant's users, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUser(self, request, context):
+        """Deletes a user; tokens already issued stay valid until they expire.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateServiceAccount(self, request, context):
+        """Creates a service account and returns its client secret, shown once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceAccounts(self, request, context):
+        """Lists the tenant's service accounts, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteServiceAccount(self, request, context):
+        """Deletes a service account; it can no longer get tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEvents(self, request, context):
+        """Lists the tenant's audit events, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestAuditEvents(self, request, context):
+        """Records audit events relayed from other services' outboxes. Idempotent by
+        event ID. Internal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSigningKey(self, request, context):
+        """Creates a signing key that is published in the JWKS at once and starts
+        signing after `publish_delay`; the current key stops signing then and
+        stays published until every token it signed has expired. Internal: the
+        operator's mesh identity (`orchestrall rotate-keys`) and the schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IssueToken(self, request, context):
-        """Exchanges client credentials for a short-lived signed JWT (RFC 6749
-        section 4.4, response as in section 5.1).
+        """Exchanges credentials for a short-lived signed JWT (RFC 6749): an API key
+        or service account secret (`client_credentials`, section 4.4) or a user's
+        password (`password`, section 4.3). Errors carry the RFC 6749 section 5.2
+        error code as ErrorInfo reason (`INVALID_CLIENT`, `INVALID_GRANT`...).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,6 +283,51 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.DeleteApiKey,
                     request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteApiKeyRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserRequest.FromString,
+                    response_serializer=orchestrall_dot_auth_dot_v1_dot_resources__pb2.User.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersRequest.FromString,
+                    response_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateServiceAccount,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountRequest.FromString,
+                    response_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountResponse.SerializeToString,
+            ),
+            'ListServiceAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceAccounts,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsRequest.FromString,
+                    response_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsResponse.SerializeToString,
+            ),
+            'DeleteServiceAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteServiceAccount,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'IngestAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestAuditEvents,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.IngestAuditEventsRequest.FromString,
+                    response_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.IngestAuditEventsResponse.SerializeToString,
+            ),
+            'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningKey,
+                    request_deserializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.RotateSigningKeyRequest.FromString,
+                    response_serializer=orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.RotateSigningKeyResponse.SerializeToString,
             ),
             'IssueToken': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueToken,
@@ -322,6 +481,249 @@ class AuthService:
             '/orchestrall.auth.v1.AuthService/DeleteApiKey',
             orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteApiKeyRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/CreateUser',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateUserRequest.SerializeToString,
+            orchestrall_dot_auth_dot_v1_dot_resources__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/ListUsers',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersRequest.SerializeToString,
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/DeleteUser',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteUserRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/CreateServiceAccount',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountRequest.SerializeToString,
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.CreateServiceAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/ListServiceAccounts',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsRequest.SerializeToString,
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListServiceAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteServiceAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/DeleteServiceAccount',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.DeleteServiceAccountRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/ListAuditEvents',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsRequest.SerializeToString,
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/IngestAuditEvents',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.IngestAuditEventsRequest.SerializeToString,
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.IngestAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.auth.v1.AuthService/RotateSigningKey',
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.RotateSigningKeyRequest.SerializeToString,
+            orchestrall_dot_auth_dot_v1_dot_auth__service__pb2.RotateSigningKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrall/auth/v1/resources.proto\x12\x13orchestrall.auth.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n\x06Tenant\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08industry\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:C\xea\x41@\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x10tenants/{tenant}*\x07tenants2\x06tenant\"\xf5\x01\n\x06\x41piKey\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05roles\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nkey_prefix\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:U\xea\x41R\n\x1b\x61uth.orchestrall.dev/ApiKey\x12\"tenants/{tenant}/apiKeys/{api_key}*\x07\x61piKeys2\x06\x61piKey\"|\n\nJsonWebKey\x12\x11\n\x03kty\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03\x63rv\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0f\n\x01x\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03kid\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03\x61lg\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03use\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\"D\n\rJsonWebKeySet\x12\x33\n\x04keys\x18\x01 \x03(\x0b\x32\x1f.orchestrall.auth.v1.JsonWebKeyB\x04\xe2\x41\x01\x03\"\x9d\x03\n\x13OpenIdConfiguration\x12\x1c\n\x06issuer\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06issuer\x12 \n\x08jwks_uri\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x08jwks_uri\x12,\n\x0etoken_endpoint\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\x0etoken_endpoint\x12:\n\x15grant_types_supported\x18\x04 \x03(\tB\x04\xe2\x41\x01\x03R\x15grant_types_supported\x12Z\n%id_token_signing_alg_values_supported\x18\x05 \x03(\tB\x04\xe2\x41\x01\x03R%id_token_signing_alg_values_supported\x12@\n\x18response_types_supported\x18\x06 \x03(\tB\x04\xe2\x41\x01\x03R\x18response_types_supported\x12>\n\x17subject_types_supported\x18\x07 \x03(\tB\x04\xe2\x41\x01\x03R\x17subject_types_supportedBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/auth/v1;authv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrall/auth/v1/resources.proto\x12\x13orchestrall.auth.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n\x06Tenant\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08industry\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:C\xea\x41@\n\x1b\x61uth.orchestrall.dev/Tenant\x12\x10tenants/{tenant}*\x07tenants2\x06tenant\"\xe5\x02\n\x06\x41piKey\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05roles\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nkey_prefix\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x37\n\rlast_use_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:U\xea\x41R\n\x1b\x61uth.orchestrall.dev/ApiKey\x12\"tenants/{tenant}/apiKeys/{api_key}*\x07\x61piKeys2\x06\x61piKey\"\xfb\x01\n\x04User\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05roles\x18\x04 \x03(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08password\x18\x05 \x01(\tB\x04\xe2\x41\x01\x04\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:J\xea\x41G\n\x19\x61uth.orchestrall.dev/User\x12\x1dtenants/{tenant}/users/{user}*\x05users2\x04user\"\x8b\x02\n\x0eServiceAccount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05roles\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:}\xea\x41z\n#auth.orchestrall.dev/ServiceAccount\x12\x32tenants/{tenant}/serviceAccounts/{service_account}*\x0fserviceAccounts2\x0eserviceAccount\"\xcc\x02\n\nAuditEvent\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\x07subject\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0eprincipal_kind\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06method\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08resource\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07outcome\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07service\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03:i\xea\x41\x66\n\x1f\x61uth.orchestrall.dev/AuditEvent\x12*tenants/{tenant}/auditEvents/{audit_event}*\x0b\x61uditEvents2\nauditEvent\"|\n\nJsonWebKey\x12\x11\n\x03kty\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03\x63rv\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0f\n\x01x\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03kid\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03\x61lg\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x11\n\x03use\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\"D\n\rJsonWebKeySet\x12\x33\n\x04keys\x18\x01 \x03(\x0b\x32\x1f.orchestrall.auth.v1.JsonWebKeyB\x04\xe2\x41\x01\x03\"\x9d\x03\n\x13OpenIdConfiguration\x12\x1c\n\x06issuer\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06issuer\x12 \n\x08jwks_uri\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x08jwks_uri\x12,\n\x0etoken_endpoint\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03R\x0etoken_endpoint\x12:\n\x15grant_types_supported\x18\x04 \x03(\tB\x04\xe2\x41\x01\x03R\x15grant_types_supported\x12Z\n%id_token_signing_alg_values_supported\x18\x05 \x03(\tB\x04\xe2\x41\x01\x03R%id_token_signing_alg_values_supported\x12@\n\x18response_types_supported\x18\x06 \x03(\tB\x04\xe2\x41\x01\x03R\x18response_types_supported\x12>\n\x17subject_types_supported\x18\x07 \x03(\tB\x04\xe2\x41\x01\x03R\x17subject_types_supportedBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/auth/v1;authv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,8 +55,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APIKEY'].fields_by_name['key_prefix']._serialized_options = b'\342A\001\003'
   _globals['_APIKEY'].fields_by_name['create_time']._loaded_options = None
   _globals['_APIKEY'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_APIKEY'].fields_by_name['expire_time']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['expire_time']._serialized_options = b'\342A\001\001'
+  _globals['_APIKEY'].fields_by_name['last_use_time']._loaded_options = None
+  _globals['_APIKEY'].fields_by_name['last_use_time']._serialized_options = b'\342A\001\003'
   _globals['_APIKEY']._loaded_options = None
   _globals['_APIKEY']._serialized_options = b'\352AR\n\033auth.orchestrall.dev/ApiKey\022\"tenants/{tenant}/apiKeys/{api_key}*\007apiKeys2\006apiKey'
+  _globals['_USER'].fields_by_name['name']._loaded_options = None
+  _globals['_USER'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_USER'].fields_by_name['email']._loaded_options = None
+  _globals['_USER'].fields_by_name['email']._serialized_options = b'\342A\001\002'
+  _globals['_USER'].fields_by_name['display_name']._loaded_options = None
+  _globals['_USER'].fields_by_name['display_name']._serialized_options = b'\342A\001\001'
+  _globals['_USER'].fields_by_name['roles']._loaded_options = None
+  _globals['_USER'].fields_by_name['roles']._serialized_options = b'\342A\001\001'
+  _globals['_USER'].fields_by_name['password']._loaded_options = None
+  _globals['_USER'].fields_by_name['password']._serialized_options = b'\342A\001\004'
+  _globals['_USER'].fields_by_name['create_time']._loaded_options = None
+  _globals['_USER'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_USER']._loaded_options = None
+  _globals['_USER']._serialized_options = b'\352AG\n\031auth.orchestrall.dev/User\022\035tenants/{tenant}/users/{user}*\005users2\004user'
+  _globals['_SERVICEACCOUNT'].fields_by_name['name']._loaded_options = None
+  _globals['_SERVICEACCOUNT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_SERVICEACCOUNT'].fields_by_name['display_name']._loaded_options = None
+  _globals['_SERVICEACCOUNT'].fields_by_name['display_name']._serialized_options = b'\342A\001\001'
+  _globals['_SERVICEACCOUNT'].fields_by_name['roles']._loaded_options = None
+  _globals['_SERVICEACCOUNT'].fields_by_name['roles']._serialized_options = b'\342A\001\001'
+  _globals['_SERVICEACCOUNT'].fields_by_name['create_time']._loaded_options = None
+  _globals['_SERVICEACCOUNT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_SERVICEACCOUNT']._loaded_options = None
+  _globals['_SERVICEACCOUNT']._serialized_options = b'\352Az\n#auth.orchestrall.dev/ServiceAccount\0222tenants/{tenant}/serviceAccounts/{service_account}*\017serviceAccounts2\016serviceAccount'
+  _globals['_AUDITEVENT'].fields_by_name['name']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_AUDITEVENT'].fields_by_name['time']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['time']._serialized_options = b'\342A\001\003'
+  _globals['_AUDITEVENT'].fields_by_name['subject']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['subject']._serialized_options = b'\342A\001\003'
+  _globals['_AUDITEVENT'].fields_by_name['principal_kind']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['principal_kind']._serialized_options = b'\342A\001\003'
+  _globals['_AUDITEVENT'].fields_by_name['method']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['method']._serialized_options = b'\342A\001\003'
+  _globals['_AUDITEVENT'].fields_by_name['resource']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['resource']._serialized_options = b'\342A\001\003'
+  _globals['_AUDITEVENT'].fields_by_name['outcome']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['outcome']._serialized_options = b'\342A\001\003'
+  _globals['_AUDITEVENT'].fields_by_name['service']._loaded_options = None
+  _globals['_AUDITEVENT'].fields_by_name['service']._serialized_options = b'\342A\001\003'
+  _globals['_AUDITEVENT']._loaded_options = None
+  _globals['_AUDITEVENT']._serialized_options = b'\352Af\n\037auth.orchestrall.dev/AuditEvent\022*tenants/{tenant}/auditEvents/{audit_event}*\013auditEvents2\nauditEvent'
   _globals['_JSONWEBKEY'].fields_by_name['kty']._loaded_options = None
   _globals['_JSONWEBKEY'].fields_by_name['kty']._serialized_options = b'\342A\001\003'
   _globals['_JSONWEBKEY'].fields_by_name['crv']._loaded_options = None
@@ -88,11 +134,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TENANT']._serialized_start=154
   _globals['_TENANT']._serialized_end=358
   _globals['_APIKEY']._serialized_start=361
-  _globals['_APIKEY']._serialized_end=606
-  _globals['_JSONWEBKEY']._serialized_start=608
-  _globals['_JSONWEBKEY']._serialized_end=732
-  _globals['_JSONWEBKEYSET']._serialized_start=734
-  _globals['_JSONWEBKEYSET']._serialized_end=802
-  _globals['_OPENIDCONFIGURATION']._serialized_start=805
-  _globals['_OPENIDCONFIGURATION']._serialized_end=1218
+  _globals['_APIKEY']._serialized_end=718
+  _globals['_USER']._serialized_start=721
+  _globals['_USER']._serialized_end=972
+  _globals['_SERVICEACCOUNT']._serialized_start=975
+  _globals['_SERVICEACCOUNT']._serialized_end=1242
+  _globals['_AUDITEVENT']._serialized_start=1245
+  _globals['_AUDITEVENT']._serialized_end=1577
+  _globals['_JSONWEBKEY']._serialized_start=1579
+  _globals['_JSONWEBKEY']._serialized_end=1703
+  _globals['_JSONWEBKEYSET']._serialized_start=1705
+  _globals['_JSONWEBKEYSET']._serialized_end=1773
+  _globals['_OPENIDCONFIGURATION']._serialized_start=1776
+  _globals['_OPENIDCONFIGURATION']._serialized_end=2189
 # @@protoc_insertion_point(module_scope)

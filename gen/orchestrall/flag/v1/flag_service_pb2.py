@@ -27,12 +27,13 @@ from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from orchestrall.flag.v1 import resources_pb2 as orchestrall_dot_flag_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/flag/v1/flag_service.proto\x12\x13orchestrall.flag.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#orchestrall/flag/v1/resources.proto\"o\n\x11\x43reateFlagRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x04\x66lag\x18\x02 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x66lag_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x0eGetFlagRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\"[\n\x10ListFlagsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"V\n\x11ListFlagsResponse\x12(\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x19.orchestrall.flag.v1.Flag\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x11UpdateFlagRequest\x12-\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"E\n\x11\x44\x65leteFlagRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\"w\n\x13\x45valuateFlagRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\x12.\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"r\n\x14\x45valuateFlagResponse\x12%\n\x05value\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t2\xe7\x06\n\x0b\x46lagService\x12\x91\x01\n\nCreateFlag\x12&.orchestrall.flag.v1.CreateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"@\xda\x41\x13parent,flag,flag_id\x82\xd3\xe4\x93\x02$\"\x1c/v1/{parent=tenants/*}/flags:\x04\x66lag\x12v\n\x07GetFlag\x12#.orchestrall.flag.v1.GetFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"+\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=tenants/*/flags/*}\x12\x89\x01\n\tListFlags\x12%.orchestrall.flag.v1.ListFlagsRequest\x1a&.orchestrall.flag.v1.ListFlagsResponse\"-\xda\x41\x06parent\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{parent=tenants/*}/flags\x12\x93\x01\n\nUpdateFlag\x12&.orchestrall.flag.v1.UpdateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"B\xda\x41\x10\x66lag,update_mask\x82\xd3\xe4\x93\x02)2!/v1/{flag.name=tenants/*/flags/*}:\x04\x66lag\x12y\n\nDeleteFlag\x12&.orchestrall.flag.v1.DeleteFlagRequest\x1a\x16.google.protobuf.Empty\"+\xda\x41\x04name\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/{name=tenants/*/flags/*}\x12\x95\x01\n\x0c\x45valuateFlag\x12(.orchestrall.flag.v1.EvaluateFlagRequest\x1a).orchestrall.flag.v1.EvaluateFlagResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:evaluate:\x01*\x1a\x17\xca\x41\x14\x66lag.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/flag/v1/flag_service.proto\x12\x13orchestrall.flag.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#orchestrall/flag/v1/resources.proto\"o\n\x11\x43reateFlagRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x04\x66lag\x18\x02 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x66lag_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x0eGetFlagRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\"[\n\x10ListFlagsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"V\n\x11ListFlagsResponse\x12(\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x19.orchestrall.flag.v1.Flag\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x11UpdateFlagRequest\x12-\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"E\n\x11\x44\x65leteFlagRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\"w\n\x13\x45valuateFlagRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\x12.\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"r\n\x14\x45valuateFlagResponse\x12%\n\x05value\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nerror_code\x18\x04 \x01(\t2\xf0\x07\n\x0b\x46lagService\x12\xa8\x01\n\nCreateFlag\x12&.orchestrall.flag.v1.CreateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"W\xda\x41\x13parent,flag,flag_id\xc2\xf3\x18\x13\x12\x11\x66lag.flags.create\x82\xd3\xe4\x93\x02$\"\x1c/v1/{parent=tenants/*}/flags:\x04\x66lag\x12\x8a\x01\n\x07GetFlag\x12#.orchestrall.flag.v1.GetFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"?\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x66lag.flags.get\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=tenants/*/flags/*}\x12\x9e\x01\n\tListFlags\x12%.orchestrall.flag.v1.ListFlagsRequest\x1a&.orchestrall.flag.v1.ListFlagsResponse\"B\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x66lag.flags.list\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{parent=tenants/*}/flags\x12\xaa\x01\n\nUpdateFlag\x12&.orchestrall.flag.v1.UpdateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"Y\xda\x41\x10\x66lag,update_mask\xc2\xf3\x18\x13\x12\x11\x66lag.flags.update\x82\xd3\xe4\x93\x02)2!/v1/{flag.name=tenants/*/flags/*}:\x04\x66lag\x12\x90\x01\n\nDeleteFlag\x12&.orchestrall.flag.v1.DeleteFlagRequest\x1a\x16.google.protobuf.Empty\"B\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x66lag.flags.delete\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/{name=tenants/*/flags/*}\x12\xae\x01\n\x0c\x45valuateFlag\x12(.orchestrall.flag.v1.EvaluateFlagRequest\x1a).orchestrall.flag.v1.EvaluateFlagResponse\"I\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:evaluate:\x01*\x1a\x17\xca\x41\x14\x66lag.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -67,33 +68,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLAGSERVICE']._loaded_options = None
   _globals['_FLAGSERVICE']._serialized_options = b'\312A\024flag.orchestrall.dev'
   _globals['_FLAGSERVICE'].methods_by_name['CreateFlag']._loaded_options = None
-  _globals['_FLAGSERVICE'].methods_by_name['CreateFlag']._serialized_options = b'\332A\023parent,flag,flag_id\202\323\344\223\002$\"\034/v1/{parent=tenants/*}/flags:\004flag'
+  _globals['_FLAGSERVICE'].methods_by_name['CreateFlag']._serialized_options = b'\332A\023parent,flag,flag_id\302\363\030\023\022\021flag.flags.create\202\323\344\223\002$\"\034/v1/{parent=tenants/*}/flags:\004flag'
   _globals['_FLAGSERVICE'].methods_by_name['GetFlag']._loaded_options = None
-  _globals['_FLAGSERVICE'].methods_by_name['GetFlag']._serialized_options = b'\332A\004name\202\323\344\223\002\036\022\034/v1/{name=tenants/*/flags/*}'
+  _globals['_FLAGSERVICE'].methods_by_name['GetFlag']._serialized_options = b'\332A\004name\302\363\030\020\022\016flag.flags.get\202\323\344\223\002\036\022\034/v1/{name=tenants/*/flags/*}'
   _globals['_FLAGSERVICE'].methods_by_name['ListFlags']._loaded_options = None
-  _globals['_FLAGSERVICE'].methods_by_name['ListFlags']._serialized_options = b'\332A\006parent\202\323\344\223\002\036\022\034/v1/{parent=tenants/*}/flags'
+  _globals['_FLAGSERVICE'].methods_by_name['ListFlags']._serialized_options = b'\332A\006parent\302\363\030\021\022\017flag.flags.list\202\323\344\223\002\036\022\034/v1/{parent=tenants/*}/flags'
   _globals['_FLAGSERVICE'].methods_by_name['UpdateFlag']._loaded_options = None
-  _globals['_FLAGSERVICE'].methods_by_name['UpdateFlag']._serialized_options = b'\332A\020flag,update_mask\202\323\344\223\002)2!/v1/{flag.name=tenants/*/flags/*}:\004flag'
+  _globals['_FLAGSERVICE'].methods_by_name['UpdateFlag']._serialized_options = b'\332A\020flag,update_mask\302\363\030\023\022\021flag.flags.update\202\323\344\223\002)2!/v1/{flag.name=tenants/*/flags/*}:\004flag'
   _globals['_FLAGSERVICE'].methods_by_name['DeleteFlag']._loaded_options = None
-  _globals['_FLAGSERVICE'].methods_by_name['DeleteFlag']._serialized_options = b'\332A\004name\202\323\344\223\002\036*\034/v1/{name=tenants/*/flags/*}'
+  _globals['_FLAGSERVICE'].methods_by_name['DeleteFlag']._serialized_options = b'\332A\004name\302\363\030\023\022\021flag.flags.delete\202\323\344\223\002\036*\034/v1/{name=tenants/*/flags/*}'
   _globals['_FLAGSERVICE'].methods_by_name['EvaluateFlag']._loaded_options = None
-  _globals['_FLAGSERVICE'].methods_by_name['EvaluateFlag']._serialized_options = b'\202\323\344\223\002*\"%/v1/{name=tenants/*/flags/*}:evaluate:\001*'
-  _globals['_CREATEFLAGREQUEST']._serialized_start=308
-  _globals['_CREATEFLAGREQUEST']._serialized_end=419
-  _globals['_GETFLAGREQUEST']._serialized_start=421
-  _globals['_GETFLAGREQUEST']._serialized_end=487
-  _globals['_LISTFLAGSREQUEST']._serialized_start=489
-  _globals['_LISTFLAGSREQUEST']._serialized_end=580
-  _globals['_LISTFLAGSRESPONSE']._serialized_start=582
-  _globals['_LISTFLAGSRESPONSE']._serialized_end=668
-  _globals['_UPDATEFLAGREQUEST']._serialized_start=670
-  _globals['_UPDATEFLAGREQUEST']._serialized_end=791
-  _globals['_DELETEFLAGREQUEST']._serialized_start=793
-  _globals['_DELETEFLAGREQUEST']._serialized_end=862
-  _globals['_EVALUATEFLAGREQUEST']._serialized_start=864
-  _globals['_EVALUATEFLAGREQUEST']._serialized_end=983
-  _globals['_EVALUATEFLAGRESPONSE']._serialized_start=985
-  _globals['_EVALUATEFLAGRESPONSE']._serialized_end=1099
-  _globals['_FLAGSERVICE']._serialized_start=1102
-  _globals['_FLAGSERVICE']._serialized_end=1973
+  _globals['_FLAGSERVICE'].methods_by_name['EvaluateFlag']._serialized_options = b'\302\363\030\025\022\023flag.flags.evaluate\202\323\344\223\002*\"%/v1/{name=tenants/*/flags/*}:evaluate:\001*'
+  _globals['_CREATEFLAGREQUEST']._serialized_start=346
+  _globals['_CREATEFLAGREQUEST']._serialized_end=457
+  _globals['_GETFLAGREQUEST']._serialized_start=459
+  _globals['_GETFLAGREQUEST']._serialized_end=525
+  _globals['_LISTFLAGSREQUEST']._serialized_start=527
+  _globals['_LISTFLAGSREQUEST']._serialized_end=618
+  _globals['_LISTFLAGSRESPONSE']._serialized_start=620
+  _globals['_LISTFLAGSRESPONSE']._serialized_end=706
+  _globals['_UPDATEFLAGREQUEST']._serialized_start=708
+  _globals['_UPDATEFLAGREQUEST']._serialized_end=829
+  _globals['_DELETEFLAGREQUEST']._serialized_start=831
+  _globals['_DELETEFLAGREQUEST']._serialized_end=900
+  _globals['_EVALUATEFLAGREQUEST']._serialized_start=902
+  _globals['_EVALUATEFLAGREQUEST']._serialized_end=1021
+  _globals['_EVALUATEFLAGRESPONSE']._serialized_start=1023
+  _globals['_EVALUATEFLAGRESPONSE']._serialized_end=1137
+  _globals['_FLAGSERVICE']._serialized_start=1140
+  _globals['_FLAGSERVICE']._serialized_end=2148
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,259 @@
+"""The audit log: every mutating call recorded in the same transaction as its change.
+
+Each service writes audit rows into its own ``audit_outbox`` table (a
+transactional outbox): a ``before_commit`` hook adds the row to the first
+transaction of an audited RPC that changes data, so the record and the change
+commit or roll back together. A relay then delivers outbox rows to the auth
+service, which owns the tenant-visible log (``ListAuditEvents``); delivery is
+at least once and idempotent by event ID. Calls that fail (denied, invalid,
+not found) change nothing, so the error interceptor records them in a
+transaction of their own.
+
+An RPC is audited when its permission's verb is ``create``, ``update`` or
+``delete``, or when it is anonymous and bound to an HTTP POST (sign-up, token
+issuance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import ORMExecuteState, Session
+
+from services.kit.auth import Principal, current_principal
+from services.kit.db import Database
+from services.kit.timestamps import utcnow
+
+log = logging.getLogger(__name__)
+
+RESOURCE_FIELDS = ("name", "parent", "tenant")
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """Defines the ``audit_outbox`` table on a service's metadata (one per service database)."""
+    return Table(
+        "audit_outbox",
+        metadata,
+        Column("id", String(63), primary_key=True),
+        Column("tenant_id", String(63), nullable=False),
+        Column("time", DateTime(timezone=True), nullable=False, index=True),
+        Column("subject", String(300), nullable=False),
+        Column("principal_kind", String(20), nullable=False),
+        Column("method", String(200), nullable=False),
+        Column("resource", String(500), nullable=False),
+        Column("outcome", String(40), nullable=False),
+        Column("service", String(40), nullable=False),
+    )
+
+
+@dataclass
+class _Call:
+    method: str
+    resource: str
+    recorded: bool = False
+
+
+_call: ContextVar[_Call | None] = ContextVar("orchestrall_audit_call", default=None)
+
+
+def _resource_of(request: Any) -> str:
+    """The resource a request names: ``name``, ``parent`` or ``tenant``, or a nested resource's ``name``."""
+    for field in RESOURCE_FIELDS:
+        value = getattr(request, field, "")
+        if isinstance(value, str) and value:
+            return value
+    for descriptor, value in request.ListFields():
+        name = getattr(value, "name", None)
+        if descriptor.message_type is not None and isinstance(name, str) and name:
+            return name
+    return ""
+
+
+def note_resource(name: str) -> None:
+    """Names the resource of the current audited call (e.g. a created resource's new name)."""
+    call = _call.get()
+    if call is not None:
+        call.resource = name
+
+
+def tenant_of(principal: Principal, resource: str) -> str | None:
+    """Whose log an event belongs to: the caller's tenant, else the tenant in the resource name."""
+    if principal.tenant:
+        return principal.tenant
+    parts = resource.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "tenants" and parts[1] else None
+
+
+Deliver = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
+
+
+class AuditLog:
+    """A service's audit outbox and its relay.
+
+    Args:
+        service: The service name, recorded with each event.
+        db: The service's database.
+        table: Its ``audit_outbox`` table (from :func:`outbox_table`).
+        deliver: Stores a batch of events in the tenant-visible log; must be
+            idempotent by ``id``.
+        interval_seconds: How often the relay looks for undelivered events.
+    """
+
+    def __init__(
+        self, service: str, db: Database, table: Table, deliver: Deliver, interval_seconds: float = 1.0
+    ) -> None:
+        self.service = service
+        self._db = db
+        self._table = table
+        self._deliver = deliver
+        self._interval = interval_seconds
+        self._engine: Engine = db.engine.sync_engine
+        self._relay: asyncio.Task[None] | None = None
+        event.listen(Session, "do_orm_execute", self._on_execute)
+        event.listen(Session, "after_flush", self._on_flush)
+        event.listen(Session, "before_commit", self._before_commit)
+
+    def begin_call(self, method: str, audited: bool, request: Any) -> None:
+        """Starts the audit context of an RPC (called by the error interceptor)."""
+        _call.set(_Call(method, _resource_of(request)) if audited else None)
+
+    def _row(self, principal: Principal, call: _Call, outcome: str) -> dict[str, Any] | None:
+        tenant = tenant_of(principal, call.resource)
+        if tenant is None:
+            return None
+        return {
+            "id": str(uuid.uuid4()),
+            "tenant_id": tenant,
+            "time": utcnow(),
+            "subject": principal.subject,
+            "principal_kind": principal.kind,
+            "method": call.method,
+            "resource": call.resource,
+            "outcome": outcome,
+            "service": self.service,
+        }
+
+    def _ours(self, session: Session) -> bool:
+        bind = session.get_bind()
+        return getattr(bind, "engine", bind) is self._engine
+
+    def _on_execute(self, state: ORMExecuteState) -> None:
+        if (state.is_insert or state.is_update or state.is_delete) and self._ours(state.session):
+            state.session.info["audit_changed"] = True
+
+    def _on_flush(self, session: Session, _context: object) -> None:
+        if (session.new or session.dirty or session.deleted) and self._ours(session):
+            session.info["audit_changed"] = True
+
+    def _before_commit(self, session: Session) -> None:
+        # Runs before the commit's own flush: pending ORM changes count as well as flushed ones.
+        call = _call.get()
+        if call is None or call.recorded or not self._ours(session):
+            return
+        pending = bool(session.new or session.dirty or session.deleted)
+        if not (session.info.pop("audit_changed", False) or pending):
+            return
+        row = self._row(current_principal(), call, "OK")
+        if row is not None:
+            session.execute(insert(self._table).values(**row))
+        call.recorded = True
+
+    async def record_failure(self, outcome: str) -> None:
+        """Records the current audited call as failed with ``outcome`` (a ``google.rpc.Code`` name)."""
+        call = _call.get()
+        if call is None or call.recorded:
+            return
+        call.recorded = True
+        row = self._row(current_principal(), call, outcome)
+        if row is None:
+            return
+        try:
+            async with self._db.transaction(tenant=row["tenant_id"]) as session:
+                await session.execute(insert(self._table).values(**row))
+        except Exception:  # never mask the call's own error
+            log.exception("audit event of a failed %s not recorded", call.method)
+
+    async def relay_once(self, limit: int = 500) -> int:
+        """Delivers up to ``limit`` outbox events, oldest first, then deletes them.
+
+        Returns:
+            How many were delivered.
+        """
+        async with self._db.transaction() as session:
+            rows = (
+                await session.execute(select(self._table).order_by(self._table.c.time).limit(limit))
+            ).all()
+            if not rows:
+                return 0
+            await self._deliver([dict(row._mapping) for row in rows])
+            await session.execute(delete(self._table).where(self._table.c.id.in_([row.id for row in rows])))
+        return len(rows)
+
+    async def _relay_forever(self) -> None:
+        while True:
+            try:
+                while await self.relay_once() > 0:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # delivery is retried on the next tick
+                log.warning("audit relay of %s failed: %s", self.service, error)
+            await asyncio.sleep(self._interval)
+
+    async def start(self) -> None:
+        """Starts the relay in the background."""
+        self._relay = asyncio.create_task(self._relay_forever(), name=f"audit-relay-{self.service}")
+
+    async def stop(self) -> None:
+        """Stops the relay after a last delivery attempt; undelivered events wait in the outbox."""
+        if self._relay is not None:
+            self._relay.cancel()
+            await asyncio.gather(self._relay, return_exceptions=True)
+        try:
+            await self.relay_once()
+        except Exception as error:
+            log.warning("final audit relay of %s failed: %s", self.service, error)
+        event.remove(Session, "do_orm_execute", self._on_execute)
+        event.remove(Session, "after_flush", self._on_flush)
+        event.remove(Session, "before_commit", self._before_commit)
+
+
+def deliver_to_auth(channel_of: Callable[[], Any], timeout: float) -> Deliver:
+    """Delivery over mTLS to ``AuthService.IngestAuditEvents``, for every service but auth.
+
+    Args:
+        channel_of: Returns the channel to the auth service.
+        timeout: Deadline of one delivery, in seconds.
+    """
+    from orchestrall.auth.v1 import auth_service_pb2 as pb
+    from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
+    from orchestrall.auth.v1 import resources_pb2 as res
+    from services.kit.timestamps import to_timestamp
+
+    async def deliver(rows: Sequence[dict[str, Any]]) -> None:
+        events = [
+            res.AuditEvent(
+                name=f"tenants/{row['tenant_id']}/auditEvents/{row['id']}",
+                time=to_timestamp(row["time"]),
+                subject=row["subject"],
+                principal_kind=row["principal_kind"],
+                method=row["method"],
+                resource=row["resource"],
+                outcome=row["outcome"],
+                service=row["service"],
+            )
+            for row in rows
+        ]
+        await pb_grpc.AuthServiceStub(channel_of()).IngestAuditEvents(
+            pb.IngestAuditEventsRequest(audit_events=events), timeout=timeout
+        )
+
+    return deliver

@@ -1,0 +1,88 @@
+"""Roles and the permissions they grant.
+
+Every RPC names its permission in the contract
+(``option (orchestrall.api.v1.access).permission``); this table says which
+roles grant it. Roles are ordered, each granting everything the one below it
+grants (as Zitadel's and Keycloak's composite roles do):
+
+* ``viewer``    reads agents, runs, workflows, flags and usage; evaluates flags;
+* ``developer`` also creates and changes agents, runs, workflows and flags;
+* ``admin``     also manages users, service accounts, API keys and reads the audit log;
+* ``owner``     everything an admin may, and may grant ``owner``.
+
+A caller may grant (to a key, user or service account) only roles at or
+below its own highest role, so nobody can mint a credential stronger than
+their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+ROLE_ORDER: tuple[str, ...] = ("viewer", "developer", "admin", "owner")
+
+_VIEWER = frozenset(
+    {
+        "auth.tenants.get",
+        "agent.agents.get",
+        "agent.agents.list",
+        "agent.runs.get",
+        "agent.runs.list",
+        "agent.tools.list",
+        "workflow.workflows.get",
+        "workflow.workflows.list",
+        "workflow.runs.get",
+        "workflow.runs.list",
+        "flag.flags.get",
+        "flag.flags.list",
+        "flag.flags.evaluate",
+        "billing.usage.get",
+    }
+)
+_DEVELOPER = _VIEWER | {
+    "agent.agents.create",
+    "agent.agents.delete",
+    "agent.runs.create",
+    "workflow.workflows.create",
+    "workflow.runs.create",
+    "flag.flags.create",
+    "flag.flags.update",
+    "flag.flags.delete",
+}
+_ADMIN = _DEVELOPER | {
+    "auth.apiKeys.create",
+    "auth.apiKeys.list",
+    "auth.apiKeys.delete",
+    "auth.users.create",
+    "auth.users.list",
+    "auth.users.delete",
+    "auth.serviceAccounts.create",
+    "auth.serviceAccounts.list",
+    "auth.serviceAccounts.delete",
+    "auth.auditEvents.list",
+}
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": _VIEWER,
+    "developer": frozenset(_DEVELOPER),
+    "admin": frozenset(_ADMIN),
+    "owner": frozenset(_ADMIN),
+}
+
+
+def permissions_of(roles: Iterable[str]) -> frozenset[str]:
+    """The union of the permissions of ``roles``; unknown roles grant nothing."""
+    granted: frozenset[str] = frozenset()
+    for role in roles:
+        granted |= ROLE_PERMISSIONS.get(role, frozenset())
+    return granted
+
+
+def rank(roles: Iterable[str]) -> int:
+    """Position of the highest known role in :data:`ROLE_ORDER`; -1 for none."""
+    return max((ROLE_ORDER.index(r) for r in roles if r in ROLE_ORDER), default=-1)
+
+
+def may_grant(caller_roles: Iterable[str], wanted: Iterable[str]) -> bool:
+    """Whether a caller with ``caller_roles`` may grant every role in ``wanted``."""
+    return rank(wanted) <= rank(caller_roles)
