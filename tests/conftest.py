@@ -144,7 +144,9 @@ async def start_mesh(config: StackConfig, tls_dir: Path, backend: Backend, model
     builders = {name: __import__(f"services.{name}.server", fromlist=["build"]).build for name in SERVICES}
     servers: dict[str, RunningServer] = {}
     for name in SERVICES:
-        settings = config.settings(name).model_copy(update={"tls_dir": tls_dir, "audit_relay_interval_seconds": 0.2})
+        settings = config.settings(name).model_copy(
+            update={"tls_dir": tls_dir, "audit_relay_interval_seconds": 0.2}
+        )
         migrate.upgrade(settings, name)
         if name == "agent":
             settings = AgentSettings(**settings.model_dump(), openai_base_url=model_url)

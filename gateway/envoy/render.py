@@ -372,15 +372,12 @@ def render(
         rate_limiters=[
             {
                 "name": "tenant_rate_limit",
-                "comment": "One bucket per tenant (the verified claim); calls without a token are not counted.",
                 "key": "tenant",
                 "paths": [],
                 "bucket": tenant_rate_limit,
             },
             {
                 "name": "anonymous_rate_limit",
-                "comment": "One bucket per client address on anonymous credential RPCs (sign-up, token); "
-                "anonymous reads (discovery, the JWKS this gateway fetches through itself) are not counted.",
                 "key": "remote_address",
                 "group": "anonymous_credentials",
                 "paths": credential_paths,

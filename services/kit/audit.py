@@ -154,9 +154,11 @@ class AuditLog:
             session.info["audit_changed"] = True
 
     def _before_commit(self, session: Session) -> None:
-        # Runs before the commit's own flush: pending ORM changes count as well as flushed ones.
+        # Fires for savepoints too (SQLAlchemy's SessionTransaction._prepare_impl); only the
+        # outermost commit makes a change durable. Runs before the commit's own flush, so
+        # pending ORM changes count as well as flushed ones.
         call = _call.get()
-        if call is None or call.recorded or not self._ours(session):
+        if call is None or call.recorded or session.in_nested_transaction() or not self._ours(session):
             return
         pending = bool(session.new or session.dirty or session.deleted)
         if not (session.info.pop("audit_changed", False) or pending):
@@ -187,10 +189,9 @@ class AuditLog:
         Returns:
             How many were delivered.
         """
-        async with self._db.transaction() as session:
-            rows = (
-                await session.execute(select(self._table).order_by(self._table.c.time).limit(limit))
-            ).all()
+        async with self._db.transaction(all_tenants=True) as session:
+            query = select(self._table).order_by(self._table.c.time).limit(limit)
+            rows = (await session.execute(query)).all()
             if not rows:
                 return 0
             await self._deliver([dict(row._mapping) for row in rows])

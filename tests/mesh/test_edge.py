@@ -156,7 +156,6 @@ async def test_a_tenant_over_its_limit_gets_429_and_others_are_served(
     refused = await http.get(f"/v1/tenants/{busy}", headers=bearer(busy_token))
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "60"
-    assert refused.json()["code"] == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
     assert not [h for h in refused.headers if h.startswith("grpc-")]
 
     # Same second, another tenant: its own bucket.
@@ -183,6 +182,10 @@ async def test_a_client_sent_tenant_header_does_not_pick_the_bucket(
     victim, victim_token = await edge.new_tenant()
     attacker, attacker_token = await edge.new_tenant()
     spoof = {TENANT_HEADER: victim}
+    # Anonymous RPCs carry no verified tenant; a client's header must not count there either, or
+    # these would drain the victim's bucket without any token.
+    for _ in range(3):
+        assert (await http.get("/.well-known/jwks.json", headers=spoof)).status_code == 200
     # The attacker's calls land in the attacker's bucket whatever the header says...
     assert await _statuses(http, attacker, attacker_token, 4, **spoof) == [200, 200, 200, 429]
     # ...so the victim's bucket is untouched, and the attacker cannot escape into it.
@@ -233,7 +236,9 @@ async def test_cors_preflight_is_answered_for_the_console_only(edge: Edge, http:
     other = await http.options(
         f"/v1/tenants/{tenant}/apiKeys", headers={"origin": "https://evil.example", **ask}
     )
-    assert not [h for h in other.headers if h.startswith("access-control-")]
+    # Answered by Envoy too (never forwarded), but without the grant: no Allow-Origin, so the
+    # browser refuses the actual request.
+    assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
 
     # Actual calls from the console carry the origin grant, errors included, and expose Retry-After.
     ok = await http.get(f"/v1/tenants/{tenant}", headers={"origin": CONSOLE, **bearer(token)})

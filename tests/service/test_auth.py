@@ -70,7 +70,9 @@ async def test_api_keys_are_idempotent_listed_and_revocable(mesh: Mesh) -> None:
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         assert error_info(caught.value).reason == "INVALID_CLIENT"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.IssueToken(pb.IssueTokenRequest(grant_type="authorization_code", client_secret=tenant.secret))
+            await stub.IssueToken(
+                pb.IssueTokenRequest(grant_type="authorization_code", client_secret=tenant.secret)
+            )
         assert error_info(caught.value).reason == "UNSUPPORTED_GRANT_TYPE"
 
 

@@ -1,0 +1,145 @@
+"""Every external RPC of every service against every attack, over gRPC with mTLS.
+
+The caller presents the gateway's certificate, as Envoy does, so only the
+token can admit it. Cases: no token and seven forged tokens -> UNAUTHENTICATED;
+a valid token of another tenant -> PERMISSION_DENIED or NOT_FOUND, nothing
+read or changed; a role without the RPC's permission -> PERMISSION_DENIED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from services.auth import store, tokens
+from services.kit.db import Database, create_engine
+from services.kit.roles import ROLE_ORDER, permissions_of
+from services.kit.timestamps import utcnow
+from tests.attacks import Forger, Target, targets
+from tests.conftest import Mesh
+from tests.service.helpers import Tenant, error_info, new_tenant
+
+TARGETS = targets()
+# Longer than a few audit relay intervals (0.2 s in tests).
+RELAY_SETTLE_SECONDS = 1.0
+ATTACKS = ["expired", "bad signature", "alg none", "unknown kid", "wrong aud", "wrong iss", "garbage"]
+
+
+@pytest.fixture(scope="module")
+async def forger(mesh: Mesh) -> AsyncIterator[Forger]:
+    settings = mesh.config.settings("auth").model_copy(update={"tls_dir": mesh.tls_dir})
+    db = Database(create_engine(settings, "auth"))
+    async with db.transaction() as session:
+        now = utcnow()
+        key = tokens.signing_key(await store.published_keys(session, now), now)
+    await db.close()
+    assert key is not None
+    yield Forger(key.private_pem, key.kid, settings.issuer, settings.audience)
+
+
+@pytest.fixture(scope="module")
+async def victim(mesh: Mesh) -> Tenant:
+    return await new_tenant(mesh, "victim")
+
+
+async def call(mesh: Mesh, target: Target, tenant: str, token: str | None) -> grpc.aio.AioRpcError | None:
+    """Calls ``target`` with a request naming ``tenant``'s resources; returns the error, if any."""
+    request = target.request(tenant)
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    async with mesh.channel(target.service) as channel:
+        stub = channel.unary_unary(
+            target.full_name,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=lambda b: b,
+        )
+        try:
+            await stub(request, metadata=metadata, timeout=30)
+        except grpc.aio.AioRpcError as error:
+            return error
+    return None
+
+
+async def snapshot(mesh: Mesh, tenant: Tenant) -> dict[str, str]:
+    """What the tenant's owner reads from every Get and List RPC."""
+    seen = {}
+    for target in TARGETS:
+        if target.http_verb != "GET" or not target.tenant_scoped:
+            continue
+        request = target.request(tenant.id)
+        async with mesh.channel(target.service) as channel:
+            stub = channel.unary_unary(
+                target.full_name,
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=lambda b: b,
+            )
+            try:
+                seen[target.full_name] = (await stub(request, metadata=tenant.metadata, timeout=30)).hex()
+            except grpc.aio.AioRpcError as error:
+                seen[target.full_name] = error.code().name
+    return seen
+
+
+def test_the_matrix_covers_every_external_rpc() -> None:
+    assert len(TARGETS) >= 30
+    assert {t.service for t in TARGETS} == {"auth", "agent", "workflow", "flag", "billing"}
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.method.name)
+async def test_no_token_is_unauthenticated(mesh: Mesh, victim: Tenant, target: Target) -> None:
+    error = await call(mesh, target, victim.id, None)
+    assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.method.name)
+async def test_forged_tokens_are_rejected(
+    mesh: Mesh, victim: Tenant, forger: Forger, target: Target, attack: str
+) -> None:
+    token = dict(forger.attacks(victim.id))[attack]
+    error = await call(mesh, target, victim.id, token)
+    assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED, attack
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.method.name)
+async def test_the_control_token_is_admitted(
+    mesh: Mesh, victim: Tenant, forger: Forger, target: Target
+) -> None:
+    """The forger's valid token passes authentication, so the attacks above fail for their flaw alone."""
+    error = await call(mesh, target, victim.id, forger.valid(victim.id, ["owner"]))
+    assert error is None or error.code() not in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+async def test_another_tenant_reads_and_changes_nothing(mesh: Mesh) -> None:
+    victim, attacker = await new_tenant(mesh, "victim"), await new_tenant(mesh, "attacker")
+    await asyncio.sleep(RELAY_SETTLE_SECONDS)  # the sign-ups' own audit events reach the log first
+    before = await snapshot(mesh, victim)
+    outcomes = {}
+    for target in TARGETS:
+        if not target.tenant_scoped:
+            continue
+        error = await call(mesh, target, victim.id, attacker.token)
+        outcomes[target.method.name] = error.code().name if error else "OK"
+    assert {code for code in outcomes.values()} <= {"PERMISSION_DENIED", "NOT_FOUND"}, outcomes
+    await asyncio.sleep(RELAY_SETTLE_SECONDS)
+    assert await snapshot(mesh, victim) == before
+
+
+@pytest.mark.parametrize("role", [r for r in ROLE_ORDER if permissions_of([r]) < permissions_of(["owner"])])
+async def test_roles_without_the_permission_are_denied(
+    mesh: Mesh, victim: Tenant, forger: Forger, role: str
+) -> None:
+    granted = permissions_of([role])
+    denied = [t for t in TARGETS if t.permission not in granted]
+    assert denied, f"{role} should lack some permission"
+    for target in denied:
+        error = await call(mesh, target, victim.id, forger.valid(victim.id, [role]))
+        assert error is not None and error.code() == grpc.StatusCode.PERMISSION_DENIED, target.method.name
+        assert error_info(error).reason == "MISSING_PERMISSION"
+        assert json_format.MessageToDict(target.request(victim.id))  # the request named real resources
