@@ -30,6 +30,19 @@ POSTGRES_URL = os.environ.get(
 SCHEMA_PREFIX = "pytest_"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drops the SQLite instances of ``postgres_only`` tests: they are not generated, not skipped."""
+    dropped = [
+        item
+        for item in items
+        if item.get_closest_marker("postgres_only")
+        and getattr(getattr(item, "callspec", None), "params", {}).get("backend") == "sqlite"
+    ]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
 def make_tls(tls_dir: Path) -> Path:
     """A CA with certificates for every service, the gateway, the CLI and a 'stranger' of another CA."""
     mtls.ensure_ca(tls_dir, TRUST_DOMAIN)

@@ -17,7 +17,7 @@ from services.auth import errors, passwords, store, tokens
 from services.auth.models import ApiKey, AuditEvent, ServiceAccount, SigningKey, Tenant, User
 from services.kit.audit import note_resource
 from services.kit.auth import current_principal, require_tenant
-from services.kit.db import Database
+from services.kit.db import Database, bind_tenant
 from services.kit.errors import FieldViolation, InvalidArgument, PermissionDenied, invalid
 from services.kit.names import new_id, parse, validate_id
 from services.kit.pagination import page_of
@@ -476,6 +476,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
             ):
                 raise errors.invalid_client()
             note_resource(name)
+        async with self._db.transaction(tenant=key.tenant_id) as session:
             await store.touch_api_key(session, key, now)
         return name, key.tenant_id, list(key.roles)
 
@@ -500,9 +501,20 @@ class AuthService(pb_grpc.AuthServiceServicer):
     # Audit log ----------------------------------------------------------------------------------
 
     async def store_audit_events(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Records relayed audit events (idempotent by ID); also this service's own relay target."""
-        async with self._db.transaction(all_tenants=True) as session:
-            return await store.add_audit_events(session, rows)
+        """Records relayed audit events (idempotent by ID); also this service's own relay target.
+
+        One transaction, each tenant's events inserted with that tenant bound, so
+        row-level security checks every row against its own tenant.
+        """
+        by_tenant: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_tenant.setdefault(str(row["tenant_id"]), []).append(row)
+        accepted = 0
+        async with self._db.transaction() as session:
+            for tenant_id, tenant_rows in by_tenant.items():
+                await bind_tenant(session, tenant_id)
+                accepted += await store.add_audit_events(session, tenant_rows)
+        return accepted
 
     async def IngestAuditEvents(
         self, request: pb.IngestAuditEventsRequest, context: grpc.aio.ServicerContext

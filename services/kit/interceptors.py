@@ -145,11 +145,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             if service is None or not may_call(service, method):
                 raise auth.deny_service(service, method)
             return auth.Principal(kind="service", subject=service)
+        if rule.anonymous:  # identity plays no part; a token sent along is ignored, as at the gateway
+            return auth.ANONYMOUS
         token = auth.bearer_token(metadata)
         if token is not None:
             return await self._verifier.verify(token)
-        if rule.anonymous:
-            return auth.ANONYMOUS
         if service is not None and may_call(service, method):
             tenant = auth.metadata_value(metadata, auth.TENANT_METADATA_KEY)
             return auth.Principal(kind="service", subject=service, tenant=tenant)

@@ -1,8 +1,8 @@
 """Tenant isolation in depth: PostgreSQL row-level security under the stores' tenant filters.
 
-The PostgreSQL tests run with the ``mesh`` fixture's ``postgres`` backend, which fails under
-``CI=true`` when PostgreSQL is unreachable (``tests.conftest.postgres_or_skip``); with the
-``sqlite`` backend they are skipped, SQLite has no row-level security.
+The tests run with the ``mesh`` fixture's ``postgres`` backend only (``postgres_only``
+marker: SQLite has no row-level security); that backend fails under ``CI=true`` when
+PostgreSQL is unreachable (``tests.conftest.postgres_or_skip``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from services.kit.timestamps import utcnow
 from tests.conftest import SCHEMA_PREFIX, Mesh
 from tests.service.helpers import Tenant, new_tenant
 
+pytestmark = pytest.mark.postgres_only
+
 
 def test_app_url_is_derived_only_from_a_lone_postgres_url() -> None:
     admin = "postgresql+psycopg://postgres:secret@db:5432/orchestrall"
@@ -43,15 +45,9 @@ def test_app_url_is_derived_only_from_a_lone_postgres_url() -> None:
     assert app_url(MeshSettings(database_url=None)) is None
 
 
-def postgres_only(mesh: Mesh) -> None:
-    if mesh.backend.name != "postgres":
-        pytest.skip("row-level security is PostgreSQL's; SQLite has none")
-
-
 @pytest.fixture
 async def agent_db(mesh: Mesh) -> AsyncIterator[Database]:
     """The agent service's database, connected as the services connect."""
-    postgres_only(mesh)
     db = Database(create_async_engine(mesh.config.settings("agent"), "agent"))
     yield db
     set_principal(ANONYMOUS)
@@ -136,7 +132,6 @@ async def test_without_a_tenant_a_bare_select_returns_nothing(mesh: Mesh, agent_
 
 
 async def test_one_ingestion_batch_may_hold_several_tenants(mesh: Mesh) -> None:
-    postgres_only(mesh)
     first, second = await new_tenant(mesh, "iso-d"), await new_tenant(mesh, "iso-e")
     events = [
         billing_res.UsageEvent(
@@ -186,14 +181,12 @@ def isolation_state(settings: MeshSettings, service: str) -> dict[str, tuple[boo
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_tenant_owned_table_is_isolated(mesh: Mesh, service: str) -> None:
-    postgres_only(mesh)
     state = isolation_state(mesh.config.settings(service), service)
     for table in tenant_tables(service):
         assert state[table.name] == (True, True, 1), f"{service}.{table.name} lacks row-level security"
 
 
 def test_the_migration_downgrades_and_upgrades_again(mesh: Mesh) -> None:
-    postgres_only(mesh)
     settings = mesh.config.settings("agent").model_copy(update={"schema_prefix": f"{SCHEMA_PREFIX}rls_"})
     admin = database_url(settings, "agent", sync=True, admin=True)
     try:
