@@ -7,13 +7,17 @@ import signal
 import threading
 from pathlib import Path
 
+import grpc
 import httpx
 import typer
 from rich.console import Console
 
+from orchestrall.auth.v1.auth_service_pb2 import RotateSigningKeyRequest
+from orchestrall.auth.v1.auth_service_pb2_grpc import AuthServiceStub
 from services.cli.demo import DemoFailed, run_demo
-from services.cli.stack import Stack, StackConfig
+from services.cli.stack import CLI_IDENTITY, Stack, StackConfig
 from services.kit.config import SERVICES
+from services.kit.mtls import TlsFiles, channel_credentials
 
 app = typer.Typer(
     help="Orchestrall: AI agents and workflows for many tenants, as a gRPC mesh.", no_args_is_help=True
@@ -90,6 +94,27 @@ def demo(
         if stack is not None:
             stack.stop()
     console.print(f"\n[bold green]Demo complete[/] for tenants/{result.tenant}.")
+
+
+@app.command("rotate-keys")
+def rotate_keys(
+    state_dir: Path = typer.Option(Path(".state"), help="Where `up` keeps the local CA and certificates."),
+    auth_address: str = typer.Option("127.0.0.1:50051", help="The auth service's gRPC address."),
+) -> None:
+    """Rotate the token signing key: the new key is published now and signs after the publish delay."""
+    credentials = channel_credentials(TlsFiles.of(state_dir / "tls", CLI_IDENTITY))
+    with grpc.secure_channel(
+        auth_address, credentials, options=[("grpc.ssl_target_name_override", "auth")]
+    ) as channel:
+        try:
+            rotated = AuthServiceStub(channel).RotateSigningKey(RotateSigningKeyRequest(), timeout=10)
+        except grpc.RpcError as error:
+            console.print(f"[bold red]rotation failed:[/] {error.code().name} {error.details()}")
+            raise typer.Exit(1) from None
+    activate = rotated.activate_time.ToDatetime().isoformat(timespec="seconds")
+    console.print(
+        f"New key {rotated.kid} is published; it signs from {activate}Z, replacing {rotated.previous_kid}."
+    )
 
 
 def main() -> None:

@@ -200,7 +200,7 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def test_up_stops_on_sigterm_and_leaves_no_process(tmp_path: Path) -> None:
+def test_up_rotates_keys_and_stops_on_sigterm_leaving_no_process(tmp_path: Path) -> None:
     http_port, base = free_port(), free_port()
     env = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
     command = [
@@ -230,6 +230,13 @@ def test_up_stops_on_sigterm_and_leaves_no_process(tmp_path: Path) -> None:
         children = _children(up.pid)
         assert len(children) == 6, "five services and Envoy"
         assert httpx.get(f"http://127.0.0.1:{http_port}/.well-known/jwks.json").status_code == 200
+        rotate = [sys.executable, "-m", "services.cli", "rotate-keys", "--state-dir", str(tmp_path)]
+        rotated = subprocess.run(
+            [*rotate, "--auth-address", f"127.0.0.1:{base}"], capture_output=True, text=True, timeout=30
+        )
+        assert rotated.returncode == 0 and "is published" in rotated.stdout, rotated.stdout + rotated.stderr
+        keys = httpx.get(f"http://127.0.0.1:{http_port}/.well-known/jwks.json").json()["keys"]
+        assert len(keys) == 2, "the new key is published at once, beside the current one"
         up.send_signal(signal.SIGTERM)
         assert up.wait(timeout=30) == 0
         alive = {pid for pid in children if Path(f"/proc/{pid}").exists()}
