@@ -12,14 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from sqlalchemy import create_engine, text
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
@@ -27,51 +25,15 @@ from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from services.agent.tools import route_distance
 from services.cli.demo import DemoResult, run_demo
-from services.cli.stack import Stack, StackConfig, free_port
-from services.kit.db import connect_args, database_url
-from tests.conftest import SCHEMA_PREFIX, Backend
+from services.cli.stack import Stack, free_port
+from tests.mesh.conftest import auth, stored_rows
 
 pytestmark = pytest.mark.mesh
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Stack]:
-    config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp(f"mesh-{backend.name}"),
-        database_url=backend.database_url,
-        schema_prefix=f"{SCHEMA_PREFIX}mesh_",
-    )
-    running = Stack(config, log=lambda _line: None)
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def demo(stack: Stack) -> DemoResult:
     return run_demo(stack.config.gateway_url, echo=lambda _text: None)
-
-
-@pytest.fixture
-def http(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.config.gateway_url, timeout=120) as client:
-        yield client
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def stored_rows(stack: Stack, service: str, query: str, **params: str) -> list[tuple]:
-    settings = stack.config.settings(service)
-    engine = create_engine(
-        database_url(settings, service, sync=True, admin=True), connect_args=connect_args(settings, service)
-    )
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(text(query), params)]
-    finally:
-        engine.dispose()
 
 
 def test_demo_runs_the_tool_and_chains_the_workflow(demo: DemoResult) -> None:

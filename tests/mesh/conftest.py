@@ -1,0 +1,48 @@
+"""The whole stack for mesh tests: one per database backend, shared by the modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from services.cli.stack import Stack, StackConfig
+from services.kit.db import connect_args, database_url
+from tests.conftest import SCHEMA_PREFIX, Backend
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Stack]:
+    config = StackConfig.ephemeral(
+        tmp_path_factory.mktemp(f"mesh-{backend.name}"),
+        database_url=backend.database_url,
+        schema_prefix=f"{SCHEMA_PREFIX}mesh_",
+    )
+    running = Stack(config, log=lambda _line: None)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.config.gateway_url, timeout=120) as client:
+        yield client
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def stored_rows(stack: Stack, service: str, query: str, **params: str) -> list[tuple]:
+    settings = stack.config.settings(service)
+    engine = create_engine(
+        database_url(settings, service, sync=True, admin=True), connect_args=connect_args(settings, service)
+    )
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(query), params)]
+    finally:
+        engine.dispose()
