@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ TENANT_METADATA_KEY = "orchestrall-tenant"
 # Permission verbs of RPCs that change state; their calls are audited.
 MUTATING_VERBS = frozenset({"create", "update", "delete"})
 SIGNING_ALGORITHMS = ["EdDSA"]
+# Verified tokens remembered by a verifier (LRU), each until its own `exp`.
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,11 @@ class JwtVerifier:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     async def _refresh(self, force: bool) -> None:
+        if not force and time.monotonic() - self._fetched_at < self._max_age:
+            return
         async with self._lock:
             age = time.monotonic() - self._fetched_at
             if age < self._min_refresh or (not force and age < self._max_age):
@@ -170,10 +176,27 @@ class JwtVerifier:
         Returns:
             A ``user`` principal with the token's ``sub``, ``tenant`` and ``roles``.
 
+        Tokens that passed are remembered until their ``exp`` (at most
+        ``VERIFIED_CACHE_SIZE`` of them), so a client's repeated calls cost one
+        signature check, not one per call.
+
         Raises:
             Unauthenticated: The token is malformed, unsigned, signed by an unknown
                 key, expired, or for another issuer or audience.
         """
+        cached = self._verified.get(token)
+        if cached is not None:
+            if time.time() < cached[0]:
+                self._verified.move_to_end(token)
+                return cached[1]
+            del self._verified[token]
+        principal, expires = await self._verify(token)
+        self._verified[token] = (expires, principal)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
@@ -204,7 +227,10 @@ class JwtVerifier:
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated("INVALID_TOKEN", "the token has no tenant claim")
         roles = claims.get("roles") or []
-        return Principal(kind="user", subject=claims["sub"], tenant=tenant, roles=tuple(roles), token=token)
+        principal = Principal(
+            kind="user", subject=claims["sub"], tenant=tenant, roles=tuple(roles), token=token
+        )
+        return principal, float(claims["exp"])
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]]) -> str | None:

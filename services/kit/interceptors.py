@@ -136,12 +136,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         return _wrap(handler, authenticated)
 
+    def _peer_service(self, context: grpc.aio.ServicerContext) -> str | None:
+        """The mesh service name of the TLS peer, or None (read only when a rule needs it)."""
+        return auth.service_name_of(peer_spiffe_id(context.auth_context()), self._trust_domain)
+
     async def _authenticate(
         self, rule: auth.MethodRule, method: str, context: grpc.aio.ServicerContext
     ) -> auth.Principal:
         metadata = tuple(context.invocation_metadata() or ())
-        service = auth.service_name_of(peer_spiffe_id(context.auth_context()), self._trust_domain)
         if rule.internal:
+            service = self._peer_service(context)
             if service is None or not may_call(service, method):
                 raise auth.deny_service(service, method)
             return auth.Principal(kind="service", subject=service)
@@ -150,6 +154,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         token = auth.bearer_token(metadata)
         if token is not None:
             return await self._verifier.verify(token)
+        service = self._peer_service(context)
         if service is not None and may_call(service, method):
             tenant = auth.metadata_value(metadata, auth.TENANT_METADATA_KEY)
             return auth.Principal(kind="service", subject=service, tenant=tenant)

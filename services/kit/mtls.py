@@ -11,6 +11,7 @@ plaintext behind them.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,9 +154,13 @@ def peer_spiffe_id(auth_context: dict[str, list[bytes]]) -> str | None:
         auth_context: ``context.auth_context()`` of a server call.
     """
     pem = auth_context.get("x509_pem_cert")
-    if not pem:
-        return None
-    cert = x509.load_pem_x509_certificate(pem[0])
+    return _spiffe_id_of(pem[0]) if pem else None
+
+
+@functools.lru_cache(maxsize=256)
+def _spiffe_id_of(pem: bytes) -> str | None:
+    """The single SPIFFE URI SAN of a PEM certificate (parsed once per certificate)."""
+    cert = x509.load_pem_x509_certificate(pem)
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:

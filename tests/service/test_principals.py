@@ -158,6 +158,16 @@ async def audit_events(mesh: Mesh, tenant: Tenant, **filters: str) -> list[res.A
     return list(listed.audit_events)
 
 
+async def delivered(mesh: Mesh, tenant: Tenant, count: int, **filters: str) -> list[res.AuditEvent]:
+    """The tenant's matching audit events once ``count`` of them arrived (relays are asynchronous)."""
+    for _ in range(100):
+        events = await audit_events(mesh, tenant, **filters)
+        if len(events) >= count:
+            return events
+        await asyncio.sleep(0.1)
+    return events
+
+
 async def test_mutations_and_denials_reach_the_audit_log(mesh: Mesh) -> None:
     tenant = await new_tenant(mesh)
     async with mesh.channel("agent") as channel:
@@ -176,14 +186,10 @@ async def test_mutations_and_denials_reach_the_audit_log(mesh: Mesh) -> None:
                 metadata=tenant.metadata,
             )
         await agents.GetAgent(agent_pb.GetAgentRequest(name=agent.name), metadata=tenant.metadata)
-    for _ in range(50):
-        events = await audit_events(mesh, tenant, resource=agent.name)
-        if len(events) >= 2:
-            break
-        await asyncio.sleep(0.1)
+    events = await delivered(mesh, tenant, 2, resource=agent.name)
     outcomes = sorted((e.method.rsplit("/", 1)[1], e.outcome, e.service) for e in events)
     assert outcomes == [("CreateAgent", "ALREADY_EXISTS", "agent"), ("CreateAgent", "OK", "agent")]
     assert {e.subject for e in events} == {f"{tenant.name}/apiKeys/{tenant.secret[4:36]}"}
-    sign_up = await audit_events(mesh, tenant, resource=tenant.name, subject="anonymous")
+    sign_up = await delivered(mesh, tenant, 2, resource=tenant.name, subject="anonymous")
     assert sorted(e.method.rsplit("/", 1)[1] for e in sign_up) == ["CreateTenant", "IssueToken"]
     assert {e.resource for e in sign_up} == {tenant.name, f"{tenant.name}/apiKeys/{tenant.secret[4:36]}"}
