@@ -48,6 +48,7 @@ up: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmark.gateway_overhead
+	$(PY) -m benchmark.auth_overhead
 
 clean:
 	rm -rf $(VENV) .state
