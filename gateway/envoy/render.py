@@ -42,6 +42,7 @@ from google.api import http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
+from services.kit.auth import TENANT_METADATA_KEY
 from services.kit.mtls import TlsFiles, spiffe_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -370,6 +371,7 @@ def render(
         self_cluster=SELF_CLUSTER,
         unrouted_cluster=UNROUTED_CLUSTER,
         tenant_header=TENANT_HEADER,
+        mesh_tenant_header=TENANT_METADATA_KEY,
         rate_limiters=[
             {
                 "name": "tenant_rate_limit",

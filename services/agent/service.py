@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -112,6 +113,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         self, db: Database, model_client: openai.AsyncOpenAI, default_model: str, peers: Peers
     ) -> None:
         self._db = db
+        self._executions: set[asyncio.Task[None]] = set()
         self._model = model_client
         self._default_model = default_model
         self._peers = peers
@@ -137,13 +139,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
         )
         note_resource(f"{request.parent}/agents/{agent.id}")
         async with self._db.transaction() as session:
-            if request.request_id and (
-                earlier := await store.agent_by_request(session, tenant_id, request.request_id)
-            ):
-                return agent_to_proto(earlier)
-            if not await store.add_agent(session, agent):
-                raise errors.agent_exists(f"{request.parent}/agents/{agent.id}")
-        return agent_to_proto(agent)
+            created = await store.create_agent(session, agent)
+        if created is None:
+            raise errors.agent_exists(f"{request.parent}/agents/{agent.id}")
+        return agent_to_proto(created)
 
     async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> res.Agent:
         tenant_id, agent_id = parse(request.name, "name", "tenants", "agents")
@@ -207,8 +206,16 @@ class AgentService(pb_grpc.AgentServiceServicer):
         )
         note_resource(f"{request.parent}/runs/{run.id}")
         async with self._db.transaction() as session:
-            await store.add_run(session, run)
-        await self._execute(agent, run)
+            created = await store.create_run(session, run)
+        if created is not run:  # a concurrent retry with the same request_id won
+            return run_to_proto(created)
+        # A caller that goes away (a workflow process restarting) must not leave the run
+        # RUNNING forever: it finishes in its own task; a retry with the same request_id
+        # then finds it.
+        execution = asyncio.create_task(self._execute(agent, run), name=f"run-{run.id}")
+        self._executions.add(execution)
+        execution.add_done_callback(self._executions.discard)
+        await asyncio.shield(execution)
         return run_to_proto(run)
 
     async def _execute(self, agent: Agent, run: Run) -> None:

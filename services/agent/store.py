@@ -6,12 +6,21 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.agent.models import Agent, Run
-from services.kit.db import insert_unique
+from services.kit.db import insert_idempotent
 
 
-async def add_agent(session: AsyncSession, agent: Agent) -> bool:
-    """Inserts an agent; False when its ID is taken (nothing is written then)."""
-    return await insert_unique(session, agent)
+async def create_agent(session: AsyncSession, agent: Agent) -> Agent | None:
+    """Inserts an agent, or returns the one an earlier request with its ``request_id`` made.
+
+    Returns:
+        The agent; None when its ID is taken (nothing is written then).
+    """
+    rid = agent.request_id
+
+    async def earlier() -> Agent | None:
+        return await agent_by_request(session, agent.tenant_id, rid) if rid else None
+
+    return await insert_idempotent(session, agent, earlier)
 
 
 async def get_agent(session: AsyncSession, tenant_id: str, agent_id: str) -> Agent | None:
@@ -44,10 +53,16 @@ async def delete_agent(session: AsyncSession, tenant_id: str, agent_id: str) -> 
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def add_run(session: AsyncSession, run: Run) -> None:
-    """Inserts a run."""
-    session.add(run)
-    await session.flush()
+async def create_run(session: AsyncSession, run: Run) -> Run:
+    """Inserts a run, or returns the one an earlier request with its ``request_id`` made."""
+    rid = run.request_id
+
+    async def earlier() -> Run | None:
+        return await run_by_request(session, run.tenant_id, run.agent_id, rid) if rid else None
+
+    created = await insert_idempotent(session, run, earlier)
+    assert created is not None, "run IDs are UUIDs"
+    return created
 
 
 async def save_run(session: AsyncSession, run: Run) -> None:

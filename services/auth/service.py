@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -17,12 +18,12 @@ from services.auth import errors, passwords, store, tokens
 from services.auth.models import ApiKey, AuditEvent, ServiceAccount, SigningKey, Tenant, User
 from services.kit.audit import note_resource
 from services.kit.auth import current_principal, require_tenant
-from services.kit.db import Database, bind_tenant
+from services.kit.db import Database, write_per_tenant
 from services.kit.errors import FieldViolation, InvalidArgument, PermissionDenied, invalid
 from services.kit.names import new_id, parse, validate_id
 from services.kit.pagination import page_of
 from services.kit.roles import ROLE_ORDER, may_grant
-from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
+from services.kit.timestamps import as_utc, from_timestamp, to_timestamp, utcnow
 
 FIRST_KEY_ROLES = ["owner"]
 # A deliberately loose shape check; deliverability is the mail system's business (RFC 5321).
@@ -124,8 +125,25 @@ def _new_api_key(
     return row, secret
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+@dataclass(frozen=True)
+class Grant:
+    """Who a token is for, as a grant established it."""
+
+    subject: str
+    tenant_id: str
+    roles: list[str]
+    not_after: dt.datetime | None = None
+
+
+def _require_outranks(target_roles: list[str], name: str) -> None:
+    """Refuses to remove a credential whose roles the caller could not grant (an admin removing an owner)."""
+    caller = current_principal()
+    if caller.kind == "user" and not may_grant(caller.roles, target_roles):
+        raise PermissionDenied(
+            "ROLE_NOT_GRANTABLE",
+            f"roles {list(caller.roles)} may not remove {name}, which holds {target_roles}",
+            metadata={"name": name},
+        )
 
 
 class AuthService(pb_grpc.AuthServiceServicer):
@@ -167,7 +185,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
         async with self._db.transaction() as session:
             now = utcnow()
             keys = await store.published_keys(session, now)
-        newest = _aware(max((k.create_time for k in keys), default=None))
+        newest = max((as_utc(k.create_time) for k in keys), default=None)
         if newest is None or now - newest >= age:
             await self.rotate()
 
@@ -270,14 +288,14 @@ class AuthService(pb_grpc.AuthServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         request_id = request.request_id or None
+        key, secret = _new_api_key(
+            tenant_id, request.api_key.display_name[:200], roles, request_id, expire_time
+        )
+        note_resource(f"tenants/{tenant_id}/apiKeys/{key.id}")
         async with self._db.transaction() as session:
-            if request_id and (existing := await store.api_key_by_request(session, tenant_id, request_id)):
-                return pb.CreateApiKeyResponse(api_key=api_key_to_proto(existing))
-            key, secret = _new_api_key(
-                tenant_id, request.api_key.display_name[:200], roles, request_id, expire_time
-            )
-            note_resource(f"tenants/{tenant_id}/apiKeys/{key.id}")
-            await store.add_api_key(session, key)
+            created = await store.create_api_key(session, key)
+        if created is not key:  # a retry: the key exists, its secret was shown once already
+            return pb.CreateApiKeyResponse(api_key=api_key_to_proto(created))
         return pb.CreateApiKeyResponse(api_key=api_key_to_proto(key), api_key_secret=secret)
 
     async def ListApiKeys(
@@ -296,8 +314,11 @@ class AuthService(pb_grpc.AuthServiceServicer):
         tenant_id, key_id = parse(request.name, "name", "tenants", "apiKeys")
         require_tenant(tenant_id)
         async with self._db.transaction() as session:
-            if not await store.delete_api_key(session, tenant_id, key_id):
+            key = await store.get_api_key(session, key_id)
+            if key is None or key.tenant_id != tenant_id:
                 raise errors.not_found("API_KEY_NOT_FOUND", request.name)
+            _require_outranks(key.roles, request.name)
+            await store.delete_api_key(session, tenant_id, key_id)
         return empty_pb2.Empty()
 
     # Users --------------------------------------------------------------------------------------
@@ -358,8 +379,11 @@ class AuthService(pb_grpc.AuthServiceServicer):
         tenant_id, user_id = parse(request.name, "name", "tenants", "users")
         require_tenant(tenant_id)
         async with self._db.transaction() as session:
-            if not await store.delete_user(session, tenant_id, user_id):
+            user = await store.get_user(session, tenant_id, user_id)
+            if user is None:
                 raise errors.not_found("USER_NOT_FOUND", request.name)
+            _require_outranks(user.roles, request.name)
+            await store.delete_user(session, tenant_id, user_id)
         return empty_pb2.Empty()
 
     # Service accounts ---------------------------------------------------------------------------
@@ -416,8 +440,11 @@ class AuthService(pb_grpc.AuthServiceServicer):
         tenant_id, account_id = parse(request.name, "name", "tenants", "serviceAccounts")
         require_tenant(tenant_id)
         async with self._db.transaction() as session:
-            if not await store.delete_service_account(session, tenant_id, account_id):
+            account = await store.get_service_account(session, tenant_id, account_id)
+            if account is None:
                 raise errors.not_found("SERVICE_ACCOUNT_NOT_FOUND", request.name)
+            _require_outranks(account.roles, request.name)
+            await store.delete_service_account(session, tenant_id, account_id)
         return empty_pb2.Empty()
 
     # Tokens -------------------------------------------------------------------------------------
@@ -426,11 +453,12 @@ class AuthService(pb_grpc.AuthServiceServicer):
         self, request: pb.IssueTokenRequest, context: grpc.aio.ServicerContext
     ) -> pb.IssueTokenResponse:
         if request.grant_type == "client_credentials":
-            subject, tenant_id, roles = await self._client_credentials(request)
+            grant = await self._client_credentials(request)
         elif request.grant_type == "password":
-            subject, tenant_id, roles = await self._password(request)
+            grant = await self._password(request)
         else:
             raise errors.unsupported_grant_type(request.grant_type)
+        roles = grant.roles
         if request.scope:
             asked = request.scope.split()
             if not set(asked) <= set(roles):
@@ -438,20 +466,22 @@ class AuthService(pb_grpc.AuthServiceServicer):
                     "scope", f"may only name the credential's roles {roles}", reason="INVALID_SCOPE"
                 )
             roles = asked
+        now = utcnow()
         token, lifetime = tokens.sign(
             await self._signing_key(),
             issuer=self._issuer,
             audience=self._audience,
-            subject=subject,
-            tenant=tenant_id,
+            subject=grant.subject,
+            tenant=grant.tenant_id,
             roles=roles,
-            now=utcnow(),
+            now=now,
+            not_after=grant.not_after,
         )
         return pb.IssueTokenResponse(
             access_token=token, token_type="Bearer", expires_in=lifetime, scope=" ".join(roles)
         )
 
-    async def _client_credentials(self, request: pb.IssueTokenRequest) -> tuple[str, str, list[str]]:
+    async def _client_credentials(self, request: pb.IssueTokenRequest) -> Grant:
         """An API key (secret alone, or with its name as client_id) or a service account (name + secret)."""
         if not request.client_secret:
             raise invalid("client_secret", "is required for client_credentials", reason="INVALID_REQUEST")
@@ -463,14 +493,14 @@ class AuthService(pb_grpc.AuthServiceServicer):
                 account = await store.get_service_account(session, tenant_id, account_id)
             if account is None or not tokens.secrets_match(request.client_secret, account.secret_sha256):
                 raise errors.invalid_client()
-            return request.client_id, tenant_id, list(account.roles)
+            return Grant(request.client_id, tenant_id, list(account.roles))
         key_id = tokens.split_api_key_secret(request.client_secret)
         async with self._db.transaction(all_tenants=True) as session:
             key = await store.get_api_key(session, key_id) if key_id else None
             if key is None or not tokens.secrets_match(request.client_secret, key.secret_sha256):
                 raise errors.invalid_client()
             name = f"tenants/{key.tenant_id}/apiKeys/{key.id}"
-            expire_time = _aware(key.expire_time)
+            expire_time = as_utc(key.expire_time) if key.expire_time else None
             if (request.client_id and request.client_id not in (key.id, name)) or (
                 expire_time is not None and expire_time <= now
             ):
@@ -478,11 +508,12 @@ class AuthService(pb_grpc.AuthServiceServicer):
             note_resource(name)
         async with self._db.transaction(tenant=key.tenant_id) as session:
             await store.touch_api_key(session, key, now)
-        return name, key.tenant_id, list(key.roles)
+        return Grant(name, key.tenant_id, list(key.roles), expire_time)
 
-    async def _password(self, request: pb.IssueTokenRequest) -> tuple[str, str, list[str]]:
+    async def _password(self, request: pb.IssueTokenRequest) -> Grant:
         """A user's email and password in a tenant (RFC 6749 section 4.3)."""
         tenant = request.tenant.removeprefix("tenants/")
+        note_resource(f"tenants/{tenant}")
         if not tenant or not request.username or not request.password:
             raise invalid(
                 "username", "password grant needs username, password and tenant", reason="INVALID_REQUEST"
@@ -496,31 +527,30 @@ class AuthService(pb_grpc.AuthServiceServicer):
             raise errors.invalid_grant()
         name = f"tenants/{user.tenant_id}/users/{user.id}"
         note_resource(name)
-        return name, user.tenant_id, list(user.roles)
+        return Grant(name, user.tenant_id, list(user.roles))
 
     # Audit log ----------------------------------------------------------------------------------
 
     async def store_audit_events(self, rows: Sequence[dict[str, Any]]) -> int:
         """Records relayed audit events (idempotent by ID); also this service's own relay target.
 
-        One transaction, each tenant's events inserted with that tenant bound, so
-        row-level security checks every row against its own tenant.
+        One transaction; each tenant's events are inserted with that tenant bound
+        (:func:`~services.kit.db.write_per_tenant`).
         """
-        by_tenant: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            by_tenant.setdefault(str(row["tenant_id"]), []).append(row)
-        accepted = 0
         async with self._db.transaction() as session:
-            for tenant_id, tenant_rows in by_tenant.items():
-                await bind_tenant(session, tenant_id)
-                accepted += await store.add_audit_events(session, tenant_rows)
-        return accepted
+            return await write_per_tenant(
+                session,
+                rows,
+                lambda row: str(row["tenant_id"]),
+                lambda part: store.add_audit_events(session, part),
+            )
 
     async def IngestAuditEvents(
         self, request: pb.IngestAuditEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.IngestAuditEventsResponse:
         if not 1 <= len(request.audit_events) <= 1000:
             raise invalid("audit_events", "must hold 1-1000 events")
+        service = current_principal().subject  # the relaying service's own identity, not a claim in the body
         rows = []
         for i, event in enumerate(request.audit_events):
             tenant_id, event_id = parse(event.name, f"audit_events[{i}].name", "tenants", "auditEvents")
@@ -534,7 +564,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
                     "method": event.method[:200],
                     "resource": event.resource[:500],
                     "outcome": event.outcome[:40],
-                    "service": event.service[:40],
+                    "service": service,
                 }
             )
         return pb.IngestAuditEventsResponse(accepted_count=await self.store_audit_events(rows))

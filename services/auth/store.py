@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.auth.models import ApiKey, AuditEvent, ServiceAccount, SigningKey, Tenant, User
-from services.kit.db import insert_unique
+from services.kit.db import insert_idempotent, insert_unique
 from services.kit.sql import insert_ignoring_duplicates
 
 
@@ -24,9 +24,21 @@ async def add_tenant(session: AsyncSession, tenant: Tenant) -> bool:
 
 
 async def add_api_key(session: AsyncSession, key: ApiKey) -> None:
-    """Inserts an API key."""
+    """Inserts an API key (the tenant's first, made with the tenant)."""
     session.add(key)
     await session.flush()
+
+
+async def create_api_key(session: AsyncSession, key: ApiKey) -> ApiKey:
+    """Inserts an API key, or returns the one an earlier request with its ``request_id`` made."""
+    rid = key.request_id
+
+    async def earlier() -> ApiKey | None:
+        return await api_key_by_request(session, key.tenant_id, rid) if rid else None
+
+    created = await insert_idempotent(session, key, earlier)
+    assert created is not None, "key IDs are UUIDs"
+    return created
 
 
 async def api_key_by_request(session: AsyncSession, tenant_id: str, request_id: str) -> ApiKey | None:
@@ -114,6 +126,11 @@ async def list_users(session: AsyncSession, tenant_id: str, offset: int, limit: 
         .limit(limit)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def get_user(session: AsyncSession, tenant_id: str, user_id: str) -> User | None:
+    """The tenant's user, or None."""
+    return await session.get(User, (tenant_id, user_id))
 
 
 async def delete_user(session: AsyncSession, tenant_id: str, user_id: str) -> bool:

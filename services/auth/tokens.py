@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.auth.models import SigningKey
+from services.kit.timestamps import as_utc
 
 TOKEN_LIFETIME = dt.timedelta(minutes=15)
 # Tolerated clock difference between issuer and verifiers (RFC 7519 section 4.1.4 "leeway").
@@ -46,18 +47,14 @@ def new_signing_key(now: dt.datetime, activate_time: dt.datetime | None = None) 
     )
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def signing_key(keys: list[SigningKey], now: dt.datetime) -> SigningKey | None:
     """The key that signs at ``now``: the newest activated, unretired key."""
     candidates = [
         k
         for k in keys
-        if _aware(k.activate_time) <= now and (k.retire_time is None or _aware(k.retire_time) > now)
+        if as_utc(k.activate_time) <= now and (k.retire_time is None or as_utc(k.retire_time) > now)
     ]
-    return max(candidates, key=lambda k: _aware(k.activate_time), default=None)
+    return max(candidates, key=lambda k: as_utc(k.activate_time), default=None)
 
 
 def rotate(
@@ -81,7 +78,7 @@ def rotate(
     """
     new = new_signing_key(now, now + publish_delay)
     current = [k for k in keys if k.retire_time is None]
-    previous = max(current, key=lambda k: _aware(k.activate_time), default=None)
+    previous = max(current, key=lambda k: as_utc(k.activate_time), default=None)
     for key in current:
         key.retire_time = new.activate_time
         key.expire_time = new.activate_time + TOKEN_LIFETIME + CLOCK_SKEW
@@ -97,13 +94,26 @@ def sign(
     tenant: str,
     roles: list[str],
     now: dt.datetime,
+    not_after: dt.datetime | None = None,
 ) -> tuple[str, int]:
-    """Signs an access token.
+    """Signs an access token for at most :data:`TOKEN_LIFETIME`.
+
+    Args:
+        key: The signing key; its ``kid`` goes in the header (RFC 7515 section 4.1.4).
+        issuer: ``iss``.
+        audience: ``aud``.
+        subject: ``sub``, the name of the user, service account or API key.
+        tenant: ``tenant``, the tenant ID every call is scoped to.
+        roles: ``roles`` (and ``scope``, space-separated).
+        now: ``iat``.
+        not_after: When the credential that asked for the token expires; the token
+            expires then at the latest, so it never outlives its credential.
 
     Returns:
         The compact JWT and its lifetime in seconds.
     """
-    lifetime = int(TOKEN_LIFETIME.total_seconds())
+    expires = now + TOKEN_LIFETIME if not_after is None else min(now + TOKEN_LIFETIME, as_utc(not_after))
+    lifetime = max(int((expires - now).total_seconds()), 0)
     claims = {
         "iss": issuer,
         "aud": audience,

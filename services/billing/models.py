@@ -22,7 +22,7 @@ AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
 class UsageEvent(Base):
-    """One metered usage event; ``(source, event_id)`` identify it (CloudEvents 1.0 ``source`` and ``id``).
+    """One metered usage event; ``(tenant_id, source, event_id)`` identify it (CloudEvents 1.0 ``source``, ``id``).
 
     ``quantity`` is in the meter's unit (see :mod:`services.billing.plans`); ``time`` is when
     the usage happened, ``ingest_time`` when it was recorded.
@@ -31,9 +31,10 @@ class UsageEvent(Base):
     __tablename__ = "usage_events"
     __table_args__ = (Index("ix_usage_events_tenant_id_meter_time", "tenant_id", "meter", "time"),)
 
+    # The tenant is part of the key: one tenant's event IDs never hide another's.
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     source: Mapped[str] = mapped_column(String(255), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    tenant_id: Mapped[str] = mapped_column(String(63))
     meter: Mapped[str] = mapped_column(String(63))
     quantity: Mapped[float] = mapped_column(Float)
     subject: Mapped[str] = mapped_column(String(1024), default="")

@@ -13,7 +13,7 @@ from services.billing import errors, store
 from services.billing.models import UsageEvent
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
-from services.kit.db import Database, bind_tenant
+from services.kit.db import Database, write_per_tenant
 from services.kit.errors import FieldViolation, InvalidArgument, invalid
 from services.kit.names import parse, validate_id
 from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
@@ -99,18 +99,12 @@ class BillingService(pb_grpc.BillingServiceServicer):
             )
             for event in request.events
         ]
-        by_tenant: dict[str, list[UsageEvent]] = {}
-        for row in rows:
-            by_tenant.setdefault(row.tenant_id, []).append(row)
-        accepted = 0
         # An internal RPC: the caller is a service scoped to no tenant, and a batch may hold
-        # several tenants' events. One transaction keeps the batch all or nothing; each tenant's
-        # events are inserted while the transaction acts for that tenant, so row-level security
-        # checks every row (an INSERT of another tenant's row fails its WITH CHECK).
+        # several tenants' events.
         async with self._db.transaction() as session:
-            for tenant_id, events in by_tenant.items():
-                await bind_tenant(session, tenant_id)
-                accepted += await store.add_usage_events(session, events)
+            accepted = await write_per_tenant(
+                session, rows, lambda row: row.tenant_id, lambda part: store.add_usage_events(session, part)
+            )
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
     async def GetUsageSummary(

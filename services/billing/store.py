@@ -6,33 +6,26 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.billing.models import UsageEvent
+from services.kit.sql import insert_ignoring_duplicates
 
 _COLUMNS = tuple(column.key for column in UsageEvent.__table__.columns)
 
 
 async def add_usage_events(session: AsyncSession, events: Sequence[UsageEvent]) -> int:
-    """Insert usage events, skipping those whose ``(source, event_id)`` is recorded already.
+    """Inserts usage events, skipping those whose ``(tenant, source, id)`` is recorded already.
 
-    One ``INSERT ... ON CONFLICT DO NOTHING`` statement (PostgreSQL or SQLite), so
-    concurrent deliveries of the same event record it once. On PostgreSQL every event
-    must belong to the tenant the transaction acts for (row-level security).
+    One ``INSERT ... ON CONFLICT DO NOTHING``, so concurrent deliveries of the same
+    event record it once. On PostgreSQL every event must belong to the tenant the
+    transaction acts for (row-level security).
 
     Returns:
         How many events were inserted; the others were duplicates, also within ``events``.
     """
     rows = [{key: getattr(event, key) for key in _COLUMNS} for event in events]
-    keys = ["source", "event_id"]
-    statement: postgresql.Insert | sqlite.Insert
-    if session.get_bind().dialect.name == "postgresql":
-        statement = postgresql.insert(UsageEvent).values(rows).on_conflict_do_nothing(index_elements=keys)
-    else:
-        statement = sqlite.insert(UsageEvent).values(rows).on_conflict_do_nothing(index_elements=keys)
-    inserted = await session.execute(statement.returning(UsageEvent.event_id))
-    return len(inserted.all())
+    return await insert_ignoring_duplicates(session, UsageEvent, rows, ["tenant_id", "source", "event_id"])
 
 
 async def usage_by_meter(

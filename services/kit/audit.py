@@ -11,7 +11,8 @@ transaction of their own.
 
 An RPC is audited when its permission's verb is ``create``, ``update`` or
 ``delete``, or when it is anonymous and bound to an HTTP POST (sign-up, token
-issuance).
+issuance). A call that writes nothing (a refused call, a sign-in) is recorded
+by the interceptor in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -121,9 +122,9 @@ class AuditLog:
         event.listen(Session, "after_flush", self._on_flush)
         event.listen(Session, "before_commit", self._before_commit)
 
-    def begin_call(self, method: str, audited: bool, request: Any) -> None:
-        """Starts the audit context of an RPC (called by the error interceptor)."""
-        _call.set(_Call(method, _resource_of(request)) if audited else None)
+    def begin_call(self, method: str, request: Any) -> None:
+        """Starts the audit context of an audited RPC (called by the error interceptor)."""
+        _call.set(_Call(method, _resource_of(request)))
 
     def _row(self, principal: Principal, call: _Call, outcome: str) -> dict[str, Any] | None:
         tenant = tenant_of(principal, call.resource)
@@ -168,8 +169,15 @@ class AuditLog:
             session.execute(insert(self._table).values(**row))
         call.recorded = True
 
-    async def record_failure(self, outcome: str) -> None:
-        """Records the current audited call as failed with ``outcome`` (a ``google.rpc.Code`` name)."""
+    async def record_unrecorded(self, outcome: str) -> None:
+        """Records the current audited call with ``outcome`` unless its change already did.
+
+        For calls that changed nothing, so no transaction carried their event: failures
+        (``PERMISSION_DENIED``...) and successes that write nothing (a sign-in).
+
+        Args:
+            outcome: A ``google.rpc.Code`` name.
+        """
         call = _call.get()
         if call is None or call.recorded:
             return
@@ -180,8 +188,8 @@ class AuditLog:
         try:
             async with self._db.transaction(tenant=row["tenant_id"]) as session:
                 await session.execute(insert(self._table).values(**row))
-        except Exception:  # never mask the call's own error
-            log.exception("audit event of a failed %s not recorded", call.method)
+        except Exception:  # never mask the call's own outcome
+            log.exception("audit event of %s (%s) not recorded", call.method, outcome)
 
     async def relay_once(self, limit: int = 500) -> int:
         """Delivers up to ``limit`` outbox events, oldest first, then deletes them.

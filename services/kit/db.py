@@ -21,8 +21,9 @@ start of every transaction. Two roles are involved:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import URL, make_url
@@ -164,6 +165,58 @@ async def bind_tenant(session: AsyncSession, tenant: str | None, *, all_tenants:
         text("SELECT set_config('app.tenant_id', :tenant, true), set_config('app.all_tenants', :all, true)"),
         {"tenant": tenant or "", "all": "on" if all_tenants else "off"},
     )
+
+
+Row = TypeVar("Row", bound=DeclarativeBase)
+Item = TypeVar("Item")
+
+
+async def write_per_tenant(
+    session: AsyncSession,
+    items: Sequence[Item],
+    tenant_of: Callable[[Item], str],
+    write: Callable[[list[Item]], Awaitable[int]],
+) -> int:
+    """Writes a batch that spans tenants inside one transaction, all or nothing.
+
+    Each tenant's part is written while the transaction acts for that tenant, so
+    row-level security checks every row against its own tenant (an internal
+    caller, scoped to none, could not write them otherwise).
+
+    Returns:
+        The sum of what ``write`` returned for each part.
+    """
+    parts: dict[str, list[Item]] = {}
+    for item in items:
+        parts.setdefault(tenant_of(item), []).append(item)
+    total = 0
+    for tenant, part in parts.items():
+        await bind_tenant(session, tenant)
+        total += await write(part)
+    return total
+
+
+async def insert_idempotent(
+    session: AsyncSession, row: Row, earlier: Callable[[], Awaitable[Row | None]]
+) -> Row | None:
+    """Inserts ``row`` unless a request with the same idempotency key made one first.
+
+    Safe under concurrency: the unique ``(tenant, ..., request_id)`` key decides, so two
+    racing retries yield one row and both callers get it (AIP-155).
+
+    Args:
+        session: A session inside a transaction.
+        row: The new row; its ``request_id`` may be None.
+        earlier: Finds the row made by an earlier request with ``row``'s request ID
+            (None when there is no request ID or no such row).
+
+    Returns:
+        ``row`` when inserted; the earlier request's row when the idempotency key
+        conflicted; None when another unique key conflicted (the ID is taken).
+    """
+    if await insert_unique(session, row):
+        return row
+    return await earlier()
 
 
 class Database:

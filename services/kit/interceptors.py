@@ -6,8 +6,10 @@
 * :class:`AuthInterceptor` admits the caller per the RPC's access rule and binds
   the :class:`~services.kit.auth.Principal` for the handler.
 
-Only unary-unary RPCs exist in the contracts; other handler kinds pass
-through untouched.
+Only unary-unary RPCs exist in the contracts. A streaming handler would
+escape both checks, so the auth interceptor refuses it (UNIMPLEMENTED) until
+the kit learns to guard streams; the health service's Watch stream is the one
+open exception.
 """
 
 from __future__ import annotations
@@ -79,9 +81,9 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if audit is not None:
-                audit.begin_call(method, True, request)
+                audit.begin_call(method, request)
             try:
-                return await inner(request, context)
+                response = await inner(request, context)
             except DomainError as error:
                 status = error.to_status(self._domain)
             except grpc.aio.AbortError:
@@ -89,8 +91,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             except Exception:
                 log.exception("unhandled error in %s", method)
                 status = internal_status()
+            else:
+                if audit is not None:
+                    await audit.record_unrecorded("OK")
+                return response
             if audit is not None:
-                await audit.record_failure(code_pb2.Code.Name(status.code))
+                await audit.record_unrecorded(code_pb2.Code.Name(status.code))
             await abort_with(context, status)
 
         return _wrap(handler, guarded)
@@ -122,6 +128,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
+        if handler.unary_unary is None:
+            log.error("refusing streaming RPC %s: the kit authenticates unary RPCs only", method)
+            return None
         rule = self._rules.get(method)
         inner: Unary = handler.unary_unary
 

@@ -29,6 +29,7 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             _AUDIT,
             "/orchestrall.agent.v1.AgentService/GetAgent",
             "/orchestrall.agent.v1.AgentService/CreateRun",
+            "/orchestrall.agent.v1.AgentService/GetRun",
         }
     ),
     "flag": frozenset({_JWKS, _AUDIT}),

@@ -12,6 +12,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as an aware datetime; naive values (SQLite returns them) are taken as UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
 def to_timestamp(value: dt.datetime | None) -> Timestamp | None:
     """A Timestamp for ``value`` (naive values are taken as UTC), or None."""
     if value is None:

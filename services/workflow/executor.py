@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 # Model calls are slow; a step may take this long before it is failed.
 STEP_TIMEOUT_SECONDS = 300.0
+POLL_SECONDS = 0.5
 
 
 class Executor:
@@ -74,6 +75,21 @@ class Executor:
             await store.save_run(session, run)
 
     async def _run(self, workflow: Workflow, run: WorkflowRun) -> None:
+        try:
+            await self._run_steps(workflow, run)
+        except asyncio.CancelledError:
+            raise  # stopping: the run resumes at the next start
+        except Exception:
+            log.exception("workflow run %s failed unexpectedly", run.id)
+            run.state, run.error_reason, run.error_message = (
+                "FAILED",
+                "INTERNAL",
+                "the workflow engine failed",
+            )
+            run.end_time = utcnow()
+            await self._save(run)
+
+    async def _run_steps(self, workflow: Workflow, run: WorkflowRun) -> None:
         run.state = "RUNNING"
         await self._save(run)
         outputs = {s["step_id"]: s["output"] for s in run.steps if s["state"] == "SUCCEEDED"}
@@ -86,11 +102,8 @@ class Executor:
             step["end_time"] = utcnow().isoformat()
             if failure is not None:
                 step.update(state="FAILED", error_reason=failure[0], error_message=failure[1])
-                run.state, run.error_reason, run.error_message = (
-                    "FAILED",
-                    failure[0],
-                    f"step {step['step_id']}: {failure[1]}",
-                )
+                run.state, run.error_reason = "FAILED", failure[0]
+                run.error_message = f"step {step['step_id']}: {failure[1]}"
                 run.end_time = utcnow()
                 await self._save(run)
                 return
@@ -99,6 +112,19 @@ class Executor:
             await self._save(run)
         run.state, run.output, run.end_time = "SUCCEEDED", run.steps[-1]["output"], utcnow()
         await self._save(run)
+
+    async def _wait_for(self, stub: agent_grpc.AgentServiceStub, name: str, tenant_id: str) -> agent_res.Run:
+        """Polls an agent run until it has ended or :data:`STEP_TIMEOUT_SECONDS` passed."""
+        deadline = asyncio.get_running_loop().time() + STEP_TIMEOUT_SECONDS
+        while True:
+            agent_run = await stub.GetRun(
+                agent_pb.GetRunRequest(name=name),
+                timeout=self._clients.timeout,
+                metadata=MeshClients.for_tenant(tenant_id),
+            )
+            if agent_run.state != agent_res.Run.STATE_RUNNING or asyncio.get_running_loop().time() > deadline:
+                return agent_run
+            await asyncio.sleep(POLL_SECONDS)
 
     async def _run_step(
         self, run: WorkflowRun, definition: dict[str, str], step: dict[str, str], outputs: dict[str, str]
@@ -122,6 +148,12 @@ class Executor:
         except grpc.aio.AioRpcError as error:
             return f"AGENT_{error.code().name}", error.details() or "agent call failed"
         step["agent_run"] = agent_run.name
+        if agent_run.state == agent_res.Run.STATE_RUNNING:
+            # A retry found the run a previous attempt started, still going: wait for it.
+            try:
+                agent_run = await self._wait_for(stub, agent_run.name, run.tenant_id)
+            except grpc.aio.AioRpcError as error:
+                return f"AGENT_{error.code().name}", error.details() or "agent run unavailable"
         if agent_run.state != agent_res.Run.STATE_SUCCEEDED:
             return "AGENT_RUN_FAILED", agent_run.error.message or "the agent run failed"
         step["output"] = agent_run.output

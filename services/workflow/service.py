@@ -141,10 +141,6 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         require_tenant(tenant_id)
         if request.workflow_id:
             validate_id(request.workflow_id, "workflow_id")
-        if request.request_id:
-            async with self._db.transaction() as session:
-                if earlier := await store.workflow_by_request(session, tenant_id, request.request_id):
-                    return workflow_to_proto(earlier)
         workflow = Workflow(
             tenant_id=tenant_id,
             id=request.workflow_id or new_id(),
@@ -155,9 +151,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         )
         note_resource(f"{request.parent}/workflows/{workflow.id}")
         async with self._db.transaction() as session:
-            if not await store.add_workflow(session, workflow):
-                raise errors.workflow_exists(f"{request.parent}/workflows/{workflow.id}")
-        return workflow_to_proto(workflow)
+            created = await store.create_workflow(session, workflow)
+        if created is None:
+            raise errors.workflow_exists(f"{request.parent}/workflows/{workflow.id}")
+        return workflow_to_proto(created)
 
     async def GetWorkflow(
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
@@ -211,9 +208,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 create_time=utcnow(),
             )
             note_resource(f"{request.parent}/runs/{run.id}")
-            await store.add_run(session, run)
-        self._executor.start(workflow, run)
-        return run_to_proto(run)
+            created = await store.create_run(session, run)
+        if created is run:
+            self._executor.start(workflow, run)
+        return run_to_proto(created)
 
     async def GetWorkflowRun(
         self, request: pb.GetWorkflowRunRequest, context: grpc.aio.ServicerContext

@@ -5,13 +5,22 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db import insert_unique
+from services.kit.db import insert_idempotent
 from services.workflow.models import Workflow, WorkflowRun
 
 
-async def add_workflow(session: AsyncSession, workflow: Workflow) -> bool:
-    """Inserts a workflow; False when its ID is taken (nothing is written then)."""
-    return await insert_unique(session, workflow)
+async def create_workflow(session: AsyncSession, workflow: Workflow) -> Workflow | None:
+    """Inserts a workflow, or returns the one an earlier request with its ``request_id`` made.
+
+    Returns:
+        The workflow; None when its ID is taken (nothing is written then).
+    """
+    rid = workflow.request_id
+
+    async def earlier() -> Workflow | None:
+        return await workflow_by_request(session, workflow.tenant_id, rid) if rid else None
+
+    return await insert_idempotent(session, workflow, earlier)
 
 
 async def get_workflow(session: AsyncSession, tenant_id: str, workflow_id: str) -> Workflow | None:
@@ -37,10 +46,16 @@ async def list_workflows(session: AsyncSession, tenant_id: str, offset: int, lim
     return list((await session.execute(query)).scalars())
 
 
-async def add_run(session: AsyncSession, run: WorkflowRun) -> None:
-    """Inserts a run."""
-    session.add(run)
-    await session.flush()
+async def create_run(session: AsyncSession, run: WorkflowRun) -> WorkflowRun:
+    """Inserts a run, or returns the one an earlier request with its ``request_id`` made."""
+    rid = run.request_id
+
+    async def earlier() -> WorkflowRun | None:
+        return await run_by_request(session, run.tenant_id, run.workflow_id, rid) if rid else None
+
+    created = await insert_idempotent(session, run, earlier)
+    assert created is not None, "run IDs are UUIDs"
+    return created
 
 
 async def save_run(session: AsyncSession, run: WorkflowRun) -> None:

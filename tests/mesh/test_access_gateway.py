@@ -102,7 +102,7 @@ def test_another_tenant_is_refused_and_reads_nothing(client: httpx.Client) -> No
         if not target.tenant_scoped:
             continue
         response = send(client, target, victim.tenant, attacker.token)
-        assert response.status_code in (403, 404), (target.method.name, response.status_code, response.text)
+        assert response.status_code == 403, (target.method.name, response.status_code, response.text)
         assert "classified" not in response.text and grpc_headers(response) == []
     still = client.get(f"/v1/tenants/{victim.tenant}/agents/secret-agent", headers=auth(victim.token))
     assert still.status_code == 200 and still.json()["instructions"] == "classified"

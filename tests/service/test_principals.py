@@ -134,6 +134,7 @@ async def test_api_keys_expire_record_last_use_and_never_outrank_their_maker(mes
         admin_token = await stub.IssueToken(
             pb.IssueTokenRequest(grant_type="client_credentials", client_secret=short.api_key_secret)
         )
+        assert admin_token.expires_in <= 2, "a token never outlives the key that asked for it"
         listed = await stub.ListApiKeys(pb.ListApiKeysRequest(parent=tenant.name), metadata=tenant.metadata)
         assert {k.name: k.HasField("last_use_time") for k in listed.api_keys}[short.api_key.name]
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -142,7 +143,20 @@ async def test_api_keys_expire_record_last_use_and_never_outrank_their_maker(mes
                 metadata=bearer(admin_token.access_token),
             )
         assert error_info(caught.value).reason == "ROLE_NOT_GRANTABLE"
+        owner_key = f"{tenant.name}/apiKeys/{tenant.secret[4:36]}"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.DeleteApiKey(
+                pb.DeleteApiKeyRequest(name=owner_key), metadata=bearer(admin_token.access_token)
+            )
+        assert error_info(caught.value).reason == "ROLE_NOT_GRANTABLE", (
+            "an admin may not remove the owner's key"
+        )
         await asyncio.sleep(2.1)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListApiKeys(
+                pb.ListApiKeysRequest(parent=tenant.name), metadata=bearer(admin_token.access_token)
+            )
+        assert error_info(caught.value).reason == "TOKEN_EXPIRED"
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.IssueToken(
                 pb.IssueTokenRequest(grant_type="client_credentials", client_secret=short.api_key_secret)

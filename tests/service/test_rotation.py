@@ -95,7 +95,8 @@ async def test_rotation_publishes_before_signing_and_keeps_old_tokens_valid(mesh
         assert rotated.previous_kid == old_kid and rotated.kid != old_kid
         # Published at once, not yet signing.
         assert {old_kid, rotated.kid} <= await jwks_kids(mesh)
-        assert kid_of(await fresh_token(mesh, tenant)) == old_kid
+        unseen_old_token = await fresh_token(mesh, tenant)  # no verifier sees it before activation
+        assert kid_of(unseen_old_token) == old_kid
         assert await accepted_by_agent_service(mesh, tenant, old_token)
         await asyncio.sleep(PUBLISH_DELAY_SECONDS + 0.5)
         # Now the new key signs; the old one is still published for the old tokens.
@@ -103,6 +104,6 @@ async def test_rotation_publishes_before_signing_and_keeps_old_tokens_valid(mesh
         assert kid_of(new_token) == rotated.kid
         assert {old_kid, rotated.kid} <= await jwks_kids(mesh)
         assert await accepted_by_agent_service(mesh, tenant, new_token)
-        assert await accepted_by_agent_service(mesh, tenant, old_token)
+        assert await accepted_by_agent_service(mesh, tenant, unseen_old_token)
     finally:
         await operator_auth.stop(0)
