@@ -10,13 +10,10 @@ from orchestrall.agent.v1 import agent_service_pb2, agent_service_pb2_grpc
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
 from services.agent.service import AgentService
-from services.kit.audit import AuditLog, deliver_to_auth
-from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
-from services.kit.jwks import auth_jwks_fetcher
-from services.kit.server import Service
+from services.kit.server import Service, mesh_service
 
 NAME = "agent"
 
@@ -51,18 +48,14 @@ async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSet
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
 
-    service = Service(
-        name=NAME,
-        descriptors=[agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"]],
-        register=register,
-        verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
-        on_stop=[db.close, clients.close, model_client.close],
-        audit=AuditLog(
-            NAME,
-            db,
-            AUDIT_OUTBOX,
-            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
-            settings.audit_relay_interval_seconds,
-        ),
+    service = mesh_service(
+        NAME,
+        settings,
+        agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"],
+        register,
+        db,
+        clients,
+        AUDIT_OUTBOX,
+        on_stop=[model_client.close],
     )
     return service, settings

@@ -8,7 +8,6 @@ import logging
 import grpc
 import openai
 from google.protobuf import empty_pb2
-from google.rpc import code_pb2, status_pb2
 
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
@@ -21,7 +20,7 @@ from services.agent.runner import AgentSpec, ModelError, run_agent
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.errors import FieldViolation, InvalidArgument, error_status
 from services.kit.names import new_id, parse, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
@@ -29,6 +28,7 @@ from services.kit.timestamps import to_timestamp, utcnow
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 32_000
+DOMAIN = "agent.orchestrall.dev"
 DEFAULT_MAX_OUTPUT_TOKENS = 256
 _STATES = {
     "RUNNING": res.Run.STATE_RUNNING,
@@ -70,8 +70,10 @@ def run_to_proto(run: Run) -> res.Run:
         create_time=to_timestamp(run.create_time),
         end_time=to_timestamp(run.end_time),
     )
-    if run.error_reason:
-        message.error.CopyFrom(status_pb2.Status(code=code_pb2.UNAVAILABLE, message=run.error_message))
+    if run.error_reason:  # runs fail only when the model endpoint does
+        message.error.CopyFrom(
+            error_status(grpc.StatusCode.UNAVAILABLE, run.error_reason, run.error_message, DOMAIN)
+        )
     return message
 
 

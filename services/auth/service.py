@@ -257,7 +257,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
         async with self._db.transaction(tenant=tenant_id) as session:
             if not await store.add_tenant(session, tenant):
                 raise errors.tenant_exists(f"tenants/{tenant_id}")
-            await store.add_api_key(session, key)
+            await store.create_api_key(session, key)
         return pb.CreateTenantResponse(
             tenant=tenant_to_proto(tenant), api_key=api_key_to_proto(key), api_key_secret=secret
         )

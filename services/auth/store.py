@@ -23,12 +23,6 @@ async def add_tenant(session: AsyncSession, tenant: Tenant) -> bool:
     return await insert_unique(session, tenant)
 
 
-async def add_api_key(session: AsyncSession, key: ApiKey) -> None:
-    """Inserts an API key (the tenant's first, made with the tenant)."""
-    session.add(key)
-    await session.flush()
-
-
 async def create_api_key(session: AsyncSession, key: ApiKey) -> ApiKey:
     """Inserts an API key, or returns the one an earlier request with its ``request_id`` made."""
     rid = key.request_id

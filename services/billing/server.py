@@ -7,20 +7,17 @@ import grpc
 from orchestrall.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
 from services.billing.models import AUDIT_OUTBOX
 from services.billing.service import BillingService
-from services.kit.audit import AuditLog, deliver_to_auth
-from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
-from services.kit.jwks import auth_jwks_fetcher
-from services.kit.server import Service
+from services.kit.server import Service, mesh_service
 
 NAME = "billing"
 
 
 async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
     """Build the billing service; it verifies tokens against the auth service's JWKS, fetched over mTLS."""
-    settings = settings or MeshSettings()  # positional Field defaults in kit
+    settings = settings or MeshSettings()
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
     servicer = BillingService(db)
@@ -28,18 +25,13 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     def register(server: grpc.aio.Server) -> None:
         billing_service_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
 
-    service = Service(
-        name=NAME,
-        descriptors=[billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"]],
-        register=register,
-        verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
-        on_stop=[clients.close, db.close],
-        audit=AuditLog(
-            NAME,
-            db,
-            AUDIT_OUTBOX,
-            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
-            settings.audit_relay_interval_seconds,
-        ),
+    service = mesh_service(
+        NAME,
+        settings,
+        billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"],
+        register,
+        db,
+        clients,
+        AUDIT_OUTBOX,
     )
     return service, settings

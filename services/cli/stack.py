@@ -102,11 +102,10 @@ class StackConfig:
         """Folder of the local CA and workload certificates."""
         return self.state_dir / "tls"
 
-    def settings(self, service: str | None = None) -> MeshSettings:
-        """The settings a service (or the CLI) runs with."""
-        listen = f"127.0.0.1:{self.service_ports[service]}" if service else "127.0.0.1:0"
+    def settings(self, service: str) -> MeshSettings:
+        """The settings ``service`` runs with."""
         return MeshSettings(
-            listen=listen,
+            listen=f"127.0.0.1:{self.service_ports[service]}",
             state_dir=self.state_dir,
             tls_dir=self.tls_dir,
             database_url=self.database_url,

@@ -7,20 +7,17 @@ import grpc
 from orchestrall.flag.v1 import flag_service_pb2, flag_service_pb2_grpc
 from services.flag.models import AUDIT_OUTBOX
 from services.flag.service import FlagService
-from services.kit.audit import AuditLog, deliver_to_auth
-from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
-from services.kit.jwks import auth_jwks_fetcher
-from services.kit.server import Service
+from services.kit.server import Service, mesh_service
 
 NAME = "flag"
 
 
 async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
     """Build the flag service; it verifies tokens against the auth service's JWKS, fetched over mTLS."""
-    settings = settings or MeshSettings()  # positional Field defaults in kit
+    settings = settings or MeshSettings()
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
     servicer = FlagService(db)
@@ -28,18 +25,13 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     def register(server: grpc.aio.Server) -> None:
         flag_service_pb2_grpc.add_FlagServiceServicer_to_server(servicer, server)
 
-    service = Service(
-        name=NAME,
-        descriptors=[flag_service_pb2.DESCRIPTOR.services_by_name["FlagService"]],
-        register=register,
-        verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
-        on_stop=[clients.close, db.close],
-        audit=AuditLog(
-            NAME,
-            db,
-            AUDIT_OUTBOX,
-            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
-            settings.audit_relay_interval_seconds,
-        ),
+    service = mesh_service(
+        NAME,
+        settings,
+        flag_service_pb2.DESCRIPTOR.services_by_name["FlagService"],
+        register,
+        db,
+        clients,
+        AUDIT_OUTBOX,
     )
     return service, settings

@@ -51,14 +51,26 @@ class DomainError(Exception):
 
     def to_status(self, default_domain: str) -> status_pb2.Status:
         """Returns the ``google.rpc.Status`` sent to the client."""
-        info = error_details_pb2.ErrorInfo(
-            reason=self.reason, domain=self.domain or default_domain, metadata=self.metadata
+        return error_status(
+            self.code, self.reason, self.message, self.domain or default_domain, self.metadata, self.details()
         )
-        packed = any_pb2.Any()
-        packed.Pack(info)
-        return status_pb2.Status(
-            code=self.code.value[0], message=self.message, details=[packed, *self.details()]
-        )
+
+
+def error_status(
+    code: grpc.StatusCode,
+    reason: str,
+    message: str,
+    domain: str,
+    metadata: Mapping[str, str] | None = None,
+    details: Sequence[any_pb2.Any] = (),
+) -> status_pb2.Status:
+    """A ``google.rpc.Status`` with exactly one ``ErrorInfo`` first among its details (AIP-193).
+
+    Used for errors sent to a client and for failures stored on resources (a run's ``error``).
+    """
+    packed = any_pb2.Any()
+    packed.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {}))
+    return status_pb2.Status(code=code.value[0], message=message, details=[packed, *details])
 
 
 class InvalidArgument(DomainError):

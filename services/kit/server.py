@@ -18,11 +18,15 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy import Table
 
-from services.kit.audit import AuditLog
+from services.kit.audit import AuditLog, deliver_to_auth
 from services.kit.auth import JwtVerifier, method_rules
+from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
+from services.kit.db import Database
 from services.kit.interceptors import AuthInterceptor, ErrorInterceptor
+from services.kit.jwks import auth_jwks_fetcher
 from services.kit.mtls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,48 @@ class Service:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     audit: AuditLog | None = None
+
+
+def mesh_service(
+    name: str,
+    settings: MeshSettings,
+    descriptor: ServiceDescriptor,
+    register: Callable[[grpc.aio.Server], None],
+    db: Database,
+    clients: MeshClients,
+    outbox: Table,
+    *,
+    on_start: Sequence[Callable[[], Awaitable[None]]] = (),
+    on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> Service:
+    """A service other than auth: it verifies tokens against auth's JWKS and relays its audit log to auth.
+
+    Args:
+        name: The service name.
+        settings: Its settings (issuer, audience, audit relay interval).
+        descriptor: The gRPC service it implements.
+        register: Adds its servicer to a server.
+        db: Its database; closed on stop.
+        clients: Its mTLS channels; closed on stop, after ``on_stop``.
+        outbox: Its ``audit_outbox`` table.
+        on_start: Extra start hooks.
+        on_stop: Extra stop hooks, run before the database and channels close.
+    """
+    return Service(
+        name=name,
+        descriptors=[descriptor],
+        register=register,
+        verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
+        on_start=list(on_start),
+        on_stop=[*on_stop, db.close, clients.close],
+        audit=AuditLog(
+            name,
+            db,
+            outbox,
+            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
+            settings.audit_relay_interval_seconds,
+        ),
+    )
 
 
 @dataclass

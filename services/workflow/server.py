@@ -5,13 +5,10 @@ from __future__ import annotations
 import grpc
 
 from orchestrall.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
-from services.kit.audit import AuditLog, deliver_to_auth
-from services.kit.auth import JwtVerifier
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
-from services.kit.jwks import auth_jwks_fetcher
-from services.kit.server import Service
+from services.kit.server import Service, mesh_service
 from services.workflow.executor import Executor
 from services.workflow.models import AUDIT_OUTBOX
 from services.workflow.service import WorkflowService
@@ -30,19 +27,15 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     def register(server: grpc.aio.Server) -> None:
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
 
-    service = Service(
-        name=NAME,
-        descriptors=[workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"]],
-        register=register,
-        verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
+    service = mesh_service(
+        NAME,
+        settings,
+        workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
+        register,
+        db,
+        clients,
+        AUDIT_OUTBOX,
         on_start=[executor.resume],
-        on_stop=[executor.stop, db.close, clients.close],
-        audit=AuditLog(
-            NAME,
-            db,
-            AUDIT_OUTBOX,
-            deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
-            settings.audit_relay_interval_seconds,
-        ),
+        on_stop=[executor.stop],
     )
     return service, settings

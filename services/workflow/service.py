@@ -6,7 +6,7 @@ import datetime as dt
 import re
 
 import grpc
-from google.rpc import code_pb2, status_pb2
+from google.rpc import status_pb2
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
@@ -17,7 +17,7 @@ from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.clients import MeshClients
 from services.kit.db import Database
-from services.kit.errors import FieldViolation, InvalidArgument, Unavailable
+from services.kit.errors import FieldViolation, InvalidArgument, Unavailable, error_status
 from services.kit.names import new_id, parse, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
@@ -45,7 +45,10 @@ def workflow_to_proto(workflow: Workflow) -> res.Workflow:
 
 
 def _error(reason: str, message: str) -> status_pb2.Status | None:
-    return status_pb2.Status(code=code_pb2.ABORTED, message=f"{reason}: {message}") if reason else None
+    """The stored failure of a run or step as a status (ABORTED: the run stopped at a failed step)."""
+    return (
+        error_status(grpc.StatusCode.ABORTED, reason, message, "workflow.orchestrall.dev") if reason else None
+    )
 
 
 def run_to_proto(run: WorkflowRun) -> res.WorkflowRun:

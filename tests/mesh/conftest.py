@@ -46,3 +46,8 @@ def stored_rows(stack: Stack, service: str, query: str, **params: str) -> list[t
             return [tuple(row) for row in conn.execute(text(query), params)]
     finally:
         engine.dispose()
+
+
+def grpc_headers(response: httpx.Response) -> list[str]:
+    """The ``grpc-*`` headers of a REST response (there must be none)."""
+    return [h for h in response.headers if h.lower().startswith("grpc-")]

@@ -22,7 +22,7 @@ from services.kit.db import Database, create_engine
 from services.kit.roles import ROLE_ORDER, permissions_of
 from services.kit.timestamps import utcnow
 from tests.attacks import Forger, Target, targets
-from tests.mesh.conftest import auth
+from tests.mesh.conftest import auth, grpc_headers
 
 pytestmark = pytest.mark.mesh
 TARGETS = targets()
@@ -74,10 +74,6 @@ def send(http: httpx.Client, target: Target, tenant: str, token: str | None) -> 
     if body is not None:
         headers["content-type"] = "application/json"
     return http.request(target.http_verb, target.rest_path(tenant), content=body, headers=headers)
-
-
-def grpc_headers(response: httpx.Response) -> list[str]:
-    return [h for h in response.headers if h.lower().startswith("grpc-")]
 
 
 @pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.method.name)

@@ -26,7 +26,7 @@ from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from services.agent.tools import route_distance
 from services.cli.demo import DemoResult, run_demo
 from services.cli.stack import Stack, free_port
-from tests.mesh.conftest import auth, stored_rows
+from tests.mesh.conftest import auth, grpc_headers, stored_rows
 
 pytestmark = pytest.mark.mesh
 
@@ -71,10 +71,6 @@ def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.C
     assert events == [(9,)]
 
 
-def _grpc_headers(response: httpx.Response) -> list[str]:
-    return [h for h in response.headers if h.lower().startswith("grpc-")]
-
-
 def _reason(body: dict) -> str:
     infos = [d for d in body.get("details", []) if d["@type"].endswith("google.rpc.ErrorInfo")]
     assert len(infos) == 1, body
@@ -88,7 +84,7 @@ def test_rest_errors_map_to_http_statuses(demo: DemoResult, http: httpx.Client) 
     missing = http.get(f"/v1/{tenant}/agents/nope", headers=auth(demo.token))
     assert missing.status_code == 404
     assert _reason(missing.json()) == "AGENT_NOT_FOUND"
-    assert _grpc_headers(missing) == []
+    assert grpc_headers(missing) == []
     assert "Traceback" not in missing.text
 
     bad_json = http.post(
