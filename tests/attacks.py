@@ -24,18 +24,14 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
 from services.kit.auth import method_rules
-from services.kit.config import SERVICES
+from services.kit.contracts import all_descriptors
 
 _VARIABLE = re.compile(r"\{([a-z_.]+)(?:=([^}]+))?\}")
 
 
 def service_descriptors() -> list[Any]:
     """Every gRPC service of the mesh."""
-    found = []
-    for name in SERVICES:
-        module = __import__(f"orchestrall.{name}.v1.{name}_service_pb2", fromlist=["DESCRIPTOR"])
-        found += list(module.DESCRIPTOR.services_by_name.values())
-    return found
+    return [descriptor for descriptors in all_descriptors().values() for descriptor in descriptors]
 
 
 @dataclass(frozen=True)

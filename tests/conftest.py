@@ -18,10 +18,15 @@ import httpx
 import psycopg
 import pytest
 
+from services.auth import store as auth_store
+from services.auth import tokens
+from services.auth.models import SigningKeyRow
 from services.cli.stack import MODEL_ALIAS, StackConfig, free_port, model_path
 from services.kit import migrate, mtls
-from services.kit.config import SERVICES
+from services.kit.config import SERVICES, MeshSettings
+from services.kit.db import Tx, create_engine
 from services.kit.server import RunningServer, start
+from services.kit.timestamps import utcnow
 
 TRUST_DOMAIN = "orchestrall.local"
 POSTGRES_URL = os.environ.get(
@@ -183,3 +188,17 @@ async def mesh(
     yield running
     for server in reversed(running.servers.values()):  # auth last: the others relay audit events to it
         await server.stop(0)
+
+
+def current_signing_key(settings: MeshSettings) -> SigningKeyRow:
+    """The auth service's signing key right now, read from its database as the admin (to forge tokens)."""
+    engine = create_engine(settings, "auth", admin=True)
+    try:
+        with engine.connect() as connection:
+            tx = Tx(connection, engine.dialect.name)
+            now = utcnow()
+            key = tokens.signing_key(auth_store.unexpired_keys(tx, now), now)
+    finally:
+        engine.dispose()
+    assert key is not None
+    return key

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.kit.errors import AlreadyExists, NotFound, ResourceExhausted, Unavailable
+from services.kit.errors import AlreadyExists, NotFound, ResourceExhausted, Unavailable, domain_of
+
+DOMAIN = domain_of("agent")
 
 
 def agent_not_found(name: str) -> NotFound:

@@ -1,8 +1,15 @@
-"""Tables of the agent service. Every row carries its tenant."""
+"""Tables of the agent service and the records its store reads and writes. Every row carries its tenant.
+
+Each ORM model is the schema of its table (Alembic compares migrations with it);
+the frozen dataclass after it is the row as the service handles it, its fields
+the table's columns in order (checked by :class:`~services.kit.repository.Repository`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -51,6 +58,31 @@ class Agent(Base):
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    """An agent's configuration, as stored."""
+
+    tenant_id: str
+    id: str
+    display_name: str
+    model: str
+    instructions: str
+    tools: list[str]
+    temperature: float | None
+    max_output_tokens: int
+    tool_choice: str
+    request_id: str | None
+    create_time: dt.datetime
+
+
+class RunState(StrEnum):
+    """Where a run is; stored as the member's value, ``Run.State.STATE_<value>`` on the wire."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
 class Run(Base):
     """One run of an agent, with its tool calls and token usage."""
 
@@ -79,3 +111,26 @@ class Run(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run, as stored; each of ``tool_calls`` holds the fields of a ``ToolCall`` message."""
+
+    tenant_id: str
+    id: str
+    agent_id: str
+    input: str
+    output: str
+    state: str  # a RunState value
+    tool_calls: list[dict[str, Any]]
+    input_tokens: int
+    output_tokens: int
+    model_calls: int
+    model: str
+    tools_enabled: bool
+    error_reason: str
+    error_message: str
+    request_id: str | None
+    create_time: dt.datetime
+    end_time: dt.datetime | None

@@ -1,8 +1,13 @@
-"""The agent service's calls to billing and flag, on its own mesh identity."""
+"""The agent service's calls to billing and flag, on its own mesh identity.
+
+Stubs are made once, with the channels (:meth:`MeshClients.stub`); a run's
+entitlement is one call for every meter it spends.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import grpc
 
@@ -13,6 +18,7 @@ from orchestrall.flag.v1 import flag_service_pb2 as flag_pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from services.agent import errors
 from services.kit.clients import MeshClients
+from services.kit.names import TENANT
 
 log = logging.getLogger(__name__)
 
@@ -29,27 +35,28 @@ class Peers:
 
     def __init__(self, clients: MeshClients) -> None:
         self._clients = clients
+        self._billing = clients.stub(billing_grpc.BillingServiceStub, "billing")
+        self._flags = clients.stub(flag_grpc.FlagServiceStub, "flag")
 
-    async def check_entitlement(self, tenant_id: str, meter: str, quantity: float) -> None:
-        """Fails unless the tenant may use ``quantity`` more of ``meter`` now.
+    async def check_entitlement(self, tenant_id: str, quantities: Mapping[str, float]) -> None:
+        """Fails unless the tenant may use every quantity of ``quantities`` (meter to amount) now.
 
         Raises:
-            ResourceExhausted: Over the plan's limit.
+            ResourceExhausted: A meter is over the plan's limit (the first such meter is named).
             Unavailable: Billing could not answer (runs fail closed).
         """
-        stub = billing_grpc.BillingServiceStub(self._clients.channel("billing"))
+        request = billing_pb.CheckEntitlementRequest(
+            tenant=TENANT.format(tenant_id),
+            quantities=[billing_pb.MeterQuantity(meter=m, quantity=q) for m, q in quantities.items()],
+        )
         try:
-            answer = await stub.CheckEntitlement(
-                billing_pb.CheckEntitlementRequest(
-                    tenant=f"tenants/{tenant_id}", meter=meter, quantity=quantity
-                ),
-                timeout=self._clients.timeout,
-            )
+            answer = await self._billing.CheckEntitlement(request, timeout=self._clients.timeout)
         except grpc.aio.AioRpcError as error:
             log.warning("entitlement check failed: %s", error.code())
             raise errors.billing_unavailable() from None
-        if not answer.allowed:
-            raise errors.quota_exceeded(f"tenants/{tenant_id}", meter, answer.limit)
+        for meter in answer.meters:
+            if not meter.allowed:
+                raise errors.quota_exceeded(TENANT.format(tenant_id), meter.meter, meter.limit)
 
     async def record_usage(self, tenant_id: str, run_name: str, run_id: str, usage: dict[str, float]) -> bool:
         """Meters a finished run; event IDs derive from the run, so re-sending is harmless.
@@ -61,16 +68,15 @@ class Peers:
             billing_res.UsageEvent(
                 id=f"{run_id}:{meter}",
                 source=USAGE_SOURCE,
-                tenant=f"tenants/{tenant_id}",
+                tenant=TENANT.format(tenant_id),
                 meter=meter,
                 quantity=quantity,
                 subject=run_name,
             )
             for meter, quantity in usage.items()
         ]
-        stub = billing_grpc.BillingServiceStub(self._clients.channel("billing"))
         try:
-            await stub.IngestUsageEvents(
+            await self._billing.IngestUsageEvents(
                 billing_pb.IngestUsageEventsRequest(events=events), timeout=self._clients.timeout
             )
         except grpc.aio.AioRpcError as error:
@@ -84,11 +90,10 @@ class Peers:
         OpenFeature semantics: on any evaluation error the caller's default
         (``True``) is used (specification section 1.4.10).
         """
-        stub = flag_grpc.FlagServiceStub(self._clients.channel("flag"))
-        request = flag_pb.EvaluateFlagRequest(name=f"tenants/{tenant_id}/flags/{TOOLS_FLAG}")
+        request = flag_pb.EvaluateFlagRequest(name=f"{TENANT.format(tenant_id)}/flags/{TOOLS_FLAG}")
         request.context.update({"targetingKey": agent_name, "agent": agent_name})
         try:
-            answer = await stub.EvaluateFlag(
+            answer = await self._flags.EvaluateFlag(
                 request, timeout=self._clients.timeout, metadata=MeshClients.for_tenant(tenant_id)
             )
         except grpc.aio.AioRpcError as error:

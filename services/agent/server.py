@@ -6,7 +6,7 @@ import grpc
 import openai
 from pydantic import AliasChoices, Field
 
-from orchestrall.agent.v1 import agent_service_pb2, agent_service_pb2_grpc
+from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
 from services.agent.service import AgentService
@@ -51,7 +51,6 @@ async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSet
     service = mesh_service(
         NAME,
         settings,
-        agent_service_pb2.DESCRIPTOR.services_by_name["AgentService"],
         register,
         db,
         clients,

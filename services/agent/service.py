@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import grpc
 import openai
@@ -14,33 +15,31 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import errors, store
 from services.agent import tools as catalog
-from services.agent.models import Agent, Run
+from services.agent.models import AgentRow, RunRow, RunState
 from services.agent.peers import Peers
 from services.agent.runner import AgentSpec, ModelError, run_agent
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database
+from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status
-from services.kit.names import new_id, parse, validate_id
+from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 32_000
-DOMAIN = "agent.orchestrall.dev"
 DEFAULT_MAX_OUTPUT_TOKENS = 256
-_STATES = {
-    "RUNNING": res.Run.STATE_RUNNING,
-    "SUCCEEDED": res.Run.STATE_SUCCEEDED,
-    "FAILED": res.Run.STATE_FAILED,
-}
+AGENT = ResourceName.of(res.Agent)
+RUN = ResourceName.of(res.Run)
+RUN_STATES = EnumMap(RunState, res.Run.State, "STATE_")
 
 
-def agent_to_proto(agent: Agent) -> res.Agent:
+def agent_to_proto(agent: AgentRow) -> res.Agent:
     """Maps an agent row to its resource."""
     message = res.Agent(
-        name=f"tenants/{agent.tenant_id}/agents/{agent.id}",
+        name=AGENT.format(agent.tenant_id, agent.id),
         display_name=agent.display_name,
         model=agent.model,
         instructions=agent.instructions,
@@ -54,13 +53,13 @@ def agent_to_proto(agent: Agent) -> res.Agent:
     return message
 
 
-def run_to_proto(run: Run) -> res.Run:
+def run_to_proto(run: RunRow) -> res.Run:
     """Maps a run row to its resource."""
     message = res.Run(
-        name=f"tenants/{run.tenant_id}/agents/{run.agent_id}/runs/{run.id}",
+        name=RUN.format(run.tenant_id, run.agent_id, run.id),
         input=run.input,
         output=run.output,
-        state=_STATES[run.state],
+        state=RUN_STATES.to_proto(run.state),
         tool_calls=[res.ToolCall(**call) for call in run.tool_calls],
         usage=res.Usage(
             input_tokens=run.input_tokens, output_tokens=run.output_tokens, model_calls=run.model_calls
@@ -72,7 +71,7 @@ def run_to_proto(run: Run) -> res.Run:
     )
     if run.error_reason:  # runs fail only when the model endpoint does
         message.error.CopyFrom(
-            error_status(grpc.StatusCode.UNAVAILABLE, run.error_reason, run.error_message, DOMAIN)
+            error_status(grpc.StatusCode.UNAVAILABLE, run.error_reason, run.error_message, errors.DOMAIN)
         )
     return message
 
@@ -115,7 +114,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         self, db: Database, model_client: openai.AsyncOpenAI, default_model: str, peers: Peers
     ) -> None:
         self._db = db
-        self._executions: set[asyncio.Task[None]] = set()
+        self._executions: set[asyncio.Task[RunRow]] = set()
         self._model = model_client
         self._default_model = default_model
         self._peers = peers
@@ -123,10 +122,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> res.Agent:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         _validate_agent(request.agent, request.agent_id)
-        agent = Agent(
+        agent = AgentRow(
             tenant_id=tenant_id,
             id=request.agent_id or new_id(),
             display_name=request.agent.display_name[:200],
@@ -139,18 +138,17 @@ class AgentService(pb_grpc.AgentServiceServicer):
             request_id=request.request_id or None,
             create_time=utcnow(),
         )
-        note_resource(f"{request.parent}/agents/{agent.id}")
-        async with self._db.transaction() as session:
-            created = await store.create_agent(session, agent)
+        name = AGENT.format(tenant_id, agent.id)
+        note_resource(name)
+        created = await self._db.write(tenant_id, store.create_agent, agent)
         if created is None:
-            raise errors.agent_exists(f"{request.parent}/agents/{agent.id}")
+            raise errors.agent_exists(name)
         return agent_to_proto(created)
 
     async def GetAgent(self, request: pb.GetAgentRequest, context: grpc.aio.ServicerContext) -> res.Agent:
-        tenant_id, agent_id = parse(request.name, "name", "tenants", "agents")
+        tenant_id, agent_id = AGENT.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            agent = await store.get_agent(session, tenant_id, agent_id)
+        agent = await self._db.read(tenant_id, store.get_agent, agent_id)
         if agent is None:
             raise errors.agent_not_found(request.name)
         return agent_to_proto(agent)
@@ -158,57 +156,71 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def ListAgents(
         self, request: pb.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentsResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        async with self._db.transaction() as session:
-            rows = await store.list_agents(session, tenant_id, page.offset, page.limit)
-        page_rows, token = page.split(rows)
-        return pb.ListAgentsResponse(agents=[agent_to_proto(a) for a in page_rows], next_page_token=token)
+        rows, token = await self._db.read(tenant_id, store.list_agents, page)
+        return pb.ListAgentsResponse(agents=[agent_to_proto(a) for a in rows], next_page_token=token)
 
     async def DeleteAgent(
         self, request: pb.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        tenant_id, agent_id = parse(request.name, "name", "tenants", "agents")
+        tenant_id, agent_id = AGENT.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            if not await store.delete_agent(session, tenant_id, agent_id):
-                raise errors.agent_not_found(request.name)
+        if not await self._db.write(tenant_id, store.delete_agent, agent_id):
+            raise errors.agent_not_found(request.name)
         return empty_pb2.Empty()
 
     async def CreateRun(self, request: pb.CreateRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
-        tenant_id, agent_id = parse(request.parent, "parent", "tenants", "agents")
+        tenant_id, agent_id = AGENT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         if not request.run.input.strip() or len(request.run.input) > MAX_TEXT:
             raise InvalidArgument(
                 [FieldViolation("run.input", f"is required, at most {MAX_TEXT} characters")]
             )
-        async with self._db.transaction() as session:
-            agent = await store.get_agent(session, tenant_id, agent_id)
-            if agent is None:
-                raise errors.agent_not_found(request.parent)
-            if request.request_id and (
-                earlier := await store.run_by_request(session, tenant_id, agent_id, request.request_id)
-            ):
-                return run_to_proto(earlier)
-        await self._peers.check_entitlement(tenant_id, "agent_runs", 1)
-        await self._peers.check_entitlement(tenant_id, "model_output_tokens", agent.max_output_tokens)
-        tools_enabled = bool(agent.tools) and await self._peers.tools_enabled(tenant_id, request.parent)
-        run = Run(
+        if request.request_id:
+            agent, earlier = await self._db.read(tenant_id, store.earlier_run, agent_id, request.request_id)
+        else:
+            agent, earlier = await self._db.read(tenant_id, store.get_agent, agent_id), None
+        if agent is None:
+            raise errors.agent_not_found(request.parent)
+        if earlier is not None:
+            return run_to_proto(earlier)
+        # Independent peer calls, awaited together: one entitlement check for every meter
+        # the run may spend, and the tools flag.
+        entitled = self._peers.check_entitlement(
+            tenant_id, {"agent_runs": 1, "model_output_tokens": agent.max_output_tokens}
+        )
+        if agent.tools:
+            _, tools_enabled = await asyncio.gather(
+                entitled, self._peers.tools_enabled(tenant_id, request.parent)
+            )
+        else:
+            await entitled
+            tools_enabled = False
+        run = RunRow(
             tenant_id=tenant_id,
             id=new_id(),
             agent_id=agent_id,
             input=request.run.input,
-            state="RUNNING",
+            output="",
+            state=RunState.RUNNING,
             tool_calls=[],
+            input_tokens=0,
+            output_tokens=0,
+            model_calls=0,
             model=agent.model or self._default_model,
             tools_enabled=tools_enabled,
+            error_reason="",
+            error_message="",
             request_id=request.request_id or None,
             create_time=utcnow(),
+            end_time=None,
         )
-        note_resource(f"{request.parent}/runs/{run.id}")
-        async with self._db.transaction() as session:
-            created = await store.create_run(session, run)
+        note_resource(RUN.format(tenant_id, agent_id, run.id))
+        agent, created = await self._db.write(tenant_id, store.start_run, agent_id, run)
+        if agent is None or created is None:  # deleted meanwhile
+            raise errors.agent_not_found(request.parent)
         if created is not run:  # a concurrent retry with the same request_id won
             return run_to_proto(created)
         # A caller that goes away (a workflow process restarting) must not leave the run
@@ -217,10 +229,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         execution = asyncio.create_task(self._execute(agent, run), name=f"run-{run.id}")
         self._executions.add(execution)
         execution.add_done_callback(self._executions.discard)
-        await asyncio.shield(execution)
-        return run_to_proto(run)
+        return run_to_proto(await asyncio.shield(execution))
 
-    async def _execute(self, agent: Agent, run: Run) -> None:
+    async def _execute(self, agent: AgentRow, run: RunRow) -> RunRow:
         spec = AgentSpec(
             model=run.model,
             instructions=agent.instructions,
@@ -229,35 +240,39 @@ class AgentService(pb_grpc.AgentServiceServicer):
             max_output_tokens=agent.max_output_tokens,
             tool_choice_required=agent.tool_choice == "TOOL_CHOICE_REQUIRED",
         )
+        changes: dict[str, Any]
         try:
             outcome = await run_agent(self._model, spec, run.input, run.tools_enabled)
         except ModelError as error:
-            run.state, run.error_reason, run.error_message = "FAILED", error.reason, str(error)
+            changes = {"state": RunState.FAILED, "error_reason": error.reason, "error_message": str(error)}
         else:
-            run.state, run.output, run.model = "SUCCEEDED", outcome.output, outcome.model
-            run.tool_calls = outcome.tool_calls
-            run.input_tokens, run.output_tokens = outcome.input_tokens, outcome.output_tokens
-            run.model_calls = outcome.model_calls
-        run.end_time = utcnow()
-        async with self._db.transaction() as session:
-            await store.save_run(session, run)
-        name = f"tenants/{run.tenant_id}/agents/{run.agent_id}/runs/{run.id}"
+            changes = {
+                "state": RunState.SUCCEEDED,
+                "output": outcome.output,
+                "model": outcome.model,
+                "tool_calls": outcome.tool_calls,
+                "input_tokens": outcome.input_tokens,
+                "output_tokens": outcome.output_tokens,
+                "model_calls": outcome.model_calls,
+            }
+        changes["end_time"] = utcnow()
+        finished = await self._db.write(run.tenant_id, store.finish_run, run, changes)
         await self._peers.record_usage(
             run.tenant_id,
-            name,
+            RUN.format(run.tenant_id, run.agent_id, run.id),
             run.id,
             {
                 "agent_runs": 1,
-                "model_input_tokens": run.input_tokens,
-                "model_output_tokens": run.output_tokens,
+                "model_input_tokens": finished.input_tokens,
+                "model_output_tokens": finished.output_tokens,
             },
         )
+        return finished
 
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
-        tenant_id, agent_id, run_id = parse(request.name, "name", "tenants", "agents", "runs")
+        tenant_id, agent_id, run_id = RUN.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            run = await store.get_run(session, tenant_id, agent_id, run_id)
+        run = await self._db.read(tenant_id, store.get_run, agent_id, run_id)
         if run is None:
             raise errors.run_not_found(request.name)
         return run_to_proto(run)
@@ -265,24 +280,33 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def ListRuns(
         self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListRunsResponse:
-        tenant_id, agent_id = parse(request.parent, "parent", "tenants", "agents")
+        tenant_id, agent_id = AGENT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        async with self._db.transaction() as session:
-            if await store.get_agent(session, tenant_id, agent_id) is None:
-                raise errors.agent_not_found(request.parent)
-            rows = await store.list_runs(session, tenant_id, agent_id, page.offset, page.limit)
-        page_rows, token = page.split(rows)
-        return pb.ListRunsResponse(runs=[run_to_proto(r) for r in page_rows], next_page_token=token)
+        listed = await self._db.read(tenant_id, store.list_runs, agent_id, page)
+        if listed is None:
+            raise errors.agent_not_found(request.parent)
+        rows, token = listed
+        return pb.ListRunsResponse(runs=[run_to_proto(r) for r in rows], next_page_token=token)
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListToolsResponse:
         page = page_of(request.page_size, request.page_token, "tools")
-        tools, token = page.split(list(catalog.CATALOG.values())[page.offset : page.offset + page.limit])
-        listed = []
-        for tool in tools:
-            message = res.Tool(name=tool.name, description=tool.description)
-            message.parameters.update(tool.parameters)
-            listed.append(message)
-        return pb.ListToolsResponse(tools=listed, next_page_token=token)
+        tools = list(catalog.CATALOG.values())
+        start = 0
+        if page.after is not None:
+            start = next((i + 1 for i, t in enumerate(tools) if [t.name] == list(page.after)), len(tools))
+        listed = tools[start : start + page.size]
+        token = page.token_after([listed[-1].name]) if start + page.size < len(tools) else ""
+        return pb.ListToolsResponse(tools=[_TOOL_PROTOS[t.name] for t in listed], next_page_token=token)
+
+
+def _tool_to_proto(tool: catalog.Tool) -> res.Tool:
+    message = res.Tool(name=tool.name, description=tool.description)
+    message.parameters.update(tool.parameters)
+    return message
+
+
+# The catalog is code: its resources are built once.
+_TOOL_PROTOS = {name: _tool_to_proto(tool) for name, tool in catalog.CATALOG.items()}

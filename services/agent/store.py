@@ -1,98 +1,85 @@
-"""SQL of the agent service. Every query filters by ``tenant_id``."""
+"""SQL of the agent service, through the kit's repository. Every query filters by the transaction's tenant."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
-from services.agent.models import Agent, Run
-from services.kit.db import insert_idempotent
+from sqlalchemy import delete
+
+from services.agent.models import Agent, AgentRow, Run, RunRow
+from services.kit.db import Tx
+from services.kit.pagination import Page
+from services.kit.repository import NEWEST_FIRST, Repository
+
+AGENTS = Repository(Agent, AgentRow, order=NEWEST_FIRST)
+RUNS = Repository(Run, RunRow, order=NEWEST_FIRST)
+_RUNS = RUNS.table
 
 
-async def create_agent(session: AsyncSession, agent: Agent) -> Agent | None:
+def get_agent(tx: Tx, agent_id: str) -> AgentRow | None:
+    """Returns the tenant's agent, or None."""
+    return AGENTS.get(tx, agent_id)
+
+
+def create_agent(tx: Tx, agent: AgentRow) -> AgentRow | None:
     """Inserts an agent, or returns the one an earlier request with its ``request_id`` made.
 
     Returns:
         The agent; None when its ID is taken (nothing is written then).
     """
-    rid = agent.request_id
-
-    async def earlier() -> Agent | None:
-        return await agent_by_request(session, agent.tenant_id, rid) if rid else None
-
-    return await insert_idempotent(session, agent, earlier)
+    return AGENTS.create(tx, agent)
 
 
-async def get_agent(session: AsyncSession, tenant_id: str, agent_id: str) -> Agent | None:
-    """The tenant's agent, or None."""
-    return await session.get(Agent, (tenant_id, agent_id))
+def list_agents(tx: Tx, page: Page) -> tuple[list[AgentRow], str]:
+    """Returns a page of the tenant's agents, newest first, and the next page token."""
+    return AGENTS.list_page(tx, page)
 
 
-async def agent_by_request(session: AsyncSession, tenant_id: str, request_id: str) -> Agent | None:
-    """The agent created earlier with this idempotency key, or None."""
-    query = select(Agent).where(Agent.tenant_id == tenant_id, Agent.request_id == request_id)
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def list_agents(session: AsyncSession, tenant_id: str, offset: int, limit: int) -> list[Agent]:
-    """The tenant's agents, newest first."""
-    query = (
-        select(Agent)
-        .where(Agent.tenant_id == tenant_id)
-        .order_by(Agent.create_time.desc(), Agent.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list((await session.execute(query)).scalars())
-
-
-async def delete_agent(session: AsyncSession, tenant_id: str, agent_id: str) -> bool:
+def delete_agent(tx: Tx, agent_id: str) -> bool:
     """Deletes an agent and its runs; False when there was none."""
-    await session.execute(delete(Run).where(Run.tenant_id == tenant_id, Run.agent_id == agent_id))
-    result = await session.execute(delete(Agent).where(Agent.tenant_id == tenant_id, Agent.id == agent_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    tx.execute(delete(_RUNS).where(_RUNS.c.tenant_id == tx.tenant_id, _RUNS.c.agent_id == agent_id))
+    return AGENTS.delete(tx, agent_id)
 
 
-async def create_run(session: AsyncSession, run: Run) -> Run:
-    """Inserts a run, or returns the one an earlier request with its ``request_id`` made."""
-    rid = run.request_id
+def start_run(tx: Tx, agent_id: str, run: RunRow) -> tuple[AgentRow | None, RunRow | None]:
+    """Finds the agent and inserts its new run, in one transaction.
 
-    async def earlier() -> Run | None:
-        return await run_by_request(session, run.tenant_id, run.agent_id, rid) if rid else None
-
-    created = await insert_idempotent(session, run, earlier)
+    Returns:
+        ``(agent, run)``: ``run`` is the new run, or the run an earlier request with the
+        same ``request_id`` made; ``(None, None)`` when there is no such agent.
+    """
+    agent = AGENTS.get(tx, agent_id)
+    if agent is None:
+        return None, None
+    created = RUNS.create(tx, run)
     assert created is not None, "run IDs are UUIDs"
-    return created
+    return agent, created
 
 
-async def save_run(session: AsyncSession, run: Run) -> None:
-    """Writes a run's changed fields."""
-    await session.merge(run)
+def earlier_run(tx: Tx, agent_id: str, request_id: str) -> tuple[AgentRow | None, RunRow | None]:
+    """Returns the agent and the run an earlier request with this idempotency key made (or None)."""
+    agent = AGENTS.get(tx, agent_id)
+    if agent is None:
+        return None, None
+    return agent, RUNS.find(tx, _RUNS.c.agent_id == agent_id, _RUNS.c.request_id == request_id)
 
 
-async def get_run(session: AsyncSession, tenant_id: str, agent_id: str, run_id: str) -> Run | None:
-    """The run of the tenant's agent, or None."""
-    run = await session.get(Run, (tenant_id, run_id))
+def finish_run(tx: Tx, run: RunRow, changes: Mapping[str, Any]) -> RunRow:
+    """Writes a run's outcome; returns the run with ``changes`` applied."""
+    RUNS.update(tx, (run.id,), changes)
+    return dataclasses.replace(run, **changes)
+
+
+def get_run(tx: Tx, agent_id: str, run_id: str) -> RunRow | None:
+    """Returns the run of the tenant's agent, or None."""
+    run = RUNS.get(tx, run_id)
     return run if run is not None and run.agent_id == agent_id else None
 
 
-async def run_by_request(session: AsyncSession, tenant_id: str, agent_id: str, request_id: str) -> Run | None:
-    """The run created earlier with this idempotency key, or None."""
-    query = select(Run).where(
-        Run.tenant_id == tenant_id, Run.agent_id == agent_id, Run.request_id == request_id
-    )
-    return (await session.execute(query)).scalar_one_or_none()
-
-
-async def list_runs(
-    session: AsyncSession, tenant_id: str, agent_id: str, offset: int, limit: int
-) -> list[Run]:
-    """An agent's runs, newest first."""
-    query = (
-        select(Run)
-        .where(Run.tenant_id == tenant_id, Run.agent_id == agent_id)
-        .order_by(Run.create_time.desc(), Run.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list((await session.execute(query)).scalars())
+def list_runs(tx: Tx, agent_id: str, page: Page) -> tuple[list[RunRow], str] | None:
+    """Returns a page of an agent's runs, newest first, and the next page token; None without the agent."""
+    if AGENTS.get(tx, agent_id) is None:
+        return None
+    return RUNS.list_page(tx, page, _RUNS.c.agent_id == agent_id)

@@ -1,8 +1,14 @@
-"""Tables of the auth service."""
+"""Tables of the auth service and the records its store reads and writes.
+
+Each ORM model is the schema of its table (Alembic compares migrations with it);
+the frozen dataclass after it is the row as the service handles it, its fields
+the table's columns in order (checked by :class:`~services.kit.repository.Repository`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import JSON, DateTime, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -32,6 +38,16 @@ class Tenant(Base):
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+@dataclass(frozen=True, slots=True)
+class TenantRow:
+    """A tenant, as stored."""
+
+    id: str
+    display_name: str
+    industry: str
+    create_time: dt.datetime
+
+
 class ApiKey(Base):
     """An API key; only the SHA-256 of its secret is kept."""
 
@@ -49,6 +65,21 @@ class ApiKey(Base):
     last_use_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """An API key, as stored (the secret's hash only)."""
+
+    id: str
+    tenant_id: str
+    display_name: str
+    roles: list[str]
+    secret_sha256: str
+    request_id: str | None
+    create_time: dt.datetime
+    expire_time: dt.datetime | None
+    last_use_time: dt.datetime | None
+
+
 class User(Base):
     """A person of a tenant; only an Argon2id hash of the password is kept."""
 
@@ -64,6 +95,19 @@ class User(Base):
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """A user, as stored (the password's hash only)."""
+
+    tenant_id: str
+    id: str
+    email: str
+    display_name: str
+    roles: list[str]
+    password_hash: str
+    create_time: dt.datetime
+
+
 class ServiceAccount(Base):
     """A non-human principal; only the SHA-256 of its client secret is kept."""
 
@@ -75,6 +119,18 @@ class ServiceAccount(Base):
     roles: Mapped[list[str]] = mapped_column(JSON)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountRow:
+    """A service account, as stored (the client secret's hash only)."""
+
+    tenant_id: str
+    id: str
+    display_name: str
+    roles: list[str]
+    secret_sha256: str
+    create_time: dt.datetime
 
 
 class AuditEvent(Base):
@@ -91,6 +147,21 @@ class AuditEvent(Base):
     resource: Mapped[str] = mapped_column(String(500))
     outcome: Mapped[str] = mapped_column(String(40))
     service: Mapped[str] = mapped_column(String(40))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventRow:
+    """An audit event, as stored."""
+
+    tenant_id: str
+    id: str
+    time: dt.datetime
+    subject: str
+    principal_kind: str
+    method: str
+    resource: str
+    outcome: str
+    service: str
 
 
 class SigningKey(Base):
@@ -111,3 +182,16 @@ class SigningKey(Base):
     activate_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     retire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     expire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKeyRow:
+    """A signing key, as stored (see :class:`SigningKey` for its lifecycle)."""
+
+    kid: str
+    private_pem: str
+    public_jwk: dict[str, str]
+    create_time: dt.datetime
+    activate_time: dt.datetime
+    retire_time: dt.datetime | None
+    expire_time: dt.datetime | None

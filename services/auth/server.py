@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from orchestrall.auth.v1 import auth_service_pb2, auth_service_pb2_grpc
+from orchestrall.auth.v1 import auth_service_pb2_grpc
+from services.auth.keyring import KeyRing
 from services.auth.models import AUDIT_OUTBOX
 from services.auth.service import AuthService
 from services.kit.audit import AuditLog
 from services.kit.auth import JwtVerifier
 from services.kit.config import MeshSettings
+from services.kit.contracts import descriptors_of
 from services.kit.db import Database, create_engine
 from services.kit.server import Service
 
@@ -34,28 +36,39 @@ class AuthSettings(MeshSettings):
         description="A new key is in the JWKS this long before it signs (Istio caches JWKS 20 min).",
     )
     key_rotation_days: float = Field(30.0, gt=0, description="The schedule rotates keys older than this.")
+    key_refresh_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a replica reloads the signing keys (to learn keys other replicas made).",
+    )
+
+    @model_validator(mode="after")
+    def _refresh_before_signing(self) -> AuthSettings:
+        # A replica must know a key another replica made before that key signs.
+        if 0 < self.key_publish_delay_seconds <= self.key_refresh_seconds:
+            raise ValueError("key_refresh_seconds must be shorter than key_publish_delay_seconds")
+        return self
 
 
 async def build(settings: AuthSettings | None = None) -> tuple[Service, MeshSettings]:
-    """The auth service; it verifies tokens against its own key table and keeps the audit log."""
+    """The auth service; it verifies tokens against its own keys and keeps the audit log."""
     settings = settings or AuthSettings()
     db = Database(create_engine(settings, NAME))
-    servicer = AuthService(
-        db, settings.issuer, settings.audience, dt.timedelta(seconds=settings.key_publish_delay_seconds)
-    )
+    keys = KeyRing(db, dt.timedelta(seconds=settings.key_publish_delay_seconds), settings.key_refresh_seconds)
+    servicer = AuthService(db, keys, settings.issuer, settings.audience)
     rotation_age = dt.timedelta(days=settings.key_rotation_days)
     schedule: list[asyncio.Task[None]] = []
 
     async def rotate_on_schedule() -> None:
         while True:
             try:
-                await servicer.rotate_if_older_than(rotation_age)
+                await keys.rotate_if_older_than(rotation_age)
             except Exception:
                 log.exception("scheduled key rotation failed")
             await asyncio.sleep(3600)
 
     async def start_schedule() -> None:
-        await servicer.ensure_signing_key()
+        await keys.start()
         schedule.append(asyncio.create_task(rotate_on_schedule(), name="key-rotation"))
 
     async def stop_schedule() -> None:
@@ -63,6 +76,7 @@ async def build(settings: AuthSettings | None = None) -> tuple[Service, MeshSett
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await keys.stop()
 
     def register(server: grpc.aio.Server) -> None:
         auth_service_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
@@ -72,9 +86,9 @@ async def build(settings: AuthSettings | None = None) -> tuple[Service, MeshSett
 
     service = Service(
         name=NAME,
-        descriptors=[auth_service_pb2.DESCRIPTOR.services_by_name["AuthService"]],
+        descriptors=descriptors_of(NAME),
         register=register,
-        verifier=JwtVerifier(servicer.jwks, issuer=settings.issuer, audience=settings.audience),
+        verifier=JwtVerifier(keys.fresh_jwks, issuer=settings.issuer, audience=settings.audience),
         on_start=[start_schedule],
         on_stop=[stop_schedule, db.close],
         audit=AuditLog(NAME, db, AUDIT_OUTBOX, deliver, settings.audit_relay_interval_seconds),

@@ -15,35 +15,40 @@ from orchestrall.auth.v1 import auth_service_pb2 as pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
 from orchestrall.auth.v1 import resources_pb2 as res
 from services.auth import errors, passwords, store, tokens
-from services.auth.models import ApiKey, AuditEvent, ServiceAccount, SigningKey, Tenant, User
+from services.auth.keyring import KeyRing
+from services.auth.models import ApiKeyRow, AuditEventRow, ServiceAccountRow, TenantRow, UserRow
 from services.kit.audit import note_resource
 from services.kit.auth import current_principal, require_tenant
-from services.kit.db import Database, write_per_tenant
+from services.kit.db import Database, Tx, write_per_tenant
 from services.kit.errors import FieldViolation, InvalidArgument, PermissionDenied, invalid
-from services.kit.names import new_id, parse, validate_id
+from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.roles import ROLE_ORDER, may_grant
 from services.kit.timestamps import as_utc, from_timestamp, to_timestamp, utcnow
 
 FIRST_KEY_ROLES = ["owner"]
+API_KEY = ResourceName.of(res.ApiKey)
+USER = ResourceName.of(res.User)
+SERVICE_ACCOUNT = ResourceName.of(res.ServiceAccount)
+AUDIT_EVENT = ResourceName.of(res.AuditEvent)
 # A deliberately loose shape check; deliverability is the mail system's business (RFC 5321).
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
-def tenant_to_proto(tenant: Tenant) -> res.Tenant:
+def tenant_to_proto(tenant: TenantRow) -> res.Tenant:
     """Maps a tenant row to its resource."""
     return res.Tenant(
-        name=f"tenants/{tenant.id}",
+        name=TENANT.format(tenant.id),
         display_name=tenant.display_name,
         industry=tenant.industry,
         create_time=to_timestamp(tenant.create_time),
     )
 
 
-def api_key_to_proto(key: ApiKey) -> res.ApiKey:
+def api_key_to_proto(key: ApiKeyRow) -> res.ApiKey:
     """Maps an API key row to its resource (never the secret)."""
     return res.ApiKey(
-        name=f"tenants/{key.tenant_id}/apiKeys/{key.id}",
+        name=API_KEY.format(key.tenant_id, key.id),
         display_name=key.display_name,
         roles=key.roles,
         key_prefix=f"{tokens.KEY_PREFIX}{key.id[:8]}",
@@ -53,10 +58,10 @@ def api_key_to_proto(key: ApiKey) -> res.ApiKey:
     )
 
 
-def user_to_proto(user: User) -> res.User:
+def user_to_proto(user: UserRow) -> res.User:
     """Maps a user row to its resource (never the password hash)."""
     return res.User(
-        name=f"tenants/{user.tenant_id}/users/{user.id}",
+        name=USER.format(user.tenant_id, user.id),
         email=user.email,
         display_name=user.display_name,
         roles=user.roles,
@@ -64,20 +69,20 @@ def user_to_proto(user: User) -> res.User:
     )
 
 
-def service_account_to_proto(account: ServiceAccount) -> res.ServiceAccount:
+def service_account_to_proto(account: ServiceAccountRow) -> res.ServiceAccount:
     """Maps a service account row to its resource (never the secret)."""
     return res.ServiceAccount(
-        name=f"tenants/{account.tenant_id}/serviceAccounts/{account.id}",
+        name=SERVICE_ACCOUNT.format(account.tenant_id, account.id),
         display_name=account.display_name,
         roles=account.roles,
         create_time=to_timestamp(account.create_time),
     )
 
 
-def audit_event_to_proto(row: AuditEvent) -> res.AuditEvent:
+def audit_event_to_proto(row: AuditEventRow) -> res.AuditEvent:
     """Maps an audit event row to its resource."""
     return res.AuditEvent(
-        name=f"tenants/{row.tenant_id}/auditEvents/{row.id}",
+        name=AUDIT_EVENT.format(row.tenant_id, row.id),
         time=to_timestamp(row.time),
         subject=row.subject,
         principal_kind=row.principal_kind,
@@ -109,10 +114,10 @@ def _new_api_key(
     roles: list[str],
     request_id: str | None,
     expire_time: dt.datetime | None,
-) -> tuple[ApiKey, str]:
+) -> tuple[ApiKeyRow, str]:
     key_id = new_id().replace("-", "")
     secret = tokens.new_api_key_secret(key_id)
-    row = ApiKey(
+    row = ApiKeyRow(
         id=key_id,
         tenant_id=tenant_id,
         display_name=display_name,
@@ -121,6 +126,7 @@ def _new_api_key(
         request_id=request_id,
         create_time=utcnow(),
         expire_time=expire_time,
+        last_use_time=None,
     )
     return row, secret
 
@@ -146,68 +152,61 @@ def _require_outranks(target_roles: list[str], name: str) -> None:
         )
 
 
+def _delete_api_key(tx: Tx, key_id: str, name: str) -> bool:
+    key = store.get_api_key(tx, key_id)
+    if key is None:
+        return False
+    _require_outranks(key.roles, name)
+    return store.delete_api_key(tx, key_id)
+
+
+def _delete_user(tx: Tx, user_id: str, name: str) -> bool:
+    user = store.get_user(tx, user_id)
+    if user is None:
+        return False
+    _require_outranks(user.roles, name)
+    return store.delete_user(tx, user_id)
+
+
+def _delete_service_account(tx: Tx, account_id: str, name: str) -> bool:
+    account = store.get_service_account(tx, account_id)
+    if account is None:
+        return False
+    _require_outranks(account.roles, name)
+    return store.delete_service_account(tx, account_id)
+
+
 class AuthService(pb_grpc.AuthServiceServicer):
     """Tenants, principals, tokens, signing keys and the audit log.
 
     Args:
         db: The auth database.
+        keys: The signing keys, held in memory.
         issuer: ``iss`` of issued tokens, also the OIDC issuer URL.
         audience: ``aud`` of issued tokens.
-        publish_delay: How long a new signing key is in the JWKS before it signs;
-            longer than any verifier caches the JWKS (Istio: 20 minutes).
     """
 
-    def __init__(self, db: Database, issuer: str, audience: str, publish_delay: dt.timedelta) -> None:
+    def __init__(self, db: Database, keys: KeyRing, issuer: str, audience: str) -> None:
         self._db = db
+        self._keys = keys
         self._issuer = issuer.rstrip("/")
         self._audience = audience
-        self._publish_delay = publish_delay
+        self._discovery = res.OpenIdConfiguration(
+            issuer=self._issuer,
+            jwks_uri=f"{self._issuer}/.well-known/jwks.json",
+            token_endpoint=f"{self._issuer}/v1/oauth2/token",
+            grant_types_supported=["client_credentials", "password"],
+            id_token_signing_alg_values_supported=["EdDSA"],
+            response_types_supported=["token"],
+            subject_types_supported=["public"],
+        )
 
     # Signing keys -------------------------------------------------------------------------------
-
-    async def ensure_signing_key(self) -> None:
-        """Creates the first signing key, active at once, when no key can sign."""
-        async with self._db.transaction() as session:
-            now = utcnow()
-            if tokens.signing_key(await store.published_keys(session, now), now) is None:
-                await store.add_signing_key(session, tokens.new_signing_key(now))
-
-    async def rotate(self) -> tuple[SigningKey, SigningKey | None]:
-        """Rotates the signing key (see :func:`services.auth.tokens.rotate`)."""
-        async with self._db.transaction() as session:
-            now = utcnow()
-            new, previous = tokens.rotate(await store.unexpired_keys(session, now), now, self._publish_delay)
-            await store.add_signing_key(session, new)
-        return new, previous
-
-    async def rotate_if_older_than(self, age: dt.timedelta) -> None:
-        """Rotates when the newest key was created more than ``age`` ago (the schedule)."""
-        async with self._db.transaction() as session:
-            now = utcnow()
-            keys = await store.published_keys(session, now)
-        newest = max((as_utc(k.create_time) for k in keys), default=None)
-        if newest is None or now - newest >= age:
-            await self.rotate()
-
-    async def jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The JWKS as a dict, for this service's own token verifier."""
-        async with self._db.transaction() as session:
-            keys = await store.published_keys(session, utcnow())
-        return {"keys": [dict(k.public_jwk) for k in keys]}
-
-    async def _signing_key(self) -> SigningKey:
-        async with self._db.transaction() as session:
-            now = utcnow()
-            key = tokens.signing_key(await store.published_keys(session, now), now)
-        if key is None:
-            await self.ensure_signing_key()
-            return await self._signing_key()
-        return key
 
     async def RotateSigningKey(
         self, request: pb.RotateSigningKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.RotateSigningKeyResponse:
-        new, previous = await self.rotate()
+        new, previous = await self._keys.rotate()
         return pb.RotateSigningKeyResponse(
             kid=new.kid,
             activate_time=to_timestamp(new.activate_time),
@@ -217,21 +216,12 @@ class AuthService(pb_grpc.AuthServiceServicer):
     async def GetJwks(
         self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext
     ) -> res.JsonWebKeySet:
-        jwks = await self.jwks()
-        return res.JsonWebKeySet(keys=[res.JsonWebKey(**k) for k in jwks["keys"]])
+        return res.JsonWebKeySet(keys=[res.JsonWebKey(**k) for k in self._keys.published()])
 
     async def GetOpenIdConfiguration(
         self, request: pb.GetOpenIdConfigurationRequest, context: grpc.aio.ServicerContext
     ) -> res.OpenIdConfiguration:
-        return res.OpenIdConfiguration(
-            issuer=self._issuer,
-            jwks_uri=f"{self._issuer}/.well-known/jwks.json",
-            token_endpoint=f"{self._issuer}/v1/oauth2/token",
-            grant_types_supported=["client_credentials", "password"],
-            id_token_signing_alg_values_supported=["EdDSA"],
-            response_types_supported=["token"],
-            subject_types_supported=["public"],
-        )
+        return self._discovery
 
     # Tenants ------------------------------------------------------------------------------------
 
@@ -246,27 +236,25 @@ class AuthService(pb_grpc.AuthServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         tenant_id = validate_id(request.tenant_id, "tenant_id", minimum=3)
-        note_resource(f"tenants/{tenant_id}")
-        tenant = Tenant(
+        name = TENANT.format(tenant_id)
+        note_resource(name)
+        tenant = TenantRow(
             id=tenant_id,
             display_name=request.tenant.display_name.strip(),
             industry=request.tenant.industry.strip()[:100],
             create_time=utcnow(),
         )
         key, secret = _new_api_key(tenant_id, "owner (created with the tenant)", FIRST_KEY_ROLES, None, None)
-        async with self._db.transaction(tenant=tenant_id) as session:
-            if not await store.add_tenant(session, tenant):
-                raise errors.tenant_exists(f"tenants/{tenant_id}")
-            await store.create_api_key(session, key)
+        if not await self._db.write(tenant_id, store.create_tenant, tenant, key):
+            raise errors.tenant_exists(name)
         return pb.CreateTenantResponse(
             tenant=tenant_to_proto(tenant), api_key=api_key_to_proto(key), api_key_secret=secret
         )
 
     async def GetTenant(self, request: pb.GetTenantRequest, context: grpc.aio.ServicerContext) -> res.Tenant:
-        (tenant_id,) = parse(request.name, "name", "tenants")
+        (tenant_id,) = TENANT.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            tenant = await store.get_tenant(session, tenant_id)
+        tenant = await self._db.read(tenant_id, store.get_tenant)
         if tenant is None:
             raise errors.tenant_not_found(request.name)
         return tenant_to_proto(tenant)
@@ -276,7 +264,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
     async def CreateApiKey(
         self, request: pb.CreateApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateApiKeyResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         roles = list(request.api_key.roles) or ["developer"]
         violations = _check_roles(roles, "api_key.roles")
@@ -291,9 +279,8 @@ class AuthService(pb_grpc.AuthServiceServicer):
         key, secret = _new_api_key(
             tenant_id, request.api_key.display_name[:200], roles, request_id, expire_time
         )
-        note_resource(f"tenants/{tenant_id}/apiKeys/{key.id}")
-        async with self._db.transaction() as session:
-            created = await store.create_api_key(session, key)
+        note_resource(API_KEY.format(tenant_id, key.id))
+        created = await self._db.write(tenant_id, store.create_api_key, key)
         if created is not key:  # a retry: the key exists, its secret was shown once already
             return pb.CreateApiKeyResponse(api_key=api_key_to_proto(created))
         return pb.CreateApiKeyResponse(api_key=api_key_to_proto(key), api_key_secret=secret)
@@ -301,30 +288,25 @@ class AuthService(pb_grpc.AuthServiceServicer):
     async def ListApiKeys(
         self, request: pb.ListApiKeysRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListApiKeysResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        async with self._db.transaction() as session:
-            rows, token = page.split(await store.list_api_keys(session, tenant_id, page.offset, page.limit))
+        rows, token = await self._db.read(tenant_id, store.list_api_keys, page)
         return pb.ListApiKeysResponse(api_keys=[api_key_to_proto(k) for k in rows], next_page_token=token)
 
     async def DeleteApiKey(
         self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        tenant_id, key_id = parse(request.name, "name", "tenants", "apiKeys")
+        tenant_id, key_id = API_KEY.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            key = await store.get_api_key(session, key_id)
-            if key is None or key.tenant_id != tenant_id:
-                raise errors.not_found("API_KEY_NOT_FOUND", request.name)
-            _require_outranks(key.roles, request.name)
-            await store.delete_api_key(session, tenant_id, key_id)
+        if not await self._db.write(tenant_id, _delete_api_key, key_id, request.name):
+            raise errors.not_found("API_KEY_NOT_FOUND", request.name)
         return empty_pb2.Empty()
 
     # Users --------------------------------------------------------------------------------------
 
     async def CreateUser(self, request: pb.CreateUserRequest, context: grpc.aio.ServicerContext) -> res.User:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         user = request.user
         roles = list(user.roles) or ["viewer"]
@@ -346,7 +328,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
             )
         if violations:
             raise InvalidArgument(violations)
-        row = User(
+        row = UserRow(
             tenant_id=tenant_id,
             id=request.user_id or new_id(),
             email=email,
@@ -355,35 +337,28 @@ class AuthService(pb_grpc.AuthServiceServicer):
             password_hash=passwords.hash_password(user.password),
             create_time=utcnow(),
         )
-        note_resource(f"tenants/{tenant_id}/users/{row.id}")
-        async with self._db.transaction() as session:
-            if not await store.add_user(session, row):
-                raise errors.already_exists(
-                    "USER_ALREADY_EXISTS", f"tenants/{tenant_id}/users/{row.id} ({email})"
-                )
+        name = USER.format(tenant_id, row.id)
+        note_resource(name)
+        if not await self._db.write(tenant_id, store.add_user, row):
+            raise errors.already_exists("USER_ALREADY_EXISTS", f"{name} ({email})")
         return user_to_proto(row)
 
     async def ListUsers(
         self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListUsersResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        async with self._db.transaction() as session:
-            rows, token = page.split(await store.list_users(session, tenant_id, page.offset, page.limit))
+        rows, token = await self._db.read(tenant_id, store.list_users, page)
         return pb.ListUsersResponse(users=[user_to_proto(u) for u in rows], next_page_token=token)
 
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        tenant_id, user_id = parse(request.name, "name", "tenants", "users")
+        tenant_id, user_id = USER.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            user = await store.get_user(session, tenant_id, user_id)
-            if user is None:
-                raise errors.not_found("USER_NOT_FOUND", request.name)
-            _require_outranks(user.roles, request.name)
-            await store.delete_user(session, tenant_id, user_id)
+        if not await self._db.write(tenant_id, _delete_user, user_id, request.name):
+            raise errors.not_found("USER_NOT_FOUND", request.name)
         return empty_pb2.Empty()
 
     # Service accounts ---------------------------------------------------------------------------
@@ -391,7 +366,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
     async def CreateServiceAccount(
         self, request: pb.CreateServiceAccountRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateServiceAccountResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         roles = list(request.service_account.roles) or ["developer"]
         violations = _check_roles(roles, "service_account.roles")
@@ -403,7 +378,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         secret = tokens.new_service_account_secret()
-        row = ServiceAccount(
+        row = ServiceAccountRow(
             tenant_id=tenant_id,
             id=request.service_account_id or new_id(),
             display_name=request.service_account.display_name[:200],
@@ -411,11 +386,10 @@ class AuthService(pb_grpc.AuthServiceServicer):
             secret_sha256=tokens.secret_sha256(secret),
             create_time=utcnow(),
         )
-        name = f"tenants/{tenant_id}/serviceAccounts/{row.id}"
+        name = SERVICE_ACCOUNT.format(tenant_id, row.id)
         note_resource(name)
-        async with self._db.transaction() as session:
-            if not await store.add_service_account(session, row):
-                raise errors.already_exists("SERVICE_ACCOUNT_ALREADY_EXISTS", name)
+        if not await self._db.write(tenant_id, store.add_service_account, row):
+            raise errors.already_exists("SERVICE_ACCOUNT_ALREADY_EXISTS", name)
         return pb.CreateServiceAccountResponse(
             service_account=service_account_to_proto(row), client_secret=secret
         )
@@ -423,13 +397,10 @@ class AuthService(pb_grpc.AuthServiceServicer):
     async def ListServiceAccounts(
         self, request: pb.ListServiceAccountsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListServiceAccountsResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        async with self._db.transaction() as session:
-            rows, token = page.split(
-                await store.list_service_accounts(session, tenant_id, page.offset, page.limit)
-            )
+        rows, token = await self._db.read(tenant_id, store.list_service_accounts, page)
         return pb.ListServiceAccountsResponse(
             service_accounts=[service_account_to_proto(a) for a in rows], next_page_token=token
         )
@@ -437,14 +408,10 @@ class AuthService(pb_grpc.AuthServiceServicer):
     async def DeleteServiceAccount(
         self, request: pb.DeleteServiceAccountRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
-        tenant_id, account_id = parse(request.name, "name", "tenants", "serviceAccounts")
+        tenant_id, account_id = SERVICE_ACCOUNT.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            account = await store.get_service_account(session, tenant_id, account_id)
-            if account is None:
-                raise errors.not_found("SERVICE_ACCOUNT_NOT_FOUND", request.name)
-            _require_outranks(account.roles, request.name)
-            await store.delete_service_account(session, tenant_id, account_id)
+        if not await self._db.write(tenant_id, _delete_service_account, account_id, request.name):
+            raise errors.not_found("SERVICE_ACCOUNT_NOT_FOUND", request.name)
         return empty_pb2.Empty()
 
     # Tokens -------------------------------------------------------------------------------------
@@ -466,15 +433,16 @@ class AuthService(pb_grpc.AuthServiceServicer):
                     "scope", f"may only name the credential's roles {roles}", reason="INVALID_SCOPE"
                 )
             roles = asked
-        now = utcnow()
+        signer = await self._keys.signer()
         token, lifetime = tokens.sign(
-            await self._signing_key(),
+            signer.key,
+            signer.private_key,
             issuer=self._issuer,
             audience=self._audience,
             subject=grant.subject,
             tenant=grant.tenant_id,
             roles=roles,
-            now=now,
+            now=utcnow(),
             not_after=grant.not_after,
         )
         return pb.IssueTokenResponse(
@@ -487,45 +455,41 @@ class AuthService(pb_grpc.AuthServiceServicer):
             raise invalid("client_secret", "is required for client_credentials", reason="INVALID_REQUEST")
         now = utcnow()
         if request.client_id.startswith("tenants/") and "/serviceAccounts/" in request.client_id:
-            tenant_id, account_id = parse(request.client_id, "client_id", "tenants", "serviceAccounts")
+            tenant_id, account_id = SERVICE_ACCOUNT.parse(request.client_id, "client_id")
             note_resource(request.client_id)
-            async with self._db.transaction(tenant=tenant_id) as session:
-                account = await store.get_service_account(session, tenant_id, account_id)
+            account = await self._db.read(tenant_id, store.get_service_account, account_id)
             if account is None or not tokens.secrets_match(request.client_secret, account.secret_sha256):
                 raise errors.invalid_client()
             return Grant(request.client_id, tenant_id, list(account.roles))
         key_id = tokens.split_api_key_secret(request.client_secret)
-        async with self._db.transaction(all_tenants=True) as session:
-            key = await store.get_api_key(session, key_id) if key_id else None
-            if key is None or not tokens.secrets_match(request.client_secret, key.secret_sha256):
-                raise errors.invalid_client()
-            name = f"tenants/{key.tenant_id}/apiKeys/{key.id}"
-            expire_time = as_utc(key.expire_time) if key.expire_time else None
-            if (request.client_id and request.client_id not in (key.id, name)) or (
-                expire_time is not None and expire_time <= now
-            ):
-                raise errors.invalid_client()
-            note_resource(name)
-        async with self._db.transaction(tenant=key.tenant_id) as session:
-            await store.touch_api_key(session, key, now)
+        key = await self._db.system(store.api_key_by_id, key_id) if key_id else None
+        if key is None or not tokens.secrets_match(request.client_secret, key.secret_sha256):
+            raise errors.invalid_client()
+        name = API_KEY.format(key.tenant_id, key.id)
+        expire_time = as_utc(key.expire_time) if key.expire_time else None
+        if (request.client_id and request.client_id not in (key.id, name)) or (
+            expire_time is not None and expire_time <= now
+        ):
+            raise errors.invalid_client()
+        note_resource(name)
+        await self._db.write(key.tenant_id, store.touch_api_key, key.id, now)
         return Grant(name, key.tenant_id, list(key.roles), expire_time)
 
     async def _password(self, request: pb.IssueTokenRequest) -> Grant:
         """A user's email and password in a tenant (RFC 6749 section 4.3)."""
         tenant = request.tenant.removeprefix("tenants/")
-        note_resource(f"tenants/{tenant}")
+        note_resource(TENANT.format(tenant))
         if not tenant or not request.username or not request.password:
             raise invalid(
                 "username", "password grant needs username, password and tenant", reason="INVALID_REQUEST"
             )
-        async with self._db.transaction(tenant=tenant) as session:
-            user = await store.user_by_email(session, tenant, request.username.strip().lower())
+        user = await self._db.read(tenant, store.user_by_email, request.username.strip().lower())
         if (
             not passwords.verify_password(user.password_hash if user else None, request.password)
             or user is None
         ):
             raise errors.invalid_grant()
-        name = f"tenants/{user.tenant_id}/users/{user.id}"
+        name = USER.format(user.tenant_id, user.id)
         note_resource(name)
         return Grant(name, user.tenant_id, list(user.roles))
 
@@ -537,13 +501,9 @@ class AuthService(pb_grpc.AuthServiceServicer):
         One transaction; each tenant's events are inserted with that tenant bound
         (:func:`~services.kit.db.write_per_tenant`).
         """
-        async with self._db.transaction() as session:
-            return await write_per_tenant(
-                session,
-                rows,
-                lambda row: str(row["tenant_id"]),
-                lambda part: store.add_audit_events(session, part),
-            )
+        return await self._db.write(
+            None, write_per_tenant, list(rows), lambda row: str(row["tenant_id"]), store.add_audit_events
+        )
 
     async def IngestAuditEvents(
         self, request: pb.IngestAuditEventsRequest, context: grpc.aio.ServicerContext
@@ -553,7 +513,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
         service = current_principal().subject  # the relaying service's own identity, not a claim in the body
         rows = []
         for i, event in enumerate(request.audit_events):
-            tenant_id, event_id = parse(event.name, f"audit_events[{i}].name", "tenants", "auditEvents")
+            tenant_id, event_id = AUDIT_EVENT.parse(event.name, f"audit_events[{i}].name")
             rows.append(
                 {
                     "tenant_id": tenant_id,
@@ -572,7 +532,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
     async def ListAuditEvents(
         self, request: pb.ListAuditEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAuditEventsResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         start = from_timestamp(request.start_time) if request.HasField("start_time") else None
         end = from_timestamp(request.end_time) if request.HasField("end_time") else None
@@ -585,19 +545,15 @@ class AuthService(pb_grpc.AuthServiceServicer):
             request.subject,
             request.resource,
         )
-        async with self._db.transaction() as session:
-            rows, token = page.split(
-                await store.list_audit_events(
-                    session,
-                    tenant_id,
-                    start=start,
-                    end=end,
-                    subject=request.subject,
-                    resource=request.resource,
-                    offset=page.offset,
-                    limit=page.limit,
-                )
-            )
+        rows, token = await self._db.read(
+            tenant_id,
+            store.list_audit_events,
+            page,
+            start=start,
+            end=end,
+            subject=request.subject,
+            resource=request.resource,
+        )
         return pb.ListAuditEventsResponse(
             audit_events=[audit_event_to_proto(e) for e in rows], next_page_token=token
         )

@@ -1,203 +1,193 @@
-"""SQL of the auth service. Every tenant-owned query filters by ``tenant_id``."""
+"""SQL of the auth service, through the kit's repository.
+
+Every tenant-owned query filters by the transaction's tenant. Two lookups run
+before a tenant is known and so in system transactions: an API key by its ID
+(the token endpoint has only the secret) and the signing keys (no tenant's).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert, or_, select, update
 
-from services.auth.models import ApiKey, AuditEvent, ServiceAccount, SigningKey, Tenant, User
-from services.kit.db import insert_idempotent, insert_unique
-from services.kit.sql import insert_ignoring_duplicates
+from services.auth.models import (
+    ApiKey,
+    ApiKeyRow,
+    AuditEvent,
+    AuditEventRow,
+    ServiceAccount,
+    ServiceAccountRow,
+    SigningKey,
+    SigningKeyRow,
+    Tenant,
+    TenantRow,
+    User,
+    UserRow,
+)
+from services.kit.db import Tx
+from services.kit.pagination import Page
+from services.kit.repository import NEWEST_FIRST, Order, Repository
+
+TENANTS = Repository(Tenant, TenantRow, tenant_column="id")
+API_KEYS = Repository(ApiKey, ApiKeyRow, order=NEWEST_FIRST)
+USERS = Repository(User, UserRow, order=NEWEST_FIRST)
+SERVICE_ACCOUNTS = Repository(ServiceAccount, ServiceAccountRow, order=NEWEST_FIRST)
+AUDIT_EVENTS = Repository(AuditEvent, AuditEventRow, order=(Order("time", descending=True),))
+SIGNING_KEYS = Repository(SigningKey, SigningKeyRow, tenant_column=None)
+_KEYS = API_KEYS.table
+_SIGNING = SIGNING_KEYS.table
+_EVENTS = AUDIT_EVENTS.table
 
 
-async def get_tenant(session: AsyncSession, tenant_id: str) -> Tenant | None:
-    """The tenant with that ID, or None."""
-    return await session.get(Tenant, tenant_id)
+def get_tenant(tx: Tx) -> TenantRow | None:
+    """Returns the transaction's tenant, or None when it does not exist."""
+    return TENANTS.get(tx)
 
 
-async def add_tenant(session: AsyncSession, tenant: Tenant) -> bool:
-    """Inserts a tenant; False when the ID is taken (nothing is written then)."""
-    return await insert_unique(session, tenant)
+def create_tenant(tx: Tx, tenant: TenantRow, owner_key: ApiKeyRow) -> bool:
+    """Inserts a tenant and its first API key; returns False when the ID is taken (nothing written then)."""
+    if not TENANTS.insert(tx, tenant):
+        return False
+    API_KEYS.insert(tx, owner_key)
+    return True
 
 
-async def create_api_key(session: AsyncSession, key: ApiKey) -> ApiKey:
+def create_api_key(tx: Tx, key: ApiKeyRow) -> ApiKeyRow:
     """Inserts an API key, or returns the one an earlier request with its ``request_id`` made."""
-    rid = key.request_id
-
-    async def earlier() -> ApiKey | None:
-        return await api_key_by_request(session, key.tenant_id, rid) if rid else None
-
-    created = await insert_idempotent(session, key, earlier)
+    created = API_KEYS.create(tx, key)
     assert created is not None, "key IDs are UUIDs"
     return created
 
 
-async def api_key_by_request(session: AsyncSession, tenant_id: str, request_id: str) -> ApiKey | None:
-    """The key created earlier with this idempotency key, or None."""
-    query = select(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.request_id == request_id)
-    return (await session.execute(query)).scalar_one_or_none()
+def api_key_by_id(tx: Tx, key_id: str) -> ApiKeyRow | None:
+    """Looks a key up by ID across tenants (system work: the token endpoint knows no tenant yet)."""
+    row = tx.execute(select(*_KEYS.c).where(_KEYS.c.id == key_id)).first()
+    return None if row is None else API_KEYS.record(*row)
 
 
-async def get_api_key(session: AsyncSession, key_id: str) -> ApiKey | None:
-    """Looks a key up by ID across tenants (the token endpoint knows no tenant yet)."""
-    return await session.get(ApiKey, key_id)
+def get_api_key(tx: Tx, key_id: str) -> ApiKeyRow | None:
+    """Returns the tenant's API key, or None."""
+    return API_KEYS.get(tx, key_id)
 
 
-async def list_api_keys(session: AsyncSession, tenant_id: str, offset: int, limit: int) -> list[ApiKey]:
-    """The tenant's keys, newest first."""
-    query = (
-        select(ApiKey)
-        .where(ApiKey.tenant_id == tenant_id)
-        .order_by(ApiKey.create_time.desc(), ApiKey.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list((await session.execute(query)).scalars())
+def list_api_keys(tx: Tx, page: Page) -> tuple[list[ApiKeyRow], str]:
+    """Returns a page of the tenant's keys, newest first, and the next page token."""
+    return API_KEYS.list_page(tx, page)
 
 
-async def delete_api_key(session: AsyncSession, tenant_id: str, key_id: str) -> bool:
-    """Deletes a key of the tenant; False when there was none."""
-    result = await session.execute(delete(ApiKey).where(ApiKey.tenant_id == tenant_id, ApiKey.id == key_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def delete_api_key(tx: Tx, key_id: str) -> bool:
+    """Deletes a key of the tenant; returns False when there was none."""
+    return API_KEYS.delete(tx, key_id)
 
 
-async def published_keys(session: AsyncSession, now: dt.datetime) -> list[SigningKey]:
-    """Keys in the JWKS at ``now`` (created, not expired), newest first."""
-    query = (
-        select(SigningKey)
-        .where(
-            SigningKey.create_time <= now, (SigningKey.expire_time.is_(None)) | (SigningKey.expire_time > now)
-        )
-        .order_by(SigningKey.create_time.desc())
-    )
-    return list((await session.execute(query)).scalars())
-
-
-async def unexpired_keys(session: AsyncSession, now: dt.datetime) -> list[SigningKey]:
-    """Keys not yet expired, including those published in the future (locked for rotation)."""
-    query = (
-        select(SigningKey)
-        .where((SigningKey.expire_time.is_(None)) | (SigningKey.expire_time > now))
-        .with_for_update()
-    )
-    return list((await session.execute(query)).scalars())
-
-
-async def add_signing_key(session: AsyncSession, key: SigningKey) -> None:
-    """Inserts a signing key."""
-    session.add(key)
-    await session.flush()
-
-
-async def touch_api_key(session: AsyncSession, key: ApiKey, now: dt.datetime) -> None:
+def touch_api_key(tx: Tx, key_id: str, now: dt.datetime) -> None:
     """Records that a key obtained a token."""
-    await session.execute(
-        update(ApiKey).where(ApiKey.tenant_id == key.tenant_id, ApiKey.id == key.id).values(last_use_time=now)
+    tx.execute(
+        update(_KEYS).where(_KEYS.c.tenant_id == tx.tenant_id, _KEYS.c.id == key_id).values(last_use_time=now)
     )
 
 
-async def add_user(session: AsyncSession, user: User) -> bool:
-    """Inserts a user; False when the ID or email is taken in the tenant."""
-    return await insert_unique(session, user)
+def add_user(tx: Tx, user: UserRow) -> bool:
+    """Inserts a user; returns False when the ID or email is taken in the tenant."""
+    return USERS.insert(tx, user)
 
 
-async def user_by_email(session: AsyncSession, tenant_id: str, email: str) -> User | None:
-    """The tenant's user with that (lower-cased) email, or None."""
-    query = select(User).where(User.tenant_id == tenant_id, User.email == email)
-    return (await session.execute(query)).scalar_one_or_none()
+def user_by_email(tx: Tx, email: str) -> UserRow | None:
+    """Returns the tenant's user with that (lower-cased) email, or None."""
+    return USERS.find(tx, USERS.table.c.email == email)
 
 
-async def list_users(session: AsyncSession, tenant_id: str, offset: int, limit: int) -> list[User]:
-    """The tenant's users, newest first."""
-    query = (
-        select(User)
-        .where(User.tenant_id == tenant_id)
-        .order_by(User.create_time.desc(), User.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list((await session.execute(query)).scalars())
+def list_users(tx: Tx, page: Page) -> tuple[list[UserRow], str]:
+    """Returns a page of the tenant's users, newest first, and the next page token."""
+    return USERS.list_page(tx, page)
 
 
-async def get_user(session: AsyncSession, tenant_id: str, user_id: str) -> User | None:
-    """The tenant's user, or None."""
-    return await session.get(User, (tenant_id, user_id))
+def get_user(tx: Tx, user_id: str) -> UserRow | None:
+    """Returns the tenant's user, or None."""
+    return USERS.get(tx, user_id)
 
 
-async def delete_user(session: AsyncSession, tenant_id: str, user_id: str) -> bool:
-    """Deletes a user of the tenant; False when there was none."""
-    result = await session.execute(delete(User).where(User.tenant_id == tenant_id, User.id == user_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def delete_user(tx: Tx, user_id: str) -> bool:
+    """Deletes a user of the tenant; returns False when there was none."""
+    return USERS.delete(tx, user_id)
 
 
-async def add_service_account(session: AsyncSession, account: ServiceAccount) -> bool:
-    """Inserts a service account; False when the ID is taken in the tenant."""
-    return await insert_unique(session, account)
+def add_service_account(tx: Tx, account: ServiceAccountRow) -> bool:
+    """Inserts a service account; returns False when the ID is taken in the tenant."""
+    return SERVICE_ACCOUNTS.insert(tx, account)
 
 
-async def get_service_account(
-    session: AsyncSession, tenant_id: str, account_id: str
-) -> ServiceAccount | None:
-    """The tenant's service account, or None."""
-    return await session.get(ServiceAccount, (tenant_id, account_id))
+def get_service_account(tx: Tx, account_id: str) -> ServiceAccountRow | None:
+    """Returns the tenant's service account, or None."""
+    return SERVICE_ACCOUNTS.get(tx, account_id)
 
 
-async def list_service_accounts(
-    session: AsyncSession, tenant_id: str, offset: int, limit: int
-) -> list[ServiceAccount]:
-    """The tenant's service accounts, newest first."""
-    query = (
-        select(ServiceAccount)
-        .where(ServiceAccount.tenant_id == tenant_id)
-        .order_by(ServiceAccount.create_time.desc(), ServiceAccount.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list((await session.execute(query)).scalars())
+def list_service_accounts(tx: Tx, page: Page) -> tuple[list[ServiceAccountRow], str]:
+    """Returns a page of the tenant's service accounts, newest first, and the next page token."""
+    return SERVICE_ACCOUNTS.list_page(tx, page)
 
 
-async def delete_service_account(session: AsyncSession, tenant_id: str, account_id: str) -> bool:
-    """Deletes a service account of the tenant; False when there was none."""
-    result = await session.execute(
-        delete(ServiceAccount).where(ServiceAccount.tenant_id == tenant_id, ServiceAccount.id == account_id)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def delete_service_account(tx: Tx, account_id: str) -> bool:
+    """Deletes a service account of the tenant; returns False when there was none."""
+    return SERVICE_ACCOUNTS.delete(tx, account_id)
 
 
-async def add_audit_events(session: AsyncSession, rows: Sequence[Mapping[str, object]]) -> int:
-    """Records audit events, skipping IDs recorded before (at-least-once relays).
+def add_audit_events(tx: Tx, rows: Sequence[Mapping[str, object]]) -> int:
+    """Records audit events of the transaction's tenant, skipping IDs recorded before (at-least-once relays).
 
     Returns:
         How many were new.
     """
-    return await insert_ignoring_duplicates(session, AuditEvent, rows, ["tenant_id", "id"])
+    return AUDIT_EVENTS.insert_many(tx, rows)
 
 
-async def list_audit_events(
-    session: AsyncSession,
-    tenant_id: str,
+def list_audit_events(
+    tx: Tx,
+    page: Page,
     *,
     start: dt.datetime | None,
     end: dt.datetime | None,
     subject: str,
     resource: str,
-    offset: int,
-    limit: int,
-) -> list[AuditEvent]:
-    """The tenant's audit events matching the filters, newest first."""
-    query = select(AuditEvent).where(AuditEvent.tenant_id == tenant_id)
+) -> tuple[list[AuditEventRow], str]:
+    """Returns a page of the tenant's audit events matching the filters, newest first, and the next token."""
+    where = []
     if start is not None:
-        query = query.where(AuditEvent.time >= start)
+        where.append(_EVENTS.c.time >= start)
     if end is not None:
-        query = query.where(AuditEvent.time < end)
+        where.append(_EVENTS.c.time < end)
     if subject:
-        query = query.where(AuditEvent.subject == subject)
+        where.append(_EVENTS.c.subject == subject)
     if resource:
-        query = query.where(
-            (AuditEvent.resource == resource) | AuditEvent.resource.startswith(resource + "/")
-        )
-    query = query.order_by(AuditEvent.time.desc(), AuditEvent.id).offset(offset).limit(limit)
-    return list((await session.execute(query)).scalars())
+        where.append(or_(_EVENTS.c.resource == resource, _EVENTS.c.resource.startswith(resource + "/")))
+    return AUDIT_EVENTS.list_page(tx, page, *where)
+
+
+def unexpired_keys(tx: Tx, now: dt.datetime, *, lock: bool = False) -> list[SigningKeyRow]:
+    """Returns the signing keys not yet expired, including those published in the future.
+
+    Args:
+        tx: A system transaction.
+        now: The current time.
+        lock: Lock them until the transaction ends (rotation).
+    """
+    query = select(*_SIGNING.c).where(or_(_SIGNING.c.expire_time.is_(None), _SIGNING.c.expire_time > now))
+    if lock:
+        query = query.with_for_update()
+    return SIGNING_KEYS.records(tx.execute(query).all())
+
+
+def add_signing_key(tx: Tx, key: SigningKeyRow) -> None:
+    """Inserts a signing key."""
+    tx.execute(insert(_SIGNING), SIGNING_KEYS.values(key))
+
+
+def retire_signing_key(tx: Tx, key: SigningKeyRow) -> None:
+    """Writes a key's ``retire_time`` and ``expire_time``."""
+    tx.execute(
+        update(_SIGNING)
+        .where(_SIGNING.c.kid == key.kid)
+        .values(retire_time=key.retire_time, expire_time=key.expire_time)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import secrets
@@ -12,7 +13,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from services.auth.models import SigningKey
+from services.auth.models import SigningKeyRow
 from services.kit.timestamps import as_utc
 
 TOKEN_LIFETIME = dt.timedelta(minutes=15)
@@ -22,8 +23,8 @@ KEY_PREFIX = "oak_"
 SERVICE_ACCOUNT_PREFIX = "osa_"
 
 
-def new_signing_key(now: dt.datetime, activate_time: dt.datetime | None = None) -> SigningKey:
-    """A fresh Ed25519 key, published from ``now``, signing from ``activate_time`` (default ``now``).
+def new_signing_key(now: dt.datetime, activate_time: dt.datetime | None = None) -> SigningKeyRow:
+    """Returns a fresh Ed25519 key, published from ``now``, signing from ``activate_time`` (default ``now``).
 
     Its ``kid`` is the RFC 7638 thumbprint of the public key.
     """
@@ -36,7 +37,7 @@ def new_signing_key(now: dt.datetime, activate_time: dt.datetime | None = None) 
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}
-    return SigningKey(
+    return SigningKeyRow(
         kid=kid,
         private_pem=pem,
         public_jwk=jwk,
@@ -47,8 +48,8 @@ def new_signing_key(now: dt.datetime, activate_time: dt.datetime | None = None) 
     )
 
 
-def signing_key(keys: list[SigningKey], now: dt.datetime) -> SigningKey | None:
-    """The key that signs at ``now``: the newest activated, unretired key."""
+def signing_key(keys: list[SigningKeyRow], now: dt.datetime) -> SigningKeyRow | None:
+    """Returns the key that signs at ``now``: the newest activated, unretired key."""
     candidates = [
         k
         for k in keys
@@ -58,14 +59,14 @@ def signing_key(keys: list[SigningKey], now: dt.datetime) -> SigningKey | None:
 
 
 def rotate(
-    keys: list[SigningKey], now: dt.datetime, publish_delay: dt.timedelta
-) -> tuple[SigningKey, SigningKey | None]:
-    """Makes the next signing key and schedules the current one's end.
+    keys: list[SigningKeyRow], now: dt.datetime, publish_delay: dt.timedelta
+) -> tuple[SigningKeyRow, list[SigningKeyRow]]:
+    """Makes the next signing key and schedules the current ones' end.
 
     The new key is published at once and signs from ``now + publish_delay``, so
     every verifier that caches the JWKS for less than ``publish_delay`` knows it
-    before it signs anything. The key it replaces stops signing then and stays
-    published for one token lifetime plus clock skew, so every token it signed
+    before it signs anything. The keys it replaces stop signing then and stay
+    published for one token lifetime plus clock skew, so every token they signed
     can still be verified until it expires.
 
     Args:
@@ -74,19 +75,27 @@ def rotate(
         publish_delay: How long the new key is published before it signs.
 
     Returns:
-        The new key and the replaced key (mutated), or None when there was none.
+        The new key, and the replaced keys with their ``retire_time`` and ``expire_time``
+        set (the one that signed last first).
     """
     new = new_signing_key(now, now + publish_delay)
-    current = [k for k in keys if k.retire_time is None]
-    previous = max(current, key=lambda k: as_utc(k.activate_time), default=None)
-    for key in current:
-        key.retire_time = new.activate_time
-        key.expire_time = new.activate_time + TOKEN_LIFETIME + CLOCK_SKEW
-    return new, previous
+    current = sorted(
+        (k for k in keys if k.retire_time is None), key=lambda k: as_utc(k.activate_time), reverse=True
+    )
+    retired = [
+        dataclasses.replace(
+            key,
+            retire_time=new.activate_time,
+            expire_time=new.activate_time + TOKEN_LIFETIME + CLOCK_SKEW,
+        )
+        for key in current
+    ]
+    return new, retired
 
 
 def sign(
-    key: SigningKey,
+    key: SigningKeyRow,
+    private_key: Ed25519PrivateKey,
     *,
     issuer: str,
     audience: str,
@@ -100,6 +109,7 @@ def sign(
 
     Args:
         key: The signing key; its ``kid`` goes in the header (RFC 7515 section 4.1.4).
+        private_key: Its private key, parsed (:func:`private_key_of`).
         issuer: ``iss``.
         audience: ``aud``.
         subject: ``sub``, the name of the user, service account or API key.
@@ -125,8 +135,20 @@ def sign(
         "exp": int(now.timestamp()) + lifetime,
         "jti": str(uuid.uuid4()),
     }
-    token = jwt.encode(claims, key.private_pem, algorithm="EdDSA", headers={"kid": key.kid})
+    token = jwt.encode(claims, private_key, algorithm="EdDSA", headers={"kid": key.kid})
     return token, lifetime
+
+
+def private_key_of(key: SigningKeyRow) -> Ed25519PrivateKey:
+    """Returns the parsed private key of a signing key.
+
+    Raises:
+        TypeError: The stored key is not Ed25519.
+    """
+    private = serialization.load_pem_private_key(key.private_pem.encode(), password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise TypeError(f"signing key {key.kid} is not an Ed25519 key")
+    return private
 
 
 def new_api_key_secret(key_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from orchestrall.billing.v1 import billing_service_pb2, billing_service_pb2_grpc
+from orchestrall.billing.v1 import billing_service_pb2_grpc
 from services.billing.models import AUDIT_OUTBOX
 from services.billing.service import BillingService
 from services.kit.clients import MeshClients
@@ -28,7 +28,6 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     service = mesh_service(
         NAME,
         settings,
-        billing_service_pb2.DESCRIPTOR.services_by_name["BillingService"],
         register,
         db,
         clients,

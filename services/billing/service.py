@@ -10,13 +10,14 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import errors, store
-from services.billing.models import UsageEvent
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
 from services.kit.db import Database, write_per_tenant
 from services.kit.errors import FieldViolation, InvalidArgument, invalid
-from services.kit.names import parse, validate_id
+from services.kit.names import TENANT, ResourceName, validate_id
 from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
+
+USAGE_SUMMARY = ResourceName.of(res.UsageSummary)
 
 MAX_EVENTS = 1000
 MAX_KEY_LENGTH = 255
@@ -29,7 +30,7 @@ def _tenant_id(name: str, field: str) -> str:
     Raises:
         InvalidArgument: ``name`` is not a tenant name.
     """
-    (tenant_id,) = parse(name, field, "tenants")
+    (tenant_id,) = TENANT.parse(name, field)
     return validate_id(tenant_id, field)
 
 
@@ -39,10 +40,8 @@ def _summary_tenant_id(name: str) -> str:
     Raises:
         InvalidArgument: ``name`` does not have that shape.
     """
-    parts = name.split("/")
-    if len(parts) != 3 or parts[0] != "tenants" or parts[2] != "usageSummary" or not parts[1]:
-        raise invalid("name", "must be a resource name of the form tenants/{tenant}/usageSummary")
-    return validate_id(parts[1], "name")
+    (tenant_id,) = USAGE_SUMMARY.parse(name, "name")
+    return validate_id(tenant_id, "name")
 
 
 def _event_violations(index: int, event: res.UsageEvent) -> list[FieldViolation]:
@@ -87,24 +86,23 @@ class BillingService(pb_grpc.BillingServiceServicer):
             raise errors.invalid_usage_events(violations)
         now = utcnow()
         rows = [
-            UsageEvent(
-                source=event.source,
-                event_id=event.id,
-                tenant_id=event.tenant.removeprefix("tenants/"),
-                meter=event.meter,
-                quantity=event.quantity,
-                subject=event.subject,
-                time=from_timestamp(event.time) if event.HasField("time") else now,
-                ingest_time=now,
-            )
+            {
+                "tenant_id": event.tenant.removeprefix("tenants/"),
+                "source": event.source,
+                "event_id": event.id,
+                "meter": event.meter,
+                "quantity": event.quantity,
+                "subject": event.subject,
+                "time": from_timestamp(event.time) if event.HasField("time") else now,
+                "ingest_time": now,
+            }
             for event in request.events
         ]
-        # An internal RPC: the caller is a service scoped to no tenant, and a batch may hold
-        # several tenants' events.
-        async with self._db.transaction() as session:
-            accepted = await write_per_tenant(
-                session, rows, lambda row: row.tenant_id, lambda part: store.add_usage_events(session, part)
-            )
+        # An internal RPC: the caller is a service bound to no tenant, and a batch may hold
+        # several tenants' events; each tenant's part is written bound to it.
+        accepted = await self._db.write(
+            None, write_per_tenant, rows, lambda row: row["tenant_id"], store.add_usage_events
+        )
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
     async def GetUsageSummary(
@@ -116,17 +114,16 @@ class BillingService(pb_grpc.BillingServiceServicer):
         instant = from_timestamp(request.period_time) if request.HasField("period_time") else utcnow()
         start, end = period_of(instant)
         plan = plan_of(tenant_id)
-        async with self._db.transaction(tenant=tenant_id) as session:
-            usage = await store.usage_by_meter(session, tenant_id, plan.limits.keys(), start, end)
+        usage = await self._db.read(tenant_id, store.usage_totals, plan.limits.keys(), start)
         meters = []
         for meter in sorted(plan.limits):
-            quantity, count = usage.get(meter, (0.0, 0))
+            total = usage.get(meter)
             meters.append(
                 res.MeterUsage(
                     meter=meter,
                     unit=METERS[meter].unit,
-                    quantity=quantity,
-                    event_count=count,
+                    quantity=total.quantity if total else 0.0,
+                    event_count=total.event_count if total else 0,
                     limit=plan.limits[meter],
                 )
             )
@@ -141,24 +138,61 @@ class BillingService(pb_grpc.BillingServiceServicer):
     async def CheckEntitlement(
         self, request: pb.CheckEntitlementRequest, context: grpc.aio.ServicerContext
     ) -> pb.CheckEntitlementResponse:
-        """Say whether the tenant may use ``quantity`` more of a meter in the current period.
+        """Say whether the tenant may use each quantity more of its meter in the current period.
 
-        ``allowed`` is ``used + quantity <= limit`` (always true when the limit is 0, unlimited);
-        ``remaining`` is ``max(limit - used, 0)``.
+        Per meter, ``allowed`` is ``used + quantity <= limit`` (always true when the limit is
+        0, unlimited) and ``remaining`` is ``max(limit - used, 0)``; the answer is allowed
+        when every meter is. One read of the period's running totals answers all meters.
         """
         tenant_id = _tenant_id(request.tenant, "tenant")
-        if request.meter not in METERS:
-            raise errors.unknown_meter("meter", request.meter)
-        if not math.isfinite(request.quantity) or request.quantity < 0:
-            raise invalid("quantity", "must be a finite number, not negative")
-        limit = plan_of(tenant_id).limits.get(request.meter, 0)
-        start, end = period_of(utcnow())
-        # An internal RPC (the agent service, scoped to no tenant) that names the tenant.
-        async with self._db.transaction(tenant=tenant_id) as session:
-            usage = await store.usage_by_meter(session, tenant_id, [request.meter], start, end)
-        used, _ = usage.get(request.meter, (0.0, 0))
-        return pb.CheckEntitlementResponse(
-            allowed=limit == 0 or used + request.quantity <= limit,
-            remaining=max(limit - used, 0),
-            limit=limit,
-        )
+        asked = _asked_quantities(request)
+        limits = plan_of(tenant_id).limits
+        start, _ = period_of(utcnow())
+        # An internal RPC (the agent service, bound to no tenant) that names the tenant.
+        usage = await self._db.read(tenant_id, store.usage_totals, [meter for meter, _ in asked], start)
+        meters = []
+        for meter, quantity in asked:
+            limit = limits.get(meter, 0)
+            used = usage[meter].quantity if meter in usage else 0.0
+            meters.append(
+                pb.MeterEntitlement(
+                    meter=meter,
+                    allowed=limit == 0 or used + quantity <= limit,
+                    remaining=max(limit - used, 0),
+                    limit=limit,
+                )
+            )
+        answer = pb.CheckEntitlementResponse(allowed=all(m.allowed for m in meters), meters=meters)
+        if request.meter:
+            answer.remaining, answer.limit = meters[0].remaining, meters[0].limit
+        return answer
+
+
+def _asked_quantities(request: pb.CheckEntitlementRequest) -> list[tuple[str, float]]:
+    """Returns ``(meter, quantity)`` pairs of a ``CheckEntitlement`` request, validated.
+
+    Raises:
+        InvalidArgument: Neither or both of ``meter`` and ``quantities``, an unknown or
+            repeated meter, or a negative or non-finite quantity.
+    """
+    if bool(request.meter) == bool(request.quantities):
+        raise invalid("quantities", "set either meter (with quantity) or quantities")
+    if request.meter:
+        pairs, fields = [(request.meter, request.quantity)], [("meter", "quantity")]
+    else:
+        pairs = [(q.meter, q.quantity) for q in request.quantities]
+        fields = [(f"quantities[{i}].meter", f"quantities[{i}].quantity") for i in range(len(pairs))]
+    violations = []
+    seen: set[str] = set()
+    for (meter, quantity), (meter_field, quantity_field) in zip(pairs, fields, strict=True):
+        if meter not in METERS:
+            violations.append(errors.unknown_meter_violation(meter_field, meter))
+        elif meter in seen:
+            violations.append(FieldViolation(meter_field, f"names {meter!r} twice"))
+        seen.add(meter)
+        if not math.isfinite(quantity) or quantity < 0:
+            violations.append(FieldViolation(quantity_field, "must be a finite number, not negative"))
+    if violations:
+        reason = "UNKNOWN_METER" if any(v.field.endswith("meter") for v in violations) else "INVALID_ARGUMENT"
+        raise InvalidArgument(violations, reason=reason)
+    return pairs

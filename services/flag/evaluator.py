@@ -1,9 +1,11 @@
 """Flag definitions checked and evaluated by flagd's reference evaluator.
 
-A stored :class:`~services.flag.models.Flag` is turned into a one-flag flagd
-document (https://flagd.dev/reference/flag-definitions/) and loaded into
-``FlagdCore`` from ``openfeature-flagd-core``, so targeting, fractional
-rollouts and the custom operators behave exactly as in flagd. Outcomes are
+A tenant's stored flags are turned into a flagd document
+(https://flagd.dev/reference/flag-definitions/) and loaded into one
+``FlagdCore`` from ``openfeature-flagd-core`` (:class:`FlagSetEvaluator`), so
+targeting, fractional rollouts and the custom operators behave exactly as in
+flagd. A flag about to be written is checked alone, in a core of its own
+(:func:`violations`). Outcomes are
 reported in OpenFeature's terms (specification section 1.4, evaluation
 details: value, variant, reason, error code).
 """
@@ -11,7 +13,7 @@ details: value, variant, reason, error code).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +22,13 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode, OpenFeatureError
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 
-from services.flag.models import Flag
+from services.flag.models import FlagRow, FlagState
 from services.kit.errors import FieldViolation
 
 log = logging.getLogger(__name__)
 
-STATES = ("ENABLED", "DISABLED")
 MAX_VARIANT_NAME = 200
+_STATES = frozenset(FlagState)
 _DEFAULTS: dict[str, Any] = {"boolean": False, "string": "", "float": 0.0, "object": {}}
 
 
@@ -68,29 +70,72 @@ def variant_kind(value: Any) -> str | None:
     return None
 
 
-def _resolve(flag: Flag, context: EvaluationContext, state: str) -> FlagResolutionDetails[Any]:
-    """Load ``flag`` into a fresh ``FlagdCore`` and resolve it with the method of its variants' kind.
+def definition(flag: FlagRow, state: str | None = None) -> dict[str, Any]:
+    """Returns a flag as a flagd flag definition (the value of its key under ``flags``)."""
+    result: dict[str, Any] = {
+        "state": state or flag.state,
+        "variants": flag.variants,
+        "defaultVariant": flag.default_variant,
+    }
+    if flag.targeting:
+        result["targeting"] = flag.targeting
+    return result
+
+
+class FlagSetEvaluator:
+    """One tenant's flags loaded into one ``FlagdCore``, evaluated without touching the database.
+
+    Args:
+        flags: The tenant's flags, each valid (:func:`violations` is empty).
+    """
+
+    def __init__(self, flags: Iterable[FlagRow]) -> None:
+        flags = list(flags)
+        self._core = FlagdCore()
+        self._core.set_flags({"flags": {flag.key: definition(flag) for flag in flags}})
+        self._resolvers = {
+            flag.key: getattr(
+                self._core, f"resolve_{variant_kind(next(iter(flag.variants.values()))) or 'object'}_value"
+            )
+            for flag in flags
+        }
+        self._defaults = {
+            flag.key: _DEFAULTS[variant_kind(next(iter(flag.variants.values()))) or "object"]
+            for flag in flags
+        }
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._resolvers
+
+    def resolve(self, key: str, context: EvaluationContext) -> FlagResolutionDetails[Any]:
+        """Resolves a flag with flagd's semantics.
+
+        Raises:
+            KeyError: No flag ``key`` in the set.
+            OpenFeatureError: flagd rejected the targeting result.
+            Exception: Whatever a JsonLogic operator raises on the rule's data (e.g. ZeroDivisionError).
+        """
+        resolve = self._resolvers[key]
+        details: FlagResolutionDetails[Any] = resolve(key, self._defaults[key], context)
+        return details
+
+
+def _resolve(flag: FlagRow, context: EvaluationContext, state: str) -> FlagResolutionDetails[Any]:
+    """Loads ``flag`` alone into a fresh ``FlagdCore`` and resolves it (write-time validation).
 
     Raises:
         OpenFeatureError: flagd rejected the definition or the targeting result.
         Exception: Whatever a JsonLogic operator raises on the rule's data (e.g. ZeroDivisionError).
     """
-    definition: dict[str, Any] = {
-        "state": state,
-        "variants": flag.variants,
-        "defaultVariant": flag.default_variant,
-    }
-    if flag.targeting:
-        definition["targeting"] = flag.targeting
     core = FlagdCore()
-    core.set_flags({"flags": {flag.key: definition}})
+    core.set_flags({"flags": {flag.key: definition(flag, state)}})
     kind = variant_kind(next(iter(flag.variants.values()))) or "object"
     resolve = getattr(core, f"resolve_{kind}_value")
     details: FlagResolutionDetails[Any] = resolve(flag.key, _DEFAULTS[kind], context)
     return details
 
 
-def violations(flag: Flag) -> list[FieldViolation]:
+def violations(flag: FlagRow) -> list[FieldViolation]:
     """Check a flag definition against flagd's rules.
 
     ``state`` is ``ENABLED`` or ``DISABLED``; there is at least one variant; all variant
@@ -105,7 +150,7 @@ def violations(flag: Flag) -> list[FieldViolation]:
         empty when the definition is valid.
     """
     found: list[FieldViolation] = []
-    if flag.state not in STATES:
+    if flag.state not in _STATES:
         found.append(FieldViolation("flag.state", "must be STATE_ENABLED or STATE_DISABLED"))
     kinds = {variant_kind(value) for value in flag.variants.values()}
     if not flag.variants:
@@ -133,11 +178,12 @@ def violations(flag: Flag) -> list[FieldViolation]:
     return found
 
 
-def evaluate(flag: Flag, context: Mapping[str, Any]) -> Resolution:
-    """Evaluate a valid flag for an evaluation context, with flagd's semantics.
+def evaluate(flags: FlagSetEvaluator, key: str, context: Mapping[str, Any]) -> Resolution:
+    """Evaluates a tenant's flag for an evaluation context, with flagd's semantics.
 
     Args:
-        flag: The flag, as stored.
+        flags: The tenant's flag set.
+        key: The flag key; it must be in ``flags``.
         context: The evaluation context as JSON; ``targetingKey`` (a string) becomes the
             OpenFeature targeting key, the subject of ``fractional`` rollouts.
 
@@ -151,10 +197,10 @@ def evaluate(flag: Flag, context: Mapping[str, Any]) -> Resolution:
     targeting_key = attributes.pop("targetingKey", None)
     subject = EvaluationContext(targeting_key if isinstance(targeting_key, str) else None, attributes)
     try:
-        details = _resolve(flag, subject, flag.state)
+        details = flags.resolve(key, subject)
     except Exception as error:  # a user's JsonLogic rule may raise anything (ZeroDivisionError...)
         code = error.error_code if isinstance(error, OpenFeatureError) else ErrorCode.GENERAL
-        log.warning("flag %s of tenant %s: evaluation failed (%s): %s", flag.key, flag.tenant_id, code, error)
+        log.warning("flag %s: evaluation failed (%s): %s", key, code, error)
         return Resolution(None, "", Reason.ERROR.value, code.value)
     if details.reason == Reason.DISABLED:
         return Resolution(None, "", Reason.DISABLED.value)

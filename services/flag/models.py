@@ -1,11 +1,18 @@
-"""Tables of the flag service."""
+"""Tables of the flag service and the records its store reads and writes.
+
+Each ORM model is the schema of its table (Alembic compares migrations with it);
+the frozen dataclass after it is the row as the service handles it, its fields
+the table's columns in order (checked by :class:`~services.kit.repository.Repository`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
@@ -22,12 +29,22 @@ class Base(DeclarativeBase):
 AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
+class FlagState(StrEnum):
+    """flagd's flag states (https://flagd.dev/reference/flag-definitions/).
+
+    ``Flag.State.STATE_<value>`` on the wire.
+    """
+
+    ENABLED = "ENABLED"
+    DISABLED = "DISABLED"
+
+
 class Flag(Base):
     """A tenant's feature flag, stored as a flagd flag definition.
 
-    ``key`` is the last segment of ``tenants/{tenant}/flags/{flag}``; ``state`` is
-    flagd's ``ENABLED`` or ``DISABLED``; ``variants`` maps variant names to JSON
-    values of one kind; ``targeting`` is a JsonLogic rule or None
+    ``key`` is the last segment of ``tenants/{tenant}/flags/{flag}``; ``state`` is a
+    :class:`FlagState` value; ``variants`` maps variant names to JSON values of one
+    kind; ``targeting`` is a JsonLogic rule or None
     (https://flagd.dev/reference/flag-definitions/).
     """
 
@@ -42,3 +59,46 @@ class Flag(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRow:
+    """A flag, as stored."""
+
+    tenant_id: str
+    key: str
+    state: str  # a FlagState value
+    variants: dict[str, Any]
+    default_variant: str
+    targeting: dict[str, Any] | None
+    description: str
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+class FlagSet(Base):
+    """A tenant's flag set: when it last changed, as a number of the global change sequence.
+
+    Every replica keeps every tenant's flags in memory and reloads a tenant whose
+    ``revision`` is above the last one it loaded (:mod:`services.flag.flagsets`).
+    """
+
+    __tablename__ = "flag_sets"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, index=True)
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FlagChangeSequence(Base):
+    """One row: the number of the last change to any tenant's flags.
+
+    A change takes the next number with ``UPDATE ... RETURNING``, which locks the row
+    until the change commits, so numbers are taken in commit order and a replica
+    that has loaded every change up to ``n`` never misses one below it.
+    """
+
+    __tablename__ = "flag_change_sequence"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

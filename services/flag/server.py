@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import grpc
+from pydantic import Field
 
-from orchestrall.flag.v1 import flag_service_pb2, flag_service_pb2_grpc
+from orchestrall.flag.v1 import flag_service_pb2_grpc
+from services.flag.flagsets import FlagSets
 from services.flag.models import AUDIT_OUTBOX
 from services.flag.service import FlagService
 from services.kit.clients import MeshClients
@@ -15,12 +17,21 @@ from services.kit.server import Service, mesh_service
 NAME = "flag"
 
 
+class FlagSettings(MeshSettings):
+    """Mesh settings plus how fast other replicas' flag changes are picked up."""
+
+    flag_poll_interval_seconds: float = Field(
+        0.2, gt=0, le=1, description="How often a replica looks for flag changes made elsewhere."
+    )
+
+
 async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
-    """Build the flag service; it verifies tokens against the auth service's JWKS, fetched over mTLS."""
-    settings = settings or MeshSettings()
+    """Build the flag service; every tenant's flags are loaded into memory before it serves."""
+    settings = FlagSettings() if settings is None else FlagSettings(**settings.model_dump())
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
-    servicer = FlagService(db)
+    flag_sets = FlagSets(db, settings.flag_poll_interval_seconds)
+    servicer = FlagService(db, flag_sets)
 
     def register(server: grpc.aio.Server) -> None:
         flag_service_pb2_grpc.add_FlagServiceServicer_to_server(servicer, server)
@@ -28,10 +39,11 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     service = mesh_service(
         NAME,
         settings,
-        flag_service_pb2.DESCRIPTOR.services_by_name["FlagService"],
         register,
         db,
         clients,
         AUDIT_OUTBOX,
+        on_start=[flag_sets.start],
+        on_stop=[flag_sets.stop],
     )
     return service, settings

@@ -1,42 +1,106 @@
-"""SQL of the flag service. Every query filters by ``tenant_id``."""
+"""SQL of the flag service, through the kit's repository.
+
+Every flag query filters by the transaction's tenant.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import Collection, Mapping
+from typing import Any
 
-from services.flag.models import Flag
-from services.kit.db import insert_unique
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
+from services.flag.models import Flag, FlagChangeSequence, FlagRow, FlagSet
+from services.kit.db import Tx
+from services.kit.pagination import Page
+from services.kit.repository import Order, Repository, table_of
+from services.kit.timestamps import utcnow
 
-async def add_flag(session: AsyncSession, flag: Flag) -> bool:
-    """Insert a flag; return False when the tenant has a flag with that key (nothing is written then)."""
-    return await insert_unique(session, flag)
-
-
-async def get_flag(session: AsyncSession, tenant_id: str, key: str, *, lock: bool = False) -> Flag | None:
-    """Return the tenant's flag with that key, or None.
-
-    Args:
-        session: The transaction.
-        tenant_id: The caller's tenant.
-        key: The flag key.
-        lock: Lock the row until the transaction ends (``SELECT ... FOR UPDATE`` on
-            PostgreSQL; SQLite serializes writers anyway).
-    """
-    query = select(Flag).where(Flag.tenant_id == tenant_id, Flag.key == key)
-    if lock:
-        query = query.with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
+FLAGS = Repository(Flag, FlagRow, order=(Order("key"),))
+_FLAGS = FLAGS.table
+_SETS = table_of(FlagSet)
+_SEQUENCE = table_of(FlagChangeSequence)
+_NEXT_CHANGE = (
+    update(_SEQUENCE)
+    .where(_SEQUENCE.c.id == 1)
+    .values(value=_SEQUENCE.c.value + 1)
+    .returning(_SEQUENCE.c.value)
+)
 
 
-async def list_flags(session: AsyncSession, tenant_id: str, offset: int, limit: int) -> list[Flag]:
-    """Return a page of the tenant's flags, ordered by key."""
-    query = select(Flag).where(Flag.tenant_id == tenant_id).order_by(Flag.key).offset(offset).limit(limit)
-    return list((await session.execute(query)).scalars())
+def _changed(tx: Tx) -> None:
+    """Records that the tenant's flag set changed: the next number of the global change sequence."""
+    revision = tx.execute(_NEXT_CHANGE).scalar_one()
+    statement = postgresql.insert(_SETS) if tx.dialect == "postgresql" else sqlite.insert(_SETS)
+    values = {"tenant_id": tx.tenant_id, "revision": revision, "update_time": utcnow()}
+    tx.execute(
+        statement.values(values).on_conflict_do_update(
+            index_elements=[_SETS.c.tenant_id],
+            set_={"revision": statement.excluded.revision, "update_time": statement.excluded.update_time},
+        )
+    )
 
 
-async def delete_flag(session: AsyncSession, tenant_id: str, key: str) -> bool:
-    """Delete a flag of the tenant; return False when there was none."""
-    result = await session.execute(delete(Flag).where(Flag.tenant_id == tenant_id, Flag.key == key))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def add_flag(tx: Tx, flag: FlagRow) -> bool:
+    """Inserts a flag; returns False when the tenant has a flag with that key (nothing is written then)."""
+    if not FLAGS.insert(tx, flag):
+        return False
+    _changed(tx)
+    return True
+
+
+def get_flag(tx: Tx, key: str, *, lock: bool = False) -> FlagRow | None:
+    """Returns the tenant's flag with that key, or None (``lock``: until the transaction ends)."""
+    return FLAGS.get(tx, key, lock=lock)
+
+
+def list_flags(tx: Tx, page: Page) -> tuple[list[FlagRow], str]:
+    """Returns a page of the tenant's flags, ordered by key, and the next page token."""
+    return FLAGS.list_page(tx, page)
+
+
+def update_flag(tx: Tx, key: str, values: Mapping[str, Any]) -> FlagRow | None:
+    """Writes changed fields of a flag; returns it, or None when there is none."""
+    updated = FLAGS.update(tx, (key,), values)
+    if updated is not None:
+        _changed(tx)
+    return updated
+
+
+def delete_flag(tx: Tx, key: str) -> bool:
+    """Deletes a flag of the tenant; returns False when there was none."""
+    if not FLAGS.delete(tx, key):
+        return False
+    _changed(tx)
+    return True
+
+
+def tenant_flags(tx: Tx) -> list[FlagRow]:
+    """Returns every flag of the transaction's tenant."""
+    return FLAGS.find_all(tx)
+
+
+def tenant_revision(tx: Tx) -> int:
+    """Returns the revision of the transaction's tenant's flag set (0 before its first change)."""
+    query = select(_SETS.c.revision).where(_SETS.c.tenant_id == tx.tenant_id)
+    return int(tx.execute(query).scalar() or 0)
+
+
+def changes_since(tx: Tx, revision: int) -> dict[str, int]:
+    """Returns the tenants whose flag sets changed after ``revision``, with their revisions (system work)."""
+    query = select(_SETS.c.tenant_id, _SETS.c.revision).where(_SETS.c.revision > revision)
+    return {tenant: number for tenant, number in tx.execute(query)}
+
+
+def latest_revision(tx: Tx) -> int:
+    """Returns the number of the last change to any tenant's flags (0 before the first)."""
+    return int(tx.execute(select(_SEQUENCE.c.value).where(_SEQUENCE.c.id == 1)).scalar_one())
+
+
+def flags_of(tx: Tx, tenants: Collection[str] | None) -> list[FlagRow]:
+    """Returns the flags of ``tenants``, or of every tenant for None (system work: loading replicas)."""
+    query = select(*_FLAGS.c)
+    if tenants is not None:
+        query = query.where(_FLAGS.c.tenant_id.in_(list(tenants)))
+    return FLAGS.records(tx.execute(query).all())

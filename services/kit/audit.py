@@ -1,18 +1,17 @@
 """The audit log: every mutating call recorded in the same transaction as its change.
 
 Each service writes audit rows into its own ``audit_outbox`` table (a
-transactional outbox): a ``before_commit`` hook adds the row to the first
-transaction of an audited RPC that changes data, so the record and the change
+transactional outbox): the audit log registers a commit hook on the service's
+own :class:`~services.kit.db.Database`, which adds the row to the first write
+transaction of an audited call that changes data, so the record and the change
 commit or roll back together. A relay then delivers outbox rows to the auth
 service, which owns the tenant-visible log (``ListAuditEvents``); delivery is
-at least once and idempotent by event ID. Calls that fail (denied, invalid,
-not found) change nothing, so the error interceptor records them in a
-transaction of their own.
+at least once and idempotent by event ID.
 
 An RPC is audited when its permission's verb is ``create``, ``update`` or
 ``delete``, or when it is anonymous and bound to an HTTP POST (sign-up, token
 issuance). A call that writes nothing (a refused call, a sign-in) is recorded
-by the interceptor in a transaction of its own.
+by the guard in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -25,12 +24,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, event, insert, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
 
 from services.kit.auth import Principal, current_principal
-from services.kit.db import Database
+from services.kit.db import Database, Tx
 from services.kit.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +36,7 @@ RESOURCE_FIELDS = ("name", "parent", "tenant")
 
 
 def outbox_table(metadata: MetaData) -> Table:
-    """Defines the ``audit_outbox`` table on a service's metadata (one per service database)."""
+    """Returns the ``audit_outbox`` table, defined on a service's metadata (one per service database)."""
     return Table(
         "audit_outbox",
         metadata,
@@ -86,7 +83,7 @@ def note_resource(name: str) -> None:
 
 
 def tenant_of(principal: Principal, resource: str) -> str | None:
-    """Whose log an event belongs to: the caller's tenant, else the tenant in the resource name."""
+    """Returns whose log an event belongs to: the caller's tenant, else the tenant in the resource name."""
     if principal.tenant:
         return principal.tenant
     parts = resource.split("/")
@@ -101,7 +98,7 @@ class AuditLog:
 
     Args:
         service: The service name, recorded with each event.
-        db: The service's database.
+        db: The service's database; the log registers its commit hook there.
         table: Its ``audit_outbox`` table (from :func:`outbox_table`).
         deliver: Stores a batch of events in the tenant-visible log; must be
             idempotent by ``id``.
@@ -114,16 +111,14 @@ class AuditLog:
         self.service = service
         self._db = db
         self._table = table
+        self._insert = insert(table)
         self._deliver = deliver
         self._interval = interval_seconds
-        self._engine: Engine = db.engine.sync_engine
         self._relay: asyncio.Task[None] | None = None
-        event.listen(Session, "do_orm_execute", self._on_execute)
-        event.listen(Session, "after_flush", self._on_flush)
-        event.listen(Session, "before_commit", self._before_commit)
+        db.before_commit(self._before_commit)
 
     def begin_call(self, method: str, request: Any) -> None:
-        """Starts the audit context of an audited RPC (called by the error interceptor)."""
+        """Starts the audit context of an audited RPC (called by the guard)."""
         _call.set(_Call(method, _resource_of(request)))
 
     def _row(self, principal: Principal, call: _Call, outcome: str) -> dict[str, Any] | None:
@@ -142,31 +137,17 @@ class AuditLog:
             "service": self.service,
         }
 
-    def _ours(self, session: Session) -> bool:
-        bind = session.get_bind()
-        return getattr(bind, "engine", bind) is self._engine
-
-    def _on_execute(self, state: ORMExecuteState) -> None:
-        if (state.is_insert or state.is_update or state.is_delete) and self._ours(state.session):
-            state.session.info["audit_changed"] = True
-
-    def _on_flush(self, session: Session, _context: object) -> None:
-        if (session.new or session.dirty or session.deleted) and self._ours(session):
-            session.info["audit_changed"] = True
-
-    def _before_commit(self, session: Session) -> None:
-        # Fires for savepoints too (SQLAlchemy's SessionTransaction._prepare_impl); only the
-        # outermost commit makes a change durable. Runs before the commit's own flush, so
-        # pending ORM changes count as well as flushed ones.
+    def _before_commit(self, tx: Tx) -> None:
+        # Runs in the worker thread, in a copy of the calling task's context: the call
+        # record is the same object, so marking it recorded is seen by the guard.
         call = _call.get()
-        if call is None or call.recorded or session.in_nested_transaction() or not self._ours(session):
-            return
-        pending = bool(session.new or session.dirty or session.deleted)
-        if not (session.info.pop("audit_changed", False) or pending):
+        if call is None or call.recorded:
             return
         row = self._row(current_principal(), call, "OK")
         if row is not None:
-            session.execute(insert(self._table).values(**row))
+            if tx.bound_tenant != row["tenant_id"]:  # a sign-up, or a batch spanning tenants
+                tx.bind(row["tenant_id"])
+            tx.execute(self._insert, row)
         call.recorded = True
 
     async def record_unrecorded(self, outcome: str) -> None:
@@ -186,24 +167,31 @@ class AuditLog:
         if row is None:
             return
         try:
-            async with self._db.transaction(tenant=row["tenant_id"]) as session:
-                await session.execute(insert(self._table).values(**row))
+            await self._db.write(row["tenant_id"], lambda tx: tx.execute(self._insert, row))
         except Exception:  # never mask the call's own outcome
             log.exception("audit event of %s (%s) not recorded", call.method, outcome)
+
+    def _pending(self, tx: Tx, limit: int) -> list[dict[str, Any]]:
+        query = select(self._table).order_by(self._table.c.time).limit(limit)
+        return [dict(row._mapping) for row in tx.execute(query)]
+
+    def _forget(self, tx: Tx, ids: list[str]) -> None:
+        tx.execute(delete(self._table).where(self._table.c.id.in_(ids)))
 
     async def relay_once(self, limit: int = 500) -> int:
         """Delivers up to ``limit`` outbox events, oldest first, then deletes them.
 
+        Delivery happens between two transactions, never inside one: a crash in
+        between delivers the events again, which the receiver ignores by ID.
+
         Returns:
             How many were delivered.
         """
-        async with self._db.transaction(all_tenants=True) as session:
-            query = select(self._table).order_by(self._table.c.time).limit(limit)
-            rows = (await session.execute(query)).all()
-            if not rows:
-                return 0
-            await self._deliver([dict(row._mapping) for row in rows])
-            await session.execute(delete(self._table).where(self._table.c.id.in_([row.id for row in rows])))
+        rows = await self._db.system(self._pending, limit)
+        if not rows:
+            return 0
+        await self._deliver(rows)
+        await self._db.system(self._forget, [row["id"] for row in rows])
         return len(rows)
 
     async def _relay_forever(self) -> None:
@@ -230,13 +218,10 @@ class AuditLog:
             await self.relay_once()
         except Exception as error:
             log.warning("final audit relay of %s failed: %s", self.service, error)
-        event.remove(Session, "do_orm_execute", self._on_execute)
-        event.remove(Session, "after_flush", self._on_flush)
-        event.remove(Session, "before_commit", self._before_commit)
 
 
 def deliver_to_auth(channel_of: Callable[[], Any], timeout: float) -> Deliver:
-    """Delivery over mTLS to ``AuthService.IngestAuditEvents``, for every service but auth.
+    """Returns delivery over mTLS to ``AuthService.IngestAuditEvents``, for every service but auth.
 
     Args:
         channel_of: Returns the channel to the auth service.

@@ -8,6 +8,7 @@ is safe because every retried write in the mesh carries an idempotency key.
 from __future__ import annotations
 
 import json
+from typing import Any, TypeVar
 
 import grpc
 
@@ -33,8 +34,11 @@ _RETRY_SERVICE_CONFIG = json.dumps(
 )
 
 
+S = TypeVar("S")
+
+
 class MeshClients:
-    """One mTLS channel per peer service, presenting this workload's certificate.
+    """One mTLS channel and one stub per peer service, presenting this workload's certificate.
 
     Args:
         settings: Peer addresses, TLS folder and call deadline.
@@ -45,6 +49,7 @@ class MeshClients:
         self._settings = settings
         self._credentials = channel_credentials(TlsFiles.of(settings.tls_dir, workload))
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[type[Any], str], Any] = {}
         self.timeout = settings.call_timeout_seconds
 
     def channel(self, service: str) -> grpc.aio.Channel:
@@ -61,6 +66,14 @@ class MeshClients:
             )
         return self._channels[service]
 
+    def stub(self, stub_type: type[S], service: str) -> S:
+        """Returns the stub of ``stub_type`` on the channel to ``service``, made on first use."""
+        key = (stub_type, service)
+        stub = self._stubs.get(key)
+        if stub is None:
+            stub = self._stubs[key] = stub_type(self.channel(service))  # type: ignore[call-arg]
+        return stub  # type: ignore[no-any-return]
+
     @staticmethod
     def for_tenant(tenant: str) -> tuple[tuple[str, str], ...]:
         """Call metadata that names the tenant a service acts for."""
@@ -71,3 +84,4 @@ class MeshClients:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        self._stubs.clear()

@@ -16,6 +16,11 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 
+def domain_of(service: str) -> str:
+    """Returns the ``ErrorInfo.domain`` of a mesh service's errors: ``<service>.orchestrall.dev``."""
+    return f"{service}.orchestrall.dev"
+
+
 @dataclass(frozen=True)
 class FieldViolation:
     """One bad field: its path in the request (``agent.display_name``) and why."""

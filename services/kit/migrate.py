@@ -43,7 +43,7 @@ def alembic_config(service: str) -> Config:
 
 def upgrade(settings: MeshSettings, service: str, revision: str = "head") -> None:
     """Creates the service's schema (PostgreSQL) and migrates it to ``revision``, as the admin URL."""
-    url = database_url(settings, service, sync=True, admin=True)
+    url = database_url(settings, service, admin=True)
     if url.get_backend_name() == "postgresql":
         admin = create_engine(url)
         with admin.begin() as conn:
@@ -186,7 +186,7 @@ def main() -> None:
     if args.action == "upgrade":
         upgrade(settings, args.service)
         return
-    url = database_url(settings, args.service, sync=True, admin=True)
+    url = database_url(settings, args.service, admin=True)
     engine = create_engine(url, connect_args=connect_args(settings, args.service))
     with engine.begin() as connection:
         config = alembic_config(args.service)

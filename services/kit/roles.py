@@ -17,6 +17,7 @@ their own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 ROLE_ORDER: tuple[str, ...] = ("viewer", "developer", "admin", "owner")
@@ -70,12 +71,20 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 }
 
 
-def permissions_of(roles: Iterable[str]) -> frozenset[str]:
-    """The union of the permissions of ``roles``; unknown roles grant nothing."""
+@functools.lru_cache(maxsize=256)
+def _union(roles: tuple[str, ...]) -> frozenset[str]:
     granted: frozenset[str] = frozenset()
     for role in roles:
         granted |= ROLE_PERMISSIONS.get(role, frozenset())
     return granted
+
+
+def permissions_of(roles: Iterable[str]) -> frozenset[str]:
+    """Returns the union of the permissions of ``roles``; unknown roles grant nothing.
+
+    Remembered per distinct tuple of roles (the table is constant, so nothing goes stale).
+    """
+    return _union(tuple(roles))
 
 
 def rank(roles: Iterable[str]) -> int:

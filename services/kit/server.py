@@ -1,9 +1,10 @@
 """Builds and runs one service's gRPC server.
 
 Every service gets the same shape: mTLS with client certificates required,
-the error and auth interceptors, ``grpc.health.v1`` and reflection, and a
-graceful stop on SIGTERM/SIGINT (health goes NOT_SERVING first, then in-flight
-RPCs get ``shutdown_grace_seconds``).
+every handler inside the kit's guard (admission, errors, audit; wrapped once,
+at registration), ``grpc.health.v1`` and reflection, and a graceful stop on
+SIGTERM/SIGINT (health goes NOT_SERVING first, then in-flight RPCs get
+``shutdown_grace_seconds``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from services.kit.audit import AuditLog, deliver_to_auth
 from services.kit.auth import JwtVerifier, method_rules
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
+from services.kit.contracts import descriptors_of
 from services.kit.db import Database
-from services.kit.interceptors import AuthInterceptor, ErrorInterceptor
+from services.kit.errors import domain_of
+from services.kit.interceptors import Guard, GuardedRegistrar
 from services.kit.jwks import auth_jwks_fetcher
 from services.kit.mtls import TlsFiles, server_credentials
 
@@ -39,7 +42,7 @@ class Service:
     Attributes:
         name: Service name (``agent``); names its certificate and error domain.
         descriptors: The gRPC services it implements.
-        register: Adds the servicers to a server.
+        register: Adds the servicers to a server (through the guard's registrar).
         verifier: Verifies bearer tokens.
         on_start: Awaited after the server starts (e.g. resume durable work).
         on_stop: Awaited after the server stopped (close pools, channels).
@@ -58,7 +61,6 @@ class Service:
 def mesh_service(
     name: str,
     settings: MeshSettings,
-    descriptor: ServiceDescriptor,
     register: Callable[[grpc.aio.Server], None],
     db: Database,
     clients: MeshClients,
@@ -70,9 +72,8 @@ def mesh_service(
     """A service other than auth: it verifies tokens against auth's JWKS and relays its audit log to auth.
 
     Args:
-        name: The service name.
+        name: The service name; its gRPC services are the contract's (:func:`descriptors_of`).
         settings: Its settings (issuer, audience, audit relay interval).
-        descriptor: The gRPC service it implements.
         register: Adds its servicer to a server.
         db: Its database; closed on stop.
         clients: Its mTLS channels; closed on stop, after ``on_stop``.
@@ -82,7 +83,7 @@ def mesh_service(
     """
     return Service(
         name=name,
-        descriptors=[descriptor],
+        descriptors=descriptors_of(name),
         register=register,
         verifier=JwtVerifier(auth_jwks_fetcher(clients), issuer=settings.issuer, audience=settings.audience),
         on_start=list(on_start),
@@ -123,14 +124,14 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
         The running server; ``port`` is the bound port (useful with port 0).
     """
     rules = method_rules(service.descriptors)
-    server = grpc.aio.server(
-        interceptors=[
-            ErrorInterceptor(f"{service.name}.orchestrall.dev", rules, service.audit),
-            AuthInterceptor(rules, service.verifier, settings.trust_domain),
-        ],
-        options=[("grpc.so_reuseport", 0)],
-    )
-    service.register(server)
+    guard = Guard(domain_of(service.name), rules, service.verifier, settings.trust_domain, service.audit)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    registrar = GuardedRegistrar(server, guard)
+    service.register(registrar)  # type: ignore[arg-type]  # the registrar stands in for the server
+    registrar.check()
+    missing = set(rules) - registrar.methods
+    if missing:
+        raise TypeError(f"{service.name} implements no handler for {sorted(missing)}")
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [d.full_name for d in service.descriptors]
@@ -138,11 +139,11 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     port = server.add_secure_port(
         settings.listen, server_credentials(TlsFiles.of(settings.tls_dir, service.name))
     )
-    await server.start()
     if service.audit is not None:
         await service.audit.start()
-    for hook in service.on_start:
+    for hook in service.on_start:  # before the port serves: load state, resume work
         await hook()
+    await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s serving on port %d", service.name, port)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.kit.errors import AlreadyExists, NotFound
+from services.kit.errors import AlreadyExists, NotFound, domain_of
+
+DOMAIN = domain_of("workflow")
 
 
 def workflow_not_found(name: str) -> NotFound:

@@ -10,7 +10,9 @@ restarts every unfinished run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from typing import Any
 
 import grpc
 
@@ -21,7 +23,7 @@ from services.kit.clients import MeshClients
 from services.kit.db import Database
 from services.kit.timestamps import utcnow
 from services.workflow import store, templates
-from services.workflow.models import Workflow, WorkflowRun
+from services.workflow.models import RunState, StepDefinition, WorkflowRow, WorkflowRunRow
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +44,20 @@ class Executor:
     def __init__(self, db: Database, clients: MeshClients) -> None:
         self._db = db
         self._clients = clients
+        self._agents = clients.stub(agent_grpc.AgentServiceStub, "agent")
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, workflow: Workflow, run: WorkflowRun) -> None:
+    def start(self, workflow: WorkflowRow, run: WorkflowRunRow) -> None:
         """Schedules a run in the background."""
         task = asyncio.create_task(self._run(workflow, run), name=f"workflow-run-{run.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def resume(self) -> None:
-        """Restarts every run a previous process left unfinished.
-
-        A system read across tenants (``all_tenants``): at start-up no caller names a tenant.
-        """
-        async with self._db.transaction(all_tenants=True) as session:
-            runs = await store.unfinished_runs(session)
-            pairs = [(await store.get_workflow(session, r.tenant_id, r.workflow_id), r) for r in runs]
-        for workflow, run in pairs:
-            if workflow is not None:
-                log.info("resuming workflow run %s", run.id)
-                self.start(workflow, run)
+        """Restarts every run a previous process left unfinished (a system read across tenants)."""
+        for workflow, run in await self._db.system(store.unfinished_runs):
+            log.info("resuming workflow run %s", run.id)
+            self.start(workflow, run)
 
     async def stop(self) -> None:
         """Cancels running tasks; their runs resume at the next start."""
@@ -69,55 +65,63 @@ class Executor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _save(self, run: WorkflowRun) -> None:
-        # Explicit tenant: a resumed run has no caller whose tenant the transaction could take.
-        async with self._db.transaction(tenant=run.tenant_id) as session:
-            await store.save_run(session, run)
+    async def _save(self, run: WorkflowRunRow) -> None:
+        # The run's own tenant: a resumed run has no caller.
+        await self._db.write(run.tenant_id, store.save_run, run)
 
-    async def _run(self, workflow: Workflow, run: WorkflowRun) -> None:
+    async def _run(self, workflow: WorkflowRow, run: WorkflowRunRow) -> None:
         try:
             await self._run_steps(workflow, run)
         except asyncio.CancelledError:
             raise  # stopping: the run resumes at the next start
         except Exception:
             log.exception("workflow run %s failed unexpectedly", run.id)
-            run.state, run.error_reason, run.error_message = (
-                "FAILED",
-                "INTERNAL",
-                "the workflow engine failed",
+            await self._save(
+                dataclasses.replace(
+                    run,
+                    state=RunState.FAILED,
+                    error_reason="INTERNAL",
+                    error_message="the workflow engine failed",
+                    end_time=utcnow(),
+                )
             )
-            run.end_time = utcnow()
-            await self._save(run)
 
-    async def _run_steps(self, workflow: Workflow, run: WorkflowRun) -> None:
-        run.state = "RUNNING"
+    async def _run_steps(self, workflow: WorkflowRow, run: WorkflowRunRow) -> None:
+        steps = [dict(step) for step in run.steps]
+        run = dataclasses.replace(run, state=RunState.RUNNING, steps=steps)
         await self._save(run)
-        outputs = {s["step_id"]: s["output"] for s in run.steps if s["state"] == "SUCCEEDED"}
-        for definition, step in zip(workflow.steps, run.steps, strict=True):
-            if step["state"] == "SUCCEEDED":
+        outputs = {s["step_id"]: s["output"] for s in steps if s["state"] == RunState.SUCCEEDED}
+        for definition, step in zip(workflow.steps, steps, strict=True):
+            if step["state"] == RunState.SUCCEEDED:
                 continue
-            step.update(state="RUNNING", start_time=utcnow().isoformat())
+            step.update(state=RunState.RUNNING, start_time=utcnow().isoformat())
             await self._save(run)
             failure = await self._run_step(run, definition, step, outputs)
             step["end_time"] = utcnow().isoformat()
             if failure is not None:
-                step.update(state="FAILED", error_reason=failure[0], error_message=failure[1])
-                run.state, run.error_reason = "FAILED", failure[0]
-                run.error_message = f"step {step['step_id']}: {failure[1]}"
-                run.end_time = utcnow()
-                await self._save(run)
+                step.update(state=RunState.FAILED, error_reason=failure[0], error_message=failure[1])
+                await self._save(
+                    dataclasses.replace(
+                        run,
+                        state=RunState.FAILED,
+                        error_reason=failure[0],
+                        error_message=f"step {step['step_id']}: {failure[1]}",
+                        end_time=utcnow(),
+                    )
+                )
                 return
-            step["state"] = "SUCCEEDED"
+            step["state"] = RunState.SUCCEEDED
             outputs[step["step_id"]] = step["output"]
             await self._save(run)
-        run.state, run.output, run.end_time = "SUCCEEDED", run.steps[-1]["output"], utcnow()
-        await self._save(run)
+        await self._save(
+            dataclasses.replace(run, state=RunState.SUCCEEDED, output=steps[-1]["output"], end_time=utcnow())
+        )
 
-    async def _wait_for(self, stub: agent_grpc.AgentServiceStub, name: str, tenant_id: str) -> agent_res.Run:
+    async def _wait_for(self, name: str, tenant_id: str) -> agent_res.Run:
         """Polls an agent run until it has ended or :data:`STEP_TIMEOUT_SECONDS` passed."""
         deadline = asyncio.get_running_loop().time() + STEP_TIMEOUT_SECONDS
         while True:
-            agent_run = await stub.GetRun(
+            agent_run = await self._agents.GetRun(
                 agent_pb.GetRunRequest(name=name),
                 timeout=self._clients.timeout,
                 metadata=MeshClients.for_tenant(tenant_id),
@@ -127,16 +131,15 @@ class Executor:
             await asyncio.sleep(POLL_SECONDS)
 
     async def _run_step(
-        self, run: WorkflowRun, definition: dict[str, str], step: dict[str, str], outputs: dict[str, str]
+        self, run: WorkflowRunRow, definition: StepDefinition, step: dict[str, Any], outputs: dict[str, str]
     ) -> tuple[str, str] | None:
         """Runs one step; returns (reason, message) on failure."""
         try:
             step["input"] = templates.render(definition.get("input_template", ""), run.input, outputs)
         except templates.TemplateProblem as problem:
             return "TEMPLATE_FAILED", str(problem)
-        stub = agent_grpc.AgentServiceStub(self._clients.channel("agent"))
         try:
-            agent_run = await stub.CreateRun(
+            agent_run = await self._agents.CreateRun(
                 agent_pb.CreateRunRequest(
                     parent=definition["agent"],
                     run=agent_res.Run(input=step["input"]),
@@ -151,7 +154,7 @@ class Executor:
         if agent_run.state == agent_res.Run.STATE_RUNNING:
             # A retry found the run a previous attempt started, still going: wait for it.
             try:
-                agent_run = await self._wait_for(stub, agent_run.name, run.tenant_id)
+                agent_run = await self._wait_for(agent_run.name, run.tenant_id)
             except grpc.aio.AioRpcError as error:
                 return f"AGENT_{error.code().name}", error.details() or "agent run unavailable"
         if agent_run.state != agent_res.Run.STATE_SUCCEEDED:

@@ -1,9 +1,16 @@
-"""Tables of the workflow service. Every row carries its tenant."""
+"""Tables of the workflow service and the records its store reads and writes. Every row carries its tenant.
+
+Each ORM model is the schema of its table (Alembic compares migrations with it);
+the frozen dataclass after it is the row as the service handles it, its fields
+the table's columns in order (checked by :class:`~services.kit.repository.Repository`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypedDict
 
 from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -22,6 +29,14 @@ class Base(DeclarativeBase):
 AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
+class StepDefinition(TypedDict):
+    """One step of a workflow definition."""
+
+    id: str
+    agent: str
+    input_template: str
+
+
 class Workflow(Base):
     """A workflow definition; ``steps`` is a list of ``{id, agent, input_template}``."""
 
@@ -31,9 +46,30 @@ class Workflow(Base):
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     id: Mapped[str] = mapped_column(String(63), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
-    steps: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    steps: Mapped[list[StepDefinition]] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    """A workflow definition, as stored."""
+
+    tenant_id: str
+    id: str
+    display_name: str
+    steps: list[StepDefinition]
+    request_id: str | None
+    create_time: dt.datetime
+
+
+class RunState(StrEnum):
+    """Where a workflow run or one of its steps is; ``RunState.RUN_STATE_<value>`` on the wire."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
 
 
 class WorkflowRun(Base):
@@ -63,3 +99,26 @@ class WorkflowRun(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRunRow:
+    """A workflow run, as stored; ``steps`` holds one record per step, in order.
+
+    A step record has ``step_id`` and ``state`` (a :class:`RunState` value), and once
+    started ``input``, ``start_time``, ``agent_run``; once ended ``end_time`` and
+    ``output`` or ``error_reason``/``error_message``.
+    """
+
+    tenant_id: str
+    id: str
+    workflow_id: str
+    input: str
+    state: str  # a RunState value
+    steps: list[dict[str, Any]]
+    output: str
+    error_reason: str
+    error_message: str
+    request_id: str | None
+    create_time: dt.datetime
+    end_time: dt.datetime | None

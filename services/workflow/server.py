@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from orchestrall.workflow.v1 import workflow_service_pb2, workflow_service_pb2_grpc
+from orchestrall.workflow.v1 import workflow_service_pb2_grpc
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
@@ -30,7 +30,6 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     service = mesh_service(
         NAME,
         settings,
-        workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
         register,
         db,
         clients,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
@@ -10,6 +11,7 @@ from google.rpc import status_pb2
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
+from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
@@ -17,27 +19,32 @@ from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.clients import MeshClients
 from services.kit.db import Database
+from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, Unavailable, error_status
-from services.kit.names import new_id, parse, validate_id
+from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
 from services.workflow import errors, store, templates
 from services.workflow.executor import Executor
-from services.workflow.models import Workflow, WorkflowRun
+from services.workflow.models import RunState, StepDefinition, WorkflowRow, WorkflowRunRow
 
 MAX_STEPS = 20
 MAX_INPUT = 32_000
 _STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+WORKFLOW = ResourceName.of(res.Workflow)
+WORKFLOW_RUN = ResourceName.of(res.WorkflowRun)
+AGENT = ResourceName.of(agent_res.Agent)
+RUN_STATES = EnumMap(RunState, res.RunState, "RUN_STATE_")
 
 
 def _time(value: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if value else None
 
 
-def workflow_to_proto(workflow: Workflow) -> res.Workflow:
+def workflow_to_proto(workflow: WorkflowRow) -> res.Workflow:
     """Maps a workflow row to its resource."""
     return res.Workflow(
-        name=f"tenants/{workflow.tenant_id}/workflows/{workflow.id}",
+        name=WORKFLOW.format(workflow.tenant_id, workflow.id),
         display_name=workflow.display_name,
         steps=[res.Workflow.Step(**step) for step in workflow.steps],
         create_time=to_timestamp(workflow.create_time),
@@ -46,21 +53,19 @@ def workflow_to_proto(workflow: Workflow) -> res.Workflow:
 
 def _error(reason: str, message: str) -> status_pb2.Status | None:
     """The stored failure of a run or step as a status (ABORTED: the run stopped at a failed step)."""
-    return (
-        error_status(grpc.StatusCode.ABORTED, reason, message, "workflow.orchestrall.dev") if reason else None
-    )
+    return error_status(grpc.StatusCode.ABORTED, reason, message, errors.DOMAIN) if reason else None
 
 
-def run_to_proto(run: WorkflowRun) -> res.WorkflowRun:
+def run_to_proto(run: WorkflowRunRow) -> res.WorkflowRun:
     """Maps a run row to its resource."""
     return res.WorkflowRun(
-        name=f"tenants/{run.tenant_id}/workflows/{run.workflow_id}/runs/{run.id}",
+        name=WORKFLOW_RUN.format(run.tenant_id, run.workflow_id, run.id),
         input=run.input,
-        state=res.RunState.Value(f"RUN_STATE_{run.state}"),
+        state=RUN_STATES.to_proto(run.state),
         steps=[
             res.WorkflowRun.StepRun(
                 step_id=step["step_id"],
-                state=res.RunState.Value(f"RUN_STATE_{step['state']}"),
+                state=RUN_STATES.to_proto(step["state"]),
                 input=step.get("input", ""),
                 output=step.get("output", ""),
                 agent_run=step.get("agent_run", ""),
@@ -89,12 +94,21 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     def __init__(self, db: Database, clients: MeshClients, executor: Executor) -> None:
         self._db = db
         self._clients = clients
+        self._agents = clients.stub(agent_grpc.AgentServiceStub, "agent")
         self._executor = executor
 
-    async def _check_steps(self, tenant_id: str, workflow: res.Workflow) -> list[dict[str, str]]:
-        violations: list[FieldViolation] = []
+    async def _check_steps(self, tenant_id: str, workflow: res.Workflow) -> list[StepDefinition]:
+        """Validates the steps, cheap checks first.
+
+        The agents are looked up (together) only when everything else is valid.
+
+        Raises:
+            InvalidArgument: With a violation per bad field.
+            Unavailable: The agent service could not be asked.
+        """
         if not 1 <= len(workflow.steps) <= MAX_STEPS:
-            violations.append(FieldViolation("workflow.steps", f"must have 1-{MAX_STEPS} steps"))
+            raise InvalidArgument([FieldViolation("workflow.steps", f"must have 1-{MAX_STEPS} steps")])
+        violations: list[FieldViolation] = []
         seen: list[str] = []
         for i, step in enumerate(workflow.steps):
             path = f"workflow.steps[{i}]"
@@ -105,11 +119,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             elif step.id in seen:
                 violations.append(FieldViolation(f"{path}.id", f"duplicates step {step.id!r}"))
             try:
-                agent_tenant, _ = parse(step.agent, f"{path}.agent", "tenants", "agents")
+                agent_tenant, _ = AGENT.parse(step.agent, f"{path}.agent")
                 if agent_tenant != tenant_id:
                     violations.append(FieldViolation(f"{path}.agent", "must be an agent of the same tenant"))
-                elif not await self._agent_exists(tenant_id, step.agent):
-                    violations.append(FieldViolation(f"{path}.agent", f"{step.agent} does not exist"))
             except InvalidArgument as error:
                 violations += error.violations
             try:
@@ -119,12 +131,26 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             seen.append(step.id)
         if violations:
             raise InvalidArgument(violations)
-        return [{"id": s.id, "agent": s.agent, "input_template": s.input_template} for s in workflow.steps]
+        agents = sorted({step.agent for step in workflow.steps})
+        found = dict(
+            zip(
+                agents, await asyncio.gather(*(self._agent_exists(tenant_id, a) for a in agents)), strict=True
+            )
+        )
+        missing = [
+            FieldViolation(f"workflow.steps[{i}].agent", f"{step.agent} does not exist")
+            for i, step in enumerate(workflow.steps)
+            if not found[step.agent]
+        ]
+        if missing:
+            raise InvalidArgument(missing)
+        return [
+            StepDefinition(id=s.id, agent=s.agent, input_template=s.input_template) for s in workflow.steps
+        ]
 
     async def _agent_exists(self, tenant_id: str, agent: str) -> bool:
-        stub = agent_grpc.AgentServiceStub(self._clients.channel("agent"))
         try:
-            await stub.GetAgent(
+            await self._agents.GetAgent(
                 agent_pb.GetAgentRequest(name=agent),
                 timeout=self._clients.timeout,
                 metadata=MeshClients.for_tenant(tenant_id),
@@ -140,11 +166,11 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def CreateWorkflow(
         self, request: pb.CreateWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> res.Workflow:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         if request.workflow_id:
             validate_id(request.workflow_id, "workflow_id")
-        workflow = Workflow(
+        workflow = WorkflowRow(
             tenant_id=tenant_id,
             id=request.workflow_id or new_id(),
             display_name=request.workflow.display_name[:200],
@@ -152,20 +178,19 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             request_id=request.request_id or None,
             create_time=utcnow(),
         )
-        note_resource(f"{request.parent}/workflows/{workflow.id}")
-        async with self._db.transaction() as session:
-            created = await store.create_workflow(session, workflow)
+        name = WORKFLOW.format(tenant_id, workflow.id)
+        note_resource(name)
+        created = await self._db.write(tenant_id, store.create_workflow, workflow)
         if created is None:
-            raise errors.workflow_exists(f"{request.parent}/workflows/{workflow.id}")
+            raise errors.workflow_exists(name)
         return workflow_to_proto(created)
 
     async def GetWorkflow(
         self, request: pb.GetWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> res.Workflow:
-        tenant_id, workflow_id = parse(request.name, "name", "tenants", "workflows")
+        tenant_id, workflow_id = WORKFLOW.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            workflow = await store.get_workflow(session, tenant_id, workflow_id)
+        workflow = await self._db.read(tenant_id, store.get_workflow, workflow_id)
         if workflow is None:
             raise errors.workflow_not_found(request.name)
         return workflow_to_proto(workflow)
@@ -173,56 +198,57 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def ListWorkflows(
         self, request: pb.ListWorkflowsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListWorkflowsResponse:
-        (tenant_id,) = parse(request.parent, "parent", "tenants")
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        async with self._db.transaction() as session:
-            rows = await store.list_workflows(session, tenant_id, page.offset, page.limit)
-        page_rows, token = page.split(rows)
-        return pb.ListWorkflowsResponse(
-            workflows=[workflow_to_proto(w) for w in page_rows], next_page_token=token
-        )
+        rows, token = await self._db.read(tenant_id, store.list_workflows, page)
+        return pb.ListWorkflowsResponse(workflows=[workflow_to_proto(w) for w in rows], next_page_token=token)
 
     async def CreateWorkflowRun(
         self, request: pb.CreateWorkflowRunRequest, context: grpc.aio.ServicerContext
     ) -> res.WorkflowRun:
-        tenant_id, workflow_id = parse(request.parent, "parent", "tenants", "workflows")
+        tenant_id, workflow_id = WORKFLOW.parse(request.parent, "parent")
         require_tenant(tenant_id)
         if not request.workflow_run.input.strip() or len(request.workflow_run.input) > MAX_INPUT:
             raise InvalidArgument(
                 [FieldViolation("workflow_run.input", f"is required, at most {MAX_INPUT} characters")]
             )
-        async with self._db.transaction() as session:
-            workflow = await store.get_workflow(session, tenant_id, workflow_id)
-            if workflow is None:
-                raise errors.workflow_not_found(request.parent)
-            if request.request_id and (
-                earlier := await store.run_by_request(session, tenant_id, workflow_id, request.request_id)
-            ):
-                return run_to_proto(earlier)
-            run = WorkflowRun(
-                tenant_id=tenant_id,
-                id=new_id(),
-                workflow_id=workflow_id,
-                input=request.workflow_run.input,
-                state="PENDING",
-                steps=[{"step_id": s["id"], "state": "PENDING"} for s in workflow.steps],
-                request_id=request.request_id or None,
-                create_time=utcnow(),
-            )
-            note_resource(f"{request.parent}/runs/{run.id}")
-            created = await store.create_run(session, run)
-        if created is run:
+        run_id = new_id()
+        note_resource(WORKFLOW_RUN.format(tenant_id, workflow_id, run_id))
+        workflow, run, created = await self._db.write(
+            tenant_id, store.start_run, self._new_run(tenant_id, workflow_id, run_id, request)
+        )
+        if workflow is None or run is None:
+            raise errors.workflow_not_found(request.parent)
+        if created:
             self._executor.start(workflow, run)
-        return run_to_proto(created)
+        return run_to_proto(run)
+
+    @staticmethod
+    def _new_run(
+        tenant_id: str, workflow_id: str, run_id: str, request: pb.CreateWorkflowRunRequest
+    ) -> WorkflowRunRow:
+        return WorkflowRunRow(
+            tenant_id=tenant_id,
+            id=run_id,
+            workflow_id=workflow_id,
+            input=request.workflow_run.input,
+            state=RunState.PENDING,
+            steps=[],  # filled from the workflow by store.start_run
+            output="",
+            error_reason="",
+            error_message="",
+            request_id=request.request_id or None,
+            create_time=utcnow(),
+            end_time=None,
+        )
 
     async def GetWorkflowRun(
         self, request: pb.GetWorkflowRunRequest, context: grpc.aio.ServicerContext
     ) -> res.WorkflowRun:
-        tenant_id, workflow_id, run_id = parse(request.name, "name", "tenants", "workflows", "runs")
+        tenant_id, workflow_id, run_id = WORKFLOW_RUN.parse(request.name, "name")
         require_tenant(tenant_id)
-        async with self._db.transaction() as session:
-            run = await store.get_run(session, tenant_id, workflow_id, run_id)
+        run = await self._db.read(tenant_id, store.get_run, workflow_id, run_id)
         if run is None:
             raise errors.run_not_found(request.name)
         return run_to_proto(run)
@@ -230,14 +256,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     async def ListWorkflowRuns(
         self, request: pb.ListWorkflowRunsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListWorkflowRunsResponse:
-        tenant_id, workflow_id = parse(request.parent, "parent", "tenants", "workflows")
+        tenant_id, workflow_id = WORKFLOW.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        async with self._db.transaction() as session:
-            if await store.get_workflow(session, tenant_id, workflow_id) is None:
-                raise errors.workflow_not_found(request.parent)
-            rows = await store.list_runs(session, tenant_id, workflow_id, page.offset, page.limit)
-        page_rows, token = page.split(rows)
+        listed = await self._db.read(tenant_id, store.list_runs, workflow_id, page)
+        if listed is None:
+            raise errors.workflow_not_found(request.parent)
+        rows, token = listed
         return pb.ListWorkflowRunsResponse(
-            workflow_runs=[run_to_proto(r) for r in page_rows], next_page_token=token
+            workflow_runs=[run_to_proto(r) for r in rows], next_page_token=token
         )

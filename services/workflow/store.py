@@ -1,108 +1,101 @@
-"""SQL of the workflow service. Tenant-facing queries filter by ``tenant_id``."""
+"""SQL of the workflow service, through the kit's repository.
+
+Tenant-facing queries filter by the transaction's tenant.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kit.db import insert_idempotent
-from services.workflow.models import Workflow, WorkflowRun
+from services.kit.db import Tx
+from services.kit.pagination import Page
+from services.kit.repository import NEWEST_FIRST, Repository
+from services.workflow.models import RunState, Workflow, WorkflowRow, WorkflowRun, WorkflowRunRow
+
+WORKFLOWS = Repository(Workflow, WorkflowRow, order=NEWEST_FIRST)
+RUNS = Repository(WorkflowRun, WorkflowRunRow, order=NEWEST_FIRST)
+_RUNS = RUNS.table
+_WORKFLOWS = WORKFLOWS.table
+# Columns a run's progress changes.
+_PROGRESS = ("state", "steps", "output", "error_reason", "error_message", "end_time")
 
 
-async def create_workflow(session: AsyncSession, workflow: Workflow) -> Workflow | None:
+def create_workflow(tx: Tx, workflow: WorkflowRow) -> WorkflowRow | None:
     """Inserts a workflow, or returns the one an earlier request with its ``request_id`` made.
 
     Returns:
         The workflow; None when its ID is taken (nothing is written then).
     """
-    rid = workflow.request_id
-
-    async def earlier() -> Workflow | None:
-        return await workflow_by_request(session, workflow.tenant_id, rid) if rid else None
-
-    return await insert_idempotent(session, workflow, earlier)
+    return WORKFLOWS.create(tx, workflow)
 
 
-async def get_workflow(session: AsyncSession, tenant_id: str, workflow_id: str) -> Workflow | None:
-    """The tenant's workflow, or None."""
-    return await session.get(Workflow, (tenant_id, workflow_id))
+def get_workflow(tx: Tx, workflow_id: str) -> WorkflowRow | None:
+    """Returns the tenant's workflow, or None."""
+    return WORKFLOWS.get(tx, workflow_id)
 
 
-async def workflow_by_request(session: AsyncSession, tenant_id: str, request_id: str) -> Workflow | None:
-    """The workflow created earlier with this idempotency key, or None."""
-    query = select(Workflow).where(Workflow.tenant_id == tenant_id, Workflow.request_id == request_id)
-    return (await session.execute(query)).scalar_one_or_none()
+def list_workflows(tx: Tx, page: Page) -> tuple[list[WorkflowRow], str]:
+    """Returns a page of the tenant's workflows, newest first, and the next page token."""
+    return WORKFLOWS.list_page(tx, page)
 
 
-async def list_workflows(session: AsyncSession, tenant_id: str, offset: int, limit: int) -> list[Workflow]:
-    """The tenant's workflows, newest first."""
-    query = (
-        select(Workflow)
-        .where(Workflow.tenant_id == tenant_id)
-        .order_by(Workflow.create_time.desc(), Workflow.id)
-        .offset(offset)
-        .limit(limit)
+def start_run(tx: Tx, run: WorkflowRunRow) -> tuple[WorkflowRow | None, WorkflowRunRow | None, bool]:
+    """Finds the run's workflow and inserts the run, or finds the run an earlier request made.
+
+    The new run gets a pending record per step of the workflow.
+
+    Returns:
+        ``(workflow, run, created)``: ``created`` is False for an earlier request's run;
+        ``(None, None, False)`` when there is no such workflow.
+    """
+    workflow = WORKFLOWS.get(tx, run.workflow_id)
+    if workflow is None:
+        return None, None, False
+    run = dataclasses.replace(
+        run, steps=[{"step_id": s["id"], "state": RunState.PENDING} for s in workflow.steps]
     )
-    return list((await session.execute(query)).scalars())
-
-
-async def create_run(session: AsyncSession, run: WorkflowRun) -> WorkflowRun:
-    """Inserts a run, or returns the one an earlier request with its ``request_id`` made."""
-    rid = run.request_id
-
-    async def earlier() -> WorkflowRun | None:
-        return await run_by_request(session, run.tenant_id, run.workflow_id, rid) if rid else None
-
-    created = await insert_idempotent(session, run, earlier)
+    if run.request_id:
+        earlier = RUNS.find(tx, _RUNS.c.workflow_id == run.workflow_id, _RUNS.c.request_id == run.request_id)
+        if earlier is not None:
+            return workflow, earlier, False
+    created = RUNS.create(tx, run)
     assert created is not None, "run IDs are UUIDs"
-    return created
+    return workflow, created, created is run
 
 
-async def save_run(session: AsyncSession, run: WorkflowRun) -> None:
-    """Writes a run's current state."""
-    await session.merge(run)
+def save_run(tx: Tx, run: WorkflowRunRow) -> None:
+    """Writes a run's progress (state, steps, output, error, end time)."""
+    RUNS.update(tx, (run.id,), {column: getattr(run, column) for column in _PROGRESS})
 
 
-async def get_run(session: AsyncSession, tenant_id: str, workflow_id: str, run_id: str) -> WorkflowRun | None:
-    """The run of the tenant's workflow, or None."""
-    run = await session.get(WorkflowRun, (tenant_id, run_id))
+def get_run(tx: Tx, workflow_id: str, run_id: str) -> WorkflowRunRow | None:
+    """Returns the run of the tenant's workflow, or None."""
+    run = RUNS.get(tx, run_id)
     return run if run is not None and run.workflow_id == workflow_id else None
 
 
-async def run_by_request(
-    session: AsyncSession, tenant_id: str, workflow_id: str, request_id: str
-) -> WorkflowRun | None:
-    """The run created earlier with this idempotency key, or None."""
-    query = select(WorkflowRun).where(
-        WorkflowRun.tenant_id == tenant_id,
-        WorkflowRun.workflow_id == workflow_id,
-        WorkflowRun.request_id == request_id,
-    )
-    return (await session.execute(query)).scalar_one_or_none()
+def list_runs(tx: Tx, workflow_id: str, page: Page) -> tuple[list[WorkflowRunRow], str] | None:
+    """Returns a page of a workflow's runs, newest first, and the next page token.
+
+    Returns None when there is no such workflow.
+    """
+    if WORKFLOWS.get(tx, workflow_id) is None:
+        return None
+    return RUNS.list_page(tx, page, _RUNS.c.workflow_id == workflow_id)
 
 
-async def list_runs(
-    session: AsyncSession, tenant_id: str, workflow_id: str, offset: int, limit: int
-) -> list[WorkflowRun]:
-    """A workflow's runs, newest first."""
-    query = (
-        select(WorkflowRun)
-        .where(WorkflowRun.tenant_id == tenant_id, WorkflowRun.workflow_id == workflow_id)
-        .order_by(WorkflowRun.create_time.desc(), WorkflowRun.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list((await session.execute(query)).scalars())
+def unfinished_runs(tx: Tx) -> list[tuple[WorkflowRow, WorkflowRunRow]]:
+    """Returns every tenant's runs that have not ended, with their workflows, oldest first (system work).
 
-
-async def unfinished_runs(session: AsyncSession) -> list[WorkflowRun]:
-    """Runs of every tenant that have not ended, oldest first (resumed at start-up).
-
-    On PostgreSQL this sees every tenant's runs only in a transaction with ``all_tenants``.
+    On PostgreSQL this sees every tenant's runs only in a system transaction.
     """
     query = (
-        select(WorkflowRun)
-        .where(WorkflowRun.state.in_(("PENDING", "RUNNING")))
-        .order_by(WorkflowRun.create_time)
+        select(*_WORKFLOWS.c, *_RUNS.c)
+        .join(_RUNS, (_RUNS.c.tenant_id == _WORKFLOWS.c.tenant_id) & (_RUNS.c.workflow_id == _WORKFLOWS.c.id))
+        .where(_RUNS.c.state.in_((RunState.PENDING, RunState.RUNNING)))
+        .order_by(_RUNS.c.create_time)
     )
-    return list((await session.execute(query)).scalars())
+    width = len(_WORKFLOWS.c)
+    return [(WORKFLOWS.record(*row[:width]), RUNS.record(*row[width:])) for row in tx.execute(query).all()]

@@ -39,7 +39,7 @@ def auth(token: str) -> dict[str, str]:
 def stored_rows(stack: Stack, service: str, query: str, **params: str) -> list[tuple]:
     settings = stack.config.settings(service)
     engine = create_engine(
-        database_url(settings, service, sync=True, admin=True), connect_args=connect_args(settings, service)
+        database_url(settings, service, admin=True), connect_args=connect_args(settings, service)
     )
     try:
         with engine.connect() as conn:

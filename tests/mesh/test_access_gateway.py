@@ -7,7 +7,6 @@ without the permission, and Envoy maps those to 403/404.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import Iterator
@@ -16,12 +15,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from services.auth import store, tokens
 from services.cli.stack import Stack
-from services.kit.db import Database, create_engine
 from services.kit.roles import ROLE_ORDER, permissions_of
-from services.kit.timestamps import utcnow
 from tests.attacks import Forger, Target, targets
+from tests.conftest import current_signing_key
 from tests.mesh.conftest import auth, grpc_headers
 
 pytestmark = pytest.mark.mesh
@@ -48,17 +45,7 @@ def sign_up(http: httpx.Client, prefix: str) -> SignedUp:
 @pytest.fixture(scope="module")
 def forger(stack: Stack) -> Forger:
     settings = stack.config.settings("auth")
-
-    async def current_key() -> tokens.SigningKey:
-        db = Database(create_engine(settings, "auth", admin=True))
-        async with db.transaction() as session:
-            now = utcnow()
-            key = tokens.signing_key(await store.published_keys(session, now), now)
-        await db.close()
-        assert key is not None
-        return key
-
-    key = asyncio.run(current_key())
+    key = current_signing_key(settings)
     return Forger(key.private_pem, key.kid, settings.issuer, settings.audience)
 
 

@@ -14,12 +14,9 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
-from services.auth import store, tokens
-from services.kit.db import Database, create_engine
 from services.kit.roles import ROLE_ORDER, permissions_of
-from services.kit.timestamps import utcnow
 from tests.attacks import Forger, Target, targets
-from tests.conftest import Mesh
+from tests.conftest import Mesh, current_signing_key
 from tests.service.helpers import Tenant, error_info, new_tenant
 
 TARGETS = targets()
@@ -31,12 +28,7 @@ ATTACKS = ["expired", "bad signature", "alg none", "unknown kid", "wrong aud", "
 @pytest.fixture(scope="module")
 async def forger(mesh: Mesh) -> AsyncIterator[Forger]:
     settings = mesh.config.settings("auth").model_copy(update={"tls_dir": mesh.tls_dir})
-    db = Database(create_engine(settings, "auth"))
-    async with db.transaction() as session:
-        now = utcnow()
-        key = tokens.signing_key(await store.published_keys(session, now), now)
-    await db.close()
-    assert key is not None
+    key = current_signing_key(settings)
     yield Forger(key.private_pem, key.kid, settings.issuer, settings.audience)
 
 

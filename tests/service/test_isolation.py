@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from alembic import command
-from sqlalchemy import Table, create_engine, select, text, update
+from sqlalchemy import Table, create_engine, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
@@ -23,16 +23,16 @@ from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from orchestrall.billing.v1 import resources_pb2 as billing_res
 from services.agent.models import Agent
 from services.kit import migrate
-from services.kit.auth import ANONYMOUS, Principal, set_principal
 from services.kit.config import SERVICES, MeshSettings
-from services.kit.db import APP_ROLE, Database, app_url, connect_args, database_url, schema_name
-from services.kit.db import create_engine as create_async_engine
-from services.kit.errors import PermissionDenied
+from services.kit.db import APP_ROLE, Database, Tx, app_url, connect_args, database_url, schema_name
+from services.kit.db import create_engine as create_service_engine
+from services.kit.repository import table_of
 from services.kit.timestamps import utcnow
 from tests.conftest import SCHEMA_PREFIX, Mesh
 from tests.service.helpers import Tenant, new_tenant
 
 pytestmark = pytest.mark.postgres_only
+AGENTS = table_of(Agent)
 
 
 def test_app_url_is_derived_only_from_a_lone_postgres_url() -> None:
@@ -48,9 +48,8 @@ def test_app_url_is_derived_only_from_a_lone_postgres_url() -> None:
 @pytest.fixture
 async def agent_db(mesh: Mesh) -> AsyncIterator[Database]:
     """The agent service's database, connected as the services connect."""
-    db = Database(create_async_engine(mesh.config.settings("agent"), "agent"))
+    db = Database(create_service_engine(mesh.config.settings("agent"), "agent"))
     yield db
-    set_principal(ANONYMOUS)
     await db.close()
 
 
@@ -66,21 +65,18 @@ async def create_agent(mesh: Mesh, tenant: Tenant, agent_id: str) -> None:
         )
 
 
-def as_user_of(tenant: Tenant) -> None:
-    set_principal(Principal(kind="user", subject="tests", tenant=tenant.id))
+def _agents(tx: Tx) -> list[tuple[str, str, str]]:
+    """Every agent row the transaction can see, without any tenant filter."""
+    return [tuple(row) for row in tx.execute(select(AGENTS.c.tenant_id, AGENTS.c.id, AGENTS.c.display_name))]
 
 
 async def test_services_connect_as_a_role_that_cannot_bypass_rls(agent_db: Database) -> None:
-    async with agent_db.transaction() as session:
-        row = (
-            await session.execute(
-                text("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
-            )
-        ).one()
-    assert tuple(row) == (APP_ROLE, False, False)
+    query = text("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+    row = await agent_db.read(None, lambda tx: tuple(tx.execute(query).one()))
+    assert row == (APP_ROLE, False, False)
 
 
-async def test_a_query_without_a_tenant_filter_sees_only_the_callers_rows(
+async def test_a_query_without_a_tenant_filter_sees_only_the_bound_tenants_rows(
     mesh: Mesh, agent_db: Database
 ) -> None:
     first, second = await new_tenant(mesh, "iso-a"), await new_tenant(mesh, "iso-b")
@@ -88,47 +84,41 @@ async def test_a_query_without_a_tenant_filter_sees_only_the_callers_rows(
     await create_agent(mesh, second, "beta")
     await create_agent(mesh, second, "gamma")
 
-    as_user_of(first)
-    async with agent_db.transaction() as session:
-        rows = (await session.execute(select(Agent))).scalars().all()
-        assert {(a.tenant_id, a.id) for a in rows} == {(first.id, "alpha")}
-        renamed = await session.execute(update(Agent).values(display_name="renamed"))
-        assert renamed.rowcount == 1  # type: ignore[attr-defined]
+    assert {(t, i) for t, i, _ in await agent_db.read(first.id, _agents)} == {(first.id, "alpha")}
+    renamed = await agent_db.write(
+        first.id, lambda tx: tx.execute(update(AGENTS).values(display_name="renamed")).rowcount
+    )
+    assert renamed == 1
+
+    def plant(tx: Tx) -> None:
+        tx.execute(
+            insert(AGENTS).values(
+                tenant_id=second.id,
+                id="planted",
+                display_name="",
+                model="",
+                instructions="x",
+                tools=[],
+                max_output_tokens=8,
+                tool_choice="TOOL_CHOICE_AUTO",
+                create_time=utcnow(),
+            )
+        )
 
     with pytest.raises(DBAPIError, match="row-level security"):
-        async with agent_db.transaction() as session:
-            session.add(
-                Agent(
-                    tenant_id=second.id,
-                    id="planted",
-                    instructions="x",
-                    tools=[],
-                    max_output_tokens=8,
-                    tool_choice="TOOL_CHOICE_AUTO",
-                    create_time=utcnow(),
-                )
-            )
-            await session.flush()
+        await agent_db.write(first.id, plant)
 
-    with pytest.raises(PermissionDenied):
-        async with agent_db.transaction(tenant=second.id):
-            pass
-
-    set_principal(ANONYMOUS)
-    async with agent_db.transaction(tenant=second.id) as session:
-        rows = (await session.execute(select(Agent))).scalars().all()
-        assert {a.id for a in rows} == {"beta", "gamma"}
-        assert all(a.display_name != "renamed" for a in rows)
-    async with agent_db.transaction(all_tenants=True) as session:
-        tenants = set((await session.execute(select(Agent.tenant_id))).scalars())
-        assert {first.id, second.id} <= tenants
+    rows = await agent_db.read(second.id, _agents)
+    assert {i for _, i, _ in rows} == {"beta", "gamma"}
+    assert all(name != "renamed" for _, _, name in rows)
+    assert {first.id, second.id} <= {t for t, _, _ in await agent_db.system(_agents)}
 
 
 async def test_without_a_tenant_a_bare_select_returns_nothing(mesh: Mesh, agent_db: Database) -> None:
     await create_agent(mesh, await new_tenant(mesh, "iso-c"), "delta")
-    async with agent_db.transaction() as session:
-        assert (await session.execute(select(Agent))).scalars().all() == []
-        assert (await session.execute(text("SELECT count(*) FROM runs"))).scalar_one() == 0
+    assert await agent_db.read(None, _agents) == []
+    runs = await agent_db.read(None, lambda tx: tx.execute(text("SELECT count(*) FROM runs")).scalar_one())
+    assert runs == 0
 
 
 async def test_one_ingestion_batch_may_hold_several_tenants(mesh: Mesh) -> None:
@@ -161,7 +151,7 @@ def tenant_tables(service: str) -> list[Table]:
 
 def isolation_state(settings: MeshSettings, service: str) -> dict[str, tuple[bool, bool, int]]:
     """Table -> (RLS enabled, RLS forced, tenant_isolation policies), read as the admin."""
-    engine = create_engine(database_url(settings, service, sync=True, admin=True))
+    engine = create_engine(database_url(settings, service, admin=True))
     try:
         with engine.connect() as conn:
             rows = conn.execute(
@@ -188,7 +178,7 @@ def test_every_tenant_owned_table_is_isolated(mesh: Mesh, service: str) -> None:
 
 def test_the_migration_downgrades_and_upgrades_again(mesh: Mesh) -> None:
     settings = mesh.config.settings("agent").model_copy(update={"schema_prefix": f"{SCHEMA_PREFIX}rls_"})
-    admin = database_url(settings, "agent", sync=True, admin=True)
+    admin = database_url(settings, "agent", admin=True)
     try:
         migrate.upgrade(settings, "agent")
         engine = create_engine(admin, connect_args=connect_args(settings, "agent"))

@@ -16,8 +16,9 @@ from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
 from services.kit.db import Database, create_engine
 from services.kit.server import start
 from services.kit.timestamps import utcnow
-from services.workflow.models import WorkflowRun
+from services.workflow.models import RunState, WorkflowRunRow
 from services.workflow.server import build as build_workflow
+from services.workflow.store import RUNS
 from tests.conftest import Mesh
 from tests.service.helpers import field_violations, new_tenant
 
@@ -101,8 +102,8 @@ async def test_bad_definitions_name_each_bad_field(mesh: Mesh) -> None:
                 metadata=tenant.metadata,
             )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Checks that need no peer come first; agents are looked up only for an otherwise valid workflow.
     assert set(field_violations(caught.value)) == {
-        "workflow.steps[0].agent",
         "workflow.steps[0].input_template",
         "workflow.steps[1].agent",
         "workflow.steps[1].input_template",
@@ -110,6 +111,29 @@ async def test_bad_definitions_name_each_bad_field(mesh: Mesh) -> None:
         "workflow.steps[2].agent",
         "workflow.steps[2].input_template",
     }
+    async with mesh.channel("workflow") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pb_grpc.WorkflowServiceStub(channel).CreateWorkflow(
+                pb.CreateWorkflowRequest(
+                    parent=tenant.name,
+                    workflow=res.Workflow(steps=[Step(id="a", agent=f"{tenant.name}/agents/missing")]),
+                ),
+                metadata=tenant.metadata,
+            )
+    assert field_violations(caught.value) == ["workflow.steps[0].agent"]
+
+
+async def test_an_oversized_workflow_is_refused_before_any_agent_is_looked_up(mesh: Mesh) -> None:
+    tenant = await new_tenant(mesh)
+    steps = [Step(id=f"s{i}", agent=f"{tenant.name}/agents/missing") for i in range(5000)]
+    async with mesh.channel("workflow") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pb_grpc.WorkflowServiceStub(channel).CreateWorkflow(
+                pb.CreateWorkflowRequest(parent=tenant.name, workflow=res.Workflow(steps=steps)),
+                metadata=tenant.metadata,
+                timeout=5,
+            )
+    assert field_violations(caught.value) == ["workflow.steps"]
 
 
 async def test_an_interrupted_run_resumes_at_its_first_unfinished_step(mesh: Mesh) -> None:
@@ -141,27 +165,24 @@ async def test_an_interrupted_run_resumes_at_its_first_unfinished_step(mesh: Mes
         update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0"}
     )
     db = Database(create_engine(settings, "workflow"))
-    async with db.transaction(tenant=tenant.id) as session:
-        session.add(
-            WorkflowRun(
-                tenant_id=tenant.id,
-                id="interrupted",
-                workflow_id="resume",
-                input="ignored: step a already ran",
-                state="RUNNING",
-                steps=[
-                    {
-                        "step_id": "a",
-                        "state": "SUCCEEDED",
-                        "input": "x",
-                        "output": "Rotterdam",
-                        "agent_run": "r",
-                    },
-                    {"step_id": "b", "state": "RUNNING"},
-                ],
-                create_time=utcnow(),
-            )
-        )
+    interrupted = WorkflowRunRow(
+        tenant_id=tenant.id,
+        id="interrupted",
+        workflow_id="resume",
+        input="ignored: step a already ran",
+        state=RunState.RUNNING,
+        steps=[
+            {"step_id": "a", "state": "SUCCEEDED", "input": "x", "output": "Rotterdam", "agent_run": "r"},
+            {"step_id": "b", "state": "RUNNING"},
+        ],
+        output="",
+        error_reason="",
+        error_message="",
+        request_id=None,
+        create_time=utcnow(),
+        end_time=None,
+    )
+    await db.write(tenant.id, RUNS.insert, interrupted)
     await db.close()
     service, settings = await build_workflow(settings)
     restarted = await start(service, settings)

@@ -9,7 +9,7 @@ from google.api import annotations_pb2 as http_annotations
 
 from services.kit import protogen
 from services.kit.auth import method_rules
-from services.kit.config import SERVICES
+from services.kit.contracts import all_descriptors
 from services.kit.policy import SERVICE_CALLS
 from services.kit.roles import ROLE_ORDER, ROLE_PERMISSIONS, may_grant, permissions_of
 
@@ -17,9 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _service_descriptors():
-    for name in SERVICES:
-        module = __import__(f"orchestrall.{name}.v1.{name}_service_pb2", fromlist=["DESCRIPTOR"])
-        yield from module.DESCRIPTOR.services_by_name.values()
+    for descriptors in all_descriptors().values():
+        yield from descriptors
 
 
 def _differences(left: Path, right: Path) -> list[str]:

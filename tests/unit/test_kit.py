@@ -6,16 +6,21 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from orchestrall.agent.v1 import resources_pb2 as agent_resources
 from services.kit.errors import InvalidArgument, NotFound, invalid
-from services.kit.names import parse, validate_id
+from services.kit.names import ResourceName, validate_id
 from services.kit.pagination import page_of
 
+AGENT = ResourceName.of(agent_resources.Agent)
 
-def test_parse_names() -> None:
-    assert parse("tenants/a/agents/b", "name", "tenants", "agents") == ["a", "b"]
-    for bad in ["tenants/a", "tenants//agents/b", "tenant/a/agents/b", "tenants/a/agents/b/runs/c"]:
+
+def test_resource_names_parse_and_format_by_the_contracts_pattern() -> None:
+    assert AGENT.pattern == "tenants/{tenant}/agents/{agent}"
+    assert AGENT.parse("tenants/a/agents/b", "name") == ("a", "b")
+    assert AGENT.format("a", "b") == "tenants/a/agents/b"
+    for bad in ["tenants/a", "tenants//agents/b", "tenant/a/agents/b", "tenants/a/agents/b/runs/c", ""]:
         with pytest.raises(InvalidArgument) as caught:
-            parse(bad, "name", "tenants", "agents")
+            AGENT.parse(bad, "name")
         assert caught.value.violations[0].field == "name"
 
 
@@ -32,11 +37,10 @@ def test_invalid_ids(value: str) -> None:
 
 def test_page_tokens_round_trip_and_are_bound_to_the_request() -> None:
     first = page_of(2, "", "tenants/a")
-    token = first.next_token(returned=3)
-    assert token
+    assert first.after is None
+    token = first.token_after(["2026-12-01T00:00:00+00:00", "b"])
     second = page_of(2, token, "tenants/a")
-    assert second.offset == 2
-    assert first.next_token(returned=2) == ""
+    assert second.after == ("2026-12-01T00:00:00+00:00", "b")
     with pytest.raises(InvalidArgument):
         page_of(2, token, "tenants/b")
     with pytest.raises(InvalidArgument):

@@ -31,7 +31,7 @@ from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot
 from orchestrall.billing.v1 import resources_pb2 as orchestrall_dot_billing_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrall/billing/v1/billing_service.proto\x12\x16orchestrall.billing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$orchestrall/api/v1/annotations.proto\x1a&orchestrall/billing/v1/resources.proto\"T\n\x18IngestUsageEventsRequest\x12\x38\n\x06\x65vents\x18\x01 \x03(\x0b\x32\".orchestrall.billing.v1.UsageEventB\x04\xe2\x41\x01\x02\"L\n\x19IngestUsageEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"\x8c\x01\n\x16GetUsageSummaryRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41&\n$billing.orchestrall.dev/UsageSummary\x12\x35\n\x0bperiod_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"\\\n\x17\x43heckEntitlementRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05meter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x02\"M\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x32\xd0\x03\n\x0e\x42illingService\x12x\n\x11IngestUsageEvents\x12\x30.orchestrall.billing.v1.IngestUsageEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\x12\xb0\x01\n\x0fGetUsageSummary\x12..orchestrall.billing.v1.GetUsageSummaryRequest\x1a$.orchestrall.billing.v1.UsageSummary\"G\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x62illing.usage.get\x82\xd3\xe4\x93\x02#\x12!/v1/{name=tenants/*/usageSummary}\x12u\n\x10\x43heckEntitlement\x12/.orchestrall.billing.v1.CheckEntitlementRequest\x1a\x30.orchestrall.billing.v1.CheckEntitlementResponse\x1a\x1a\xca\x41\x17\x62illing.orchestrall.devBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrall/billing/v1/billing_service.proto\x12\x16orchestrall.billing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$orchestrall/api/v1/annotations.proto\x1a&orchestrall/billing/v1/resources.proto\"T\n\x18IngestUsageEventsRequest\x12\x38\n\x06\x65vents\x18\x01 \x03(\x0b\x32\".orchestrall.billing.v1.UsageEventB\x04\xe2\x41\x01\x02\"L\n\x19IngestUsageEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"\x8c\x01\n\x16GetUsageSummaryRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41&\n$billing.orchestrall.dev/UsageSummary\x12\x35\n\x0bperiod_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"\x9d\x01\n\x17\x43heckEntitlementRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05meter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01\x12?\n\nquantities\x18\x04 \x03(\x0b\x32%.orchestrall.billing.v1.MeterQuantityB\x04\xe2\x41\x01\x01\"<\n\rMeterQuantity\x12\x13\n\x05meter\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x02\"\x87\x01\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x12\x38\n\x06meters\x18\x04 \x03(\x0b\x32(.orchestrall.billing.v1.MeterEntitlement\"T\n\x10MeterEntitlement\x12\r\n\x05meter\x18\x01 \x01(\t\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x11\n\tremaining\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x01\x32\xd0\x03\n\x0e\x42illingService\x12x\n\x11IngestUsageEvents\x12\x30.orchestrall.billing.v1.IngestUsageEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\x12\xb0\x01\n\x0fGetUsageSummary\x12..orchestrall.billing.v1.GetUsageSummaryRequest\x1a$.orchestrall.billing.v1.UsageSummary\"G\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x62illing.usage.get\x82\xd3\xe4\x93\x02#\x12!/v1/{name=tenants/*/usageSummary}\x12u\n\x10\x43heckEntitlement\x12/.orchestrall.billing.v1.CheckEntitlementRequest\x1a\x30.orchestrall.billing.v1.CheckEntitlementResponse\x1a\x1a\xca\x41\x17\x62illing.orchestrall.devBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,9 +48,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['tenant']._loaded_options = None
   _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
   _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['meter']._loaded_options = None
-  _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['meter']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['meter']._serialized_options = b'\342A\001\001'
   _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['quantity']._loaded_options = None
-  _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
+  _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['quantity']._serialized_options = b'\342A\001\001'
+  _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['quantities']._loaded_options = None
+  _globals['_CHECKENTITLEMENTREQUEST'].fields_by_name['quantities']._serialized_options = b'\342A\001\001'
+  _globals['_METERQUANTITY'].fields_by_name['meter']._loaded_options = None
+  _globals['_METERQUANTITY'].fields_by_name['meter']._serialized_options = b'\342A\001\002'
+  _globals['_METERQUANTITY'].fields_by_name['quantity']._loaded_options = None
+  _globals['_METERQUANTITY'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
   _globals['_BILLINGSERVICE']._loaded_options = None
   _globals['_BILLINGSERVICE']._serialized_options = b'\312A\027billing.orchestrall.dev'
   _globals['_BILLINGSERVICE'].methods_by_name['GetUsageSummary']._loaded_options = None
@@ -61,10 +67,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_end=460
   _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=463
   _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=603
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=605
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=697
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=699
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=776
-  _globals['_BILLINGSERVICE']._serialized_start=779
-  _globals['_BILLINGSERVICE']._serialized_end=1243
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=606
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=763
+  _globals['_METERQUANTITY']._serialized_start=765
+  _globals['_METERQUANTITY']._serialized_end=825
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=828
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=963
+  _globals['_METERENTITLEMENT']._serialized_start=965
+  _globals['_METERENTITLEMENT']._serialized_end=1049
+  _globals['_BILLINGSERVICE']._serialized_start=1052
+  _globals['_BILLINGSERVICE']._serialized_end=1516
 # @@protoc_insertion_point(module_scope)

@@ -38,21 +38,45 @@ class GetUsageSummaryRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., period_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CheckEntitlementRequest(_message.Message):
-    __slots__ = ("tenant", "meter", "quantity")
+    __slots__ = ("tenant", "meter", "quantity", "quantities")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     METER_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    QUANTITIES_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     meter: str
     quantity: float
-    def __init__(self, tenant: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ...) -> None: ...
+    quantities: _containers.RepeatedCompositeFieldContainer[MeterQuantity]
+    def __init__(self, tenant: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ..., quantities: _Optional[_Iterable[_Union[MeterQuantity, _Mapping]]] = ...) -> None: ...
+
+class MeterQuantity(_message.Message):
+    __slots__ = ("meter", "quantity")
+    METER_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    meter: str
+    quantity: float
+    def __init__(self, meter: _Optional[str] = ..., quantity: _Optional[float] = ...) -> None: ...
 
 class CheckEntitlementResponse(_message.Message):
-    __slots__ = ("allowed", "remaining", "limit")
+    __slots__ = ("allowed", "remaining", "limit", "meters")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    METERS_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     remaining: float
     limit: float
-    def __init__(self, allowed: _Optional[bool] = ..., remaining: _Optional[float] = ..., limit: _Optional[float] = ...) -> None: ...
+    meters: _containers.RepeatedCompositeFieldContainer[MeterEntitlement]
+    def __init__(self, allowed: _Optional[bool] = ..., remaining: _Optional[float] = ..., limit: _Optional[float] = ..., meters: _Optional[_Iterable[_Union[MeterEntitlement, _Mapping]]] = ...) -> None: ...
+
+class MeterEntitlement(_message.Message):
+    __slots__ = ("meter", "allowed", "remaining", "limit")
+    METER_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    meter: str
+    allowed: bool
+    remaining: float
+    limit: float
+    def __init__(self, meter: _Optional[str] = ..., allowed: _Optional[bool] = ..., remaining: _Optional[float] = ..., limit: _Optional[float] = ...) -> None: ...

@@ -73,8 +73,12 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckEntitlement(self, request, context):
-        """Says whether a tenant may use `quantity` more of a meter in the current
-        period. Internal: called by services before they spend.
+        """Says whether a tenant may use `quantity` more of a meter, or every
+        quantity of `quantities` together, in the current period. Internal: called
+        by services before they spend, once for every meter a unit of work uses.
+
+        Errors: INVALID_ARGUMENT (`UNKNOWN_METER`, `INVALID_ARGUMENT`) for an
+        unknown meter, a negative or non-finite quantity, or a malformed tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
