@@ -28,25 +28,34 @@ involved:
   the admin URL and the services' URL is derived from it with the user replaced
   by :data:`APP_ROLE` and no password (see :func:`app_url`).
 
-**SQLite transactions.** Python's ``sqlite3`` module opens transactions only
-before data-changing statements, so a read-modify-write would not be atomic.
-The driver runs in autocommit mode instead and every transaction issues its own
-``BEGIN`` (reads) or ``BEGIN IMMEDIATE`` (writes: the write lock is taken first,
-so two writers never both read and then collide on the upgrade; SQLite docs,
-"BEGIN TRANSACTION").
+**Transactions are explicit.** Both drivers run in autocommit mode and every
+transaction sends its own ``BEGIN`` and ``COMMIT``. On SQLite, Python's
+``sqlite3`` module would otherwise open transactions only before data-changing
+statements, so a read-modify-write would not be atomic; reads send ``BEGIN``,
+writes ``BEGIN IMMEDIATE`` (the write lock is taken first, so two writers never
+both read and then collide on the upgrade; SQLite docs, "BEGIN TRANSACTION").
+On PostgreSQL, ``BEGIN`` and the tenant binding go as one simple-protocol query,
+one round trip where psycopg's implicit ``BEGIN`` plus a ``set_config`` call
+took two (psycopg docs, "Multiple statements in the same query"). Connections
+are not pinged when taken from the pool (a round trip per transaction): a
+connection found dead at ``BEGIN`` is discarded and the transaction starts
+again on a fresh one, once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from psycopg import sql as psycopg_sql
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.engine import create_engine as sa_create_engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 from services.kit.config import MeshSettings
@@ -141,10 +150,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
 def create_engine(settings: MeshSettings, service: str, *, admin: bool = False) -> Engine:
     """Returns the engine of ``service``, pooled for :class:`Database`'s worker threads.
 
-    SQLite connections run the driver in autocommit mode (see the module docs) and
-    skip ``pool_pre_ping``: a file cannot drop a connection. PostgreSQL connections
-    are pinged when taken from the pool, so a restarted server costs one retry, not
-    a failed call.
+    Both drivers run in autocommit mode: :class:`Database` sends ``BEGIN`` and
+    ``COMMIT`` itself (see the module docs).
 
     Args:
         settings: Where the database is.
@@ -165,9 +172,9 @@ def create_engine(settings: MeshSettings, service: str, *, admin: bool = False) 
     return sa_create_engine(
         url,
         connect_args=connect_args(settings, service),
+        isolation_level="AUTOCOMMIT",
         pool_size=POSTGRES_WORKERS,
         max_overflow=0,
-        pool_pre_ping=True,
     )
 
 
@@ -208,6 +215,28 @@ class Tx:
     def bound_tenant(self) -> str | None:
         """Returns the tenant the transaction is bound to now, or None."""
         return self._tenant
+
+    def begin(self, tenant: str | None, *, all_tenants: bool, write: bool) -> None:
+        """Starts the transaction, bound to ``tenant`` (see :meth:`bind`), in one round trip.
+
+        Args:
+            tenant: The tenant the transaction acts for, or None.
+            all_tenants: Make every tenant's rows visible and writable (system work only).
+            write: Take SQLite's write lock now.
+        """
+        self._tenant = tenant
+        if self.dialect == "sqlite":
+            self.connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            return
+        # Without parameters psycopg sends the simple query protocol, which carries several
+        # statements; the tenant goes in as a quoted literal.
+        raw = self.connection.connection.driver_connection
+        literal = psycopg_sql.Literal(tenant or "").as_string(raw)
+        scope = "on" if all_tenants else "off"
+        self.connection.exec_driver_sql(
+            f"BEGIN; SELECT set_config('app.tenant_id', {literal}, true),"
+            f" set_config('app.all_tenants', '{scope}', true)"
+        )
 
     def bind(self, tenant: str | None, *, all_tenants: bool = False) -> None:
         """Scopes the rest of the transaction to ``tenant``.
@@ -331,21 +360,27 @@ class Database:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> T:
-        with self.engine.connect() as connection:
-            if self.dialect == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-            tx = Tx(connection, self.dialect)
-            try:
-                tx.bind(tenant, all_tenants=all_tenants)
-                result = work(tx, *args, **kwargs)
-                if write and tx.changed:
-                    for hook in self._before_commit:
-                        hook(tx)
-                connection.commit()
-            except BaseException:
-                connection.rollback()
-                raise
-        return result
+        for attempt in (1, 2):
+            with self.engine.connect() as connection:
+                tx = Tx(connection, self.dialect)
+                try:
+                    tx.begin(tenant, all_tenants=all_tenants, write=write)
+                except DBAPIError as error:
+                    if error.connection_invalidated and attempt == 1:
+                        continue  # a pooled connection the server dropped: once more, on a new one
+                    raise
+                try:
+                    result = work(tx, *args, **kwargs)
+                    if write and tx.changed:
+                        for hook in self._before_commit:
+                            hook(tx)
+                    connection.exec_driver_sql("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(DBAPIError):  # a broken connection is discarded anyway
+                        connection.exec_driver_sql("ROLLBACK")
+                    raise
+                return result
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def close(self) -> None:
         """Waits for running transactions, then disposes of the connection pool."""
