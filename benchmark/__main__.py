@@ -66,7 +66,9 @@ def _arguments() -> Settings:
         "--warmup", type=float, default=defaults.warmup_seconds, help="uncounted seconds first"
     )
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency, help="RPCs in flight")
-    parser.add_argument("--flag-changes", type=int, default=defaults.flag_changes)
+    parser.add_argument(
+        "--flag-changes", type=int, default=defaults.flag_changes, help="flag changes timed (p50, p99)"
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("ORCHESTRALL_TEST_DATABASE_URL", defaults.database_url),
@@ -110,8 +112,8 @@ def main() -> None:
         for label, url in (("sqlite", None), ("postgres", settings.database_url)):
             mesh = MeshUnderTest(label, work / label, url, f"{settings.schema_prefix}{label}_")
             progress(f"starting the {label} stack")
-            mesh.start()
             running.callback(mesh.stop)
+            mesh.start()
             meshes.append(mesh)
         running.callback(drop_schemas, settings.database_url, settings.schema_prefix)
         echo = EchoServer(meshes[0].config.tls_dir)

@@ -256,7 +256,8 @@ class MeshUnderTest:
                 timeout=10,
             )
         with self.channel("flag") as channel:
-            flag_grpc.FlagServiceStub(channel).CreateFlag(
+            flags = flag_grpc.FlagServiceStub(channel)
+            flags.CreateFlag(
                 flag_pb.CreateFlagRequest(
                     parent=f"tenants/{TENANT}",
                     flag_id=FLAG.rsplit("/", 1)[1],
@@ -272,6 +273,12 @@ class MeshUnderTest:
                 metadata=self.metadata,
                 timeout=10,
             )
+            # The figures check status codes only: make sure an evaluation is a real one.
+            answer = flags.EvaluateFlag(
+                flag_pb.EvaluateFlagRequest(name=FLAG), metadata=self.metadata, timeout=10
+            )
+            if answer.variant != "on" or answer.error_code:
+                raise RuntimeError(f"the benchmark flag does not evaluate: {answer}")
 
     def _sign_up(self) -> str:
         url = self.config.gateway_url
