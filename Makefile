@@ -46,9 +46,19 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(VENV)/bin/orchestrall up
 
-bench: $(STAMP)
-	$(PY) -m benchmark.gateway_overhead
-	$(PY) -m benchmark.auth_overhead
+# The figures of issue 7 in one table (benchmark/__main__.py); a few minutes. Needs
+# PostgreSQL ($ORCHESTRALL_TEST_DATABASE_URL, as the tests) and wrk, installed here from
+# Debian when missing. The venv is made only when missing (not refreshed), and the
+# checkout's own code comes first on PYTHONPATH, so a worktree can borrow another
+# checkout's venv (make bench VENV=../main/.venv) without reinstalling into it.
+# BENCH_ARGS passes options, e.g. BENCH_ARGS="--runs 5".
+bench:
+	@test -f $(STAMP) || $(MAKE) venv
+	@command -v wrk >/dev/null || { \
+	  echo "make bench: installing wrk (Debian package wrk) for the REST figures"; \
+	  { test "$$(id -u)" = 0 && { apt-get install -y -q wrk || { apt-get update -q && apt-get install -y -q wrk; }; }; } \
+	  || { echo "make bench: wrk is missing; install it with: sudo apt-get install wrk" >&2; exit 1; }; }
+	PYTHONPATH=$(CURDIR)/gen:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m benchmark $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .state

@@ -26,7 +26,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.envoy.render import render
+from gateway.envoy.render import TENANT_RATE_LIMIT, TokenBucket, render
 from services.kit import migrate, mtls
 from services.kit.config import SERVICES, MeshSettings
 from services.kit.mtls import TlsFiles
@@ -65,6 +65,7 @@ class StackConfig:
         database_url: PostgreSQL URL, or None for SQLite.
         schema_prefix: Prefix of the PostgreSQL schemas.
         openai_base_url: External model endpoint; None starts the local model server.
+        tenant_rate_limit: The gateway's per-tenant token bucket (benchmarks lift it).
     """
 
     state_dir: Path = Path(".state")
@@ -77,6 +78,7 @@ class StackConfig:
     database_url: str | None = None
     schema_prefix: str = ""
     openai_base_url: str | None = None
+    tenant_rate_limit: TokenBucket = TENANT_RATE_LIMIT
 
     @classmethod
     def ephemeral(cls, state_dir: Path, **overrides: object) -> StackConfig:
@@ -148,6 +150,14 @@ class Stack:
         self._log = log
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self.timings: dict[str, float] = {}
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ID of each running process by name (the services, ``gateway``, ``model``).
+
+        Each is the program's own PID: the die-with-parent wrapper execs it.
+        """
+        return {name: process.pid for name, process in self._processes.items() if process.poll() is None}
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         logs = self.config.state_dir / "logs"
@@ -225,6 +235,7 @@ class Stack:
             audience="orchestrall",
             trust_domain="orchestrall.local",
             namespace="orchestrall",
+            tenant_rate_limit=config.tenant_rate_limit,
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)
