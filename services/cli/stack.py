@@ -149,6 +149,14 @@ class Stack:
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self.timings: dict[str, float] = {}
 
+    def pid(self, name: str) -> int:
+        """Returns the process id of one started process (a service name, ``gateway`` or ``model``).
+
+        Raises:
+            KeyError: No process of that name was started.
+        """
+        return self._processes[name].pid
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         logs = self.config.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
