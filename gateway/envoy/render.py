@@ -11,7 +11,8 @@ Edge protection (all in Envoy, no external service): a token bucket per tenant
 credential RPCs (sign-up, token), answered with HTTP 429 and ``Retry-After``;
 CORS for the browser console's origins; a request body cap (413) and a request
 header cap (431). The defaults below are module constants; :func:`render`
-takes each as a keyword.
+takes each as a keyword. Verified tokens are cached by jwt_authn
+(:data:`JWT_CACHE_SIZE` per worker).
 
 Which RPCs need no token and which are internal (not exposed at all) is read
 from the generated descriptors, the same source the services' auth interceptor
@@ -67,6 +68,11 @@ SELF_CLUSTER = "gateway_self"
 JWT_PROVIDER = "orchestrall"
 JWKS_PATH = "/.well-known/jwks.json"
 JWKS_CACHE_SECONDS = 300
+#: Verified tokens kept per Envoy worker thread (jwt_authn's LRU JWT cache, about 7 KiB each,
+#: so at most 14 MiB per worker); see the template.
+JWT_CACHE_SIZE = 2_000
+#: Leeway on a token's exp and nbf, the services' own (services.auth.tokens.CLOCK_SKEW).
+JWT_CLOCK_SKEW_SECONDS = 60
 
 #: Request header carrying the verified ``tenant`` claim (written by jwt_authn,
 #: read by the rate limiter, removed before a service sees it).
@@ -285,6 +291,8 @@ def render(
     cors_origins: Sequence[str] = CORS_ORIGINS,
     max_request_bytes: int = MAX_REQUEST_BYTES,
     max_request_headers_kb: int = MAX_REQUEST_HEADERS_KB,
+    jwt_cache_size: int = JWT_CACHE_SIZE,
+    jwt_clock_skew_seconds: int = JWT_CLOCK_SKEW_SECONDS,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -312,6 +320,8 @@ def render(
         cors_origins: Exact origins allowed to call from a browser (CORS).
         max_request_bytes: Largest request body; larger gets HTTP 413.
         max_request_headers_kb: Largest request header block; larger gets HTTP 431.
+        jwt_cache_size: Verified tokens jwt_authn keeps per worker thread.
+        jwt_clock_skew_seconds: Leeway on ``exp`` and ``nbf``, in seconds.
 
     Returns:
         The YAML text, for ``envoy -c``.
@@ -320,8 +330,11 @@ def render(
         ValueError: An upstream names an unknown service, or a limit is not positive.
 
     """
-    if max_request_bytes < 1 or max_request_headers_kb < 1 or max_dynamic_descriptors < 1:
-        raise ValueError("request size limits and max_dynamic_descriptors must be positive")
+    if min(max_request_bytes, max_request_headers_kb, max_dynamic_descriptors, jwt_cache_size) < 1:
+        raise ValueError("request size limits, max_dynamic_descriptors and jwt_cache_size must be positive")
+    # Envoy reads 0 as "not set" (60 s).
+    if jwt_clock_skew_seconds < 1:
+        raise ValueError("jwt_clock_skew_seconds must be positive")
     descriptors = service_descriptors(upstreams)
     rpcs = rpcs_of(descriptors)
     issuer = issuer.rstrip("/")
@@ -367,6 +380,8 @@ def render(
         audience=audience,
         jwks_uri=issuer + JWKS_PATH,
         jwks_cache_seconds=JWKS_CACHE_SECONDS,
+        jwt_cache_size=jwt_cache_size,
+        jwt_clock_skew_seconds=jwt_clock_skew_seconds,
         jwt_provider=JWT_PROVIDER,
         self_cluster=SELF_CLUSTER,
         unrouted_cluster=UNROUTED_CLUSTER,
