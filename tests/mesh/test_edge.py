@@ -23,7 +23,8 @@ import grpc
 import httpx
 import pytest
 
-from gateway.envoy.render import TENANT_HEADER, TokenBucket, render
+from gateway.envoy.render import TENANT_HEADER, render
+from gateway.envoy.settings import TokenBucket
 from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from orchestrall.auth.v1 import resources_pb2 as auth_res
