@@ -49,6 +49,7 @@ up: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmark.gateway_overhead
 	$(PY) -m benchmark.auth_overhead
+	$(PY) -m benchmark.envoy_cpu
 
 clean:
 	rm -rf $(VENV) .state
