@@ -35,7 +35,7 @@ from google.protobuf import struct_pb2
 from benchmark import echo
 from benchmark.harness import MEASURED_CORE, OTHER_CORE, local_ports_to, pin, pinned
 from benchmark.loadgen import Plan
-from gateway.envoy.render import TokenBucket
+from gateway.envoy.settings import GatewaySettings
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.agent.v1 import resources_pb2 as agent_res
@@ -51,7 +51,7 @@ FLAG = f"tenants/{TENANT}/flags/bench"
 POSTGRES_PORT = 5432
 #: The gateway's per-tenant bucket while benchmarking: the filter still runs and counts
 #: every request, but no figure here comes near a million requests per second.
-UNLIMITED = TokenBucket.per_second(rate=1_000_000, burst=1_000_000)
+UNLIMITED_RATE = 1_000_000
 
 
 @contextmanager
@@ -230,7 +230,7 @@ class MeshUnderTest:
             database_url=database_url,
             schema_prefix=schema_prefix,
             openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
-            tenant_rate_limit=UNLIMITED,
+            gateway=GatewaySettings(tenant_rate=UNLIMITED_RATE, tenant_burst=UNLIMITED_RATE),
         )
         self.stack = Stack(self.config, log=lambda _line: None)
         self.token = ""

@@ -138,10 +138,13 @@ class Forger:
         claims.update(overrides)
         return claims
 
-    def valid(self, tenant: str, roles: list[str]) -> str:
-        """A token the mesh accepts (the control case)."""
+    def valid(self, tenant: str, roles: list[str], **overrides: Any) -> str:
+        """A token the mesh accepts (the control case); ``overrides`` replace claims (a short ``exp``)."""
         return jwt.encode(
-            self.claims(tenant, roles), self.private_pem, algorithm="EdDSA", headers={"kid": self.kid}
+            self.claims(tenant, roles, **overrides),
+            self.private_pem,
+            algorithm="EdDSA",
+            headers={"kid": self.kid},
         )
 
     def attacks(self, tenant: str) -> Iterator[tuple[str, str]]:

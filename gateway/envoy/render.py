@@ -10,8 +10,10 @@ Edge protection (all in Envoy, no external service): a token bucket per tenant
 (the verified ``tenant`` claim) and one per client address on the anonymous
 credential RPCs (sign-up, token), answered with HTTP 429 and ``Retry-After``;
 CORS for the browser console's origins; a request body cap (413) and a request
-header cap (431). The defaults below are module constants; :func:`render`
-takes each as a keyword.
+header cap (431). The buckets and the CORS origins are settings from the
+environment (:class:`gateway.envoy.settings.GatewaySettings`); :func:`render`
+takes each as a keyword, the other limits default to the module constants below.
+Verified tokens are cached by jwt_authn (:data:`JWT_CACHE_SIZE` per worker).
 
 Which RPCs need no token and which are internal (not exposed at all) is read
 from the generated descriptors, the same source the services' auth interceptor
@@ -27,7 +29,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib
 import ipaddress
 import json
 import re
@@ -41,22 +42,16 @@ from google.api import annotations_pb2 as http_annotations
 from google.api import http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
+from gateway.envoy.settings import GatewaySettings, TokenBucket
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
 from services.kit.auth import TENANT_METADATA_KEY
+from services.kit.config import SERVICES
+from services.kit.contracts import descriptors_of
 from services.kit.mtls import TlsFiles, spiffe_id
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "envoy.yaml.j2"
 DEFAULT_DESCRIPTOR_SET = ROOT / "gen" / "orchestrall.binpb"
-
-#: Service name -> generated module holding its gRPC service descriptors.
-SERVICE_MODULES: dict[str, str] = {
-    "auth": "orchestrall.auth.v1.auth_service_pb2",
-    "agent": "orchestrall.agent.v1.agent_service_pb2",
-    "workflow": "orchestrall.workflow.v1.workflow_service_pb2",
-    "flag": "orchestrall.flag.v1.flag_service_pb2",
-    "billing": "orchestrall.billing.v1.billing_service_pb2",
-}
 
 #: Route timeout in seconds per service; model calls make agent and workflow slow.
 ROUTE_TIMEOUT_SECONDS: dict[str, int] = {"agent": 300, "workflow": 300}
@@ -67,6 +62,11 @@ SELF_CLUSTER = "gateway_self"
 JWT_PROVIDER = "orchestrall"
 JWKS_PATH = "/.well-known/jwks.json"
 JWKS_CACHE_SECONDS = 300
+#: Verified tokens kept per Envoy worker thread (jwt_authn's LRU JWT cache, about 7 KiB each,
+#: so at most 14 MiB per worker); see the template.
+JWT_CACHE_SIZE = 2_000
+#: Leeway on a token's exp and nbf, the services' own (services.auth.tokens.CLOCK_SKEW).
+JWT_CLOCK_SKEW_SECONDS = 60
 
 #: Request header carrying the verified ``tenant`` claim (written by jwt_authn,
 #: read by the rate limiter, removed before a service sees it).
@@ -75,45 +75,8 @@ TENANT_HEADER = "x-orchestrall-tenant"
 UNROUTED_CLUSTER = "unrouted"
 
 
-@dataclass(frozen=True)
-class TokenBucket:
-    """A token bucket of Envoy's local rate limit filter (``envoy.type.v3.TokenBucket``).
-
-    A request takes one token; with none left it is refused (HTTP 429). The
-    bucket starts full and gains ``refill`` tokens every ``interval_seconds``,
-    up to ``burst``. ``Retry-After`` is ``interval_seconds``: the longest wait
-    for the next token.
-
-    Attributes:
-        burst: Bucket size (``max_tokens``), the most requests at once.
-        refill: Tokens added per interval (``tokens_per_fill``).
-        interval_seconds: Refill interval (``fill_interval``), whole seconds.
-
-    """
-
-    burst: int
-    refill: int
-    interval_seconds: int = 1
-
-    def __post_init__(self) -> None:
-        if self.burst < 1 or self.refill < 1 or self.interval_seconds < 1:
-            raise ValueError(f"token bucket values must be positive, got {self}")
-
-    @classmethod
-    def per_second(cls, rate: int, burst: int) -> TokenBucket:
-        """``rate`` requests per second sustained, ``burst`` at once."""
-        return cls(burst=burst, refill=rate, interval_seconds=1)
-
-
-#: Per tenant, all its REST and gRPC calls together (per Envoy process). The burst
-#: covers benchmark/gateway_overhead.py (840 back-to-back calls of one tenant).
-TENANT_RATE_LIMIT = TokenBucket.per_second(rate=500, burst=1000)
-#: Per client address, sign-up and token calls together.
-ANONYMOUS_RATE_LIMIT = TokenBucket.per_second(rate=5, burst=20)
 #: Distinct tenants / addresses whose buckets are kept (LRU); an evicted one restarts full.
 MAX_DYNAMIC_DESCRIPTORS = 10_000
-#: Origins of the browser console allowed by CORS (the Vite dev server by default).
-CORS_ORIGINS: tuple[str, ...] = ("http://localhost:5173",)
 CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
 CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id")
 #: Response headers a browser script may read (Retry-After on a 429).
@@ -215,18 +178,16 @@ def _bindings(rule: http_pb2.HttpRule) -> list[HttpBinding]:
 
 
 def service_descriptors(services: Iterable[str]) -> dict[str, list[ServiceDescriptor]]:
-    """Import the generated modules of ``services`` and return their gRPC services.
+    """Returns the gRPC services of each mesh service in ``services`` (:mod:`services.kit.contracts`).
 
     Raises:
-        ValueError: A name is not one of :data:`SERVICE_MODULES`.
-
+        ValueError: A name is not one of :data:`~services.kit.config.SERVICES`.
     """
     found: dict[str, list[ServiceDescriptor]] = {}
     for name in services:
-        if name not in SERVICE_MODULES:
-            raise ValueError(f"unknown service {name!r}; expected one of {sorted(SERVICE_MODULES)}")
-        module = importlib.import_module(SERVICE_MODULES[name])
-        found[name] = list(module.DESCRIPTOR.services_by_name.values())
+        if name not in SERVICES:
+            raise ValueError(f"unknown service {name!r}; expected one of {sorted(SERVICES)}")
+        found[name] = descriptors_of(name)
     return found
 
 
@@ -278,13 +239,15 @@ def render(
     audience: str,
     trust_domain: str,
     namespace: str,
+    tenant_rate_limit: TokenBucket,
+    anonymous_rate_limit: TokenBucket,
+    cors_origins: Sequence[str],
     listen_address: str = "127.0.0.1",
-    tenant_rate_limit: TokenBucket = TENANT_RATE_LIMIT,
-    anonymous_rate_limit: TokenBucket = ANONYMOUS_RATE_LIMIT,
     max_dynamic_descriptors: int = MAX_DYNAMIC_DESCRIPTORS,
-    cors_origins: Sequence[str] = CORS_ORIGINS,
     max_request_bytes: int = MAX_REQUEST_BYTES,
     max_request_headers_kb: int = MAX_REQUEST_HEADERS_KB,
+    jwt_cache_size: int = JWT_CACHE_SIZE,
+    jwt_clock_skew_seconds: int = JWT_CLOCK_SKEW_SECONDS,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -292,7 +255,7 @@ def render(
         listen_port: Port of the one listener (REST/JSON and native gRPC).
         admin_port: Port of the admin interface, bound to 127.0.0.1.
         upstreams: Service name -> ``(host, port)`` of its gRPC server; a subset
-            of :data:`SERVICE_MODULES`. Only these services are routed and transcoded.
+            of :data:`~services.kit.config.SERVICES`. Only these services are routed and transcoded.
         tls_dir: Folder with ``ca.pem``, ``gateway.pem`` and ``gateway-key.pem``;
             upstream connections then use mTLS and check each upstream's SPIFFE ID.
             None means plaintext upstreams (in a cluster the Istio sidecar does mTLS).
@@ -302,16 +265,19 @@ def render(
         audience: Required ``aud`` of tokens.
         trust_domain: SPIFFE trust domain of the upstreams' identities.
         namespace: Namespace in the upstreams' SPIFFE IDs.
-        listen_address: Address the listener binds (``0.0.0.0`` in a container).
         tenant_rate_limit: Bucket per tenant (the token's ``tenant`` claim), over all
-            its authenticated calls.
+            its authenticated calls (``GatewaySettings.tenant_rate_limit``).
         anonymous_rate_limit: Bucket per client address over the anonymous RPCs that
             are not GETs (sign-up, token). The address is the TCP peer
-            (``use_remote_address``, no trusted proxy hops).
+            (``use_remote_address``, no trusted proxy hops)
+            (``GatewaySettings.anonymous_rate_limit``).
+        cors_origins: Exact origins allowed to call from a browser (CORS); may be empty.
+        listen_address: Address the listener binds (``0.0.0.0`` in a container).
         max_dynamic_descriptors: Buckets kept per limiter (LRU).
-        cors_origins: Exact origins allowed to call from a browser (CORS).
         max_request_bytes: Largest request body; larger gets HTTP 413.
         max_request_headers_kb: Largest request header block; larger gets HTTP 431.
+        jwt_cache_size: Verified tokens jwt_authn keeps per worker thread.
+        jwt_clock_skew_seconds: Leeway on ``exp`` and ``nbf``, in seconds.
 
     Returns:
         The YAML text, for ``envoy -c``.
@@ -320,8 +286,11 @@ def render(
         ValueError: An upstream names an unknown service, or a limit is not positive.
 
     """
-    if max_request_bytes < 1 or max_request_headers_kb < 1 or max_dynamic_descriptors < 1:
-        raise ValueError("request size limits and max_dynamic_descriptors must be positive")
+    if min(max_request_bytes, max_request_headers_kb, max_dynamic_descriptors, jwt_cache_size) < 1:
+        raise ValueError("request size limits, max_dynamic_descriptors and jwt_cache_size must be positive")
+    # Envoy reads 0 as "not set" (60 s).
+    if jwt_clock_skew_seconds < 1:
+        raise ValueError("jwt_clock_skew_seconds must be positive")
     descriptors = service_descriptors(upstreams)
     rpcs = rpcs_of(descriptors)
     issuer = issuer.rstrip("/")
@@ -367,6 +336,8 @@ def render(
         audience=audience,
         jwks_uri=issuer + JWKS_PATH,
         jwks_cache_seconds=JWKS_CACHE_SECONDS,
+        jwt_cache_size=jwt_cache_size,
+        jwt_clock_skew_seconds=jwt_clock_skew_seconds,
         jwt_provider=JWT_PROVIDER,
         self_cluster=SELF_CLUSTER,
         unrouted_cluster=UNROUTED_CLUSTER,
@@ -416,7 +387,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print a rendered configuration; see ``--help``."""
     parser = argparse.ArgumentParser(
         prog="python -m gateway.envoy.render",
-        description="Render the Orchestrall gateway's Envoy configuration to stdout.",
+        description="Render the Orchestrall gateway's Envoy configuration to stdout. Rate limits and "
+        "CORS origins come from the ORCHESTRALL_GATEWAY_* environment variables (gateway/envoy/settings.py).",
     )
     parser.add_argument("--listen-port", type=int, default=8080, help="REST and gRPC port (default 8080).")
     parser.add_argument("--listen-address", default="127.0.0.1", help="Listener address (default 127.0.0.1).")
@@ -443,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--trust-domain", default="orchestrall.local", help="SPIFFE trust domain.")
     parser.add_argument("--namespace", default="orchestrall", help="Namespace in SPIFFE IDs.")
     args = parser.parse_args(argv)
-    upstreams = {name: ("127.0.0.1", args.base_port + i) for i, name in enumerate(SERVICE_MODULES)}
+    edge = GatewaySettings()
+    upstreams = {name: ("127.0.0.1", args.base_port + i) for i, name in enumerate(SERVICES)}
     upstreams.update(dict(args.upstream))
     sys.stdout.write(
         render(
@@ -457,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             trust_domain=args.trust_domain,
             namespace=args.namespace,
             listen_address=args.listen_address,
+            tenant_rate_limit=edge.tenant_rate_limit,
+            anonymous_rate_limit=edge.anonymous_rate_limit,
+            cors_origins=edge.cors_origins,
         )
     )
 

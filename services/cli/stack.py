@@ -26,7 +26,8 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.envoy.render import TENANT_RATE_LIMIT, TokenBucket, render
+from gateway.envoy.render import render
+from gateway.envoy.settings import GatewaySettings
 from services.kit import migrate, mtls
 from services.kit.config import SERVICES, MeshSettings
 from services.kit.mtls import TlsFiles
@@ -65,7 +66,9 @@ class StackConfig:
         database_url: PostgreSQL URL, or None for SQLite.
         schema_prefix: Prefix of the PostgreSQL schemas.
         openai_base_url: External model endpoint; None starts the local model server.
-        tenant_rate_limit: The gateway's per-tenant token bucket (benchmarks lift it).
+        gateway: The gateway's rate limits and CORS origins, read from the environment
+            (``ORCHESTRALL_GATEWAY_*``) when the config is made, so a bad value fails
+            before anything starts.
     """
 
     state_dir: Path = Path(".state")
@@ -78,7 +81,7 @@ class StackConfig:
     database_url: str | None = None
     schema_prefix: str = ""
     openai_base_url: str | None = None
-    tenant_rate_limit: TokenBucket = TENANT_RATE_LIMIT
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @classmethod
     def ephemeral(cls, state_dir: Path, **overrides: object) -> StackConfig:
@@ -235,7 +238,9 @@ class Stack:
             audience="orchestrall",
             trust_domain="orchestrall.local",
             namespace="orchestrall",
-            tenant_rate_limit=config.tenant_rate_limit,
+            tenant_rate_limit=config.gateway.tenant_rate_limit,
+            anonymous_rate_limit=config.gateway.anonymous_rate_limit,
+            cors_origins=config.gateway.cors_origins,
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)

@@ -23,7 +23,8 @@ import grpc
 import httpx
 import pytest
 
-from gateway.envoy.render import TENANT_HEADER, TokenBucket, render
+from gateway.envoy.render import TENANT_HEADER, render
+from gateway.envoy.settings import TokenBucket
 from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from orchestrall.auth.v1 import resources_pb2 as auth_res
@@ -31,12 +32,16 @@ from services.auth.server import AuthSettings, build
 from services.cli.stack import ROOT, StackConfig, free_port
 from services.kit import migrate, mtls
 from services.kit.server import RunningServer, start
+from tests.attacks import Forger
+from tests.conftest import current_signing_key
 
 pytestmark = pytest.mark.mesh
 
 BUCKET = TokenBucket(burst=3, refill=1, interval_seconds=60)
 CONSOLE = "http://localhost:5173"
 MAX_BODY = 64 * 1024
+# Envoy's leeway on exp, short so that a token's expiry is quick to wait for.
+CLOCK_SKEW_SECONDS = 1
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,18 @@ class Edge:
 
     url: str
     grpc_target: str
+    admin_url: str
     auth: RunningServer
     tls_dir: Path
+    forger: Forger
+
+    async def counter(self, name: str) -> int:
+        """One of Envoy's counters, from its admin interface."""
+        async with httpx.AsyncClient(base_url=self.admin_url, timeout=5) as admin:
+            text = (await admin.get("/stats", params={"filter": f"^{name}$"})).text
+        values = [int(line.rsplit(":", 1)[1]) for line in text.splitlines() if line.startswith(name + ":")]
+        assert len(values) == 1, text
+        return values[0]
 
     async def new_tenant(self) -> tuple[str, str]:
         """Signs up a tenant straight at auth (not through the edge); returns (id, token)."""
@@ -78,11 +93,14 @@ async def edge(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Async
     migrate.upgrade(settings, "auth")
     service, mesh_settings = await build(settings)
     auth = await start(service, mesh_settings)
+    key = current_signing_key(settings)
+    forger = Forger(key.private_pem, key.kid, settings.issuer, settings.audience)
+    admin_port = free_port()
     envoy_yaml = state / "envoy.yaml"
     envoy_yaml.write_text(
         render(
             listen_port=config.http_port,
-            admin_port=free_port(),
+            admin_port=admin_port,
             upstreams={"auth": ("127.0.0.1", auth.port)},
             tls_dir=tls_dir,
             descriptor_set=ROOT / "gen" / "orchestrall.binpb",
@@ -94,6 +112,7 @@ async def edge(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Async
             anonymous_rate_limit=BUCKET,
             cors_origins=[CONSOLE],
             max_request_bytes=MAX_BODY,
+            jwt_clock_skew_seconds=CLOCK_SKEW_SECONDS,
         )
     )
     log = state / "envoy.log"
@@ -118,7 +137,14 @@ async def edge(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Async
                     pass
                 assert time.monotonic() < deadline, "envoy did not start"
                 await asyncio.sleep(0.1)
-        yield Edge(config.gateway_url, f"127.0.0.1:{config.http_port}", auth, tls_dir)
+        yield Edge(
+            config.gateway_url,
+            f"127.0.0.1:{config.http_port}",
+            f"http://127.0.0.1:{admin_port}",
+            auth,
+            tls_dir,
+            forger,
+        )
     finally:
         envoy.terminate()
         try:
@@ -263,3 +289,19 @@ async def test_oversized_requests_are_refused(edge: Edge, http: httpx.AsyncClien
         f"/v1/tenants/{tenant}", headers={**bearer(token), "x-padding": "x" * 70_000}
     )
     assert huge_header.status_code == 431
+
+
+async def test_verified_tokens_are_cached_and_refused_once_expired(
+    edge: Edge, http: httpx.AsyncClient
+) -> None:
+    tenant, _ = await edge.new_tenant()
+    now = int(time.time())
+    token = edge.forger.valid(tenant, ["owner"], iat=now, exp=now + 2)
+    hits = await edge.counter("http.gateway.jwt_authn.jwt_cache_hit")
+    # One connection, so one Envoy worker and its cache: verified once, then found.
+    assert await _statuses(http, tenant, token, 2) == [200, 200]
+    assert await edge.counter("http.gateway.jwt_authn.jwt_cache_hit") == hits + 1
+    # Past exp plus Envoy's leeway (whole seconds): a cache hit is checked against exp too.
+    await asyncio.sleep(max(0.0, now + 2 + CLOCK_SKEW_SECONDS + 1.2 - time.time()))
+    expired = await http.get(f"/v1/tenants/{tenant}", headers=bearer(token))
+    assert expired.status_code == 401 and "expired" in expired.text, expired.text

@@ -16,7 +16,6 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from google.protobuf import field_mask_pb2, struct_pb2
-from sqlalchemy import select
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
@@ -74,10 +73,10 @@ async def test_a_failing_unit_of_work_writes_nothing(mesh: Mesh) -> None:
     try:
         with pytest.raises(RuntimeError):
             await db.write(tenant.id, insert_then_fail)
-        ids = await db.read(tenant.id, lambda tx: tx.execute(select(AGENTS.table.c.id)).scalars().all())
+        stored = await db.read(tenant.id, AGENTS.find_all)
     finally:
         await db.close()
-    assert ids == []
+    assert stored == []
 
 
 @pytest.mark.postgres_only
