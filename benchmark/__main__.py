@@ -27,6 +27,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+from benchmark.createrun import CreateRunCost
 from benchmark.flags import FlagPropagation
 from benchmark.harness import (
     OTHER_CORE,
@@ -50,8 +51,8 @@ GROUPS: list[Callable[[Bench], Group]] = [
     RpcFigures,
     IngestFigures,
     FlagPropagation,
-    # ---- More figures go here: a module of benchmark/ with a Group class, listed in this
-    # ---- list (next: SQL statements and peer RPCs per CreateRun, issue 7's seventh figure).
+    CreateRunCost,
+    # More figures go here: a module of benchmark/ with a Group class, listed in this list.
 ]
 
 

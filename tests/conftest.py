@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,11 +20,12 @@ import pytest
 from services.auth import store as auth_store
 from services.auth import tokens
 from services.auth.models import SigningKeyRow
-from services.cli.stack import MODEL_ALIAS, StackConfig, free_port, model_path
-from services.kit import migrate, mtls
+from services.cli.inprocess import start_services
+from services.cli.stack import StackConfig, free_port, model_server_argv
+from services.kit import mtls
 from services.kit.config import SERVICES, MeshSettings
-from services.kit.db import Tx, create_engine
-from services.kit.server import RunningServer, start
+from services.kit.db import Link, Tx, create_engine
+from services.kit.server import RunningServer
 from services.kit.timestamps import utcnow
 
 TRUST_DOMAIN = "orchestrall.local"
@@ -106,15 +106,7 @@ def model_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("model") / "model.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable, "-m", "llama_cpp.server", "--model", str(model_path()),
-                "--model_alias", MODEL_ALIAS, "--chat_format", "chatml-function-calling",
-                "--n_ctx", "4096", "--host", "127.0.0.1", "--port", str(port), "--verbose", "false",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        process = subprocess.Popen(model_server_argv(port), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + 60
@@ -156,22 +148,7 @@ class Mesh:
 
 async def start_mesh(config: StackConfig, tls_dir: Path, backend: Backend, model_url: str) -> Mesh:
     """Migrates and starts the five services in this event loop."""
-    from services.agent.server import AgentSettings
-    from services.auth.server import AuthSettings
-
-    builders = {name: __import__(f"services.{name}.server", fromlist=["build"]).build for name in SERVICES}
-    servers: dict[str, RunningServer] = {}
-    for name in SERVICES:
-        settings = config.settings(name).model_copy(
-            update={"tls_dir": tls_dir, "audit_relay_interval_seconds": 0.2}
-        )
-        migrate.upgrade(settings, name)
-        if name == "agent":
-            settings = AgentSettings(**settings.model_dump(), openai_base_url=model_url)
-        if name == "auth":
-            settings = AuthSettings(**settings.model_dump())
-        service, settings = await builders[name](settings)
-        servers[name] = await start(service, settings)
+    servers = await start_services(config, tls_dir, model_url, audit_relay_interval_seconds=0.2)
     return Mesh(config=config, servers=servers, tls_dir=tls_dir, backend=backend)
 
 
@@ -195,7 +172,7 @@ def current_signing_key(settings: MeshSettings) -> SigningKeyRow:
     engine = create_engine(settings, "auth", admin=True)
     try:
         with engine.connect() as connection:
-            tx = Tx(connection, engine.dialect.name)
+            tx = Tx(Link(connection), engine.dialect.name)
             now = utcnow()
             key = tokens.signing_key(auth_store.unexpired_keys(tx, now), now)
     finally:

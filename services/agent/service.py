@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import openai
 from google.protobuf import empty_pb2
+from sqlalchemy.exc import IntegrityError
 
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
@@ -218,9 +219,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
             end_time=None,
         )
         note_resource(RUN.format(tenant_id, agent_id, run.id))
-        agent, created = await self._db.write(tenant_id, store.start_run, agent_id, run)
-        if agent is None or created is None:  # deleted meanwhile
-            raise errors.agent_not_found(request.parent)
+        try:
+            created = await self._db.write(tenant_id, store.start_run, run)
+        except IntegrityError:  # the agent was deleted meanwhile (the runs' foreign key)
+            raise errors.agent_not_found(request.parent) from None
         if created is not run:  # a concurrent retry with the same request_id won
             return run_to_proto(created)
         # A caller that goes away (a workflow process restarting) must not leave the run

@@ -43,19 +43,16 @@ def delete_agent(tx: Tx, agent_id: str) -> bool:
     return AGENTS.delete(tx, agent_id)
 
 
-def start_run(tx: Tx, agent_id: str, run: RunRow) -> tuple[AgentRow | None, RunRow | None]:
-    """Finds the agent and inserts its new run, in one transaction.
+def start_run(tx: Tx, run: RunRow) -> RunRow:
+    """Inserts a new run, or returns the run an earlier request with the same ``request_id`` made.
 
-    Returns:
-        ``(agent, run)``: ``run`` is the new run, or the run an earlier request with the
-        same ``request_id`` made; ``(None, None)`` when there is no such agent.
+    Raises:
+        IntegrityError: The run's agent does not exist (any more): the runs' foreign key
+            to their agent refuses the row, so no read of the agent is needed here.
     """
-    agent = AGENTS.get(tx, agent_id)
-    if agent is None:
-        return None, None
     created = RUNS.create(tx, run)
     assert created is not None, "run IDs are UUIDs"
-    return agent, created
+    return created
 
 
 def earlier_run(tx: Tx, agent_id: str, request_id: str) -> tuple[AgentRow | None, RunRow | None]:

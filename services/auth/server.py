@@ -92,5 +92,6 @@ async def build(settings: AuthSettings | None = None) -> tuple[Service, MeshSett
         on_start=[start_schedule],
         on_stop=[stop_schedule, db.close],
         audit=AuditLog(NAME, db, AUDIT_OUTBOX, deliver, settings.audit_relay_interval_seconds),
+        db=db,
     )
     return service, settings

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.billing.models import MeterTotal, UsageEvent, UsageTotal
@@ -43,32 +43,80 @@ def _add_totals(dialect: Any) -> Any:
     )
 
 
-# Built once: per dialect, an INSERT ... ON CONFLICT DO NOTHING RETURNING of events and
-# an upsert that adds to totals.
-_INSERT_EVENTS = {"postgresql": _insert_events(postgresql), "sqlite": _insert_events(sqlite)}
-_ADD_TOTALS = {"postgresql": _add_totals(postgresql), "sqlite": _add_totals(sqlite)}
+def _ingest_on_postgresql() -> Any:
+    """One statement for a whole batch on PostgreSQL, its rows sent as one array per column.
+
+    ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING RETURNING`` inserts the new
+    events; a second data-modifying CTE adds exactly those to their periods' totals
+    (``date_trunc('month')`` in UTC, the billing period of :func:`period_of`); the
+    statement returns how many were new. Eight array parameters instead of eight per
+    event: the server does the per-row work.
+    """
+    columns = [c.key for c in _EVENTS.columns]
+    arrays = [bindparam(name, type_=postgresql.ARRAY(_EVENTS.c[name].type)) for name in columns]
+    batch = func.unnest(*arrays).table_valued(*columns).render_derived(name="batch")
+    inserted = (
+        postgresql.insert(_EVENTS)
+        .from_select(columns, select(*(batch.c[name] for name in columns)))
+        .on_conflict_do_nothing()
+        .returning(_EVENTS.c.tenant_id, _EVENTS.c.meter, _EVENTS.c.quantity, _EVENTS.c.time)
+        .cte("inserted")
+    )
+    month = func.timezone("UTC", func.date_trunc("month", func.timezone("UTC", inserted.c.time)))
+    added = postgresql.insert(_TOTALS).from_select(
+        ["tenant_id", "meter", "period_start", "quantity", "event_count"],
+        select(
+            inserted.c.tenant_id, inserted.c.meter, month, func.sum(inserted.c.quantity), func.count()
+        ).group_by(inserted.c.tenant_id, inserted.c.meter, month),
+    )
+    added = added.on_conflict_do_update(
+        index_elements=[_TOTALS.c.tenant_id, _TOTALS.c.meter, _TOTALS.c.period_start],
+        set_={
+            "quantity": _TOTALS.c.quantity + added.excluded.quantity,
+            "event_count": _TOTALS.c.event_count + added.excluded.event_count,
+        },
+    )
+    # PostgreSQL runs every data-modifying CTE to completion, read or not (docs, "WITH Queries").
+    return select(func.count()).select_from(inserted).add_cte(added.returning(_TOTALS.c.meter).cte("added"))
+
+
+# Built once: per dialect, the statements of an ingestion.
+_INSERT_EVENTS = _insert_events(sqlite)
+_ADD_TOTALS = _add_totals(sqlite)
+_INGEST = _ingest_on_postgresql()
+_COLUMNS = [c.key for c in _EVENTS.columns]
 
 
 def add_usage_events(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
     """Inserts usage events of the transaction's tenant, skipping recorded ones, and adds them to the totals.
 
-    The events go in batched multi-row statements (SQLAlchemy's "insertmanyvalues");
-    concurrent deliveries of the same event record it once (``ON CONFLICT DO
-    NOTHING`` on the event key), and only the events this call inserted are added.
+    Concurrent deliveries of the same event record it once (``ON CONFLICT DO
+    NOTHING`` on the event key), and only the events this call inserted are added
+    to the totals. On PostgreSQL the batch is one statement (:func:`_ingest_on_postgresql`);
+    on SQLite the events go in multi-row statements (SQLAlchemy's
+    "insertmanyvalues") and the totals are summed here.
 
     Returns:
         How many events were inserted; the others were duplicates, also within ``rows``.
     """
-    inserted = tx.execute(_INSERT_EVENTS[tx.dialect], list(rows)).all()
-    if not inserted:
+    if not rows:
+        return 0
+    if tx.dialect == "postgresql":
+        inserted = int(
+            tx.execute(_INGEST, {name: [row[name] for row in rows] for name in _COLUMNS}).scalar_one()
+        )
+        tx.changed |= inserted > 0
+        return inserted
+    new = tx.execute(_INSERT_EVENTS, list(rows)).all()
+    if not new:
         return 0
     totals: dict[tuple[str, dt.datetime], tuple[float, int]] = {}
-    for meter, quantity, time in inserted:
+    for meter, quantity, time in new:
         key = (meter, period_of(as_utc(time))[0])
         total, count = totals.get(key, (0.0, 0))
         totals[key] = (total + quantity, count + 1)
     tx.execute(
-        _ADD_TOTALS[tx.dialect],
+        _ADD_TOTALS,
         [
             {
                 "tenant_id": tx.tenant_id,
@@ -81,7 +129,7 @@ def add_usage_events(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
         ],
     )
     tx.changed = True
-    return len(inserted)
+    return len(new)
 
 
 def usage_totals(tx: Tx, meters: Collection[str], period_start: dt.datetime) -> dict[str, MeterTotal]:

@@ -53,6 +53,20 @@ def model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
 
 
+def model_server_argv(port: int) -> list[str]:
+    """The command that serves the embedded model (llama.cpp's OpenAI-compatible server) on ``port``."""
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model_path()),
+        "--model_alias", MODEL_ALIAS,
+        "--chat_format", "chatml-function-calling",
+        "--n_ctx", "4096",
+        "--host", "127.0.0.1",
+        "--port", str(port),
+        "--verbose", "false",
+    ]  # fmt: skip
+
+
 @dataclass
 class StackConfig:
     """Ports and folders of a local stack; 0 picks a free port.
@@ -212,19 +226,7 @@ class Stack:
         self.timings["total"] = time.monotonic() - began
 
     def _start_model(self) -> None:
-        self._spawn(
-            "model",
-            [
-                sys.executable, "-m", "llama_cpp.server",
-                "--model", str(model_path()),
-                "--model_alias", MODEL_ALIAS,
-                "--chat_format", "chatml-function-calling",
-                "--n_ctx", "4096",
-                "--host", "127.0.0.1",
-                "--port", str(self.config.model_port),
-                "--verbose", "false",
-            ],
-        )  # fmt: skip
+        self._spawn("model", model_server_argv(self.config.model_port))
 
     def _start_gateway(self) -> None:
         config = self.config

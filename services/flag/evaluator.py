@@ -85,6 +85,10 @@ def definition(flag: FlagRow, state: str | None = None) -> dict[str, Any]:
 class FlagSetEvaluator:
     """One tenant's flags loaded into one ``FlagdCore``, evaluated without touching the database.
 
+    A flag without targeting, or a disabled one, resolves the same for every
+    context; its resolution is computed here, once, by the same ``FlagdCore`` call
+    an evaluation would make, and :meth:`static` returns it.
+
     Args:
         flags: The tenant's flags, each valid (:func:`violations` is empty).
     """
@@ -93,31 +97,52 @@ class FlagSetEvaluator:
         flags = list(flags)
         self._core = FlagdCore()
         self._core.set_flags({"flags": {flag.key: definition(flag) for flag in flags}})
-        self._resolvers = {
-            flag.key: getattr(
-                self._core, f"resolve_{variant_kind(next(iter(flag.variants.values()))) or 'object'}_value"
-            )
+        kinds = {flag.key: variant_kind(next(iter(flag.variants.values()))) or "object" for flag in flags}
+        self._resolvers = {key: getattr(self._core, f"resolve_{kind}_value") for key, kind in kinds.items()}
+        self._defaults = {key: _DEFAULTS[kind] for key, kind in kinds.items()}
+        self._static = {
+            flag.key: self.evaluate(flag.key, {})
             for flag in flags
-        }
-        self._defaults = {
-            flag.key: _DEFAULTS[variant_kind(next(iter(flag.variants.values()))) or "object"]
-            for flag in flags
+            if flag.state == FlagState.DISABLED or not flag.targeting
         }
 
     def __contains__(self, key: str) -> bool:
         return key in self._resolvers
 
-    def resolve(self, key: str, context: EvaluationContext) -> FlagResolutionDetails[Any]:
-        """Resolves a flag with flagd's semantics.
+    def static(self, key: str) -> Resolution | None:
+        """Returns the resolution of a flag that no context can change, or None for a targeted one."""
+        return self._static.get(key)
+
+    def evaluate(self, key: str, context: Mapping[str, Any]) -> Resolution:
+        """Evaluates a flag of the set for an evaluation context, with flagd's semantics.
+
+        Args:
+            key: The flag key; it must be in the set.
+            context: The evaluation context as JSON; ``targetingKey`` (a string) becomes the
+                OpenFeature targeting key, the subject of ``fractional`` rollouts.
+
+        Returns:
+            The resolution. A disabled flag serves no variant: value None, reason ``DISABLED``
+            (the API has no caller default to return). Evaluation failures do not raise; they
+            give reason ``ERROR`` and an OpenFeature error code, and are logged (OpenFeature
+            specification requirements 1.4.8 to 1.4.11).
 
         Raises:
             KeyError: No flag ``key`` in the set.
-            OpenFeatureError: flagd rejected the targeting result.
-            Exception: Whatever a JsonLogic operator raises on the rule's data (e.g. ZeroDivisionError).
         """
+        attributes = dict(context)
+        targeting_key = attributes.pop("targetingKey", None)
+        subject = EvaluationContext(targeting_key if isinstance(targeting_key, str) else None, attributes)
         resolve = self._resolvers[key]
-        details: FlagResolutionDetails[Any] = resolve(key, self._defaults[key], context)
-        return details
+        try:
+            details: FlagResolutionDetails[Any] = resolve(key, self._defaults[key], subject)
+        except Exception as error:  # a user's JsonLogic rule may raise anything (ZeroDivisionError...)
+            code = error.error_code if isinstance(error, OpenFeatureError) else ErrorCode.GENERAL
+            log.warning("flag %s: evaluation failed (%s): %s", key, code, error)
+            return Resolution(None, "", Reason.ERROR.value, code.value)
+        if details.reason == Reason.DISABLED:
+            return Resolution(None, "", Reason.DISABLED.value)
+        return Resolution(details.value, details.variant or "", str(details.reason or Reason.UNKNOWN))
 
 
 def _resolve(flag: FlagRow, context: EvaluationContext, state: str) -> FlagResolutionDetails[Any]:
@@ -176,32 +201,3 @@ def violations(flag: FlagRow) -> list[FieldViolation]:
     except Exception as error:  # a user's JsonLogic rule may raise anything (ZeroDivisionError...)
         found.append(FieldViolation("flag.targeting", f"flagd cannot evaluate it: {error}"))
     return found
-
-
-def evaluate(flags: FlagSetEvaluator, key: str, context: Mapping[str, Any]) -> Resolution:
-    """Evaluates a tenant's flag for an evaluation context, with flagd's semantics.
-
-    Args:
-        flags: The tenant's flag set.
-        key: The flag key; it must be in ``flags``.
-        context: The evaluation context as JSON; ``targetingKey`` (a string) becomes the
-            OpenFeature targeting key, the subject of ``fractional`` rollouts.
-
-    Returns:
-        The resolution. A disabled flag serves no variant: value None, reason ``DISABLED``
-        (the API has no caller default to return). Evaluation failures do not raise; they
-        give reason ``ERROR`` and an OpenFeature error code, and are logged (OpenFeature
-        specification requirements 1.4.8 to 1.4.11).
-    """
-    attributes = dict(context)
-    targeting_key = attributes.pop("targetingKey", None)
-    subject = EvaluationContext(targeting_key if isinstance(targeting_key, str) else None, attributes)
-    try:
-        details = flags.resolve(key, subject)
-    except Exception as error:  # a user's JsonLogic rule may raise anything (ZeroDivisionError...)
-        code = error.error_code if isinstance(error, OpenFeatureError) else ErrorCode.GENERAL
-        log.warning("flag %s: evaluation failed (%s): %s", key, code, error)
-        return Resolution(None, "", Reason.ERROR.value, code.value)
-    if details.reason == Reason.DISABLED:
-        return Resolution(None, "", Reason.DISABLED.value)
-    return Resolution(details.value, details.variant or "", str(details.reason or Reason.UNKNOWN))

@@ -184,9 +184,11 @@ class FlagService(pb_grpc.FlagServiceServicer):
         flags = self._sets.of(tenant_id)
         if key not in flags:
             raise errors.flag_not_found(request.name)
-        evaluation_context = from_struct(request.context)
-        evaluation_context["tenant"] = tenant_id
-        result = evaluator.evaluate(flags, key, evaluation_context)
+        result = flags.static(key)
+        if result is None:
+            evaluation_context = from_struct(request.context)
+            evaluation_context["tenant"] = tenant_id
+            result = flags.evaluate(key, evaluation_context)
         return pb.EvaluateFlagResponse(
             value=to_value(result.value),
             variant=result.variant,

@@ -4,15 +4,16 @@ Each service owns its data: a SQLite file ``<state_dir>/<service>.db``, or on
 PostgreSQL its own schema (``search_path`` set per connection), so services
 never read each other's tables.
 
-**One hop per transaction.** A unit of work is a plain function of a :class:`Tx`
-(SQLAlchemy Core statements, no ``await`` inside), and :meth:`Database.read` /
-:meth:`Database.write` run the whole function, from ``BEGIN`` to ``COMMIT``, in
-one call to a worker thread. The event loop never waits on a statement, and a
-transaction never spans a peer call. Measured on one core against
-``sqlite+aiosqlite`` (a point SELECT in a transaction): aiosqlite 364 µs, which
-hops to its thread for every statement and cursor call; one hop per
-transaction 118 µs; the same transaction in the loop thread 60 µs, but that
-blocks every other RPC while SQLite waits for a lock or scans a large table.
+**A transaction is a function.** A unit of work is a plain function of a
+:class:`Tx` (SQLAlchemy Core statements, no ``await`` inside), and
+:meth:`Database.read` / :meth:`Database.write` run the whole function, from
+``BEGIN`` to ``COMMIT``, where it costs least: in one call to a worker thread
+(writes; everything on PostgreSQL, so the event loop never waits on the network
+or a lock), or, for SQLite reads, in the event loop's thread. A transaction
+never spans a peer call. Measured on one core (a point SELECT in a
+transaction): ``sqlite+aiosqlite``, which hops to its thread for every statement
+and cursor call, 364 µs; one hop per transaction 118 µs; in the loop thread 60
+µs (:class:`Database` says when that is safe).
 
 **Row-level security.** On PostgreSQL every tenant-owned table has the policy
 ``tenant_isolation`` (migration 0002 of each lineage), and each transaction
@@ -36,26 +37,29 @@ writes ``BEGIN IMMEDIATE`` (the write lock is taken first, so two writers never
 both read and then collide on the upgrade; SQLite docs, "BEGIN TRANSACTION").
 On PostgreSQL, ``BEGIN`` and the tenant binding go as one simple-protocol query,
 one round trip where psycopg's implicit ``BEGIN`` plus a ``set_config`` call
-took two (psycopg docs, "Multiple statements in the same query"). Connections
-are not pinged when taken from the pool (a round trip per transaction): a
-connection found dead at ``BEGIN`` is discarded and the transaction starts
-again on a fresh one, once.
+took two (psycopg docs, "Multiple statements in the same query"). ``BEGIN``
+and ``COMMIT`` go straight to the driver. Each thread keeps its connection, so
+none is pinged (a round trip per transaction): a connection found dead at
+``BEGIN`` is discarded and the transaction starts again on a fresh one, once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
+import functools
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from psycopg import sql as psycopg_sql
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
 from sqlalchemy.engine import create_engine as sa_create_engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Executable
 
 from services.kit.config import MeshSettings
@@ -76,11 +80,16 @@ NAMING_CONVENTION = {
 # Worker threads (and pooled connections) per service database. SQLite serializes writers
 # anyway; on PostgreSQL this bounds the transactions one replica has open at once.
 SQLITE_WORKERS = 4
-POSTGRES_WORKERS = 8
+POSTGRES_WORKERS = 4
 
-_BIND_TENANT = text(
-    "SELECT set_config('app.tenant_id', :tenant, true), set_config('app.all_tenants', :all, true)"
-)
+#: The RPC being handled (``/package.Service/Method``), set by the kit's guard; units of work
+#: run in a copy of the caller's context, so statements are counted against it.
+CURRENT_RPC: contextvars.ContextVar[str] = contextvars.ContextVar("orchestrall_current_rpc", default="")
+
+# Driver-level statements (psycopg placeholders) binding the tenant: for the rest of a
+# transaction (SET LOCAL), or for the connection's session (reads, see Tx.begin).
+_BIND_LOCAL = "SELECT set_config('app.tenant_id', %s, true), set_config('app.all_tenants', %s, true)"
+_BIND_SESSION = "SELECT set_config('app.tenant_id', %s, false), set_config('app.all_tenants', %s, false)"
 
 
 def new_metadata() -> MetaData:
@@ -164,7 +173,7 @@ def create_engine(settings: MeshSettings, service: str, *, admin: bool = False) 
         engine = sa_create_engine(
             url,
             connect_args={"isolation_level": None, "check_same_thread": False},
-            pool_size=SQLITE_WORKERS,
+            pool_size=SQLITE_WORKERS + 1,  # and the event loop's own, for reads
             max_overflow=0,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -178,34 +187,77 @@ def create_engine(settings: MeshSettings, service: str, *, admin: bool = False) 
     )
 
 
+class Link:
+    """One thread's connection to the database, kept for the thread's life.
+
+    Attributes:
+        connection: The SQLAlchemy connection.
+        raw: The driver's connection under it (``sqlite3`` or ``psycopg``), in autocommit mode.
+        cursor: A driver cursor reused for the statements the kit sends itself.
+        session_scope: On PostgreSQL, the ``(tenant, all_tenants)`` the connection's
+            session settings hold (reads bind at session level, see :meth:`Tx.begin`);
+            None when unknown.
+        statements: Statements sent on this connection so far, by the RPC whose unit of
+            work sent them (:data:`CURRENT_RPC`; empty for background work). A batch
+            counts once.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.raw = _driver(connection)
+        self.cursor = self.raw.cursor()
+        self.session_scope: tuple[str, bool] | None = None
+        self.statements: collections.Counter[str] = collections.Counter()
+        connection.info["link"] = self
+        event.listen(connection, "before_cursor_execute", _count_statement)
+
+    def send(self, sql: str, params: Any = None) -> Any:
+        """Runs a driver-level statement on the reused cursor; returns the cursor."""
+        self.statements[CURRENT_RPC.get()] += 1
+        if params is None:
+            self.cursor.execute(sql)
+        else:
+            self.cursor.execute(sql, params)
+        return self.cursor
+
+
+def _count_statement(connection: Connection, *_args: object) -> None:
+    connection.info["link"].statements[CURRENT_RPC.get()] += 1
+
+
 class Tx:
-    """One transaction: the connection, and the tenant it acts for.
+    """One unit of work: the connection, and the tenant it acts for.
 
     Store functions take a ``Tx`` first and run Core statements through
-    :meth:`execute`. The tenant a transaction is bound to is the one its queries
+    :meth:`execute`. The tenant a unit of work is bound to is the one its queries
     filter by (:attr:`tenant_id`) and, on PostgreSQL, the one row-level security
     admits, so the two can never disagree.
 
     Attributes:
-        connection: The SQLAlchemy connection, inside the transaction.
+        link: The thread's connection.
+        connection: The SQLAlchemy connection.
         dialect: ``sqlite`` or ``postgresql``.
-        changed: Whether a statement of this transaction changed a row (audited
+        changed: Whether a statement of this unit of work changed a row (audited
             calls record an event only then).
+        in_transaction: Whether :meth:`begin` opened a transaction (writes), which
+            must be committed or rolled back.
     """
 
-    def __init__(self, connection: Connection, dialect: str) -> None:
-        self.connection = connection
+    def __init__(self, link: Link, dialect: str) -> None:
+        self.link = link
+        self.connection = link.connection
         self.dialect = dialect
         self.changed = False
+        self.in_transaction = False
         self._tenant: str | None = None
 
     @property
     def tenant_id(self) -> str:
-        """Returns the tenant this transaction acts for.
+        """Returns the tenant this unit of work acts for.
 
         Raises:
-            RuntimeError: The transaction is bound to no tenant (a system transaction);
-                a tenant-scoped query there is a bug.
+            RuntimeError: The unit of work is bound to no tenant (system work); a
+                tenant-scoped query there is a bug.
         """
         if self._tenant is None:
             raise RuntimeError("a tenant-scoped query in a transaction bound to no tenant")
@@ -213,56 +265,83 @@ class Tx:
 
     @property
     def bound_tenant(self) -> str | None:
-        """Returns the tenant the transaction is bound to now, or None."""
+        """Returns the tenant the unit of work is bound to now, or None."""
         return self._tenant
 
     def begin(self, tenant: str | None, *, all_tenants: bool, write: bool) -> None:
-        """Starts the transaction, bound to ``tenant`` (see :meth:`bind`), in one round trip.
+        """Starts the unit of work, bound to ``tenant`` (see :meth:`bind`), in at most one round trip.
+
+        * Writes open a transaction: on SQLite ``BEGIN IMMEDIATE``; on PostgreSQL
+          ``BEGIN`` and ``set_config(..., true)`` (``SET LOCAL``) as one simple-protocol
+          query (the tenant goes in as a quoted literal, since that protocol takes no
+          parameters).
+        * Reads open none: each statement commits on its own and sees what was
+          committed when it started, as every statement of a PostgreSQL READ COMMITTED
+          transaction would (PostgreSQL docs, "Transaction Isolation"); ``BEGIN`` and
+          ``COMMIT`` would add two statements (two round trips on PostgreSQL) and no
+          guarantee the stores rely on. On PostgreSQL the tenant is bound with
+          session-level ``set_config(..., false)``, and only when the connection last
+          served another scope: the connection is this thread's alone, and the kit binds
+          it before every read it runs, so a statement never runs under another unit of
+          work's tenant.
 
         Args:
-            tenant: The tenant the transaction acts for, or None.
+            tenant: The tenant the unit of work acts for, or None.
             all_tenants: Make every tenant's rows visible and writable (system work only).
-            write: Take SQLite's write lock now.
+            write: The unit of work writes (a transaction; on SQLite the write lock now).
         """
         self._tenant = tenant
-        if self.dialect == "sqlite":
-            self.connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if not write:
+            if self.dialect == "postgresql":
+                self._bind_session(tenant, all_tenants)
             return
-        # Without parameters psycopg sends the simple query protocol, which carries several
-        # statements; the tenant goes in as a quoted literal.
-        raw = self.connection.connection.driver_connection
-        literal = psycopg_sql.Literal(tenant or "").as_string(raw)
-        scope = "on" if all_tenants else "off"
-        self.connection.exec_driver_sql(
-            f"BEGIN; SELECT set_config('app.tenant_id', {literal}, true),"
-            f" set_config('app.all_tenants', '{scope}', true)"
-        )
+        if self.dialect == "sqlite":
+            self.link.send("BEGIN IMMEDIATE")
+            self.in_transaction = True
+        else:
+            literal = psycopg_sql.Literal(tenant or "").as_string(self.link.raw)
+            scope = "on" if all_tenants else "off"
+            self.link.send(
+                f"BEGIN; SELECT set_config('app.tenant_id', {literal}, true),"
+                f" set_config('app.all_tenants', '{scope}', true)"
+            )
+            self.in_transaction = True
+
+    def _bind_session(self, tenant: str | None, all_tenants: bool) -> None:
+        scope = (tenant or "", all_tenants)
+        if self.link.session_scope == scope:
+            return
+        self.link.session_scope = None  # unknown until the statement has run
+        self.link.send(_BIND_SESSION, (scope[0], "on" if all_tenants else "off"))
+        self.link.session_scope = scope
 
     def bind(self, tenant: str | None, *, all_tenants: bool = False) -> None:
-        """Scopes the rest of the transaction to ``tenant``.
+        """Scopes the rest of the unit of work to ``tenant``.
 
-        On PostgreSQL this sets ``app.tenant_id`` and ``app.all_tenants`` with
-        ``set_config(..., true)``, the function form of ``SET LOCAL``: the values end
-        with the transaction, so a pooled connection never carries them into the next
-        one (PostgreSQL docs, "System Administration Functions"). The
-        ``tenant_isolation`` policies read them (PostgreSQL docs, "CREATE POLICY").
+        On PostgreSQL this sets ``app.tenant_id`` and ``app.all_tenants``, which the
+        ``tenant_isolation`` policies read (PostgreSQL docs, "CREATE POLICY"): in a
+        transaction with ``set_config(..., true)``, the function form of ``SET
+        LOCAL``, whose values end with the transaction (PostgreSQL docs, "System
+        Administration Functions"); for a read, at session level (see :meth:`begin`).
 
         Args:
             tenant: The tenant whose rows are visible and writable; None means none are.
             all_tenants: Make every tenant's rows visible and writable (system work only).
         """
         self._tenant = tenant
-        if self.dialect == "postgresql":
-            self.connection.execute(
-                _BIND_TENANT, {"tenant": tenant or "", "all": "on" if all_tenants else "off"}
-            )
+        if self.dialect != "postgresql":
+            return
+        if not self.in_transaction:
+            self._bind_session(tenant, all_tenants)
+            return
+        self.link.send(_BIND_LOCAL, (tenant or "", "on" if all_tenants else "off"))
 
     def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
         """Runs a statement (a list of parameter dicts runs it as a batch).
 
         Returns:
             The cursor result. A data-changing statement that reports rows (or an
-            unknown count) marks the transaction :attr:`changed`.
+            unknown count) marks the unit of work :attr:`changed`.
         """
         result = self.connection.execute(statement, parameters)
         if getattr(statement, "is_dml", False) and result.rowcount != 0:
@@ -277,20 +356,113 @@ Work = Callable[Concatenate[Tx, P], T]
 BeforeCommit = Callable[[Tx], None]
 
 
+class Workers:
+    """Threads that run units of work for one event loop, and hand results back in batches.
+
+    ``run_in_executor`` wakes the event loop once per finished call; under load
+    several units of work finish between two turns of the loop, and here they are
+    handed back together, with one wake-up (``call_soon_threadsafe``) for as many
+    results as are ready. Each thread keeps its own database connection
+    (:class:`Database`).
+
+    Args:
+        size: How many threads.
+        name: Their name prefix.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._threads = [
+            threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """Runs ``call`` in one of the threads and returns what it returned (or raises what it raised)."""
+        loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((future, call))
+        return await future
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            try:
+                outcome: tuple[Any, BaseException | None] = (call(), None)
+            except BaseException as error:  # handed to the awaiting task, raised there
+                outcome = (None, error)
+            with self._lock:
+                first = not self._done
+                self._done.append((future, *outcome))
+            if first and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._hand_back)
+
+    def _hand_back(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+        for future, value, error in done:
+            if future.cancelled():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+    def shutdown(self) -> None:
+        """Lets queued work finish, then stops the threads (blocking)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
 class Database:
-    """One service's database; every unit of work is one transaction in one worker-thread hop.
+    """One service's database; every unit of work is one transaction, run where it costs least.
+
+    * On PostgreSQL every transaction runs in a worker thread, one hop from the
+      event loop: the loop never waits on the network.
+    * On SQLite a write runs in a worker thread too: ``BEGIN IMMEDIATE`` may wait
+      for another writer's lock. A read runs in the event loop's own thread, on a
+      connection of its own that never waits for a lock (``busy_timeout`` 0): in
+      WAL mode a reader does not wait for writers (SQLite docs, "Write-Ahead
+      Logging"), and every read the stores make is bounded (a row by key, a page,
+      a few totals), so it costs tens of microseconds, less than the hop itself.
+      The rare read that meets a lock all the same is run again in a worker thread.
+
+    Each worker thread (and the loop, for SQLite reads) keeps one connection for
+    its life instead of taking one from the pool per transaction.
 
     Args:
         engine: The service's engine (:func:`create_engine`).
-        workers: Worker threads; each holds at most one pooled connection at a time.
+        workers: Worker threads; each holds one pooled connection.
     """
 
     def __init__(self, engine: Engine, *, workers: int | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         size = workers or (SQLITE_WORKERS if self.dialect == "sqlite" else POSTGRES_WORKERS)
-        self._executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="db")
+        self._workers = Workers(size, "db")
         self._before_commit: list[BeforeCommit] = []
+        self._local = threading.local()
+        self._links: list[Link] = []
+        self._connections_lock = threading.Lock()
+
+    def statements(self) -> collections.Counter[str]:
+        """Returns how many statements this database's connections have sent, by RPC (see :class:`Link`).
+
+        Each connection's counts are its thread's alone; a benchmark reads their sum.
+        """
+        total: collections.Counter[str] = collections.Counter()
+        with self._connections_lock:
+            for link in self._links:
+                total.update(link.statements)
+        return total
 
     def before_commit(self, hook: BeforeCommit) -> None:
         """Registers ``hook`` to run inside every write transaction that changed rows, before it commits."""
@@ -303,8 +475,9 @@ class Database:
             tenant: The tenant the transaction acts for: its rows only are visible on
                 PostgreSQL, and :attr:`Tx.tenant_id` returns it. None for system work
                 (then nothing tenant-owned is visible unless ``work`` binds one).
-            work: The unit of work; it runs in a worker thread and must not block on
-                anything but the database.
+            work: The unit of work. It must only read, do bounded work (on SQLite it
+                runs in the event loop's thread) and not block on anything but the
+                database.
             *args: Passed to ``work`` after the transaction.
             **kwargs: Passed to ``work``.
 
@@ -314,10 +487,18 @@ class Database:
         Raises:
             Exception: Whatever ``work`` raised; the transaction is rolled back.
         """
+        if self.dialect == "sqlite":
+            try:
+                return self._transaction(False, tenant, False, work, args, kwargs, inline=True)
+            except OperationalError as error:
+                if "locked" not in str(error.orig):
+                    raise
         return await self._submit(False, tenant, False, work, args, kwargs)
 
     async def write(self, tenant: str | None, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Like :meth:`read`, for work that writes: takes SQLite's write lock first and runs the commit hooks.
+        """Like :meth:`read`, in a worker thread, for work that writes.
+
+        It takes SQLite's write lock first and runs the commit hooks.
 
         Returns:
             What ``work`` returned, after the transaction committed.
@@ -347,9 +528,29 @@ class Database:
         # The worker runs in a copy of the caller's context: the audit hook reads the call's
         # principal and audit record from it.
         context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, context.run, self._transaction, write, tenant, all_tenants, work, args, kwargs
+        return await self._workers.run(
+            functools.partial(context.run, self._transaction, write, tenant, all_tenants, work, args, kwargs)
         )
+
+    def _link(self, inline: bool) -> Link:
+        """This thread's connection, made on first use."""
+        link: Link | None = getattr(self._local, "link", None)
+        if link is None or link.connection.invalidated or link.connection.closed:
+            link = Link(self.engine.connect())
+            if inline:  # the loop's reads must never wait
+                link.send("PRAGMA busy_timeout=0")
+            self._local.link = link
+            with self._connections_lock:
+                self._links.append(link)
+        return link
+
+    def _discard(self) -> None:
+        link: Link | None = getattr(self._local, "link", None)
+        self._local.link = None
+        if link is not None:
+            with contextlib.suppress(Exception):
+                link.connection.invalidate()
+                link.connection.close()
 
     def _transaction(
         self,
@@ -359,33 +560,63 @@ class Database:
         work: Callable[..., T],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        *,
+        inline: bool = False,
     ) -> T:
         for attempt in (1, 2):
-            with self.engine.connect() as connection:
-                tx = Tx(connection, self.dialect)
+            link = self._link(inline)
+            tx = Tx(link, self.dialect)
+            try:
+                tx.begin(tenant, all_tenants=all_tenants, write=write)
+            except Exception:
+                if attempt == 1 and _broken(link.raw):
+                    self._discard()  # a connection the server dropped: once more, on a new one
+                    continue
+                raise
+            try:
+                result = work(tx, *args, **kwargs)
+                if write and tx.changed:
+                    for hook in self._before_commit:
+                        hook(tx)
+                if tx.in_transaction:
+                    link.send("COMMIT")
+            except BaseException:
                 try:
-                    tx.begin(tenant, all_tenants=all_tenants, write=write)
-                except DBAPIError as error:
-                    if error.connection_invalidated and attempt == 1:
-                        continue  # a pooled connection the server dropped: once more, on a new one
-                    raise
+                    if tx.in_transaction:
+                        link.send("ROLLBACK")
+                except Exception:  # a broken connection: never reused
+                    self._discard()
+                raise
+            finally:
                 try:
-                    result = work(tx, *args, **kwargs)
-                    if write and tx.changed:
-                        for hook in self._before_commit:
-                            hook(tx)
-                    connection.exec_driver_sql("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(DBAPIError):  # a broken connection is discarded anyway
-                        connection.exec_driver_sql("ROLLBACK")
-                    raise
-                return result
+                    link.connection.commit()  # SQLAlchemy's own bookkeeping; the driver autocommits
+                except Exception:
+                    self._discard()
+            return result
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def close(self) -> None:
-        """Waits for running transactions, then disposes of the connection pool."""
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        """Waits for running transactions, then closes the connections and the pool."""
+        await asyncio.to_thread(self._workers.shutdown)
+        with self._connections_lock:
+            links, self._links = self._links, []
+        for link in links:
+            with contextlib.suppress(Exception):
+                link.connection.close()
         self.engine.dispose()
+
+
+def _driver(connection: Connection) -> Any:
+    """The driver's own connection under a SQLAlchemy connection (``sqlite3`` or ``psycopg``)."""
+    raw = connection.connection.driver_connection
+    if raw is None:
+        raise RuntimeError("the connection has no driver connection")
+    return raw
+
+
+def _broken(raw: Any) -> bool:
+    """Whether a driver connection is unusable: psycopg marks one the server dropped ``broken``."""
+    return bool(getattr(raw, "broken", False) or getattr(raw, "closed", False))
 
 
 Item = TypeVar("Item")

@@ -24,6 +24,7 @@ open to any mesh peer (mTLS is still required).
 
 from __future__ import annotations
 
+import collections
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -35,6 +36,7 @@ from grpc_status import rpc_status
 
 from services.kit import auth
 from services.kit.audit import AuditLog
+from services.kit.db import CURRENT_RPC
 from services.kit.errors import DomainError, Unauthenticated, internal_status
 from services.kit.mtls import peer_spiffe_id
 from services.kit.policy import may_call
@@ -74,6 +76,8 @@ class Guard:
         self._verifier = verifier
         self._trust_domain = trust_domain
         self._audit = audit
+        #: Calls admitted or refused, per method (a benchmark counts peer calls with it).
+        self.calls: collections.Counter[str] = collections.Counter()
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """Returns ``handler`` guarded: called once per method, at registration.
@@ -102,7 +106,11 @@ class Guard:
     def _unary(self, method: str, rule: auth.MethodRule, inner: Unary) -> Unary:
         audit = self._audit if rule.audited else None
 
+        calls = self.calls
+
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            calls[method] += 1
+            CURRENT_RPC.set(method)
             if audit is not None:
                 audit.begin_call(method, request)
             try:
@@ -126,7 +134,11 @@ class Guard:
         return guarded
 
     def _streaming(self, method: str, rule: auth.MethodRule, inner: Streaming) -> Streaming:
+        calls = self.calls
+
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            calls[method] += 1
+            CURRENT_RPC.set(method)
             try:
                 auth.set_principal(await self._admit(rule, method, context))
                 async for response in inner(request, context):

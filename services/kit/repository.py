@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Select,
     Table,
     UniqueConstraint,
     and_,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.sqltypes import DateTime, Integer, String
 
@@ -107,8 +109,9 @@ class Repository(Generic[R]):
         if self._tenant is not None:
             conditions.insert(0, self._tenant == bindparam("_tenant"))
         by_key = and_(*conditions)
-        self._get = select(*table.c).where(by_key)
-        self._get_for_update = self._get.with_for_update()
+        query = select(*table.c).where(by_key)
+        self._get = _Precompiled(query)
+        self._get_for_update = _Precompiled(query.with_for_update())
         self._delete = delete(table).where(by_key)
         self._insert = {
             "postgresql": postgresql.insert(table).on_conflict_do_nothing().returning(*table.primary_key),
@@ -160,7 +163,7 @@ class Repository(Generic[R]):
             lock: Lock the row until the transaction ends (``SELECT ... FOR UPDATE`` on
                 PostgreSQL; SQLite's write transactions hold the database lock anyway).
         """
-        row = tx.execute(self._get_for_update if lock else self._get, self._key_params(tx, key)).first()
+        row = (self._get_for_update if lock else self._get).first(tx, self._key_params(tx, key))
         return None if row is None else self.record(*row)
 
     def find(self, tx: Tx, *where: ColumnElement[bool]) -> R | None:
@@ -281,6 +284,44 @@ class Repository(Generic[R]):
                 and_(*(c == v for (c, _), v in zip(self._order[:i], values, strict=False)), beyond)
             )
         return or_(*alternatives)
+
+
+class _Precompiled:
+    """A SELECT compiled once per dialect and run on the driver's connection.
+
+    The repository's point read is the hottest statement of the mesh; this skips
+    what SQLAlchemy does per execution beyond the driver call (cache key,
+    execution context, result object), about 30 µs a read. The statement is still
+    SQLAlchemy Core, compiled by the dialect; result values get the same type
+    processing SQLAlchemy applies on SQLite (JSON text, datetime text), while on
+    PostgreSQL psycopg already returns each column type the stores use (text,
+    integers, float8, boolean, timestamptz, json) as its Python type.
+    """
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self._sql: dict[str, tuple[str, list[str] | None, list[Any]]] = {}
+        for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", psycopg_dialect())):
+            compiled = statement.compile(dialect=dialect)
+            positions = list(compiled.positiontup) if compiled.positiontup is not None else None
+            processors = []
+            if name == "sqlite":
+                processors = [
+                    c.type.dialect_impl(dialect).result_processor(dialect, None)
+                    for c in statement.selected_columns
+                ]
+            self._sql[name] = (str(compiled), positions, processors)
+
+    def first(self, tx: Tx, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """Returns the first row for ``params`` (by bind parameter name), or None."""
+        sql, positions, processors = self._sql[tx.dialect]
+        cursor = tx.link.send(sql, [params[p] for p in positions] if positions is not None else params)
+        row = cursor.fetchone()
+        if row is None or not processors:
+            return row  # type: ignore[no-any-return]
+        return tuple(
+            value if process is None else process(value)
+            for process, value in zip(processors, row, strict=True)
+        )
 
 
 def _column_value(column: Column[Any], value: Any) -> Any:

@@ -47,6 +47,7 @@ class Service:
         on_start: Awaited after the server starts (e.g. resume durable work).
         on_stop: Awaited after the server stopped (close pools, channels).
         audit: The audit log; its relay runs while the server does.
+        db: The service's database, if it has one.
     """
 
     name: str
@@ -56,6 +57,7 @@ class Service:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     audit: AuditLog | None = None
+    db: Database | None = None
 
 
 def mesh_service(
@@ -95,17 +97,19 @@ def mesh_service(
             deliver_to_auth(lambda: clients.channel("auth"), clients.timeout),
             settings.audit_relay_interval_seconds,
         ),
+        db=db,
     )
 
 
 @dataclass
 class RunningServer:
-    """A started server and its health servicer."""
+    """A started server, its health servicer and the guard its handlers run in."""
 
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
     service: Service
+    guard: Guard
 
     async def stop(self, grace: float) -> None:
         """Marks every service NOT_SERVING, then stops with ``grace`` seconds for in-flight RPCs."""
@@ -147,7 +151,7 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s serving on port %d", service.name, port)
-    return RunningServer(server=server, port=port, health=health_servicer, service=service)
+    return RunningServer(server=server, port=port, health=health_servicer, service=service, guard=guard)
 
 
 async def serve_forever(build: Callable[[], Awaitable[tuple[Service, MeshSettings]]]) -> None:

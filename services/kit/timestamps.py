@@ -17,15 +17,20 @@ def as_utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def to_timestamp(value: dt.datetime | None) -> Timestamp | None:
-    """A Timestamp for ``value`` (naive values are taken as UTC), or None."""
+    """Returns a Timestamp for ``value`` (naive values are taken as UTC), or None.
+
+    Whole integer arithmetic on the offset from the epoch: exact to the
+    microsecond, and cheaper than ``Timestamp.FromDatetime`` on every resource a
+    service returns.
+    """
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+    delta = (value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)) - _EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def from_timestamp(value: Timestamp) -> dt.datetime:

@@ -1,0 +1,213 @@
+"""What one ``CreateRun`` costs the mesh: SQL statements per service and peer RPCs, counted.
+
+The five services run in this process (:func:`services.cli.inprocess.start_services`)
+on SQLite and on PostgreSQL, with the real model server, so their databases and
+guards can be read: each database counts the statements its connections send
+per RPC (:meth:`services.kit.db.Database.statements`, ``BEGIN`` and ``COMMIT``
+included), each guard the calls it admitted (:attr:`services.kit.interceptors.Guard.calls`).
+A run is ``CreateRun`` of an agent with one tool (so the tools flag is
+evaluated) on a one-line question; the figure is the median over the runs of
+statements sent for the ``CreateRun`` itself and for the peer RPCs it made, and
+of those peer RPCs. Background work (the audit relay, the flag replicas' change
+poll) is counted apart, under no RPC. The peer calls before a run starts
+(entitlement and the tools flag) are awaited together (``asyncio.gather`` in
+:meth:`services.agent.service.AgentService.CreateRun`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+import httpx
+
+from benchmark.harness import Goal, Row, Throughput
+from benchmark.mesh import Bench, drop_schemas
+from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
+from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
+from orchestrall.agent.v1 import resources_pb2 as agent_res
+from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
+from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
+from orchestrall.auth.v1 import resources_pb2 as auth_res
+from services.cli.inprocess import start_services
+from services.cli.stack import StackConfig, free_port, model_server_argv
+from services.kit import mtls
+from services.kit.config import SERVICES
+from services.kit.server import RunningServer
+
+CREATE_RUN = "/orchestrall.agent.v1.AgentService/CreateRun"
+#: The mesh infrastructure calls that are not a run's: audit delivery and key fetches.
+INFRASTRUCTURE = frozenset(
+    {"/orchestrall.auth.v1.AuthService/IngestAuditEvents", "/orchestrall.auth.v1.AuthService/GetJwks"}
+)
+RUNS = 5
+SCHEMA_PREFIX = "bench_runs_"
+
+
+def _model_server(state: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    log = open(state / "model.log", "wb")  # noqa: SIM115 - the process writes it until stopped
+    process = subprocess.Popen(model_server_argv(port), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError("the model server exited")
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the model server did not start")
+        time.sleep(0.2)
+
+
+def _channel(servers: dict[str, RunningServer], tls_dir: Path, service: str) -> grpc.aio.Channel:
+    return grpc.aio.secure_channel(
+        f"127.0.0.1:{servers[service].port}",
+        mtls.channel_credentials(mtls.TlsFiles.of(tls_dir, "gateway")),
+        options=[("grpc.ssl_target_name_override", service)],
+    )
+
+
+def _snapshot(servers: dict[str, RunningServer]) -> tuple[collections.Counter[str], collections.Counter[str]]:
+    """Statements by ``service RPC`` and calls by RPC, summed over the services, now."""
+    statements: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
+    for name, server in servers.items():
+        if server.service.db is not None:
+            for rpc, count in server.service.db.statements().items():
+                statements[f"{name} {rpc}"] += count
+        calls.update(server.guard.calls)
+    return statements, calls
+
+
+async def _count(config: StackConfig, tls_dir: Path, model_url: str) -> tuple[int, int, dict[str, int]]:
+    """Median statements and peer RPCs per run, and the median statements by service."""
+    servers = await start_services(config, tls_dir, model_url, audit_relay_interval_seconds=3600)
+    try:
+        async with _channel(servers, tls_dir, "auth") as channel:
+            auth = auth_grpc.AuthServiceStub(channel)
+            created = await auth.CreateTenant(
+                auth_pb.CreateTenantRequest(tenant_id="runs", tenant=auth_res.Tenant(display_name="Runs"))
+            )
+            token = await auth.IssueToken(
+                auth_pb.IssueTokenRequest(
+                    grant_type="client_credentials", client_secret=created.api_key_secret
+                )
+            )
+        metadata = (("authorization", f"Bearer {token.access_token}"),)
+        totals: list[int] = []
+        peers: list[int] = []
+        by_service: dict[str, list[int]] = collections.defaultdict(list)
+        async with _channel(servers, tls_dir, "agent") as channel:
+            agents = agent_grpc.AgentServiceStub(channel)
+            await agents.CreateAgent(
+                agent_pb.CreateAgentRequest(
+                    parent="tenants/runs",
+                    agent_id="router",
+                    agent=agent_res.Agent(
+                        instructions="Answer in one short sentence.",
+                        tools=["tools/route_distance"],
+                        max_output_tokens=32,
+                        temperature=0,
+                    ),
+                ),
+                metadata=metadata,
+            )
+            for i in range(RUNS + 1):  # the first warms the caches (tokens, JWKS, stubs)
+                before_statements, before_calls = _snapshot(servers)
+                await agents.CreateRun(
+                    agent_pb.CreateRunRequest(
+                        parent="tenants/runs/agents/router",
+                        run=agent_res.Run(input="How far is Rotterdam from Hamburg?"),
+                    ),
+                    metadata=metadata,
+                    timeout=120,
+                )
+                after_statements, after_calls = _snapshot(servers)
+                if i == 0:
+                    continue
+                statements = after_statements - before_statements
+                calls = after_calls - before_calls
+                run_rpcs = {rpc for rpc in calls if rpc not in INFRASTRUCTURE}
+                counted = {key: n for key, n in statements.items() if key.split(" ", 1)[1] in run_rpcs}
+                totals.append(sum(counted.values()))
+                peers.append(sum(n for rpc, n in calls.items() if rpc in run_rpcs and rpc != CREATE_RUN))
+                for name in SERVICES:
+                    by_service[name].append(
+                        sum(n for key, n in counted.items() if key.startswith(f"{name} "))
+                    )
+        return (
+            int(statistics.median(totals)),
+            int(statistics.median(peers)),
+            {name: int(statistics.median(counts)) for name, counts in by_service.items()},
+        )
+    finally:
+        for server in reversed(list(servers.values())):
+            await server.stop(0)
+
+
+class CreateRunCost:
+    """SQL statements and peer RPCs of one ``CreateRun``, on both databases.
+
+    Args:
+        bench: The benchmark's settings (its PostgreSQL URL); its stacks are not used.
+    """
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+
+    def throughputs(self) -> Sequence[Throughput]:
+        """Returns nothing: these figures are counts, made in :meth:`rows`."""
+        return []
+
+    def rows(self) -> Sequence[Row]:
+        """Starts an in-process mesh per database with the model server, runs the agent, counts."""
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            state = Path(tmp)
+            tls_dir = state / "tls"
+            mtls.ensure_ca(tls_dir, "orchestrall.local")
+            for name in (*SERVICES, "gateway"):
+                mtls.issue_workload_cert(tls_dir, name, "orchestrall.local", "orchestrall")
+            model, model_url = _model_server(state)
+            try:
+                for label, url in (("SQLite", None), ("PostgreSQL", self._bench.settings.database_url)):
+                    config = StackConfig.ephemeral(
+                        state / label, database_url=url, schema_prefix=SCHEMA_PREFIX if url else ""
+                    )
+                    if url:
+                        drop_schemas(url, SCHEMA_PREFIX)
+                    try:
+                        statements, peers, by_service = asyncio.run(_count(config, tls_dir, model_url))
+                    finally:
+                        if url:
+                            drop_schemas(url, SCHEMA_PREFIX)
+                    shown = ", ".join(f"{name} {n}" for name, n in by_service.items() if n)
+                    rows.append(
+                        Row(
+                            f"SQL statements per CreateRun, {label} ({shown})",
+                            statements,
+                            "",
+                            goal=Goal("<= 15", max_value=15.5),
+                        )
+                    )
+                    # No goal of its own: the issue asks that the peers be awaited together.
+                    rows.append(
+                        Row(f"peer RPCs per CreateRun, {label} (the first 2 awaited together)", peers, "")
+                    )
+            finally:
+                model.terminate()
+                model.wait(10)
+        print(f"[createrun] counted over {RUNS} runs each", file=sys.stderr)
+        return rows
