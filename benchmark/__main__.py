@@ -1,4 +1,4 @@
-"""``python -m benchmark`` (what ``make bench`` runs): the figures of issue 7 in one table.
+"""``python -m benchmark`` (what ``make bench`` runs): the performance figures in one table.
 
 Starts two stacks of real processes (SQLite and PostgreSQL, no model server)
 and the bare echo server, then measures every throughput figure in interleaved
@@ -143,7 +143,7 @@ def main() -> None:
     print(
         render_table(
             [
-                ("issue 7 goals", [row for row in rows if row.goal is not None]),
+                ("goals", [row for row in rows if row.goal is not None]),
                 (
                     "context (no goal): what the figures above rest on",
                     [row for row in rows if row.goal is None],

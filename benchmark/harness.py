@@ -235,7 +235,7 @@ class Row:
         value: The figure's value in ``unit``.
         unit: ``/s`` (calls or requests per second), ``ev/s`` (events per second), ``ms``.
         baseline: The baseline's value in the same unit, for ratio figures.
-        goal: The target from issue 7; None for a context row (no goal: what the others rest on).
+        goal: The figure's target; None for a context row (no goal: what the others rest on).
         sample: The median run, for the CPU columns; None where they do not apply.
         shown: The value as printed, when it is more than a number (``p50 3 / p99 9``).
     """

@@ -37,7 +37,7 @@ EVALUATE_FLAG = "/orchestrall.flag.v1.FlagService/EvaluateFlag"
 
 
 class RpcFigures:
-    """The RPC figures of issue 7 and their context rows.
+    """The unary RPC figures and their context rows.
 
     Args:
         bench: The running stacks and the echo.
