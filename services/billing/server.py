@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from orchestrall.billing.v1 import billing_service_pb2_grpc
+from services.billing import store
 from services.billing.models import AUDIT_OUTBOX
 from services.billing.service import BillingService
 from services.kit.clients import MeshClients
@@ -19,6 +20,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     """Build the billing service; it verifies tokens against the auth service's JWKS, fetched over mTLS."""
     settings = settings or MeshSettings()
     db = Database(create_engine(settings, NAME))
+    db.session_setup("postgresql", store.BATCH_TABLE_DDL)
     clients = MeshClients(settings, NAME)
     servicer = BillingService(db)
 

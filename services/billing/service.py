@@ -44,18 +44,24 @@ def _summary_tenant_id(name: str) -> str:
     return validate_id(tenant_id, "name")
 
 
-def _event_violations(index: int, event: res.UsageEvent) -> list[FieldViolation]:
-    """Return what is wrong with the ``index``-th event of a batch (CloudEvents 1.0 attributes)."""
+def _event_violations(index: int, event: res.UsageEvent, valid_tenants: set[str]) -> list[FieldViolation]:
+    """Return what is wrong with the ``index``-th event of a batch (CloudEvents 1.0 attributes).
+
+    ``valid_tenants`` holds the tenant names found valid so far in the batch (a batch is
+    mostly one tenant's); a valid one is added.
+    """
     prefix = f"events[{index}]"
     found = [
         FieldViolation(f"{prefix}.{field}", f"is required, at most {MAX_KEY_LENGTH} characters")
         for field, value in (("id", event.id), ("source", event.source))
         if not value or len(value) > MAX_KEY_LENGTH
     ]
-    try:
-        _tenant_id(event.tenant, f"{prefix}.tenant")
-    except InvalidArgument as error:
-        found.extend(error.violations)
+    if event.tenant not in valid_tenants:
+        try:
+            _tenant_id(event.tenant, f"{prefix}.tenant")
+            valid_tenants.add(event.tenant)
+        except InvalidArgument as error:
+            found.extend(error.violations)
     if event.meter not in METERS:
         found.append(errors.unknown_meter_violation(f"{prefix}.meter", event.meter))
     if not math.isfinite(event.quantity) or event.quantity < 0:
@@ -81,7 +87,10 @@ class BillingService(pb_grpc.BillingServiceServicer):
         """Record a batch of usage events, all or nothing; events seen before count as duplicates."""
         if not 1 <= len(request.events) <= MAX_EVENTS:
             raise invalid("events", f"must hold 1-{MAX_EVENTS} events")
-        violations = [v for i, event in enumerate(request.events) for v in _event_violations(i, event)]
+        tenants: set[str] = set()
+        violations = [
+            v for i, event in enumerate(request.events) for v in _event_violations(i, event, tenants)
+        ]
         if violations:
             raise errors.invalid_usage_events(violations)
         now = utcnow()

@@ -89,6 +89,11 @@ class FlagSetEvaluator:
     context; its resolution is computed here, once, by the same ``FlagdCore`` call
     an evaluation would make, and :meth:`static` returns it.
 
+    Attributes:
+        memo: Room for callers to keep what they derive from this set (the flag
+            service keeps its encoded answers for static flags there); it lives and is
+            replaced with the set, so it never outlives a change.
+
     Args:
         flags: The tenant's flags, each valid (:func:`violations` is empty).
     """
@@ -105,6 +110,7 @@ class FlagSetEvaluator:
             for flag in flags
             if flag.state == FlagState.DISABLED or not flag.targeting
         }
+        self.memo: dict[str, Any] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self._resolvers

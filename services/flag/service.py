@@ -54,6 +54,16 @@ def flag_to_proto(flag: FlagRow) -> res.Flag:
     return message
 
 
+def _evaluation_to_proto(result: evaluator.Resolution) -> pb.EvaluateFlagResponse:
+    """Maps a resolution to the RPC's answer."""
+    return pb.EvaluateFlagResponse(
+        value=to_value(result.value),
+        variant=result.variant,
+        reason=result.reason,
+        error_code=result.error_code,
+    )
+
+
 def _fields(message: res.Flag, paths: tuple[str, ...]) -> dict[str, Any]:
     """Returns the mutable fields named in ``paths`` of a resource, as column values."""
     values: dict[str, Any] = {}
@@ -184,14 +194,13 @@ class FlagService(pb_grpc.FlagServiceServicer):
         flags = self._sets.of(tenant_id)
         if key not in flags:
             raise errors.flag_not_found(request.name)
-        result = flags.static(key)
-        if result is None:
-            evaluation_context = from_struct(request.context)
-            evaluation_context["tenant"] = tenant_id
-            result = flags.evaluate(key, evaluation_context)
-        return pb.EvaluateFlagResponse(
-            value=to_value(result.value),
-            variant=result.variant,
-            reason=result.reason,
-            error_code=result.error_code,
-        )
+        answer: pb.EvaluateFlagResponse | None = flags.memo.get(key)
+        if answer is not None:  # a static flag's answer, encoded once per flag set
+            return answer
+        static = flags.static(key)
+        if static is not None:
+            answer = flags.memo[key] = _evaluation_to_proto(static)
+            return answer
+        evaluation_context = from_struct(request.context)
+        evaluation_context["tenant"] = tenant_id
+        return _evaluation_to_proto(flags.evaluate(key, evaluation_context))

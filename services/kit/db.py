@@ -451,6 +451,7 @@ class Database:
         self._before_commit: list[BeforeCommit] = []
         self._local = threading.local()
         self._links: list[Link] = []
+        self._session_setup: list[str] = []
         self._connections_lock = threading.Lock()
 
     def statements(self) -> collections.Counter[str]:
@@ -463,6 +464,14 @@ class Database:
             for link in self._links:
                 total.update(link.statements)
         return total
+
+    def session_setup(self, dialect: str, statement: str) -> None:
+        """Registers a statement each new connection of ``dialect`` runs first, outside any transaction.
+
+        For session state a store relies on, such as a temporary staging table.
+        """
+        if dialect == self.dialect:
+            self._session_setup.append(statement)
 
     def before_commit(self, hook: BeforeCommit) -> None:
         """Registers ``hook`` to run inside every write transaction that changed rows, before it commits."""
@@ -539,6 +548,8 @@ class Database:
             link = Link(self.engine.connect())
             if inline:  # the loop's reads must never wait
                 link.send("PRAGMA busy_timeout=0")
+            for statement in self._session_setup:
+                link.send(statement)
             self._local.link = link
             with self._connections_lock:
                 self._links.append(link)

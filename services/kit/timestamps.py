@@ -34,5 +34,9 @@ def to_timestamp(value: dt.datetime | None) -> Timestamp | None:
 
 
 def from_timestamp(value: Timestamp) -> dt.datetime:
-    """An aware UTC datetime for ``value``."""
-    return value.ToDatetime(tzinfo=dt.UTC)
+    """Returns an aware UTC datetime for ``value`` (to the microsecond, as ``ToDatetime`` does).
+
+    Raises:
+        OverflowError: The instant is outside what ``datetime`` holds (years 1-9999).
+    """
+    return _EPOCH + dt.timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)
