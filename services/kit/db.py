@@ -374,9 +374,12 @@ class Workers:
         self._jobs: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = (
             queue.SimpleQueue()
         )
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        # Finished work not yet handed back, per event loop of the awaiting tasks.
+        self._done: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        ]
+        self._done = {}
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)
         ]
@@ -385,8 +388,7 @@ class Workers:
 
     async def run(self, call: Callable[[], T]) -> T:
         """Runs ``call`` in one of the threads and returns what it returned (or raises what it raised)."""
-        loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.put((future, call))
         return await future
 
@@ -397,15 +399,18 @@ class Workers:
                 outcome: tuple[Any, BaseException | None] = (call(), None)
             except BaseException as error:  # handed to the awaiting task, raised there
                 outcome = (None, error)
+            loop = future.get_loop()
             with self._lock:
-                first = not self._done
-                self._done.append((future, *outcome))
-            if first and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._hand_back)
+                pending = self._done.setdefault(loop, [])
+                first = not pending
+                pending.append((future, *outcome))
+            if first:
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody awaits
+                    loop.call_soon_threadsafe(self._hand_back, loop)
 
-    def _hand_back(self) -> None:
+    def _hand_back(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
-            done, self._done = self._done, []
+            done = self._done.pop(loop, [])
         for future, value, error in done:
             if future.cancelled():
                 continue
