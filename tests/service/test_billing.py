@@ -58,3 +58,52 @@ async def test_entitlement_stops_at_the_plan_limit(mesh: Mesh) -> None:
         )
         after = await stub.CheckEntitlement(check)
         assert not after.allowed and after.remaining == 0
+
+
+async def test_one_entitlement_check_answers_for_every_meter_a_run_spends(mesh: Mesh) -> None:
+    tenant = await new_tenant(mesh)
+    async with mesh.channel("billing", identity="agent") as channel:
+        stub = pb_grpc.BillingServiceStub(channel)
+        quantities = [
+            pb.MeterQuantity(meter="agent_runs", quantity=1),
+            pb.MeterQuantity(meter="model_output_tokens", quantity=256),
+        ]
+        answer = await stub.CheckEntitlement(
+            pb.CheckEntitlementRequest(tenant=tenant.name, quantities=quantities)
+        )
+        assert answer.allowed
+        assert [(m.meter, m.allowed) for m in answer.meters] == [
+            ("agent_runs", True),
+            ("model_output_tokens", True),
+        ]
+        limit = answer.meters[1].limit
+        await stub.IngestUsageEvents(
+            pb.IngestUsageEventsRequest(
+                events=[event(tenant.name, "spent", "model_output_tokens", quantity=limit - 100)]
+            )
+        )
+        answer = await stub.CheckEntitlement(
+            pb.CheckEntitlementRequest(tenant=tenant.name, quantities=quantities)
+        )
+        assert not answer.allowed
+        assert [(m.meter, m.allowed, m.remaining) for m in answer.meters] == [
+            ("agent_runs", True, answer.meters[0].limit),
+            ("model_output_tokens", False, 100),
+        ]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CheckEntitlement(
+                pb.CheckEntitlementRequest(
+                    tenant=tenant.name,
+                    quantities=[
+                        pb.MeterQuantity(meter="agent_runs", quantity=1),
+                        pb.MeterQuantity(meter="agent_runs", quantity=-1),
+                        pb.MeterQuantity(meter="gpu_hours", quantity=1),
+                    ],
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(caught.value) == [
+            "quantities[1].meter",
+            "quantities[1].quantity",
+            "quantities[2].meter",
+        ]
