@@ -42,6 +42,7 @@ from google.api import annotations_pb2 as http_annotations
 from google.api import http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
+from gateway.envoy.local_replies import local_replies
 from gateway.envoy.settings import GatewaySettings, TokenBucket
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
 from services.kit.auth import TENANT_METADATA_KEY
@@ -84,8 +85,9 @@ CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
 CORS_MAX_AGE_SECONDS = 600
 #: Largest request body (REST JSON or gRPC message); larger gets 413.
 MAX_REQUEST_BYTES = 1024 * 1024
-#: Largest request header block in KiB (Envoy's default); larger gets 431.
-MAX_REQUEST_HEADERS_KB = 60
+#: Largest request line and header block in KiB; larger gets 431. Services accept twice this
+#: in metadata (services.kit.server.MAX_METADATA_BYTES): the transcoder forwards the path twice.
+MAX_REQUEST_HEADERS_KB = 32
 
 _VARIABLE = re.compile(r"\{[^}=]+(?:=([^}]*))?\}")
 
@@ -368,6 +370,9 @@ def render(
         cors_max_age_seconds=CORS_MAX_AGE_SECONDS,
         max_request_bytes=max_request_bytes,
         max_request_headers_kb=max_request_headers_kb,
+        local_replies=local_replies(
+            max_request_bytes=max_request_bytes, max_request_headers_kb=max_request_headers_kb
+        ),
     )
 
 

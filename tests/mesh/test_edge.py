@@ -182,6 +182,7 @@ async def test_a_tenant_over_its_limit_gets_429_and_others_are_served(
     refused = await http.get(f"/v1/tenants/{busy}", headers=bearer(busy_token))
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "60"
+    assert _gateway_reason(refused) == "RATE_LIMITED"
     assert not [h for h in refused.headers if h.startswith("grpc-")]
 
     # Same second, another tenant: its own bucket.
@@ -281,14 +282,33 @@ async def test_cors_preflight_is_answered_for_the_console_only(edge: Edge, http:
 async def test_oversized_requests_are_refused(edge: Edge, http: httpx.AsyncClient) -> None:
     tenant, token = await edge.new_tenant()
     path = f"/v1/tenants/{tenant}/apiKeys"
-    fits = await http.post(path, json={"displayName": "x" * 1000}, headers=bearer(token))
+    fits = await http.post(path, json={"displayName": "x" * 200, "roles": ["viewer"]}, headers=bearer(token))
     assert fits.status_code == 200, fits.text
+    # Over the field's bound in the contract: refused by the service, naming the field.
+    too_long = await http.post(
+        path, json={"displayName": "x" * 201, "roles": ["viewer"]}, headers=bearer(token)
+    )
+    assert too_long.status_code == 400
+    assert too_long.json()["details"][1]["fieldViolations"] == [
+        {"field": "api_key.display_name", "description": "must be at most 200 characters"}
+    ]
+    # Over the gateway's caps: refused by Envoy, answered like every other error.
     too_big = await http.post(path, json={"displayName": "x" * MAX_BODY}, headers=bearer(token))
     assert too_big.status_code == 413
+    assert _gateway_reason(too_big) == "REQUEST_TOO_LARGE"
     huge_header = await http.get(
-        f"/v1/tenants/{tenant}", headers={**bearer(token), "x-padding": "x" * 70_000}
+        f"/v1/tenants/{tenant}", headers={**bearer(token), "x-padding": "x" * 40_000}
     )
     assert huge_header.status_code == 431
+    assert _gateway_reason(huge_header) == "REQUEST_HEADERS_TOO_LARGE"
+
+
+def _gateway_reason(response: httpx.Response) -> str:
+    """The ErrorInfo reason of one of the gateway's own errors (checking its shape)."""
+    assert response.headers["content-type"] == "application/json"
+    (info,) = response.json()["details"]
+    assert info["domain"] == "gateway.orchestrall.dev"
+    return str(info["reason"])
 
 
 async def test_verified_tokens_are_cached_and_refused_once_expired(
