@@ -12,6 +12,7 @@ details: value, variant, reason, error code).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,12 +23,15 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode, OpenFeatureError
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 
+from services.flag import limits
 from services.flag.models import FlagRow, FlagState
 from services.kit.errors import FieldViolation
 
 log = logging.getLogger(__name__)
 
 MAX_VARIANT_NAME = 200
+#: Every stored flag is served whole in lists and evaluations: its values are bounded.
+MAX_VARIANTS_BYTES = 64 * 1024
 _STATES = frozenset(FlagState)
 _DEFAULTS: dict[str, Any] = {"boolean": False, "string": "", "float": 0.0, "object": {}}
 
@@ -115,6 +119,11 @@ class FlagSetEvaluator:
     def __contains__(self, key: str) -> bool:
         return key in self._resolvers
 
+    @staticmethod
+    def refused(error_code: ErrorCode) -> Resolution:
+        """Returns the resolution of an evaluation refused before it ran (reason ``ERROR``)."""
+        return Resolution(None, "", Reason.ERROR.value, error_code.value)
+
     def static(self, key: str) -> Resolution | None:
         """Returns the resolution of a flag that no context can change, or None for a targeted one."""
         return self._static.get(key)
@@ -167,11 +176,12 @@ def _resolve(flag: FlagRow, context: EvaluationContext, state: str) -> FlagResol
 
 
 def violations(flag: FlagRow) -> list[FieldViolation]:
-    """Check a flag definition against flagd's rules.
+    """Check a flag definition against flagd's rules and the service's bounds.
 
     ``state`` is ``ENABLED`` or ``DISABLED``; there is at least one variant; all variant
-    values share one JSON kind (boolean, string, number or object); ``default_variant``
-    names a variant; the targeting rule loads into flagd and, evaluated with the
+    values share one JSON kind (boolean, string, number or object) and take at most
+    :data:`MAX_VARIANTS_BYTES` together; ``default_variant`` names a variant; the
+    targeting rule is within :mod:`services.flag.limits`, loads into flagd and, evaluated with the
     context ``{"tenant": <tenant>}``, yields one of the flag's variants or none. A rule
     that names a missing variant only for other contexts shows at evaluation time
     (reason ``ERROR``).
@@ -198,6 +208,13 @@ def violations(flag: FlagRow) -> list[FieldViolation]:
         )
     if flag.default_variant not in flag.variants:
         found.append(FieldViolation("flag.default_variant", "must be the name of one of flag.variants"))
+    values_size = len(json.dumps(flag.variants, separators=(",", ":")))
+    if values_size > MAX_VARIANTS_BYTES:
+        found.append(FieldViolation("flag.variants", f"values must take at most {MAX_VARIANTS_BYTES} bytes"))
+    if flag.targeting:
+        found += limits.rule_violations(
+            flag.targeting, len(json.dumps(flag.targeting, separators=(",", ":")))
+        )
     if found:
         return found
     try:

@@ -13,11 +13,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
+from openfeature.exception import ErrorCode
 
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from services.flag import errors, evaluator, store
+from services.flag import errors, evaluator, limits, store
 from services.flag.flagsets import FlagSets
 from services.flag.models import FlagRow, FlagState
 from services.kit.audit import note_resource
@@ -202,5 +203,7 @@ class FlagService(pb_grpc.FlagServiceServicer):
             answer = flags.memo[key] = _evaluation_to_proto(static)
             return answer
         evaluation_context = from_struct(request.context)
+        if limits.context_problem(evaluation_context, request.context.ByteSize()) is not None:
+            return _evaluation_to_proto(flags.refused(ErrorCode.INVALID_CONTEXT))
         evaluation_context["tenant"] = tenant_id
         return _evaluation_to_proto(flags.evaluate(key, evaluation_context))

@@ -21,6 +21,7 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.agent.v1 import resources_pb2 as agent_res
 from services.kit.clients import MeshClients
 from services.kit.db import Database
+from services.kit.sandbox import Sandbox, SandboxFailed, SandboxTimeout
 from services.kit.timestamps import utcnow
 from services.workflow import store, templates
 from services.workflow.models import RunState, StepDefinition, WorkflowRow, WorkflowRunRow
@@ -39,11 +40,15 @@ class Executor:
         db: The workflow database.
         clients: mTLS channels; steps call the agent service on the workflow
             service's identity, acting for the run's tenant.
+        sandbox: Where step input templates are rendered, out of the event loop.
+        template_timeout: Seconds a template may take to render.
     """
 
-    def __init__(self, db: Database, clients: MeshClients) -> None:
+    def __init__(self, db: Database, clients: MeshClients, sandbox: Sandbox, template_timeout: float) -> None:
         self._db = db
         self._clients = clients
+        self._sandbox = sandbox
+        self._template_timeout = template_timeout
         self._agents = clients.stub(agent_grpc.AgentServiceStub, "agent")
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -135,9 +140,22 @@ class Executor:
     ) -> tuple[str, str] | None:
         """Runs one step; returns (reason, message) on failure."""
         try:
-            step["input"] = templates.render(definition.get("input_template", ""), run.input, outputs)
+            step["input"] = await self._sandbox.run(
+                templates.render,
+                definition.get("input_template", ""),
+                run.input,
+                outputs,
+                timeout=self._template_timeout,
+            )
         except templates.TemplateProblem as problem:
             return "TEMPLATE_FAILED", str(problem)
+        except SandboxTimeout:
+            return (
+                "TEMPLATE_TIMEOUT",
+                f"the input template took longer than {self._template_timeout:g} s to render",
+            )
+        except SandboxFailed:
+            return "TEMPLATE_FAILED", "the input template could not be rendered"
         try:
             agent_run = await self._agents.CreateRun(
                 agent_pb.CreateRunRequest(

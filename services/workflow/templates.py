@@ -14,6 +14,8 @@ from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 DEFAULT_TEMPLATE = "{{ input }}"
+#: A rendered template is an agent run's input, which holds at most this many characters.
+MAX_RENDERED = 32_000
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 _STEP_REF = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -42,21 +44,32 @@ def check(template: str, earlier_steps: list[str]) -> None:
 
 
 def render(template: str, workflow_input: str, outputs: dict[str, str]) -> str:
-    """Renders a step's input.
+    """Renders a step's input; the executor runs it in a sandbox process with a deadline.
 
     Args:
         template: The step's template; empty means ``{{ input }}``.
         workflow_input: The run's input.
         outputs: Output of each finished step, by step ID.
 
+    Returns:
+        The rendered input, at most :data:`MAX_RENDERED` characters.
+
     Raises:
-        TemplateProblem: The template failed at render time.
+        TemplateProblem: The template failed at render time, ran out of memory, or
+            rendered more than :data:`MAX_RENDERED` characters.
     """
     context: dict[str, Any] = {
         "input": workflow_input,
         "steps": {k: {"output": v} for k, v in outputs.items()},
     }
     try:
-        return _ENV.from_string(template or DEFAULT_TEMPLATE).render(context)
+        rendered = _ENV.from_string(template or DEFAULT_TEMPLATE).render(context)
     except TemplateError as error:
         raise TemplateProblem(str(error)) from None
+    except MemoryError:
+        raise TemplateProblem("ran out of memory while rendering") from None
+    if len(rendered) > MAX_RENDERED:
+        raise TemplateProblem(
+            f"renders more than {MAX_RENDERED} characters, the most a step's input may hold"
+        )
+    return rendered
