@@ -266,8 +266,12 @@ class AuthService(pb_grpc.AuthServiceServicer):
     ) -> pb.CreateApiKeyResponse:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        roles = list(request.api_key.roles) or ["developer"]
-        violations = _check_roles(roles, "api_key.roles")
+        roles = list(request.api_key.roles)
+        violations = (
+            _check_roles(roles, "api_key.roles")
+            if roles
+            else [FieldViolation("api_key.roles", f"is required: one or more of {list(ROLE_ORDER)}")]
+        )
         expire_time = (
             from_timestamp(request.api_key.expire_time) if request.api_key.HasField("expire_time") else None
         )
@@ -276,9 +280,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         request_id = request.request_id or None
-        key, secret = _new_api_key(
-            tenant_id, request.api_key.display_name[:200], roles, request_id, expire_time
-        )
+        key, secret = _new_api_key(tenant_id, request.api_key.display_name, roles, request_id, expire_time)
         note_resource(API_KEY.format(tenant_id, key.id))
         created = await self._db.write(tenant_id, store.create_api_key, key)
         if created is not key:  # a retry: the key exists, its secret was shown once already

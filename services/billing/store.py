@@ -16,7 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from services.billing.models import MeterTotal, UsageEvent, UsageTotal
 from services.billing.plans import period_of
-from services.kit.db import CURRENT_RPC, Tx
+from services.kit.calls import CURRENT_RPC
+from services.kit.db import Tx
 from services.kit.repository import table_of
 from services.kit.timestamps import as_utc
 

@@ -14,6 +14,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -121,9 +122,19 @@ class StackConfig:
         """Folder of the local CA and workload certificates."""
         return self.state_dir / "tls"
 
+    def page_token_key(self) -> str:
+        """Returns the stack's page token key, made once in the state folder (every service shares it)."""
+        path = self.state_dir / "page-token.key"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def settings(self, service: str) -> MeshSettings:
         """The settings ``service`` runs with."""
         return MeshSettings(
+            page_token_key=self.page_token_key(),
             listen=f"127.0.0.1:{self.service_ports[service]}",
             state_dir=self.state_dir,
             tls_dir=self.tls_dir,
@@ -145,6 +156,7 @@ class StackConfig:
                 "ORCHESTRALL_ADDRESSES": json.dumps(settings.addresses),
                 "ORCHESTRALL_ISSUER": settings.issuer,
                 "ORCHESTRALL_SCHEMA_PREFIX": settings.schema_prefix,
+                "ORCHESTRALL_PAGE_TOKEN_KEY": self.page_token_key(),
                 "OPENAI_BASE_URL": self.openai_base_url or f"http://127.0.0.1:{self.model_port}/v1",
             }
         )

@@ -24,6 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.message import Message
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
 
 from services.kit.auth import Principal, current_principal
@@ -33,6 +34,8 @@ from services.kit.timestamps import utcnow
 log = logging.getLogger(__name__)
 
 RESOURCE_FIELDS = ("name", "parent", "tenant")
+#: Characters of a resource name an audit record keeps (its column's width).
+MAX_RESOURCE = 500
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -46,7 +49,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("subject", String(300), nullable=False),
         Column("principal_kind", String(20), nullable=False),
         Column("method", String(200), nullable=False),
-        Column("resource", String(500), nullable=False),
+        Column("resource", String(MAX_RESOURCE), nullable=False),
         Column("outcome", String(40), nullable=False),
         Column("service", String(40), nullable=False),
     )
@@ -63,15 +66,21 @@ _call: ContextVar[_Call | None] = ContextVar("orchestrall_audit_call", default=N
 
 
 def _resource_of(request: Any) -> str:
-    """The resource a request names: ``name``, ``parent`` or ``tenant``, or a nested resource's ``name``."""
+    """The resource a request names: ``name``, ``parent`` or ``tenant``, or a nested resource's ``name``.
+
+    Runs before the request's field rules are checked, so the name is cut to
+    :data:`MAX_RESOURCE` characters; a request that could not be read names none.
+    """
+    if not isinstance(request, Message):
+        return ""
     for field in RESOURCE_FIELDS:
         value = getattr(request, field, "")
         if isinstance(value, str) and value:
-            return value
+            return value[:MAX_RESOURCE]
     for descriptor, value in request.ListFields():
         name = getattr(value, "name", None)
         if descriptor.message_type is not None and isinstance(name, str) and name:
-            return name
+            return name[:MAX_RESOURCE]
     return ""
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("auth", "agent", "workflow", "flag", "billing")
@@ -56,6 +56,17 @@ class MeshSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(5.0, ge=0, description="In-flight RPCs get this long on SIGTERM.")
     audit_relay_interval_seconds: float = Field(1.0, gt=0, description="How often audit events are relayed.")
     call_timeout_seconds: float = Field(10.0, gt=0, description="Deadline of calls to peer services.")
+    tenant_concurrency: int = Field(
+        32, ge=1, description="Unary calls one tenant may have in progress on one service replica at once."
+    )
+    page_token_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description=(
+            "Key that signs page tokens (HMAC-SHA256), at least 16 characters, the same for every "
+            "replica; unset means a random key, valid in this process only."
+        ),
+    )
 
     def address_of(self, service: str) -> str:
         """Returns the ``host:port`` of a peer service.

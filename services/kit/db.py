@@ -62,6 +62,7 @@ from sqlalchemy.engine import create_engine as sa_create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql import Executable
 
+from services.kit.calls import CURRENT_RPC
 from services.kit.config import MeshSettings
 
 # The login role services connect as on PostgreSQL: NOSUPERUSER NOBYPASSRLS, so the
@@ -81,10 +82,6 @@ NAMING_CONVENTION = {
 # anyway; on PostgreSQL this bounds the transactions one replica has open at once.
 SQLITE_WORKERS = 4
 POSTGRES_WORKERS = 4
-
-#: The RPC being handled (``/package.Service/Method``), set by the kit's guard; units of work
-#: run in a copy of the caller's context, so statements are counted against it.
-CURRENT_RPC: contextvars.ContextVar[str] = contextvars.ContextVar("orchestrall_current_rpc", default="")
 
 # Driver-level statements (psycopg placeholders) binding the tenant: for the rest of a
 # transaction (SET LOCAL), or for the connection's session (reads, see Tx.begin).

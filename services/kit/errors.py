@@ -12,8 +12,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+#: Characters of an error's message a client gets at most; the rest is cut (messages may quote input).
+MAX_MESSAGE = 1_000
+#: Characters of an ``ErrorInfo.metadata`` value, a field path or a violation's description at most.
+MAX_VALUE = 200
+
+
+def clip(text: str, limit: int) -> str:
+    """Returns ``text`` cut to ``limit`` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def domain_of(service: str) -> str:
@@ -72,10 +82,17 @@ def error_status(
     """A ``google.rpc.Status`` with exactly one ``ErrorInfo`` first among its details (AIP-193).
 
     Used for errors sent to a client and for failures stored on resources (a run's ``error``).
+    The message and metadata values are cut to :data:`MAX_MESSAGE` and :data:`MAX_VALUE`
+    characters, so an error never echoes a large input whole.
     """
+    info = error_details_pb2.ErrorInfo(
+        reason=reason, domain=domain, metadata={k: clip(v, MAX_VALUE) for k, v in (metadata or {}).items()}
+    )
     packed = any_pb2.Any()
-    packed.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {}))
-    return status_pb2.Status(code=code.value[0], message=message, details=[packed, *details])
+    packed.Pack(info)
+    return status_pb2.Status(
+        code=code.value[0], message=clip(message, MAX_MESSAGE), details=[packed, *details]
+    )
 
 
 class InvalidArgument(DomainError):
@@ -92,7 +109,9 @@ class InvalidArgument(DomainError):
         """Returns the ``BadRequest`` detail."""
         bad = error_details_pb2.BadRequest(
             field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=clip(v.field, MAX_VALUE), description=clip(v.description, MAX_VALUE)
+                )
                 for v in self.violations
             ]
         )
@@ -140,6 +159,26 @@ class ResourceExhausted(DomainError):
     """A quota or entitlement is used up."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class TooBusy(ResourceExhausted):
+    """The caller has too much work in progress; it may retry after ``retry_after`` seconds.
+
+    Carries ``google.rpc.RetryInfo`` (AIP-194) and a ``retry-after`` trailer, which the
+    gateway passes to REST clients as the ``Retry-After`` header (RFC 9110 section 10.2.3).
+    """
+
+    def __init__(
+        self, reason: str, message: str, retry_after: int, metadata: Mapping[str, str] | None = None
+    ):
+        super().__init__(reason, message, metadata=metadata)
+        self.retry_after = retry_after
+
+    def details(self) -> list[any_pb2.Any]:
+        """Returns the ``RetryInfo`` detail."""
+        packed = any_pb2.Any()
+        packed.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=self.retry_after)))
+        return [packed]
 
 
 class Unavailable(DomainError):

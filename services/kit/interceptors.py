@@ -12,7 +12,10 @@ handler is built once). Per call it:
    JWT whose roles grant the permission, or a mesh identity the policy table
    allows, from the TLS peer certificate;
 3. binds the :class:`~services.kit.auth.Principal` for the handler;
-4. turns a :class:`~services.kit.errors.DomainError` into ``google.rpc.Status``
+4. refuses a request that breaks its fields' rules in the contract, or that
+   could not be decoded (:mod:`services.kit.validation`), before any work, and
+   one of a tenant that has too many calls in progress already;
+5. turns a :class:`~services.kit.errors.DomainError` into ``google.rpc.Status``
    (with ``ErrorInfo``) and any other exception into a bare INTERNAL, logged; no
    traceback or SQL reaches the client (AIP-193).
 
@@ -34,10 +37,10 @@ import grpc
 from google.rpc import code_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.kit import auth
+from services.kit import auth, validation
 from services.kit.audit import AuditLog
-from services.kit.db import CURRENT_RPC
-from services.kit.errors import DomainError, Unauthenticated, internal_status
+from services.kit.calls import CURRENT_RPC
+from services.kit.errors import DomainError, TooBusy, Unauthenticated, internal_status
 from services.kit.mtls import peer_spiffe_id
 from services.kit.policy import may_call
 
@@ -61,6 +64,9 @@ class Guard:
         verifier: Verifies bearer JWTs.
         trust_domain: SPIFFE trust domain whose service identities are trusted.
         audit: The service's audit log; audited calls are recorded there.
+        tenant_concurrency: Unary calls one tenant may have in progress on this server
+            at once; one more is refused with RESOURCE_EXHAUSTED (``TENANT_BUSY``), so no
+            tenant holds all of a service's work.
     """
 
     def __init__(
@@ -70,8 +76,11 @@ class Guard:
         verifier: auth.JwtVerifier,
         trust_domain: str,
         audit: AuditLog | None,
+        tenant_concurrency: int = 32,
     ) -> None:
         self._domain = domain
+        self._tenant_concurrency = tenant_concurrency
+        self._in_flight: dict[str, int] = {}
         self._rules = rules
         self._verifier = verifier
         self._trust_domain = trust_domain
@@ -89,16 +98,17 @@ class Guard:
         rule = self._rules.get(method)
         if rule is None:
             raise TypeError(f"{method} has no access rule in the contracts")
+        deserialize = validation.lenient(handler.request_deserializer, method.rsplit("/", 1)[1] + " request")
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, rule, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             return grpc.unary_stream_rpc_method_handler(
                 self._streaming(method, rule, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
         raise TypeError(f"{method}: only unary requests with a unary or async-generator response are guarded")
@@ -113,11 +123,17 @@ class Guard:
             CURRENT_RPC.set(method)
             if audit is not None:
                 audit.begin_call(method, request)
+            tenant = None
             try:
-                auth.set_principal(await self._admit(rule, method, context))
+                principal = await self._admit(rule, method, context)
+                auth.set_principal(principal)
+                _check(principal, request)
+                tenant = self._enter(principal.tenant)
                 response = await inner(request, context)
             except DomainError as error:
                 status = error.to_status(self._domain)
+                if isinstance(error, TooBusy):
+                    context.set_trailing_metadata((("retry-after", str(error.retry_after)),))
             except grpc.aio.AbortError:
                 raise
             except Exception:
@@ -127,6 +143,9 @@ class Guard:
                 if audit is not None:
                     await audit.record_unrecorded("OK")
                 return response
+            finally:
+                if tenant is not None:
+                    self._leave(tenant)
             if audit is not None:
                 await audit.record_unrecorded(code_pb2.Code.Name(status.code))
             await abort_with(context, status)
@@ -140,7 +159,9 @@ class Guard:
             calls[method] += 1
             CURRENT_RPC.set(method)
             try:
-                auth.set_principal(await self._admit(rule, method, context))
+                principal = await self._admit(rule, method, context)
+                auth.set_principal(principal)
+                _check(principal, request)
                 async for response in inner(request, context):
                     yield response
                 return
@@ -154,6 +175,32 @@ class Guard:
             await abort_with(context, status)
 
         return guarded
+
+    def _enter(self, tenant: str | None) -> str | None:
+        """Counts a call of ``tenant`` in progress; returns the tenant to release, or None for none.
+
+        Raises:
+            TooBusy: The tenant has :attr:`_tenant_concurrency` calls in progress already.
+        """
+        if tenant is None:
+            return None
+        count = self._in_flight.get(tenant, 0)
+        if count >= self._tenant_concurrency:
+            raise TooBusy(
+                "TENANT_BUSY",
+                f"the tenant has {count} calls in progress on this service, the most it may; retry later",
+                retry_after=1,
+                metadata={"limit": str(self._tenant_concurrency)},
+            )
+        self._in_flight[tenant] = count + 1
+        return tenant
+
+    def _leave(self, tenant: str) -> None:
+        count = self._in_flight[tenant] - 1
+        if count:
+            self._in_flight[tenant] = count
+        else:
+            del self._in_flight[tenant]
 
     def _peer_service(self, context: grpc.aio.ServicerContext) -> str | None:
         """The mesh service name of the TLS peer, or None (read only when a rule needs it)."""
@@ -186,6 +233,32 @@ class Guard:
             tenant = auth.metadata_value(metadata, auth.TENANT_METADATA_KEY)
             return auth.Principal(kind="service", subject=service, tenant=tenant)
         raise Unauthenticated("MISSING_CREDENTIALS", "a bearer token is required (RFC 6750)")
+
+
+#: Request fields whose resource name says which tenant a request is for (AIP-131, AIP-132...).
+SCOPED_FIELDS = ("name", "parent")
+
+
+def _check(principal: auth.Principal, request: Any) -> None:
+    """Refuses bad requests before any work: undecodable, for another tenant, breaking field rules.
+
+    Authorization comes before validation (AIP-211), so a caller learns nothing of another
+    tenant's resources from field violations; the handler checks the tenant again on the
+    names it parses.
+
+    Raises:
+        PermissionDenied: The request's ``name`` or ``parent`` is of a tenant other than the
+            caller's (reason ``TENANT_MISMATCH``).
+        InvalidArgument: With the field violations, or reason ``MALFORMED_REQUEST``.
+    """
+    if isinstance(request, validation.Unreadable):
+        raise request.error()
+    if principal.tenant is not None:
+        for field in SCOPED_FIELDS:
+            value = getattr(request, field, None)
+            if isinstance(value, str) and value.startswith("tenants/"):
+                auth.require_tenant(value.split("/", 2)[1])
+    validation.check(request)
 
 
 class GuardedRegistrar:

@@ -1,26 +1,72 @@
-"""List pagination (AIP-158): page sizes and opaque page tokens.
+"""List pagination (AIP-158): page sizes and opaque, tamper-proof page tokens.
 
 Pages are keyset pages: a token carries the sort key of the last item of the
 page before (not an offset), so a page never repeats or skips an item when
 items are added or removed in between, and reading page 1,000 costs what
 reading page 1 does. A token also carries a fingerprint of the request it
-belongs to (parent, filters), so a token reused with other parameters is
-rejected instead of returning a wrong page.
+belongs to (the RPC, its parent and filters), the time it was made, and an
+HMAC-SHA256 over all of it (RFC 2104) with the deployment's page token key: a
+forged or altered token, one for another list or request, or one older than
+:data:`TOKEN_LIFETIME_SECONDS` is refused with INVALID_ARGUMENT.
+
+The key is set once per process (:func:`use_key`, at start-up from the
+settings); every replica of a deployment must share it, or a token made by one
+is refused by another.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
+import logging
+import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.kit.calls import CURRENT_RPC
 from services.kit.errors import invalid
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+#: How long a page token stays usable, in seconds (a day: a client paging through a list
+#: finishes long before; a token found in a log a week later is worth nothing).
+TOKEN_LIFETIME_SECONDS = 86_400
+_MAC_BYTES = 16
+
+_key = secrets.token_bytes(32)
+
+
+def use_key(key: bytes | None) -> None:
+    """Sets the key page tokens are signed with; None keeps a random one, good for this process only.
+
+    Raises:
+        ValueError: A key shorter than 16 bytes.
+    """
+    global _key
+    if key is None:
+        log.warning("no page token key configured: page tokens are valid in this process only")
+        return
+    if len(key) < 16:
+        raise ValueError("the page token key must have at least 16 bytes")
+    _key = key
+
+
+def _mac(payload: bytes) -> bytes:
+    return hmac.new(_key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
@@ -40,8 +86,10 @@ class Page:
 
     def token_after(self, key: Sequence[Any]) -> str:
         """Returns the ``next_page_token`` of a page whose last item has sort key ``key`` (JSON values)."""
-        raw = json.dumps({"a": list(key), "f": self.fingerprint}, separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        payload = json.dumps(
+            {"a": list(key), "f": self.fingerprint, "t": int(time.time())}, separators=(",", ":")
+        ).encode()
+        return f"{_b64(payload)}.{_b64(_mac(payload))}"
 
 
 def page_of(page_size: int, page_token: str, *request_keys: str) -> Page:
@@ -61,15 +109,21 @@ def page_of(page_size: int, page_token: str, *request_keys: str) -> Page:
     if page_size < 0:
         raise invalid("page_size", "must not be negative")
     size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    fingerprint = hashlib.sha256("\x00".join(request_keys).encode()).hexdigest()[:16]
+    keys = "\x00".join((CURRENT_RPC.get(), *request_keys))
+    fingerprint = hashlib.sha256(keys.encode()).hexdigest()[:16]
     if not page_token:
         return Page(size, None, fingerprint)
     try:
-        data = json.loads(base64.urlsafe_b64decode(page_token + "=" * (-len(page_token) % 4)))
-        after = tuple(data["a"])
-        token_fingerprint = data["f"]
+        encoded, mac = page_token.split(".")
+        payload = _unb64(encoded)
+        if not hmac.compare_digest(_unb64(mac), _mac(payload)):
+            raise ValueError("not signed with this deployment's key")
+        data = json.loads(payload)
+        after, token_fingerprint, made = tuple(data["a"]), data["f"], int(data["t"])
     except (ValueError, KeyError, TypeError):
         raise invalid("page_token", "is not a page token of this API") from None
     if token_fingerprint != fingerprint:
         raise invalid("page_token", "belongs to a different request")
+    if not 0 <= time.time() - made <= TOKEN_LIFETIME_SECONDS:
+        raise invalid("page_token", "has expired; list again from the first page")
     return Page(size, after, fingerprint)

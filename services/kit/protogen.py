@@ -8,7 +8,11 @@ Usage::
 
 The googleapis protos (``google/api``, ``google/rpc``) come from the installed
 ``googleapis-common-protos`` wheel and the well-known types from ``grpcio-tools``;
-neither is copied into the repository.
+neither is copied into the repository. The field rules of ``buf/validate/validate.proto``
+(protovalidate) come from the installed ``protovalidate`` wheel, which ships that
+file compiled, not as source: its ``FileDescriptorProto`` is handed to protoc with
+``--descriptor_set_in``, and Python code for it is generated into ``gen/buf`` like
+the project's own.
 """
 
 from __future__ import annotations
@@ -33,6 +37,23 @@ DESCRIPTOR_SET = "orchestrall.binpb"
 EXTRA_DESCRIPTOR_INPUTS = ("google/rpc/error_details.proto",)
 
 
+VALIDATE_PROTO = "buf/validate/validate.proto"
+
+
+def _validate_descriptor_set(directory: Path) -> Path:
+    """Writes the protovalidate rules' file descriptor, as the wheel ships it, into a descriptor set."""
+    from google.protobuf import descriptor_pb2
+
+    # protovalidate keeps the compiled file in its generated module (protobuf-py's runtime).
+    from protovalidate._gen.buf.validate import validate_pb
+
+    files = descriptor_pb2.FileDescriptorSet()
+    files.file.append(descriptor_pb2.FileDescriptorProto.FromString(validate_pb.desc().proto.to_binary()))
+    path = directory / "buf-validate.binpb"
+    path.write_bytes(files.SerializeToString())
+    return path
+
+
 def _include_paths() -> list[Path]:
     site = Path(sysconfig.get_paths()["purelib"])
     return [PROTO_DIR, site, Path(grpc_tools.__file__).parent / "_proto"]
@@ -45,7 +66,9 @@ def proto_files() -> list[str]:
 
 def _protoc(args: list[str]) -> None:
     includes = [f"-I{p}" for p in _include_paths()]
-    code = protoc.main(["grpc_tools.protoc", *includes, *args])
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = _validate_descriptor_set(Path(tmp))
+        code = protoc.main(["grpc_tools.protoc", f"--descriptor_set_in={rules}", *includes, *args])
     if code != 0:
         raise SystemExit(f"protoc failed ({code}): {' '.join(args[:3])} ...")
 
@@ -61,6 +84,7 @@ def generate(out: Path) -> None:
     out.mkdir(parents=True)
     files = proto_files()
     _protoc([f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *files])
+    _protoc([f"--python_out={out}", f"--pyi_out={out}", VALIDATE_PROTO])
     _protoc(
         [
             f"--descriptor_set_out={out / DESCRIPTOR_SET}",

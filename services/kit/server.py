@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Table
 
+from services.kit import pagination
 from services.kit.audit import AuditLog, deliver_to_auth
 from services.kit.auth import JwtVerifier, method_rules
 from services.kit.clients import MeshClients
@@ -33,6 +34,15 @@ from services.kit.jwks import auth_jwks_fetcher
 from services.kit.mtls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
+
+#: The largest request a service accepts, in bytes (the gateway caps REST bodies at 1 MiB; a
+#: larger gRPC message is refused by the transport with RESOURCE_EXHAUSTED).
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+#: The largest request metadata a service accepts, in bytes. The gateway caps a REST request's
+#: line and headers at 32 KiB and forwards them with the client's path a second time
+#: (x-envoy-original-path), so up to twice that arrives; gRPC's own default (8 KiB soft,
+#: 16 KiB hard) would refuse a long URL with RESOURCE_EXHAUSTED naming the sizes.
+MAX_METADATA_BYTES = 80 * 1024
 
 
 @dataclass
@@ -127,9 +137,25 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     Returns:
         The running server; ``port`` is the bound port (useful with port 0).
     """
+    key = settings.page_token_key
+    pagination.use_key(key.get_secret_value().encode() if key is not None else None)
     rules = method_rules(service.descriptors)
-    guard = Guard(domain_of(service.name), rules, service.verifier, settings.trust_domain, service.audit)
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    guard = Guard(
+        domain_of(service.name),
+        rules,
+        service.verifier,
+        settings.trust_domain,
+        service.audit,
+        settings.tenant_concurrency,
+    )
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+        ]
+    )
     registrar = GuardedRegistrar(server, guard)
     service.register(registrar)  # type: ignore[arg-type]  # the registrar stands in for the server
     registrar.check()

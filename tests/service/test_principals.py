@@ -121,7 +121,9 @@ async def test_api_keys_expire_record_last_use_and_never_outrank_their_maker(mes
         past.FromDatetime(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateApiKey(
-                pb.CreateApiKeyRequest(parent=tenant.name, api_key=res.ApiKey(expire_time=past)),
+                pb.CreateApiKeyRequest(
+                    parent=tenant.name, api_key=res.ApiKey(roles=["viewer"], expire_time=past)
+                ),
                 metadata=tenant.metadata,
             )
         assert field_violations(caught.value) == ["api_key.expire_time"]

@@ -94,3 +94,46 @@ def test_mutating_rpcs_are_audited() -> None:
     audited = {m.rsplit("/", 1)[1] for m, r in rules.items() if r.audited}
     assert {"CreateTenant", "IssueToken", "CreateAgent", "DeleteAgent", "CreateRun", "UpdateFlag"} <= audited
     assert not {"GetAgent", "ListRuns", "EvaluateFlag", "GetJwks", "CheckEntitlement"} & audited
+
+
+def _messages(descriptor):
+    yield descriptor
+    for nested in descriptor.nested_types:
+        if not nested.GetOptions().map_entry:
+            yield from _messages(nested)
+
+
+def test_every_string_bytes_repeated_and_map_field_has_a_bound() -> None:
+    """Each such field carries a protovalidate size rule, so nothing a client sends is unbounded."""
+    from buf.validate import validate_pb2
+    from google.protobuf.descriptor import FieldDescriptor
+
+    unbounded = []
+    for module in {d.file for ds in all_descriptors().values() for d in ds}:
+        # The services' own files and the resources they import (not orchestrall.api, which holds options).
+        files = [
+            module,
+            *(
+                f
+                for f in module.dependencies
+                if f.package.startswith("orchestrall.") and ".api." not in f.package + "."
+            ),
+        ]
+        for file in files:
+            for message in file.message_types_by_name.values():
+                for descriptor in _messages(message):
+                    for field in descriptor.fields:
+                        rules = field.GetOptions().Extensions[validate_pb2.field]
+                        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                            bounded = rules.map.HasField("max_pairs")
+                        elif field.is_repeated:
+                            bounded = rules.repeated.HasField("max_items")
+                        elif field.type == FieldDescriptor.TYPE_STRING:
+                            bounded = rules.string.HasField("max_len")
+                        elif field.type == FieldDescriptor.TYPE_BYTES:
+                            bounded = rules.bytes.HasField("max_len")
+                        else:
+                            continue
+                        if not bounded:
+                            unbounded.append(field.full_name)
+    assert unbounded == []

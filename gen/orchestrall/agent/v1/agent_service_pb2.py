@@ -24,6 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
@@ -31,7 +32,7 @@ from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot
 from orchestrall.agent.v1 import resources_pb2 as orchestrall_dot_agent_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orchestrall/agent/v1/agent_service.proto\x12\x14orchestrall.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a$orchestrall/agent/v1/resources.proto\"\x8e\x01\n\x12\x43reateAgentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\x04\xe2\x41\x01\x02\x12\x16\n\x08\x61gent_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"E\n\x0fGetAgentRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\"\\\n\x11ListAgentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"Z\n\x12ListAgentsResponse\x12+\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1b.orchestrall.agent.v1.Agent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"H\n\x12\x44\x65leteAgentRequest\x12\x32\n\x04name\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\"\x90\x01\n\x10\x43reateRunRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\x12,\n\x03run\x18\x02 \x01(\x0b\x32\x19.orchestrall.agent.v1.RunB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"A\n\rGetRunRequest\x12\x30\n\x04name\x18\x01 \x01(\tB\"\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x61gent.orchestrall.dev/Run\"z\n\x0fListRunsRequest\x12\x34\n\x06parent\x18\x01 \x01(\tB$\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"T\n\x10ListRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.orchestrall.agent.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"E\n\x10ListToolsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"W\n\x11ListToolsResponse\x12)\n\x05tools\x18\x01 \x03(\x0b\x32\x1a.orchestrall.agent.v1.Tool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xa1\n\n\x0c\x41gentService\x12\xb3\x01\n\x0b\x43reateAgent\x12(.orchestrall.agent.v1.CreateAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"]\xda\x41\x15parent,agent,agent_id\xc2\xf3\x18\x15\x12\x13\x61gent.agents.create\x82\xd3\xe4\x93\x02&\"\x1d/v1/{parent=tenants/*}/agents:\x05\x61gent\x12\x92\x01\n\x08GetAgent\x12%.orchestrall.agent.v1.GetAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"B\xda\x41\x04name\xc2\xf3\x18\x12\x12\x10\x61gent.agents.get\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=tenants/*/agents/*}\x12\xa6\x01\n\nListAgents\x12\'.orchestrall.agent.v1.ListAgentsRequest\x1a(.orchestrall.agent.v1.ListAgentsResponse\"E\xda\x41\x06parent\xc2\xf3\x18\x13\x12\x11\x61gent.agents.list\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=tenants/*}/agents\x12\x96\x01\n\x0b\x44\x65leteAgent\x12(.orchestrall.agent.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"E\xda\x41\x04name\xc2\xf3\x18\x15\x12\x13\x61gent.agents.delete\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/{name=tenants/*/agents/*}\x12\xa5\x01\n\tCreateRun\x12&.orchestrall.agent.v1.CreateRunRequest\x1a\x19.orchestrall.agent.v1.Run\"U\xda\x41\nparent,run\xc2\xf3\x18\x13\x12\x11\x61gent.runs.create\x82\xd3\xe4\x93\x02+\"$/v1/{parent=tenants/*/agents/*}/runs:\x03run\x12\x91\x01\n\x06GetRun\x12#.orchestrall.agent.v1.GetRunRequest\x1a\x19.orchestrall.agent.v1.Run\"G\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x61gent.runs.get\x82\xd3\xe4\x93\x02&\x12$/v1/{name=tenants/*/agents/*/runs/*}\x12\xa5\x01\n\x08ListRuns\x12%.orchestrall.agent.v1.ListRunsRequest\x1a&.orchestrall.agent.v1.ListRunsResponse\"J\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x61gent.runs.list\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=tenants/*/agents/*}/runs\x12\x85\x01\n\tListTools\x12&.orchestrall.agent.v1.ListToolsRequest\x1a\'.orchestrall.agent.v1.ListToolsResponse\"\'\xc2\xf3\x18\x12\x12\x10\x61gent.tools.list\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tools\x1a\x18\xca\x41\x15\x61gent.orchestrall.devBHZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orchestrall/agent/v1/agent_service.proto\x12\x14orchestrall.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a$orchestrall/agent/v1/resources.proto\"\xad\x01\n\x12\x43reateAgentRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x36\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1d\n\x08\x61gent_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"P\n\x0fGetAgentRequest\x12=\n\x04name\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"o\n\x11ListAgentsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"o\n\x12ListAgentsResponse\x12\x36\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"S\n\x12\x44\x65leteAgentRequest\x12=\n\x04name\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\xa8\x01\n\x10\x43reateRunRequest\x12?\n\x06parent\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x32\n\x03run\x18\x02 \x01(\x0b\x32\x19.orchestrall.agent.v1.RunB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"L\n\rGetRunRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x61gent.orchestrall.dev/Run\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x8d\x01\n\x0fListRunsRequest\x12?\n\x06parent\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"i\n\x10ListRunsResponse\x12\x32\n\x04runs\x18\x01 \x03(\x0b\x32\x19.orchestrall.agent.v1.RunB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"M\n\x10ListToolsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"k\n\x11ListToolsResponse\x12\x33\n\x05tools\x18\x01 \x03(\x0b\x32\x1a.orchestrall.agent.v1.ToolB\x08\xbaH\x05\x92\x01\x02\x10 \x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x32\xa1\n\n\x0c\x41gentService\x12\xb3\x01\n\x0b\x43reateAgent\x12(.orchestrall.agent.v1.CreateAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"]\xda\x41\x15parent,agent,agent_id\xc2\xf3\x18\x15\x12\x13\x61gent.agents.create\x82\xd3\xe4\x93\x02&\"\x1d/v1/{parent=tenants/*}/agents:\x05\x61gent\x12\x92\x01\n\x08GetAgent\x12%.orchestrall.agent.v1.GetAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"B\xda\x41\x04name\xc2\xf3\x18\x12\x12\x10\x61gent.agents.get\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=tenants/*/agents/*}\x12\xa6\x01\n\nListAgents\x12\'.orchestrall.agent.v1.ListAgentsRequest\x1a(.orchestrall.agent.v1.ListAgentsResponse\"E\xda\x41\x06parent\xc2\xf3\x18\x13\x12\x11\x61gent.agents.list\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=tenants/*}/agents\x12\x96\x01\n\x0b\x44\x65leteAgent\x12(.orchestrall.agent.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"E\xda\x41\x04name\xc2\xf3\x18\x15\x12\x13\x61gent.agents.delete\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/{name=tenants/*/agents/*}\x12\xa5\x01\n\tCreateRun\x12&.orchestrall.agent.v1.CreateRunRequest\x1a\x19.orchestrall.agent.v1.Run\"U\xda\x41\nparent,run\xc2\xf3\x18\x13\x12\x11\x61gent.runs.create\x82\xd3\xe4\x93\x02+\"$/v1/{parent=tenants/*/agents/*}/runs:\x03run\x12\x91\x01\n\x06GetRun\x12#.orchestrall.agent.v1.GetRunRequest\x1a\x19.orchestrall.agent.v1.Run\"G\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x61gent.runs.get\x82\xd3\xe4\x93\x02&\x12$/v1/{name=tenants/*/agents/*/runs/*}\x12\xa5\x01\n\x08ListRuns\x12%.orchestrall.agent.v1.ListRunsRequest\x1a&.orchestrall.agent.v1.ListRunsResponse\"J\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x61gent.runs.list\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=tenants/*/agents/*}/runs\x12\x85\x01\n\tListTools\x12&.orchestrall.agent.v1.ListToolsRequest\x1a\'.orchestrall.agent.v1.ListToolsResponse\"\'\xc2\xf3\x18\x12\x12\x10\x61gent.tools.list\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tools\x1a\x18\xca\x41\x15\x61gent.orchestrall.devBHZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,41 +41,53 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1'
   _globals['_CREATEAGENTREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_CREATEAGENTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
   _globals['_CREATEAGENTREQUEST'].fields_by_name['agent']._loaded_options = None
-  _globals['_CREATEAGENTREQUEST'].fields_by_name['agent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['agent']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_CREATEAGENTREQUEST'].fields_by_name['agent_id']._loaded_options = None
-  _globals['_CREATEAGENTREQUEST'].fields_by_name['agent_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['agent_id']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
   _globals['_CREATEAGENTREQUEST'].fields_by_name['request_id']._loaded_options = None
-  _globals['_CREATEAGENTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEAGENTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
   _globals['_GETAGENTREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_GETAGENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent'
+  _globals['_GETAGENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTAGENTSREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_LISTAGENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTAGENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTAGENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTAGENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTAGENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
-  _globals['_LISTAGENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAGENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTAGENTSRESPONSE'].fields_by_name['agents']._loaded_options = None
+  _globals['_LISTAGENTSRESPONSE'].fields_by_name['agents']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTAGENTSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTAGENTSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_DELETEAGENTREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_DELETEAGENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent'
+  _globals['_DELETEAGENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent\272H\010r\003\030\364\003\310\001\001'
   _globals['_CREATERUNREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_CREATERUNREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent'
+  _globals['_CREATERUNREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent\272H\010r\003\030\364\003\310\001\001'
   _globals['_CREATERUNREQUEST'].fields_by_name['run']._loaded_options = None
-  _globals['_CREATERUNREQUEST'].fields_by_name['run']._serialized_options = b'\342A\001\002'
+  _globals['_CREATERUNREQUEST'].fields_by_name['run']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_CREATERUNREQUEST'].fields_by_name['request_id']._loaded_options = None
-  _globals['_CREATERUNREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATERUNREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
   _globals['_GETRUNREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_GETRUNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031agent.orchestrall.dev/Run'
+  _globals['_GETRUNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031agent.orchestrall.dev/Run\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTRUNSREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_LISTRUNSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTRUNSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTRUNSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTRUNSREQUEST'].fields_by_name['page_token']._loaded_options = None
-  _globals['_LISTRUNSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTRUNSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTRUNSRESPONSE'].fields_by_name['runs']._loaded_options = None
+  _globals['_LISTRUNSRESPONSE'].fields_by_name['runs']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTRUNSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTRUNSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_LISTTOOLSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTTOOLSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTTOOLSREQUEST'].fields_by_name['page_token']._loaded_options = None
-  _globals['_LISTTOOLSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTTOOLSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTTOOLSRESPONSE'].fields_by_name['tools']._loaded_options = None
+  _globals['_LISTTOOLSRESPONSE'].fields_by_name['tools']._serialized_options = b'\272H\005\222\001\002\020 '
+  _globals['_LISTTOOLSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTTOOLSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_AGENTSERVICE']._loaded_options = None
   _globals['_AGENTSERVICE']._serialized_options = b'\312A\025agent.orchestrall.dev'
   _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._loaded_options = None
@@ -93,28 +106,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\332A\006parent\302\363\030\021\022\017agent.runs.list\202\323\344\223\002&\022$/v1/{parent=tenants/*/agents/*}/runs'
   _globals['_AGENTSERVICE'].methods_by_name['ListTools']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListTools']._serialized_options = b'\302\363\030\022\022\020agent.tools.list\202\323\344\223\002\013\022\t/v1/tools'
-  _globals['_CREATEAGENTREQUEST']._serialized_start=287
-  _globals['_CREATEAGENTREQUEST']._serialized_end=429
-  _globals['_GETAGENTREQUEST']._serialized_start=431
-  _globals['_GETAGENTREQUEST']._serialized_end=500
-  _globals['_LISTAGENTSREQUEST']._serialized_start=502
-  _globals['_LISTAGENTSREQUEST']._serialized_end=594
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=596
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=686
-  _globals['_DELETEAGENTREQUEST']._serialized_start=688
-  _globals['_DELETEAGENTREQUEST']._serialized_end=760
-  _globals['_CREATERUNREQUEST']._serialized_start=763
-  _globals['_CREATERUNREQUEST']._serialized_end=907
-  _globals['_GETRUNREQUEST']._serialized_start=909
-  _globals['_GETRUNREQUEST']._serialized_end=974
-  _globals['_LISTRUNSREQUEST']._serialized_start=976
-  _globals['_LISTRUNSREQUEST']._serialized_end=1098
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1100
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1184
-  _globals['_LISTTOOLSREQUEST']._serialized_start=1186
-  _globals['_LISTTOOLSREQUEST']._serialized_end=1255
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=1257
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=1344
-  _globals['_AGENTSERVICE']._serialized_start=1347
-  _globals['_AGENTSERVICE']._serialized_end=2660
+  _globals['_CREATEAGENTREQUEST']._serialized_start=316
+  _globals['_CREATEAGENTREQUEST']._serialized_end=489
+  _globals['_GETAGENTREQUEST']._serialized_start=491
+  _globals['_GETAGENTREQUEST']._serialized_end=571
+  _globals['_LISTAGENTSREQUEST']._serialized_start=573
+  _globals['_LISTAGENTSREQUEST']._serialized_end=684
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=686
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=797
+  _globals['_DELETEAGENTREQUEST']._serialized_start=799
+  _globals['_DELETEAGENTREQUEST']._serialized_end=882
+  _globals['_CREATERUNREQUEST']._serialized_start=885
+  _globals['_CREATERUNREQUEST']._serialized_end=1053
+  _globals['_GETRUNREQUEST']._serialized_start=1055
+  _globals['_GETRUNREQUEST']._serialized_end=1131
+  _globals['_LISTRUNSREQUEST']._serialized_start=1134
+  _globals['_LISTRUNSREQUEST']._serialized_end=1275
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1277
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1382
+  _globals['_LISTTOOLSREQUEST']._serialized_start=1384
+  _globals['_LISTTOOLSREQUEST']._serialized_end=1461
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=1463
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=1570
+  _globals['_AGENTSERVICE']._serialized_start=1573
+  _globals['_AGENTSERVICE']._serialized_end=2886
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
@@ -29,7 +30,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$orchestrall/agent/v1/resources.proto\x12\x14orchestrall.agent.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xb3\x03\n\x05\x41gent\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12\x13\n\x05model\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x1a\n\x0cinstructions\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\x05tools\x18\x05 \x03(\tB#\xe2\x41\x01\x01\xfa\x41\x1c\n\x1a\x61gent.orchestrall.dev/Tool\x12\x1e\n\x0btemperature\x18\x06 \x01(\x02\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1f\n\x11max_output_tokens\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12;\n\x0btool_choice\x18\x08 \x01(\x0e\x32 .orchestrall.agent.v1.ToolChoiceB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:P\xea\x41M\n\x1b\x61gent.orchestrall.dev/Agent\x12\x1ftenants/{tenant}/agents/{agent}*\x06\x61gents2\x05\x61gentB\x0e\n\x0c_temperature\"\xa4\x01\n\x04Tool\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x19\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x31\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03::\xea\x41\x37\n\x1a\x61gent.orchestrall.dev/Tool\x12\x0ctools/{tool}*\x05tools2\x04tool\"u\n\x08ToolCall\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04tool\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\targuments\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06result\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06\x66\x61iled\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\"[\n\x05Usage\x12\x1a\n\x0cinput_tokens\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1b\n\routput_tokens\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bmodel_calls\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xdd\x04\n\x03Run\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05input\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06output\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32\x1f.orchestrall.agent.v1.Run.StateB\x04\xe2\x41\x01\x03\x12\x38\n\ntool_calls\x18\x05 \x03(\x0b\x32\x1e.orchestrall.agent.v1.ToolCallB\x04\xe2\x41\x01\x03\x12\x30\n\x05usage\x18\x06 \x01(\x0b\x32\x1b.orchestrall.agent.v1.UsageB\x04\xe2\x41\x01\x03\x12\x13\n\x05model\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rtools_enabled\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\'\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"X\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_RUNNING\x10\x01\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x02\x12\x10\n\x0cSTATE_FAILED\x10\x03:U\xea\x41R\n\x19\x61gent.orchestrall.dev/Run\x12*tenants/{tenant}/agents/{agent}/runs/{run}*\x04runs2\x03run*Y\n\nToolChoice\x12\x1b\n\x17TOOL_CHOICE_UNSPECIFIED\x10\x00\x12\x14\n\x10TOOL_CHOICE_AUTO\x10\x01\x12\x18\n\x14TOOL_CHOICE_REQUIRED\x10\x02\x42HZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$orchestrall/agent/v1/resources.proto\x12\x14orchestrall.agent.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xff\x03\n\x05\x41gent\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\"\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xc8\x01\x12\x1b\n\x05model\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xc8\x01\x12#\n\x0cinstructions\x18\x04 \x01(\tB\r\xe2\x41\x01\x02\xbaH\x06r\x04\x18\x80\xfa\x01\x12\x41\n\x05tools\x18\x05 \x03(\tB2\xe2\x41\x01\x01\xfa\x41\x1c\n\x1a\x61gent.orchestrall.dev/Tool\xbaH\x0c\x92\x01\t\x10 \"\x05r\x03\x18\xf4\x03\x12\x1e\n\x0btemperature\x18\x06 \x01(\x02\x42\x04\xe2\x41\x01\x01H\x00\x88\x01\x01\x12\x1f\n\x11max_output_tokens\x18\x07 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12;\n\x0btool_choice\x18\x08 \x01(\x0e\x32 .orchestrall.agent.v1.ToolChoiceB\x04\xe2\x41\x01\x01\x12Q\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01:P\xea\x41M\n\x1b\x61gent.orchestrall.dev/Agent\x12\x1ftenants/{tenant}/agents/{agent}*\x06\x61gents2\x05\x61gentB\x0e\n\x0c_temperature\"\xb4\x01\n\x04Tool\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12!\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xd0\x0f\x12\x31\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x03::\xea\x41\x37\n\x1a\x61gent.orchestrall.dev/Tool\x12\x0ctools/{tool}*\x05tools2\x04tool\"\x97\x01\n\x08ToolCall\x12\x18\n\x02id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xff\x01\x12\x1a\n\x04tool\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xf4\x03\x12 \n\targuments\x18\x03 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\xa0\x8d\x06\x12\x1d\n\x06result\x18\x04 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\xa0\x8d\x06\x12\x14\n\x06\x66\x61iled\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\"[\n\x05Usage\x12\x1a\n\x0cinput_tokens\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1b\n\routput_tokens\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0bmodel_calls\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\xbf\x05\n\x03Run\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x1c\n\x05input\x18\x02 \x01(\tB\r\xe2\x41\x01\x02\xbaH\x06r\x04\x18\x80\xfa\x01\x12\x1d\n\x06output\x18\x03 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\xa0\x8d\x06\x12\x34\n\x05state\x18\x04 \x01(\x0e\x32\x1f.orchestrall.agent.v1.Run.StateB\x04\xe2\x41\x01\x03\x12@\n\ntool_calls\x18\x05 \x03(\x0b\x32\x1e.orchestrall.agent.v1.ToolCallB\x0c\xe2\x41\x01\x03\xbaH\x05\x92\x01\x02\x10\x64\x12\x30\n\x05usage\x18\x06 \x01(\x0b\x32\x1b.orchestrall.agent.v1.UsageB\x04\xe2\x41\x01\x03\x12\x1b\n\x05model\x18\x07 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xc8\x01\x12\x1b\n\rtools_enabled\x18\x08 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\'\n\x05\x65rror\x18\t \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03\x12Q\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\"X\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_RUNNING\x10\x01\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x02\x12\x10\n\x0cSTATE_FAILED\x10\x03:U\xea\x41R\n\x19\x61gent.orchestrall.dev/Run\x12*tenants/{tenant}/agents/{agent}/runs/{run}*\x04runs2\x03run*Y\n\nToolChoice\x12\x1b\n\x17TOOL_CHOICE_UNSPECIFIED\x10\x00\x12\x14\n\x10TOOL_CHOICE_AUTO\x10\x01\x12\x18\n\x14TOOL_CHOICE_REQUIRED\x10\x02\x42HZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,15 +39,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1'
   _globals['_AGENT'].fields_by_name['name']._loaded_options = None
-  _globals['_AGENT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_AGENT'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
   _globals['_AGENT'].fields_by_name['display_name']._loaded_options = None
-  _globals['_AGENT'].fields_by_name['display_name']._serialized_options = b'\342A\001\001'
+  _globals['_AGENT'].fields_by_name['display_name']._serialized_options = b'\342A\001\001\272H\005r\003\030\310\001'
   _globals['_AGENT'].fields_by_name['model']._loaded_options = None
-  _globals['_AGENT'].fields_by_name['model']._serialized_options = b'\342A\001\001'
+  _globals['_AGENT'].fields_by_name['model']._serialized_options = b'\342A\001\001\272H\005r\003\030\310\001'
   _globals['_AGENT'].fields_by_name['instructions']._loaded_options = None
-  _globals['_AGENT'].fields_by_name['instructions']._serialized_options = b'\342A\001\002'
+  _globals['_AGENT'].fields_by_name['instructions']._serialized_options = b'\342A\001\002\272H\006r\004\030\200\372\001'
   _globals['_AGENT'].fields_by_name['tools']._loaded_options = None
-  _globals['_AGENT'].fields_by_name['tools']._serialized_options = b'\342A\001\001\372A\034\n\032agent.orchestrall.dev/Tool'
+  _globals['_AGENT'].fields_by_name['tools']._serialized_options = b'\342A\001\001\372A\034\n\032agent.orchestrall.dev/Tool\272H\014\222\001\t\020 \"\005r\003\030\364\003'
   _globals['_AGENT'].fields_by_name['temperature']._loaded_options = None
   _globals['_AGENT'].fields_by_name['temperature']._serialized_options = b'\342A\001\001'
   _globals['_AGENT'].fields_by_name['max_output_tokens']._loaded_options = None
@@ -54,25 +55,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENT'].fields_by_name['tool_choice']._loaded_options = None
   _globals['_AGENT'].fields_by_name['tool_choice']._serialized_options = b'\342A\001\001'
   _globals['_AGENT'].fields_by_name['create_time']._loaded_options = None
-  _globals['_AGENT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_AGENT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_AGENT']._loaded_options = None
   _globals['_AGENT']._serialized_options = b'\352AM\n\033agent.orchestrall.dev/Agent\022\037tenants/{tenant}/agents/{agent}*\006agents2\005agent'
   _globals['_TOOL'].fields_by_name['name']._loaded_options = None
-  _globals['_TOOL'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_TOOL'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
   _globals['_TOOL'].fields_by_name['description']._loaded_options = None
-  _globals['_TOOL'].fields_by_name['description']._serialized_options = b'\342A\001\003'
+  _globals['_TOOL'].fields_by_name['description']._serialized_options = b'\342A\001\003\272H\005r\003\030\320\017'
   _globals['_TOOL'].fields_by_name['parameters']._loaded_options = None
   _globals['_TOOL'].fields_by_name['parameters']._serialized_options = b'\342A\001\003'
   _globals['_TOOL']._loaded_options = None
   _globals['_TOOL']._serialized_options = b'\352A7\n\032agent.orchestrall.dev/Tool\022\014tools/{tool}*\005tools2\004tool'
   _globals['_TOOLCALL'].fields_by_name['id']._loaded_options = None
-  _globals['_TOOLCALL'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_TOOLCALL'].fields_by_name['id']._serialized_options = b'\342A\001\003\272H\005r\003\030\377\001'
   _globals['_TOOLCALL'].fields_by_name['tool']._loaded_options = None
-  _globals['_TOOLCALL'].fields_by_name['tool']._serialized_options = b'\342A\001\003'
+  _globals['_TOOLCALL'].fields_by_name['tool']._serialized_options = b'\342A\001\003\272H\005r\003\030\364\003'
   _globals['_TOOLCALL'].fields_by_name['arguments']._loaded_options = None
-  _globals['_TOOLCALL'].fields_by_name['arguments']._serialized_options = b'\342A\001\003'
+  _globals['_TOOLCALL'].fields_by_name['arguments']._serialized_options = b'\342A\001\003\272H\006r\004\030\240\215\006'
   _globals['_TOOLCALL'].fields_by_name['result']._loaded_options = None
-  _globals['_TOOLCALL'].fields_by_name['result']._serialized_options = b'\342A\001\003'
+  _globals['_TOOLCALL'].fields_by_name['result']._serialized_options = b'\342A\001\003\272H\006r\004\030\240\215\006'
   _globals['_TOOLCALL'].fields_by_name['failed']._loaded_options = None
   _globals['_TOOLCALL'].fields_by_name['failed']._serialized_options = b'\342A\001\003'
   _globals['_USAGE'].fields_by_name['input_tokens']._loaded_options = None
@@ -82,41 +83,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGE'].fields_by_name['model_calls']._loaded_options = None
   _globals['_USAGE'].fields_by_name['model_calls']._serialized_options = b'\342A\001\003'
   _globals['_RUN'].fields_by_name['name']._loaded_options = None
-  _globals['_RUN'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_RUN'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
   _globals['_RUN'].fields_by_name['input']._loaded_options = None
-  _globals['_RUN'].fields_by_name['input']._serialized_options = b'\342A\001\002'
+  _globals['_RUN'].fields_by_name['input']._serialized_options = b'\342A\001\002\272H\006r\004\030\200\372\001'
   _globals['_RUN'].fields_by_name['output']._loaded_options = None
-  _globals['_RUN'].fields_by_name['output']._serialized_options = b'\342A\001\003'
+  _globals['_RUN'].fields_by_name['output']._serialized_options = b'\342A\001\003\272H\006r\004\030\240\215\006'
   _globals['_RUN'].fields_by_name['state']._loaded_options = None
   _globals['_RUN'].fields_by_name['state']._serialized_options = b'\342A\001\003'
   _globals['_RUN'].fields_by_name['tool_calls']._loaded_options = None
-  _globals['_RUN'].fields_by_name['tool_calls']._serialized_options = b'\342A\001\003'
+  _globals['_RUN'].fields_by_name['tool_calls']._serialized_options = b'\342A\001\003\272H\005\222\001\002\020d'
   _globals['_RUN'].fields_by_name['usage']._loaded_options = None
   _globals['_RUN'].fields_by_name['usage']._serialized_options = b'\342A\001\003'
   _globals['_RUN'].fields_by_name['model']._loaded_options = None
-  _globals['_RUN'].fields_by_name['model']._serialized_options = b'\342A\001\003'
+  _globals['_RUN'].fields_by_name['model']._serialized_options = b'\342A\001\003\272H\005r\003\030\310\001'
   _globals['_RUN'].fields_by_name['tools_enabled']._loaded_options = None
   _globals['_RUN'].fields_by_name['tools_enabled']._serialized_options = b'\342A\001\003'
   _globals['_RUN'].fields_by_name['error']._loaded_options = None
   _globals['_RUN'].fields_by_name['error']._serialized_options = b'\342A\001\003'
   _globals['_RUN'].fields_by_name['create_time']._loaded_options = None
-  _globals['_RUN'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_RUN'].fields_by_name['create_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_RUN'].fields_by_name['end_time']._loaded_options = None
-  _globals['_RUN'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
+  _globals['_RUN'].fields_by_name['end_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_RUN']._loaded_options = None
   _globals['_RUN']._serialized_options = b'\352AR\n\031agent.orchestrall.dev/Run\022*tenants/{tenant}/agents/{agent}/runs/{run}*\004runs2\003run'
-  _globals['_TOOLCHOICE']._serialized_start=1635
-  _globals['_TOOLCHOICE']._serialized_end=1724
-  _globals['_AGENT']._serialized_start=211
-  _globals['_AGENT']._serialized_end=646
-  _globals['_TOOL']._serialized_start=649
-  _globals['_TOOL']._serialized_end=813
-  _globals['_TOOLCALL']._serialized_start=815
-  _globals['_TOOLCALL']._serialized_end=932
-  _globals['_USAGE']._serialized_start=934
-  _globals['_USAGE']._serialized_end=1025
-  _globals['_RUN']._serialized_start=1028
-  _globals['_RUN']._serialized_end=1633
-  _globals['_RUN_STATE']._serialized_start=1458
-  _globals['_RUN_STATE']._serialized_end=1546
+  _globals['_TOOLCHOICE']._serialized_start=1889
+  _globals['_TOOLCHOICE']._serialized_end=1978
+  _globals['_AGENT']._serialized_start=240
+  _globals['_AGENT']._serialized_end=751
+  _globals['_TOOL']._serialized_start=754
+  _globals['_TOOL']._serialized_end=934
+  _globals['_TOOLCALL']._serialized_start=937
+  _globals['_TOOLCALL']._serialized_end=1088
+  _globals['_USAGE']._serialized_start=1090
+  _globals['_USAGE']._serialized_end=1181
+  _globals['_RUN']._serialized_start=1184
+  _globals['_RUN']._serialized_end=1887
+  _globals['_RUN_STATE']._serialized_start=1712
+  _globals['_RUN_STATE']._serialized_end=1800
 # @@protoc_insertion_point(module_scope)

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/billing/v1/resources.proto\x12\x16orchestrall.billing.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbe\x01\n\nUsageEvent\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06source\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06tenant\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05meter\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08quantity\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x02\x12\x15\n\x07subject\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12.\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\"}\n\nMeterUsage\x12\x13\n\x05meter\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04unit\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x65vent_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05limit\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x03\"\xc2\x02\n\x0cUsageSummary\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x12\n\x04plan\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x38\n\x06meters\x18\x05 \x03(\x0b\x32\".orchestrall.billing.v1.MeterUsageB\x04\xe2\x41\x01\x03:f\xea\x41\x63\n$billing.orchestrall.dev/UsageSummary\x12\x1dtenants/{tenant}/usageSummary*\x0eusageSummaries2\x0cusageSummaryBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/billing/v1/resources.proto\x12\x16orchestrall.billing.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\nUsageEvent\x12\x18\n\x02id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xff\x01\x12\x1c\n\x06source\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xff\x01\x12\x1c\n\x06tenant\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xf4\x03\x12\x1a\n\x05meter\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x02\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x02\x12\x1d\n\x07subject\x18\x06 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\x80\x08\x12J\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x01\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\"\x8b\x01\n\nMeterUsage\x12\x1a\n\x05meter\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x19\n\x04unit\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x65vent_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05limit\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x03\"\x91\x03\n\x0cUsageSummary\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x19\n\x04plan\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12P\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12@\n\x06meters\x18\x05 \x03(\x0b\x32\".orchestrall.billing.v1.MeterUsageB\x0c\xe2\x41\x01\x03\xbaH\x05\x92\x01\x02\x10\x10:f\xea\x41\x63\n$billing.orchestrall.dev/UsageSummary\x12\x1dtenants/{tenant}/usageSummary*\x0eusageSummaries2\x0cusageSummaryBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1'
   _globals['_USAGEEVENT'].fields_by_name['id']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_USAGEEVENT'].fields_by_name['id']._serialized_options = b'\342A\001\002\272H\005r\003\030\377\001'
   _globals['_USAGEEVENT'].fields_by_name['source']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['source']._serialized_options = b'\342A\001\002'
+  _globals['_USAGEEVENT'].fields_by_name['source']._serialized_options = b'\342A\001\002\272H\005r\003\030\377\001'
   _globals['_USAGEEVENT'].fields_by_name['tenant']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
+  _globals['_USAGEEVENT'].fields_by_name['tenant']._serialized_options = b'\342A\001\002\272H\005r\003\030\364\003'
   _globals['_USAGEEVENT'].fields_by_name['meter']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['meter']._serialized_options = b'\342A\001\002'
+  _globals['_USAGEEVENT'].fields_by_name['meter']._serialized_options = b'\342A\001\002\272H\004r\002\030?'
   _globals['_USAGEEVENT'].fields_by_name['quantity']._loaded_options = None
   _globals['_USAGEEVENT'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
   _globals['_USAGEEVENT'].fields_by_name['subject']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['subject']._serialized_options = b'\342A\001\001'
+  _globals['_USAGEEVENT'].fields_by_name['subject']._serialized_options = b'\342A\001\001\272H\005r\003\030\200\010'
   _globals['_USAGEEVENT'].fields_by_name['time']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['time']._serialized_options = b'\342A\001\001'
+  _globals['_USAGEEVENT'].fields_by_name['time']._serialized_options = b'\342A\001\001\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_METERUSAGE'].fields_by_name['meter']._loaded_options = None
-  _globals['_METERUSAGE'].fields_by_name['meter']._serialized_options = b'\342A\001\003'
+  _globals['_METERUSAGE'].fields_by_name['meter']._serialized_options = b'\342A\001\003\272H\004r\002\030?'
   _globals['_METERUSAGE'].fields_by_name['unit']._loaded_options = None
-  _globals['_METERUSAGE'].fields_by_name['unit']._serialized_options = b'\342A\001\003'
+  _globals['_METERUSAGE'].fields_by_name['unit']._serialized_options = b'\342A\001\003\272H\004r\002\030?'
   _globals['_METERUSAGE'].fields_by_name['quantity']._loaded_options = None
   _globals['_METERUSAGE'].fields_by_name['quantity']._serialized_options = b'\342A\001\003'
   _globals['_METERUSAGE'].fields_by_name['event_count']._loaded_options = None
@@ -60,21 +61,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METERUSAGE'].fields_by_name['limit']._loaded_options = None
   _globals['_METERUSAGE'].fields_by_name['limit']._serialized_options = b'\342A\001\003'
   _globals['_USAGESUMMARY'].fields_by_name['name']._loaded_options = None
-  _globals['_USAGESUMMARY'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_USAGESUMMARY'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
   _globals['_USAGESUMMARY'].fields_by_name['plan']._loaded_options = None
-  _globals['_USAGESUMMARY'].fields_by_name['plan']._serialized_options = b'\342A\001\003'
+  _globals['_USAGESUMMARY'].fields_by_name['plan']._serialized_options = b'\342A\001\003\272H\004r\002\030?'
   _globals['_USAGESUMMARY'].fields_by_name['start_time']._loaded_options = None
-  _globals['_USAGESUMMARY'].fields_by_name['start_time']._serialized_options = b'\342A\001\003'
+  _globals['_USAGESUMMARY'].fields_by_name['start_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_USAGESUMMARY'].fields_by_name['end_time']._loaded_options = None
-  _globals['_USAGESUMMARY'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
+  _globals['_USAGESUMMARY'].fields_by_name['end_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_USAGESUMMARY'].fields_by_name['meters']._loaded_options = None
-  _globals['_USAGESUMMARY'].fields_by_name['meters']._serialized_options = b'\342A\001\003'
+  _globals['_USAGESUMMARY'].fields_by_name['meters']._serialized_options = b'\342A\001\003\272H\005\222\001\002\020\020'
   _globals['_USAGESUMMARY']._loaded_options = None
   _globals['_USAGESUMMARY']._serialized_options = b'\352Ac\n$billing.orchestrall.dev/UsageSummary\022\035tenants/{tenant}/usageSummary*\016usageSummaries2\014usageSummary'
-  _globals['_USAGEEVENT']._serialized_start=160
-  _globals['_USAGEEVENT']._serialized_end=350
-  _globals['_METERUSAGE']._serialized_start=352
-  _globals['_METERUSAGE']._serialized_end=477
-  _globals['_USAGESUMMARY']._serialized_start=480
-  _globals['_USAGESUMMARY']._serialized_end=802
+  _globals['_USAGEEVENT']._serialized_start=189
+  _globals['_USAGEEVENT']._serialized_end=446
+  _globals['_METERUSAGE']._serialized_start=449
+  _globals['_METERUSAGE']._serialized_end=588
+  _globals['_USAGESUMMARY']._serialized_start=591
+  _globals['_USAGESUMMARY']._serialized_end=992
 # @@protoc_insertion_point(module_scope)

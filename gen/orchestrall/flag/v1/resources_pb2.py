@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrall/flag/v1/resources.proto\x12\x13orchestrall.flag.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x04\n\x04\x46lag\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1f.orchestrall.flag.v1.Flag.StateB\x04\xe2\x41\x01\x02\x12?\n\x08variants\x18\x03 \x03(\x0b\x32\'.orchestrall.flag.v1.Flag.VariantsEntryB\x04\xe2\x41\x01\x02\x12\x1d\n\x0f\x64\x65\x66\x61ult_variant\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x30\n\ttargeting\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x19\n\x0b\x64\x65scription\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x1aG\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"E\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_ENABLED\x10\x01\x12\x12\n\x0eSTATE_DISABLED\x10\x02:J\xea\x41G\n\x19\x66lag.orchestrall.dev/Flag\x12\x1dtenants/{tenant}/flags/{flag}*\x05\x66lags2\x04\x66lagBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrall/flag/v1/resources.proto\x12\x13orchestrall.flag.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x05\n\x04\x46lag\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1f.orchestrall.flag.v1.Flag.StateB\x04\xe2\x41\x01\x02\x12N\n\x08variants\x18\x03 \x03(\x0b\x32\'.orchestrall.flag.v1.Flag.VariantsEntryB\x13\xe2\x41\x01\x02\xbaH\x0c\x9a\x01\t\x10@\"\x05r\x03\x18\xc8\x01\x12%\n\x0f\x64\x65\x66\x61ult_variant\x18\x04 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xc8\x01\x12\x30\n\ttargeting\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12!\n\x0b\x64\x65scription\x18\x06 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xd0\x0f\x12Q\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12Q\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x1aG\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"E\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_ENABLED\x10\x01\x12\x12\n\x0eSTATE_DISABLED\x10\x02:J\xea\x41G\n\x19\x66lag.orchestrall.dev/Flag\x12\x1dtenants/{tenant}/flags/{flag}*\x05\x66lags2\x04\x66lagBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,27 +40,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLAG_VARIANTSENTRY']._loaded_options = None
   _globals['_FLAG_VARIANTSENTRY']._serialized_options = b'8\001'
   _globals['_FLAG'].fields_by_name['name']._loaded_options = None
-  _globals['_FLAG'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_FLAG'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
   _globals['_FLAG'].fields_by_name['state']._loaded_options = None
   _globals['_FLAG'].fields_by_name['state']._serialized_options = b'\342A\001\002'
   _globals['_FLAG'].fields_by_name['variants']._loaded_options = None
-  _globals['_FLAG'].fields_by_name['variants']._serialized_options = b'\342A\001\002'
+  _globals['_FLAG'].fields_by_name['variants']._serialized_options = b'\342A\001\002\272H\014\232\001\t\020@\"\005r\003\030\310\001'
   _globals['_FLAG'].fields_by_name['default_variant']._loaded_options = None
-  _globals['_FLAG'].fields_by_name['default_variant']._serialized_options = b'\342A\001\002'
+  _globals['_FLAG'].fields_by_name['default_variant']._serialized_options = b'\342A\001\002\272H\005r\003\030\310\001'
   _globals['_FLAG'].fields_by_name['targeting']._loaded_options = None
   _globals['_FLAG'].fields_by_name['targeting']._serialized_options = b'\342A\001\001'
   _globals['_FLAG'].fields_by_name['description']._loaded_options = None
-  _globals['_FLAG'].fields_by_name['description']._serialized_options = b'\342A\001\001'
+  _globals['_FLAG'].fields_by_name['description']._serialized_options = b'\342A\001\001\272H\005r\003\030\320\017'
   _globals['_FLAG'].fields_by_name['create_time']._loaded_options = None
-  _globals['_FLAG'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_FLAG'].fields_by_name['create_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_FLAG'].fields_by_name['update_time']._loaded_options = None
-  _globals['_FLAG'].fields_by_name['update_time']._serialized_options = b'\342A\001\003'
+  _globals['_FLAG'].fields_by_name['update_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_FLAG']._loaded_options = None
   _globals['_FLAG']._serialized_options = b'\352AG\n\031flag.orchestrall.dev/Flag\022\035tenants/{tenant}/flags/{flag}*\005flags2\004flag'
-  _globals['_FLAG']._serialized_start=184
-  _globals['_FLAG']._serialized_end=767
-  _globals['_FLAG_VARIANTSENTRY']._serialized_start=549
-  _globals['_FLAG_VARIANTSENTRY']._serialized_end=620
-  _globals['_FLAG_STATE']._serialized_start=622
-  _globals['_FLAG_STATE']._serialized_end=691
+  _globals['_FLAG']._serialized_start=213
+  _globals['_FLAG']._serialized_end=891
+  _globals['_FLAG_VARIANTSENTRY']._serialized_start=673
+  _globals['_FLAG_VARIANTSENTRY']._serialized_end=744
+  _globals['_FLAG_STATE']._serialized_start=746
+  _globals['_FLAG_STATE']._serialized_end=815
 # @@protoc_insertion_point(module_scope)

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'orchestrall/workflow/v1/resources.proto\x12\x17orchestrall.workflow.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xdf\x02\n\x08Workflow\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\x12;\n\x05steps\x18\x03 \x03(\x0b\x32&.orchestrall.workflow.v1.Workflow.StepB\x04\xe2\x41\x01\x02\x12\x35\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x1aK\n\x04Step\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x61gent\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1c\n\x0einput_template\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01:b\xea\x41_\n!workflow.orchestrall.dev/Workflow\x12%tenants/{tenant}/workflows/{workflow}*\tworkflows2\x08workflow\"\x85\x06\n\x0bWorkflowRun\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x13\n\x05input\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x05state\x18\x03 \x01(\x0e\x32!.orchestrall.workflow.v1.RunStateB\x04\xe2\x41\x01\x03\x12\x41\n\x05steps\x18\x04 \x03(\x0b\x32,.orchestrall.workflow.v1.WorkflowRun.StepRunB\x04\xe2\x41\x01\x03\x12\x14\n\x06output\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x1a\xaf\x02\n\x07StepRun\x12\x15\n\x07step_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32!.orchestrall.workflow.v1.RunStateB\x04\xe2\x41\x01\x03\x12\x13\n\x05input\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06output\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tagent_run\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03\x12\x34\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03:v\xea\x41s\n$workflow.orchestrall.dev/WorkflowRun\x12\x30tenants/{tenant}/workflows/{workflow}/runs/{run}*\x0cworkflowRuns2\x0bworkflowRun*\x82\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x42NZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'orchestrall/workflow/v1/resources.proto\x12\x17orchestrall.workflow.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xab\x03\n\x08Workflow\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\"\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xc8\x01\x12\x43\n\x05steps\x18\x03 \x03(\x0b\x32&.orchestrall.workflow.v1.Workflow.StepB\x0c\xe2\x41\x01\x02\xbaH\x05\x92\x01\x02\x10\x14\x12Q\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x1a\x63\n\x04Step\x12\x18\n\x02id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xff\x01\x12\x1b\n\x05\x61gent\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xf4\x03\x12$\n\x0einput_template\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xc0>:b\xea\x41_\n!workflow.orchestrall.dev/Workflow\x12%tenants/{tenant}/workflows/{workflow}*\tworkflows2\x08workflow\"\xb8\x07\n\x0bWorkflowRun\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x1c\n\x05input\x18\x02 \x01(\tB\r\xe2\x41\x01\x02\xbaH\x06r\x04\x18\x80\xfa\x01\x12\x36\n\x05state\x18\x03 \x01(\x0e\x32!.orchestrall.workflow.v1.RunStateB\x04\xe2\x41\x01\x03\x12I\n\x05steps\x18\x04 \x03(\x0b\x32,.orchestrall.workflow.v1.WorkflowRun.StepRunB\x0c\xe2\x41\x01\x03\xbaH\x05\x92\x01\x02\x10\x14\x12\x1d\n\x06output\x18\x05 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\xa0\x8d\x06\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03\x12Q\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x1a\x88\x03\n\x07StepRun\x12\x1c\n\x07step_id\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x36\n\x05state\x18\x02 \x01(\x0e\x32!.orchestrall.workflow.v1.RunStateB\x04\xe2\x41\x01\x03\x12\x1c\n\x05input\x18\x03 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\x80\xfa\x01\x12\x1d\n\x06output\x18\x04 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\xa0\x8d\x06\x12\x1f\n\tagent_run\x18\x05 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xf4\x03\x12\'\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x12.google.rpc.StatusB\x04\xe2\x41\x01\x03\x12P\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01:v\xea\x41s\n$workflow.orchestrall.dev/WorkflowRun\x12\x30tenants/{tenant}/workflows/{workflow}/runs/{run}*\x0cworkflowRuns2\x0bworkflowRun*\x82\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x42NZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,63 +38,63 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1'
   _globals['_WORKFLOW_STEP'].fields_by_name['id']._loaded_options = None
-  _globals['_WORKFLOW_STEP'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_WORKFLOW_STEP'].fields_by_name['id']._serialized_options = b'\342A\001\002\272H\005r\003\030\377\001'
   _globals['_WORKFLOW_STEP'].fields_by_name['agent']._loaded_options = None
-  _globals['_WORKFLOW_STEP'].fields_by_name['agent']._serialized_options = b'\342A\001\002'
+  _globals['_WORKFLOW_STEP'].fields_by_name['agent']._serialized_options = b'\342A\001\002\272H\005r\003\030\364\003'
   _globals['_WORKFLOW_STEP'].fields_by_name['input_template']._loaded_options = None
-  _globals['_WORKFLOW_STEP'].fields_by_name['input_template']._serialized_options = b'\342A\001\001'
+  _globals['_WORKFLOW_STEP'].fields_by_name['input_template']._serialized_options = b'\342A\001\001\272H\005r\003\030\300>'
   _globals['_WORKFLOW'].fields_by_name['name']._loaded_options = None
-  _globals['_WORKFLOW'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_WORKFLOW'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
   _globals['_WORKFLOW'].fields_by_name['display_name']._loaded_options = None
-  _globals['_WORKFLOW'].fields_by_name['display_name']._serialized_options = b'\342A\001\001'
+  _globals['_WORKFLOW'].fields_by_name['display_name']._serialized_options = b'\342A\001\001\272H\005r\003\030\310\001'
   _globals['_WORKFLOW'].fields_by_name['steps']._loaded_options = None
-  _globals['_WORKFLOW'].fields_by_name['steps']._serialized_options = b'\342A\001\002'
+  _globals['_WORKFLOW'].fields_by_name['steps']._serialized_options = b'\342A\001\002\272H\005\222\001\002\020\024'
   _globals['_WORKFLOW'].fields_by_name['create_time']._loaded_options = None
-  _globals['_WORKFLOW'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOW'].fields_by_name['create_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_WORKFLOW']._loaded_options = None
   _globals['_WORKFLOW']._serialized_options = b'\352A_\n!workflow.orchestrall.dev/Workflow\022%tenants/{tenant}/workflows/{workflow}*\tworkflows2\010workflow'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['step_id']._loaded_options = None
-  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['step_id']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['step_id']._serialized_options = b'\342A\001\003\272H\004r\002\030?'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['state']._loaded_options = None
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['state']._serialized_options = b'\342A\001\003'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['input']._loaded_options = None
-  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['input']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['input']._serialized_options = b'\342A\001\003\272H\006r\004\030\200\372\001'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['output']._loaded_options = None
-  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['output']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['output']._serialized_options = b'\342A\001\003\272H\006r\004\030\240\215\006'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['agent_run']._loaded_options = None
-  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['agent_run']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['agent_run']._serialized_options = b'\342A\001\003\272H\005r\003\030\364\003'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['error']._loaded_options = None
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['error']._serialized_options = b'\342A\001\003'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['start_time']._loaded_options = None
-  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['start_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['start_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['end_time']._loaded_options = None
-  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN_STEPRUN'].fields_by_name['end_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_WORKFLOWRUN'].fields_by_name['name']._loaded_options = None
-  _globals['_WORKFLOWRUN'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_WORKFLOWRUN'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
   _globals['_WORKFLOWRUN'].fields_by_name['input']._loaded_options = None
-  _globals['_WORKFLOWRUN'].fields_by_name['input']._serialized_options = b'\342A\001\002'
+  _globals['_WORKFLOWRUN'].fields_by_name['input']._serialized_options = b'\342A\001\002\272H\006r\004\030\200\372\001'
   _globals['_WORKFLOWRUN'].fields_by_name['state']._loaded_options = None
   _globals['_WORKFLOWRUN'].fields_by_name['state']._serialized_options = b'\342A\001\003'
   _globals['_WORKFLOWRUN'].fields_by_name['steps']._loaded_options = None
-  _globals['_WORKFLOWRUN'].fields_by_name['steps']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN'].fields_by_name['steps']._serialized_options = b'\342A\001\003\272H\005\222\001\002\020\024'
   _globals['_WORKFLOWRUN'].fields_by_name['output']._loaded_options = None
-  _globals['_WORKFLOWRUN'].fields_by_name['output']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN'].fields_by_name['output']._serialized_options = b'\342A\001\003\272H\006r\004\030\240\215\006'
   _globals['_WORKFLOWRUN'].fields_by_name['error']._loaded_options = None
   _globals['_WORKFLOWRUN'].fields_by_name['error']._serialized_options = b'\342A\001\003'
   _globals['_WORKFLOWRUN'].fields_by_name['create_time']._loaded_options = None
-  _globals['_WORKFLOWRUN'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN'].fields_by_name['create_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_WORKFLOWRUN'].fields_by_name['end_time']._loaded_options = None
-  _globals['_WORKFLOWRUN'].fields_by_name['end_time']._serialized_options = b'\342A\001\003'
+  _globals['_WORKFLOWRUN'].fields_by_name['end_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_WORKFLOWRUN']._loaded_options = None
   _globals['_WORKFLOWRUN']._serialized_options = b'\352As\n$workflow.orchestrall.dev/WorkflowRun\0220tenants/{tenant}/workflows/{workflow}/runs/{run}*\014workflowRuns2\013workflowRun'
-  _globals['_RUNSTATE']._serialized_start=1317
-  _globals['_RUNSTATE']._serialized_end=1447
-  _globals['_WORKFLOW']._serialized_start=187
-  _globals['_WORKFLOW']._serialized_end=538
-  _globals['_WORKFLOW_STEP']._serialized_start=363
-  _globals['_WORKFLOW_STEP']._serialized_end=438
-  _globals['_WORKFLOWRUN']._serialized_start=541
-  _globals['_WORKFLOWRUN']._serialized_end=1314
-  _globals['_WORKFLOWRUN_STEPRUN']._serialized_start=891
-  _globals['_WORKFLOWRUN_STEPRUN']._serialized_end=1194
+  _globals['_RUNSTATE']._serialized_start=1601
+  _globals['_RUNSTATE']._serialized_end=1731
+  _globals['_WORKFLOW']._serialized_start=216
+  _globals['_WORKFLOW']._serialized_end=643
+  _globals['_WORKFLOW_STEP']._serialized_start=444
+  _globals['_WORKFLOW_STEP']._serialized_end=543
+  _globals['_WORKFLOWRUN']._serialized_start=646
+  _globals['_WORKFLOWRUN']._serialized_end=1598
+  _globals['_WORKFLOWRUN_STEPRUN']._serialized_start=1086
+  _globals['_WORKFLOWRUN_STEPRUN']._serialized_end=1478
 # @@protoc_insertion_point(module_scope)

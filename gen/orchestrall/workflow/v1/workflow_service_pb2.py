@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
+from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from orchestrall.workflow.v1 import resources_pb2 as orchestrall_dot_workflow_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.orchestrall/workflow/v1/workflow_service.proto\x12\x17orchestrall.workflow.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a$orchestrall/api/v1/annotations.proto\x1a\'orchestrall/workflow/v1/resources.proto\"\x9d\x01\n\x15\x43reateWorkflowRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x39\n\x08workflow\x18\x02 \x01(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\x04\xe2\x41\x01\x02\x12\x19\n\x0bworkflow_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nrequest_id\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"N\n\x12GetWorkflowRequest\x12\x38\n\x04name\x18\x01 \x01(\tB*\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\"_\n\x14ListWorkflowsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"f\n\x15ListWorkflowsResponse\x12\x34\n\tworkflows\x18\x01 \x03(\x0b\x32!.orchestrall.workflow.v1.Workflow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb2\x01\n\x18\x43reateWorkflowRunRequest\x12:\n\x06parent\x18\x01 \x01(\tB*\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\x12@\n\x0cworkflow_run\x18\x02 \x01(\x0b\x32$.orchestrall.workflow.v1.WorkflowRunB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"T\n\x15GetWorkflowRunRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\"\x88\x01\n\x17ListWorkflowRunsRequest\x12:\n\x06parent\x18\x01 \x01(\tB*\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x18\n\npage_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\"p\n\x18ListWorkflowRunsResponse\x12;\n\rworkflow_runs\x18\x01 \x03(\x0b\x32$.orchestrall.workflow.v1.WorkflowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xd5\t\n\x0fWorkflowService\x12\xd4\x01\n\x0e\x43reateWorkflow\x12..orchestrall.workflow.v1.CreateWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"o\xda\x41\x1bparent,workflow,workflow_id\xc2\xf3\x18\x1b\x12\x19workflow.workflows.create\x82\xd3\xe4\x93\x02,\" /v1/{parent=tenants/*}/workflows:\x08workflow\x12\xaa\x01\n\x0bGetWorkflow\x12+.orchestrall.workflow.v1.GetWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"K\xda\x41\x04name\xc2\xf3\x18\x18\x12\x16workflow.workflows.get\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=tenants/*/workflows/*}\x12\xbe\x01\n\rListWorkflows\x12-.orchestrall.workflow.v1.ListWorkflowsRequest\x1a..orchestrall.workflow.v1.ListWorkflowsResponse\"N\xda\x41\x06parent\xc2\xf3\x18\x19\x12\x17workflow.workflows.list\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=tenants/*}/workflows\x12\xdb\x01\n\x11\x43reateWorkflowRun\x12\x31.orchestrall.workflow.v1.CreateWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"m\xda\x41\x13parent,workflow_run\xc2\xf3\x18\x16\x12\x14workflow.runs.create\x82\xd3\xe4\x93\x02\x37\"\'/v1/{parent=tenants/*/workflows/*}/runs:\x0cworkflow_run\x12\xb5\x01\n\x0eGetWorkflowRun\x12..orchestrall.workflow.v1.GetWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"M\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11workflow.runs.get\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=tenants/*/workflows/*/runs/*}\x12\xc9\x01\n\x10ListWorkflowRuns\x12\x30.orchestrall.workflow.v1.ListWorkflowRunsRequest\x1a\x31.orchestrall.workflow.v1.ListWorkflowRunsResponse\"P\xda\x41\x06parent\xc2\xf3\x18\x14\x12\x12workflow.runs.list\x82\xd3\xe4\x93\x02)\x12\'/v1/{parent=tenants/*/workflows/*}/runs\x1a\x1b\xca\x41\x18workflow.orchestrall.devBNZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.orchestrall/workflow/v1/workflow_service.proto\x12\x17orchestrall.workflow.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a$orchestrall/api/v1/annotations.proto\x1a\'orchestrall/workflow/v1/resources.proto\"\xbc\x01\n\x15\x43reateWorkflowRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12?\n\x08workflow\x18\x02 \x01(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12 \n\x0bworkflow_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"Y\n\x12GetWorkflowRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"r\n\x14ListWorkflowsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"{\n\x15ListWorkflowsResponse\x12?\n\tworkflows\x18\x01 \x03(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\xca\x01\n\x18\x43reateWorkflowRunRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x46\n\x0cworkflow_run\x18\x02 \x01(\x0b\x32$.orchestrall.workflow.v1.WorkflowRunB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"_\n\x15GetWorkflowRunRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x9b\x01\n\x17ListWorkflowRunsRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x85\x01\n\x18ListWorkflowRunsResponse\x12\x46\n\rworkflow_runs\x18\x01 \x03(\x0b\x32$.orchestrall.workflow.v1.WorkflowRunB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x32\xd5\t\n\x0fWorkflowService\x12\xd4\x01\n\x0e\x43reateWorkflow\x12..orchestrall.workflow.v1.CreateWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"o\xda\x41\x1bparent,workflow,workflow_id\xc2\xf3\x18\x1b\x12\x19workflow.workflows.create\x82\xd3\xe4\x93\x02,\" /v1/{parent=tenants/*}/workflows:\x08workflow\x12\xaa\x01\n\x0bGetWorkflow\x12+.orchestrall.workflow.v1.GetWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"K\xda\x41\x04name\xc2\xf3\x18\x18\x12\x16workflow.workflows.get\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=tenants/*/workflows/*}\x12\xbe\x01\n\rListWorkflows\x12-.orchestrall.workflow.v1.ListWorkflowsRequest\x1a..orchestrall.workflow.v1.ListWorkflowsResponse\"N\xda\x41\x06parent\xc2\xf3\x18\x19\x12\x17workflow.workflows.list\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=tenants/*}/workflows\x12\xdb\x01\n\x11\x43reateWorkflowRun\x12\x31.orchestrall.workflow.v1.CreateWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"m\xda\x41\x13parent,workflow_run\xc2\xf3\x18\x16\x12\x14workflow.runs.create\x82\xd3\xe4\x93\x02\x37\"\'/v1/{parent=tenants/*/workflows/*}/runs:\x0cworkflow_run\x12\xb5\x01\n\x0eGetWorkflowRun\x12..orchestrall.workflow.v1.GetWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"M\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11workflow.runs.get\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=tenants/*/workflows/*/runs/*}\x12\xc9\x01\n\x10ListWorkflowRuns\x12\x30.orchestrall.workflow.v1.ListWorkflowRunsRequest\x1a\x31.orchestrall.workflow.v1.ListWorkflowRunsResponse\"P\xda\x41\x06parent\xc2\xf3\x18\x14\x12\x12workflow.runs.list\x82\xd3\xe4\x93\x02)\x12\'/v1/{parent=tenants/*/workflows/*}/runs\x1a\x1b\xca\x41\x18workflow.orchestrall.devBNZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,35 +40,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'ZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1'
   _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
   _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow']._loaded_options = None
-  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow_id']._loaded_options = None
-  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['workflow_id']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
   _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['request_id']._loaded_options = None
-  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
   _globals['_GETWORKFLOWREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_GETWORKFLOWREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow'
+  _globals['_GETWORKFLOWREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['page_token']._loaded_options = None
-  _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTWORKFLOWSRESPONSE'].fields_by_name['workflows']._loaded_options = None
+  _globals['_LISTWORKFLOWSRESPONSE'].fields_by_name['workflows']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTWORKFLOWSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTWORKFLOWSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow'
+  _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
   _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['workflow_run']._loaded_options = None
-  _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['workflow_run']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['workflow_run']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['request_id']._loaded_options = None
-  _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001'
+  _globals['_CREATEWORKFLOWRUNREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
   _globals['_GETWORKFLOWRUNREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_GETWORKFLOWRUNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A&\n$workflow.orchestrall.dev/WorkflowRun'
+  _globals['_GETWORKFLOWRUNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A&\n$workflow.orchestrall.dev/WorkflowRun\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['parent']._loaded_options = None
-  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow'
+  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['page_token']._loaded_options = None
-  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKFLOWRUNSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTWORKFLOWRUNSRESPONSE'].fields_by_name['workflow_runs']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNSRESPONSE'].fields_by_name['workflow_runs']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTWORKFLOWRUNSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_WORKFLOWSERVICE']._loaded_options = None
   _globals['_WORKFLOWSERVICE']._serialized_options = b'\312A\030workflow.orchestrall.dev'
   _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._loaded_options = None
@@ -82,22 +91,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflowRun']._serialized_options = b'\332A\004name\302\363\030\023\022\021workflow.runs.get\202\323\344\223\002)\022\'/v1/{name=tenants/*/workflows/*/runs/*}'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRuns']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRuns']._serialized_options = b'\332A\006parent\302\363\030\024\022\022workflow.runs.list\202\323\344\223\002)\022\'/v1/{parent=tenants/*/workflows/*}/runs'
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=270
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=427
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=429
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=507
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=509
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=604
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=606
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=708
-  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_start=711
-  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_end=889
-  _globals['_GETWORKFLOWRUNREQUEST']._serialized_start=891
-  _globals['_GETWORKFLOWRUNREQUEST']._serialized_end=975
-  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_start=978
-  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_end=1114
-  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_start=1116
-  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_end=1228
-  _globals['_WORKFLOWSERVICE']._serialized_start=1231
-  _globals['_WORKFLOWSERVICE']._serialized_end=2468
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=299
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=487
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=489
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=578
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=580
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=694
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=696
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=819
+  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_start=822
+  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_end=1024
+  _globals['_GETWORKFLOWRUNREQUEST']._serialized_start=1026
+  _globals['_GETWORKFLOWRUNREQUEST']._serialized_end=1121
+  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_start=1124
+  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_end=1279
+  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_start=1282
+  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_end=1415
+  _globals['_WORKFLOWSERVICE']._serialized_start=1418
+  _globals['_WORKFLOWSERVICE']._serialized_end=2655
 # @@protoc_insertion_point(module_scope)
