@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,34 @@ def test_config_map_carries_the_rendered_config(built: dict[str, list[dict[str, 
 def test_kustomize_builds_each_overlay() -> None:
     for overlay in ("base", "istio"):
         assert kustomize(overlay)
+
+
+def test_the_readmes_overlay_builds(tmp_path: Path) -> None:
+    """Step 5 of "Deploying to Kubernetes with Istio": an operator's overlay on deploy/istio."""
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("# my-overlay/kustomization.yaml\n", 1)[1].split("```", 1)[0]
+    overlay = tmp_path / "my-overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        example.replace("../deploy/istio", os.path.relpath(ROOT / "deploy" / "istio", overlay)).replace(
+            '"sha256:..."', f'"sha256:{"0" * 64}"'
+        )
+    )
+    result = subprocess.run(
+        [str(tool("kubectl")), "kustomize", str(overlay)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [o for o in yaml.safe_load_all(result.stdout) if o]
+    images = {
+        c["image"]
+        for o in objects
+        if o["kind"] in ("Deployment", "Job")
+        for c in o["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {f"registry.example.com/orchestrall@sha256:{'0' * 64}"}
+    (model,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("orchestrall-model")
+    ]
+    assert model["data"]["ORCHESTRALL_DEFAULT_MODEL"] == "qwen2.5-7b-instruct"
