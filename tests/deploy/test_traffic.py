@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from deploy import render
-from deploy.render import Cluster
+from deploy.cluster import Cluster
+from deploy.mesh import UNAVAILABLE_TRANSPORT_RETRY_ON, sidecar_retries
 from services.kit import clients
 from services.kit.config import SERVICES, MeshSettings
 from tests.deploy.conftest import of_kind
@@ -35,7 +35,7 @@ def test_sidecar_retries_match_the_client_retry_policy(mesh: list[dict[str, Any]
         codes = {code.lower().replace("_", "-") for code in policy["retryableStatusCodes"]}
         assert codes <= conditions
         # Beyond the status codes only failures before any response, which gRPC reports as UNAVAILABLE.
-        assert conditions - codes == set(render.UNAVAILABLE_TRANSPORT_RETRY_ON)
+        assert conditions - codes == set(UNAVAILABLE_TRANSPORT_RETRY_ON)
         assert "cancelled" not in conditions and "deadline-exceeded" not in conditions
         assert float(retries["backoff"].removesuffix("ms")) / 1000 == float(
             policy["initialBackoff"].removesuffix("s")
@@ -59,7 +59,7 @@ def test_a_changed_client_policy_changes_the_sidecars(monkeypatch: Any) -> None:
         ]
     }
     monkeypatch.setattr(clients, "_RETRY_SERVICE_CONFIG", json.dumps(changed))
-    assert render.sidecar_retries() == {"attempts": 1, "retryOn": "resource-exhausted", "backoff": "250ms"}
+    assert sidecar_retries() == {"attempts": 1, "retryOn": "resource-exhausted", "backoff": "250ms"}
 
 
 def test_every_service_has_connection_pools_and_outlier_detection(mesh: list[dict[str, Any]]) -> None:
