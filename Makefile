@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov lives in a virtualenv of its own inside $(VENV): it pins packaging<24, pytest needs >=24.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 # llama.cpp is compiled from source for a portable x86-64 baseline (AVX2). The
 # default native build enables AMX on CPUs that report it, and that build
@@ -12,7 +15,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 LLAMA_PIN := $(shell grep -i '^llama[-_]cpp[-_]python==' requirements.lock)
 
-.PHONY: venv proto lint test demo up bench clean
+.PHONY: venv checkov deploy proto lint test demo up bench clean
 
 venv: $(STAMP)
 
@@ -25,6 +28,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# The pinned checkov (deploy/checkov.lock) the deployment tests scan the manifests with.
+checkov: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): deploy/checkov.lock
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q --no-deps -r deploy/checkov.lock
+	touch $(CHECKOV_STAMP)
+
+# Regenerates deploy/base and deploy/istio (kustomize) from the services' own tables.
+deploy: $(STAMP)
+	$(PY) -m deploy.render
+
 # Regenerates gen/ (Python messages, stubs, .pyi) and the descriptor set Envoy
 # transcodes with, from proto/ and the googleapis protos of the installed
 # googleapis-common-protos.
@@ -33,11 +49,11 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m services.kit.protogen --lint
-	$(VENV)/bin/ruff check services gateway tests benchmark
-	$(VENV)/bin/ruff format --check services gateway tests benchmark
-	$(VENV)/bin/mypy services tests gateway benchmark
+	$(VENV)/bin/ruff check services gateway tests benchmark deploy
+	$(VENV)/bin/ruff format --check services gateway tests benchmark deploy
+	$(VENV)/bin/mypy services tests gateway benchmark deploy
 
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

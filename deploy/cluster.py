@@ -1,0 +1,141 @@
+"""What one installation is: its namespace, trust domain and issuer, and the names all objects share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from gateway.envoy.settings import GatewaySettings
+
+#: Version of the image and the ``app.kubernetes.io/version`` label (pyproject.toml's).
+VERSION = "0.1.0"
+PART_OF = "orchestrall"
+#: Image name in the manifests; an overlay's ``images:`` sets registry, tag or digest.
+IMAGE = "orchestrall"
+#: Numeric user and group of every container (the Containerfile's ``USER``).
+UID = 10001
+#: Where the image keeps the code (``WORKDIR``) and the descriptor set Envoy transcodes with.
+IMAGE_ROOT = Path("/app")
+
+SERVICE_PORT = 50051
+GATEWAY_PORT = 8080
+#: Port of the gateway's Kubernetes Service (the edge).
+GATEWAY_SERVICE_PORT = 80
+ENVOY_ADMIN_PORT = 9901
+ENVOY_CONFIG_DIR = "/etc/orchestrall/gateway"
+ENVOY_CONCURRENCY = 2
+STATE_DIR = "/var/lib/orchestrall"
+
+#: Settings that put a service behind the Istio sidecar: listen and dial in plaintext (the
+#: sidecars do mTLS) and take the caller's SPIFFE ID from the sidecar's
+#: ``x-forwarded-client-cert`` header. NOT YET READ by services/kit (see the README section
+#: "Deploying to Kubernetes with Istio"); until it is, the services expect their own certificates.
+SIDECAR_TRANSPORT = {"ORCHESTRALL_MESH_TLS": "istio"}
+
+#: Kubernetes Secret the operator creates (see the README): services' and migrations' URLs.
+DATABASE_SECRET = "orchestrall-database"
+#: Optional Secret with the model endpoint's API key.
+MODEL_SECRET = "orchestrall-model"
+#: ConfigMap with the model endpoint (an overlay replaces its values).
+MODEL_CONFIG = "orchestrall-model"
+MODEL_DEFAULTS = {
+    "OPENAI_BASE_URL": "http://vllm.models.svc.cluster.local:8000/v1",
+    "ORCHESTRALL_DEFAULT_MODEL": "smollm2",
+}
+
+#: Requests and limits per workload (the app container; Istio adds its sidecar's own).
+RESOURCES: dict[str, dict[str, dict[str, str]]] = {
+    "default": {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+    # Runs hold model replies and tool results in memory while they stream.
+    "agent": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "768Mi"}},
+    "workflow": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "768Mi"}},
+    # Envoy with ENVOY_CONCURRENCY workers, each with its JWT cache (at most 14 MiB, see the template).
+    "gateway": {"requests": {"cpu": "200m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "512Mi"}},
+    "migrate": {"requests": {"cpu": "100m", "memory": "192Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+}
+MIN_REPLICAS = 2
+MAX_REPLICAS = 10
+TARGET_CPU_PERCENT = 70
+
+#: Checkov checks skipped on purpose, and why (written as annotations on the objects concerned,
+#: so each exception sits next to what it excuses).
+CHECKOV_SKIPS: dict[str, str] = {
+    "CKV_K8S_43": "the image is referenced by name and tag; an overlay's images: pins the registry digest",
+    "CKV_K8S_35": "the services read configuration from the environment only (DESIGN.md); Secret "
+    "values reach them through secretKeyRef, never in a manifest",
+}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What differs between installations.
+
+    Attributes:
+        namespace: Namespace of every object; also in SPIFFE IDs and Service DNS names.
+        trust_domain: Istio's trust domain (``meshConfig.trustDomain``, ``cluster.local`` by default).
+        issuer: ``iss`` of tokens: the gateway's public base URL, where clients discover auth
+            (``/.well-known/openid-configuration``).
+        audience: ``aud`` of tokens.
+        edge: The gateway's rate limits and CORS origins.
+    """
+
+    namespace: str = "orchestrall"
+    trust_domain: str = "cluster.local"
+    issuer: str = "http://gateway.orchestrall.svc.cluster.local"
+    audience: str = "orchestrall"
+    edge: GatewaySettings = field(default_factory=lambda: default_edge())
+
+    def host(self, name: str) -> str:
+        """Cluster DNS name of a Service in this namespace."""
+        return f"{name}.{self.namespace}.svc.cluster.local"
+
+    def principal(self, account: str) -> str:
+        """Istio principal of a ServiceAccount (its SPIFFE ID without ``spiffe://``)."""
+        return f"{self.trust_domain}/ns/{self.namespace}/sa/{account}"
+
+    @property
+    def jwks_uri(self) -> str:
+        """Where istiod fetches auth's JWKS: the gateway's Service inside the cluster."""
+        return f"http://{self.host('gateway')}/.well-known/jwks.json"
+
+
+class _DefaultGatewaySettings(GatewaySettings):
+    """The gateway settings' defaults, whatever the environment says."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def default_edge() -> GatewaySettings:
+    """Returns :class:`GatewaySettings` with its defaults, ignoring ``ORCHESTRALL_GATEWAY_*``."""
+    return _DefaultGatewaySettings()
+
+
+# --- labels and common pieces ---------------------------------------------------------------
+
+
+def labels(name: str, component: str, cluster: Cluster) -> dict[str, str]:
+    """Kubernetes' recommended labels (``app.kubernetes.io/*``) of one workload's objects."""
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": f"{cluster.namespace}-{name}",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/version": VERSION,
+        "app.kubernetes.io/managed-by": "kustomize",
+    }
+
+
+def selector(name: str, cluster: Cluster) -> dict[str, str]:
+    """The labels that select one workload's pods (a subset of :func:`labels` that never changes)."""
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": f"{cluster.namespace}-{name}"}

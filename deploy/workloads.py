@@ -1,0 +1,525 @@
+"""The kustomize base: the five services, the Envoy gateway, the migrations Job, the namespace.
+
+Each service is a Deployment behind a Service with ``appProtocol: grpc``, probed by Kubernetes'
+native gRPC probes on ``grpc.health.v1``, run as a ServiceAccount named after its SPIFFE identity
+(``spiffe://<trust-domain>/ns/<namespace>/sa/<service>``, :func:`services.kit.mtls.spiffe_id`),
+with a PodDisruptionBudget and a HorizontalPodAutoscaler. The gateway's Envoy config is rendered by
+:func:`gateway.envoy.render.render` from the template used locally; only the addresses differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from deploy.cluster import (
+    CHECKOV_SKIPS,
+    DATABASE_SECRET,
+    ENVOY_ADMIN_PORT,
+    ENVOY_CONCURRENCY,
+    ENVOY_CONFIG_DIR,
+    GATEWAY_PORT,
+    GATEWAY_SERVICE_PORT,
+    IMAGE,
+    IMAGE_ROOT,
+    MAX_REPLICAS,
+    MIN_REPLICAS,
+    MODEL_CONFIG,
+    MODEL_DEFAULTS,
+    MODEL_SECRET,
+    PART_OF,
+    RESOURCES,
+    SERVICE_PORT,
+    SIDECAR_TRANSPORT,
+    STATE_DIR,
+    TARGET_CPU_PERCENT,
+    UID,
+    VERSION,
+    Cluster,
+    labels,
+    selector,
+)
+from gateway.envoy.render import render as render_envoy
+from services.kit.config import SERVICES
+from services.kit.contracts import descriptors_of
+
+
+def _checkov_skips(*checks: str) -> dict[str, str]:
+    """Annotations that skip checkov checks on one object, each with its reason."""
+    return {f"checkov.io/skip{i}": f"{check}={CHECKOV_SKIPS[check]}" for i, check in enumerate(checks, 1)}
+
+
+def _metadata(name: str, component: str, cluster: Cluster, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "labels": labels(name, component, cluster), **extra}
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "fsGroup": UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _scratch_volumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Writable folders on a read-only root filesystem: the state folder and /tmp."""
+    volumes = [
+        {"name": "state", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    mounts = [{"name": "state", "mountPath": STATE_DIR}, {"name": "tmp", "mountPath": "/tmp"}]
+    return volumes, mounts
+
+
+def _spread(name: str, cluster: Cluster) -> list[dict[str, Any]]:
+    """Replicas spread over nodes and zones where the cluster has room (never blocks scheduling)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector(name, cluster)},
+        }
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+    ]
+
+
+def service_account(name: str, component: str, cluster: Cluster) -> dict[str, Any]:
+    """The workload's identity; Istio's SPIFFE ID is ``spiffe://<td>/ns/<ns>/sa/<name>``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(name, component, cluster),
+        # No workload talks to the Kubernetes API; Istio mounts its own token for the sidecar.
+        "automountServiceAccountToken": False,
+    }
+
+
+def _deployment(
+    name: str,
+    component: str,
+    cluster: Cluster,
+    container: dict[str, Any],
+    *,
+    volumes: list[dict[str, Any]],
+    pod_annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    template_metadata: dict[str, Any] = {"labels": labels(name, component, cluster)}
+    if pod_annotations:
+        template_metadata["annotations"] = dict(pod_annotations)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(
+            name, component, cluster, annotations=_checkov_skips("CKV_K8S_43", "CKV_K8S_35")
+        ),
+        # No replicas: the HorizontalPodAutoscaler owns the count (between MIN_REPLICAS and MAX_REPLICAS).
+        "spec": {
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(name, cluster)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": template_metadata,
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": _pod_security(),
+                    "terminationGracePeriodSeconds": 30,
+                    "topologySpreadConstraints": _spread(name, cluster),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def _pdb(name: str, component: str, cluster: Cluster) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(name, component, cluster),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector(name, cluster)},
+            # A pod that is not ready protects nothing; it must not block a node drain.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def _hpa(name: str, component: str, cluster: Cluster) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(name, component, cluster),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": MIN_REPLICAS,
+            "maxReplicas": MAX_REPLICAS,
+            # The app container's CPU alone: the sidecar's would blur the signal.
+            "metrics": [
+                {
+                    "type": "ContainerResource",
+                    "containerResource": {
+                        "name": "cpu",
+                        "container": name,
+                        "target": {"type": "Utilization", "averageUtilization": TARGET_CPU_PERCENT},
+                    },
+                }
+            ],
+        },
+    }
+
+
+# --- the five services ----------------------------------------------------------------------
+
+
+def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
+    """Environment of service ``name`` (``services.kit.config.MeshSettings`` and its own)."""
+    addresses = {peer: f"{cluster.host(peer)}:{SERVICE_PORT}" for peer in SERVICES}
+    plain = {
+        "ORCHESTRALL_LISTEN": f"0.0.0.0:{SERVICE_PORT}",
+        "ORCHESTRALL_ADDRESSES": json.dumps(addresses, separators=(",", ":")),
+        "ORCHESTRALL_ISSUER": cluster.issuer,
+        "ORCHESTRALL_AUDIENCE": cluster.audience,
+        "ORCHESTRALL_TRUST_DOMAIN": cluster.trust_domain,
+        "ORCHESTRALL_NAMESPACE": cluster.namespace,
+        "ORCHESTRALL_STATE_DIR": STATE_DIR,
+        **SIDECAR_TRANSPORT,
+    }
+    env: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in plain.items()]
+    secret = {"name": DATABASE_SECRET}
+    env += [
+        # Server and database; services connect as the orchestrall_app role (services.kit.db.app_url).
+        {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {**secret, "key": "url"}}},
+        # libpq reads the role's password from here (PostgreSQL docs, "Environment Variables").
+        {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {**secret, "key": "app-password"}}},
+    ]
+    if name == "agent":
+        env += [
+            {"name": key, "valueFrom": {"configMapKeyRef": {"name": MODEL_CONFIG, "key": key}}}
+            for key in MODEL_DEFAULTS
+        ]
+        env.append(
+            {
+                "name": "OPENAI_API_KEY",
+                "valueFrom": {"secretKeyRef": {"name": MODEL_SECRET, "key": "api-key", "optional": True}},
+            }
+        )
+    return env
+
+
+def grpc_service_names(name: str) -> list[str]:
+    """Full names of the gRPC services that mesh service ``name`` implements."""
+    return [d.full_name for d in descriptors_of(name)]
+
+
+def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
+    """ServiceAccount, Deployment, Service, PodDisruptionBudget and HorizontalPodAutoscaler of a service."""
+    component = "grpc-service"
+    volumes, mounts = _scratch_volumes()
+    container = {
+        "name": name,
+        "image": IMAGE,
+        "imagePullPolicy": "Always",
+        "args": [name],
+        "ports": [{"name": "grpc", "containerPort": SERVICE_PORT, "protocol": "TCP"}],
+        "env": mesh_environment(name, cluster),
+        # grpc.health.v1 on the server's own port (Kubernetes' native gRPC probes; Istio rewrites
+        # them to its agent, so they work under STRICT mTLS). Readiness asks for the service by
+        # name: it goes NOT_SERVING first on SIGTERM, so the pod leaves the endpoints.
+        "startupProbe": {"grpc": {"port": SERVICE_PORT}, "periodSeconds": 2, "failureThreshold": 60},
+        "readinessProbe": {
+            "grpc": {"port": SERVICE_PORT, "service": grpc_service_names(name)[0]},
+            "periodSeconds": 5,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "grpc": {"port": SERVICE_PORT},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        # Endpoints are removed while the pod still serves; then SIGTERM starts the graceful stop.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+        "resources": RESOURCES.get(name, RESOURCES["default"]),
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(name, component, cluster),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name, cluster),
+            "ports": [
+                {
+                    "name": "grpc",
+                    "port": SERVICE_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                }
+            ],
+        },
+    }
+    return [
+        service_account(name, component, cluster),
+        _deployment(name, component, cluster, container, volumes=volumes),
+        service,
+        _pdb(name, component, cluster),
+        _hpa(name, component, cluster),
+    ]
+
+
+# --- the gateway ----------------------------------------------------------------------------
+
+
+def envoy_config(cluster: Cluster) -> str:
+    """The gateway's Envoy config in the cluster: the local template, cluster addresses.
+
+    Upstreams are the Services (``<svc>.<namespace>.svc.cluster.local:50051``, STRICT_DNS), in
+    plaintext to the gateway's own sidecar, which does mTLS with Istio's certificates.
+    """
+    edge = cluster.edge
+    return render_envoy(
+        listen_port=GATEWAY_PORT,
+        admin_port=ENVOY_ADMIN_PORT,
+        upstreams={name: (cluster.host(name), SERVICE_PORT) for name in SERVICES},
+        tls_dir=None,
+        descriptor_set=IMAGE_ROOT / "gen" / "orchestrall.binpb",
+        issuer=cluster.issuer,
+        audience=cluster.audience,
+        trust_domain=cluster.trust_domain,
+        namespace=cluster.namespace,
+        tenant_rate_limit=edge.tenant_rate_limit,
+        anonymous_rate_limit=edge.anonymous_rate_limit,
+        cors_origins=edge.cors_origins,
+        listen_address="0.0.0.0",
+    )
+
+
+def gateway_objects(cluster: Cluster) -> list[dict[str, Any]]:
+    """ServiceAccount, Deployment, Service, PodDisruptionBudget and HorizontalPodAutoscaler of Envoy."""
+    name, component = "gateway", "gateway"
+    volumes, mounts = _scratch_volumes()
+    volumes.append({"name": "envoy", "configMap": {"name": "gateway-envoy"}})
+    mounts.append({"name": "envoy", "mountPath": ENVOY_CONFIG_DIR, "readOnly": True})
+    tcp = {"tcpSocket": {"port": GATEWAY_PORT}}
+    container = {
+        "name": name,
+        "image": IMAGE,
+        "imagePullPolicy": "Always",
+        "args": [
+            "gateway",
+            "--config",
+            f"{ENVOY_CONFIG_DIR}/envoy.yaml",
+            "--concurrency",
+            str(ENVOY_CONCURRENCY),
+        ],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
+        # Envoy opens its listener once its config is loaded; the admin port stays on loopback.
+        "startupProbe": {**tcp, "periodSeconds": 2, "failureThreshold": 30},
+        "readinessProbe": {**tcp, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**tcp, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+        "resources": RESOURCES[name],
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    deployment = _deployment(name, component, cluster, container, volumes=volumes)
+    deployment["metadata"]["annotations"] = _checkov_skips("CKV_K8S_43")
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(name, component, cluster),
+        "spec": {
+            # The edge. Local traffic policy keeps the client's address, which the anonymous
+            # rate limit is keyed on (use_remote_address in the Envoy config).
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": selector(name, cluster),
+            "ports": [
+                {
+                    "name": "http",
+                    "port": GATEWAY_SERVICE_PORT,
+                    "targetPort": "http",
+                    "protocol": "TCP",
+                    "appProtocol": "http",
+                }
+            ],
+        },
+    }
+    return [
+        service_account(name, component, cluster),
+        deployment,
+        service,
+        _pdb(name, component, cluster),
+        _hpa(name, component, cluster),
+    ]
+
+
+# --- migrations -----------------------------------------------------------------------------
+
+
+def migrate_objects(cluster: Cluster) -> list[dict[str, Any]]:
+    """The migrations Job (every service's Alembic lineage to head) and its ServiceAccount.
+
+    The Job's name carries the version: a new release is a new Job (a Job's pod template is
+    immutable), and a finished one is removed after a day.
+    """
+    name, component = "migrate", "migrations"
+    volumes, mounts = _scratch_volumes()
+    container = {
+        "name": name,
+        "image": IMAGE,
+        "imagePullPolicy": "Always",
+        "args": ["migrate"],
+        "env": [
+            {"name": "ORCHESTRALL_STATE_DIR", "value": STATE_DIR},
+            {
+                "name": "MIGRATION_DATABASE_URL",
+                "valueFrom": {"secretKeyRef": {"name": DATABASE_SECRET, "key": "migration-url"}},
+            },
+        ],
+        "resources": RESOURCES[name],
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    job_name = f"{name}-{VERSION.replace('.', '-')}"
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name,
+            "labels": labels(name, component, cluster),
+            "annotations": _checkov_skips("CKV_K8S_43", "CKV_K8S_35"),
+        },
+        "spec": {
+            "backoffLimit": 6,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": labels(name, component, cluster)},
+                "spec": {
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "restartPolicy": "Never",
+                    "securityContext": _pod_security(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    return [service_account(name, component, cluster), job]
+
+
+def network_policies(cluster: Cluster) -> list[dict[str, Any]]:
+    """Ingress at layer 4, beneath Istio's checks at layer 7: nothing reaches a pod unless listed here.
+
+    The services take gRPC from the namespace's own workloads, the gateway takes HTTP from
+    anywhere, nothing else takes anything (the migrations Job included). Egress stays open:
+    PostgreSQL and the model endpoint are wherever the operator runs them.
+    """
+    ours = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": PART_OF}}}
+    policies: list[dict[str, Any]] = [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "default-deny-ingress", "labels": {"app.kubernetes.io/part-of": PART_OF}},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        }
+    ]
+    for name in SERVICES:
+        policies.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": _metadata(name, "grpc-service", cluster),
+                "spec": {
+                    "podSelector": {"matchLabels": selector(name, cluster)},
+                    "policyTypes": ["Ingress"],
+                    "ingress": [{"from": [ours], "ports": [{"protocol": "TCP", "port": SERVICE_PORT}]}],
+                },
+            }
+        )
+    policies.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _metadata("gateway", "gateway", cluster),
+            "spec": {
+                "podSelector": {"matchLabels": selector("gateway", cluster)},
+                "policyTypes": ["Ingress"],
+                # The edge: any client, on the listener only (the admin port is on loopback anyway).
+                "ingress": [{"ports": [{"protocol": "TCP", "port": GATEWAY_PORT}]}],
+            },
+        }
+    )
+    return policies
+
+
+def namespace_object(cluster: Cluster) -> dict[str, Any]:
+    """The namespace, enforcing the ``restricted`` Pod Security Standard."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": cluster.namespace,
+            "labels": {
+                "app.kubernetes.io/part-of": PART_OF,
+                "app.kubernetes.io/managed-by": "kustomize",
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    }
+
+
+def base_kustomization(cluster: Cluster) -> dict[str, Any]:
+    """``deploy/base/kustomization.yaml``."""
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "namespace": cluster.namespace,
+        "resources": [
+            "namespace.yaml",
+            "network-policies.yaml",
+            *(f"{name}.yaml" for name in SERVICES),
+            "gateway.yaml",
+            "migrate.yaml",
+        ],
+        "images": [{"name": IMAGE, "newTag": VERSION}],
+        # Generated ConfigMaps get a hash suffix, so a change rolls the pods that use them.
+        "configMapGenerator": [
+            {
+                "name": "gateway-envoy",
+                "files": ["envoy.yaml=gateway/envoy.yaml"],
+                "options": {"labels": labels("gateway", "gateway", cluster)},
+            },
+            {
+                "name": MODEL_CONFIG,
+                "literals": [f"{key}={value}" for key, value in MODEL_DEFAULTS.items()],
+                "options": {"labels": labels("agent", "grpc-service", cluster)},
+            },
+        ],
+    }
