@@ -36,6 +36,9 @@ SIDECAR_TRANSPORT = {"ORCHESTRALL_MESH_TLS": "istio"}
 
 #: Kubernetes Secret the operator creates (see the README): services' and migrations' URLs.
 DATABASE_SECRET = "orchestrall-database"
+#: Secret the operator creates: the key that signs page tokens, the same for every replica
+#: (``MeshSettings.page_token_key``).
+PAGE_TOKEN_SECRET = "orchestrall-page-tokens"
 #: Optional Secret with the model endpoint's API key.
 MODEL_SECRET = "orchestrall-model"
 #: ConfigMap with the model endpoint (an overlay replaces its values).

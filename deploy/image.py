@@ -15,6 +15,7 @@ IMAGE_ROOTS = (
     "grpcio-reflection",
     "grpcio-status",
     "protobuf",
+    "protovalidate",
     "googleapis-common-protos",
     "sqlalchemy",
     "psycopg[binary]",

@@ -28,6 +28,7 @@ from deploy.cluster import (
     MODEL_CONFIG,
     MODEL_DEFAULTS,
     MODEL_SECRET,
+    PAGE_TOKEN_SECRET,
     PART_OF,
     RESOURCES,
     SERVICE_PORT,
@@ -211,6 +212,11 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
         {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {**secret, "key": "url"}}},
         # libpq reads the role's password from here (PostgreSQL docs, "Environment Variables").
         {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {**secret, "key": "app-password"}}},
+        # A page token from one replica must be good on the next (services.kit.pagination).
+        {
+            "name": "ORCHESTRALL_PAGE_TOKEN_KEY",
+            "valueFrom": {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": "key"}},
+        },
     ]
     if name == "agent":
         env += [
