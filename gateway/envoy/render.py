@@ -85,6 +85,9 @@ CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
 CORS_MAX_AGE_SECONDS = 600
 #: Largest request body (REST JSON or gRPC message); larger gets 413.
 MAX_REQUEST_BYTES = 1024 * 1024
+#: Largest gRPC response the transcoder turns into JSON: four List pages' worth
+#: (services.kit.pagination.MAX_PAGE_BYTES), so any page and any single resource fits.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 #: Largest request line and header block in KiB; larger gets 431. Services accept twice this
 #: in metadata (services.kit.server.MAX_METADATA_BYTES): the transcoder forwards the path twice.
 MAX_REQUEST_HEADERS_KB = 32
@@ -369,6 +372,7 @@ def render(
         cors_expose_headers=", ".join(CORS_EXPOSE_HEADERS),
         cors_max_age_seconds=CORS_MAX_AGE_SECONDS,
         max_request_bytes=max_request_bytes,
+        max_response_bytes=MAX_RESPONSE_BYTES,
         max_request_headers_kb=max_request_headers_kb,
         local_replies=local_replies(
             max_request_bytes=max_request_bytes, max_request_headers_kb=max_request_headers_kb

@@ -2,7 +2,7 @@
 
 Variables carry the ``ORCHESTRALL_GATEWAY_`` prefix (the ``ORCHESTRALL_``
 convention of :mod:`services.kit.config`), for example
-``ORCHESTRALL_GATEWAY_TENANT_RATE=500``. A bad value fails start-up with a
+``ORCHESTRALL_GATEWAY_TENANT_RATE=100``. A bad value fails start-up with a
 pydantic validation error naming the variable. ``orchestrall up`` and
 ``python -m gateway.envoy.render`` read them and pass them to
 :func:`gateway.envoy.render.render`.
@@ -52,16 +52,19 @@ class GatewaySettings(BaseSettings):
     """Rate limits and CORS origins of the Envoy gateway.
 
     Buckets are per Envoy process: with N replicas a tenant may get N times the
-    rate. The defaults are generous on purpose (the burst covers
-    ``benchmark/gateway_overhead.py``, 840 back-to-back calls of one tenant).
+    rate. The default tenant rate sits below what one replica of each service
+    serves of its cheapest RPC (``make bench``: GetAgent about 1,900/s on
+    PostgreSQL, on one core), so one tenant alone cannot saturate a service;
+    the per-tenant in-flight bound of each service (``services.kit.server``)
+    keeps the expensive RPCs fair.
     """
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRALL_GATEWAY_", extra="forbid")
 
     tenant_rate: int = Field(
-        500, ge=1, description="Requests per second a tenant sustains, all its REST and gRPC calls together."
+        200, ge=1, description="Requests per second a tenant sustains, all its REST and gRPC calls together."
     )
-    tenant_burst: int = Field(1000, ge=1, description="Requests a tenant may make at once (bucket size).")
+    tenant_burst: int = Field(400, ge=1, description="Requests a tenant may make at once (bucket size).")
     anonymous_rate: int = Field(
         5, ge=1, description="Sign-up and token requests per second from one client address."
     )

@@ -160,8 +160,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        rows, token = await self._db.read(tenant_id, store.list_agents, page)
-        return pb.ListAgentsResponse(agents=[agent_to_proto(a) for a in rows], next_page_token=token)
+        listing = await self._db.read(tenant_id, store.list_agents, page)
+        agents, token = listing.messages(agent_to_proto)
+        return pb.ListAgentsResponse(agents=agents, next_page_token=token)
 
     async def DeleteAgent(
         self, request: pb.DeleteAgentRequest, context: grpc.aio.ServicerContext
@@ -288,8 +289,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
         listed = await self._db.read(tenant_id, store.list_runs, agent_id, page)
         if listed is None:
             raise errors.agent_not_found(request.parent)
-        rows, token = listed
-        return pb.ListRunsResponse(runs=[run_to_proto(r) for r in rows], next_page_token=token)
+        runs, token = listed.messages(run_to_proto)
+        return pb.ListRunsResponse(runs=runs, next_page_token=token)
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext

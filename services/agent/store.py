@@ -10,7 +10,7 @@ from sqlalchemy import delete
 
 from services.agent.models import Agent, AgentRow, Run, RunRow
 from services.kit.db import Tx
-from services.kit.pagination import Page
+from services.kit.pagination import Listing, Page
 from services.kit.repository import NEWEST_FIRST, Repository
 
 AGENTS = Repository(Agent, AgentRow, order=NEWEST_FIRST)
@@ -32,8 +32,8 @@ def create_agent(tx: Tx, agent: AgentRow) -> AgentRow | None:
     return AGENTS.create(tx, agent)
 
 
-def list_agents(tx: Tx, page: Page) -> tuple[list[AgentRow], str]:
-    """Returns a page of the tenant's agents, newest first, and the next page token."""
+def list_agents(tx: Tx, page: Page) -> Listing[AgentRow]:
+    """Returns a page of the tenant's agents, newest first, and whether more follow."""
     return AGENTS.list_page(tx, page)
 
 
@@ -75,8 +75,8 @@ def get_run(tx: Tx, agent_id: str, run_id: str) -> RunRow | None:
     return run if run is not None and run.agent_id == agent_id else None
 
 
-def list_runs(tx: Tx, agent_id: str, page: Page) -> tuple[list[RunRow], str] | None:
-    """Returns a page of an agent's runs, newest first, and the next page token; None without the agent."""
+def list_runs(tx: Tx, agent_id: str, page: Page) -> Listing[RunRow] | None:
+    """Returns a page of an agent's runs, newest first, and whether more follow; None without the agent."""
     if AGENTS.get(tx, agent_id) is None:
         return None
     return RUNS.list_page(tx, page, _RUNS.c.agent_id == agent_id)

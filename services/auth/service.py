@@ -293,8 +293,9 @@ class AuthService(pb_grpc.AuthServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        rows, token = await self._db.read(tenant_id, store.list_api_keys, page)
-        return pb.ListApiKeysResponse(api_keys=[api_key_to_proto(k) for k in rows], next_page_token=token)
+        listing = await self._db.read(tenant_id, store.list_api_keys, page)
+        keys, token = listing.messages(api_key_to_proto)
+        return pb.ListApiKeysResponse(api_keys=keys, next_page_token=token)
 
     async def DeleteApiKey(
         self, request: pb.DeleteApiKeyRequest, context: grpc.aio.ServicerContext
@@ -351,8 +352,9 @@ class AuthService(pb_grpc.AuthServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        rows, token = await self._db.read(tenant_id, store.list_users, page)
-        return pb.ListUsersResponse(users=[user_to_proto(u) for u in rows], next_page_token=token)
+        listing = await self._db.read(tenant_id, store.list_users, page)
+        users, token = listing.messages(user_to_proto)
+        return pb.ListUsersResponse(users=users, next_page_token=token)
 
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: grpc.aio.ServicerContext
@@ -402,10 +404,9 @@ class AuthService(pb_grpc.AuthServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        rows, token = await self._db.read(tenant_id, store.list_service_accounts, page)
-        return pb.ListServiceAccountsResponse(
-            service_accounts=[service_account_to_proto(a) for a in rows], next_page_token=token
-        )
+        listing = await self._db.read(tenant_id, store.list_service_accounts, page)
+        accounts, token = listing.messages(service_account_to_proto)
+        return pb.ListServiceAccountsResponse(service_accounts=accounts, next_page_token=token)
 
     async def DeleteServiceAccount(
         self, request: pb.DeleteServiceAccountRequest, context: grpc.aio.ServicerContext
@@ -547,7 +548,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
             request.subject,
             request.resource,
         )
-        rows, token = await self._db.read(
+        listing = await self._db.read(
             tenant_id,
             store.list_audit_events,
             page,
@@ -556,6 +557,5 @@ class AuthService(pb_grpc.AuthServiceServicer):
             subject=request.subject,
             resource=request.resource,
         )
-        return pb.ListAuditEventsResponse(
-            audit_events=[audit_event_to_proto(e) for e in rows], next_page_token=token
-        )
+        events, token = listing.messages(audit_event_to_proto)
+        return pb.ListAuditEventsResponse(audit_events=events, next_page_token=token)

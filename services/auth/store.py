@@ -27,7 +27,7 @@ from services.auth.models import (
     UserRow,
 )
 from services.kit.db import Tx
-from services.kit.pagination import Page
+from services.kit.pagination import Listing, Page
 from services.kit.repository import NEWEST_FIRST, Order, Repository
 
 TENANTS = Repository(Tenant, TenantRow, tenant_column="id")
@@ -72,8 +72,8 @@ def get_api_key(tx: Tx, key_id: str) -> ApiKeyRow | None:
     return API_KEYS.get(tx, key_id)
 
 
-def list_api_keys(tx: Tx, page: Page) -> tuple[list[ApiKeyRow], str]:
-    """Returns a page of the tenant's keys, newest first, and the next page token."""
+def list_api_keys(tx: Tx, page: Page) -> Listing[ApiKeyRow]:
+    """Returns a page of the tenant's keys, newest first, and whether more follow."""
     return API_KEYS.list_page(tx, page)
 
 
@@ -99,8 +99,8 @@ def user_by_email(tx: Tx, email: str) -> UserRow | None:
     return USERS.find(tx, USERS.table.c.email == email)
 
 
-def list_users(tx: Tx, page: Page) -> tuple[list[UserRow], str]:
-    """Returns a page of the tenant's users, newest first, and the next page token."""
+def list_users(tx: Tx, page: Page) -> Listing[UserRow]:
+    """Returns a page of the tenant's users, newest first, and whether more follow."""
     return USERS.list_page(tx, page)
 
 
@@ -124,8 +124,8 @@ def get_service_account(tx: Tx, account_id: str) -> ServiceAccountRow | None:
     return SERVICE_ACCOUNTS.get(tx, account_id)
 
 
-def list_service_accounts(tx: Tx, page: Page) -> tuple[list[ServiceAccountRow], str]:
-    """Returns a page of the tenant's service accounts, newest first, and the next page token."""
+def list_service_accounts(tx: Tx, page: Page) -> Listing[ServiceAccountRow]:
+    """Returns a page of the tenant's service accounts, newest first, and whether more follow."""
     return SERVICE_ACCOUNTS.list_page(tx, page)
 
 
@@ -151,7 +151,7 @@ def list_audit_events(
     end: dt.datetime | None,
     subject: str,
     resource: str,
-) -> tuple[list[AuditEventRow], str]:
+) -> Listing[AuditEventRow]:
     """Returns a page of the tenant's audit events matching the filters, newest first, and the next token."""
     where = []
     if start is not None:

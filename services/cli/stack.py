@@ -6,6 +6,13 @@ up when every service's ``grpc.health.v1`` check answers SERVING and the
 gateway serves OIDC discovery. Children die with their parent
 (``PR_SET_PDEATHSIG``, see :mod:`services.cli.die_with_parent`), so a killed
 CLI leaves no process behind.
+
+Once up, the stack supervises its children (:class:`Supervisor`): one that
+exits is reaped, logged with its exit status and started again after a
+backoff, and shows NOT_SERVING in :meth:`Stack.health` until it answers its
+health check again. Peers ride out the gap: every mesh call waits for a
+ready channel within its deadline and retries UNAVAILABLE
+(:mod:`services.kit.clients`).
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ import importlib.util
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +46,14 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
 CLI_IDENTITY = "cli"
+#: Restart backoff, in seconds: the first restart waits the initial delay, each further one
+#: within :data:`STABLE_SECONDS` of the last twice as long, up to the maximum.
+RESTART_BACKOFF_INITIAL = 0.2
+RESTART_BACKOFF_MAX = 30.0
+#: A child that ran this long before exiting is restarted with the initial delay again.
+STABLE_SECONDS = 60.0
+SERVING = "SERVING"
+NOT_SERVING = "NOT_SERVING"
 
 
 def free_port() -> int:
@@ -177,7 +194,8 @@ class Stack:
     def __init__(self, config: StackConfig, log: Callable[[str], None] = print) -> None:
         self.config = config
         self._log = log
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._children: dict[str, Child] = {}
+        self._supervisor: Supervisor | None = None
         self.timings: dict[str, float] = {}
 
     @property
@@ -186,16 +204,20 @@ class Stack:
 
         Each is the program's own PID: the die-with-parent wrapper execs it.
         """
-        return {name: process.pid for name, process in self._processes.items() if process.poll() is None}
+        return {name: child.process.pid for name, child in self._children.items() if child.alive}
+
+    def health(self) -> dict[str, str]:
+        """Returns SERVING or NOT_SERVING for each process by name, as the supervisor last saw it."""
+        return {name: child.health for name, child in self._children.items()}
+
+    def restarts(self) -> dict[str, list[float]]:
+        """Returns, per process, the seconds each of its restarts took from exit to SERVING again."""
+        return {name: list(child.recoveries) for name, child in self._children.items()}
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        logs = self.config.state_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"{name}.log", "ab") as out:
-            guarded = [sys.executable, "-m", "services.cli.die_with_parent", str(os.getpid()), *argv]
-            self._processes[name] = subprocess.Popen(
-                guarded, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        child = Child(name, argv, env, self.config.state_dir / "logs" / f"{name}.log")
+        child.spawn()
+        self._children[name] = child
 
     def prepare(self) -> None:
         """Makes the CA and certificates and migrates every database."""
@@ -229,13 +251,40 @@ class Stack:
                 f"{self.config.gateway_url}/.well-known/openid-configuration", "gateway", deadline
             )
             self.timings["gateway"] = time.monotonic() - began
-            if "model" in self._processes:
+            if "model" in self._children:
                 self._wait_http(f"http://127.0.0.1:{self.config.model_port}/v1/models", "model", deadline)
                 self.timings["model"] = time.monotonic() - began
         except BaseException:
             self.stop()
             raise
+        for child in self._children.values():
+            child.health = SERVING
+        self._supervisor = Supervisor(self._children, self._probe, self._log)
+        self._supervisor.start()
         self.timings["total"] = time.monotonic() - began
+
+    def _probe(self, name: str) -> bool:
+        """Whether ``name`` answers its readiness check now (gRPC health, or its HTTP endpoint)."""
+        if name in SERVICES:
+            credentials = mtls.channel_credentials(TlsFiles.of(self.config.tls_dir, CLI_IDENTITY))
+            address = f"127.0.0.1:{self.config.service_ports[name]}"
+            options = [("grpc.ssl_target_name_override", name)]
+            with grpc.secure_channel(address, credentials, options=options) as channel:
+                try:
+                    answer = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
+                except grpc.RpcError:
+                    return False
+                return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+        url = {
+            "gateway": f"{self.config.gateway_url}/.well-known/openid-configuration",
+            "model": f"http://127.0.0.1:{self.config.model_port}/v1/models",
+        }[name]
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _start_model(self) -> None:
         self._spawn("model", model_server_argv(self.config.model_port))
@@ -274,11 +323,9 @@ class Stack:
         )
 
     def _check_alive(self) -> None:
-        for name, process in self._processes.items():
-            if process.poll() is not None:
-                log_file = self.config.state_dir / "logs" / f"{name}.log"
-                tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-                raise RuntimeError(f"{name} exited with code {process.returncode}:\n{tail}")
+        for name, child in self._children.items():
+            if not child.alive:
+                raise RuntimeError(f"{name} {child.exit_status()}:\n{child.log_tail()}")
 
     async def _wait_services(self, deadline: float) -> None:
         credentials = mtls.channel_credentials(TlsFiles.of(self.config.tls_dir, CLI_IDENTITY))
@@ -314,23 +361,23 @@ class Stack:
             time.sleep(0.1)
 
     def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM to every process (gateway first), SIGKILL to those still alive after ``grace``."""
+        """Ends supervision; SIGTERM to every process (gateway first), SIGKILL if alive after ``grace``."""
+        if self._supervisor is not None:
+            self._supervisor.stop()
+            self._supervisor = None
         order = ["gateway", *reversed(SERVICES), "model"]
-        for name in order:
-            process = self._processes.get(name)
-            if process and process.poll() is None:
-                process.terminate()
+        children = [self._children[name] for name in order if name in self._children]
+        for child in children:
+            if child.alive:
+                child.process.terminate()
         deadline = time.monotonic() + grace
-        for name in order:
-            process = self._processes.get(name)
-            if process is None:
-                continue
+        for child in children:
             try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self._processes.clear()
+                child.process.kill()
+                child.process.wait()
+        self._children.clear()
 
     def __enter__(self) -> Stack:
         self.start()
@@ -338,3 +385,121 @@ class Stack:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+class Child:
+    """One supervised process: how to start it, the running process and its record.
+
+    Attributes:
+        name: The process's name (a service, ``gateway`` or ``model``).
+        health: SERVING or NOT_SERVING, as the supervisor last saw it.
+        recoveries: Seconds from each exit to SERVING again.
+    """
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None, log_file: Path) -> None:
+        self.name = name
+        self._argv = argv
+        self._env = env
+        self.log_file = log_file
+        self.health = NOT_SERVING
+        self.recoveries: list[float] = []
+        self.process: subprocess.Popen[bytes]
+        self.started = 0.0
+
+    def spawn(self) -> None:
+        """Starts the process, its output appended to its log file."""
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as out:
+            guarded = [sys.executable, "-m", "services.cli.die_with_parent", str(os.getpid()), *self._argv]
+            self.process = subprocess.Popen(
+                guarded, cwd=ROOT, env=self._env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.started = time.monotonic()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process runs; reaps it when it has exited (no zombie is left)."""
+        return self.process.poll() is None
+
+    def exit_status(self) -> str:
+        """Returns how the process ended, e.g. ``exited with code 1`` or ``was killed by SIGKILL``."""
+        code = self.process.returncode
+        if code is not None and code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def log_tail(self, size: int = 2000) -> str:
+        """Returns the last ``size`` characters of the process's log."""
+        return self.log_file.read_text(errors="replace")[-size:] if self.log_file.exists() else ""
+
+
+class Supervisor:
+    """Restarts the stack's children when they exit, with backoff, in a thread of its own.
+
+    A child that exits is reaped and logged and marked NOT_SERVING; it is started again
+    after :data:`RESTART_BACKOFF_INITIAL` seconds, doubling for each further exit within
+    :data:`STABLE_SECONDS` of its start, up to :data:`RESTART_BACKOFF_MAX`; once its
+    readiness probe answers it is SERVING again and the time since its exit is recorded.
+
+    Args:
+        children: The children by name; restarted in place.
+        probe: Whether the named child answers its readiness check now.
+        log: Called with one line per exit, restart and recovery.
+        interval: Seconds between looks at the children.
+    """
+
+    def __init__(
+        self,
+        children: dict[str, Child],
+        probe: Callable[[str], bool],
+        log: Callable[[str], None],
+        interval: float = 0.1,
+    ) -> None:
+        self._children = children
+        self._probe = probe
+        self._log = log
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._delays = dict.fromkeys(children, RESTART_BACKOFF_INITIAL)
+        self._exited: dict[str, float] = {}  # name -> when it exited, until SERVING again
+        self._due: dict[str, float] = {}  # name -> when to start it again
+
+    def start(self) -> None:
+        """Starts watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops watching (a child that exits from now on stays down) and waits for the thread."""
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        # Children are spawned from this thread: they die with it (PR_SET_PDEATHSIG is per
+        # thread), which happens only at stop(), when they are being stopped anyway.
+        while not self._stopped.wait(self._interval):
+            now = time.monotonic()
+            for name, child in self._children.items():
+                if name in self._due:
+                    if now >= self._due[name]:
+                        del self._due[name]
+                        child.spawn()
+                        self._log(f"  {name:<9} restarted (pid {child.process.pid})")
+                elif not child.alive:
+                    self._on_exit(child, now)
+                elif name in self._exited and self._probe(name):
+                    recovery = time.monotonic() - self._exited.pop(name)
+                    child.health = SERVING
+                    child.recoveries.append(recovery)
+                    self._log(f"  {name:<9} SERVING again, {recovery:.1f}s after it went down")
+
+    def _on_exit(self, child: Child, now: float) -> None:
+        name = child.name
+        child.health = NOT_SERVING
+        self._exited.setdefault(name, now)
+        if now - child.started >= STABLE_SECONDS:
+            self._delays[name] = RESTART_BACKOFF_INITIAL
+        delay = self._delays[name]
+        self._delays[name] = min(delay * 2, RESTART_BACKOFF_MAX)
+        self._due[name] = now + delay
+        self._log(f"  {name:<9} {child.exit_status()}; restarting in {delay:.1f}s (log: {child.log_file})")

@@ -162,8 +162,9 @@ class FlagService(pb_grpc.FlagServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        rows, token = await self._db.read(tenant_id, store.list_flags, page)
-        return pb.ListFlagsResponse(flags=[flag_to_proto(f) for f in rows], next_page_token=token)
+        listing = await self._db.read(tenant_id, store.list_flags, page)
+        flags, token = listing.messages(flag_to_proto)
+        return pb.ListFlagsResponse(flags=flags, next_page_token=token)
 
     async def UpdateFlag(self, request: pb.UpdateFlagRequest, context: grpc.aio.ServicerContext) -> res.Flag:
         """Update the fields of a flag named in ``update_mask`` (AIP-134); the result must stay valid."""

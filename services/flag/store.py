@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from services.flag.models import Flag, FlagChangeSequence, FlagRow, FlagSet
 from services.kit.db import Tx
-from services.kit.pagination import Page
+from services.kit.pagination import Listing, Page
 from services.kit.repository import Order, Repository, table_of
 from services.kit.timestamps import utcnow
 
@@ -55,8 +55,8 @@ def get_flag(tx: Tx, key: str, *, lock: bool = False) -> FlagRow | None:
     return FLAGS.get(tx, key, lock=lock)
 
 
-def list_flags(tx: Tx, page: Page) -> tuple[list[FlagRow], str]:
-    """Returns a page of the tenant's flags, ordered by key, and the next page token."""
+def list_flags(tx: Tx, page: Page) -> Listing[FlagRow]:
+    """Returns a page of the tenant's flags, ordered by key, and whether more follow."""
     return FLAGS.list_page(tx, page)
 
 

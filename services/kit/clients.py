@@ -1,8 +1,13 @@
 """Calls to peer services over mutual TLS.
 
 Channels are made once per peer and reused. Every call gets the configured
-deadline; UNAVAILABLE is retried by gRPC's own retry policy (gRFC A6), which
-is safe because every retried write in the mesh carries an idempotency key.
+deadline and rides out a peer that restarts: it waits for a ready channel
+instead of failing at once (``waitForReady``), the channel reconnects within
+:data:`MAX_RECONNECT_BACKOFF_MS`, and UNAVAILABLE is retried by gRPC's own retry
+policy (gRFC A6), which is safe because every retried write in the mesh carries
+an idempotency key. Nothing outlives the deadline: a peer that stays down fails
+the call with DEADLINE_EXCEEDED or UNAVAILABLE when it passes. In a cluster the
+sidecar retries too (deploy/ renders the same policy).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 from typing import Any, TypeVar
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from services.kit.auth import TENANT_METADATA_KEY
 from services.kit.config import MeshSettings
@@ -21,6 +27,7 @@ _RETRY_SERVICE_CONFIG = json.dumps(
         "methodConfig": [
             {
                 "name": [{}],
+                "waitForReady": True,
                 "retryPolicy": {
                     "maxAttempts": 4,
                     "initialBackoff": "0.1s",
@@ -34,7 +41,44 @@ _RETRY_SERVICE_CONFIG = json.dumps(
 )
 
 
+#: Reconnect backoff to a peer that went away, in milliseconds (gRPC's defaults, 1 s growing
+#: to 120 s, would leave a call waiting long after a restarted peer serves again).
+INITIAL_RECONNECT_BACKOFF_MS = 100
+MAX_RECONNECT_BACKOFF_MS = 1000
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_TRANSPORT_MESSAGES = {
+    grpc.StatusCode.UNAVAILABLE: "the {} service could not be reached",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "the {} service did not answer in time",
+}
+
 S = TypeVar("S")
+
+
+def peer_failure(error: grpc.aio.AioRpcError, peer: str) -> tuple[str, str]:
+    """Returns the reason and message of a failed peer call, fit to show a tenant.
+
+    A peer's own errors carry a ``google.rpc.Status`` with an ``ErrorInfo``
+    (:mod:`services.kit.errors`): its reason and message are kept. Anything else
+    (the transport's errors, which name addresses and gRPC internals) becomes a
+    fixed message, with the reason ``<PEER>_<CODE>`` (``AGENT_UNAVAILABLE``).
+
+    Args:
+        error: The failed call.
+        peer: The peer service's name (``agent``).
+
+    Returns:
+        ``(reason, message)``.
+    """
+    for key, value in error.trailing_metadata() or ():
+        if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info.reason, status.message
+    template = _TRANSPORT_MESSAGES.get(error.code(), "the {} service failed")
+    return f"{peer.upper()}_{error.code().name}", template.format(peer)
 
 
 class MeshClients:
@@ -62,6 +106,8 @@ class MeshClients:
                     ("grpc.ssl_target_name_override", service),
                     ("grpc.service_config", _RETRY_SERVICE_CONFIG),
                     ("grpc.enable_retries", 1),
+                    ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
+                    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
                 ],
             )
         return self._channels[service]

@@ -9,6 +9,11 @@ HMAC-SHA256 over all of it (RFC 2104) with the deployment's page token key: a
 forged or altered token, one for another list or request, or one older than
 :data:`TOKEN_LIFETIME_SECONDS` is refused with INVALID_ARGUMENT.
 
+A page is bounded in bytes as well as in items (:data:`MAX_PAGE_BYTES`): a
+list of resources that are each as large as their contract allows still
+answers, with fewer items and a ``next_page_token`` for the rest, instead of a
+response larger than the gateway transcodes or a client accepts.
+
 The key is set once per process (:func:`use_key`, at start-up from the
 settings); every replica of a deployment must share it, or a token made by one
 is refused by another.
@@ -23,9 +28,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from google.protobuf.message import Message
 
 from services.kit.calls import CURRENT_RPC
 from services.kit.errors import invalid
@@ -37,7 +44,14 @@ MAX_PAGE_SIZE = 1000
 #: How long a page token stays usable, in seconds (a day: a client paging through a list
 #: finishes long before; a token found in a log a week later is worth nothing).
 TOKEN_LIFETIME_SECONDS = 86_400
+#: The most a page's items may take, serialized, in bytes. A page holds at least one item
+#: whatever its size; the gateway transcodes responses up to
+#: ``gateway.envoy.render.MAX_RESPONSE_BYTES``, which leaves room for the largest resource.
+MAX_PAGE_BYTES = 1024 * 1024
 _MAC_BYTES = 16
+
+R = TypeVar("R")
+M = TypeVar("M", bound=Message)
 
 _key = secrets.token_bytes(32)
 
@@ -90,6 +104,41 @@ class Page:
             {"a": list(key), "f": self.fingerprint, "t": int(time.time())}, separators=(",", ":")
         ).encode()
         return f"{_b64(payload)}.{_b64(_mac(payload))}"
+
+
+@dataclass(frozen=True)
+class Listing(Generic[R]):
+    """What a list query read: up to one page of records, and whether more follow.
+
+    Attributes:
+        records: The records, in the list's order; at most the page's size.
+        page: The page that was asked for.
+        more: Whether items follow the last record.
+        sort_key: The list order's sort key of a record (JSON values).
+    """
+
+    records: list[R]
+    page: Page
+    more: bool
+    sort_key: Callable[[R], Sequence[Any]]
+
+    def messages(self, to_message: Callable[[R], M]) -> tuple[list[M], str]:
+        """Returns the records as messages, cut where they would pass :data:`MAX_PAGE_BYTES`.
+
+        Returns:
+            The messages (at least one when there are records) and the ``next_page_token``,
+            which continues after the last message returned; empty on the last page.
+        """
+        messages: list[M] = []
+        size = 0
+        for record in self.records:
+            message = to_message(record)
+            size += message.ByteSize() + 6  # the field's tag and length prefix
+            if messages and size > MAX_PAGE_BYTES:
+                return messages, self.page.token_after(self.sort_key(self.records[len(messages) - 1]))
+            messages.append(message)
+        token = self.page.token_after(self.sort_key(self.records[-1])) if self.more else ""
+        return messages, token
 
 
 def page_of(page_size: int, page_token: str, *request_keys: str) -> Page:

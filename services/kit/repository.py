@@ -43,7 +43,7 @@ from sqlalchemy.sql.sqltypes import DateTime, Integer, String
 
 from services.kit.db import Tx
 from services.kit.errors import invalid
-from services.kit.pagination import Page
+from services.kit.pagination import Listing, Page
 
 R = TypeVar("R")
 
@@ -180,11 +180,12 @@ class Repository(Generic[R]):
     def _order_by(self) -> list[ColumnElement[Any]]:
         return [c.desc() if descending else c.asc() for c, descending in self._order]
 
-    def list_page(self, tx: Tx, page: Page, *where: ColumnElement[bool]) -> tuple[list[R], str]:
+    def list_page(self, tx: Tx, page: Page, *where: ColumnElement[bool]) -> Listing[R]:
         """Returns one page of the tenant's rows matching ``where``, in the repository's order.
 
         Returns:
-            The page's records and the ``next_page_token`` (empty on the last page).
+            The page's records and whether more follow; :meth:`Listing.messages` makes the
+            response's items and ``next_page_token``, bounded in bytes.
 
         Raises:
             InvalidArgument: The page token's sort key does not fit this list.
@@ -193,9 +194,7 @@ class Repository(Generic[R]):
         if page.after is not None:
             query = query.where(self._after(page.after))
         rows = tx.execute(query.order_by(*self._order_by()).limit(page.size + 1)).all()
-        records = self.records(rows[: page.size])
-        token = page.token_after(self._sort_key(records[-1])) if len(rows) > page.size else ""
-        return records, token
+        return Listing(self.records(rows[: page.size]), page, len(rows) > page.size, self._sort_key)
 
     def insert(self, tx: Tx, record: R) -> bool:
         """Inserts ``record`` unless a row with one of its unique keys exists.

@@ -7,6 +7,11 @@ its worker (a thread cannot be stopped), which is then replaced. Each worker's
 address space is capped (``RLIMIT_AS``), so a run that allocates without end
 fails with ``MemoryError`` instead of taking the machine.
 
+Workers are shared fairly: when every worker is busy, the next free one goes
+to the next owner (a tenant) in turn, not to the next call in line, so one
+tenant queueing many slow runs delays another tenant's run by at most one run
+per busy worker (each bounded by its deadline), never by its whole queue.
+
 Workers are started with the ``spawn`` method: a fresh interpreter, never a
 ``fork()`` of a process running gRPC threads (which can abort the child).
 """
@@ -14,6 +19,7 @@ Workers are started with the ``spawn`` method: a fresh interpreter, never a
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import multiprocessing
 import resource
@@ -71,40 +77,65 @@ class _Worker:
 
 
 class Sandbox:
-    """A few worker processes that run module-level functions with a deadline.
+    """A few worker processes that run module-level functions with a deadline, shared fairly by owners.
 
     Args:
         workers: How many runs may go on at once.
         memory_bytes: Address space of each worker.
     """
 
-    def __init__(self, workers: int = 1, memory_bytes: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, workers: int = 2, memory_bytes: int = 512 * 1024 * 1024) -> None:
         self._memory = memory_bytes
         self._size = workers
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._free: list[_Worker] | None = None
+        self._started = asyncio.Lock()
+        # Owner -> its calls waiting for a worker; the dict's order is the turn order.
+        self._waiting: dict[str, collections.deque[asyncio.Future[_Worker]]] = {}
 
-    async def _workers(self) -> asyncio.Queue[_Worker]:
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-            for _ in range(self._size):
-                self._idle.put_nowait(await asyncio.to_thread(_Worker, self._memory))
-        return self._idle
+    async def _acquire(self, owner: str) -> _Worker:
+        async with self._started:
+            if self._free is None:
+                self._free = [await asyncio.to_thread(_Worker, self._memory) for _ in range(self._size)]
+        if self._free and not self._waiting:
+            return self._free.pop()
+        future: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(owner, collections.deque()).append(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():  # handed a worker as it was cancelled
+                self._release(future.result())
+            raise
 
-    async def run(self, function: Callable[..., T], *args: Any, timeout: float) -> T:
+    def _release(self, worker: _Worker) -> None:
+        """Hands ``worker`` to the next owner in turn that waits, or frees it."""
+        while self._waiting:
+            owner = next(iter(self._waiting))
+            queue = self._waiting.pop(owner)
+            future = queue.popleft()
+            if queue:
+                self._waiting[owner] = queue  # its next call waits for its next turn
+            if not future.done():  # skips calls cancelled while waiting
+                future.set_result(worker)
+                return
+        assert self._free is not None
+        self._free.append(worker)
+
+    async def run(self, function: Callable[..., T], *args: Any, timeout: float, owner: str = "") -> T:
         """Runs ``function(*args)`` in a worker and returns its result.
 
         Args:
             function: A module-level function (it is sent to the worker by name).
             *args: Its arguments; they and the result must pickle.
             timeout: Seconds the run may take, waiting for a free worker excluded.
+            owner: Whose run it is (a tenant); owners take turns at busy workers.
 
         Raises:
             SandboxTimeout: The run passed ``timeout``; its worker was replaced.
             SandboxFailed: The worker died; it was replaced.
             Exception: What ``function`` raised.
         """
-        idle = await self._workers()
-        worker = await idle.get()
+        worker = await self._acquire(owner)
         try:
             ok, value = await asyncio.to_thread(worker.call, function, args, timeout)
         except SandboxTimeout:
@@ -117,14 +148,13 @@ class Sandbox:
             worker = await asyncio.to_thread(_Worker, self._memory)
             raise SandboxFailed(f"the worker running {function.__name__} died") from None
         finally:
-            idle.put_nowait(worker)
+            self._release(worker)
         if not ok:
             raise value
         return value  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        """Stops the workers."""
-        if self._idle is None:
-            return
-        while not self._idle.empty():
-            await asyncio.to_thread(self._idle.get_nowait().kill)
+        """Stops the free workers; a busy one (a daemon process) ends with the service."""
+        for worker in self._free or ():
+            await asyncio.to_thread(worker.kill)
+        self._free = []

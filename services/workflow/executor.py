@@ -19,7 +19,7 @@ import grpc
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.agent.v1 import resources_pb2 as agent_res
-from services.kit.clients import MeshClients
+from services.kit.clients import MeshClients, peer_failure
 from services.kit.db import Database
 from services.kit.sandbox import Sandbox, SandboxFailed, SandboxTimeout
 from services.kit.timestamps import utcnow
@@ -146,6 +146,7 @@ class Executor:
                 run.input,
                 outputs,
                 timeout=self._template_timeout,
+                owner=run.tenant_id,
             )
         except templates.TemplateProblem as problem:
             return "TEMPLATE_FAILED", str(problem)
@@ -167,14 +168,14 @@ class Executor:
                 metadata=MeshClients.for_tenant(run.tenant_id),
             )
         except grpc.aio.AioRpcError as error:
-            return f"AGENT_{error.code().name}", error.details() or "agent call failed"
+            return peer_failure(error, "agent")
         step["agent_run"] = agent_run.name
         if agent_run.state == agent_res.Run.STATE_RUNNING:
             # A retry found the run a previous attempt started, still going: wait for it.
             try:
                 agent_run = await self._wait_for(agent_run.name, run.tenant_id)
             except grpc.aio.AioRpcError as error:
-                return f"AGENT_{error.code().name}", error.details() or "agent run unavailable"
+                return peer_failure(error, "agent")
         if agent_run.state != agent_res.Run.STATE_SUCCEEDED:
             return "AGENT_RUN_FAILED", agent_run.error.message or "the agent run failed"
         step["output"] = agent_run.output

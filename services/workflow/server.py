@@ -34,7 +34,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     settings = WorkflowSettings() if settings is None else WorkflowSettings(**settings.model_dump())
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
-    sandbox = Sandbox(workers=1, memory_bytes=settings.template_memory_megabytes * 1024 * 1024)
+    sandbox = Sandbox(workers=2, memory_bytes=settings.template_memory_megabytes * 1024 * 1024)
     executor = Executor(db, clients, sandbox, settings.template_timeout_seconds)
     servicer = WorkflowService(db, clients, executor)
 

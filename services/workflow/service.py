@@ -201,8 +201,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
-        rows, token = await self._db.read(tenant_id, store.list_workflows, page)
-        return pb.ListWorkflowsResponse(workflows=[workflow_to_proto(w) for w in rows], next_page_token=token)
+        listing = await self._db.read(tenant_id, store.list_workflows, page)
+        workflows, token = listing.messages(workflow_to_proto)
+        return pb.ListWorkflowsResponse(workflows=workflows, next_page_token=token)
 
     async def CreateWorkflowRun(
         self, request: pb.CreateWorkflowRunRequest, context: grpc.aio.ServicerContext
@@ -262,7 +263,5 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         listed = await self._db.read(tenant_id, store.list_runs, workflow_id, page)
         if listed is None:
             raise errors.workflow_not_found(request.parent)
-        rows, token = listed
-        return pb.ListWorkflowRunsResponse(
-            workflow_runs=[run_to_proto(r) for r in rows], next_page_token=token
-        )
+        runs, token = listed.messages(run_to_proto)
+        return pb.ListWorkflowRunsResponse(workflow_runs=runs, next_page_token=token)

@@ -10,7 +10,7 @@ import dataclasses
 from sqlalchemy import select
 
 from services.kit.db import Tx
-from services.kit.pagination import Page
+from services.kit.pagination import Listing, Page
 from services.kit.repository import NEWEST_FIRST, Repository
 from services.workflow.models import RunState, Workflow, WorkflowRow, WorkflowRun, WorkflowRunRow
 
@@ -36,8 +36,8 @@ def get_workflow(tx: Tx, workflow_id: str) -> WorkflowRow | None:
     return WORKFLOWS.get(tx, workflow_id)
 
 
-def list_workflows(tx: Tx, page: Page) -> tuple[list[WorkflowRow], str]:
-    """Returns a page of the tenant's workflows, newest first, and the next page token."""
+def list_workflows(tx: Tx, page: Page) -> Listing[WorkflowRow]:
+    """Returns a page of the tenant's workflows, newest first, and whether more follow."""
     return WORKFLOWS.list_page(tx, page)
 
 
@@ -76,8 +76,8 @@ def get_run(tx: Tx, workflow_id: str, run_id: str) -> WorkflowRunRow | None:
     return run if run is not None and run.workflow_id == workflow_id else None
 
 
-def list_runs(tx: Tx, workflow_id: str, page: Page) -> tuple[list[WorkflowRunRow], str] | None:
-    """Returns a page of a workflow's runs, newest first, and the next page token.
+def list_runs(tx: Tx, workflow_id: str, page: Page) -> Listing[WorkflowRunRow] | None:
+    """Returns a page of a workflow's runs, newest first, and whether more follow.
 
     Returns None when there is no such workflow.
     """

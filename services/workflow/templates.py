@@ -62,14 +62,19 @@ def render(template: str, workflow_input: str, outputs: dict[str, str]) -> str:
         "input": workflow_input,
         "steps": {k: {"output": v} for k, v in outputs.items()},
     }
+    parts: list[str] = []
+    size = 0
     try:
-        rendered = _ENV.from_string(template or DEFAULT_TEMPLATE).render(context)
+        # Streamed, so a template that would render megabytes stops at the bound.
+        for part in _ENV.from_string(template or DEFAULT_TEMPLATE).generate(context):
+            size += len(part)
+            if size > MAX_RENDERED:
+                raise TemplateProblem(
+                    f"renders more than {MAX_RENDERED} characters, the most a step's input may hold"
+                )
+            parts.append(part)
     except TemplateError as error:
         raise TemplateProblem(str(error)) from None
     except MemoryError:
         raise TemplateProblem("ran out of memory while rendering") from None
-    if len(rendered) > MAX_RENDERED:
-        raise TemplateProblem(
-            f"renders more than {MAX_RENDERED} characters, the most a step's input may hold"
-        )
-    return rendered
+    return "".join(parts)

@@ -203,3 +203,59 @@ async def test_an_interrupted_run_resumes_at_its_first_unfinished_step(mesh: Mes
     assert (run.steps[0].output, run.steps[0].agent_run) == ("Rotterdam", "r")
     assert run.steps[1].input == "Shorten: Rotterdam"
     assert run.steps[1].agent_run.startswith(f"{tenant.name}/agents/echo/runs/")
+
+
+async def test_templates_that_blow_their_budget_fail_their_own_step(mesh: Mesh) -> None:
+    """A template past its deadline, or rendering past the input bound, fails its step with a reason."""
+    tenant = await new_tenant(mesh)
+    async with mesh.channel("agent") as channel:
+        await agent_grpc.AgentServiceStub(channel).CreateAgent(
+            agent_pb.CreateAgentRequest(
+                parent=tenant.name,
+                agent_id="echo",
+                agent=agent_res.Agent(instructions="Answer briefly.", max_output_tokens=8, temperature=0),
+            ),
+            metadata=tenant.metadata,
+        )
+    templates = {
+        "cubic": "{% for a in input %}{% for b in input %}{% for c in input %}"
+        "{% endfor %}{% endfor %}{% endfor %}",
+        "huge": "{% for a in range(100000) %}{{ input }}{% endfor %}",
+    }
+    outcomes = {}
+    async with mesh.channel("workflow") as channel:
+        stub = pb_grpc.WorkflowServiceStub(channel)
+        for workflow_id, template in templates.items():
+            step = Step(id="only", agent=f"{tenant.name}/agents/echo", input_template=template)
+            workflow = await stub.CreateWorkflow(
+                pb.CreateWorkflowRequest(
+                    parent=tenant.name, workflow_id=workflow_id, workflow=res.Workflow(steps=[step])
+                ),
+                metadata=tenant.metadata,
+            )
+            run = await stub.CreateWorkflowRun(
+                pb.CreateWorkflowRunRequest(
+                    parent=workflow.name, workflow_run=res.WorkflowRun(input="x" * 800)
+                ),
+                metadata=tenant.metadata,
+            )
+            for _ in range(300):
+                run = await stub.GetWorkflowRun(
+                    pb.GetWorkflowRunRequest(name=run.name), metadata=tenant.metadata
+                )
+                if run.state not in (res.RUN_STATE_PENDING, res.RUN_STATE_RUNNING):
+                    break
+                await asyncio.sleep(0.1)
+            outcomes[workflow_id] = (run.state, run.steps[0].state, run.steps[0].error.message)
+    assert outcomes == {
+        "cubic": (
+            res.RUN_STATE_FAILED,
+            res.RUN_STATE_FAILED,
+            "the input template took longer than 1 s to render",
+        ),
+        "huge": (
+            res.RUN_STATE_FAILED,
+            res.RUN_STATE_FAILED,
+            "renders more than 32000 characters, the most a step's input may hold",
+        ),
+    }

@@ -22,7 +22,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_are_todays_limits() -> None:
     settings = GatewaySettings()
-    assert settings.tenant_rate_limit == TokenBucket(burst=1000, refill=500)
+    assert settings.tenant_rate_limit == TokenBucket(burst=400, refill=200)
     assert settings.anonymous_rate_limit == TokenBucket(burst=20, refill=5)
     assert settings.cors_origins == ["http://localhost:5173"]
 
@@ -53,7 +53,7 @@ def test_no_cors_origin_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("TENANT_RATE", "0"),
         ("TENANT_RATE", "fast"),
-        ("TENANT_RATE", "1001"),  # above the default burst: the bucket would cap it silently
+        ("TENANT_RATE", "401"),  # above the default burst: the bucket would cap it silently
         ("ANONYMOUS_BURST", "-1"),
         ("CORS_ORIGINS", "*"),
         ("CORS_ORIGINS", "http://localhost:5173/"),
