@@ -5,7 +5,9 @@ input, for one): it runs here, in a separate process, so it never holds the
 service's event loop, and a run that passes its deadline is stopped by killing
 its worker (a thread cannot be stopped), which is then replaced. Each worker's
 address space is capped (``RLIMIT_AS``), so a run that allocates without end
-fails with ``MemoryError`` instead of taking the machine.
+fails with ``MemoryError`` instead of taking the machine, and runs at a lower
+CPU priority (:data:`NICENESS`), so a busy worker yields the core to the
+services' own work.
 
 Workers are shared fairly: when every worker is busy, the next free one goes
 to the next owner (a tenant) in turn, not to the next call in line, so one
@@ -22,6 +24,7 @@ import asyncio
 import collections
 import logging
 import multiprocessing
+import os
 import resource
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -31,6 +34,8 @@ from typing import Any, TypeVar
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+#: How much lower the workers' CPU priority is than the service's (nice(2) increment).
+NICENESS = 10
 
 
 class SandboxTimeout(Exception):
@@ -44,6 +49,7 @@ class SandboxFailed(Exception):
 def _serve(connection: Connection, memory_bytes: int) -> None:
     """The worker's loop: run each function sent, send back its result or the exception it raised."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    os.nice(NICENESS)  # tenant logic yields the CPU to the services
     while True:
         try:
             function, args = connection.recv()
