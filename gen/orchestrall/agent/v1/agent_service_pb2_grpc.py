@@ -29,6 +29,28 @@ if _version_not_supported:
 
 class AgentServiceStub:
     """Agents, their runs, and the tool catalog.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `agent.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `AgentService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def __init__(self, channel):
@@ -81,10 +103,38 @@ class AgentServiceStub:
 
 class AgentServiceServicer:
     """Agents, their runs, and the tool catalog.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `agent.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `AgentService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def CreateAgent(self, request, context):
         """Creates an agent.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`agent_id` not an AIP-122 ID,
+        `agent.instructions` empty or over 32000 characters, an unknown tool,
+        `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
+        `TOOL_CHOICE_REQUIRED` without tools); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
+        the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +142,8 @@ class AgentServiceServicer:
 
     def GetAgent(self, request, context):
         """Gets an agent.
+
+        Errors: NOT_FOUND `AGENT_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -99,6 +151,8 @@ class AgentServiceServicer:
 
     def ListAgents(self, request, context):
         """Lists agents, newest first.
+
+        Errors: only the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +160,8 @@ class AgentServiceServicer:
 
     def DeleteAgent(self, request, context):
         """Deletes an agent and its runs.
+
+        Errors: NOT_FOUND `AGENT_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +170,14 @@ class AgentServiceServicer:
     def CreateRun(self, request, context):
         """Runs an agent on an input message and returns the finished run. Checks
         the tenant's entitlement first and meters the tokens used.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`run.input` empty or over 32000
+        characters); NOT_FOUND `AGENT_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
+        plan's allowance of a meter the run spends is used up for the period; the metadata
+        names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the entitlement
+        could not be checked; runs fail closed); and the common reasons of `AgentService`.
+        A failing model is no error of the call: the run is returned in `STATE_FAILED` with
+        `error` (UNAVAILABLE, `MODEL_UNAVAILABLE` or `MODEL_EMPTY_RESPONSE`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +185,8 @@ class AgentServiceServicer:
 
     def GetRun(self, request, context):
         """Gets a run.
+
+        Errors: NOT_FOUND `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +194,8 @@ class AgentServiceServicer:
 
     def ListRuns(self, request, context):
         """Lists an agent's runs, newest first.
+
+        Errors: NOT_FOUND `AGENT_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +203,8 @@ class AgentServiceServicer:
 
     def ListTools(self, request, context):
         """Lists the tools agents may call.
+
+        Errors: only the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +263,28 @@ def add_AgentServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AgentService:
     """Agents, their runs, and the tool catalog.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `agent.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `AgentService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     @staticmethod

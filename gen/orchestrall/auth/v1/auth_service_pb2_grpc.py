@@ -29,6 +29,30 @@ if _version_not_supported:
 
 class AuthServiceStub:
     """Tenants, API keys, token issuance and the keys that verify tokens.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `auth.orchestrall.dev`; AIP-193), and INVALID_ARGUMENT
+    adds a `google.rpc.BadRequest` naming each bad field. Each RPC's comment lists its
+    own reasons; these common reasons of `AuthService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; PERMISSION_DENIED `MISSING_PERMISSION`
+    (the caller's roles do not grant the permission) or `TENANT_MISMATCH` (the request
+    names a tenant other than the caller's); RESOURCE_EXHAUSTED `TENANT_BUSY` (the
+    tenant has too many calls in progress on this replica; `google.rpc.RetryInfo` says
+    when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+    - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
+    caller but the mesh services the kit's policy table names.
+    - Anonymous RPCs get only the first of these.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def __init__(self, channel):
@@ -126,11 +150,39 @@ class AuthServiceStub:
 
 class AuthServiceServicer:
     """Tenants, API keys, token issuance and the keys that verify tokens.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `auth.orchestrall.dev`; AIP-193), and INVALID_ARGUMENT
+    adds a `google.rpc.BadRequest` naming each bad field. Each RPC's comment lists its
+    own reasons; these common reasons of `AuthService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; PERMISSION_DENIED `MISSING_PERMISSION`
+    (the caller's roles do not grant the permission) or `TENANT_MISMATCH` (the request
+    names a tenant other than the caller's); RESOURCE_EXHAUSTED `TENANT_BUSY` (the
+    tenant has too many calls in progress on this replica; `google.rpc.RetryInfo` says
+    when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+    - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
+    caller but the mesh services the kit's policy table names.
+    - Anonymous RPCs get only the first of these.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def CreateTenant(self, request, context):
         """Signs up a tenant and returns it with its first admin API key. The key's
         secret is returned only here.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`tenant_id` shorter than 3 characters
+        or not an AIP-122 ID, `tenant.display_name` empty or over 200 characters);
+        ALREADY_EXISTS `TENANT_ALREADY_EXISTS`; and the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +190,8 @@ class AuthServiceServicer:
 
     def GetTenant(self, request, context):
         """Gets the caller's tenant.
+
+        Errors: NOT_FOUND `TENANT_NOT_FOUND`; and the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,6 +199,11 @@ class AuthServiceServicer:
 
     def CreateApiKey(self, request, context):
         """Creates an API key. The key's secret is returned only here.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`api_key.roles` empty or naming an
+        unknown role, `api_key.expire_time` not in the future); PERMISSION_DENIED
+        `ROLE_NOT_GRANTABLE` (a role the caller's roles may not grant); and the common
+        reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +211,8 @@ class AuthServiceServicer:
 
     def ListApiKeys(self, request, context):
         """Lists the tenant's API keys, newest first.
+
+        Errors: only the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +221,10 @@ class AuthServiceServicer:
     def DeleteApiKey(self, request, context):
         """Deletes (revokes) an API key. Tokens already issued stay valid until they
         expire.
+
+        Errors: NOT_FOUND `API_KEY_NOT_FOUND`; PERMISSION_DENIED `ROLE_NOT_GRANTABLE` (the
+        key holds a role the caller's roles may not grant); and the common reasons of
+        `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -167,6 +232,12 @@ class AuthServiceServicer:
 
     def CreateUser(self, request, context):
         """Creates a user who signs in with a password.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (an unknown role in `user.roles`,
+        `user_id` not an AIP-122 ID, `user.email` not an email address, `user.password` not
+        12-256 characters); PERMISSION_DENIED `ROLE_NOT_GRANTABLE` (a role the caller's
+        roles may not grant); ALREADY_EXISTS `USER_ALREADY_EXISTS` (the ID or the email is
+        taken in the tenant); and the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,6 +245,8 @@ class AuthServiceServicer:
 
     def ListUsers(self, request, context):
         """Lists the tenant's users, newest first.
+
+        Errors: only the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +254,10 @@ class AuthServiceServicer:
 
     def DeleteUser(self, request, context):
         """Deletes a user; tokens already issued stay valid until they expire.
+
+        Errors: NOT_FOUND `USER_NOT_FOUND`; PERMISSION_DENIED `ROLE_NOT_GRANTABLE` (the
+        user holds a role the caller's roles may not grant); and the common reasons of
+        `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -188,6 +265,11 @@ class AuthServiceServicer:
 
     def CreateServiceAccount(self, request, context):
         """Creates a service account and returns its client secret, shown once.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (an unknown role in
+        `service_account.roles`, `service_account_id` not an AIP-122 ID); PERMISSION_DENIED
+        `ROLE_NOT_GRANTABLE` (a role the caller's roles may not grant); ALREADY_EXISTS
+        `SERVICE_ACCOUNT_ALREADY_EXISTS`; and the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -195,6 +277,8 @@ class AuthServiceServicer:
 
     def ListServiceAccounts(self, request, context):
         """Lists the tenant's service accounts, newest first.
+
+        Errors: only the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,6 +286,10 @@ class AuthServiceServicer:
 
     def DeleteServiceAccount(self, request, context):
         """Deletes a service account; it can no longer get tokens.
+
+        Errors: NOT_FOUND `SERVICE_ACCOUNT_NOT_FOUND`; PERMISSION_DENIED
+        `ROLE_NOT_GRANTABLE` (the account holds a role the caller's roles may not grant);
+        and the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +297,8 @@ class AuthServiceServicer:
 
     def ListAuditEvents(self, request, context):
         """Lists the tenant's audit events, newest first.
+
+        Errors: only the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +307,10 @@ class AuthServiceServicer:
     def IngestAuditEvents(self, request, context):
         """Records audit events relayed from other services' outboxes. Idempotent by
         event ID. Internal.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (not 1-1000 events, or an event `name`
+        not of the form `tenants/{tenant}/auditEvents/{audit_event}`); and the common
+        reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,6 +321,9 @@ class AuthServiceServicer:
         signing after `publish_delay`; the current key stops signing then and
         stays published until every token it signed has expired. Internal: the
         operator's mesh identity (`orchestrall rotate-keys`) and the schedule.
+
+        Errors: only the common reasons of `AuthService`; `SERVICE_NOT_ALLOWED` answers any
+        caller but the operator's mesh identity.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -236,7 +333,17 @@ class AuthServiceServicer:
         """Exchanges credentials for a short-lived signed JWT (RFC 6749): an API key
         or service account secret (`client_credentials`, section 4.4) or a user's
         password (`password`, section 4.3). Errors carry the RFC 6749 section 5.2
-        error code as ErrorInfo reason (`INVALID_CLIENT`, `INVALID_GRANT`...).
+        error code as ErrorInfo reason.
+
+        Errors: INVALID_ARGUMENT `UNSUPPORTED_GRANT_TYPE` (`grant_type` neither
+        `client_credentials` nor `password`), `INVALID_REQUEST` (`client_credentials`
+        without `client_secret`; `password` without `username`, `password` or `tenant`),
+        `INVALID_GRANT` (a wrong username or password, the same answer for an unknown
+        user), `INVALID_SCOPE` (`scope` names a role the credential does not hold) or
+        `INVALID_ARGUMENT` (a `client_id` shaped like a service account name that is not
+        one); UNAUTHENTICATED `INVALID_CLIENT` (an unknown or deleted API key or service
+        account, an expired API key, a wrong secret, or a `client_id` that is not the
+        key's); and the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +351,8 @@ class AuthServiceServicer:
 
     def GetJwks(self, request, context):
         """Returns the public keys that verify issued tokens (RFC 7517).
+
+        Errors: only the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,6 +360,8 @@ class AuthServiceServicer:
 
     def GetOpenIdConfiguration(self, request, context):
         """Returns the OpenID Provider metadata (OpenID Connect Discovery 1.0).
+
+        Errors: only the common reasons of `AuthService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -354,6 +465,30 @@ def add_AuthServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
     """Tenants, API keys, token issuance and the keys that verify tokens.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `auth.orchestrall.dev`; AIP-193), and INVALID_ARGUMENT
+    adds a `google.rpc.BadRequest` naming each bad field. Each RPC's comment lists its
+    own reasons; these common reasons of `AuthService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; PERMISSION_DENIED `MISSING_PERMISSION`
+    (the caller's roles do not grant the permission) or `TENANT_MISMATCH` (the request
+    names a tenant other than the caller's); RESOURCE_EXHAUSTED `TENANT_BUSY` (the
+    tenant has too many calls in progress on this replica; `google.rpc.RetryInfo` says
+    when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+    - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
+    caller but the mesh services the kit's policy table names.
+    - Anonymous RPCs get only the first of these.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     @staticmethod

@@ -28,6 +28,29 @@ if _version_not_supported:
 
 class BillingServiceStub:
     """Usage metering and plan entitlements.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `billing.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `BillingService` apply as
+    well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
+    caller but the mesh services the kit's policy table names.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def __init__(self, channel):
@@ -55,11 +78,40 @@ class BillingServiceStub:
 
 class BillingServiceServicer:
     """Usage metering and plan entitlements.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `billing.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `BillingService` apply as
+    well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
+    caller but the mesh services the kit's policy table names.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def IngestUsageEvents(self, request, context):
         """Records usage events. Idempotent: an event whose `source` and `id` were
         seen before is counted once. Internal: only mesh services may meter usage.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (not 1-1000 events) or
+        `INVALID_USAGE_EVENTS` (an event without `id` or `source` or with one over 255
+        characters, a malformed `tenant`, an unknown `meter`, a negative or non-finite
+        `quantity`, a `subject` over 1024 characters; nothing of the batch is recorded);
+        and the common reasons of `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -67,6 +119,8 @@ class BillingServiceServicer:
 
     def GetUsageSummary(self, request, context):
         """Returns a tenant's usage per meter for a billing period.
+
+        Errors: only the common reasons of `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -77,8 +131,10 @@ class BillingServiceServicer:
         quantity of `quantities` together, in the current period. Internal: called
         by services before they spend, once for every meter a unit of work uses.
 
-        Errors: INVALID_ARGUMENT (`UNKNOWN_METER`, `INVALID_ARGUMENT`) for an
-        unknown meter, a negative or non-finite quantity, or a malformed tenant.
+        Errors: INVALID_ARGUMENT `UNKNOWN_METER` (a meter that is unknown, or named twice
+        in `quantities`) or `INVALID_ARGUMENT` (a malformed `tenant`, neither or both of
+        `meter` and `quantities`, a negative or non-finite quantity); and the common
+        reasons of `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +168,29 @@ def add_BillingServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BillingService:
     """Usage metering and plan entitlements.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `billing.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `BillingService` apply as
+    well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
+    caller but the mesh services the kit's policy table names.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     @staticmethod

@@ -29,6 +29,28 @@ if _version_not_supported:
 
 class FlagServiceStub:
     """Per-tenant feature flags evaluated with flagd semantics.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `flag.orchestrall.dev`; AIP-193), and INVALID_ARGUMENT
+    adds a `google.rpc.BadRequest` naming each bad field. Each RPC's comment lists its
+    own reasons; these common reasons of `FlagService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def __init__(self, channel):
@@ -71,10 +93,37 @@ class FlagServiceStub:
 
 class FlagServiceServicer:
     """Per-tenant feature flags evaluated with flagd semantics.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `flag.orchestrall.dev`; AIP-193), and INVALID_ARGUMENT
+    adds a `google.rpc.BadRequest` naming each bad field. Each RPC's comment lists its
+    own reasons; these common reasons of `FlagService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def CreateFlag(self, request, context):
         """Creates a flag.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`flag_id` not 1-63 of `a-z0-9-_.`
+        starting with a letter) or `INVALID_FLAG_DEFINITION` (the flag is no valid flagd
+        flag: its state, variants, default variant or targeting rule); ALREADY_EXISTS
+        `FLAG_ALREADY_EXISTS`; and the common reasons of `FlagService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +131,8 @@ class FlagServiceServicer:
 
     def GetFlag(self, request, context):
         """Gets a flag.
+
+        Errors: NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons of `FlagService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +140,8 @@ class FlagServiceServicer:
 
     def ListFlags(self, request, context):
         """Lists flags by key.
+
+        Errors: only the common reasons of `FlagService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +149,11 @@ class FlagServiceServicer:
 
     def UpdateFlag(self, request, context):
         """Updates a flag's fields named in `update_mask` (AIP-134).
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not one of `Flag`) or `INVALID_FLAG_DEFINITION` (the updated flag would be no valid
+        flagd flag; nothing is written); NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons
+        of `FlagService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +161,8 @@ class FlagServiceServicer:
 
     def DeleteFlag(self, request, context):
         """Deletes a flag.
+
+        Errors: NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons of `FlagService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +171,11 @@ class FlagServiceServicer:
     def EvaluateFlag(self, request, context):
         """Evaluates a flag for an evaluation context (OpenFeature specification,
         section 1.3; flagd's evaluation semantics).
+
+        Errors: NOT_FOUND `FLAG_NOT_FOUND` (also for a flag created on another replica,
+        until this one has reloaded the tenant's flags); and the common reasons of
+        `FlagService`. An evaluation context over the bounds is no error: the answer has
+        reason `ERROR` and error code `INVALID_CONTEXT`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -159,6 +224,28 @@ def add_FlagServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class FlagService:
     """Per-tenant feature flags evaluated with flagd semantics.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `flag.orchestrall.dev`; AIP-193), and INVALID_ARGUMENT
+    adds a `google.rpc.BadRequest` naming each bad field. Each RPC's comment lists its
+    own reasons; these common reasons of `FlagService` apply as well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     @staticmethod

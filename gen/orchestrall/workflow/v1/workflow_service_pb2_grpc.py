@@ -28,6 +28,29 @@ if _version_not_supported:
 
 class WorkflowServiceStub:
     """Workflow definitions and their durable runs.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `workflow.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `WorkflowService` apply as
+    well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def __init__(self, channel):
@@ -70,10 +93,41 @@ class WorkflowServiceStub:
 
 class WorkflowServiceServicer:
     """Workflow definitions and their durable runs.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `workflow.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `WorkflowService` apply as
+    well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     def CreateWorkflow(self, request, context):
         """Creates a workflow. Step templates are checked here.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`workflow_id` not an AIP-122 ID; not
+        1-20 steps; a step ID that is malformed or repeated; a step agent of another tenant
+        or that does not exist; an input template that does not parse, or names an unknown
+        variable or a step that does not run before); UNAVAILABLE
+        `AGENT_SERVICE_UNAVAILABLE` (the steps' agents could not be checked);
+        ALREADY_EXISTS `WORKFLOW_ALREADY_EXISTS`; and the common reasons of
+        `WorkflowService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,6 +135,9 @@ class WorkflowServiceServicer:
 
     def GetWorkflow(self, request, context):
         """Gets a workflow.
+
+        Errors: NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +145,8 @@ class WorkflowServiceServicer:
 
     def ListWorkflows(self, request, context):
         """Lists workflows, newest first.
+
+        Errors: only the common reasons of `WorkflowService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +155,13 @@ class WorkflowServiceServicer:
     def CreateWorkflowRun(self, request, context):
         """Starts a workflow run and returns it at once, in state
         `RUN_STATE_PENDING` or later; poll `GetWorkflowRun` for progress.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`workflow_run.input` empty or over
+        32000 characters); NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
+        `WorkflowService`. A failing step is no error of the call: the run ends in
+        `RUN_STATE_FAILED` with `error` (ABORTED: `TEMPLATE_FAILED`, `TEMPLATE_TIMEOUT`,
+        `AGENT_RUN_FAILED`, the agent service's own reason such as `QUOTA_EXCEEDED`,
+        `AGENT_<CODE>` when it could not answer, or `INTERNAL`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +169,9 @@ class WorkflowServiceServicer:
 
     def GetWorkflowRun(self, request, context):
         """Gets a workflow run with per-step status and output.
+
+        Errors: NOT_FOUND `WORKFLOW_RUN_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +179,9 @@ class WorkflowServiceServicer:
 
     def ListWorkflowRuns(self, request, context):
         """Lists a workflow's runs, newest first.
+
+        Errors: NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +230,29 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class WorkflowService:
     """Workflow definitions and their durable runs.
+
+    Errors. A failed call carries a `google.rpc.Status` with exactly one
+    `google.rpc.ErrorInfo` (domain `workflow.orchestrall.dev`; AIP-193), and
+    INVALID_ARGUMENT adds a `google.rpc.BadRequest` naming each bad field. Each RPC's
+    comment lists its own reasons; these common reasons of `WorkflowService` apply as
+    well:
+
+    - Every RPC: INVALID_ARGUMENT `MALFORMED_REQUEST` (the request does not decode, or
+    nests too deeply); INVALID_ARGUMENT `INVALID_ARGUMENT` (a field breaks its rules in
+    this contract, a string holds U+0000, or a resource name is not of its pattern).
+    - RPCs with a permission: UNAUTHENTICATED `MISSING_CREDENTIALS`, `INVALID_TOKEN`,
+    `TOKEN_EXPIRED` or `UNKNOWN_SIGNING_KEY`; UNAVAILABLE `JWKS_UNAVAILABLE` (the auth
+    service's signing keys could not be fetched to verify the token); PERMISSION_DENIED
+    `MISSING_PERMISSION` (the caller's roles do not grant the permission) or
+    `TENANT_MISMATCH` (the request names a tenant other than the caller's);
+    RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
+    replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
+
+    An unexpected failure is INTERNAL without ErrorInfo, and the transport refuses a
+    request over 2 MiB with RESOURCE_EXHAUSTED. REST callers may also get the gateway's
+    own errors (domain `gateway.orchestrall.dev`, for example `RATE_LIMITED`).
     """
 
     @staticmethod
