@@ -5,18 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.billing.plans import METERS
-from services.kit.errors import FieldViolation, InvalidArgument, invalid
+from services.kit.errors import FieldViolation, InvalidArgument
 
 
 def unknown_meter_violation(field: str, meter: str) -> FieldViolation:
     """Return the field violation for a meter name that no meter has."""
     return FieldViolation(field, f"unknown meter {meter!r}; known meters: {', '.join(sorted(METERS))}")
-
-
-def unknown_meter(field: str, meter: str) -> InvalidArgument:
-    """Return the error for a request naming a meter that does not exist."""
-    violation = unknown_meter_violation(field, meter)
-    return invalid(violation.field, violation.description, reason="UNKNOWN_METER")
 
 
 def invalid_usage_events(violations: Sequence[FieldViolation]) -> InvalidArgument:

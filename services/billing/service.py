@@ -192,9 +192,11 @@ def _asked_quantities(request: pb.CheckEntitlementRequest) -> list[tuple[str, fl
         pairs = [(q.meter, q.quantity) for q in request.quantities]
         fields = [(f"quantities[{i}].meter", f"quantities[{i}].quantity") for i in range(len(pairs))]
     violations = []
+    unknown = False
     seen: set[str] = set()
     for (meter, quantity), (meter_field, quantity_field) in zip(pairs, fields, strict=True):
         if meter not in METERS:
+            unknown = True
             violations.append(errors.unknown_meter_violation(meter_field, meter))
         elif meter in seen:
             violations.append(FieldViolation(meter_field, f"names {meter!r} twice"))
@@ -202,6 +204,5 @@ def _asked_quantities(request: pb.CheckEntitlementRequest) -> list[tuple[str, fl
         if not math.isfinite(quantity) or quantity < 0:
             violations.append(FieldViolation(quantity_field, "must be a finite number, not negative"))
     if violations:
-        reason = "UNKNOWN_METER" if any(v.field.endswith("meter") for v in violations) else "INVALID_ARGUMENT"
-        raise InvalidArgument(violations, reason=reason)
+        raise InvalidArgument(violations, reason="UNKNOWN_METER" if unknown else "INVALID_ARGUMENT")
     return pairs

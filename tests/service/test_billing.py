@@ -9,7 +9,7 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from tests.conftest import Mesh
-from tests.service.helpers import field_violations, new_tenant
+from tests.service.helpers import error_info, field_violations, new_tenant
 
 
 def event(tenant: str, event_id: str, meter: str = "agent_runs", quantity: float = 1) -> res.UsageEvent:
@@ -107,3 +107,13 @@ async def test_one_entitlement_check_answers_for_every_meter_a_run_spends(mesh: 
             "quantities[1].quantity",
             "quantities[2].meter",
         ]
+        assert error_info(caught.value).reason == "UNKNOWN_METER"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CheckEntitlement(
+                pb.CheckEntitlementRequest(
+                    tenant=tenant.name,
+                    quantities=[pb.MeterQuantity(meter="agent_runs", quantity=1)] * 2,
+                )
+            )
+        assert field_violations(caught.value) == ["quantities[1].meter"]
+        assert error_info(caught.value).reason == "INVALID_ARGUMENT"  # known, but named twice

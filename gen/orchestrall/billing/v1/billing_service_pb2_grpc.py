@@ -131,9 +131,9 @@ class BillingServiceServicer:
         quantity of `quantities` together, in the current period. Internal: called
         by services before they spend, once for every meter a unit of work uses.
 
-        Errors: INVALID_ARGUMENT `UNKNOWN_METER` (a meter that is unknown, or named twice
-        in `quantities`) or `INVALID_ARGUMENT` (a malformed `tenant`, neither or both of
-        `meter` and `quantities`, a negative or non-finite quantity); and the common
+        Errors: INVALID_ARGUMENT `UNKNOWN_METER` (a meter that is unknown) or
+        `INVALID_ARGUMENT` (a malformed `tenant`, neither or both of `meter` and
+        `quantities`, a meter named twice, a negative or non-finite quantity); and the common
         reasons of `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
