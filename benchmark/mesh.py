@@ -52,6 +52,9 @@ POSTGRES_PORT = 5432
 #: The gateway's per-tenant bucket while benchmarking: the filter still runs and counts
 #: every request, but no figure here comes near a million requests per second.
 UNLIMITED_RATE = 1_000_000
+#: Calls one tenant may have in progress on a service while benchmarking: the bench's one
+#: tenant keeps more in flight than the per-tenant bound (TENANT_BUSY) lets a real tenant.
+UNLIMITED_TENANT_CONCURRENCY = 1_000_000
 
 
 @contextmanager
@@ -238,6 +241,8 @@ class MeshUnderTest:
 
     def start(self) -> None:
         """Starts the stack, pins its processes to the other core and makes the tenant, agent and flag."""
+        # The services read it from the environment StackConfig.environment hands them.
+        os.environ["ORCHESTRALL_TENANT_CONCURRENCY"] = str(UNLIMITED_TENANT_CONCURRENCY)
         self.stack.start()
         for pid in self.stack.pids.values():
             pin(pid, OTHER_CORE)
