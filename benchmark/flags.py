@@ -54,6 +54,7 @@ class FlagPropagation:
         port = free_port()
         env = config.environment("flag")
         env["ORCHESTRALL_LISTEN"] = f"127.0.0.1:{port}"
+        env["ORCHESTRALL_METRICS_LISTEN"] = f"127.0.0.1:{free_port()}"
         log = open(config.state_dir / "logs" / "flag-replica-2.log", "ab")  # noqa: SIM115
         argv = [sys.executable, "-m", "services.cli.die_with_parent", str(os.getpid()), sys.executable]
         process = subprocess.Popen(

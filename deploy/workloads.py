@@ -24,6 +24,7 @@ from deploy.cluster import (
     IMAGE,
     IMAGE_ROOT,
     MAX_REPLICAS,
+    METRICS_PORT,
     MIN_REPLICAS,
     MODEL_CONFIG,
     MODEL_DEFAULTS,
@@ -212,6 +213,7 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
         {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {**secret, "key": "url"}}},
         # libpq reads the role's password from here (PostgreSQL docs, "Environment Variables").
         {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {**secret, "key": "app-password"}}},
+        {"name": "ORCHESTRALL_METRICS_LISTEN", "value": f"0.0.0.0:{METRICS_PORT}"},
         # A page token from one replica must be good on the next (services.kit.pagination).
         {
             "name": "ORCHESTRALL_PAGE_TOKEN_KEY",
@@ -246,7 +248,10 @@ def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
         "image": IMAGE,
         "imagePullPolicy": "Always",
         "args": [name],
-        "ports": [{"name": "grpc", "containerPort": SERVICE_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "grpc", "containerPort": SERVICE_PORT, "protocol": "TCP"},
+            {"name": "http-metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": mesh_environment(name, cluster),
         # grpc.health.v1 on the server's own port (Kubernetes' native gRPC probes; Istio rewrites
         # them to its agent, so they work under STRICT mTLS). Readiness asks for the service by
@@ -289,7 +294,20 @@ def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
     }
     return [
         service_account(name, component, cluster),
-        _deployment(name, component, cluster, container, volumes=volumes),
+        # Istio merges these metrics into its sidecar's scrape endpoint (metrics merging), so
+        # Prometheus scrapes them under STRICT mTLS without a policy exception.
+        _deployment(
+            name,
+            component,
+            cluster,
+            container,
+            volumes=volumes,
+            pod_annotations={
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(METRICS_PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        ),
         service,
         _pdb(name, component, cluster),
         _hpa(name, component, cluster),

@@ -36,6 +36,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 from google.api import annotations_pb2 as http_annotations
@@ -91,6 +92,21 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 #: Largest request line and header block in KiB; larger gets 431. Services accept twice this
 #: in metadata (services.kit.server.MAX_METADATA_BYTES): the transcoder forwards the path twice.
 MAX_REQUEST_HEADERS_KB = 32
+
+
+def _otlp_address(endpoint: str | None) -> dict[str, object] | None:
+    """The collector's host and port from an OTLP endpoint URL; None when there is none.
+
+    Raises:
+        ValueError: The URL has no host, or a scheme other than http (the gateway exports in plaintext).
+    """
+    if not endpoint:
+        return None
+    url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    if url.scheme != "http" or not url.hostname:
+        raise ValueError(f"the OTLP endpoint must be http://host:port, got {endpoint!r}")
+    return {"host": url.hostname, "port": url.port or 4317}
+
 
 _VARIABLE = re.compile(r"\{[^}=]+(?:=([^}]*))?\}")
 
@@ -253,6 +269,7 @@ def render(
     max_request_headers_kb: int = MAX_REQUEST_HEADERS_KB,
     jwt_cache_size: int = JWT_CACHE_SIZE,
     jwt_clock_skew_seconds: int = JWT_CLOCK_SKEW_SECONDS,
+    otlp_endpoint: str | None = None,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -283,6 +300,10 @@ def render(
         max_request_headers_kb: Largest request header block; larger gets HTTP 431.
         jwt_cache_size: Verified tokens jwt_authn keeps per worker thread.
         jwt_clock_skew_seconds: Leeway on ``exp`` and ``nbf``, in seconds.
+        otlp_endpoint: OTLP/gRPC collector (``http://host:port``, as in
+            ``OTEL_EXPORTER_OTLP_ENDPOINT``): the gateway then starts a W3C trace for
+            every request that does not carry one, continues one that does, passes
+            ``traceparent`` upstream and exports its spans there. None: no tracing.
 
     Returns:
         The YAML text, for ``envoy -c``.
@@ -373,6 +394,7 @@ def render(
         cors_max_age_seconds=CORS_MAX_AGE_SECONDS,
         max_request_bytes=max_request_bytes,
         max_response_bytes=MAX_RESPONSE_BYTES,
+        otlp=_otlp_address(otlp_endpoint),
         max_request_headers_kb=max_request_headers_kb,
         local_replies=local_replies(
             max_request_bytes=max_request_bytes, max_request_headers_kb=max_request_headers_kb

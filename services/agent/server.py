@@ -7,6 +7,7 @@ import openai
 from pydantic import AliasChoices, Field
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
+from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
 from services.agent.service import AgentService
@@ -42,6 +43,7 @@ async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSet
         api_key=settings.openai_api_key,
         timeout=settings.model_timeout_seconds,
         max_retries=1,
+        http_client=model_http_client(),
     )
     servicer = AgentService(db, model_client, settings.default_model, Peers(clients))
 

@@ -49,11 +49,18 @@ def up(
     console.print("Starting Orchestrall ...")
     stack.start()
     t, url = stack.timings, stack.config.gateway_url
+    traces = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "off (set OTEL_EXPORTER_OTLP_ENDPOINT)"
     console.print(
         f"[bold green]Orchestrall is up[/] in {t['total']:.1f}s (gRPC SERVING at {t['services']:.1f}s)\n"
         f"  REST  {url}   e.g. curl {url}/.well-known/openid-configuration\n"
         f"  gRPC  127.0.0.1:{stack.config.http_port} (through Envoy, same JWT)\n"
-        f"  logs  {stack.config.state_dir / 'logs'}"
+        f"  logs  {stack.config.state_dir / 'logs'} (one JSON line per RPC)\n"
+        f"  metrics  "
+        + ", ".join(
+            f"{name} http://127.0.0.1:{port}/metrics" for name, port in stack.config.metrics_ports.items()
+        )
+        + f", gateway http://127.0.0.1:{stack.config.admin_port}/stats/prometheus\n"
+        f"  traces  {traces}"
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -95,6 +95,7 @@ class StackConfig:
         admin_port: Envoy admin port.
         model_port: Local model server port.
         service_ports: Port per service.
+        metrics_ports: Port per service where Prometheus scrapes ``/metrics``.
         database_url: PostgreSQL URL, or None for SQLite.
         schema_prefix: Prefix of the PostgreSQL schemas.
         openai_base_url: External model endpoint; None starts the local model server.
@@ -110,6 +111,9 @@ class StackConfig:
     service_ports: dict[str, int] = field(
         default_factory=lambda: {name: 50051 + i for i, name in enumerate(SERVICES)}
     )
+    metrics_ports: dict[str, int] = field(
+        default_factory=lambda: {name: 9464 + i for i, name in enumerate(SERVICES)}
+    )
     database_url: str | None = None
     schema_prefix: str = ""
     openai_base_url: str | None = None
@@ -124,6 +128,7 @@ class StackConfig:
             admin_port=free_port(),
             model_port=free_port(),
             service_ports={name: free_port() for name in SERVICES},
+            metrics_ports={name: free_port() for name in SERVICES},
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -159,6 +164,7 @@ class StackConfig:
             schema_prefix=self.schema_prefix,
             addresses={name: f"127.0.0.1:{port}" for name, port in self.service_ports.items()},
             issuer=self.gateway_url,
+            metrics_listen=f"127.0.0.1:{self.metrics_ports[service]}",
         )
 
     def environment(self, service: str) -> dict[str, str]:
@@ -174,6 +180,7 @@ class StackConfig:
                 "ORCHESTRALL_ISSUER": settings.issuer,
                 "ORCHESTRALL_SCHEMA_PREFIX": settings.schema_prefix,
                 "ORCHESTRALL_PAGE_TOKEN_KEY": self.page_token_key(),
+                "ORCHESTRALL_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[service]}",
                 "OPENAI_BASE_URL": self.openai_base_url or f"http://127.0.0.1:{self.model_port}/v1",
             }
         )
@@ -304,6 +311,7 @@ class Stack:
             tenant_rate_limit=config.gateway.tenant_rate_limit,
             anonymous_rate_limit=config.gateway.anonymous_rate_limit,
             cors_origins=config.gateway.cors_origins,
+            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)

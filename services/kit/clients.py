@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from services.kit.auth import TENANT_METADATA_KEY
 from services.kit.config import MeshSettings
 from services.kit.mtls import TlsFiles, channel_credentials
+from services.kit.telemetry import client_interceptors
 
 _RETRY_SERVICE_CONFIG = json.dumps(
     {
@@ -109,6 +110,7 @@ class MeshClients:
                     ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
                     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
                 ],
+                interceptors=client_interceptors(),
             )
         return self._channels[service]
 

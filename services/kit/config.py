@@ -59,6 +59,10 @@ class MeshSettings(BaseSettings):
     tenant_concurrency: int = Field(
         32, ge=1, description="Unary calls one tenant may have in progress on one service replica at once."
     )
+    metrics_listen: str | None = Field(
+        None,
+        description='"host:port" where Prometheus scrapes /metrics, e.g. "0.0.0.0:9464"; unset: not served.',
+    )
     page_token_key: SecretStr | None = Field(
         None,
         min_length=16,

@@ -55,6 +55,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from opentelemetry import trace
 from psycopg import sql as psycopg_sql
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, make_url
@@ -64,9 +65,12 @@ from sqlalchemy.sql import Executable
 
 from services.kit.calls import CURRENT_RPC
 from services.kit.config import MeshSettings
+from services.kit.telemetry import tracing_enabled
 
 # The login role services connect as on PostgreSQL: NOSUPERUSER NOBYPASSRLS, so the
 # tenant_isolation policies apply to it. Created and granted by each lineage's 0002 migration.
+_tracer = trace.get_tracer("orchestrall.db")
+
 APP_ROLE = "orchestrall_app"
 
 # Stable constraint names, so Alembic migrations are reproducible.
@@ -455,6 +459,8 @@ class Database:
         self._links: list[Link] = []
         self._session_setup: list[str] = []
         self._connections_lock = threading.Lock()
+        # Decided once: with tracing off a transaction pays nothing for it.
+        self._traced = tracing_enabled()
 
     def statements(self) -> collections.Counter[str]:
         """Returns how many statements this database's connections have sent, by RPC (see :class:`Link`).
@@ -575,6 +581,23 @@ class Database:
         kwargs: dict[str, Any],
         *,
         inline: bool = False,
+    ) -> T:
+        if not self._traced:
+            return self._attempts(write, tenant, all_tenants, work, args, kwargs, inline)
+        name = getattr(work, "__name__", "work")
+        attributes = {"db.system.name": self.dialect, "db.operation.name": "transaction"}
+        with _tracer.start_as_current_span(f"{'write' if write else 'read'} {name}", attributes=attributes):
+            return self._attempts(write, tenant, all_tenants, work, args, kwargs, inline)
+
+    def _attempts(
+        self,
+        write: bool,
+        tenant: str | None,
+        all_tenants: bool,
+        work: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        inline: bool,
     ) -> T:
         for attempt in (1, 2):
             link = self._link(inline)

@@ -17,7 +17,10 @@ handler is built once). Per call it:
    one of a tenant that has too many calls in progress already;
 5. turns a :class:`~services.kit.errors.DomainError` into ``google.rpc.Status``
    (with ``ErrorInfo``) and any other exception into a bare INTERNAL, logged; no
-   traceback or SQL reaches the client (AIP-193).
+   traceback or SQL reaches the client (AIP-193);
+6. records the call: its duration in the service's metrics, one JSON log line
+   (logger ``orchestrall.rpc``) and the tenant on the trace's span
+   (:mod:`services.kit.telemetry`).
 
 Unary-unary and unary-stream handlers are guarded; a client- or bidi-streaming
 method is refused at registration, so no handler can escape the guard. The
@@ -30,6 +33,7 @@ from __future__ import annotations
 import collections
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -43,8 +47,10 @@ from services.kit.calls import CURRENT_RPC
 from services.kit.errors import DomainError, TooBusy, Unauthenticated, internal_status
 from services.kit.mtls import peer_spiffe_id
 from services.kit.policy import may_call
+from services.kit.telemetry import RpcMetrics, annotate
 
 log = logging.getLogger(__name__)
+rpc_log = logging.getLogger("orchestrall.rpc")
 
 Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Streaming = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
@@ -67,6 +73,7 @@ class Guard:
         tenant_concurrency: Unary calls one tenant may have in progress on this server
             at once; one more is refused with RESOURCE_EXHAUSTED (``TENANT_BUSY``), so no
             tenant holds all of a service's work.
+        metrics: Where each call's duration is recorded.
     """
 
     def __init__(
@@ -77,8 +84,10 @@ class Guard:
         trust_domain: str,
         audit: AuditLog | None,
         tenant_concurrency: int = 32,
+        metrics: RpcMetrics | None = None,
     ) -> None:
         self._domain = domain
+        self._metrics = metrics
         self._tenant_concurrency = tenant_concurrency
         self._in_flight: dict[str, int] = {}
         self._rules = rules
@@ -115,15 +124,16 @@ class Guard:
 
     def _unary(self, method: str, rule: auth.MethodRule, inner: Unary) -> Unary:
         audit = self._audit if rule.audited else None
-
         calls = self.calls
+        done = self._done
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            began = time.perf_counter()
             calls[method] += 1
             CURRENT_RPC.set(method)
             if audit is not None:
                 audit.begin_call(method, request)
-            tenant = None
+            principal = tenant = None
             try:
                 principal = await self._admit(rule, method, context)
                 auth.set_principal(principal)
@@ -134,7 +144,9 @@ class Guard:
                 status = error.to_status(self._domain)
                 if isinstance(error, TooBusy):
                     context.set_trailing_metadata((("retry-after", str(error.retry_after)),))
-            except grpc.aio.AbortError:
+            except grpc.aio.AbortError:  # the handler ended the call itself
+                code = context.code()
+                done(method, code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN", began, principal)
                 raise
             except Exception:
                 log.exception("unhandled error in %s", method)
@@ -142,36 +154,70 @@ class Guard:
             else:
                 if audit is not None:
                     await audit.record_unrecorded("OK")
+                done(method, "OK", began, principal)
                 return response
             finally:
                 if tenant is not None:
                     self._leave(tenant)
+            code = code_pb2.Code.Name(status.code)
             if audit is not None:
-                await audit.record_unrecorded(code_pb2.Code.Name(status.code))
+                await audit.record_unrecorded(code)
+            done(method, code, began, principal)
             await abort_with(context, status)
 
         return guarded
 
+    def _done(self, method: str, code: str, began: float, principal: auth.Principal | None) -> None:
+        """Records a finished call: metrics, its log line, the tenant on its span."""
+        seconds = time.perf_counter() - began
+        if self._metrics is not None:
+            self._metrics.observe(method, code, seconds)
+        tenant = principal.tenant if principal is not None else None
+        if tenant:
+            annotate(**{"tenant.id": tenant})
+        if rpc_log.isEnabledFor(logging.INFO):
+            rpc_log.info(
+                "%s %s",
+                method,
+                code,
+                extra={
+                    "fields": {
+                        "rpc.method": method,
+                        "rpc.grpc.status_code": code,
+                        "duration_ms": round(seconds * 1000, 3),
+                        "tenant.id": tenant,
+                        "principal": principal.subject if principal is not None else None,
+                    }
+                },
+            )
+
     def _streaming(self, method: str, rule: auth.MethodRule, inner: Streaming) -> Streaming:
         calls = self.calls
+        done = self._done
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            began = time.perf_counter()
             calls[method] += 1
             CURRENT_RPC.set(method)
+            principal = None
             try:
                 principal = await self._admit(rule, method, context)
                 auth.set_principal(principal)
                 _check(principal, request)
                 async for response in inner(request, context):
                     yield response
+                done(method, "OK", began, principal)
                 return
             except DomainError as error:
                 status = error.to_status(self._domain)
             except grpc.aio.AbortError:
+                code = context.code()
+                done(method, code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN", began, principal)
                 raise
             except Exception:
                 log.exception("unhandled error in %s", method)
                 status = internal_status()
+            done(method, code_pb2.Code.Name(status.code), began, principal)
             await abort_with(context, status)
 
         return guarded

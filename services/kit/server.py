@@ -14,6 +14,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -32,6 +33,13 @@ from services.kit.errors import domain_of
 from services.kit.interceptors import Guard, GuardedRegistrar
 from services.kit.jwks import auth_jwks_fetcher
 from services.kit.mtls import TlsFiles, server_credentials
+from services.kit.telemetry import (
+    RpcMetrics,
+    configure_logging,
+    configure_tracing,
+    flush_traces,
+    server_interceptors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +128,16 @@ class RunningServer:
     health: health.aio.HealthServicer
     service: Service
     guard: Guard
+    metrics: RpcMetrics
+    metrics_server: WSGIServer | None = None
 
     async def stop(self, grace: float) -> None:
         """Marks every service NOT_SERVING, then stops with ``grace`` seconds for in-flight RPCs."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+        flush_traces()
         if self.service.audit is not None:
             await self.service.audit.stop()
         for hook in self.service.on_stop:
@@ -140,6 +153,7 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     key = settings.page_token_key
     pagination.use_key(key.get_secret_value().encode() if key is not None else None)
     rules = method_rules(service.descriptors)
+    metrics = RpcMetrics(service.name)
     guard = Guard(
         domain_of(service.name),
         rules,
@@ -147,14 +161,16 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
         settings.trust_domain,
         service.audit,
         settings.tenant_concurrency,
+        metrics,
     )
     server = grpc.aio.server(
+        interceptors=server_interceptors(),
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
             ("grpc.max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
-        ]
+        ],
     )
     registrar = GuardedRegistrar(server, guard)
     service.register(registrar)  # type: ignore[arg-type]  # the registrar stands in for the server
@@ -174,15 +190,17 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     for hook in service.on_start:  # before the port serves: load state, resume work
         await hook()
     await server.start()
+    metrics_server = metrics.serve(settings.metrics_listen) if settings.metrics_listen else None
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s serving on port %d", service.name, port)
-    return RunningServer(server=server, port=port, health=health_servicer, service=service, guard=guard)
+    return RunningServer(server, port, health_servicer, service, guard, metrics, metrics_server)
 
 
 async def serve_forever(build: Callable[[], Awaitable[tuple[Service, MeshSettings]]]) -> None:
     """Builds, starts and runs a service until SIGTERM or SIGINT."""
     service, settings = await build()
+    configure_tracing(service.name)
     running = await start(service, settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -195,5 +213,5 @@ async def serve_forever(build: Callable[[], Awaitable[tuple[Service, MeshSetting
 
 def main(build: Callable[[], Awaitable[tuple[Service, MeshSettings]]]) -> None:
     """Entry point of a service's ``__main__``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     asyncio.run(serve_forever(build))

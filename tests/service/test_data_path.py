@@ -112,7 +112,7 @@ async def test_a_flag_change_reaches_another_replica_within_a_second(mesh: Mesh)
     settings = FlagSettings(
         **mesh.config.settings("flag").model_copy(update={"tls_dir": mesh.tls_dir}).model_dump(),
         flag_poll_interval_seconds=0.2,
-    ).model_copy(update={"listen": "127.0.0.1:0"})
+    ).model_copy(update={"listen": "127.0.0.1:0", "metrics_listen": None})
     replica = await start(*(await build_flag(settings)))
     name = f"{tenant.name}/flags/rollout"
     try:

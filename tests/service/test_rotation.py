@@ -73,7 +73,7 @@ def test_a_replaced_key_outlives_every_token_it_signed() -> None:
 async def test_rotation_publishes_before_signing_and_keeps_old_tokens_valid(mesh: Mesh) -> None:
     tenant = await new_tenant(mesh)
     settings = AuthSettings(
-        **mesh.config.settings("auth").model_dump(exclude={"listen"}),
+        **mesh.config.settings("auth").model_dump(exclude={"listen", "metrics_listen"}),
         listen="127.0.0.1:0",
         key_publish_delay_seconds=PUBLISH_DELAY_SECONDS,
     ).model_copy(update={"tls_dir": mesh.tls_dir})

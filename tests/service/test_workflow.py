@@ -162,7 +162,7 @@ async def test_an_interrupted_run_resumes_at_its_first_unfinished_step(mesh: Mes
             metadata=tenant.metadata,
         )
     settings = mesh.config.settings("workflow").model_copy(
-        update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0"}
+        update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0", "metrics_listen": None}
     )
     db = Database(create_engine(settings, "workflow"))
     interrupted = WorkflowRunRow(

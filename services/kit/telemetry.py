@@ -1,0 +1,188 @@
+"""What a service tells about itself: traces (OpenTelemetry), metrics (Prometheus) and JSON logs.
+
+**Traces** are on when ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, the OpenTelemetry SDK's own
+variable: :func:`configure_tracing` installs a tracer provider that exports
+spans with OTLP/gRPC in batches, and the server and every peer channel get
+opentelemetry-instrumentation-grpc's interceptors, which continue a W3C
+``traceparent`` from the caller (Envoy starts one for a REST request) and pass
+it on. Unset, no interceptor is installed at all: tracing costs nothing.
+
+**Metrics** are per service, in a registry of their own (:class:`RpcMetrics`):
+``rpc_server_call_duration_seconds``, a histogram by ``rpc_method`` and
+``rpc_grpc_status_code`` (OpenTelemetry's ``rpc.server.call.duration``, in
+seconds, as Prometheus names it), served over HTTP at ``/metrics`` when the
+service has a ``metrics_listen`` address.
+
+**Logs** are JSON lines (:class:`JsonFormatter`): one per RPC from the kit's
+guard (logger ``orchestrall.rpc``, with method, status, duration, tenant and
+the trace and span ids), and every other log record in the same shape.
+Requests, tokens and secrets are never logged; tenant-written text only cut
+to :data:`MAX_LOGGED_TEXT`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+import prometheus_client
+from opentelemetry import trace
+
+#: Log fields are cut to this many characters (a 10 KB tenant string is not logged whole).
+MAX_LOGGED_TEXT = 200
+#: Histogram buckets of RPC durations, in seconds: 0.5 ms to 10 s.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+_configured: list[str] = []
+
+
+def tracing_enabled() -> bool:
+    """Whether spans are exported: an OTLP endpoint is configured in the environment."""
+    return any(os.environ.get(name) for name in _ENDPOINT_VARIABLES)
+
+
+def configure_tracing(service: str) -> None:
+    """Installs the process's tracer provider, exporting to the OTLP endpoint; once per process.
+
+    Args:
+        service: The service's name; the resource's ``service.name`` is ``orchestrall-<service>``,
+            its ``service.version`` the installed package's version.
+    """
+    if _configured or not tracing_enabled():
+        return
+    try:
+        version = importlib.metadata.version("orchestrall")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create(
+        {
+            "service.name": f"orchestrall-{service}",
+            "service.namespace": "orchestrall",
+            "service.version": version,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _configured.append(service)
+
+
+def flush_traces() -> None:
+    """Exports the spans still buffered (at shutdown)."""
+    provider = trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is not None:
+        force_flush()
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """The server's tracing interceptor when tracing is on (health checks untraced); else none."""
+    if not tracing_enabled():
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+    return [aio_server_interceptor(filter_=filters.negate(filters.health_check()))]
+
+
+def client_interceptors() -> Sequence[grpc.aio.ClientInterceptor]:
+    """A peer channel's tracing interceptors when tracing is on; else none."""
+    if not tracing_enabled():
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors())
+
+
+def annotate(**attributes: str) -> None:
+    """Sets attributes on the current span, if it is recorded (``tenant.id`` and the like)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)
+
+
+class RpcMetrics:
+    """A service's RPC metrics, in a registry of its own.
+
+    Args:
+        service: The service's name, the ``rpc_service`` of every series.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        self._duration = prometheus_client.Histogram(
+            "rpc_server_call_duration",
+            "Duration of RPCs this server handled (rpc.server.call.duration).",
+            ["rpc_service", "rpc_method", "rpc_grpc_status_code"],
+            unit="seconds",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self._service = service
+        self._children: dict[tuple[str, str], Any] = {}
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        """Records one RPC: its full method name, status code name (``OK``) and duration."""
+        child = self._children.get((method, code))
+        if child is None:
+            child = self._children[(method, code)] = self._duration.labels(self._service, method, code)
+        child.observe(seconds)
+
+    def serve(self, listen: str) -> WSGIServer:
+        """Serves ``/metrics`` on ``host:port`` in a thread; returns the server (``shutdown()`` stops it)."""
+        host, _, port = listen.rpartition(":")
+        server, _thread = prometheus_client.start_http_server(int(port), host, registry=self.registry)
+        return server
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON object: time (UTC), level, logger, message, fields, trace ids.
+
+    Structured fields come from ``extra={"fields": {...}}``; string values are cut to
+    :data:`MAX_LOGGED_TEXT`.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Returns the record as one line of JSON."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line: dict[str, Any] = {
+            "time": f"{stamp}.{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": _cut(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            line.update({k: _cut(v) if isinstance(v, str) else v for k, v in fields.items()})
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            line["trace_id"] = format(context.trace_id, "032x")
+            line["span_id"] = format(context.span_id, "016x")
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_LOGGED_TEXT else text[:MAX_LOGGED_TEXT] + "…"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Makes every log record of the process a JSON line on standard error."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
