@@ -1,6 +1,7 @@
 """``python -m benchmark`` (what ``make bench`` runs): the performance figures in one table.
 
-Starts two stacks of real processes (SQLite and PostgreSQL, no model server)
+Starts three stacks of real processes (SQLite, PostgreSQL, and SQLite with
+tracing on; no model server)
 and the bare echo server, then measures every throughput figure in interleaved
 rounds (``--runs``, 3 by default; the table shows each figure's median run) and
 then the latency figures. The measured process runs alone on core 0 for the
@@ -19,6 +20,7 @@ import argparse
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -37,6 +39,7 @@ from benchmark.harness import (
     limit_checks,
     machine_facts,
     pin,
+    pinned,
     render_table,
     share_text,
 )
@@ -44,6 +47,8 @@ from benchmark.ingest import IngestFigures
 from benchmark.loadgen import wrk_path
 from benchmark.mesh import Bench, EchoServer, MeshUnderTest, Settings, drop_schemas
 from benchmark.rpc import RpcFigures
+from benchmark.telemetry import TracingCost
+from services.cli.stack import free_port
 
 #: The figure groups, in table order. Each takes the :class:`~benchmark.mesh.Bench` and
 #: implements :class:`~benchmark.harness.Group`.
@@ -52,6 +57,7 @@ GROUPS: list[Callable[[Bench], Group]] = [
     IngestFigures,
     FlagPropagation,
     CreateRunCost,
+    TracingCost,
     # More figures go here: a module of benchmark/ with a Group class, listed in this list.
 ]
 
@@ -86,6 +92,27 @@ def _arguments() -> Settings:
     )
 
 
+def _traced_mesh(work: Path, running: ExitStack) -> MeshUnderTest:
+    """Starts the SQLite stack's twin that exports traces to an OTLP sink on core 1."""
+    port = free_port()
+    sink = subprocess.Popen(pinned([sys.executable, "-m", "benchmark.otlp_sink", str(port)], OTHER_CORE))
+    running.callback(sink.kill)
+    mesh = MeshUnderTest("traced", work / "traced")
+    running.callback(mesh.stop)
+    variables = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)  # its processes take the environment they start with
+    try:
+        mesh.start()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return mesh
+
+
 def _command() -> str:
     prefix = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} " if os.environ.get("PYTHONPATH") else ""
     return prefix + shlex.join([sys.executable, "-m", "benchmark", *sys.argv[1:]])
@@ -117,9 +144,13 @@ def main() -> None:
             mesh.start()
             meshes.append(mesh)
         running.callback(drop_schemas, settings.database_url, settings.schema_prefix)
+        progress("starting the traced sqlite stack and its OTLP sink")
+        traced = _traced_mesh(work, running)
         echo = EchoServer(meshes[0].config.tls_dir)
         running.callback(echo.stop)
-        bench = Bench(settings=settings, work_dir=work, echo=echo, sqlite=meshes[0], postgres=meshes[1])
+        bench = Bench(
+            settings=settings, work_dir=work, echo=echo, sqlite=meshes[0], postgres=meshes[1], traced=traced
+        )
         groups = [make(bench) for make in GROUPS]
         throughputs = [figure for group in groups for figure in group.throughputs()]
         for run in range(1, settings.runs + 1):

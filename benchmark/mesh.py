@@ -400,6 +400,7 @@ class Bench:
         echo: The baseline echo server.
         sqlite: The stack on SQLite.
         postgres: The stack on PostgreSQL.
+        traced: The stack on SQLite with tracing on (:mod:`benchmark.telemetry`).
     """
 
     settings: Settings
@@ -407,3 +408,4 @@ class Bench:
     echo: EchoServer
     sqlite: MeshUnderTest
     postgres: MeshUnderTest
+    traced: MeshUnderTest

@@ -25,10 +25,11 @@ app = typer.Typer(
 console = Console(highlight=False)
 
 
-def _config(state_dir: Path, http_port: int, service_port_base: int) -> StackConfig:
+def _config(state_dir: Path, http_port: int, service_port_base: int, tls: bool = False) -> StackConfig:
     return StackConfig(
         state_dir=state_dir,
         http_port=http_port,
+        edge_tls=tls,
         admin_port=http_port + 1821,
         service_ports={name: service_port_base + i for i, name in enumerate(SERVICES)},
         database_url=os.environ.get("DATABASE_URL"),
@@ -43,9 +44,13 @@ def up(
     service_port_base: int = typer.Option(
         50051, help="auth listens here, agent, workflow, flag, billing after it."
     ),
+    tls: bool = typer.Option(
+        False,
+        help="Serve the gateway over TLS, its certificate from the local CA (<state-dir>/tls/ca.pem).",
+    ),
 ) -> None:
     """Start the model server, the five services and Envoy; Ctrl-C or SIGTERM stops them all."""
-    stack = Stack(_config(state_dir, http_port, service_port_base), log=console.print)
+    stack = Stack(_config(state_dir, http_port, service_port_base, tls), log=console.print)
     console.print("Starting Orchestrall ...")
     stack.start()
     t, url = stack.timings, stack.config.gateway_url

@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
 CLI_IDENTITY = "cli"
+#: The gateway's edge certificate (``up --tls``), apart from its mesh identity.
+EDGE_IDENTITY = "edge"
 #: Restart backoff, in seconds: the first restart waits the initial delay, each further one
 #: within :data:`STABLE_SECONDS` of the last twice as long, up to the maximum.
 RESTART_BACKOFF_INITIAL = 0.2
@@ -99,6 +101,8 @@ class StackConfig:
         database_url: PostgreSQL URL, or None for SQLite.
         schema_prefix: Prefix of the PostgreSQL schemas.
         openai_base_url: External model endpoint; None starts the local model server.
+        edge_tls: The gateway serves TLS (1.2/1.3, HTTP/2 by ALPN) with a certificate from the
+            local CA (``tls/edge.pem``, for ``localhost`` and 127.0.0.1) instead of plain HTTP.
         gateway: The gateway's rate limits and CORS origins, read from the environment
             (``ORCHESTRALL_GATEWAY_*``) when the config is made, so a bad value fails
             before anything starts.
@@ -117,6 +121,7 @@ class StackConfig:
     database_url: str | None = None
     schema_prefix: str = ""
     openai_base_url: str | None = None
+    edge_tls: bool = False
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @classmethod
@@ -137,7 +142,8 @@ class StackConfig:
     @property
     def gateway_url(self) -> str:
         """Base URL of the REST gateway; also the token issuer."""
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.edge_tls else "http"
+        return f"{scheme}://{'localhost' if self.edge_tls else '127.0.0.1'}:{self.http_port}"
 
     @property
     def tls_dir(self) -> Path:
@@ -230,7 +236,7 @@ class Stack:
         """Makes the CA and certificates and migrates every database."""
         config = self.config
         mtls.ensure_ca(config.tls_dir, "orchestrall.local")
-        for name in (*SERVICES, "gateway", CLI_IDENTITY):
+        for name in (*SERVICES, "gateway", EDGE_IDENTITY, CLI_IDENTITY):
             mtls.issue_workload_cert(config.tls_dir, name, "orchestrall.local", "orchestrall")
         for name in SERVICES:
             migrate.upgrade(config.settings(name), name)
@@ -270,6 +276,10 @@ class Stack:
         self._supervisor.start()
         self.timings["total"] = time.monotonic() - began
 
+    def _ca(self) -> str:
+        """The local CA's certificate, which the gateway's edge certificate chains to."""
+        return str(self.config.tls_dir / "ca.pem")
+
     def _probe(self, name: str) -> bool:
         """Whether ``name`` answers its readiness check now (gRPC health, or its HTTP endpoint)."""
         if name in SERVICES:
@@ -289,7 +299,7 @@ class Stack:
             "model": f"http://127.0.0.1:{self.config.model_port}/v1/models",
         }[name]
         try:
-            return httpx.get(url, timeout=1).status_code == 200
+            return httpx.get(url, timeout=1, verify=self._ca()).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -298,6 +308,7 @@ class Stack:
 
     def _start_gateway(self) -> None:
         config = self.config
+        edge = TlsFiles.of(config.tls_dir, EDGE_IDENTITY)
         yaml_text = render(
             listen_port=config.http_port,
             admin_port=config.admin_port,
@@ -312,6 +323,7 @@ class Stack:
             anonymous_rate_limit=config.gateway.anonymous_rate_limit,
             cors_origins=config.gateway.cors_origins,
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            edge_tls=(edge.cert, edge.key) if config.edge_tls else None,
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)
@@ -359,7 +371,7 @@ class Stack:
         while True:
             self._check_alive()
             try:
-                if httpx.get(url, timeout=1).status_code == 200:
+                if httpx.get(url, timeout=1, verify=self._ca()).status_code == 200:
                     self._log(f"  {name:<9} ready    {url}")
                     return
             except httpx.HTTPError:

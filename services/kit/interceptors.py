@@ -47,10 +47,9 @@ from services.kit.calls import CURRENT_RPC
 from services.kit.errors import DomainError, TooBusy, Unauthenticated, internal_status
 from services.kit.mtls import peer_spiffe_id
 from services.kit.policy import may_call
-from services.kit.telemetry import RpcMetrics, annotate
+from services.kit.telemetry import RpcLog, RpcMetrics, annotate
 
 log = logging.getLogger(__name__)
-rpc_log = logging.getLogger("orchestrall.rpc")
 
 Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Streaming = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
@@ -88,6 +87,7 @@ class Guard:
     ) -> None:
         self._domain = domain
         self._metrics = metrics
+        self._rpc_log = RpcLog()
         self._tenant_concurrency = tenant_concurrency
         self._in_flight: dict[str, int] = {}
         self._rules = rules
@@ -175,21 +175,9 @@ class Guard:
         tenant = principal.tenant if principal is not None else None
         if tenant:
             annotate(**{"tenant.id": tenant})
-        if rpc_log.isEnabledFor(logging.INFO):
-            rpc_log.info(
-                "%s %s",
-                method,
-                code,
-                extra={
-                    "fields": {
-                        "rpc.method": method,
-                        "rpc.grpc.status_code": code,
-                        "duration_ms": round(seconds * 1000, 3),
-                        "tenant.id": tenant,
-                        "principal": principal.subject if principal is not None else None,
-                    }
-                },
-            )
+        self._rpc_log.write(
+            method, code, seconds, tenant, principal.subject if principal is not None else None
+        )
 
     def _streaming(self, method: str, rule: auth.MethodRule, inner: Streaming) -> Streaming:
         calls = self.calls

@@ -161,10 +161,7 @@ def test_one_rest_request_is_one_trace_across_every_hop(traced: Traced) -> None:
         and 'rpc_grpc_status_code="OK"' in line
     ]  # fmt: skip
     assert len(created) == 1 and float(created[0].rsplit(" ", 1)[1]) == 1.0
-    log_lines = [json.loads(line) for line in _agent_log(traced).splitlines() if line.startswith("{")]
-    (logged,) = [
-        line for line in log_lines if line.get("trace_id") == trace_id and line["logger"] == "orchestrall.rpc"
-    ]
+    logged = _rpc_log_line(traced, trace_id)
     assert logged["rpc.method"] == "/orchestrall.agent.v1.AgentService/CreateRun"
     assert logged["rpc.grpc.status_code"] == "OK" and logged["tenant.id"] == owner.tenant
     assert PROMPT_MARKER not in _agent_log(traced)
@@ -173,6 +170,20 @@ def test_one_rest_request_is_one_trace_across_every_hop(traced: Traced) -> None:
 
 def _model_spans(traced: Traced, trace_id: str) -> list[Span]:
     return [s for s in traced.collector.of_trace(trace_id) if s.span.name.startswith("chat ")]
+
+
+def _rpc_log_line(traced: Traced, trace_id: str) -> dict[str, object]:
+    """The agent's RPC log line of the trace, once its buffer is written out (within a second)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in _agent_log(traced).splitlines() if line.startswith("{")]
+        found = [
+            line for line in lines if line.get("trace_id") == trace_id and line["logger"] == "orchestrall.rpc"
+        ]
+        if found or time.monotonic() > deadline:
+            (line,) = found
+            return line
+        time.sleep(0.05)
 
 
 def _agent_log(traced: Traced) -> str:

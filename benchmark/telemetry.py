@@ -1,0 +1,57 @@
+"""What tracing costs: GetAgent REST through Envoy on a traced stack against an untraced one.
+
+The traced stack is the SQLite stack's twin with ``OTEL_EXPORTER_OTLP_ENDPOINT``
+set: Envoy starts a trace per request, the agent service records its server
+span and its transaction's span and exports them in batches (OTLP/gRPC) to
+:mod:`benchmark.otlp_sink` on core 1. The untraced figure is the SQLite stack
+measured the same way in the same rounds. Both stacks keep their metrics and
+their JSON log line per RPC, which are always on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from benchmark.harness import Goal, Row, Sample, Throughput
+from benchmark.loadgen import run_wrk
+from benchmark.mesh import AGENT, Bench, MeshUnderTest, measured
+
+
+class TracingCost:
+    """GetAgent REST via Envoy, traced ÷ untraced (the issue's goal: >= 0.9)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._bench = bench
+        self.untraced = Throughput("GetAgent REST, untraced", lambda: self._rest(bench.sqlite))
+        self.traced = Throughput("GetAgent REST, traced", lambda: self._rest(bench.traced))
+
+    def _rest(self, mesh: MeshUnderTest) -> Sample:
+        settings = self._bench.settings
+        agent = mesh.pids["agent"]
+        with measured(agent):
+            return run_wrk(
+                f"{mesh.config.gateway_url}/v1/{AGENT}",
+                {"authorization": mesh.metadata[0][1]},
+                connections=settings.concurrency,
+                seconds=settings.seconds,
+                warmup_seconds=settings.warmup_seconds,
+                target_pid=agent,
+            )
+
+    def throughputs(self) -> Sequence[Throughput]:
+        """Returns the untraced figure, then the traced one."""
+        return [self.untraced, self.traced]
+
+    def rows(self) -> Sequence[Row]:
+        """Returns the goal row."""
+        traced, untraced = self.traced.median, self.untraced.median
+        return [
+            Row(
+                "GetAgent REST via Envoy, traced ÷ untraced, SQLite",
+                traced.rate,
+                "/s",
+                baseline=untraced.rate,
+                goal=Goal(">= 0.90", min_ratio=0.9),
+                sample=traced,
+            )
+        ]
