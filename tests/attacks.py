@@ -24,7 +24,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
 from services.kit.auth import method_rules
-from services.kit.contracts import all_descriptors
+from services.kit.contracts import adopted_permissions, all_descriptors
 
 _VARIABLE = re.compile(r"\{([a-z_.]+)(?:=([^}]+))?\}")
 
@@ -83,13 +83,17 @@ def _fill(pattern: str, tenant: str) -> str:
 
 
 def targets() -> list[Target]:
-    """Every RPC that is neither anonymous nor internal."""
+    """Every RPC with a REST binding that is neither anonymous nor internal."""
     rules = method_rules(service_descriptors())
     found = []
     for service in service_descriptors():
         for method in service.methods:
             rule = rules[f"/{service.full_name}/{method.name}"]
-            if rule.anonymous or rule.internal:
+            if (
+                rule.anonymous
+                or rule.internal
+                or f"/{service.full_name}/{method.name}" in adopted_permissions()
+            ):
                 continue
             http = method.GetOptions().Extensions[http_annotations.http]
             verb = http.WhichOneof("pattern")
@@ -104,6 +108,37 @@ def targets() -> list[Target]:
                 )
             )
     return found
+
+
+@dataclass(frozen=True)
+class GrpcTarget:
+    """One RPC of an adopted protocol (flagd's): native gRPC only, the tenant is the token's."""
+
+    method: MethodDescriptor
+    permission: str
+
+    @property
+    def full_name(self) -> str:
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+    @property
+    def streaming(self) -> bool:
+        return self.method.server_streaming
+
+    def request(self) -> Message:
+        """An empty request (nothing in it names a tenant)."""
+        return message_factory.GetMessageClass(self.method.input_type)()
+
+
+def grpc_targets() -> list[GrpcTarget]:
+    """Every RPC of the protocols the mesh adopts (gRPC only, each needs a token)."""
+    rules = method_rules(service_descriptors())
+    return [
+        GrpcTarget(method, rules[path].permission)
+        for service in service_descriptors()
+        for method in service.methods
+        if (path := f"/{service.full_name}/{method.name}") in adopted_permissions()
+    ]
 
 
 @dataclass(frozen=True)

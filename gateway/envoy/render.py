@@ -19,7 +19,10 @@ Which RPCs need no token and which are internal (not exposed at all) is read
 from the generated descriptors, the same source the services' auth interceptor
 uses (:func:`services.kit.auth.method_rules`): an RPC with
 ``(orchestrall.api.v1.access).anonymous = true`` is anonymous, an RPC without
-``google.api.http`` is internal (AIP-127).
+``google.api.http`` is internal (AIP-127). RPCs of protocols a service adopts
+(flagd's, :mod:`services.kit.contracts`) have no REST binding and are not
+internal: they pass through as native gRPC, with a token, and are not transcoded.
+Server-streaming RPCs (flagd's ``EventStream``) get a route without a timeout.
 
 Usage::
 
@@ -48,7 +51,7 @@ from gateway.envoy.settings import GatewaySettings, TokenBucket
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
 from services.kit.auth import TENANT_METADATA_KEY
 from services.kit.config import SERVICES
-from services.kit.contracts import descriptors_of
+from services.kit.contracts import adopted_permissions, descriptors_of
 from services.kit.mtls import TlsFiles, spiffe_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +111,8 @@ def _otlp_address(endpoint: str | None) -> dict[str, object] | None:
     return {"host": url.hostname, "port": url.port or 4317}
 
 
+#: Packages of our own contracts (in the descriptor set, transcoded); adopted ones pass through.
+_OURS = frozenset(f"orchestrall.{name}.v1" for name in SERVICES)
 _VARIABLE = re.compile(r"\{[^}=]+(?:=([^}]*))?\}")
 
 
@@ -143,8 +148,10 @@ class Rpc:
         service: Orchestrall service name (``auth``).
         grpc_path: ``/package.Service/Method``.
         anonymous: The RPC needs no token.
-        internal: The RPC has no ``google.api.http`` annotation; the gateway refuses it.
+        internal: The RPC has no ``google.api.http`` annotation and is not of an adopted
+            protocol; the gateway refuses it.
         bindings: Its REST bindings (primary first, then additional bindings).
+        streaming: The RPC streams its responses (no route timeout).
 
     """
 
@@ -153,6 +160,7 @@ class Rpc:
     anonymous: bool
     internal: bool
     bindings: tuple[HttpBinding, ...]
+    streaming: bool = False
 
 
 def path_template_regex(template: str) -> str:
@@ -223,19 +231,22 @@ def rpcs_of(descriptors: Mapping[str, Sequence[ServiceDescriptor]]) -> list[Rpc]
 
     """
     rpcs = []
+    adopted = adopted_permissions()
     for name, services in descriptors.items():
         for service in services:
             for method in service.methods:
                 options = method.GetOptions()
                 has_http = options.HasExtension(http_annotations.http)
                 bindings = _bindings(options.Extensions[http_annotations.http]) if has_http else []
+                grpc_path = f"/{service.full_name}/{method.name}"
                 rpcs.append(
                     Rpc(
                         service=name,
-                        grpc_path=f"/{service.full_name}/{method.name}",
+                        grpc_path=grpc_path,
                         anonymous=options.Extensions[access_annotations.access].anonymous,
-                        internal=not has_http,
+                        internal=not has_http and grpc_path not in adopted,
                         bindings=tuple(bindings),
+                        streaming=method.server_streaming,
                     )
                 )
     return rpcs
@@ -333,6 +344,7 @@ def render(
             "sni": name,
             "spiffe_id": spiffe_id(trust_domain, namespace, name),
             "grpc_services": [s.full_name for s in descriptors[name]],
+            "streaming": [r.grpc_path for r in rpcs if r.service == name and r.streaming and not r.internal],
             "timeout": ROUTE_TIMEOUT_SECONDS.get(name, DEFAULT_ROUTE_TIMEOUT_SECONDS),
         }
         for name, (host, port) in upstreams.items()
@@ -358,7 +370,9 @@ def render(
         clusters=clusters,
         tls=gateway_files,
         descriptor_set=descriptor_set.resolve(),
-        transcoded_services=[s.full_name for services in descriptors.values() for s in services],
+        transcoded_services=[
+            s.full_name for services in descriptors.values() for s in services if s.file.package in _OURS
+        ],
         anonymous=[r for r in rpcs if r.anonymous and not r.internal],
         internal=[r for r in rpcs if r.internal],
         issuer=issuer,

@@ -33,7 +33,9 @@ MAX_VARIANT_NAME = 200
 #: Every stored flag is served whole in lists and evaluations: its values are bounded.
 MAX_VARIANTS_BYTES = 64 * 1024
 _STATES = frozenset(FlagState)
-_DEFAULTS: dict[str, Any] = {"boolean": False, "string": "", "float": 0.0, "object": {}}
+_DEFAULTS: dict[str, Any] = {"boolean": False, "string": "", "integer": 0, "float": 0.0, "object": {}}
+#: The value types a caller may ask for (flagd's ``Resolve<Type>`` RPCs, OpenFeature's flag types).
+KINDS = frozenset(_DEFAULTS)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ class FlagSetEvaluator:
     an evaluation would make, and :meth:`static` returns it.
 
     Attributes:
+        definitions: Flag key -> its flagd flag definition, as loaded.
+        kinds: Flag key -> the type of its variants (:func:`variant_kind`: ``boolean``, ``string``,
+            ``float`` for any number, ``object``).
         memo: Room for callers to keep what they derive from this set (the flag
             service keeps its encoded answers for static flags there); it lives and is
             replaced with the set, so it never outlives a change.
@@ -105,9 +110,12 @@ class FlagSetEvaluator:
     def __init__(self, flags: Iterable[FlagRow]) -> None:
         flags = list(flags)
         self._core = FlagdCore()
-        self._core.set_flags({"flags": {flag.key: definition(flag) for flag in flags}})
+        self.definitions = {flag.key: definition(flag) for flag in flags}
+        self._core.set_flags({"flags": self.definitions})
         kinds = {flag.key: variant_kind(next(iter(flag.variants.values()))) or "object" for flag in flags}
+        self.kinds = kinds
         self._resolvers = {key: getattr(self._core, f"resolve_{kind}_value") for key, kind in kinds.items()}
+        self._typed = {kind: getattr(self._core, f"resolve_{kind}_value") for kind in KINDS}
         self._defaults = {key: _DEFAULTS[kind] for key, kind in kinds.items()}
         self._static = {
             flag.key: self.evaluate(flag.key, {})
@@ -145,12 +153,28 @@ class FlagSetEvaluator:
         Raises:
             KeyError: No flag ``key`` in the set.
         """
+        return self._run(key, self._resolvers[key], self._defaults[key], context)
+
+    def resolve(self, key: str, kind: str, context: Mapping[str, Any]) -> Resolution:
+        """Evaluates a flag as a value of type ``kind``, as flagd's ``Resolve<Type>`` RPCs do.
+
+        Args:
+            key: The flag key; a key not in the set resolves to ``FLAG_NOT_FOUND``.
+            kind: One of :data:`KINDS` (``boolean``, ``string``, ``integer``, ``float``,
+                ``object``); a variant of another type resolves to ``TYPE_MISMATCH``.
+            context: The evaluation context as JSON (see :meth:`evaluate`).
+
+        Returns:
+            The resolution; failures give reason ``ERROR`` and flagd's error code.
+        """
+        return self._run(key, self._typed[kind], _DEFAULTS[kind], context)
+
+    def _run(self, key: str, resolve: Any, default: Any, context: Mapping[str, Any]) -> Resolution:
         attributes = dict(context)
         targeting_key = attributes.pop("targetingKey", None)
         subject = EvaluationContext(targeting_key if isinstance(targeting_key, str) else None, attributes)
-        resolve = self._resolvers[key]
         try:
-            details: FlagResolutionDetails[Any] = resolve(key, self._defaults[key], subject)
+            details: FlagResolutionDetails[Any] = resolve(key, default, subject)
         except Exception as error:  # a user's JsonLogic rule may raise anything (ZeroDivisionError...)
             code = error.error_code if isinstance(error, OpenFeatureError) else ErrorCode.GENERAL
             log.warning("flag %s: evaluation failed (%s): %s", key, code, error)

@@ -17,6 +17,10 @@ replica can be (a change is visible everywhere within about one interval plus a
 reload; the goal is under one second). The replica that made a change reloads
 the tenant as soon as the change commits, so a client reads its own writes.
 
+Watchers: a flagd event stream watches its tenant (:meth:`FlagSets.watch`) and is
+told which flag keys an installed change wrote, updated or deleted, whichever
+replica made it.
+
 Invalidation: an entry is replaced whole when its tenant's revision moves, and
 never by an older revision (a poll that read before a local change committed
 cannot undo the reload that followed it); a tenant whose flags were all deleted
@@ -26,8 +30,9 @@ keeps an empty set. Nothing else expires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 from services.flag import store
 from services.flag.evaluator import FlagSetEvaluator
@@ -55,6 +60,43 @@ def _changes(tx: Tx, seen: int) -> tuple[dict[str, int], list[FlagRow]]:
     return changed, store.flags_of(tx, changed) if changed else []
 
 
+def changed_keys(before: FlagSetEvaluator, after: FlagSetEvaluator) -> dict[str, str]:
+    """Returns flag key -> ``write`` (new), ``update`` (changed) or ``delete`` between two sets of a tenant.
+
+    The words are flagd's (the ``type`` of each flag in a ``configuration_change`` event).
+    """
+    old, new = before.definitions, after.definitions
+    found = {key: "write" for key in new.keys() - old.keys()}
+    found.update({key: "delete" for key in old.keys() - new.keys()})
+    found.update({key: "update" for key in new.keys() & old.keys() if new[key] != old[key]})
+    return found
+
+
+class Changes:
+    """The flag changes of one tenant that one watcher has not taken yet (coalesced per key)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, str] = {}
+        self._ready = asyncio.Event()
+
+    def add(self, changed: Mapping[str, str]) -> None:
+        """Notes changed keys (key -> ``write``, ``update`` or ``delete``) and wakes the watcher."""
+        self._pending.update(changed)
+        self._ready.set()
+
+    async def next(self, timeout: float) -> dict[str, str]:
+        """Waits up to ``timeout`` seconds for changes.
+
+        Returns:
+            Flag key -> kind of change, taken; empty when none came within ``timeout``.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        taken, self._pending = self._pending, {}
+        self._ready.clear()
+        return taken
+
+
 def _by_tenant(flags: Iterable[FlagRow]) -> dict[str, list[FlagRow]]:
     grouped: dict[str, list[FlagRow]] = {}
     for flag in flags:
@@ -76,11 +118,29 @@ class FlagSets:
         self._sets: dict[str, tuple[int, FlagSetEvaluator]] = {}
         self._seen = 0
         self._poller: asyncio.Task[None] | None = None
+        self._watchers: dict[str, set[Changes]] = {}
 
     def of(self, tenant_id: str) -> FlagSetEvaluator:
         """Returns the tenant's flag set (empty when it has no flags)."""
         entry = self._sets.get(tenant_id)
         return _EMPTY if entry is None else entry[1]
+
+    @contextlib.contextmanager
+    def watch(self, tenant_id: str) -> Iterator[Changes]:
+        """Follows the tenant's flag changes installed on this replica while the block runs.
+
+        Yields:
+            The watcher's :class:`Changes`.
+        """
+        changes = Changes()
+        self._watchers.setdefault(tenant_id, set()).add(changes)
+        try:
+            yield changes
+        finally:
+            watchers = self._watchers[tenant_id]
+            watchers.discard(changes)
+            if not watchers:
+                del self._watchers[tenant_id]
 
     async def start(self) -> None:
         """Loads every tenant's flags, then follows changes in the background."""
@@ -103,7 +163,14 @@ class FlagSets:
     def _install(self, tenant_id: str, revision: int, flags: Iterable[FlagRow]) -> None:
         current = self._sets.get(tenant_id)
         if current is None or revision > current[0]:
-            self._sets[tenant_id] = (revision, FlagSetEvaluator(flags))
+            installed = FlagSetEvaluator(flags)
+            self._sets[tenant_id] = (revision, installed)
+            watchers = self._watchers.get(tenant_id)
+            if watchers:
+                changed = changed_keys(_EMPTY if current is None else current[1], installed)
+                if changed:
+                    for changes in watchers:
+                        changes.add(changed)
 
     async def poll_once(self) -> int:
         """Reloads the tenants changed since the last poll.

@@ -6,6 +6,7 @@ import grpc
 from pydantic import Field
 
 from orchestrall.flag.v1 import flag_service_pb2_grpc
+from services.flag import flagd
 from services.flag.flagsets import FlagSets
 from services.flag.models import AUDIT_OUTBOX
 from services.flag.service import FlagService
@@ -26,7 +27,7 @@ class FlagSettings(MeshSettings):
 
 
 async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
-    """Build the flag service; every tenant's flags are loaded into memory before it serves."""
+    """Build the flag service, flagd's evaluation services included; every tenant's flags load first."""
     settings = FlagSettings() if settings is None else FlagSettings(**settings.model_dump())
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
@@ -35,6 +36,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
 
     def register(server: grpc.aio.Server) -> None:
         flag_service_pb2_grpc.add_FlagServiceServicer_to_server(servicer, server)
+        flagd.register(server, flag_sets)
 
     service = mesh_service(
         NAME,

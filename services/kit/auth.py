@@ -24,6 +24,7 @@ from google.api import annotations_pb2 as http_annotations
 from google.protobuf.descriptor import ServiceDescriptor
 
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
+from services.kit.contracts import adopted_permissions
 from services.kit.errors import PermissionDenied, Unauthenticated
 from services.kit.roles import permissions_of
 
@@ -97,12 +98,24 @@ class MethodRule:
 def method_rules(services: Iterable[ServiceDescriptor]) -> dict[str, MethodRule]:
     """Reads each RPC's access rule from its descriptor options.
 
+    An RPC of an adopted protocol (another project's contract, such as flagd's) has
+    no options of ours; its rule is its permission from
+    :func:`services.kit.contracts.adopted_permissions`: it needs a token, it is not
+    internal (it has no REST binding, native gRPC only) and it is not audited.
+
     Returns:
         ``/package.Service/Method`` -> rule.
     """
+    adopted = adopted_permissions()
     rules: dict[str, MethodRule] = {}
     for service in services:
         for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            if path in adopted:
+                rules[path] = MethodRule(
+                    anonymous=False, internal=False, permission=adopted[path], audited=False
+                )
+                continue
             options = method.GetOptions()
             access = options.Extensions[access_annotations.access]
             http = (
@@ -111,7 +124,7 @@ def method_rules(services: Iterable[ServiceDescriptor]) -> dict[str, MethodRule]
                 else None
             )
             verb = access.permission.rsplit(".", 1)[-1]
-            rules[f"/{service.full_name}/{method.name}"] = MethodRule(
+            rules[path] = MethodRule(
                 anonymous=access.anonymous,
                 internal=http is None,
                 permission=access.permission,

@@ -9,7 +9,12 @@ from google.api import annotations_pb2 as http_annotations
 
 from services.kit import protogen
 from services.kit.auth import method_rules
-from services.kit.contracts import all_descriptors
+from services.kit.contracts import (
+    adopted_descriptors_of,
+    adopted_permissions,
+    all_descriptors,
+    descriptors_of,
+)
 from services.kit.policy import SERVICE_CALLS
 from services.kit.roles import ROLE_ORDER, ROLE_PERMISSIONS, may_grant, permissions_of
 
@@ -57,6 +62,23 @@ def test_every_rpc_is_external_with_http_or_internal_by_policy() -> None:
     assert policy_methods <= set(rules), "the policy table names RPCs that do not exist"
 
 
+def test_flagds_protocols_are_served_by_flag_with_a_token_and_no_rest_binding() -> None:
+    flag = descriptors_of("flag")
+    assert {d.full_name for d in adopted_descriptors_of("flag")} == {
+        "flagd.evaluation.v1.Service",
+        "flagd.evaluation.v2.Service",
+    }
+    rules = method_rules(flag)
+    adopted = adopted_permissions()
+    assert set(adopted) <= set(rules) and len(adopted) == 13
+    for method in adopted:
+        rule = rules[method]
+        assert not rule.anonymous and not rule.internal and not rule.audited, method
+        assert rule.permission in permissions_of(["viewer"]), method
+    for name in ("auth", "agent", "workflow", "billing"):
+        assert adopted_descriptors_of(name) == []
+
+
 def test_external_rpcs_have_http_paths_under_v1_or_well_known() -> None:
     for service in _service_descriptors():
         for method in service.methods:
@@ -75,9 +97,9 @@ def test_every_external_rpc_declares_a_permission_some_role_grants() -> None:
     declared = {r.permission for r in rules.values() if r.permission}
     assert declared - permissions_of(["owner"]) == set(), "permissions no role grants"
     assert set().union(*ROLE_PERMISSIONS.values()) - declared == set(), "roles grant permissions no RPC uses"
-    for method, rule in rules.items():
-        service = method.split(".")[1]
-        assert not rule.permission or rule.permission.startswith(f"{service}."), method
+    for service, descriptors in all_descriptors().items():  # a service's permissions are its own
+        for method, rule in method_rules(descriptors).items():
+            assert not rule.permission or rule.permission.startswith(f"{service}."), method
 
 
 def test_roles_are_nested_and_grants_never_escalate() -> None:
@@ -109,7 +131,10 @@ def test_every_string_bytes_repeated_and_map_field_has_a_bound() -> None:
     from google.protobuf.descriptor import FieldDescriptor
 
     unbounded = []
-    for module in {d.file for ds in all_descriptors().values() for d in ds}:
+    for module in {
+        d.file for ds in all_descriptors().values() for d in ds if d.file.package.startswith("orchestrall.")
+    }:
+        # Adopted protocols (flagd's) are bounded by their handlers and the transport, not by rules.
         # The services' own files and the resources they import (not orchestrall.api, which holds options).
         files = [
             module,
