@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
-from services.agent.service import AgentService
+from services.agent.service import AgentService, RunLimits
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
@@ -30,6 +30,12 @@ class AgentSettings(MeshSettings):
     )
     default_model: str = Field("smollm2", description="Model for agents that name none.")
     model_timeout_seconds: float = Field(120.0, gt=0, description="Deadline of one model call.")
+    run_timeout_seconds: float = Field(
+        300.0, gt=0, description="Deadline of a whole run, every model call and tool included."
+    )
+    max_running_runs: int = Field(
+        8, ge=1, description="Runs one tenant may have in progress at once, over every replica."
+    )
 
 
 async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSettings]:
@@ -43,7 +49,8 @@ async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSet
         timeout=settings.model_timeout_seconds,
         max_retries=1,
     )
-    servicer = AgentService(db, model_client, settings.default_model, Peers(clients))
+    limits = RunLimits(timeout_seconds=settings.run_timeout_seconds, max_running=settings.max_running_runs)
+    servicer = AgentService(db, model_client, settings.default_model, Peers(clients), limits)
 
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -18,7 +19,7 @@ from services.agent import errors, store
 from services.agent import tools as catalog
 from services.agent.models import AgentRow, RunRow, RunState
 from services.agent.peers import Peers
-from services.agent.runner import AgentSpec, ModelError, run_agent
+from services.agent.runner import AgentSpec, Outcome, RunFailed, run_agent
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database
@@ -70,10 +71,9 @@ def run_to_proto(run: RunRow) -> res.Run:
         create_time=to_timestamp(run.create_time),
         end_time=to_timestamp(run.end_time),
     )
-    if run.error_reason:  # runs fail only when the model endpoint does
-        message.error.CopyFrom(
-            error_status(grpc.StatusCode.UNAVAILABLE, run.error_reason, run.error_message, errors.DOMAIN)
-        )
+    if run.error_reason:
+        code = errors.RUN_FAILURE_CODES.get(run.error_reason, grpc.StatusCode.UNKNOWN)
+        message.error.CopyFrom(error_status(code, run.error_reason, run.error_message, errors.DOMAIN))
     return message
 
 
@@ -101,6 +101,20 @@ def _validate_agent(agent: res.Agent, agent_id: str) -> None:
         raise InvalidArgument(violations)
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """What one run, and one tenant's runs together, may take.
+
+    Attributes:
+        timeout_seconds: Deadline of a whole run; past it the run fails with ``RUN_TIMEOUT``.
+        max_running: Runs a tenant may have in progress at once, counted in the database
+            over every replica; one more is refused with ``TOO_MANY_RUNS``.
+    """
+
+    timeout_seconds: float = 300.0
+    max_running: int = 8
+
+
 class AgentService(pb_grpc.AgentServiceServicer):
     """Agents and runs.
 
@@ -109,12 +123,19 @@ class AgentService(pb_grpc.AgentServiceServicer):
         model_client: OpenAI-compatible client for every model call.
         default_model: Model used when an agent names none.
         peers: Billing and flag calls.
+        limits: Limits of runs.
     """
 
     def __init__(
-        self, db: Database, model_client: openai.AsyncOpenAI, default_model: str, peers: Peers
+        self,
+        db: Database,
+        model_client: openai.AsyncOpenAI,
+        default_model: str,
+        peers: Peers,
+        limits: RunLimits,
     ) -> None:
         self._db = db
+        self._limits = limits
         self._executions: set[asyncio.Task[RunRow]] = set()
         self._model = model_client
         self._default_model = default_model
@@ -221,9 +242,11 @@ class AgentService(pb_grpc.AgentServiceServicer):
         )
         note_resource(RUN.format(tenant_id, agent_id, run.id))
         try:
-            created = await self._db.write(tenant_id, store.start_run, run)
+            created = await self._db.write(tenant_id, store.start_run, run, self._limits.max_running)
         except IntegrityError:  # the agent was deleted meanwhile (the runs' foreign key)
             raise errors.agent_not_found(request.parent) from None
+        if created is None:
+            raise errors.too_many_runs(self._limits.max_running)
         if created is not run:  # a concurrent retry with the same request_id won
             return run_to_proto(created)
         # A caller that goes away (a workflow process restarting) must not leave the run
@@ -243,22 +266,25 @@ class AgentService(pb_grpc.AgentServiceServicer):
             max_output_tokens=agent.max_output_tokens,
             tool_choice_required=agent.tool_choice == "TOOL_CHOICE_REQUIRED",
         )
+        outcome: Outcome
         changes: dict[str, Any]
         try:
-            outcome = await run_agent(self._model, spec, run.input, run.tools_enabled)
-        except ModelError as error:
+            outcome = await run_agent(
+                self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds
+            )
+        except RunFailed as error:
+            outcome = error.outcome
             changes = {"state": RunState.FAILED, "error_reason": error.reason, "error_message": str(error)}
         else:
-            changes = {
-                "state": RunState.SUCCEEDED,
-                "output": outcome.output,
-                "model": outcome.model,
-                "tool_calls": outcome.tool_calls,
-                "input_tokens": outcome.input_tokens,
-                "output_tokens": outcome.output_tokens,
-                "model_calls": outcome.model_calls,
-            }
-        changes["end_time"] = utcnow()
+            changes = {"state": RunState.SUCCEEDED, "output": outcome.output}
+        changes.update(
+            model=outcome.model or run.model,
+            tool_calls=outcome.tool_calls,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            model_calls=outcome.model_calls,
+            end_time=utcnow(),
+        )
         finished = await self._db.write(run.tenant_id, store.finish_run, run, changes)
         await self._peers.record_usage(
             run.tenant_id,

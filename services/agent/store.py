@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select, text
 
-from services.agent.models import Agent, AgentRow, Run, RunRow
+from services.agent.models import Agent, AgentRow, Run, RunRow, RunState
 from services.kit.db import Tx
 from services.kit.pagination import Listing, Page
 from services.kit.repository import NEWEST_FIRST, Repository
@@ -43,16 +43,51 @@ def delete_agent(tx: Tx, agent_id: str) -> bool:
     return AGENTS.delete(tx, agent_id)
 
 
-def start_run(tx: Tx, run: RunRow) -> RunRow:
+def _lock_tenant_runs(tx: Tx) -> None:
+    """Serializes the tenant's run starts until the transaction ends (PostgreSQL).
+
+    A transaction-scoped advisory lock on the tenant, so that replicas counting the
+    tenant's runs in progress at once cannot both admit one more. SQLite serializes every
+    write transaction already.
+    """
+    if tx.dialect == "postgresql":
+        tx.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('agent.runs:' || :tenant))"), {"tenant": tx.tenant_id}
+        )
+
+
+def start_run(tx: Tx, run: RunRow, max_running: int) -> RunRow | None:
     """Inserts a new run, or returns the run an earlier request with the same ``request_id`` made.
+
+    Args:
+        tx: The unit of work.
+        run: The run, in ``RUNNING``.
+        max_running: The most runs the tenant may have in progress; the new run is not
+            inserted when this many are.
+
+    Returns:
+        The new or earlier run; None when the tenant has ``max_running`` runs in progress.
 
     Raises:
         IntegrityError: The run's agent does not exist (any more): the runs' foreign key
             to their agent refuses the row, so no read of the agent is needed here.
     """
+    _lock_tenant_runs(tx)
+    if run.request_id is not None:
+        earlier = RUNS.find(tx, _RUNS.c.agent_id == run.agent_id, _RUNS.c.request_id == run.request_id)
+        if earlier is not None:
+            return earlier
+    if count_running(tx) >= max_running:
+        return None
     created = RUNS.create(tx, run)
     assert created is not None, "run IDs are UUIDs"
     return created
+
+
+def count_running(tx: Tx) -> int:
+    """Returns how many of the tenant's runs are in progress."""
+    query = select(func.count()).where(_RUNS.c.tenant_id == tx.tenant_id, _RUNS.c.state == RunState.RUNNING)
+    return int(tx.execute(query).scalar_one())
 
 
 def earlier_run(tx: Tx, agent_id: str, request_id: str) -> tuple[AgentRow | None, RunRow | None]:
