@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +117,38 @@ class RunLimits:
     max_running: int = 8
 
 
+@dataclass(frozen=True)
+class RunLeases:
+    """How runs in progress are leased to the replica executing them (issue 14, item 8).
+
+    A replica that dies stops renewing its runs' leases; once a lease has expired any
+    replica's sweeper fails the run with ``RUN_INTERRUPTED``, and so does a retry of its
+    ``CreateRun``. Interrupted runs are failed, not resumed: a run's model replies and
+    tool results are not checkpointed, so resuming would mean running it again from the
+    start, calling its tools (which may act on the world) and the model (which is billed)
+    a second time, under the caller's old request. The caller decides, with a new
+    ``request_id``.
+
+    Attributes:
+        lease_seconds: How long a lease lasts unless renewed.
+        heartbeat_seconds: How often the executor renews it (well under ``lease_seconds``).
+        sweep_seconds: How often each replica fails runs whose lease expired; it also
+            sweeps once at start-up.
+        executor: This replica's ID, written on the runs it executes.
+        clock: The time leases are measured in (injected by tests).
+    """
+
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    sweep_seconds: float = 15.0
+    executor: str = ""
+    clock: Callable[[], dt.datetime] = utcnow
+
+    def expiry(self) -> dt.datetime:
+        """Returns when a lease taken or renewed now expires."""
+        return self.clock() + dt.timedelta(seconds=self.lease_seconds)
+
+
 class AgentService(pb_grpc.AgentServiceServicer):
     """Agents and runs.
 
@@ -124,6 +158,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         default_model: Model used when an agent names none.
         peers: Billing and flag calls.
         limits: Limits of runs.
+        leases: Leases of runs in progress.
     """
 
     def __init__(
@@ -133,9 +168,12 @@ class AgentService(pb_grpc.AgentServiceServicer):
         default_model: str,
         peers: Peers,
         limits: RunLimits,
+        leases: RunLeases,
     ) -> None:
         self._db = db
         self._limits = limits
+        self._leases = leases
+        self._sweeper: asyncio.Task[None] | None = None
         self._executions: set[asyncio.Task[RunRow]] = set()
         self._model = model_client
         self._default_model = default_model
@@ -208,6 +246,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
         if agent is None:
             raise errors.agent_not_found(request.parent)
         if earlier is not None:
+            if earlier.state == RunState.RUNNING:  # its executor may have died
+                earlier = await self._db.write(
+                    tenant_id, store.interrupt_if_expired, earlier, self._leases.clock()
+                )
             return run_to_proto(earlier)
         # Independent peer calls, awaited together: one entitlement check for every meter
         # the run may spend, and the tools flag.
@@ -237,8 +279,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
             error_reason="",
             error_message="",
             request_id=request.request_id or None,
-            create_time=utcnow(),
+            create_time=self._leases.clock(),
             end_time=None,
+            executor=self._leases.executor,
+            lease_expire_time=self._leases.expiry(),
         )
         note_resource(RUN.format(tenant_id, agent_id, run.id))
         try:
@@ -268,35 +312,92 @@ class AgentService(pb_grpc.AgentServiceServicer):
         )
         outcome: Outcome
         changes: dict[str, Any]
+        heartbeat = asyncio.create_task(self._heartbeat(run), name=f"lease-{run.id}")
         try:
-            outcome = await run_agent(
-                self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds
-            )
-        except RunFailed as error:
-            outcome = error.outcome
-            changes = {"state": RunState.FAILED, "error_reason": error.reason, "error_message": str(error)}
-        else:
-            changes = {"state": RunState.SUCCEEDED, "output": outcome.output}
+            try:
+                outcome = await run_agent(
+                    self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds
+                )
+            except RunFailed as error:
+                outcome = error.outcome
+                changes = {
+                    "state": RunState.FAILED,
+                    "error_reason": error.reason,
+                    "error_message": str(error),
+                }
+            else:
+                changes = {"state": RunState.SUCCEEDED, "output": outcome.output}
+        finally:
+            # Anything else that ends the run here leaves it to its lease: swept once it expires.
+            heartbeat.cancel()
         changes.update(
             model=outcome.model or run.model,
             tool_calls=outcome.tool_calls,
             input_tokens=outcome.input_tokens,
             output_tokens=outcome.output_tokens,
             model_calls=outcome.model_calls,
-            end_time=utcnow(),
+            end_time=self._leases.clock(),
         )
         finished = await self._db.write(run.tenant_id, store.finish_run, run, changes)
+        # The tokens were spent either way, also by a run swept meanwhile (its outcome is lost).
         await self._peers.record_usage(
             run.tenant_id,
             RUN.format(run.tenant_id, run.agent_id, run.id),
             run.id,
             {
                 "agent_runs": 1,
-                "model_input_tokens": finished.input_tokens,
-                "model_output_tokens": finished.output_tokens,
+                "model_input_tokens": outcome.input_tokens,
+                "model_output_tokens": outcome.output_tokens,
             },
         )
+        if finished is None:
+            log.warning("run %s lost its lease before it finished; it stays interrupted", run.id)
+            stored = await self._db.read(run.tenant_id, store.get_run, run.agent_id, run.id)
+            assert stored is not None, "runs are deleted only with their agent"
+            return stored
         return finished
+
+    async def _heartbeat(self, run: RunRow) -> None:
+        """Renews the run's lease until cancelled, or until the run is no longer this replica's."""
+        while True:
+            await asyncio.sleep(self._leases.heartbeat_seconds)
+            try:
+                held = await self._db.write(run.tenant_id, store.renew_lease, run, self._leases.expiry())
+            except Exception:  # a database hiccup: the next beat tries again, within the lease
+                log.warning("could not renew the lease of run %s", run.id, exc_info=True)
+                continue
+            if not held:
+                return
+
+    async def sweep(self) -> int:
+        """Fails every run whose lease expired (its executor died) with ``RUN_INTERRUPTED``.
+
+        Returns:
+            How many runs were failed.
+        """
+        swept = await self._db.system(store.interrupt_expired, self._leases.clock())
+        if swept:
+            log.warning("failed %d runs whose executor stopped renewing their lease", swept)
+        return swept
+
+    async def start_sweeping(self) -> None:
+        """Sweeps once now, then every ``sweep_seconds`` in a task of its own."""
+        await self.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="run-sweeper")
+
+    async def stop_sweeping(self) -> None:
+        """Stops the sweeper task."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._leases.sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception:
+                log.warning("sweeping expired runs failed; trying again later", exc_info=True)
 
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
         tenant_id, agent_id, run_id = RUN.parse(request.name, "name")

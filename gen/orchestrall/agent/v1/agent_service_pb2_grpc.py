@@ -181,7 +181,9 @@ class AgentServiceServicer:
         A failing model or a run over its deadline is no error of the call: the run is
         returned in `STATE_FAILED` with `error` (UNAVAILABLE `MODEL_UNAVAILABLE` or
         `MODEL_EMPTY_RESPONSE`; DEADLINE_EXCEEDED `RUN_TIMEOUT`, the run took longer than
-        its deadline, 300 s by default). A tool call that fails (bad arguments, a broken
+        its deadline, 300 s by default; ABORTED `RUN_INTERRUPTED`, the replica executing it
+        stopped renewing its lease, so it was failed rather than left running; a retry with
+        the run's `request_id` returns it so; start it again with a new one). A tool call that fails (bad arguments, a broken
         tool) is recorded with `failed` and goes back to the model; the run goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
