@@ -16,6 +16,7 @@ IMAGE_ROOTS = (
     "grpcio-status",
     "protobuf",
     "protovalidate",
+    "jsonschema",
     "googleapis-common-protos",
     "sqlalchemy",
     "psycopg[binary]",

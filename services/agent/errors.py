@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.kit.errors import AlreadyExists, NotFound, ResourceExhausted, Unavailable, domain_of
+import grpc
+
+from services.kit.errors import AlreadyExists, NotFound, ResourceExhausted, TooBusy, Unavailable, domain_of
 
 DOMAIN = domain_of("agent")
 
@@ -34,3 +36,22 @@ def quota_exceeded(tenant: str, meter: str, limit: float) -> ResourceExhausted:
 def billing_unavailable() -> Unavailable:
     """Entitlements could not be checked; runs fail closed."""
     return Unavailable("BILLING_UNAVAILABLE", "the billing service could not be reached; retry later")
+
+
+def too_many_runs(limit: int) -> TooBusy:
+    """The tenant has ``limit`` runs in progress already, the most it may."""
+    return TooBusy(
+        "TOO_MANY_RUNS",
+        f"the tenant has {limit} runs in progress, the most it may at once; retry when one has finished",
+        retry_after=1,
+        metadata={"limit": str(limit)},
+    )
+
+
+#: The status code of a failed run's ``error``, by its reason.
+RUN_FAILURE_CODES = {
+    "MODEL_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "MODEL_EMPTY_RESPONSE": grpc.StatusCode.UNAVAILABLE,
+    "RUN_TIMEOUT": grpc.StatusCode.DEADLINE_EXCEEDED,
+    "RUN_INTERRUPTED": grpc.StatusCode.ABORTED,
+}

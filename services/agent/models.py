@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Text,
@@ -92,6 +93,8 @@ class Run(Base):
         ForeignKeyConstraint(
             ["tenant_id", "agent_id"], ["agents.tenant_id", "agents.id"], ondelete="CASCADE"
         ),
+        # The sweeper's and the per-tenant count's lookup of runs in progress by lease.
+        Index("ix_runs_state_lease", "state", "lease_expire_time"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
@@ -111,11 +114,17 @@ class Run(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    executor: Mapped[str] = mapped_column(String(100), default="")
+    lease_expire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
-    """One run, as stored; each of ``tool_calls`` holds the fields of a ``ToolCall`` message."""
+    """One run, as stored; each of ``tool_calls`` holds the fields of a ``ToolCall`` message.
+
+    A run in progress is leased to the replica executing it (``executor``), which renews
+    ``lease_expire_time`` while it works; a run whose lease has expired lost its executor.
+    """
 
     tenant_id: str
     id: str
@@ -134,3 +143,5 @@ class RunRow:
     request_id: str | None
     create_time: dt.datetime
     end_time: dt.datetime | None
+    executor: str
+    lease_expire_time: dt.datetime | None

@@ -9,18 +9,30 @@ Loop rules:
 * later turns use ``auto``;
 * a call identical to one already made (same function, same arguments as JSON) is not
   executed again: the model is asked for its final answer with
-  ``tool_choice="none"``; so is a model that exceeds ``MAX_TOOL_ROUNDS``.
+  ``tool_choice="none"``; so is a model that exceeds ``MAX_TOOL_ROUNDS``;
+* a tool call that cannot be answered (unknown tool, arguments that are not a JSON object
+  or fail the tool's JSON Schema, a tool that raises or returns something that is not
+  JSON) goes back to the model as a tool message ``{"error": "..."}`` and is recorded as
+  failed; the run goes on;
+* tools run in a worker thread, so a slow one holds up its own run only;
+* the whole loop has a deadline (:class:`RunFailed` ``RUN_TIMEOUT``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import openai
+from jsonschema.exceptions import best_match
 
 from services.agent import tools as catalog
+
+log = logging.getLogger(__name__)
 
 MAX_TOOL_ROUNDS = 4
 
@@ -49,12 +61,27 @@ class Outcome:
     model_calls: int = 0
 
 
-class ModelError(Exception):
+class RunFailed(Exception):
+    """The run cannot finish; ``outcome`` holds what it did until then (its usage is metered).
+
+    Attributes:
+        reason: The ``ErrorInfo`` reason stored on the run.
+        code: The status code of the run's ``error``.
+        outcome: The tool calls made and tokens used before the failure.
+    """
+
+    def __init__(self, reason: str, message: str, code: grpc.StatusCode) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+        self.outcome = Outcome()
+
+
+class ModelError(RunFailed):
     """The model endpoint failed or answered something unusable."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(reason, message, grpc.StatusCode.UNAVAILABLE)
 
 
 def _tool_param(tool: catalog.Tool) -> dict[str, Any]:
@@ -81,21 +108,45 @@ def _call_key(function_name: str, arguments: str) -> tuple[str, str]:
     return function_name, canonical
 
 
+def _tool_error(message: str) -> tuple[str, bool]:
+    return json.dumps({"error": message}), True
+
+
 def _call_tool(function_name: str, arguments: str) -> tuple[str, bool]:
+    """Calls a tool; returns its result as JSON text and whether the call failed.
+
+    Never raises for a bad call or a broken tool: the error is the result, for the model.
+    """
     tool = catalog.by_function_name(function_name)
     if tool is None:
-        return json.dumps({"error": f"no tool named {function_name!r}"}), True
+        return _tool_error(f"no tool named {function_name!r}")
     try:
         args = json.loads(arguments or "{}")
-        if not isinstance(args, dict):
-            raise catalog.ToolError("arguments must be a JSON object")
-        return json.dumps(tool.function(args)), False
-    except (ValueError, catalog.ToolError) as error:
-        return json.dumps({"error": str(error)}), True
+    except ValueError as error:
+        return _tool_error(f"the arguments are not JSON: {error}")
+    if not isinstance(args, dict):
+        return _tool_error("the arguments must be a JSON object")
+    violation = best_match(tool.validator.iter_errors(args))
+    if violation is not None:
+        where = violation.json_path
+        return _tool_error(
+            f"the arguments do not match the tool's JSON Schema at {where}: {violation.message}"
+        )
+    try:
+        result = tool.function(args)
+    except catalog.ToolError as error:
+        return _tool_error(str(error))
+    except Exception as error:  # a broken tool fails its call, never the run
+        log.warning("tool %s raised", tool.id, exc_info=True)
+        return _tool_error(f"the tool failed ({type(error).__name__})")
+    try:
+        return json.dumps(result, allow_nan=False), False
+    except (TypeError, ValueError) as error:
+        return _tool_error(f"the tool returned a result that is not JSON ({error})")
 
 
 async def run_agent(
-    client: openai.AsyncOpenAI, spec: AgentSpec, user_input: str, tools_enabled: bool
+    client: openai.AsyncOpenAI, spec: AgentSpec, user_input: str, tools_enabled: bool, timeout: float
 ) -> Outcome:
     """Runs the loop for one input message.
 
@@ -104,13 +155,34 @@ async def run_agent(
         spec: The agent.
         user_input: The user's message.
         tools_enabled: Whether tools are offered at all (the ``agent-tools`` flag).
+        timeout: Seconds the whole run may take, model calls and tools included.
 
     Returns:
         The final reply, the tool calls made, and summed token usage.
 
     Raises:
         ModelError: The endpoint failed, or returned no choice.
+        RunFailed: ``RUN_TIMEOUT`` (DEADLINE_EXCEEDED), the run took longer than ``timeout``.
     """
+    outcome = Outcome(model=spec.model)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _loop(client, spec, user_input, tools_enabled, outcome)
+    except TimeoutError:
+        failure = RunFailed(
+            "RUN_TIMEOUT",
+            f"the run took longer than {timeout:g} s, the most a run may take",
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+    except RunFailed as error:
+        failure = error
+    failure.outcome = outcome
+    raise failure
+
+
+async def _loop(
+    client: openai.AsyncOpenAI, spec: AgentSpec, user_input: str, tools_enabled: bool, outcome: Outcome
+) -> Outcome:
     offered = (
         [catalog.CATALOG[name] for name in spec.tools if name in catalog.CATALOG] if tools_enabled else []
     )
@@ -118,7 +190,6 @@ async def run_agent(
         {"role": "system", "content": spec.instructions},
         {"role": "user", "content": user_input},
     ]
-    outcome = Outcome(model=spec.model)
     seen: set[tuple[str, str]] = set()
     tool_choice: Any = _first_choice(spec, offered) if offered else None
     for _round in range(MAX_TOOL_ROUNDS + 1):
@@ -170,7 +241,7 @@ async def run_agent(
         )
         for call in fresh:
             seen.add(_call_key(call.function.name, call.function.arguments))
-            result, failed = _call_tool(call.function.name, call.function.arguments)
+            result, failed = await asyncio.to_thread(_call_tool, call.function.name, call.function.arguments)
             outcome.tool_calls.append(
                 {
                     "id": call.id,

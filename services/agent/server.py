@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import socket
+from collections.abc import Callable
+
 import grpc
 import openai
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
-from services.agent.service import AgentService
+from services.agent.service import AgentService, RunLeases, RunLimits
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
+from services.kit.names import new_id
 from services.kit.server import Service, mesh_service
+from services.kit.timestamps import utcnow
 
 NAME = "agent"
 
@@ -31,10 +38,36 @@ class AgentSettings(MeshSettings):
     )
     default_model: str = Field("smollm2", description="Model for agents that name none.")
     model_timeout_seconds: float = Field(120.0, gt=0, description="Deadline of one model call.")
+    run_timeout_seconds: float = Field(
+        300.0, gt=0, description="Deadline of a whole run, every model call and tool included."
+    )
+    max_running_runs: int = Field(
+        8, ge=1, description="Runs one tenant may have in progress at once, over every replica."
+    )
+    run_lease_seconds: float = Field(30.0, gt=0, description="Lease of a run on the replica executing it.")
+    run_heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a replica renews its runs' leases."
+    )
+    run_sweep_seconds: float = Field(
+        15.0, gt=0, description="How often a replica fails runs whose lease expired (RUN_INTERRUPTED)."
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> AgentSettings:
+        if self.run_heartbeat_seconds * 2 > self.run_lease_seconds:
+            raise ValueError("run_heartbeat_seconds must be at most half of run_lease_seconds")
+        return self
 
 
-async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSettings]:
-    """The agent service."""
+async def build(
+    settings: AgentSettings | None = None, clock: Callable[[], dt.datetime] = utcnow
+) -> tuple[Service, MeshSettings]:
+    """The agent service.
+
+    Args:
+        settings: Its settings; from the environment when None.
+        clock: The time run leases are measured in (tests move it).
+    """
     settings = settings or AgentSettings()
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
@@ -45,7 +78,15 @@ async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSet
         max_retries=1,
         http_client=model_http_client(),
     )
-    servicer = AgentService(db, model_client, settings.default_model, Peers(clients))
+    limits = RunLimits(timeout_seconds=settings.run_timeout_seconds, max_running=settings.max_running_runs)
+    leases = RunLeases(
+        lease_seconds=settings.run_lease_seconds,
+        heartbeat_seconds=settings.run_heartbeat_seconds,
+        sweep_seconds=settings.run_sweep_seconds,
+        executor=f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()}",
+        clock=clock,
+    )
+    servicer = AgentService(db, model_client, settings.default_model, Peers(clients), limits, leases)
 
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
@@ -57,6 +98,7 @@ async def build(settings: AgentSettings | None = None) -> tuple[Service, MeshSet
         db,
         clients,
         AUDIT_OUTBOX,
-        on_stop=[model_client.close],
+        on_start=[servicer.start_sweeping],
+        on_stop=[servicer.stop_sweeping, model_client.close],
     )
     return service, settings

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -18,7 +21,7 @@ from services.agent import errors, store
 from services.agent import tools as catalog
 from services.agent.models import AgentRow, RunRow, RunState
 from services.agent.peers import Peers
-from services.agent.runner import AgentSpec, ModelError, run_agent
+from services.agent.runner import AgentSpec, Outcome, RunFailed, run_agent
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database
@@ -70,10 +73,9 @@ def run_to_proto(run: RunRow) -> res.Run:
         create_time=to_timestamp(run.create_time),
         end_time=to_timestamp(run.end_time),
     )
-    if run.error_reason:  # runs fail only when the model endpoint does
-        message.error.CopyFrom(
-            error_status(grpc.StatusCode.UNAVAILABLE, run.error_reason, run.error_message, errors.DOMAIN)
-        )
+    if run.error_reason:
+        code = errors.RUN_FAILURE_CODES.get(run.error_reason, grpc.StatusCode.UNKNOWN)
+        message.error.CopyFrom(error_status(code, run.error_reason, run.error_message, errors.DOMAIN))
     return message
 
 
@@ -101,6 +103,52 @@ def _validate_agent(agent: res.Agent, agent_id: str) -> None:
         raise InvalidArgument(violations)
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """What one run, and one tenant's runs together, may take.
+
+    Attributes:
+        timeout_seconds: Deadline of a whole run; past it the run fails with ``RUN_TIMEOUT``.
+        max_running: Runs a tenant may have in progress at once, counted in the database
+            over every replica; one more is refused with ``TOO_MANY_RUNS``.
+    """
+
+    timeout_seconds: float = 300.0
+    max_running: int = 8
+
+
+@dataclass(frozen=True)
+class RunLeases:
+    """How runs in progress are leased to the replica executing them (issue 14, item 8).
+
+    A replica that dies stops renewing its runs' leases; once a lease has expired any
+    replica's sweeper fails the run with ``RUN_INTERRUPTED``, and so does a retry of its
+    ``CreateRun``. Interrupted runs are failed, not resumed: a run's model replies and
+    tool results are not checkpointed, so resuming would mean running it again from the
+    start, calling its tools (which may act on the world) and the model (which is billed)
+    a second time, under the caller's old request. The caller decides, with a new
+    ``request_id``.
+
+    Attributes:
+        lease_seconds: How long a lease lasts unless renewed.
+        heartbeat_seconds: How often the executor renews it (well under ``lease_seconds``).
+        sweep_seconds: How often each replica fails runs whose lease expired; it also
+            sweeps once at start-up.
+        executor: This replica's ID, written on the runs it executes.
+        clock: The time leases are measured in (injected by tests).
+    """
+
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    sweep_seconds: float = 15.0
+    executor: str = ""
+    clock: Callable[[], dt.datetime] = utcnow
+
+    def expiry(self) -> dt.datetime:
+        """Returns when a lease taken or renewed now expires."""
+        return self.clock() + dt.timedelta(seconds=self.lease_seconds)
+
+
 class AgentService(pb_grpc.AgentServiceServicer):
     """Agents and runs.
 
@@ -109,12 +157,23 @@ class AgentService(pb_grpc.AgentServiceServicer):
         model_client: OpenAI-compatible client for every model call.
         default_model: Model used when an agent names none.
         peers: Billing and flag calls.
+        limits: Limits of runs.
+        leases: Leases of runs in progress.
     """
 
     def __init__(
-        self, db: Database, model_client: openai.AsyncOpenAI, default_model: str, peers: Peers
+        self,
+        db: Database,
+        model_client: openai.AsyncOpenAI,
+        default_model: str,
+        peers: Peers,
+        limits: RunLimits,
+        leases: RunLeases,
     ) -> None:
         self._db = db
+        self._limits = limits
+        self._leases = leases
+        self._sweeper: asyncio.Task[None] | None = None
         self._executions: set[asyncio.Task[RunRow]] = set()
         self._model = model_client
         self._default_model = default_model
@@ -187,6 +246,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
         if agent is None:
             raise errors.agent_not_found(request.parent)
         if earlier is not None:
+            if earlier.state == RunState.RUNNING:  # its executor may have died
+                earlier = await self._db.write(
+                    tenant_id, store.interrupt_if_expired, earlier, self._leases.clock()
+                )
             return run_to_proto(earlier)
         # Independent peer calls, awaited together: one entitlement check for every meter
         # the run may spend, and the tools flag.
@@ -216,14 +279,18 @@ class AgentService(pb_grpc.AgentServiceServicer):
             error_reason="",
             error_message="",
             request_id=request.request_id or None,
-            create_time=utcnow(),
+            create_time=self._leases.clock(),
             end_time=None,
+            executor=self._leases.executor,
+            lease_expire_time=self._leases.expiry(),
         )
         note_resource(RUN.format(tenant_id, agent_id, run.id))
         try:
-            created = await self._db.write(tenant_id, store.start_run, run)
+            created = await self._db.write(tenant_id, store.start_run, run, self._limits.max_running)
         except IntegrityError:  # the agent was deleted meanwhile (the runs' foreign key)
             raise errors.agent_not_found(request.parent) from None
+        if created is None:
+            raise errors.too_many_runs(self._limits.max_running)
         if created is not run:  # a concurrent retry with the same request_id won
             return run_to_proto(created)
         # A caller that goes away (a workflow process restarting) must not leave the run
@@ -243,34 +310,94 @@ class AgentService(pb_grpc.AgentServiceServicer):
             max_output_tokens=agent.max_output_tokens,
             tool_choice_required=agent.tool_choice == "TOOL_CHOICE_REQUIRED",
         )
+        outcome: Outcome
         changes: dict[str, Any]
+        heartbeat = asyncio.create_task(self._heartbeat(run), name=f"lease-{run.id}")
         try:
-            outcome = await run_agent(self._model, spec, run.input, run.tools_enabled)
-        except ModelError as error:
-            changes = {"state": RunState.FAILED, "error_reason": error.reason, "error_message": str(error)}
-        else:
-            changes = {
-                "state": RunState.SUCCEEDED,
-                "output": outcome.output,
-                "model": outcome.model,
-                "tool_calls": outcome.tool_calls,
-                "input_tokens": outcome.input_tokens,
-                "output_tokens": outcome.output_tokens,
-                "model_calls": outcome.model_calls,
-            }
-        changes["end_time"] = utcnow()
+            try:
+                outcome = await run_agent(
+                    self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds
+                )
+            except RunFailed as error:
+                outcome = error.outcome
+                changes = {
+                    "state": RunState.FAILED,
+                    "error_reason": error.reason,
+                    "error_message": str(error),
+                }
+            else:
+                changes = {"state": RunState.SUCCEEDED, "output": outcome.output}
+        finally:
+            # Anything else that ends the run here leaves it to its lease: swept once it expires.
+            heartbeat.cancel()
+        changes.update(
+            model=outcome.model or run.model,
+            tool_calls=outcome.tool_calls,
+            input_tokens=outcome.input_tokens,
+            output_tokens=outcome.output_tokens,
+            model_calls=outcome.model_calls,
+            end_time=self._leases.clock(),
+        )
         finished = await self._db.write(run.tenant_id, store.finish_run, run, changes)
+        # The tokens were spent either way, also by a run swept meanwhile (its outcome is lost).
         await self._peers.record_usage(
             run.tenant_id,
             RUN.format(run.tenant_id, run.agent_id, run.id),
             run.id,
             {
                 "agent_runs": 1,
-                "model_input_tokens": finished.input_tokens,
-                "model_output_tokens": finished.output_tokens,
+                "model_input_tokens": outcome.input_tokens,
+                "model_output_tokens": outcome.output_tokens,
             },
         )
+        if finished is None:
+            log.warning("run %s lost its lease before it finished; it stays interrupted", run.id)
+            stored = await self._db.read(run.tenant_id, store.get_run, run.agent_id, run.id)
+            assert stored is not None, "runs are deleted only with their agent"
+            return stored
         return finished
+
+    async def _heartbeat(self, run: RunRow) -> None:
+        """Renews the run's lease until cancelled, or until the run is no longer this replica's."""
+        while True:
+            await asyncio.sleep(self._leases.heartbeat_seconds)
+            try:
+                held = await self._db.write(run.tenant_id, store.renew_lease, run, self._leases.expiry())
+            except Exception:  # a database hiccup: the next beat tries again, within the lease
+                log.warning("could not renew the lease of run %s", run.id, exc_info=True)
+                continue
+            if not held:
+                return
+
+    async def sweep(self) -> int:
+        """Fails every run whose lease expired (its executor died) with ``RUN_INTERRUPTED``.
+
+        Returns:
+            How many runs were failed.
+        """
+        swept = await self._db.system(store.interrupt_expired, self._leases.clock())
+        if swept:
+            log.warning("failed %d runs whose executor stopped renewing their lease", swept)
+        return swept
+
+    async def start_sweeping(self) -> None:
+        """Sweeps once now, then every ``sweep_seconds`` in a task of its own."""
+        await self.sweep()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="run-sweeper")
+
+    async def stop_sweeping(self) -> None:
+        """Stops the sweeper task."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._leases.sweep_seconds)
+            try:
+                await self.sweep()
+            except Exception:
+                log.warning("sweeping expired runs failed; trying again later", exc_info=True)
 
     async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
         tenant_id, agent_id, run_id = RUN.parse(request.name, "name")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 
 class ToolError(Exception):
@@ -27,12 +29,19 @@ class Tool:
         description: What it does, for the model.
         parameters: JSON Schema of the arguments object.
         function: Computes the result from validated arguments.
+        validator: Checks arguments against ``parameters`` (JSON Schema 2020-12, the
+            ``jsonschema`` library); made once with the tool, which fails on a bad schema.
     """
 
     id: str
     description: str
     parameters: dict[str, Any]
-    function: Callable[[dict[str, Any]], dict[str, Any]]
+    function: Callable[[dict[str, Any]], Any]
+    validator: Draft202012Validator = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        Draft202012Validator.check_schema(self.parameters)
+        object.__setattr__(self, "validator", Draft202012Validator(self.parameters))
 
     @property
     def name(self) -> str:

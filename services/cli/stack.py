@@ -74,12 +74,21 @@ def model_path() -> Path:
 
 
 def model_server_argv(port: int) -> list[str]:
-    """The command that serves the embedded model (llama.cpp's OpenAI-compatible server) on ``port``."""
+    """The command that serves the embedded model (llama.cpp's OpenAI-compatible server) on ``port``.
+
+    No ``--chat_format`` is given, so llama-cpp-python formats chats with the model's own
+    chat template from the GGUF (a Jinja2 template rendered without autoescaping): messages
+    and tool results reach the model as sent. The ``chatml-function-calling`` format is not
+    used: its template autoescapes HTML (a ``"`` in a message became ``&#34;``) and renders
+    no ``tool`` message at all, so the model never saw a tool's result. With the GGUF's
+    template a call is made when the request names the function (``tool_choice`` of an agent
+    with ``TOOL_CHOICE_REQUIRED`` and one tool), its arguments constrained by a grammar made
+    from the tool's JSON Schema; with ``auto`` the local model answers in text.
+    """
     return [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path()),
         "--model_alias", MODEL_ALIAS,
-        "--chat_format", "chatml-function-calling",
         "--n_ctx", "4096",
         "--host", "127.0.0.1",
         "--port", str(port),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -11,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from orchestrall.auth.v1 import resources_pb2 as auth_res
+from services.agent.tools import CATALOG, Tool
 from tests.conftest import Mesh
 
 
@@ -65,3 +69,34 @@ def field_violations(error: grpc.aio.AioRpcError) -> list[str]:
         if detail.Unpack(bad):
             return [v.field for v in bad.field_violations]
     return []
+
+
+def retry_info(error: grpc.aio.AioRpcError) -> error_details_pb2.RetryInfo | None:
+    """The RetryInfo in an error's ``grpc-status-details-bin``, or None."""
+    status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
+    info = error_details_pb2.RetryInfo()
+    for detail in status.details:
+        if detail.Unpack(info):
+            return info
+    return None
+
+
+@contextmanager
+def extra_tool(tool: Tool) -> Iterator[Tool]:
+    """Adds ``tool`` to the catalog (services run in this process) while the block runs."""
+    assert tool.name not in CATALOG
+    CATALOG[tool.name] = tool
+    try:
+        yield tool
+    finally:
+        del CATALOG[tool.name]
+
+
+def hub_tool(tool_id: str, function: Callable[[dict[str, Any]], Any]) -> Tool:
+    """A test tool of one argument, ``hub``, which a grammar-constrained model can only call right."""
+    schema = {
+        "type": "object",
+        "properties": {"hub": {"type": "string", "enum": ["Rotterdam"]}},
+        "required": ["hub"],
+    }
+    return Tool(id=tool_id, description="Looks up a logistics hub.", parameters=schema, function=function)

@@ -175,9 +175,16 @@ class AgentServiceServicer:
         characters); NOT_FOUND `AGENT_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
         plan's allowance of a meter the run spends is used up for the period; the metadata
         names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the entitlement
-        could not be checked; runs fail closed); and the common reasons of `AgentService`.
-        A failing model is no error of the call: the run is returned in `STATE_FAILED` with
-        `error` (UNAVAILABLE, `MODEL_UNAVAILABLE` or `MODEL_EMPTY_RESPONSE`).
+        could not be checked; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
+        tenant has as many runs in progress as it may, 8 by default, over every replica;
+        `google.rpc.RetryInfo` says when to retry); and the common reasons of `AgentService`.
+        A failing model or a run over its deadline is no error of the call: the run is
+        returned in `STATE_FAILED` with `error` (UNAVAILABLE `MODEL_UNAVAILABLE` or
+        `MODEL_EMPTY_RESPONSE`; DEADLINE_EXCEEDED `RUN_TIMEOUT`, the run took longer than
+        its deadline, 300 s by default; ABORTED `RUN_INTERRUPTED`, the replica executing it
+        stopped renewing its lease, so it was failed rather than left running; a retry with
+        the run's `request_id` returns it so; start it again with a new one). A tool call that fails (bad arguments, a broken
+        tool) is recorded with `failed` and goes back to the model; the run goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
