@@ -1,9 +1,10 @@
 """What tracing costs: GetAgent REST through Envoy on a traced stack against an untraced one.
 
 The traced stack is the SQLite stack's twin with ``OTEL_EXPORTER_OTLP_ENDPOINT``
-set: Envoy starts a trace per request, the agent service records its server
-span and its transaction's span and exports them in batches (OTLP/gRPC) to
-:mod:`benchmark.otlp_sink` on core 1. The untraced figure is the SQLite stack
+set, at the default sampling (``GatewaySettings.trace_sampling``, 10 %): Envoy
+starts a trace per request and samples one in ten; for those the agent service
+records its server span and its transaction's span and exports them in batches
+(OTLP/gRPC) to :mod:`benchmark.otlp_sink` on core 1. The untraced figure is the SQLite stack
 measured the same way in the same rounds. Both stacks keep their metrics and
 their JSON log line per RPC, which are always on.
 """
@@ -47,7 +48,7 @@ class TracingCost:
         traced, untraced = self.traced.median, self.untraced.median
         return [
             Row(
-                "GetAgent REST via Envoy, traced ÷ untraced, SQLite",
+                "GetAgent REST via Envoy, traced (10 % sampled) ÷ untraced, SQLite",
                 traced.rate,
                 "/s",
                 baseline=untraced.rate,

@@ -281,6 +281,7 @@ def render(
     jwt_cache_size: int = JWT_CACHE_SIZE,
     jwt_clock_skew_seconds: int = JWT_CLOCK_SKEW_SECONDS,
     otlp_endpoint: str | None = None,
+    trace_sampling: float = 100.0,
     edge_tls: tuple[Path, Path] | None = None,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
@@ -316,6 +317,9 @@ def render(
             ``OTEL_EXPORTER_OTLP_ENDPOINT``): the gateway then starts a W3C trace for
             every request that does not carry one, continues one that does, passes
             ``traceparent`` upstream and exports its spans there. None: no tracing.
+        trace_sampling: Percent of requests the gateway samples (Envoy's ``random_sampling``;
+            it decides afresh even when a caller's ``traceparent`` says sampled). Unsampled
+            requests still carry a ``traceparent``, which tells the services not to record.
         edge_tls: Certificate chain and private key (PEM files) the listener serves TLS
             with (1.2 and 1.3, HTTP/2 or HTTP/1.1 by ALPN). None: plain HTTP.
 
@@ -412,6 +416,7 @@ def render(
         max_request_bytes=max_request_bytes,
         max_response_bytes=MAX_RESPONSE_BYTES,
         otlp=_otlp_address(otlp_endpoint),
+        trace_sampling=trace_sampling,
         edge_tls={"cert": str(edge_tls[0]), "key": str(edge_tls[1])} if edge_tls else None,
         max_request_headers_kb=max_request_headers_kb,
         local_replies=local_replies(

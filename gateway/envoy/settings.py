@@ -71,6 +71,16 @@ class GatewaySettings(BaseSettings):
     anonymous_burst: int = Field(
         20, ge=1, description="Sign-up and token requests one client address may make at once."
     )
+    trace_sampling: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description=(
+            "Percent of requests the gateway traces when tracing is on (OTEL_EXPORTER_OTLP_ENDPOINT); "
+            "the services follow its decision. Envoy decides afresh even for a caller's sampled "
+            "traceparent, so below 100 a caller's trace may be dropped."
+        ),
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://localhost:5173"],
         description=(

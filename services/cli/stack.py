@@ -24,6 +24,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -285,9 +286,9 @@ class Stack:
         self._supervisor.start()
         self.timings["total"] = time.monotonic() - began
 
-    def _ca(self) -> str:
-        """The local CA's certificate, which the gateway's edge certificate chains to."""
-        return str(self.config.tls_dir / "ca.pem")
+    def _ca(self) -> ssl.SSLContext:
+        """A client TLS context that trusts the local CA, which the gateway's edge certificate chains to."""
+        return ssl.create_default_context(cafile=str(self.config.tls_dir / "ca.pem"))
 
     def _probe(self, name: str) -> bool:
         """Whether ``name`` answers its readiness check now (gRPC health, or its HTTP endpoint)."""
@@ -332,6 +333,7 @@ class Stack:
             anonymous_rate_limit=config.gateway.anonymous_rate_limit,
             cors_origins=config.gateway.cors_origins,
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            trace_sampling=config.gateway.trace_sampling,
             edge_tls=(edge.cert, edge.key) if config.edge_tls else None,
         )
         path = config.state_dir / "envoy.yaml"

@@ -47,7 +47,7 @@ from services.kit.calls import CURRENT_RPC
 from services.kit.errors import DomainError, TooBusy, Unauthenticated, internal_status
 from services.kit.mtls import peer_spiffe_id
 from services.kit.policy import may_call
-from services.kit.telemetry import RpcLog, RpcMetrics, annotate
+from services.kit.telemetry import RpcLog, RpcMetrics, end_server_span, traced
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Guard:
             done(method, code, began, principal)
             await abort_with(context, status)
 
-        return guarded
+        return traced(method, guarded)
 
     def _done(self, method: str, code: str, began: float, principal: auth.Principal | None) -> None:
         """Records a finished call: metrics, its log line, the tenant on its span."""
@@ -173,8 +173,7 @@ class Guard:
         if self._metrics is not None:
             self._metrics.observe(method, code, seconds)
         tenant = principal.tenant if principal is not None else None
-        if tenant:
-            annotate(**{"tenant.id": tenant})
+        end_server_span(code, tenant)
         self._rpc_log.write(
             method, code, seconds, tenant, principal.subject if principal is not None else None
         )

@@ -38,7 +38,6 @@ from services.kit.telemetry import (
     configure_logging,
     configure_tracing,
     flush_traces,
-    server_interceptors,
 )
 
 log = logging.getLogger(__name__)
@@ -164,7 +163,6 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
         metrics,
     )
     server = grpc.aio.server(
-        interceptors=server_interceptors(),
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),

@@ -87,7 +87,11 @@ def traced(tmp_path_factory: pytest.TempPathFactory, stack: Stack, backend: Back
     port = free_port()
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
-    variables = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    variables = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "ORCHESTRALL_GATEWAY_TRACE_SAMPLING": "100",  # every request, so this one is traced
+    }
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)  # the stack hands its environment to its children
     config = StackConfig.ephemeral(

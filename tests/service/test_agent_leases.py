@@ -56,7 +56,12 @@ async def agent_db(mesh: Mesh) -> AsyncIterator[Database]:
 
 async def _replica(mesh: Mesh, model_url: str, clock: Clock, sweep_seconds: float) -> RunningServer:
     base = mesh.config.settings("agent").model_copy(
-        update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0", "audit_relay_interval_seconds": 0.2}
+        update={
+            "tls_dir": mesh.tls_dir,
+            "listen": "127.0.0.1:0",
+            "metrics_listen": None,
+            "audit_relay_interval_seconds": 0.2,
+        }
     )
     settings = AgentSettings(
         **base.model_dump(),

@@ -43,7 +43,12 @@ def _hub_agent(tool_id: str) -> res.Agent:
 async def limited(mesh: Mesh, model_url: str) -> AsyncIterator[RunningServer]:
     """A second agent replica: runs of at most RUN_TIMEOUT seconds, one in progress per tenant."""
     base = mesh.config.settings("agent").model_copy(
-        update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0", "audit_relay_interval_seconds": 0.2}
+        update={
+            "tls_dir": mesh.tls_dir,
+            "listen": "127.0.0.1:0",
+            "metrics_listen": None,
+            "audit_relay_interval_seconds": 0.2,
+        }
     )
     settings = AgentSettings(
         **base.model_dump(), openai_base_url=model_url, run_timeout_seconds=RUN_TIMEOUT, max_running_runs=1
