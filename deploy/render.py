@@ -15,7 +15,8 @@ local runtime uses, so the two cannot drift:
   :data:`services.kit.policy.SERVICE_CALLS` and the contracts' access rules
   (:func:`services.kit.auth.method_rules`), the table the kit enforces; the sidecars' retries and
   circuit breaking, from the kit's client retry policy (:mod:`services.kit.clients`);
-* :mod:`deploy.image`: the image's requirements, from ``requirements.lock``.
+* :mod:`deploy.image`: the image's requirements, from ``requirements.lock``;
+* :mod:`deploy.dashboards`: the Grafana dashboard of the golden signals, from the kit's metrics.
 
 What differs between installations is a :class:`deploy.cluster.Cluster`.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +44,7 @@ from typing import Any
 import yaml
 
 from deploy.cluster import Cluster
+from deploy.dashboards import golden_signals
 from deploy.image import image_requirements
 from deploy.mesh import (
     authorization_policies,
@@ -100,14 +103,15 @@ def render_tree(cluster: Cluster, lock: str | None = None) -> dict[str, str]:
         "istio/destination-rules.yaml": _dump(destination_rules(cluster)),
         "istio/virtual-services.yaml": _dump(virtual_services(cluster)),
         **{f"istio/patches/{file}": _dump([patch]) for file, patch in istio_patches(cluster).items()},
+        "dashboards/golden-signals.json": json.dumps(golden_signals(cluster), indent=2) + "\n",
         "image-requirements.txt": image_requirements(lock),
     }
     return tree
 
 
 def generated_files(out: Path) -> Iterator[Path]:
-    """Files under ``out`` that :func:`render_tree` owns (everything in ``base/`` and ``istio/``)."""
-    for folder in ("base", "istio"):
+    """Files under ``out`` that :func:`render_tree` owns (all of ``base/``, ``istio/``, ``dashboards/``)."""
+    for folder in ("base", "istio", "dashboards"):
         if (out / folder).is_dir():
             yield from (p for p in sorted((out / folder).rglob("*")) if p.is_file())
     if (out / "image-requirements.txt").exists():

@@ -65,7 +65,7 @@ from sqlalchemy.sql import Executable
 
 from services.kit.calls import CURRENT_RPC
 from services.kit.config import MeshSettings
-from services.kit.telemetry import tracing_enabled
+from services.kit.telemetry import recording, tracing_enabled
 
 # The login role services connect as on PostgreSQL: NOSUPERUSER NOBYPASSRLS, so the
 # tenant_isolation policies apply to it. Created and granted by each lineage's 0002 migration.
@@ -582,7 +582,7 @@ class Database:
         *,
         inline: bool = False,
     ) -> T:
-        if not self._traced:
+        if not self._traced or not recording():  # no span under a trace that is not recorded
             return self._attempts(write, tenant, all_tenants, work, args, kwargs, inline)
         name = getattr(work, "__name__", "work")
         attributes = {"db.system.name": self.dialect, "db.operation.name": "transaction"}

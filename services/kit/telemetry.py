@@ -38,6 +38,7 @@ from wsgiref.simple_server import WSGIServer
 
 import grpc
 import prometheus_client
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 #: Log fields are cut to this many characters (a 10 KB tenant string is not logged whole).
@@ -47,6 +48,11 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _configured: list[str] = []
 _log_stream: io.TextIOBase | None = None
+
+
+def recording() -> bool:
+    """Whether the current span records (a child span is worth making)."""
+    return trace.get_current_span().is_recording()
 
 
 def tracing_enabled() -> bool:
@@ -119,6 +125,14 @@ def traced(method: str, handler: Handler) -> Handler:
 
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         parent = propagate.extract(dict(context.invocation_metadata() or ()))
+        caller = trace.get_current_span(parent).get_span_context()
+        if caller.is_valid and not caller.trace_flags.sampled:
+            # The caller decided not to record this trace: pass its context on, make no span.
+            token = otel_context.attach(parent)
+            try:
+                return await handler(request, context)
+            finally:
+                otel_context.detach(token)
         with _SERVER_TRACER.start_as_current_span(
             method, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
         ):
