@@ -182,8 +182,43 @@ def cases(target: Target, tenant: str) -> Iterator[Case]:
     yield case("100,000-byte header", headers={"x-large": "z" * 100_000}, body=good_body)
 
 
-def problems(response_status: int, content_type: str, text: str) -> list[str]:
-    """Returns what is wrong with an answer to a bad request; empty when nothing is."""
+#: OpenFeature error codes an OFREP failure body may carry (openfeature.dev/specification/types#error-code).
+OFREP_ERROR_CODES = frozenset(
+    {"FLAG_NOT_FOUND", "PARSE_ERROR", "TYPE_MISMATCH", "TARGETING_KEY_MISSING", "INVALID_CONTEXT", "GENERAL"}
+)
+
+
+def _ofrep_failure(body: Any) -> bool:
+    """Tells whether a body is an OFREP failure: ``errorCode`` (an OpenFeature code), ``errorDetails``."""
+    return (
+        isinstance(body, dict)
+        and body.get("errorCode") in OFREP_ERROR_CODES
+        and isinstance(body.get("errorDetails", ""), str)
+        and set(body) <= {"key", "errorCode", "errorDetails", "metadata"}
+    )
+
+
+def _one_status(status: Any) -> bool:
+    """Tells whether a body is one ``google.rpc.Status`` with exactly one ``ErrorInfo``.
+
+    Raises:
+        AttributeError: The body is no JSON object.
+    """
+    infos = [d for d in status.get("details", []) if d.get("@type", "").endswith("google.rpc.ErrorInfo")]
+    return len(infos) == 1 and isinstance(status.get("code"), int) and "message" in status
+
+
+def problems(response_status: int, content_type: str, text: str, *, ofrep: bool = False) -> list[str]:
+    """Returns what is wrong with an answer to a bad request; empty when nothing is.
+
+    Args:
+        response_status: The HTTP status.
+        content_type: The answer's content-type.
+        text: The answer's body.
+        ofrep: The request was to an OFREP endpoint (``/ofrep/``), whose own failures
+            have OFREP's shape (``errorCode``, ``errorDetails``); refusals before
+            evaluation (token, permission, limits) are ``google.rpc.Status`` like any other.
+    """
     found = []
     if response_status >= 500:
         found.append(f"HTTP {response_status}")
@@ -192,13 +227,10 @@ def problems(response_status: int, content_type: str, text: str) -> list[str]:
             found.append(f"content-type {content_type!r}, not JSON")
         else:
             try:
-                status = json.loads(text)
-                infos = [
-                    d
-                    for d in status.get("details", [])
-                    if d.get("@type", "").endswith("google.rpc.ErrorInfo")
-                ]
-                if len(infos) != 1 or not isinstance(status.get("code"), int) or "message" not in status:
+                body = json.loads(text)
+                if ofrep and response_status in (400, 404) and _ofrep_failure(body):
+                    pass  # OFREP's own failure, in its own shape
+                elif not _one_status(body):
                     found.append("not one google.rpc.Status with exactly one ErrorInfo")
             except (ValueError, AttributeError):
                 found.append("a body that is not JSON")

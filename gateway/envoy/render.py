@@ -76,6 +76,13 @@ JWT_CLOCK_SKEW_SECONDS = 60
 #: Request header carrying the verified ``tenant`` claim (written by jwt_authn,
 #: read by the rate limiter, removed before a service sees it).
 TENANT_HEADER = "x-orchestrall-tenant"
+#: Path prefix of OFREP's endpoints (``orchestrall.flag.v1.OfrepService``'s REST bindings).
+OFREP_PREFIX = "/ofrep/"
+#: Response header in which the flag service names an OFREP answer's HTTP status
+#: (``services.flag.ofrep.STATUS_HEADER``; the gateway does not load the service).
+OFREP_STATUS_HEADER = "x-ofrep-status"
+#: The HTTP statuses an OFREP answer may name in its status header (services/flag/ofrep.py).
+OFREP_STATUSES = (200, 304, 400, 404)
 #: Cluster without endpoints behind the REST catch-all route (see the template).
 UNROUTED_CLUSTER = "unrouted"
 
@@ -83,9 +90,9 @@ UNROUTED_CLUSTER = "unrouted"
 #: Distinct tenants / addresses whose buckets are kept (LRU); an evicted one restarts full.
 MAX_DYNAMIC_DESCRIPTORS = 10_000
 CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
-CORS_ALLOW_HEADERS = ("authorization", "content-type", "x-request-id")
-#: Response headers a browser script may read (Retry-After on a 429).
-CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
+CORS_ALLOW_HEADERS = ("authorization", "content-type", "if-none-match", "x-request-id")
+#: Response headers a browser script may read (Retry-After on a 429, an OFREP bulk answer's ETag).
+CORS_EXPOSE_HEADERS = ("etag", "retry-after", "x-request-id")
 CORS_MAX_AGE_SECONDS = 600
 #: Largest request body (REST JSON or gRPC message); larger gets 413.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -390,6 +397,9 @@ def render(
         unrouted_cluster=UNROUTED_CLUSTER,
         tenant_header=TENANT_HEADER,
         mesh_tenant_header=TENANT_METADATA_KEY,
+        ofrep_prefix=OFREP_PREFIX,
+        ofrep_status_header=OFREP_STATUS_HEADER,
+        ofrep_statuses=" or ".join(f'status == "{code}"' for code in OFREP_STATUSES),
         rate_limiters=[
             {
                 "name": "tenant_rate_limit",

@@ -44,6 +44,17 @@ from services.kit.jsonvalue import from_struct
 KEEPALIVE_SECONDS = 20.0
 
 
+def caller_tenant() -> str:
+    """Returns the tenant of the caller's token: the only tenant whose flags a caller evaluates.
+
+    Raises:
+        PermissionDenied: The caller acts for no tenant (``TENANT_MISMATCH``).
+    """
+    tenant = current_principal().tenant or ""
+    require_tenant(tenant)
+    return tenant
+
+
 def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(value)
@@ -62,14 +73,8 @@ class _Evaluations:
 
     @staticmethod
     def tenant() -> str:
-        """Returns the tenant of the caller's token.
-
-        Raises:
-            PermissionDenied: The caller acts for no tenant (``TENANT_MISMATCH``).
-        """
-        tenant = current_principal().tenant or ""
-        require_tenant(tenant)
-        return tenant
+        """Returns the tenant of the caller's token (:func:`caller_tenant`)."""
+        return caller_tenant()
 
     def context_of(self, tenant: str, context: struct_pb2.Struct) -> dict[str, Any] | None:
         """Returns the evaluation context with ``tenant`` set, or None when it breaks the bounds."""

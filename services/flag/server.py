@@ -6,7 +6,7 @@ import grpc
 from pydantic import Field
 
 from orchestrall.flag.v1 import flag_service_pb2_grpc
-from services.flag import flagd
+from services.flag import flagd, ofrep
 from services.flag.flagsets import FlagSets
 from services.flag.models import AUDIT_OUTBOX
 from services.flag.service import FlagService
@@ -27,7 +27,7 @@ class FlagSettings(MeshSettings):
 
 
 async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
-    """Build the flag service, flagd's evaluation services included; every tenant's flags load first."""
+    """Build the flag service, flagd's protocol and OFREP included; every tenant's flags load first."""
     settings = FlagSettings() if settings is None else FlagSettings(**settings.model_dump())
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
@@ -37,6 +37,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     def register(server: grpc.aio.Server) -> None:
         flag_service_pb2_grpc.add_FlagServiceServicer_to_server(servicer, server)
         flagd.register(server, flag_sets)
+        ofrep.register(server, flag_sets)
 
     service = mesh_service(
         NAME,

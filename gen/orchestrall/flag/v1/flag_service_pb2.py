@@ -26,6 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
@@ -34,7 +35,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from orchestrall.flag.v1 import resources_pb2 as orchestrall_dot_flag_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/flag/v1/flag_service.proto\x12\x13orchestrall.flag.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#orchestrall/flag/v1/resources.proto\"\x8a\x01\n\x11\x43reateFlagRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x33\n\x04\x66lag\x18\x02 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\x07\x66lag_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\"M\n\x0eGetFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"n\n\x10ListFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"k\n\x11ListFlagsResponse\x12\x33\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x19.orchestrall.flag.v1.FlagB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\x7f\n\x11UpdateFlagRequest\x12\x33\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"P\n\x11\x44\x65leteFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x82\x01\n\x13\x45valuateFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"\x8e\x01\n\x14\x45valuateFlagResponse\x12%\n\x05value\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x19\n\x07variant\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1b\n\nerror_code\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x32\xf0\x07\n\x0b\x46lagService\x12\xa8\x01\n\nCreateFlag\x12&.orchestrall.flag.v1.CreateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"W\xda\x41\x13parent,flag,flag_id\xc2\xf3\x18\x13\x12\x11\x66lag.flags.create\x82\xd3\xe4\x93\x02$\"\x1c/v1/{parent=tenants/*}/flags:\x04\x66lag\x12\x8a\x01\n\x07GetFlag\x12#.orchestrall.flag.v1.GetFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"?\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x66lag.flags.get\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=tenants/*/flags/*}\x12\x9e\x01\n\tListFlags\x12%.orchestrall.flag.v1.ListFlagsRequest\x1a&.orchestrall.flag.v1.ListFlagsResponse\"B\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x66lag.flags.list\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{parent=tenants/*}/flags\x12\xaa\x01\n\nUpdateFlag\x12&.orchestrall.flag.v1.UpdateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"Y\xda\x41\x10\x66lag,update_mask\xc2\xf3\x18\x13\x12\x11\x66lag.flags.update\x82\xd3\xe4\x93\x02)2!/v1/{flag.name=tenants/*/flags/*}:\x04\x66lag\x12\x90\x01\n\nDeleteFlag\x12&.orchestrall.flag.v1.DeleteFlagRequest\x1a\x16.google.protobuf.Empty\"B\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x66lag.flags.delete\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/{name=tenants/*/flags/*}\x12\xae\x01\n\x0c\x45valuateFlag\x12(.orchestrall.flag.v1.EvaluateFlagRequest\x1a).orchestrall.flag.v1.EvaluateFlagResponse\"I\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:evaluate:\x01*\x1a\x17\xca\x41\x14\x66lag.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/flag/v1/flag_service.proto\x12\x13orchestrall.flag.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#orchestrall/flag/v1/resources.proto\"\x8a\x01\n\x11\x43reateFlagRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x33\n\x04\x66lag\x18\x02 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\x07\x66lag_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\"M\n\x0eGetFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"n\n\x10ListFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"k\n\x11ListFlagsResponse\x12\x33\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x19.orchestrall.flag.v1.FlagB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\x7f\n\x11UpdateFlagRequest\x12\x33\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"P\n\x11\x44\x65leteFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x82\x01\n\x13\x45valuateFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"\x8e\x01\n\x14\x45valuateFlagResponse\x12%\n\x05value\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x19\n\x07variant\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1b\n\nerror_code\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"a\n\x18\x45valuateOfrepFlagRequest\x12\x1b\n\x03key\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12(\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x01\"E\n\x19\x45valuateOfrepFlagsRequest\x12(\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x01\x32\xf0\x07\n\x0b\x46lagService\x12\xa8\x01\n\nCreateFlag\x12&.orchestrall.flag.v1.CreateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"W\xda\x41\x13parent,flag,flag_id\xc2\xf3\x18\x13\x12\x11\x66lag.flags.create\x82\xd3\xe4\x93\x02$\"\x1c/v1/{parent=tenants/*}/flags:\x04\x66lag\x12\x8a\x01\n\x07GetFlag\x12#.orchestrall.flag.v1.GetFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"?\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x66lag.flags.get\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=tenants/*/flags/*}\x12\x9e\x01\n\tListFlags\x12%.orchestrall.flag.v1.ListFlagsRequest\x1a&.orchestrall.flag.v1.ListFlagsResponse\"B\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x66lag.flags.list\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{parent=tenants/*}/flags\x12\xaa\x01\n\nUpdateFlag\x12&.orchestrall.flag.v1.UpdateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"Y\xda\x41\x10\x66lag,update_mask\xc2\xf3\x18\x13\x12\x11\x66lag.flags.update\x82\xd3\xe4\x93\x02)2!/v1/{flag.name=tenants/*/flags/*}:\x04\x66lag\x12\x90\x01\n\nDeleteFlag\x12&.orchestrall.flag.v1.DeleteFlagRequest\x1a\x16.google.protobuf.Empty\"B\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x66lag.flags.delete\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/{name=tenants/*/flags/*}\x12\xae\x01\n\x0c\x45valuateFlag\x12(.orchestrall.flag.v1.EvaluateFlagRequest\x1a).orchestrall.flag.v1.EvaluateFlagResponse\"I\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:evaluate:\x01*\x1a\x17\xca\x41\x14\x66lag.orchestrall.dev2\xe7\x02\n\x0cOfrepService\x12\x9f\x01\n\x11\x45valuateOfrepFlag\x12-.orchestrall.flag.v1.EvaluateOfrepFlagRequest\x1a\x14.google.api.HttpBody\"E\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02&\"\x1e/ofrep/v1/evaluate/flags/{key}:\x04\x62ody\x12\x9b\x01\n\x12\x45valuateOfrepFlags\x12..orchestrall.flag.v1.EvaluateOfrepFlagsRequest\x1a\x14.google.api.HttpBody\"?\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02 \"\x18/ofrep/v1/evaluate/flags:\x04\x62ody\x1a\x17\xca\x41\x14\x66lag.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -76,6 +77,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEFLAGRESPONSE'].fields_by_name['reason']._serialized_options = b'\272H\004r\002\030d'
   _globals['_EVALUATEFLAGRESPONSE'].fields_by_name['error_code']._loaded_options = None
   _globals['_EVALUATEFLAGRESPONSE'].fields_by_name['error_code']._serialized_options = b'\272H\004r\002\030d'
+  _globals['_EVALUATEOFREPFLAGREQUEST'].fields_by_name['key']._loaded_options = None
+  _globals['_EVALUATEOFREPFLAGREQUEST'].fields_by_name['key']._serialized_options = b'\342A\001\002\272H\007r\002\030?\310\001\001'
+  _globals['_EVALUATEOFREPFLAGREQUEST'].fields_by_name['body']._loaded_options = None
+  _globals['_EVALUATEOFREPFLAGREQUEST'].fields_by_name['body']._serialized_options = b'\342A\001\001'
+  _globals['_EVALUATEOFREPFLAGSREQUEST'].fields_by_name['body']._loaded_options = None
+  _globals['_EVALUATEOFREPFLAGSREQUEST'].fields_by_name['body']._serialized_options = b'\342A\001\001'
   _globals['_FLAGSERVICE']._loaded_options = None
   _globals['_FLAGSERVICE']._serialized_options = b'\312A\024flag.orchestrall.dev'
   _globals['_FLAGSERVICE'].methods_by_name['CreateFlag']._loaded_options = None
@@ -90,22 +97,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLAGSERVICE'].methods_by_name['DeleteFlag']._serialized_options = b'\332A\004name\302\363\030\023\022\021flag.flags.delete\202\323\344\223\002\036*\034/v1/{name=tenants/*/flags/*}'
   _globals['_FLAGSERVICE'].methods_by_name['EvaluateFlag']._loaded_options = None
   _globals['_FLAGSERVICE'].methods_by_name['EvaluateFlag']._serialized_options = b'\302\363\030\025\022\023flag.flags.evaluate\202\323\344\223\002*\"%/v1/{name=tenants/*/flags/*}:evaluate:\001*'
-  _globals['_CREATEFLAGREQUEST']._serialized_start=376
-  _globals['_CREATEFLAGREQUEST']._serialized_end=514
-  _globals['_GETFLAGREQUEST']._serialized_start=516
-  _globals['_GETFLAGREQUEST']._serialized_end=593
-  _globals['_LISTFLAGSREQUEST']._serialized_start=595
-  _globals['_LISTFLAGSREQUEST']._serialized_end=705
-  _globals['_LISTFLAGSRESPONSE']._serialized_start=707
-  _globals['_LISTFLAGSRESPONSE']._serialized_end=814
-  _globals['_UPDATEFLAGREQUEST']._serialized_start=816
-  _globals['_UPDATEFLAGREQUEST']._serialized_end=943
-  _globals['_DELETEFLAGREQUEST']._serialized_start=945
-  _globals['_DELETEFLAGREQUEST']._serialized_end=1025
-  _globals['_EVALUATEFLAGREQUEST']._serialized_start=1028
-  _globals['_EVALUATEFLAGREQUEST']._serialized_end=1158
-  _globals['_EVALUATEFLAGRESPONSE']._serialized_start=1161
-  _globals['_EVALUATEFLAGRESPONSE']._serialized_end=1303
-  _globals['_FLAGSERVICE']._serialized_start=1306
-  _globals['_FLAGSERVICE']._serialized_end=2314
+  _globals['_OFREPSERVICE']._loaded_options = None
+  _globals['_OFREPSERVICE']._serialized_options = b'\312A\024flag.orchestrall.dev'
+  _globals['_OFREPSERVICE'].methods_by_name['EvaluateOfrepFlag']._loaded_options = None
+  _globals['_OFREPSERVICE'].methods_by_name['EvaluateOfrepFlag']._serialized_options = b'\302\363\030\025\022\023flag.flags.evaluate\202\323\344\223\002&\"\036/ofrep/v1/evaluate/flags/{key}:\004body'
+  _globals['_OFREPSERVICE'].methods_by_name['EvaluateOfrepFlags']._loaded_options = None
+  _globals['_OFREPSERVICE'].methods_by_name['EvaluateOfrepFlags']._serialized_options = b'\302\363\030\025\022\023flag.flags.evaluate\202\323\344\223\002 \"\030/ofrep/v1/evaluate/flags:\004body'
+  _globals['_CREATEFLAGREQUEST']._serialized_start=403
+  _globals['_CREATEFLAGREQUEST']._serialized_end=541
+  _globals['_GETFLAGREQUEST']._serialized_start=543
+  _globals['_GETFLAGREQUEST']._serialized_end=620
+  _globals['_LISTFLAGSREQUEST']._serialized_start=622
+  _globals['_LISTFLAGSREQUEST']._serialized_end=732
+  _globals['_LISTFLAGSRESPONSE']._serialized_start=734
+  _globals['_LISTFLAGSRESPONSE']._serialized_end=841
+  _globals['_UPDATEFLAGREQUEST']._serialized_start=843
+  _globals['_UPDATEFLAGREQUEST']._serialized_end=970
+  _globals['_DELETEFLAGREQUEST']._serialized_start=972
+  _globals['_DELETEFLAGREQUEST']._serialized_end=1052
+  _globals['_EVALUATEFLAGREQUEST']._serialized_start=1055
+  _globals['_EVALUATEFLAGREQUEST']._serialized_end=1185
+  _globals['_EVALUATEFLAGRESPONSE']._serialized_start=1188
+  _globals['_EVALUATEFLAGRESPONSE']._serialized_end=1330
+  _globals['_EVALUATEOFREPFLAGREQUEST']._serialized_start=1332
+  _globals['_EVALUATEOFREPFLAGREQUEST']._serialized_end=1429
+  _globals['_EVALUATEOFREPFLAGSREQUEST']._serialized_start=1431
+  _globals['_EVALUATEOFREPFLAGSREQUEST']._serialized_end=1500
+  _globals['_FLAGSERVICE']._serialized_start=1503
+  _globals['_FLAGSERVICE']._serialized_end=2511
+  _globals['_OFREPSERVICE']._serialized_start=2514
+  _globals['_OFREPSERVICE']._serialized_end=2873
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrall.flag.v1 import flag_service_pb2 as orchestrall_dot_flag_dot_v1_dot_flag__service__pb2
 from orchestrall.flag.v1 import resources_pb2 as orchestrall_dot_flag_dot_v1_dot_resources__pb2
@@ -400,6 +401,204 @@ class FlagService:
             '/orchestrall.flag.v1.FlagService/EvaluateFlag',
             orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateFlagRequest.SerializeToString,
             orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateFlagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class OfrepServiceStub:
+    """The OpenFeature Remote Evaluation Protocol (OFREP, open-feature/protocol
+    `service/openapi.yaml`, version 0.3.0) over the tenant's flags, so that any
+    OFREP provider evaluates them as it would against flagd. Its paths are OFREP's
+    and sit outside `/v1/`; the tenant is always the caller's token's.
+
+    Request and response bodies are OFREP's JSON as sent (`google.api.HttpBody`),
+    not a protobuf mapping: OFREP values keep their JSON type (`10` stays an
+    integer, `0.25` a number), and failures have OFREP's bodies
+    (`{"key", "errorCode", "errorDetails"}`). The service names the HTTP status of
+    each answer in the `x-ofrep-status` response header, which the gateway turns
+    into the status and removes (200, 304, 400 or 404); native gRPC callers read
+    it as response metadata. Evaluation is the flag service's own (flagd's
+    semantics, reasons `STATIC`, `TARGETING_MATCH`, `DEFAULT`, `DISABLED`); OFREP
+    names no flag type, so a type mismatch is found by the provider (ADR 0003).
+
+    Errors in the body, under the status in `x-ofrep-status`: 404 `FLAG_NOT_FOUND`;
+    400 `PARSE_ERROR` (the body is not a JSON object), `INVALID_CONTEXT` (its
+    `context` is not an object, or breaks the bounds of `FlagService` evaluations),
+    or the code of a failed evaluation (flagd's: `PARSE_ERROR`, `GENERAL`). Errors as a `google.rpc.Status` (HTTP 401, 403, 429, 503):
+    the common reasons of `FlagService` for RPCs with a permission; the gateway's
+    own 429 carries `Retry-After`.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.EvaluateOfrepFlag = channel.unary_unary(
+                '/orchestrall.flag.v1.OfrepService/EvaluateOfrepFlag',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateOfrepFlagRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.EvaluateOfrepFlags = channel.unary_unary(
+                '/orchestrall.flag.v1.OfrepService/EvaluateOfrepFlags',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateOfrepFlagsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+
+
+class OfrepServiceServicer:
+    """The OpenFeature Remote Evaluation Protocol (OFREP, open-feature/protocol
+    `service/openapi.yaml`, version 0.3.0) over the tenant's flags, so that any
+    OFREP provider evaluates them as it would against flagd. Its paths are OFREP's
+    and sit outside `/v1/`; the tenant is always the caller's token's.
+
+    Request and response bodies are OFREP's JSON as sent (`google.api.HttpBody`),
+    not a protobuf mapping: OFREP values keep their JSON type (`10` stays an
+    integer, `0.25` a number), and failures have OFREP's bodies
+    (`{"key", "errorCode", "errorDetails"}`). The service names the HTTP status of
+    each answer in the `x-ofrep-status` response header, which the gateway turns
+    into the status and removes (200, 304, 400 or 404); native gRPC callers read
+    it as response metadata. Evaluation is the flag service's own (flagd's
+    semantics, reasons `STATIC`, `TARGETING_MATCH`, `DEFAULT`, `DISABLED`); OFREP
+    names no flag type, so a type mismatch is found by the provider (ADR 0003).
+
+    Errors in the body, under the status in `x-ofrep-status`: 404 `FLAG_NOT_FOUND`;
+    400 `PARSE_ERROR` (the body is not a JSON object), `INVALID_CONTEXT` (its
+    `context` is not an object, or breaks the bounds of `FlagService` evaluations),
+    or the code of a failed evaluation (flagd's: `PARSE_ERROR`, `GENERAL`). Errors as a `google.rpc.Status` (HTTP 401, 403, 429, 503):
+    the common reasons of `FlagService` for RPCs with a permission; the gateway's
+    own 429 carries `Retry-After`.
+    """
+
+    def EvaluateOfrepFlag(self, request, context):
+        """Evaluates one flag for an evaluation context (OFREP `evaluateFlag`).
+
+        The body is `{"context": {...}}` (`context` may be left out: an empty one).
+        The answer is `{"key", "value", "reason", "variant", "metadata"}`; a disabled
+        flag has no `value` (the provider serves its code default, OFREP ADR 0006) and
+        an empty `variant`.
+
+        Errors: 404 `FLAG_NOT_FOUND`; 400 `PARSE_ERROR`, `INVALID_CONTEXT` or the
+        evaluation's own error code (see `OfrepService`); and the common reasons of
+        `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvaluateOfrepFlags(self, request, context):
+        """Evaluates every flag of the tenant for one evaluation context (OFREP
+        `evaluateFlagsBulk`), in key order.
+
+        The answer is `{"flags": [...], "metadata": {}}`, one item per flag: a success
+        as `EvaluateOfrepFlag` gives it, or `{"key", "errorCode", "errorDetails"}` for a
+        flag whose evaluation failed. It carries an `ETag` (a digest of the answer);
+        a request whose `If-None-Match` names it gets 304 and no body.
+
+        Errors: 400 `PARSE_ERROR` or `INVALID_CONTEXT` as `{"errorCode",
+        "errorDetails"}`; and the common reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OfrepServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'EvaluateOfrepFlag': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateOfrepFlag,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateOfrepFlagRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'EvaluateOfrepFlags': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateOfrepFlags,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateOfrepFlagsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'orchestrall.flag.v1.OfrepService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('orchestrall.flag.v1.OfrepService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OfrepService:
+    """The OpenFeature Remote Evaluation Protocol (OFREP, open-feature/protocol
+    `service/openapi.yaml`, version 0.3.0) over the tenant's flags, so that any
+    OFREP provider evaluates them as it would against flagd. Its paths are OFREP's
+    and sit outside `/v1/`; the tenant is always the caller's token's.
+
+    Request and response bodies are OFREP's JSON as sent (`google.api.HttpBody`),
+    not a protobuf mapping: OFREP values keep their JSON type (`10` stays an
+    integer, `0.25` a number), and failures have OFREP's bodies
+    (`{"key", "errorCode", "errorDetails"}`). The service names the HTTP status of
+    each answer in the `x-ofrep-status` response header, which the gateway turns
+    into the status and removes (200, 304, 400 or 404); native gRPC callers read
+    it as response metadata. Evaluation is the flag service's own (flagd's
+    semantics, reasons `STATIC`, `TARGETING_MATCH`, `DEFAULT`, `DISABLED`); OFREP
+    names no flag type, so a type mismatch is found by the provider (ADR 0003).
+
+    Errors in the body, under the status in `x-ofrep-status`: 404 `FLAG_NOT_FOUND`;
+    400 `PARSE_ERROR` (the body is not a JSON object), `INVALID_CONTEXT` (its
+    `context` is not an object, or breaks the bounds of `FlagService` evaluations),
+    or the code of a failed evaluation (flagd's: `PARSE_ERROR`, `GENERAL`). Errors as a `google.rpc.Status` (HTTP 401, 403, 429, 503):
+    the common reasons of `FlagService` for RPCs with a permission; the gateway's
+    own 429 carries `Retry-After`.
+    """
+
+    @staticmethod
+    def EvaluateOfrepFlag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.OfrepService/EvaluateOfrepFlag',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateOfrepFlagRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateOfrepFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.OfrepService/EvaluateOfrepFlags',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateOfrepFlagsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
