@@ -27,6 +27,8 @@ _VIEWER = frozenset(
         "auth.tenants.get",
         "agent.agents.get",
         "agent.agents.list",
+        "agent.revisions.get",
+        "agent.revisions.list",
         "agent.runs.get",
         "agent.runs.list",
         "agent.tools.list",
@@ -42,6 +44,7 @@ _VIEWER = frozenset(
 )
 _DEVELOPER = _VIEWER | {
     "agent.agents.create",
+    "agent.agents.update",
     "agent.agents.delete",
     "agent.runs.create",
     "workflow.workflows.create",

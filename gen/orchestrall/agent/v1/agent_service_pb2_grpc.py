@@ -74,10 +74,25 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.UpdateAgent = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/UpdateAgent',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateAgentRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Agent.FromString,
+                _registered_method=True)
         self.DeleteAgent = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/DeleteAgent',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteAgentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetAgentRevision = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetAgentRevision',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentRevisionRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentRevision.FromString,
+                _registered_method=True)
+        self.ListAgentRevisions = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListAgentRevisions',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.FromString,
                 _registered_method=True)
         self.CreateRun = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/CreateRun',
@@ -158,10 +173,48 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAgent(self, request, context):
+        """Updates the agent's fields named in `update_mask` (AIP-134) and makes them its new
+        revision (AIP-162): an update that changes a field adds an immutable
+        `AgentRevision` and gives the agent its ID in `revision_id`; an update that
+        changes nothing makes no revision. Runs started afterwards use the new revision;
+        runs in progress keep theirs.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not a mutable field of `Agent`, or the updated agent breaks a rule of
+        `CreateAgent`; nothing is written); NOT_FOUND `AGENT_NOT_FOUND`; and the common
+        reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteAgent(self, request, context):
-        """Deletes an agent and its runs.
+        """Deletes an agent. Its runs and revisions stay readable (`GetRun`, `ListRuns`,
+        `GetAgentRevision`, `ListAgentRevisions`); the agent itself is NOT_FOUND from then
+        on, cannot be run, and its ID stays taken (a `CreateAgent` with it is
+        `AGENT_ALREADY_EXISTS`), so a run's name never comes to mean another agent's run.
 
         Errors: NOT_FOUND `AGENT_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgentRevision(self, request, context):
+        """Gets one revision of an agent, also of a deleted agent.
+
+        Errors: NOT_FOUND `AGENT_REVISION_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentRevisions(self, request, context):
+        """Lists an agent's revisions, newest first (AIP-162), also of a deleted agent.
+
+        Errors: NOT_FOUND `AGENT_NOT_FOUND` (the agent never existed); and the common
+        reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,8 +224,12 @@ class AgentServiceServicer:
         """Runs an agent on an input message and returns the finished run. Checks
         the tenant's entitlement first and meters the tokens used.
 
+        The run uses the agent's current revision, or the one `agent_revision` pins, and
+        records it in `run.agent_revision`.
+
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`run.input` empty or over 32000
-        characters); NOT_FOUND `AGENT_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
+        characters; `agent_revision` not a revision name of `parent`); NOT_FOUND
+        `AGENT_NOT_FOUND` (also for a deleted agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
         plan's allowance of a meter the run spends is used up for the period; the metadata
         names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the entitlement
         could not be checked; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
@@ -191,7 +248,7 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Gets a run.
+        """Gets a run, also of a deleted agent.
 
         Errors: NOT_FOUND `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
         """
@@ -200,9 +257,9 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRuns(self, request, context):
-        """Lists an agent's runs, newest first.
+        """Lists an agent's runs, newest first, also of a deleted agent.
 
-        Errors: NOT_FOUND `AGENT_NOT_FOUND`; and the common reasons of `AgentService`.
+        Errors: NOT_FOUND `AGENT_NOT_FOUND` (the agent never existed); and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,10 +292,25 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsResponse.SerializeToString,
             ),
+            'UpdateAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAgent,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateAgentRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Agent.SerializeToString,
+            ),
             'DeleteAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteAgent,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteAgentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetAgentRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgentRevision,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentRevisionRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentRevision.SerializeToString,
+            ),
+            'ListAgentRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentRevisions,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.SerializeToString,
             ),
             'CreateRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRun,
@@ -376,6 +448,33 @@ class AgentService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/UpdateAgent',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateAgentRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Agent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteAgent(request,
             target,
             options=(),
@@ -392,6 +491,60 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/DeleteAgent',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteAgentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgentRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetAgentRevision',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentRevisionRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListAgentRevisions',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
