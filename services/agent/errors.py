@@ -29,6 +29,16 @@ def run_not_found(name: str) -> NotFound:
     return NotFound("RUN_NOT_FOUND", f"{name} not found", metadata={"name": name})
 
 
+def thread_not_found(name: str) -> NotFound:
+    """No such thread in the caller's tenant."""
+    return NotFound("THREAD_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def thread_exists(name: str) -> AlreadyExists:
+    """A thread with that ID exists."""
+    return AlreadyExists("THREAD_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
+
+
 def quota_exceeded(tenant: str, meter: str, limit: float) -> ResourceExhausted:
     """The tenant's plan does not allow another run this period."""
     return ResourceExhausted(

@@ -179,6 +179,7 @@ class Run(Base):
     executor: Mapped[str] = mapped_column(String(100), default="")
     lease_expire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     agent_revision_id: Mapped[str] = mapped_column(String(63), default="")
+    thread_id: Mapped[str] = mapped_column(String(63), default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +210,75 @@ class RunRow:
     executor: str
     lease_expire_time: dt.datetime | None
     agent_revision_id: str  # the agent revision the run used; empty for runs from before revisions
+    thread_id: str  # the thread the run continues; empty for a run on its own
+
+
+class Thread(Base):
+    """A conversation that runs continue."""
+
+    __tablename__ = "threads"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    thread_metadata: Mapped[dict[str, str]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRow:
+    """A thread, as stored; ``thread_metadata`` is the resource's ``metadata``."""
+
+    tenant_id: str
+    id: str
+    thread_metadata: dict[str, str]
+    request_id: str | None
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+class Role(StrEnum):
+    """Who a thread's message is from; ``Message.Role.ROLE_<value>`` on the wire."""
+
+    USER = "USER"
+    ASSISTANT = "ASSISTANT"
+    TOOL = "TOOL"
+
+
+class ThreadMessage(Base):
+    """One message of a thread, at its ``position`` (0, 1, ... in conversation order)."""
+
+    __tablename__ = "thread_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "thread_id", "position"),
+        ForeignKeyConstraint(
+            ["tenant_id", "thread_id"], ["threads.tenant_id", "threads.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    tool_call: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    run: Mapped[str] = mapped_column(String(500))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One message of a thread, as stored; ``tool_call`` holds a ``ToolCall``'s fields (``ROLE_TOOL``)."""
+
+    tenant_id: str
+    thread_id: str
+    id: str
+    position: int
+    role: str  # a Role value
+    content: str
+    tool_call: dict[str, Any] | None
+    run: str
+    create_time: dt.datetime

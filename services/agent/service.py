@@ -18,9 +18,18 @@ from google.protobuf import empty_pb2, field_mask_pb2
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
-from services.agent import errors, store
+from services.agent import errors, store, threads
 from services.agent import tools as catalog
-from services.agent.models import REVISION_FIELDS, AgentRevisionRow, AgentRow, RunRow, RunState
+from services.agent.models import (
+    REVISION_FIELDS,
+    AgentRevisionRow,
+    AgentRow,
+    MessageRow,
+    Role,
+    RunRow,
+    RunState,
+    ThreadRow,
+)
 from services.agent.peers import Peers
 from services.agent.runner import AgentSpec, Outcome, RunFailed, run_agent
 from services.kit.audit import note_resource
@@ -39,7 +48,11 @@ DEFAULT_MAX_OUTPUT_TOKENS = 256
 AGENT = ResourceName.of(res.Agent)
 AGENT_REVISION = ResourceName.of(res.AgentRevision)
 RUN = ResourceName.of(res.Run)
+THREAD = ResourceName.of(res.Thread)
+MESSAGE = ResourceName.of(res.Message)
 RUN_STATES = EnumMap(RunState, res.Run.State, "STATE_")
+ROLES = EnumMap(Role, res.Message.Role, "ROLE_")
+MAX_METADATA = 16
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
 IGNORED_FIELDS = frozenset({"name", "create_time", "revision_id", "revision_create_time"})
 
@@ -88,6 +101,30 @@ def revision_to_proto(revision: AgentRevisionRow) -> res.AgentRevision:
         snapshot=snapshot,
         create_time=to_timestamp(revision.create_time),
     )
+
+
+def thread_to_proto(thread: ThreadRow) -> res.Thread:
+    """Maps a thread row to its resource."""
+    return res.Thread(
+        name=THREAD.format(thread.tenant_id, thread.id),
+        metadata=thread.thread_metadata,
+        create_time=to_timestamp(thread.create_time),
+        update_time=to_timestamp(thread.update_time),
+    )
+
+
+def message_to_proto(message: MessageRow) -> res.Message:
+    """Maps a thread message row to its resource."""
+    proto = res.Message(
+        name=MESSAGE.format(message.tenant_id, message.thread_id, message.id),
+        role=ROLES.to_proto(message.role),
+        content=message.content,
+        run=message.run,
+        create_time=to_timestamp(message.create_time),
+    )
+    if message.tool_call is not None:
+        proto.tool_call.CopyFrom(res.ToolCall(**threads.tool_call_of(message)))
+    return proto
 
 
 def _agent_fields(agent: res.Agent) -> dict[str, Any]:
@@ -173,6 +210,8 @@ def run_to_proto(run: RunRow) -> res.Run:
     )
     if run.agent_revision_id:
         message.agent_revision = AGENT_REVISION.format(run.tenant_id, run.agent_id, run.agent_revision_id)
+    if run.thread_id:
+        message.thread = THREAD.format(run.tenant_id, run.thread_id)
     if run.error_reason:
         code = errors.RUN_FAILURE_CODES.get(run.error_reason, grpc.StatusCode.UNKNOWN)
         message.error.CopyFrom(error_status(code, run.error_reason, run.error_message, errors.DOMAIN))
@@ -211,10 +250,13 @@ class RunLimits:
         timeout_seconds: Deadline of a whole run; past it the run fails with ``RUN_TIMEOUT``.
         max_running: Runs a tenant may have in progress at once, counted in the database
             over every replica; one more is refused with ``TOO_MANY_RUNS``.
+        history_tokens: The most estimated tokens of a thread's history a run on it sees
+            (see :mod:`services.agent.threads`).
     """
 
     timeout_seconds: float = 300.0
     max_running: int = 8
+    history_tokens: int = 2000
 
 
 @dataclass(frozen=True)
@@ -378,8 +420,19 @@ class AgentService(pb_grpc.AgentServiceServicer):
             )
             if (revision_tenant, revision_agent) != (tenant_id, agent_id):
                 raise invalid("agent_revision", f"is not a revision of {request.parent}")
+        thread_id = None
+        if request.run.thread:
+            thread_tenant, thread_id = THREAD.parse(request.run.thread, "run.thread")
+            if thread_tenant != tenant_id:
+                raise invalid("run.thread", f"is not a thread of tenants/{tenant_id}")
         subject = await self._db.read(
-            tenant_id, store.run_subject, agent_id, pinned, request.request_id or None
+            tenant_id,
+            store.run_subject,
+            agent_id,
+            pinned,
+            request.request_id or None,
+            thread_id,
+            threads.MAX_HISTORY_MESSAGES,
         )
         agent, revision, earlier = subject.agent, subject.revision, subject.earlier
         if agent is None:
@@ -392,6 +445,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
             return run_to_proto(earlier)
         if revision is None:
             raise errors.revision_not_found(request.agent_revision)
+        if thread_id is not None and subject.thread is None:
+            raise errors.thread_not_found(request.run.thread)
+        history = threads.chat_messages(threads.window(subject.history, self._limits.history_tokens))
         # Independent peer calls, awaited together: one entitlement check for every meter
         # the run may spend, and the tools flag.
         entitled = self._peers.check_entitlement(
@@ -425,6 +481,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             executor=self._leases.executor,
             lease_expire_time=self._leases.expiry(),
             agent_revision_id=revision.id,
+            thread_id=thread_id or "",
         )
         note_resource(RUN.format(tenant_id, agent_id, run.id))
         try:
@@ -438,12 +495,12 @@ class AgentService(pb_grpc.AgentServiceServicer):
         # A caller that goes away (a workflow process restarting) must not leave the run
         # RUNNING forever: it finishes in its own task; a retry with the same request_id
         # then finds it.
-        execution = asyncio.create_task(self._execute(revision, run), name=f"run-{run.id}")
+        execution = asyncio.create_task(self._execute(revision, run, history), name=f"run-{run.id}")
         self._executions.add(execution)
         execution.add_done_callback(self._executions.discard)
         return run_to_proto(await asyncio.shield(execution))
 
-    async def _execute(self, agent: AgentRevisionRow, run: RunRow) -> RunRow:
+    async def _execute(self, agent: AgentRevisionRow, run: RunRow, history: list[dict[str, Any]]) -> RunRow:
         spec = AgentSpec(
             model=run.model,
             instructions=agent.instructions,
@@ -458,7 +515,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         try:
             try:
                 outcome = await run_agent(
-                    self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds
+                    self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds, history
                 )
             except RunFailed as error:
                 outcome = error.outcome
@@ -480,7 +537,26 @@ class AgentService(pb_grpc.AgentServiceServicer):
             model_calls=outcome.model_calls,
             end_time=self._leases.clock(),
         )
-        finished = await self._db.write(run.tenant_id, store.finish_run, run, changes)
+        appended: list[MessageRow] = []
+        if run.thread_id and changes["state"] == RunState.SUCCEEDED:
+            run_name = RUN.format(run.tenant_id, run.agent_id, run.id)
+            appended = [
+                MessageRow(
+                    tenant_id=run.tenant_id,
+                    thread_id=run.thread_id,
+                    id=new_id(),
+                    position=0,  # the store gives each its place after the thread's last message
+                    role=role,
+                    content=content,
+                    tool_call=tool_call,
+                    run=run_name,
+                    create_time=changes["end_time"],
+                )
+                for role, content, tool_call in threads.exchanged(
+                    run.input, outcome.tool_calls, outcome.output
+                )
+            ]
+        finished = await self._db.write(run.tenant_id, store.finish_run, run, changes, appended)
         # The tokens were spent either way, also by a run swept meanwhile (its outcome is lost).
         await self._peers.record_usage(
             run.tenant_id,
@@ -560,6 +636,70 @@ class AgentService(pb_grpc.AgentServiceServicer):
             raise errors.agent_not_found(request.parent)
         runs, token = listed.messages(run_to_proto)
         return pb.ListRunsResponse(runs=runs, next_page_token=token)
+
+    async def CreateThread(
+        self, request: pb.CreateThreadRequest, context: grpc.aio.ServicerContext
+    ) -> res.Thread:
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        if request.thread_id:
+            validate_id(request.thread_id, "thread_id")
+        if len(request.thread.metadata) > MAX_METADATA:
+            raise invalid("thread.metadata", f"holds at most {MAX_METADATA} pairs")
+        now = utcnow()
+        thread = ThreadRow(
+            tenant_id=tenant_id,
+            id=request.thread_id or new_id(),
+            thread_metadata=dict(request.thread.metadata),
+            request_id=request.request_id or None,
+            create_time=now,
+            update_time=now,
+        )
+        name = THREAD.format(tenant_id, thread.id)
+        note_resource(name)
+        created = await self._db.write(tenant_id, store.create_thread, thread)
+        if created is None:
+            raise errors.thread_exists(name)
+        return thread_to_proto(created)
+
+    async def GetThread(self, request: pb.GetThreadRequest, context: grpc.aio.ServicerContext) -> res.Thread:
+        tenant_id, thread_id = THREAD.parse(request.name, "name")
+        require_tenant(tenant_id)
+        thread = await self._db.read(tenant_id, store.get_thread, thread_id)
+        if thread is None:
+            raise errors.thread_not_found(request.name)
+        return thread_to_proto(thread)
+
+    async def ListThreads(
+        self, request: pb.ListThreadsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListThreadsResponse:
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listing = await self._db.read(tenant_id, store.list_threads, page)
+        listed, token = listing.messages(thread_to_proto)
+        return pb.ListThreadsResponse(threads=listed, next_page_token=token)
+
+    async def DeleteThread(
+        self, request: pb.DeleteThreadRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant_id, thread_id = THREAD.parse(request.name, "name")
+        require_tenant(tenant_id)
+        if not await self._db.write(tenant_id, store.delete_thread, thread_id):
+            raise errors.thread_not_found(request.name)
+        return empty_pb2.Empty()
+
+    async def ListMessages(
+        self, request: pb.ListMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMessagesResponse:
+        tenant_id, thread_id = THREAD.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listed = await self._db.read(tenant_id, store.list_messages, thread_id, page)
+        if listed is None:
+            raise errors.thread_not_found(request.parent)
+        messages, token = listed.messages(message_to_proto)
+        return pb.ListMessagesResponse(messages=messages, next_page_token=token)
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
 
 from services.agent.models import (
     REVISION_FIELDS,
@@ -15,18 +15,25 @@ from services.agent.models import (
     AgentRevision,
     AgentRevisionRow,
     AgentRow,
+    MessageRow,
     Run,
     RunRow,
     RunState,
+    Thread,
+    ThreadMessage,
+    ThreadRow,
 )
 from services.kit.db import Tx
 from services.kit.pagination import Listing, Page
-from services.kit.repository import NEWEST_FIRST, Repository
+from services.kit.repository import NEWEST_FIRST, Order, Repository
 
 AGENTS = Repository(Agent, AgentRow, order=NEWEST_FIRST)
 REVISIONS = Repository(AgentRevision, AgentRevisionRow, order=NEWEST_FIRST)
 RUNS = Repository(Run, RunRow, order=NEWEST_FIRST)
+THREADS = Repository(Thread, ThreadRow, order=NEWEST_FIRST)
+MESSAGES = Repository(ThreadMessage, MessageRow, order=(Order("position"),))
 _AGENTS = AGENTS.table
+_MESSAGES = MESSAGES.table
 _REVISIONS = REVISIONS.table
 _RUNS = RUNS.table
 
@@ -241,16 +248,28 @@ class RunSubject:
     agent: AgentRow | None
     revision: AgentRevisionRow | None = None
     earlier: RunRow | None = None
+    thread: ThreadRow | None = None
+    history: list[MessageRow] = dataclasses.field(default_factory=list)
 
 
-def run_subject(tx: Tx, agent_id: str, revision_id: str | None, request_id: str | None) -> RunSubject:
-    """Returns the agent, the revision a run of it uses and the run an earlier request made.
+def run_subject(
+    tx: Tx,
+    agent_id: str,
+    revision_id: str | None,
+    request_id: str | None,
+    thread_id: str | None = None,
+    history_limit: int = 500,
+) -> RunSubject:
+    """Returns the agent, the revision a run of it uses, the run an earlier request made and the thread.
 
     Args:
         tx: The unit of work.
         agent_id: The agent.
         revision_id: The pinned revision; None for the agent's current one.
         request_id: The run's idempotency key, if any.
+        thread_id: The thread the run continues, if any; its newest ``history_limit``
+            messages are read, oldest first, into ``history``.
+        history_limit: The most messages of the thread read.
     """
     agent = get_agent(tx, agent_id)
     if agent is None:
@@ -263,11 +282,93 @@ def run_subject(tx: Tx, agent_id: str, revision_id: str | None, request_id: str 
         revision = revision_of(agent)
     else:
         revision = REVISIONS.get(tx, agent_id, revision_id)
-    return RunSubject(agent, revision, earlier)
+    thread, history = None, []
+    if thread_id is not None and earlier is None:
+        thread = THREADS.get(tx, thread_id)
+        if thread is not None:
+            history = recent_messages(tx, thread_id, history_limit)
+    return RunSubject(agent, revision, earlier, thread, history)
 
 
-def finish_run(tx: Tx, run: RunRow, changes: Mapping[str, Any]) -> RunRow | None:
+def get_thread(tx: Tx, thread_id: str) -> ThreadRow | None:
+    """Returns the tenant's thread, or None."""
+    return THREADS.get(tx, thread_id)
+
+
+def create_thread(tx: Tx, thread: ThreadRow) -> ThreadRow | None:
+    """Inserts a thread, or returns the one an earlier request with its ``request_id`` made.
+
+    Returns:
+        The thread; None when its ID is taken (nothing is written then).
+    """
+    return THREADS.create(tx, thread)
+
+
+def list_threads(tx: Tx, page: Page) -> Listing[ThreadRow]:
+    """Returns a page of the tenant's threads, newest first, and whether more follow."""
+    return THREADS.list_page(tx, page)
+
+
+def delete_thread(tx: Tx, thread_id: str) -> bool:
+    """Deletes a thread and its messages; False when there was none."""
+    tx.execute(
+        delete(_MESSAGES).where(_MESSAGES.c.tenant_id == tx.tenant_id, _MESSAGES.c.thread_id == thread_id)
+    )
+    return THREADS.delete(tx, thread_id)
+
+
+def list_messages(tx: Tx, thread_id: str, page: Page) -> Listing[MessageRow] | None:
+    """Returns a page of a thread's messages, oldest first; None when there is no such thread."""
+    if THREADS.get(tx, thread_id) is None:
+        return None
+    return MESSAGES.list_page(tx, page, _MESSAGES.c.thread_id == thread_id)
+
+
+def recent_messages(tx: Tx, thread_id: str, limit: int) -> list[MessageRow]:
+    """Returns the newest ``limit`` messages of the tenant's thread, oldest first."""
+    query = (
+        select(*_MESSAGES.c)
+        .where(_MESSAGES.c.tenant_id == tx.tenant_id, _MESSAGES.c.thread_id == thread_id)
+        .order_by(_MESSAGES.c.position.desc())
+        .limit(limit)
+    )
+    return MESSAGES.records(tx.execute(query).all()[::-1])
+
+
+def append_messages(tx: Tx, thread_id: str, messages: Sequence[MessageRow], now: dt.datetime) -> bool:
+    """Appends messages to the tenant's thread, after its last one, in order.
+
+    The thread is locked first, so that runs finishing at once on one thread append
+    one after the other; each message's ``position`` is replaced with its place.
+
+    Returns:
+        False when there is no such thread (it was deleted; nothing is written).
+    """
+    if THREADS.get(tx, thread_id, lock=True) is None:
+        return False
+    last = tx.execute(
+        select(func.max(_MESSAGES.c.position)).where(
+            _MESSAGES.c.tenant_id == tx.tenant_id, _MESSAGES.c.thread_id == thread_id
+        )
+    ).scalar_one()
+    start = 0 if last is None else int(last) + 1
+    rows = [MESSAGES.values(dataclasses.replace(m, position=start + i)) for i, m in enumerate(messages)]
+    MESSAGES.insert_many(tx, rows)
+    THREADS.update(tx, (thread_id,), {"update_time": now})
+    return True
+
+
+def finish_run(
+    tx: Tx, run: RunRow, changes: Mapping[str, Any], messages: Sequence[MessageRow] = ()
+) -> RunRow | None:
     """Writes a run's outcome, if its executor still holds it, and ends its lease.
+
+    Args:
+        tx: The unit of work.
+        run: The run as started.
+        changes: Its outcome, column name to value.
+        messages: What it appends to its thread (``run.thread_id``), in the same
+            transaction; nothing is appended when the thread was deleted.
 
     Returns:
         The run with ``changes`` applied; None when the run is no longer this executor's
@@ -286,6 +387,8 @@ def finish_run(tx: Tx, run: RunRow, changes: Mapping[str, Any]) -> RunRow | None
     )
     if tx.execute(statement).rowcount != 1:
         return None
+    if messages and run.thread_id:
+        append_messages(tx, run.thread_id, messages, changes.get("end_time") or run.create_time)
     return dataclasses.replace(run, **values)
 
 

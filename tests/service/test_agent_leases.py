@@ -134,6 +134,7 @@ async def _plant(
         executor="a-replica-that-died",
         lease_expire_time=lease_expire_time,
         agent_revision_id=agent.revision_id,
+        thread_id="",
     )
     assert await db.write(tenant.id, store.RUNS.insert, run)
     return f"{agent.name}/runs/{run.id}"

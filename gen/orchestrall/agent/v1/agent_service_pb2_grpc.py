@@ -109,6 +109,31 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
+        self.CreateThread = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CreateThread',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+                _registered_method=True)
+        self.GetThread = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetThread',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetThreadRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+                _registered_method=True)
+        self.ListThreads = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListThreads',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsResponse.FromString,
+                _registered_method=True)
+        self.DeleteThread = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/DeleteThread',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteThreadRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListMessages',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesResponse.FromString,
+                _registered_method=True)
         self.ListTools = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/ListTools',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsRequest.SerializeToString,
@@ -227,9 +252,20 @@ class AgentServiceServicer:
         The run uses the agent's current revision, or the one `agent_revision` pins, and
         records it in `run.agent_revision`.
 
+        A run on a thread (`run.thread`) continues its conversation: the model gets the
+        agent's instructions, then the thread's history, then `run.input`. The history is
+        bounded by a token budget (2000 tokens by default, `ORCHESTRALL_THREAD_HISTORY_TOKENS`):
+        whole turns (a user message and what followed it) are dropped, oldest first, until
+        the rest fits, so the model may not see the start of a long conversation. Tokens are
+        estimated, not counted: a message's characters (content, tool arguments and result)
+        divided by 4, rounded up. When the run succeeds, its input, tool calls and reply are
+        appended to the thread in the same transaction that records the outcome; a failed
+        run appends nothing. A run without a thread sees only its input.
+
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`run.input` empty or over 32000
-        characters; `agent_revision` not a revision name of `parent`); NOT_FOUND
-        `AGENT_NOT_FOUND` (also for a deleted agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
+        characters; `agent_revision` not a revision name of `parent`; `run.thread` not a
+        thread of the parent's tenant); NOT_FOUND `AGENT_NOT_FOUND` (also for a deleted
+        agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; NOT_FOUND `THREAD_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
         plan's allowance of a meter the run spends is used up for the period; the metadata
         names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the entitlement
         could not be checked; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
@@ -260,6 +296,57 @@ class AgentServiceServicer:
         """Lists an agent's runs, newest first, also of a deleted agent.
 
         Errors: NOT_FOUND `AGENT_NOT_FOUND` (the agent never existed); and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateThread(self, request, context):
+        """Creates a thread, a conversation that runs continue (`Run.thread`).
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`thread_id` not an AIP-122 ID, a
+        `thread.metadata` key or value out of bounds); ALREADY_EXISTS
+        `THREAD_ALREADY_EXISTS`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetThread(self, request, context):
+        """Gets a thread.
+
+        Errors: NOT_FOUND `THREAD_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListThreads(self, request, context):
+        """Lists threads, newest first.
+
+        Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteThread(self, request, context):
+        """Deletes a thread and its messages. Runs made on it stay (their `thread` names the
+        deleted thread); a run in progress on it finishes without appending.
+
+        Errors: NOT_FOUND `THREAD_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMessages(self, request, context):
+        """Lists a thread's messages in conversation order, oldest first. Each run that
+        succeeded on the thread appended its input (`ROLE_USER`), its tool calls
+        (`ROLE_TOOL`) and its reply (`ROLE_ASSISTANT`), together; a failed run appends
+        nothing.
+
+        Errors: NOT_FOUND `THREAD_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -326,6 +413,31 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListRuns,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'CreateThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateThread,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.SerializeToString,
+            ),
+            'GetThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThread,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetThreadRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.SerializeToString,
+            ),
+            'ListThreads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListThreads,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsResponse.SerializeToString,
+            ),
+            'DeleteThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteThread,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteThreadRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesResponse.SerializeToString,
             ),
             'ListTools': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTools,
@@ -626,6 +738,141 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/ListRuns',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.SerializeToString,
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CreateThread',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetThread',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetThreadRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListThreads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListThreads',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/DeleteThread',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteThreadRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListMessages',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
