@@ -19,9 +19,24 @@ def agent_exists(name: str) -> AlreadyExists:
     return AlreadyExists("AGENT_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
 
 
+def revision_not_found(name: str) -> NotFound:
+    """No such revision of the agent in the caller's tenant."""
+    return NotFound("AGENT_REVISION_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
 def run_not_found(name: str) -> NotFound:
     """No such run in the caller's tenant."""
     return NotFound("RUN_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def thread_not_found(name: str) -> NotFound:
+    """No such thread in the caller's tenant."""
+    return NotFound("THREAD_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def thread_exists(name: str) -> AlreadyExists:
+    """A thread with that ID exists."""
+    return AlreadyExists("THREAD_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
 
 
 def quota_exceeded(tenant: str, meter: str, limit: float) -> ResourceExhausted:

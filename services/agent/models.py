@@ -57,11 +57,18 @@ class Agent(Base):
     tool_choice: Mapped[str] = mapped_column(String(20))
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revision_id: Mapped[str] = mapped_column(String(63), default="")
+    revision_create_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    delete_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True, slots=True)
 class AgentRow:
-    """An agent's configuration, as stored."""
+    """An agent's configuration, as stored: the fields of its current revision.
+
+    A deleted agent keeps its row, with ``delete_time`` set, so that its runs and
+    revisions stay readable and its ID is not taken by another agent.
+    """
 
     tenant_id: str
     id: str
@@ -73,6 +80,61 @@ class AgentRow:
     max_output_tokens: int
     tool_choice: str
     request_id: str | None
+    create_time: dt.datetime
+    revision_id: str
+    revision_create_time: dt.datetime | None
+    delete_time: dt.datetime | None
+
+
+#: The columns of an agent that make up a revision, in order (``UpdateAgent``'s mutable fields).
+REVISION_FIELDS = (
+    "display_name",
+    "model",
+    "instructions",
+    "tools",
+    "temperature",
+    "max_output_tokens",
+    "tool_choice",
+)
+
+
+class AgentRevision(Base):
+    """One immutable revision of an agent's configuration (AIP-162)."""
+
+    __tablename__ = "agent_revisions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "agent_id"], ["agents.tenant_id", "agents.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(String(200), default="")
+    instructions: Mapped[str] = mapped_column(Text)
+    tools: Mapped[list[str]] = mapped_column(JSON)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    max_output_tokens: Mapped[int] = mapped_column(Integer)
+    tool_choice: Mapped[str] = mapped_column(String(20))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRevisionRow:
+    """One revision of an agent, as stored; its fields after ``id`` are :data:`REVISION_FIELDS`."""
+
+    tenant_id: str
+    agent_id: str
+    id: str
+    display_name: str
+    model: str
+    instructions: str
+    tools: list[str]
+    temperature: float | None
+    max_output_tokens: int
+    tool_choice: str
     create_time: dt.datetime
 
 
@@ -116,6 +178,8 @@ class Run(Base):
     end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     executor: Mapped[str] = mapped_column(String(100), default="")
     lease_expire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    agent_revision_id: Mapped[str] = mapped_column(String(63), default="")
+    thread_id: Mapped[str] = mapped_column(String(63), default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +209,76 @@ class RunRow:
     end_time: dt.datetime | None
     executor: str
     lease_expire_time: dt.datetime | None
+    agent_revision_id: str  # the agent revision the run used; empty for runs from before revisions
+    thread_id: str  # the thread the run continues; empty for a run on its own
+
+
+class Thread(Base):
+    """A conversation that runs continue."""
+
+    __tablename__ = "threads"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    thread_metadata: Mapped[dict[str, str]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRow:
+    """A thread, as stored; ``thread_metadata`` is the resource's ``metadata``."""
+
+    tenant_id: str
+    id: str
+    thread_metadata: dict[str, str]
+    request_id: str | None
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+class Role(StrEnum):
+    """Who a thread's message is from; ``Message.Role.ROLE_<value>`` on the wire."""
+
+    USER = "USER"
+    ASSISTANT = "ASSISTANT"
+    TOOL = "TOOL"
+
+
+class ThreadMessage(Base):
+    """One message of a thread, at its ``position`` (0, 1, ... in conversation order)."""
+
+    __tablename__ = "thread_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "thread_id", "position"),
+        ForeignKeyConstraint(
+            ["tenant_id", "thread_id"], ["threads.tenant_id", "threads.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    tool_call: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    run: Mapped[str] = mapped_column(String(500))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """One message of a thread, as stored; ``tool_call`` holds a ``ToolCall``'s fields (``ROLE_TOOL``)."""
+
+    tenant_id: str
+    thread_id: str
+    id: str
+    position: int
+    role: str  # a Role value
+    content: str
+    tool_call: dict[str, Any] | None
+    run: str
+    create_time: dt.datetime

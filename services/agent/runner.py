@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,7 +147,12 @@ def _call_tool(function_name: str, arguments: str) -> tuple[str, bool]:
 
 
 async def run_agent(
-    client: openai.AsyncOpenAI, spec: AgentSpec, user_input: str, tools_enabled: bool, timeout: float
+    client: openai.AsyncOpenAI,
+    spec: AgentSpec,
+    user_input: str,
+    tools_enabled: bool,
+    timeout: float,
+    history: Sequence[dict[str, Any]] = (),
 ) -> Outcome:
     """Runs the loop for one input message.
 
@@ -156,6 +162,8 @@ async def run_agent(
         user_input: The user's message.
         tools_enabled: Whether tools are offered at all (the ``agent-tools`` flag).
         timeout: Seconds the whole run may take, model calls and tools included.
+        history: Earlier messages of the conversation (Chat Completions messages), sent
+            between the instructions and ``user_input``.
 
     Returns:
         The final reply, the tool calls made, and summed token usage.
@@ -167,7 +175,7 @@ async def run_agent(
     outcome = Outcome(model=spec.model)
     try:
         async with asyncio.timeout(timeout):
-            return await _loop(client, spec, user_input, tools_enabled, outcome)
+            return await _loop(client, spec, user_input, tools_enabled, outcome, history)
     except TimeoutError:
         failure = RunFailed(
             "RUN_TIMEOUT",
@@ -181,13 +189,19 @@ async def run_agent(
 
 
 async def _loop(
-    client: openai.AsyncOpenAI, spec: AgentSpec, user_input: str, tools_enabled: bool, outcome: Outcome
+    client: openai.AsyncOpenAI,
+    spec: AgentSpec,
+    user_input: str,
+    tools_enabled: bool,
+    outcome: Outcome,
+    history: Sequence[dict[str, Any]],
 ) -> Outcome:
     offered = (
         [catalog.CATALOG[name] for name in spec.tools if name in catalog.CATALOG] if tools_enabled else []
     )
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": spec.instructions},
+        *history,
         {"role": "user", "content": user_input},
     ]
     seen: set[tuple[str, str]] = set()

@@ -44,6 +44,11 @@ class AgentSettings(MeshSettings):
     max_running_runs: int = Field(
         8, ge=1, description="Runs one tenant may have in progress at once, over every replica."
     )
+    thread_history_tokens: int = Field(
+        2000,
+        ge=0,
+        description="The most estimated tokens (characters / 4) of a thread's history a run on it sees.",
+    )
     run_lease_seconds: float = Field(30.0, gt=0, description="Lease of a run on the replica executing it.")
     run_heartbeat_seconds: float = Field(
         10.0, gt=0, description="How often a replica renews its runs' leases."
@@ -78,7 +83,11 @@ async def build(
         max_retries=1,
         http_client=model_http_client(),
     )
-    limits = RunLimits(timeout_seconds=settings.run_timeout_seconds, max_running=settings.max_running_runs)
+    limits = RunLimits(
+        timeout_seconds=settings.run_timeout_seconds,
+        max_running=settings.max_running_runs,
+        history_tokens=settings.thread_history_tokens,
+    )
     leases = RunLeases(
         lease_seconds=settings.run_lease_seconds,
         heartbeat_seconds=settings.run_heartbeat_seconds,

@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import openai
-from google.protobuf import empty_pb2
-from sqlalchemy.exc import IntegrityError
+from google.protobuf import empty_pb2, field_mask_pb2
 
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
-from services.agent import errors, store
+from services.agent import errors, store, threads
 from services.agent import tools as catalog
-from services.agent.models import AgentRow, RunRow, RunState
+from services.agent.models import (
+    REVISION_FIELDS,
+    AgentRevisionRow,
+    AgentRow,
+    MessageRow,
+    Role,
+    RunRow,
+    RunState,
+    ThreadRow,
+)
 from services.agent.peers import Peers
 from services.agent.runner import AgentSpec, Outcome, RunFailed, run_agent
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
-from services.kit.db import Database
+from services.kit.db import Database, Tx
 from services.kit.enums import EnumMap
-from services.kit.errors import FieldViolation, InvalidArgument, error_status
+from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
@@ -36,8 +46,20 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 32_000
 DEFAULT_MAX_OUTPUT_TOKENS = 256
 AGENT = ResourceName.of(res.Agent)
+AGENT_REVISION = ResourceName.of(res.AgentRevision)
 RUN = ResourceName.of(res.Run)
+THREAD = ResourceName.of(res.Thread)
+MESSAGE = ResourceName.of(res.Message)
 RUN_STATES = EnumMap(RunState, res.Run.State, "STATE_")
+ROLES = EnumMap(Role, res.Message.Role, "ROLE_")
+MAX_METADATA = 16
+# AIP-203: output-only and identifier fields named in an update mask are ignored.
+IGNORED_FIELDS = frozenset({"name", "create_time", "revision_id", "revision_create_time"})
+
+
+def new_revision_id() -> str:
+    """Returns a new revision ID: 8 random lowercase hexadecimal characters (AIP-162)."""
+    return secrets.token_hex(4)
 
 
 def agent_to_proto(agent: AgentRow) -> res.Agent:
@@ -51,10 +73,123 @@ def agent_to_proto(agent: AgentRow) -> res.Agent:
         max_output_tokens=agent.max_output_tokens,
         tool_choice=res.ToolChoice.Value(agent.tool_choice),
         create_time=to_timestamp(agent.create_time),
+        revision_id=agent.revision_id,
+        revision_create_time=to_timestamp(agent.revision_create_time),
     )
     if agent.temperature is not None:
         message.temperature = agent.temperature
     return message
+
+
+def revision_to_proto(revision: AgentRevisionRow) -> res.AgentRevision:
+    """Maps a revision row to its resource; ``snapshot`` is the agent as it was then (no ``create_time``)."""
+    snapshot = res.Agent(
+        name=AGENT.format(revision.tenant_id, revision.agent_id),
+        display_name=revision.display_name,
+        model=revision.model,
+        instructions=revision.instructions,
+        tools=revision.tools,
+        max_output_tokens=revision.max_output_tokens,
+        tool_choice=res.ToolChoice.Value(revision.tool_choice),
+        revision_id=revision.id,
+        revision_create_time=to_timestamp(revision.create_time),
+    )
+    if revision.temperature is not None:
+        snapshot.temperature = revision.temperature
+    return res.AgentRevision(
+        name=AGENT_REVISION.format(revision.tenant_id, revision.agent_id, revision.id),
+        snapshot=snapshot,
+        create_time=to_timestamp(revision.create_time),
+    )
+
+
+def thread_to_proto(thread: ThreadRow) -> res.Thread:
+    """Maps a thread row to its resource."""
+    return res.Thread(
+        name=THREAD.format(thread.tenant_id, thread.id),
+        metadata=thread.thread_metadata,
+        create_time=to_timestamp(thread.create_time),
+        update_time=to_timestamp(thread.update_time),
+    )
+
+
+def message_to_proto(message: MessageRow) -> res.Message:
+    """Maps a thread message row to its resource."""
+    proto = res.Message(
+        name=MESSAGE.format(message.tenant_id, message.thread_id, message.id),
+        role=ROLES.to_proto(message.role),
+        content=message.content,
+        run=message.run,
+        create_time=to_timestamp(message.create_time),
+    )
+    if message.tool_call is not None:
+        proto.tool_call.CopyFrom(res.ToolCall(**threads.tool_call_of(message)))
+    return proto
+
+
+def _agent_fields(agent: res.Agent) -> dict[str, Any]:
+    """Returns the revision fields of an agent message (:data:`REVISION_FIELDS`), defaults applied."""
+    return {
+        "display_name": agent.display_name[:200],
+        "model": agent.model,
+        "instructions": agent.instructions,
+        "tools": list(agent.tools),
+        "temperature": agent.temperature if agent.HasField("temperature") else None,
+        "max_output_tokens": agent.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
+        "tool_choice": res.ToolChoice.Name(agent.tool_choice or res.TOOL_CHOICE_AUTO),
+    }
+
+
+def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
+    """Returns the revision fields an update mask names; empty or ``*`` means all of them (AIP-134).
+
+    Raises:
+        InvalidArgument: A path is not a field of ``Agent``.
+    """
+    paths = list(mask.paths)
+    if not paths or paths == ["*"]:
+        return REVISION_FIELDS
+    unknown = sorted(set(paths) - set(REVISION_FIELDS) - IGNORED_FIELDS)
+    if unknown:
+        raise invalid(
+            "update_mask", f"unknown fields {unknown}; mutable fields: {', '.join(REVISION_FIELDS)}"
+        )
+    return tuple(p for p in REVISION_FIELDS if p in paths)
+
+
+def _update_agent(tx: Tx, agent_id: str, message: res.Agent, paths: tuple[str, ...]) -> AgentRow | None:
+    """Reads the agent locked, applies the named fields, checks the result and revises the agent.
+
+    One transaction: an update that changes nothing writes nothing and makes no revision.
+
+    Returns:
+        The agent as it is afterwards; None when there is none.
+
+    Raises:
+        InvalidArgument: The updated agent breaks a rule of ``CreateAgent`` (nothing is written).
+    """
+    agent = store.get_agent(tx, agent_id, lock=True)
+    if agent is None:
+        return None
+    fields = _agent_fields(message)
+    changed = {name: fields[name] for name in paths if fields[name] != getattr(agent, name)}
+    if not changed:
+        return agent
+    updated = dataclasses.replace(agent, **changed)
+    _validate_agent(agent_to_proto(updated), "")
+    now = utcnow()
+    for _ in range(5):  # an 8-character ID taken by an earlier revision of this agent: draw again
+        revision = AgentRevisionRow(
+            tenant_id=agent.tenant_id,
+            agent_id=agent.id,
+            id=new_revision_id(),
+            **{name: getattr(updated, name) for name in REVISION_FIELDS},
+            create_time=now,
+        )
+        revised = store.revise_agent(tx, agent, revision)
+        if revised is not None:
+            return revised
+    raise RuntimeError(f"no free revision ID for agent {agent.id}")
 
 
 def run_to_proto(run: RunRow) -> res.Run:
@@ -73,6 +208,10 @@ def run_to_proto(run: RunRow) -> res.Run:
         create_time=to_timestamp(run.create_time),
         end_time=to_timestamp(run.end_time),
     )
+    if run.agent_revision_id:
+        message.agent_revision = AGENT_REVISION.format(run.tenant_id, run.agent_id, run.agent_revision_id)
+    if run.thread_id:
+        message.thread = THREAD.format(run.tenant_id, run.thread_id)
     if run.error_reason:
         code = errors.RUN_FAILURE_CODES.get(run.error_reason, grpc.StatusCode.UNKNOWN)
         message.error.CopyFrom(error_status(code, run.error_reason, run.error_message, errors.DOMAIN))
@@ -111,10 +250,13 @@ class RunLimits:
         timeout_seconds: Deadline of a whole run; past it the run fails with ``RUN_TIMEOUT``.
         max_running: Runs a tenant may have in progress at once, counted in the database
             over every replica; one more is refused with ``TOO_MANY_RUNS``.
+        history_tokens: The most estimated tokens of a thread's history a run on it sees
+            (see :mod:`services.agent.threads`).
     """
 
     timeout_seconds: float = 300.0
     max_running: int = 8
+    history_tokens: int = 2000
 
 
 @dataclass(frozen=True)
@@ -185,18 +327,16 @@ class AgentService(pb_grpc.AgentServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         _validate_agent(request.agent, request.agent_id)
+        now = utcnow()
         agent = AgentRow(
             tenant_id=tenant_id,
             id=request.agent_id or new_id(),
-            display_name=request.agent.display_name[:200],
-            model=request.agent.model,
-            instructions=request.agent.instructions,
-            tools=list(request.agent.tools),
-            temperature=request.agent.temperature if request.agent.HasField("temperature") else None,
-            max_output_tokens=request.agent.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
-            tool_choice=res.ToolChoice.Name(request.agent.tool_choice or res.TOOL_CHOICE_AUTO),
+            **_agent_fields(request.agent),
             request_id=request.request_id or None,
-            create_time=utcnow(),
+            create_time=now,
+            revision_id=new_revision_id(),
+            revision_create_time=now,
+            delete_time=None,
         )
         name = AGENT.format(tenant_id, agent.id)
         note_resource(name)
@@ -223,14 +363,48 @@ class AgentService(pb_grpc.AgentServiceServicer):
         agents, token = listing.messages(agent_to_proto)
         return pb.ListAgentsResponse(agents=agents, next_page_token=token)
 
+    async def UpdateAgent(
+        self, request: pb.UpdateAgentRequest, context: grpc.aio.ServicerContext
+    ) -> res.Agent:
+        tenant_id, agent_id = AGENT.parse(request.agent.name, "agent.name")
+        require_tenant(tenant_id)
+        paths = _update_paths(request.update_mask)
+        note_resource(request.agent.name)
+        agent = await self._db.write(tenant_id, _update_agent, agent_id, request.agent, paths)
+        if agent is None:
+            raise errors.agent_not_found(request.agent.name)
+        return agent_to_proto(agent)
+
     async def DeleteAgent(
         self, request: pb.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         tenant_id, agent_id = AGENT.parse(request.name, "name")
         require_tenant(tenant_id)
-        if not await self._db.write(tenant_id, store.delete_agent, agent_id):
+        if not await self._db.write(tenant_id, store.delete_agent, agent_id, utcnow()):
             raise errors.agent_not_found(request.name)
         return empty_pb2.Empty()
+
+    async def GetAgentRevision(
+        self, request: pb.GetAgentRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> res.AgentRevision:
+        tenant_id, agent_id, revision_id = AGENT_REVISION.parse(request.name, "name")
+        require_tenant(tenant_id)
+        revision = await self._db.read(tenant_id, store.get_revision, agent_id, revision_id)
+        if revision is None:
+            raise errors.revision_not_found(request.name)
+        return revision_to_proto(revision)
+
+    async def ListAgentRevisions(
+        self, request: pb.ListAgentRevisionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentRevisionsResponse:
+        tenant_id, agent_id = AGENT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listed = await self._db.read(tenant_id, store.list_revisions, agent_id, page)
+        if listed is None:
+            raise errors.agent_not_found(request.parent)
+        revisions, token = listed.messages(revision_to_proto)
+        return pb.ListAgentRevisionsResponse(agent_revisions=revisions, next_page_token=token)
 
     async def CreateRun(self, request: pb.CreateRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
         tenant_id, agent_id = AGENT.parse(request.parent, "parent")
@@ -239,10 +413,28 @@ class AgentService(pb_grpc.AgentServiceServicer):
             raise InvalidArgument(
                 [FieldViolation("run.input", f"is required, at most {MAX_TEXT} characters")]
             )
-        if request.request_id:
-            agent, earlier = await self._db.read(tenant_id, store.earlier_run, agent_id, request.request_id)
-        else:
-            agent, earlier = await self._db.read(tenant_id, store.get_agent, agent_id), None
+        pinned = None
+        if request.agent_revision:
+            revision_tenant, revision_agent, pinned = AGENT_REVISION.parse(
+                request.agent_revision, "agent_revision"
+            )
+            if (revision_tenant, revision_agent) != (tenant_id, agent_id):
+                raise invalid("agent_revision", f"is not a revision of {request.parent}")
+        thread_id = None
+        if request.run.thread:
+            thread_tenant, thread_id = THREAD.parse(request.run.thread, "run.thread")
+            if thread_tenant != tenant_id:
+                raise invalid("run.thread", f"is not a thread of tenants/{tenant_id}")
+        subject = await self._db.read(
+            tenant_id,
+            store.run_subject,
+            agent_id,
+            pinned,
+            request.request_id or None,
+            thread_id,
+            threads.MAX_HISTORY_MESSAGES,
+        )
+        agent, revision, earlier = subject.agent, subject.revision, subject.earlier
         if agent is None:
             raise errors.agent_not_found(request.parent)
         if earlier is not None:
@@ -251,12 +443,17 @@ class AgentService(pb_grpc.AgentServiceServicer):
                     tenant_id, store.interrupt_if_expired, earlier, self._leases.clock()
                 )
             return run_to_proto(earlier)
+        if revision is None:
+            raise errors.revision_not_found(request.agent_revision)
+        if thread_id is not None and subject.thread is None:
+            raise errors.thread_not_found(request.run.thread)
+        history = threads.chat_messages(threads.window(subject.history, self._limits.history_tokens))
         # Independent peer calls, awaited together: one entitlement check for every meter
         # the run may spend, and the tools flag.
         entitled = self._peers.check_entitlement(
-            tenant_id, {"agent_runs": 1, "model_output_tokens": agent.max_output_tokens}
+            tenant_id, {"agent_runs": 1, "model_output_tokens": revision.max_output_tokens}
         )
-        if agent.tools:
+        if revision.tools:
             _, tools_enabled = await asyncio.gather(
                 entitled, self._peers.tools_enabled(tenant_id, request.parent)
             )
@@ -274,7 +471,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             input_tokens=0,
             output_tokens=0,
             model_calls=0,
-            model=agent.model or self._default_model,
+            model=revision.model or self._default_model,
             tools_enabled=tools_enabled,
             error_reason="",
             error_message="",
@@ -283,11 +480,13 @@ class AgentService(pb_grpc.AgentServiceServicer):
             end_time=None,
             executor=self._leases.executor,
             lease_expire_time=self._leases.expiry(),
+            agent_revision_id=revision.id,
+            thread_id=thread_id or "",
         )
         note_resource(RUN.format(tenant_id, agent_id, run.id))
         try:
             created = await self._db.write(tenant_id, store.start_run, run, self._limits.max_running)
-        except IntegrityError:  # the agent was deleted meanwhile (the runs' foreign key)
+        except store.AgentGone:  # the agent was deleted meanwhile
             raise errors.agent_not_found(request.parent) from None
         if created is None:
             raise errors.too_many_runs(self._limits.max_running)
@@ -296,12 +495,12 @@ class AgentService(pb_grpc.AgentServiceServicer):
         # A caller that goes away (a workflow process restarting) must not leave the run
         # RUNNING forever: it finishes in its own task; a retry with the same request_id
         # then finds it.
-        execution = asyncio.create_task(self._execute(agent, run), name=f"run-{run.id}")
+        execution = asyncio.create_task(self._execute(revision, run, history), name=f"run-{run.id}")
         self._executions.add(execution)
         execution.add_done_callback(self._executions.discard)
         return run_to_proto(await asyncio.shield(execution))
 
-    async def _execute(self, agent: AgentRow, run: RunRow) -> RunRow:
+    async def _execute(self, agent: AgentRevisionRow, run: RunRow, history: list[dict[str, Any]]) -> RunRow:
         spec = AgentSpec(
             model=run.model,
             instructions=agent.instructions,
@@ -316,7 +515,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         try:
             try:
                 outcome = await run_agent(
-                    self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds
+                    self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds, history
                 )
             except RunFailed as error:
                 outcome = error.outcome
@@ -338,7 +537,26 @@ class AgentService(pb_grpc.AgentServiceServicer):
             model_calls=outcome.model_calls,
             end_time=self._leases.clock(),
         )
-        finished = await self._db.write(run.tenant_id, store.finish_run, run, changes)
+        appended: list[MessageRow] = []
+        if run.thread_id and changes["state"] == RunState.SUCCEEDED:
+            run_name = RUN.format(run.tenant_id, run.agent_id, run.id)
+            appended = [
+                MessageRow(
+                    tenant_id=run.tenant_id,
+                    thread_id=run.thread_id,
+                    id=new_id(),
+                    position=0,  # the store gives each its place after the thread's last message
+                    role=role,
+                    content=content,
+                    tool_call=tool_call,
+                    run=run_name,
+                    create_time=changes["end_time"],
+                )
+                for role, content, tool_call in threads.exchanged(
+                    run.input, outcome.tool_calls, outcome.output
+                )
+            ]
+        finished = await self._db.write(run.tenant_id, store.finish_run, run, changes, appended)
         # The tokens were spent either way, also by a run swept meanwhile (its outcome is lost).
         await self._peers.record_usage(
             run.tenant_id,
@@ -353,7 +571,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         if finished is None:
             log.warning("run %s lost its lease before it finished; it stays interrupted", run.id)
             stored = await self._db.read(run.tenant_id, store.get_run, run.agent_id, run.id)
-            assert stored is not None, "runs are deleted only with their agent"
+            assert stored is not None, "runs are never deleted"
             return stored
         return finished
 
@@ -418,6 +636,70 @@ class AgentService(pb_grpc.AgentServiceServicer):
             raise errors.agent_not_found(request.parent)
         runs, token = listed.messages(run_to_proto)
         return pb.ListRunsResponse(runs=runs, next_page_token=token)
+
+    async def CreateThread(
+        self, request: pb.CreateThreadRequest, context: grpc.aio.ServicerContext
+    ) -> res.Thread:
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        if request.thread_id:
+            validate_id(request.thread_id, "thread_id")
+        if len(request.thread.metadata) > MAX_METADATA:
+            raise invalid("thread.metadata", f"holds at most {MAX_METADATA} pairs")
+        now = utcnow()
+        thread = ThreadRow(
+            tenant_id=tenant_id,
+            id=request.thread_id or new_id(),
+            thread_metadata=dict(request.thread.metadata),
+            request_id=request.request_id or None,
+            create_time=now,
+            update_time=now,
+        )
+        name = THREAD.format(tenant_id, thread.id)
+        note_resource(name)
+        created = await self._db.write(tenant_id, store.create_thread, thread)
+        if created is None:
+            raise errors.thread_exists(name)
+        return thread_to_proto(created)
+
+    async def GetThread(self, request: pb.GetThreadRequest, context: grpc.aio.ServicerContext) -> res.Thread:
+        tenant_id, thread_id = THREAD.parse(request.name, "name")
+        require_tenant(tenant_id)
+        thread = await self._db.read(tenant_id, store.get_thread, thread_id)
+        if thread is None:
+            raise errors.thread_not_found(request.name)
+        return thread_to_proto(thread)
+
+    async def ListThreads(
+        self, request: pb.ListThreadsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListThreadsResponse:
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listing = await self._db.read(tenant_id, store.list_threads, page)
+        listed, token = listing.messages(thread_to_proto)
+        return pb.ListThreadsResponse(threads=listed, next_page_token=token)
+
+    async def DeleteThread(
+        self, request: pb.DeleteThreadRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant_id, thread_id = THREAD.parse(request.name, "name")
+        require_tenant(tenant_id)
+        if not await self._db.write(tenant_id, store.delete_thread, thread_id):
+            raise errors.thread_not_found(request.name)
+        return empty_pb2.Empty()
+
+    async def ListMessages(
+        self, request: pb.ListMessagesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMessagesResponse:
+        tenant_id, thread_id = THREAD.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listed = await self._db.read(tenant_id, store.list_messages, thread_id, page)
+        if listed is None:
+            raise errors.thread_not_found(request.parent)
+        messages, token = listed.messages(message_to_proto)
+        return pb.ListMessagesResponse(messages=messages, next_page_token=token)
 
     async def ListTools(
         self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext

@@ -4,44 +4,127 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
 
-from services.agent.models import Agent, AgentRow, Run, RunRow, RunState
+from services.agent.models import (
+    REVISION_FIELDS,
+    Agent,
+    AgentRevision,
+    AgentRevisionRow,
+    AgentRow,
+    MessageRow,
+    Run,
+    RunRow,
+    RunState,
+    Thread,
+    ThreadMessage,
+    ThreadRow,
+)
 from services.kit.db import Tx
 from services.kit.pagination import Listing, Page
-from services.kit.repository import NEWEST_FIRST, Repository
+from services.kit.repository import NEWEST_FIRST, Order, Repository
 
 AGENTS = Repository(Agent, AgentRow, order=NEWEST_FIRST)
+REVISIONS = Repository(AgentRevision, AgentRevisionRow, order=NEWEST_FIRST)
 RUNS = Repository(Run, RunRow, order=NEWEST_FIRST)
+THREADS = Repository(Thread, ThreadRow, order=NEWEST_FIRST)
+MESSAGES = Repository(ThreadMessage, MessageRow, order=(Order("position"),))
+_AGENTS = AGENTS.table
+_MESSAGES = MESSAGES.table
+_REVISIONS = REVISIONS.table
 _RUNS = RUNS.table
 
 
-def get_agent(tx: Tx, agent_id: str) -> AgentRow | None:
-    """Returns the tenant's agent, or None."""
-    return AGENTS.get(tx, agent_id)
+class AgentGone(Exception):
+    """The agent a run was about to start for has been deleted (nothing was written)."""
+
+
+def revision_of(agent: AgentRow) -> AgentRevisionRow:
+    """Returns the agent's current revision, made from its row (the agent holds its current fields)."""
+    assert agent.revision_create_time is not None, "every agent has a revision"
+    return AgentRevisionRow(
+        tenant_id=agent.tenant_id,
+        agent_id=agent.id,
+        id=agent.revision_id,
+        **{name: getattr(agent, name) for name in REVISION_FIELDS},
+        create_time=agent.revision_create_time,
+    )
+
+
+def get_agent(tx: Tx, agent_id: str, *, lock: bool = False) -> AgentRow | None:
+    """Returns the tenant's agent, or None when there is none or it was deleted."""
+    agent = AGENTS.get(tx, agent_id, lock=lock)
+    return agent if agent is not None and agent.delete_time is None else None
 
 
 def create_agent(tx: Tx, agent: AgentRow) -> AgentRow | None:
-    """Inserts an agent, or returns the one an earlier request with its ``request_id`` made.
+    """Inserts an agent and its first revision, or returns the agent an earlier request made.
+
+    An earlier request is one with the same ``request_id``.
 
     Returns:
-        The agent; None when its ID is taken (nothing is written then).
+        The agent; None when its ID is taken, also by a deleted agent (nothing is written then).
     """
-    return AGENTS.create(tx, agent)
+    created = AGENTS.create(tx, agent)
+    if created is agent:
+        REVISIONS.insert(tx, revision_of(agent))
+    return created
+
+
+def revise_agent(tx: Tx, agent: AgentRow, revision: AgentRevisionRow) -> AgentRow | None:
+    """Adds ``revision`` to the agent and makes it the agent's current configuration.
+
+    Args:
+        tx: The unit of work, in which ``agent`` was read locked.
+        agent: The agent as read.
+        revision: Its new revision.
+
+    Returns:
+        The agent as updated; None when the agent has a revision with ``revision.id``
+        already (nothing is written then; retry with another ID).
+    """
+    if not REVISIONS.insert(tx, revision):
+        return None
+    changes = {name: getattr(revision, name) for name in REVISION_FIELDS}
+    updated = AGENTS.update(
+        tx,
+        (agent.id,),
+        {**changes, "revision_id": revision.id, "revision_create_time": revision.create_time},
+    )
+    assert updated is not None, "the agent was read locked in this transaction"
+    return updated
 
 
 def list_agents(tx: Tx, page: Page) -> Listing[AgentRow]:
-    """Returns a page of the tenant's agents, newest first, and whether more follow."""
-    return AGENTS.list_page(tx, page)
+    """Returns a page of the tenant's agents, newest first, and whether more follow (deleted ones not)."""
+    return AGENTS.list_page(tx, page, _AGENTS.c.delete_time.is_(None))
 
 
-def delete_agent(tx: Tx, agent_id: str) -> bool:
-    """Deletes an agent and its runs; False when there was none."""
-    tx.execute(delete(_RUNS).where(_RUNS.c.tenant_id == tx.tenant_id, _RUNS.c.agent_id == agent_id))
-    return AGENTS.delete(tx, agent_id)
+def delete_agent(tx: Tx, agent_id: str, now: dt.datetime) -> bool:
+    """Marks an agent deleted, keeping its row for its runs and revisions; False when there was none."""
+    statement = (
+        update(_AGENTS)
+        .where(_AGENTS.c.tenant_id == tx.tenant_id, _AGENTS.c.id == agent_id, _AGENTS.c.delete_time.is_(None))
+        .values(delete_time=now)
+    )
+    deleted = tx.execute(statement).rowcount == 1
+    tx.changed |= deleted
+    return deleted
+
+
+def get_revision(tx: Tx, agent_id: str, revision_id: str) -> AgentRevisionRow | None:
+    """Returns a revision of the tenant's agent (also of a deleted one), or None."""
+    return REVISIONS.get(tx, agent_id, revision_id)
+
+
+def list_revisions(tx: Tx, agent_id: str, page: Page) -> Listing[AgentRevisionRow] | None:
+    """Returns a page of an agent's revisions, newest first; None when the agent never existed."""
+    if AGENTS.get(tx, agent_id) is None:
+        return None
+    return REVISIONS.list_page(tx, page, _REVISIONS.c.agent_id == agent_id)
 
 
 def _lock_tenant_runs(tx: Tx) -> None:
@@ -70,10 +153,11 @@ def start_run(tx: Tx, run: RunRow, max_running: int) -> RunRow | None:
         The new or earlier run; None when the tenant has ``max_running`` runs in progress.
 
     Raises:
-        IntegrityError: The run's agent does not exist (any more): the runs' foreign key
-            to their agent refuses the row, so no read of the agent is needed here.
+        AgentGone: The run's agent was deleted since it was read.
     """
     _lock_tenant_runs(tx)
+    if get_agent(tx, run.agent_id) is None:
+        raise AgentGone(run.agent_id)
     if run.request_id is not None:
         earlier = RUNS.find(tx, _RUNS.c.agent_id == run.agent_id, _RUNS.c.request_id == run.request_id)
         if earlier is not None:
@@ -146,20 +230,145 @@ def interrupt_if_expired(tx: Tx, run: RunRow, now: dt.datetime) -> RunRow:
         .values(**INTERRUPTED, end_time=now, lease_expire_time=None)
     )
     stored = RUNS.get(tx, run.id)
-    assert stored is not None, "runs are deleted only with their agent"
+    assert stored is not None, "runs are never deleted"
     return stored
 
 
-def earlier_run(tx: Tx, agent_id: str, request_id: str) -> tuple[AgentRow | None, RunRow | None]:
-    """Returns the agent and the run an earlier request with this idempotency key made (or None)."""
-    agent = AGENTS.get(tx, agent_id)
+@dataclasses.dataclass(frozen=True)
+class RunSubject:
+    """What a new run starts from, read in one transaction.
+
+    Attributes:
+        agent: The agent; None when there is none or it was deleted (then nothing else is read).
+        revision: The revision to run: the pinned one, or the agent's current one; None
+            when the pinned revision does not exist.
+        earlier: The run an earlier request with the same ``request_id`` made, or None.
+    """
+
+    agent: AgentRow | None
+    revision: AgentRevisionRow | None = None
+    earlier: RunRow | None = None
+    thread: ThreadRow | None = None
+    history: list[MessageRow] = dataclasses.field(default_factory=list)
+
+
+def run_subject(
+    tx: Tx,
+    agent_id: str,
+    revision_id: str | None,
+    request_id: str | None,
+    thread_id: str | None = None,
+    history_limit: int = 500,
+) -> RunSubject:
+    """Returns the agent, the revision a run of it uses, the run an earlier request made and the thread.
+
+    Args:
+        tx: The unit of work.
+        agent_id: The agent.
+        revision_id: The pinned revision; None for the agent's current one.
+        request_id: The run's idempotency key, if any.
+        thread_id: The thread the run continues, if any; its newest ``history_limit``
+            messages are read, oldest first, into ``history``.
+        history_limit: The most messages of the thread read.
+    """
+    agent = get_agent(tx, agent_id)
     if agent is None:
-        return None, None
-    return agent, RUNS.find(tx, _RUNS.c.agent_id == agent_id, _RUNS.c.request_id == request_id)
+        return RunSubject(None)
+    earlier = None
+    if request_id is not None:
+        earlier = RUNS.find(tx, _RUNS.c.agent_id == agent_id, _RUNS.c.request_id == request_id)
+    revision: AgentRevisionRow | None
+    if revision_id is None or revision_id == agent.revision_id:
+        revision = revision_of(agent)
+    else:
+        revision = REVISIONS.get(tx, agent_id, revision_id)
+    thread, history = None, []
+    if thread_id is not None and earlier is None:
+        thread = THREADS.get(tx, thread_id)
+        if thread is not None:
+            history = recent_messages(tx, thread_id, history_limit)
+    return RunSubject(agent, revision, earlier, thread, history)
 
 
-def finish_run(tx: Tx, run: RunRow, changes: Mapping[str, Any]) -> RunRow | None:
+def get_thread(tx: Tx, thread_id: str) -> ThreadRow | None:
+    """Returns the tenant's thread, or None."""
+    return THREADS.get(tx, thread_id)
+
+
+def create_thread(tx: Tx, thread: ThreadRow) -> ThreadRow | None:
+    """Inserts a thread, or returns the one an earlier request with its ``request_id`` made.
+
+    Returns:
+        The thread; None when its ID is taken (nothing is written then).
+    """
+    return THREADS.create(tx, thread)
+
+
+def list_threads(tx: Tx, page: Page) -> Listing[ThreadRow]:
+    """Returns a page of the tenant's threads, newest first, and whether more follow."""
+    return THREADS.list_page(tx, page)
+
+
+def delete_thread(tx: Tx, thread_id: str) -> bool:
+    """Deletes a thread and its messages; False when there was none."""
+    tx.execute(
+        delete(_MESSAGES).where(_MESSAGES.c.tenant_id == tx.tenant_id, _MESSAGES.c.thread_id == thread_id)
+    )
+    return THREADS.delete(tx, thread_id)
+
+
+def list_messages(tx: Tx, thread_id: str, page: Page) -> Listing[MessageRow] | None:
+    """Returns a page of a thread's messages, oldest first; None when there is no such thread."""
+    if THREADS.get(tx, thread_id) is None:
+        return None
+    return MESSAGES.list_page(tx, page, _MESSAGES.c.thread_id == thread_id)
+
+
+def recent_messages(tx: Tx, thread_id: str, limit: int) -> list[MessageRow]:
+    """Returns the newest ``limit`` messages of the tenant's thread, oldest first."""
+    query = (
+        select(*_MESSAGES.c)
+        .where(_MESSAGES.c.tenant_id == tx.tenant_id, _MESSAGES.c.thread_id == thread_id)
+        .order_by(_MESSAGES.c.position.desc())
+        .limit(limit)
+    )
+    return MESSAGES.records(tx.execute(query).all()[::-1])
+
+
+def append_messages(tx: Tx, thread_id: str, messages: Sequence[MessageRow], now: dt.datetime) -> bool:
+    """Appends messages to the tenant's thread, after its last one, in order.
+
+    The thread is locked first, so that runs finishing at once on one thread append
+    one after the other; each message's ``position`` is replaced with its place.
+
+    Returns:
+        False when there is no such thread (it was deleted; nothing is written).
+    """
+    if THREADS.get(tx, thread_id, lock=True) is None:
+        return False
+    last = tx.execute(
+        select(func.max(_MESSAGES.c.position)).where(
+            _MESSAGES.c.tenant_id == tx.tenant_id, _MESSAGES.c.thread_id == thread_id
+        )
+    ).scalar_one()
+    start = 0 if last is None else int(last) + 1
+    rows = [MESSAGES.values(dataclasses.replace(m, position=start + i)) for i, m in enumerate(messages)]
+    MESSAGES.insert_many(tx, rows)
+    THREADS.update(tx, (thread_id,), {"update_time": now})
+    return True
+
+
+def finish_run(
+    tx: Tx, run: RunRow, changes: Mapping[str, Any], messages: Sequence[MessageRow] = ()
+) -> RunRow | None:
     """Writes a run's outcome, if its executor still holds it, and ends its lease.
+
+    Args:
+        tx: The unit of work.
+        run: The run as started.
+        changes: Its outcome, column name to value.
+        messages: What it appends to its thread (``run.thread_id``), in the same
+            transaction; nothing is appended when the thread was deleted.
 
     Returns:
         The run with ``changes`` applied; None when the run is no longer this executor's
@@ -178,6 +387,8 @@ def finish_run(tx: Tx, run: RunRow, changes: Mapping[str, Any]) -> RunRow | None
     )
     if tx.execute(statement).rowcount != 1:
         return None
+    if messages and run.thread_id:
+        append_messages(tx, run.thread_id, messages, changes.get("end_time") or run.create_time)
     return dataclasses.replace(run, **values)
 
 
@@ -188,7 +399,10 @@ def get_run(tx: Tx, agent_id: str, run_id: str) -> RunRow | None:
 
 
 def list_runs(tx: Tx, agent_id: str, page: Page) -> Listing[RunRow] | None:
-    """Returns a page of an agent's runs, newest first, and whether more follow; None without the agent."""
+    """Returns a page of an agent's runs, newest first, and whether more follow.
+
+    Returns None when the agent never existed; a deleted agent's runs are listed.
+    """
     if AGENTS.get(tx, agent_id) is None:
         return None
     return RUNS.list_page(tx, page, _RUNS.c.agent_id == agent_id)

@@ -381,6 +381,7 @@ class Workers:
         ]
         self._done = {}
         self._lock = threading.Lock()
+        self._busy = 0
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(size)
         ]
@@ -393,15 +394,23 @@ class Workers:
         self._jobs.put((future, call))
         return await future
 
+    def counts(self) -> tuple[int, int, int]:
+        """Returns the threads at work, the idle ones, and the calls waiting for one."""
+        busy = self._busy
+        return busy, len(self._threads) - busy, self._jobs.qsize()
+
     def _serve(self) -> None:
         while (job := self._jobs.get()) is not None:
             future, call = job
+            with self._lock:
+                self._busy += 1
             try:
                 outcome: tuple[Any, BaseException | None] = (call(), None)
             except BaseException as error:  # handed to the awaiting task, raised there
                 outcome = (None, error)
             loop = future.get_loop()
             with self._lock:
+                self._busy -= 1
                 pending = self._done.setdefault(loop, [])
                 first = not pending
                 pending.append((future, *outcome))
@@ -461,6 +470,14 @@ class Database:
         self._connections_lock = threading.Lock()
         # Decided once: with tracing off a transaction pays nothing for it.
         self._traced = tracing_enabled()
+
+    def connection_counts(self) -> tuple[int, int, int]:
+        """Returns the worker connections in use, the idle ones, and the units of work waiting for one.
+
+        Each worker thread holds one connection (SQLite reads on the event loop's own
+        connection are not counted).
+        """
+        return self._workers.counts()
 
     def statements(self) -> collections.Counter[str]:
         """Returns how many statements this database's connections have sent, by RPC (see :class:`Link`).

@@ -153,6 +153,8 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     pagination.use_key(key.get_secret_value().encode() if key is not None else None)
     rules = method_rules(service.descriptors)
     metrics = RpcMetrics(service.name)
+    if service.db is not None:
+        metrics.watch_database(service.db)
     guard = Guard(
         domain_of(service.name),
         rules,

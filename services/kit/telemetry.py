@@ -33,7 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -164,6 +164,14 @@ def client_interceptors() -> Sequence[grpc.aio.ClientInterceptor]:
     return list(aio_client_interceptors())
 
 
+class ConnectionCounts(Protocol):
+    """What :meth:`RpcMetrics.watch_database` reads: a database's connection counts."""
+
+    def connection_counts(self) -> tuple[int, int, int]:
+        """Returns the connections in use, the idle ones, and the units of work waiting."""
+        ...
+
+
 class RpcMetrics:
     """A service's RPC metrics, in a registry of its own.
 
@@ -183,6 +191,31 @@ class RpcMetrics:
         )
         self._service = service
         self._children: dict[tuple[str, str], Any] = {}
+        # CPU, memory and file descriptors of the process (process_*), for saturation.
+        prometheus_client.ProcessCollector(registry=self.registry)
+
+    def watch_database(self, database: ConnectionCounts) -> None:
+        """Exports the database's connections in use and idle, and the work waiting for one.
+
+        ``db_client_connection_count`` by ``state`` (``used``, ``idle``) and
+        ``db_client_connection_pending_requests``, OpenTelemetry's ``db.client.connection.*``
+        names; read when Prometheus scrapes.
+        """
+        count = prometheus_client.Gauge(
+            "db_client_connection_count",
+            "Database connections by state (db.client.connection.count).",
+            ["rpc_service", "state"],
+            registry=self.registry,
+        )
+        count.labels(self._service, "used").set_function(lambda: database.connection_counts()[0])
+        count.labels(self._service, "idle").set_function(lambda: database.connection_counts()[1])
+        pending = prometheus_client.Gauge(
+            "db_client_connection_pending_requests",
+            "Units of work waiting for a connection (db.client.connection.pending_requests).",
+            ["rpc_service"],
+            registry=self.registry,
+        )
+        pending.labels(self._service).set_function(lambda: database.connection_counts()[2])
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         """Records one RPC: its full method name, status code name (``OK``) and duration."""

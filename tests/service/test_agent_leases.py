@@ -133,6 +133,8 @@ async def _plant(
         end_time=None,
         executor="a-replica-that-died",
         lease_expire_time=lease_expire_time,
+        agent_revision_id=agent.revision_id,
+        thread_id="",
     )
     assert await db.write(tenant.id, store.RUNS.insert, run)
     return f"{agent.name}/runs/{run.id}"

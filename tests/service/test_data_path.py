@@ -64,6 +64,9 @@ async def test_a_failing_unit_of_work_writes_nothing(mesh: Mesh) -> None:
         tool_choice="TOOL_CHOICE_AUTO",
         request_id=None,
         create_time=utcnow(),
+        revision_id="",
+        revision_create_time=None,
+        delete_time=None,
     )
 
     def insert_then_fail(tx: Tx) -> None:

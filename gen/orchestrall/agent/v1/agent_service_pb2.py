@@ -28,11 +28,12 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from orchestrall.agent.v1 import resources_pb2 as orchestrall_dot_agent_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orchestrall/agent/v1/agent_service.proto\x12\x14orchestrall.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a$orchestrall/agent/v1/resources.proto\"\xad\x01\n\x12\x43reateAgentRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x36\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1d\n\x08\x61gent_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"P\n\x0fGetAgentRequest\x12=\n\x04name\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"o\n\x11ListAgentsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"o\n\x12ListAgentsResponse\x12\x36\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"S\n\x12\x44\x65leteAgentRequest\x12=\n\x04name\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\xa8\x01\n\x10\x43reateRunRequest\x12?\n\x06parent\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x32\n\x03run\x18\x02 \x01(\x0b\x32\x19.orchestrall.agent.v1.RunB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"L\n\rGetRunRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x61gent.orchestrall.dev/Run\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x8d\x01\n\x0fListRunsRequest\x12?\n\x06parent\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"i\n\x10ListRunsResponse\x12\x32\n\x04runs\x18\x01 \x03(\x0b\x32\x19.orchestrall.agent.v1.RunB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"M\n\x10ListToolsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"k\n\x11ListToolsResponse\x12\x33\n\x05tools\x18\x01 \x03(\x0b\x32\x1a.orchestrall.agent.v1.ToolB\x08\xbaH\x05\x92\x01\x02\x10 \x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x32\xa1\n\n\x0c\x41gentService\x12\xb3\x01\n\x0b\x43reateAgent\x12(.orchestrall.agent.v1.CreateAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"]\xda\x41\x15parent,agent,agent_id\xc2\xf3\x18\x15\x12\x13\x61gent.agents.create\x82\xd3\xe4\x93\x02&\"\x1d/v1/{parent=tenants/*}/agents:\x05\x61gent\x12\x92\x01\n\x08GetAgent\x12%.orchestrall.agent.v1.GetAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"B\xda\x41\x04name\xc2\xf3\x18\x12\x12\x10\x61gent.agents.get\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=tenants/*/agents/*}\x12\xa6\x01\n\nListAgents\x12\'.orchestrall.agent.v1.ListAgentsRequest\x1a(.orchestrall.agent.v1.ListAgentsResponse\"E\xda\x41\x06parent\xc2\xf3\x18\x13\x12\x11\x61gent.agents.list\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=tenants/*}/agents\x12\x96\x01\n\x0b\x44\x65leteAgent\x12(.orchestrall.agent.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"E\xda\x41\x04name\xc2\xf3\x18\x15\x12\x13\x61gent.agents.delete\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/{name=tenants/*/agents/*}\x12\xa5\x01\n\tCreateRun\x12&.orchestrall.agent.v1.CreateRunRequest\x1a\x19.orchestrall.agent.v1.Run\"U\xda\x41\nparent,run\xc2\xf3\x18\x13\x12\x11\x61gent.runs.create\x82\xd3\xe4\x93\x02+\"$/v1/{parent=tenants/*/agents/*}/runs:\x03run\x12\x91\x01\n\x06GetRun\x12#.orchestrall.agent.v1.GetRunRequest\x1a\x19.orchestrall.agent.v1.Run\"G\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x61gent.runs.get\x82\xd3\xe4\x93\x02&\x12$/v1/{name=tenants/*/agents/*/runs/*}\x12\xa5\x01\n\x08ListRuns\x12%.orchestrall.agent.v1.ListRunsRequest\x1a&.orchestrall.agent.v1.ListRunsResponse\"J\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x61gent.runs.list\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=tenants/*/agents/*}/runs\x12\x85\x01\n\tListTools\x12&.orchestrall.agent.v1.ListToolsRequest\x1a\'.orchestrall.agent.v1.ListToolsResponse\"\'\xc2\xf3\x18\x12\x12\x10\x61gent.tools.list\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tools\x1a\x18\xca\x41\x15\x61gent.orchestrall.devBHZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(orchestrall/agent/v1/agent_service.proto\x12\x14orchestrall.agent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a$orchestrall/api/v1/annotations.proto\x1a$orchestrall/agent/v1/resources.proto\"\xad\x01\n\x12\x43reateAgentRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x36\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1d\n\x08\x61gent_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"P\n\x0fGetAgentRequest\x12=\n\x04name\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"o\n\x11ListAgentsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"o\n\x12ListAgentsResponse\x12\x36\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"S\n\x12\x44\x65leteAgentRequest\x12=\n\x04name\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x83\x01\n\x12UpdateAgentRequest\x12\x36\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x1b.orchestrall.agent.v1.AgentB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"`\n\x17GetAgentRevisionRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#agent.orchestrall.dev/AgentRevision\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x97\x01\n\x19ListAgentRevisionsRequest\x12?\n\x06parent\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x88\x01\n\x1aListAgentRevisionsResponse\x12G\n\x0f\x61gent_revisions\x18\x01 \x03(\x0b\x32#.orchestrall.agent.v1.AgentRevisionB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\xf6\x01\n\x10\x43reateRunRequest\x12?\n\x06parent\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x32\n\x03run\x18\x02 \x01(\x0b\x32\x19.orchestrall.agent.v1.RunB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\x12L\n\x0e\x61gent_revision\x18\x04 \x01(\tB4\xe2\x41\x01\x01\xfa\x41%\n#agent.orchestrall.dev/AgentRevision\xbaH\x05r\x03\x18\xf4\x03\"L\n\rGetRunRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x61gent.orchestrall.dev/Run\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x8d\x01\n\x0fListRunsRequest\x12?\n\x06parent\x18\x01 \x01(\tB/\xe2\x41\x01\x02\xfa\x41\x1d\n\x1b\x61gent.orchestrall.dev/Agent\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"i\n\x10ListRunsResponse\x12\x32\n\x04runs\x18\x01 \x03(\x0b\x32\x19.orchestrall.agent.v1.RunB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\xb1\x01\n\x13\x43reateThreadRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x38\n\x06thread\x18\x02 \x01(\x0b\x32\x1c.orchestrall.agent.v1.ThreadB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1e\n\tthread_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"R\n\x10GetThreadRequest\x12>\n\x04name\x18\x01 \x01(\tB0\xe2\x41\x01\x02\xfa\x41\x1e\n\x1c\x61gent.orchestrall.dev/Thread\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"p\n\x12ListThreadsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"r\n\x13ListThreadsResponse\x12\x38\n\x07threads\x18\x01 \x03(\x0b\x32\x1c.orchestrall.agent.v1.ThreadB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"U\n\x13\x44\x65leteThreadRequest\x12>\n\x04name\x18\x01 \x01(\tB0\xe2\x41\x01\x02\xfa\x41\x1e\n\x1c\x61gent.orchestrall.dev/Thread\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x92\x01\n\x13ListMessagesRequest\x12@\n\x06parent\x18\x01 \x01(\tB0\xe2\x41\x01\x02\xfa\x41\x1e\n\x1c\x61gent.orchestrall.dev/Thread\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"u\n\x14ListMessagesResponse\x12:\n\x08messages\x18\x01 \x03(\x0b\x32\x1d.orchestrall.agent.v1.MessageB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"M\n\x10ListToolsRequest\x12\x17\n\tpage_size\x18\x01 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"k\n\x11ListToolsResponse\x12\x33\n\x05tools\x18\x01 \x03(\x0b\x32\x1a.orchestrall.agent.v1.ToolB\x08\xbaH\x05\x92\x01\x02\x10 \x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x32\xc5\x15\n\x0c\x41gentService\x12\xb3\x01\n\x0b\x43reateAgent\x12(.orchestrall.agent.v1.CreateAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"]\xda\x41\x15parent,agent,agent_id\xc2\xf3\x18\x15\x12\x13\x61gent.agents.create\x82\xd3\xe4\x93\x02&\"\x1d/v1/{parent=tenants/*}/agents:\x05\x61gent\x12\x92\x01\n\x08GetAgent\x12%.orchestrall.agent.v1.GetAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"B\xda\x41\x04name\xc2\xf3\x18\x12\x12\x10\x61gent.agents.get\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=tenants/*/agents/*}\x12\xa6\x01\n\nListAgents\x12\'.orchestrall.agent.v1.ListAgentsRequest\x1a(.orchestrall.agent.v1.ListAgentsResponse\"E\xda\x41\x06parent\xc2\xf3\x18\x13\x12\x11\x61gent.agents.list\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=tenants/*}/agents\x12\xb5\x01\n\x0bUpdateAgent\x12(.orchestrall.agent.v1.UpdateAgentRequest\x1a\x1b.orchestrall.agent.v1.Agent\"_\xda\x41\x11\x61gent,update_mask\xc2\xf3\x18\x15\x12\x13\x61gent.agents.update\x82\xd3\xe4\x93\x02,2#/v1/{agent.name=tenants/*/agents/*}:\x05\x61gent\x12\x96\x01\n\x0b\x44\x65leteAgent\x12(.orchestrall.agent.v1.DeleteAgentRequest\x1a\x16.google.protobuf.Empty\"E\xda\x41\x04name\xc2\xf3\x18\x15\x12\x13\x61gent.agents.delete\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/{name=tenants/*/agents/*}\x12\xb9\x01\n\x10GetAgentRevision\x12-.orchestrall.agent.v1.GetAgentRevisionRequest\x1a#.orchestrall.agent.v1.AgentRevision\"Q\xda\x41\x04name\xc2\xf3\x18\x15\x12\x13\x61gent.revisions.get\x82\xd3\xe4\x93\x02+\x12)/v1/{name=tenants/*/agents/*/revisions/*}\x12\xcd\x01\n\x12ListAgentRevisions\x12/.orchestrall.agent.v1.ListAgentRevisionsRequest\x1a\x30.orchestrall.agent.v1.ListAgentRevisionsResponse\"T\xda\x41\x06parent\xc2\xf3\x18\x16\x12\x14\x61gent.revisions.list\x82\xd3\xe4\x93\x02+\x12)/v1/{parent=tenants/*/agents/*}/revisions\x12\xa5\x01\n\tCreateRun\x12&.orchestrall.agent.v1.CreateRunRequest\x1a\x19.orchestrall.agent.v1.Run\"U\xda\x41\nparent,run\xc2\xf3\x18\x13\x12\x11\x61gent.runs.create\x82\xd3\xe4\x93\x02+\"$/v1/{parent=tenants/*/agents/*}/runs:\x03run\x12\x91\x01\n\x06GetRun\x12#.orchestrall.agent.v1.GetRunRequest\x1a\x19.orchestrall.agent.v1.Run\"G\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x61gent.runs.get\x82\xd3\xe4\x93\x02&\x12$/v1/{name=tenants/*/agents/*/runs/*}\x12\xa5\x01\n\x08ListRuns\x12%.orchestrall.agent.v1.ListRunsRequest\x1a&.orchestrall.agent.v1.ListRunsResponse\"J\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x61gent.runs.list\x82\xd3\xe4\x93\x02&\x12$/v1/{parent=tenants/*/agents/*}/runs\x12\xbb\x01\n\x0c\x43reateThread\x12).orchestrall.agent.v1.CreateThreadRequest\x1a\x1c.orchestrall.agent.v1.Thread\"b\xda\x41\x17parent,thread,thread_id\xc2\xf3\x18\x16\x12\x14\x61gent.threads.create\x82\xd3\xe4\x93\x02(\"\x1e/v1/{parent=tenants/*}/threads:\x06thread\x12\x97\x01\n\tGetThread\x12&.orchestrall.agent.v1.GetThreadRequest\x1a\x1c.orchestrall.agent.v1.Thread\"D\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x61gent.threads.get\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{name=tenants/*/threads/*}\x12\xab\x01\n\x0bListThreads\x12(.orchestrall.agent.v1.ListThreadsRequest\x1a).orchestrall.agent.v1.ListThreadsResponse\"G\xda\x41\x06parent\xc2\xf3\x18\x14\x12\x12\x61gent.threads.list\x82\xd3\xe4\x93\x02 \x12\x1e/v1/{parent=tenants/*}/threads\x12\x9a\x01\n\x0c\x44\x65leteThread\x12).orchestrall.agent.v1.DeleteThreadRequest\x1a\x16.google.protobuf.Empty\"G\xda\x41\x04name\xc2\xf3\x18\x16\x12\x14\x61gent.threads.delete\x82\xd3\xe4\x93\x02 *\x1e/v1/{name=tenants/*/threads/*}\x12\xba\x01\n\x0cListMessages\x12).orchestrall.agent.v1.ListMessagesRequest\x1a*.orchestrall.agent.v1.ListMessagesResponse\"S\xda\x41\x06parent\xc2\xf3\x18\x15\x12\x13\x61gent.messages.list\x82\xd3\xe4\x93\x02+\x12)/v1/{parent=tenants/*/threads/*}/messages\x12\x85\x01\n\tListTools\x12&.orchestrall.agent.v1.ListToolsRequest\x1a\'.orchestrall.agent.v1.ListToolsResponse\"\'\xc2\xf3\x18\x12\x12\x10\x61gent.tools.list\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tools\x1a\x18\xca\x41\x15\x61gent.orchestrall.devBHZFgithub.com/orchestrall/orchestrall/gen/go/orchestrall/agent/v1;agentv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -62,12 +63,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAGENTSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_DELETEAGENTREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_DELETEAGENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent\272H\010r\003\030\364\003\310\001\001'
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['agent']._loaded_options = None
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['agent']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEAGENTREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\001'
+  _globals['_GETAGENTREVISIONREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETAGENTREVISIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A%\n#agent.orchestrall.dev/AgentRevision\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTAGENTREVISIONSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTAGENTREVISIONSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTAGENTREVISIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTAGENTREVISIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTAGENTREVISIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTAGENTREVISIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTAGENTREVISIONSRESPONSE'].fields_by_name['agent_revisions']._loaded_options = None
+  _globals['_LISTAGENTREVISIONSRESPONSE'].fields_by_name['agent_revisions']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTAGENTREVISIONSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTAGENTREVISIONSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_CREATERUNREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_CREATERUNREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\035\n\033agent.orchestrall.dev/Agent\272H\010r\003\030\364\003\310\001\001'
   _globals['_CREATERUNREQUEST'].fields_by_name['run']._loaded_options = None
   _globals['_CREATERUNREQUEST'].fields_by_name['run']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_CREATERUNREQUEST'].fields_by_name['request_id']._loaded_options = None
   _globals['_CREATERUNREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
+  _globals['_CREATERUNREQUEST'].fields_by_name['agent_revision']._loaded_options = None
+  _globals['_CREATERUNREQUEST'].fields_by_name['agent_revision']._serialized_options = b'\342A\001\001\372A%\n#agent.orchestrall.dev/AgentRevision\272H\005r\003\030\364\003'
   _globals['_GETRUNREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETRUNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031agent.orchestrall.dev/Run\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTRUNSREQUEST'].fields_by_name['parent']._loaded_options = None
@@ -80,6 +99,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTRUNSRESPONSE'].fields_by_name['runs']._serialized_options = b'\272H\006\222\001\003\020\350\007'
   _globals['_LISTRUNSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
   _globals['_LISTRUNSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_CREATETHREADREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATETHREADREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_CREATETHREADREQUEST'].fields_by_name['thread']._loaded_options = None
+  _globals['_CREATETHREADREQUEST'].fields_by_name['thread']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_CREATETHREADREQUEST'].fields_by_name['thread_id']._loaded_options = None
+  _globals['_CREATETHREADREQUEST'].fields_by_name['thread_id']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
+  _globals['_CREATETHREADREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATETHREADREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
+  _globals['_GETTHREADREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETTHREADREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\036\n\034agent.orchestrall.dev/Thread\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTTHREADSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTTHREADSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTTHREADSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTTHREADSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTTHREADSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTTHREADSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTTHREADSRESPONSE'].fields_by_name['threads']._loaded_options = None
+  _globals['_LISTTHREADSRESPONSE'].fields_by_name['threads']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTTHREADSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTTHREADSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_DELETETHREADREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETETHREADREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\036\n\034agent.orchestrall.dev/Thread\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A\036\n\034agent.orchestrall.dev/Thread\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTMESSAGESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTMESSAGESRESPONSE'].fields_by_name['messages']._loaded_options = None
+  _globals['_LISTMESSAGESRESPONSE'].fields_by_name['messages']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTMESSAGESRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTMESSAGESRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
   _globals['_LISTTOOLSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTTOOLSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
   _globals['_LISTTOOLSREQUEST'].fields_by_name['page_token']._loaded_options = None
@@ -96,38 +147,76 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['GetAgent']._serialized_options = b'\332A\004name\302\363\030\022\022\020agent.agents.get\202\323\344\223\002\037\022\035/v1/{name=tenants/*/agents/*}'
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\332A\006parent\302\363\030\023\022\021agent.agents.list\202\323\344\223\002\037\022\035/v1/{parent=tenants/*}/agents'
+  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['UpdateAgent']._serialized_options = b'\332A\021agent,update_mask\302\363\030\025\022\023agent.agents.update\202\323\344\223\002,2#/v1/{agent.name=tenants/*/agents/*}:\005agent'
   _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['DeleteAgent']._serialized_options = b'\332A\004name\302\363\030\025\022\023agent.agents.delete\202\323\344\223\002\037*\035/v1/{name=tenants/*/agents/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgentRevision']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetAgentRevision']._serialized_options = b'\332A\004name\302\363\030\025\022\023agent.revisions.get\202\323\344\223\002+\022)/v1/{name=tenants/*/agents/*/revisions/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentRevisions']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentRevisions']._serialized_options = b'\332A\006parent\302\363\030\026\022\024agent.revisions.list\202\323\344\223\002+\022)/v1/{parent=tenants/*/agents/*}/revisions'
   _globals['_AGENTSERVICE'].methods_by_name['CreateRun']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['CreateRun']._serialized_options = b'\332A\nparent,run\302\363\030\023\022\021agent.runs.create\202\323\344\223\002+\"$/v1/{parent=tenants/*/agents/*}/runs:\003run'
   _globals['_AGENTSERVICE'].methods_by_name['GetRun']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['GetRun']._serialized_options = b'\332A\004name\302\363\030\020\022\016agent.runs.get\202\323\344\223\002&\022$/v1/{name=tenants/*/agents/*/runs/*}'
   _globals['_AGENTSERVICE'].methods_by_name['ListRuns']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListRuns']._serialized_options = b'\332A\006parent\302\363\030\021\022\017agent.runs.list\202\323\344\223\002&\022$/v1/{parent=tenants/*/agents/*}/runs'
+  _globals['_AGENTSERVICE'].methods_by_name['CreateThread']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['CreateThread']._serialized_options = b'\332A\027parent,thread,thread_id\302\363\030\026\022\024agent.threads.create\202\323\344\223\002(\"\036/v1/{parent=tenants/*}/threads:\006thread'
+  _globals['_AGENTSERVICE'].methods_by_name['GetThread']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetThread']._serialized_options = b'\332A\004name\302\363\030\023\022\021agent.threads.get\202\323\344\223\002 \022\036/v1/{name=tenants/*/threads/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['ListThreads']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListThreads']._serialized_options = b'\332A\006parent\302\363\030\024\022\022agent.threads.list\202\323\344\223\002 \022\036/v1/{parent=tenants/*}/threads'
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteThread']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['DeleteThread']._serialized_options = b'\332A\004name\302\363\030\026\022\024agent.threads.delete\202\323\344\223\002 *\036/v1/{name=tenants/*/threads/*}'
+  _globals['_AGENTSERVICE'].methods_by_name['ListMessages']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListMessages']._serialized_options = b'\332A\006parent\302\363\030\025\022\023agent.messages.list\202\323\344\223\002+\022)/v1/{parent=tenants/*/threads/*}/messages'
   _globals['_AGENTSERVICE'].methods_by_name['ListTools']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListTools']._serialized_options = b'\302\363\030\022\022\020agent.tools.list\202\323\344\223\002\013\022\t/v1/tools'
-  _globals['_CREATEAGENTREQUEST']._serialized_start=316
-  _globals['_CREATEAGENTREQUEST']._serialized_end=489
-  _globals['_GETAGENTREQUEST']._serialized_start=491
-  _globals['_GETAGENTREQUEST']._serialized_end=571
-  _globals['_LISTAGENTSREQUEST']._serialized_start=573
-  _globals['_LISTAGENTSREQUEST']._serialized_end=684
-  _globals['_LISTAGENTSRESPONSE']._serialized_start=686
-  _globals['_LISTAGENTSRESPONSE']._serialized_end=797
-  _globals['_DELETEAGENTREQUEST']._serialized_start=799
-  _globals['_DELETEAGENTREQUEST']._serialized_end=882
-  _globals['_CREATERUNREQUEST']._serialized_start=885
-  _globals['_CREATERUNREQUEST']._serialized_end=1053
-  _globals['_GETRUNREQUEST']._serialized_start=1055
-  _globals['_GETRUNREQUEST']._serialized_end=1131
-  _globals['_LISTRUNSREQUEST']._serialized_start=1134
-  _globals['_LISTRUNSREQUEST']._serialized_end=1275
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1277
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1382
-  _globals['_LISTTOOLSREQUEST']._serialized_start=1384
-  _globals['_LISTTOOLSREQUEST']._serialized_end=1461
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=1463
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=1570
-  _globals['_AGENTSERVICE']._serialized_start=1573
-  _globals['_AGENTSERVICE']._serialized_end=2886
+  _globals['_CREATEAGENTREQUEST']._serialized_start=350
+  _globals['_CREATEAGENTREQUEST']._serialized_end=523
+  _globals['_GETAGENTREQUEST']._serialized_start=525
+  _globals['_GETAGENTREQUEST']._serialized_end=605
+  _globals['_LISTAGENTSREQUEST']._serialized_start=607
+  _globals['_LISTAGENTSREQUEST']._serialized_end=718
+  _globals['_LISTAGENTSRESPONSE']._serialized_start=720
+  _globals['_LISTAGENTSRESPONSE']._serialized_end=831
+  _globals['_DELETEAGENTREQUEST']._serialized_start=833
+  _globals['_DELETEAGENTREQUEST']._serialized_end=916
+  _globals['_UPDATEAGENTREQUEST']._serialized_start=919
+  _globals['_UPDATEAGENTREQUEST']._serialized_end=1050
+  _globals['_GETAGENTREVISIONREQUEST']._serialized_start=1052
+  _globals['_GETAGENTREVISIONREQUEST']._serialized_end=1148
+  _globals['_LISTAGENTREVISIONSREQUEST']._serialized_start=1151
+  _globals['_LISTAGENTREVISIONSREQUEST']._serialized_end=1302
+  _globals['_LISTAGENTREVISIONSRESPONSE']._serialized_start=1305
+  _globals['_LISTAGENTREVISIONSRESPONSE']._serialized_end=1441
+  _globals['_CREATERUNREQUEST']._serialized_start=1444
+  _globals['_CREATERUNREQUEST']._serialized_end=1690
+  _globals['_GETRUNREQUEST']._serialized_start=1692
+  _globals['_GETRUNREQUEST']._serialized_end=1768
+  _globals['_LISTRUNSREQUEST']._serialized_start=1771
+  _globals['_LISTRUNSREQUEST']._serialized_end=1912
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1914
+  _globals['_LISTRUNSRESPONSE']._serialized_end=2019
+  _globals['_CREATETHREADREQUEST']._serialized_start=2022
+  _globals['_CREATETHREADREQUEST']._serialized_end=2199
+  _globals['_GETTHREADREQUEST']._serialized_start=2201
+  _globals['_GETTHREADREQUEST']._serialized_end=2283
+  _globals['_LISTTHREADSREQUEST']._serialized_start=2285
+  _globals['_LISTTHREADSREQUEST']._serialized_end=2397
+  _globals['_LISTTHREADSRESPONSE']._serialized_start=2399
+  _globals['_LISTTHREADSRESPONSE']._serialized_end=2513
+  _globals['_DELETETHREADREQUEST']._serialized_start=2515
+  _globals['_DELETETHREADREQUEST']._serialized_end=2600
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=2603
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=2749
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=2751
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=2868
+  _globals['_LISTTOOLSREQUEST']._serialized_start=2870
+  _globals['_LISTTOOLSREQUEST']._serialized_end=2947
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=2949
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=3056
+  _globals['_AGENTSERVICE']._serialized_start=3059
+  _globals['_AGENTSERVICE']._serialized_end=5816
 # @@protoc_insertion_point(module_scope)

@@ -74,10 +74,25 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsResponse.FromString,
                 _registered_method=True)
+        self.UpdateAgent = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/UpdateAgent',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateAgentRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Agent.FromString,
+                _registered_method=True)
         self.DeleteAgent = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/DeleteAgent',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteAgentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetAgentRevision = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetAgentRevision',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentRevisionRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentRevision.FromString,
+                _registered_method=True)
+        self.ListAgentRevisions = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListAgentRevisions',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.FromString,
                 _registered_method=True)
         self.CreateRun = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/CreateRun',
@@ -93,6 +108,31 @@ class AgentServiceStub:
                 '/orchestrall.agent.v1.AgentService/ListRuns',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.CreateThread = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CreateThread',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+                _registered_method=True)
+        self.GetThread = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetThread',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetThreadRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+                _registered_method=True)
+        self.ListThreads = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListThreads',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsResponse.FromString,
+                _registered_method=True)
+        self.DeleteThread = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/DeleteThread',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteThreadRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListMessages = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListMessages',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
         self.ListTools = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/ListTools',
@@ -158,10 +198,48 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAgent(self, request, context):
+        """Updates the agent's fields named in `update_mask` (AIP-134) and makes them its new
+        revision (AIP-162): an update that changes a field adds an immutable
+        `AgentRevision` and gives the agent its ID in `revision_id`; an update that
+        changes nothing makes no revision. Runs started afterwards use the new revision;
+        runs in progress keep theirs.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not a mutable field of `Agent`, or the updated agent breaks a rule of
+        `CreateAgent`; nothing is written); NOT_FOUND `AGENT_NOT_FOUND`; and the common
+        reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteAgent(self, request, context):
-        """Deletes an agent and its runs.
+        """Deletes an agent. Its runs and revisions stay readable (`GetRun`, `ListRuns`,
+        `GetAgentRevision`, `ListAgentRevisions`); the agent itself is NOT_FOUND from then
+        on, cannot be run, and its ID stays taken (a `CreateAgent` with it is
+        `AGENT_ALREADY_EXISTS`), so a run's name never comes to mean another agent's run.
 
         Errors: NOT_FOUND `AGENT_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgentRevision(self, request, context):
+        """Gets one revision of an agent, also of a deleted agent.
+
+        Errors: NOT_FOUND `AGENT_REVISION_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentRevisions(self, request, context):
+        """Lists an agent's revisions, newest first (AIP-162), also of a deleted agent.
+
+        Errors: NOT_FOUND `AGENT_NOT_FOUND` (the agent never existed); and the common
+        reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -171,8 +249,23 @@ class AgentServiceServicer:
         """Runs an agent on an input message and returns the finished run. Checks
         the tenant's entitlement first and meters the tokens used.
 
+        The run uses the agent's current revision, or the one `agent_revision` pins, and
+        records it in `run.agent_revision`.
+
+        A run on a thread (`run.thread`) continues its conversation: the model gets the
+        agent's instructions, then the thread's history, then `run.input`. The history is
+        bounded by a token budget (2000 tokens by default, `ORCHESTRALL_THREAD_HISTORY_TOKENS`):
+        whole turns (a user message and what followed it) are dropped, oldest first, until
+        the rest fits, so the model may not see the start of a long conversation. Tokens are
+        estimated, not counted: a message's characters (content, tool arguments and result)
+        divided by 4, rounded up. When the run succeeds, its input, tool calls and reply are
+        appended to the thread in the same transaction that records the outcome; a failed
+        run appends nothing. A run without a thread sees only its input.
+
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`run.input` empty or over 32000
-        characters); NOT_FOUND `AGENT_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
+        characters; `agent_revision` not a revision name of `parent`; `run.thread` not a
+        thread of the parent's tenant); NOT_FOUND `AGENT_NOT_FOUND` (also for a deleted
+        agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; NOT_FOUND `THREAD_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
         plan's allowance of a meter the run spends is used up for the period; the metadata
         names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the entitlement
         could not be checked; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
@@ -191,7 +284,7 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Gets a run.
+        """Gets a run, also of a deleted agent.
 
         Errors: NOT_FOUND `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
         """
@@ -200,9 +293,60 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRuns(self, request, context):
-        """Lists an agent's runs, newest first.
+        """Lists an agent's runs, newest first, also of a deleted agent.
 
-        Errors: NOT_FOUND `AGENT_NOT_FOUND`; and the common reasons of `AgentService`.
+        Errors: NOT_FOUND `AGENT_NOT_FOUND` (the agent never existed); and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateThread(self, request, context):
+        """Creates a thread, a conversation that runs continue (`Run.thread`).
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`thread_id` not an AIP-122 ID, a
+        `thread.metadata` key or value out of bounds); ALREADY_EXISTS
+        `THREAD_ALREADY_EXISTS`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetThread(self, request, context):
+        """Gets a thread.
+
+        Errors: NOT_FOUND `THREAD_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListThreads(self, request, context):
+        """Lists threads, newest first.
+
+        Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteThread(self, request, context):
+        """Deletes a thread and its messages. Runs made on it stay (their `thread` names the
+        deleted thread); a run in progress on it finishes without appending.
+
+        Errors: NOT_FOUND `THREAD_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMessages(self, request, context):
+        """Lists a thread's messages in conversation order, oldest first. Each run that
+        succeeded on the thread appended its input (`ROLE_USER`), its tool calls
+        (`ROLE_TOOL`) and its reply (`ROLE_ASSISTANT`), together; a failed run appends
+        nothing.
+
+        Errors: NOT_FOUND `THREAD_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,10 +379,25 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentsResponse.SerializeToString,
             ),
+            'UpdateAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAgent,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateAgentRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Agent.SerializeToString,
+            ),
             'DeleteAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteAgent,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteAgentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetAgentRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgentRevision,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentRevisionRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentRevision.SerializeToString,
+            ),
+            'ListAgentRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentRevisions,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.SerializeToString,
             ),
             'CreateRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRun,
@@ -254,6 +413,31 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListRuns,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'CreateThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateThread,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.SerializeToString,
+            ),
+            'GetThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThread,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetThreadRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.SerializeToString,
+            ),
+            'ListThreads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListThreads,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsResponse.SerializeToString,
+            ),
+            'DeleteThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteThread,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteThreadRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMessages,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesResponse.SerializeToString,
             ),
             'ListTools': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTools,
@@ -376,6 +560,33 @@ class AgentService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/UpdateAgent',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateAgentRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Agent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DeleteAgent(request,
             target,
             options=(),
@@ -392,6 +603,60 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/DeleteAgent',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteAgentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgentRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetAgentRevision',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentRevisionRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListAgentRevisions',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -473,6 +738,141 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/ListRuns',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.SerializeToString,
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CreateThread',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetThread',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetThreadRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListThreads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListThreads',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListThreadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/DeleteThread',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteThreadRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListMessages',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,
