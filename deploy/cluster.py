@@ -20,7 +20,7 @@ UID = 10001
 IMAGE_ROOT = Path("/app")
 
 SERVICE_PORT = 50051
-#: Where each service serves Prometheus metrics (services.kit.telemetry; OpenTelemetry's
+#: Where each service serves Prometheus metrics (services.kit.metrics; OpenTelemetry's
 #: Prometheus exporter port).
 METRICS_PORT = 9464
 GATEWAY_PORT = 8080

@@ -1,6 +1,6 @@
 """The Grafana dashboard of the golden signals, per service, from the metrics the kit exports.
 
-Every query reads a metric :mod:`services.kit.telemetry` defines (a test checks
+Every query reads a metric :mod:`services.kit.metrics` defines (a test checks
 the names against a live registry): traffic and errors from the RPC duration
 histogram's counts by status code, latency as its p50 and p99, saturation as
 the database connections in use and the units of work waiting for one. A

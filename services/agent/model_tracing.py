@@ -1,6 +1,6 @@
 """Model calls as spans: an httpx transport under the OpenAI client that traces each request.
 
-With tracing on (:func:`services.kit.telemetry.tracing_enabled`), every request
+With tracing on (:func:`services.kit.tracing.tracing_enabled`), every request
 the ``openai`` client sends is a CLIENT span named ``chat <model>`` with the
 OpenTelemetry GenAI semantic conventions' attributes (``gen_ai.operation.name``,
 ``gen_ai.provider.name``, ``gen_ai.request.model``, ``gen_ai.response.model``,
@@ -18,7 +18,7 @@ import httpx2 as httpx  # the HTTP library the openai client is built on
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.kit.telemetry import tracing_enabled
+from services.kit.tracing import tracing_enabled
 
 _tracer = trace.get_tracer("orchestrall.agent.model")
 

@@ -21,7 +21,7 @@ from google.rpc import error_details_pb2, status_pb2
 from services.kit.auth import TENANT_METADATA_KEY
 from services.kit.config import MeshSettings
 from services.kit.mtls import TlsFiles, channel_credentials
-from services.kit.telemetry import client_interceptors
+from services.kit.tracing import client_interceptors
 
 _RETRY_SERVICE_CONFIG = json.dumps(
     {

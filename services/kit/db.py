@@ -65,7 +65,7 @@ from sqlalchemy.sql import Executable
 
 from services.kit.calls import CURRENT_RPC
 from services.kit.config import MeshSettings
-from services.kit.telemetry import recording, tracing_enabled
+from services.kit.tracing import recording, tracing_enabled
 
 # The login role services connect as on PostgreSQL: NOSUPERUSER NOBYPASSRLS, so the
 # tenant_isolation policies apply to it. Created and granted by each lineage's 0002 migration.

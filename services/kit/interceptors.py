@@ -20,7 +20,7 @@ handler is built once). Per call it:
    traceback or SQL reaches the client (AIP-193);
 6. records the call: its duration in the service's metrics, one JSON log line
    (logger ``orchestrall.rpc``) and the tenant on the trace's span
-   (:mod:`services.kit.telemetry`).
+   (:mod:`services.kit.metrics`, :mod:`services.kit.logs`, :mod:`services.kit.tracing`).
 
 Unary-unary and unary-stream handlers are guarded; a client- or bidi-streaming
 method is refused at registration, so no handler can escape the guard. The
@@ -45,9 +45,11 @@ from services.kit import auth, validation
 from services.kit.audit import AuditLog
 from services.kit.calls import CURRENT_RPC
 from services.kit.errors import DomainError, TooBusy, Unauthenticated, internal_status
+from services.kit.logs import RpcLog
+from services.kit.metrics import RpcMetrics
 from services.kit.mtls import peer_spiffe_id
 from services.kit.policy import may_call
-from services.kit.telemetry import RpcLog, RpcMetrics, end_server_span, traced
+from services.kit.tracing import end_server_span, traced
 
 log = logging.getLogger(__name__)
 

@@ -32,13 +32,10 @@ from services.kit.db import Database
 from services.kit.errors import domain_of
 from services.kit.interceptors import Guard, GuardedRegistrar
 from services.kit.jwks import auth_jwks_fetcher
+from services.kit.logs import configure_logging
+from services.kit.metrics import RpcMetrics
 from services.kit.mtls import TlsFiles, server_credentials
-from services.kit.telemetry import (
-    RpcMetrics,
-    configure_logging,
-    configure_tracing,
-    flush_traces,
-)
+from services.kit.tracing import configure_tracing, flush_traces
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import re
 from deploy.cluster import Cluster
 from deploy.dashboards import golden_signals
 from deploy.render import DEPLOY
-from services.kit.telemetry import RpcMetrics
+from services.kit.metrics import RpcMetrics
 
 _METRIC = re.compile(r"\b([a-z_][a-z0-9_]*)\{")
 
