@@ -488,8 +488,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
             created = await self._db.write(tenant_id, store.start_run, run, self._limits.max_running)
         except store.AgentGone:  # the agent was deleted meanwhile
             raise errors.agent_not_found(request.parent) from None
-        if created is None:
-            raise errors.too_many_runs(self._limits.max_running)
+        except store.TooManyRuns:
+            raise errors.too_many_runs(self._limits.max_running) from None
         if created is not run:  # a concurrent retry with the same request_id won
             return run_to_proto(created)
         # A caller that goes away (a workflow process restarting) must not leave the run

@@ -140,32 +140,56 @@ def _lock_tenant_runs(tx: Tx) -> None:
         )
 
 
-def start_run(tx: Tx, run: RunRow, max_running: int) -> RunRow | None:
+class TooManyRuns(Exception):
+    """The tenant has as many runs in progress as it may (nothing was written)."""
+
+
+def start_run(tx: Tx, run: RunRow, max_running: int) -> RunRow:
     """Inserts a new run, or returns the run an earlier request with the same ``request_id`` made.
+
+    The run is inserted first (an earlier request's row wins on its ``request_id``), then
+    one query counts the tenant's runs in progress, the new one included, and checks that
+    the agent was not deleted; either check failing rolls the insert back. The tenant's
+    advisory lock, taken first, keeps two replicas from both admitting one run too many.
 
     Args:
         tx: The unit of work.
         run: The run, in ``RUNNING``.
-        max_running: The most runs the tenant may have in progress; the new run is not
-            inserted when this many are.
+        max_running: The most runs the tenant may have in progress.
 
     Returns:
-        The new or earlier run; None when the tenant has ``max_running`` runs in progress.
+        The new run, or the earlier request's.
 
     Raises:
         AgentGone: The run's agent was deleted since it was read.
+        TooManyRuns: The tenant has ``max_running`` runs in progress already.
     """
     _lock_tenant_runs(tx)
-    if get_agent(tx, run.agent_id) is None:
-        raise AgentGone(run.agent_id)
-    if run.request_id is not None:
-        earlier = RUNS.find(tx, _RUNS.c.agent_id == run.agent_id, _RUNS.c.request_id == run.request_id)
-        if earlier is not None:
-            return earlier
-    if count_running(tx, run.create_time) >= max_running:
-        return None
     created = RUNS.create(tx, run)
     assert created is not None, "run IDs are UUIDs"
+    if created is not run:
+        return created
+    running = (
+        select(func.count())
+        .where(
+            _RUNS.c.tenant_id == tx.tenant_id,
+            _RUNS.c.state == RunState.RUNNING,
+            _RUNS.c.lease_expire_time >= run.create_time,
+        )
+        .scalar_subquery()
+    )
+    alive = (
+        select(_AGENTS.c.id)
+        .where(
+            _AGENTS.c.tenant_id == tx.tenant_id, _AGENTS.c.id == run.agent_id, _AGENTS.c.delete_time.is_(None)
+        )
+        .exists()
+    )
+    in_progress, agent_alive = tx.execute(select(running, alive)).one()
+    if not agent_alive:
+        raise AgentGone(run.agent_id)
+    if in_progress > max_running:
+        raise TooManyRuns(max_running)
     return created
 
 
@@ -175,16 +199,6 @@ def _lease_expired(now: dt.datetime) -> ColumnElement[bool]:
         _RUNS.c.state == RunState.RUNNING,
         or_(_RUNS.c.lease_expire_time.is_(None), _RUNS.c.lease_expire_time < now),
     )
-
-
-def count_running(tx: Tx, now: dt.datetime) -> int:
-    """Returns how many of the tenant's runs are in progress with a live lease at ``now``."""
-    query = select(func.count()).where(
-        _RUNS.c.tenant_id == tx.tenant_id,
-        _RUNS.c.state == RunState.RUNNING,
-        _RUNS.c.lease_expire_time >= now,
-    )
-    return int(tx.execute(query).scalar_one())
 
 
 def renew_lease(tx: Tx, run: RunRow, until: dt.datetime) -> bool:
