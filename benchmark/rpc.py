@@ -99,19 +99,7 @@ class RpcFigures:
         return self._grpc(plan, mesh.pids["agent"])
 
     def _rest(self, mesh: MeshUnderTest, path: str, *, token: bool) -> Sample:
-        """REST through Envoy with wrk; without the token Envoy answers 401 itself (the ceiling run)."""
-        settings = self._bench.settings
-        agent = mesh.pids["agent"]
-        with measured(agent):
-            return run_wrk(
-                f"{mesh.config.gateway_url}{path}",
-                {"authorization": mesh.metadata[0][1]} if token else {},
-                connections=settings.concurrency,
-                seconds=settings.seconds,
-                warmup_seconds=settings.warmup_seconds,
-                target_pid=agent if token else None,
-                refused_ok=not token,
-            )
+        return rest_sample(self._bench, mesh, path, token=token)
 
     def throughputs(self) -> Sequence[Throughput]:
         """Returns every figure of this module, the baseline first."""
@@ -153,3 +141,22 @@ class RpcFigures:
             Row("REST load gen ceiling (wrk -> Envoy's 401)", self.wrk_ceiling.median.rate, "/s",
                 sample=self.wrk_ceiling.median),
         ]  # fmt: skip
+
+
+def rest_sample(bench: Bench, mesh: MeshUnderTest, path: str, *, token: bool) -> Sample:
+    """One wrk run of GET ``path`` through ``mesh``'s Envoy, the agent process measured.
+
+    Without the token Envoy answers 401 itself (the ceiling run).
+    """
+    settings = bench.settings
+    agent = mesh.pids["agent"]
+    with measured(agent):
+        return run_wrk(
+            f"{mesh.config.gateway_url}{path}",
+            {"authorization": mesh.metadata[0][1]} if token else {},
+            connections=settings.concurrency,
+            seconds=settings.seconds,
+            warmup_seconds=settings.warmup_seconds,
+            target_pid=agent if token else None,
+            refused_ok=not token,
+        )

@@ -13,31 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmark.harness import Goal, Row, Sample, Throughput
-from benchmark.loadgen import run_wrk
-from benchmark.mesh import AGENT, Bench, MeshUnderTest, measured
+from benchmark.harness import Goal, Row, Throughput
+from benchmark.mesh import AGENT, Bench
+from benchmark.rpc import rest_sample
 
 
 class TracingCost:
     """GetAgent REST via Envoy, traced ÷ untraced (the issue's goal: >= 0.9)."""
 
     def __init__(self, bench: Bench) -> None:
-        self._bench = bench
-        self.untraced = Throughput("GetAgent REST, untraced", lambda: self._rest(bench.sqlite))
-        self.traced = Throughput("GetAgent REST, traced", lambda: self._rest(bench.traced))
-
-    def _rest(self, mesh: MeshUnderTest) -> Sample:
-        settings = self._bench.settings
-        agent = mesh.pids["agent"]
-        with measured(agent):
-            return run_wrk(
-                f"{mesh.config.gateway_url}/v1/{AGENT}",
-                {"authorization": mesh.metadata[0][1]},
-                connections=settings.concurrency,
-                seconds=settings.seconds,
-                warmup_seconds=settings.warmup_seconds,
-                target_pid=agent,
-            )
+        path = f"/v1/{AGENT}"
+        self.untraced = Throughput(
+            "GetAgent REST, untraced", lambda: rest_sample(bench, bench.sqlite, path, token=True)
+        )
+        self.traced = Throughput(
+            "GetAgent REST, traced", lambda: rest_sample(bench, bench.traced, path, token=True)
+        )
 
     def throughputs(self) -> Sequence[Throughput]:
         """Returns the untraced figure, then the traced one."""

@@ -43,7 +43,6 @@ from services.kit.timestamps import to_timestamp, utcnow
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 32_000
 DEFAULT_MAX_OUTPUT_TOKENS = 256
 AGENT = ResourceName.of(res.Agent)
 AGENT_REVISION = ResourceName.of(res.AgentRevision)
@@ -52,7 +51,6 @@ THREAD = ResourceName.of(res.Thread)
 MESSAGE = ResourceName.of(res.Message)
 RUN_STATES = EnumMap(RunState, res.Run.State, "STATE_")
 ROLES = EnumMap(Role, res.Message.Role, "ROLE_")
-MAX_METADATA = 16
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
 IGNORED_FIELDS = frozenset({"name", "create_time", "revision_id", "revision_create_time"})
 
@@ -225,8 +223,8 @@ def _validate_agent(agent: res.Agent, agent_id: str) -> None:
             validate_id(agent_id, "agent_id")
         except InvalidArgument as error:
             violations += error.violations
-    if not agent.instructions.strip() or len(agent.instructions) > MAX_TEXT:
-        violations.append(FieldViolation("agent.instructions", f"is required, at most {MAX_TEXT} characters"))
+    if not agent.instructions.strip():  # its length is the contract's rule, checked by the guard
+        violations.append(FieldViolation("agent.instructions", "must not be blank"))
     for i, tool in enumerate(agent.tools):
         if tool not in catalog.CATALOG:
             violations.append(FieldViolation(f"agent.tools[{i}]", f"unknown tool {tool!r}; see ListTools"))
@@ -409,10 +407,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def CreateRun(self, request: pb.CreateRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
         tenant_id, agent_id = AGENT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        if not request.run.input.strip() or len(request.run.input) > MAX_TEXT:
-            raise InvalidArgument(
-                [FieldViolation("run.input", f"is required, at most {MAX_TEXT} characters")]
-            )
+        if not request.run.input.strip():  # its length is the contract's rule
+            raise invalid("run.input", "must not be blank")
         pinned = None
         if request.agent_revision:
             revision_tenant, revision_agent, pinned = AGENT_REVISION.parse(
@@ -644,8 +640,6 @@ class AgentService(pb_grpc.AgentServiceServicer):
         require_tenant(tenant_id)
         if request.thread_id:
             validate_id(request.thread_id, "thread_id")
-        if len(request.thread.metadata) > MAX_METADATA:
-            raise invalid("thread.metadata", f"holds at most {MAX_METADATA} pairs")
         now = utcnow()
         thread = ThreadRow(
             tenant_id=tenant_id,

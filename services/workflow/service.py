@@ -20,7 +20,7 @@ from services.kit.auth import require_tenant
 from services.kit.clients import MeshClients
 from services.kit.db import Database
 from services.kit.enums import EnumMap
-from services.kit.errors import FieldViolation, InvalidArgument, Unavailable, error_status
+from services.kit.errors import FieldViolation, InvalidArgument, Unavailable, error_status, invalid
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
@@ -28,8 +28,6 @@ from services.workflow import errors, store, templates
 from services.workflow.executor import Executor
 from services.workflow.models import RunState, StepDefinition, WorkflowRow, WorkflowRunRow
 
-MAX_STEPS = 20
-MAX_INPUT = 32_000
 _STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 WORKFLOW = ResourceName.of(res.Workflow)
 WORKFLOW_RUN = ResourceName.of(res.WorkflowRun)
@@ -106,8 +104,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             InvalidArgument: With a violation per bad field.
             Unavailable: The agent service could not be asked.
         """
-        if not 1 <= len(workflow.steps) <= MAX_STEPS:
-            raise InvalidArgument([FieldViolation("workflow.steps", f"must have 1-{MAX_STEPS} steps")])
+        if not workflow.steps:  # the most steps is the contract's rule, checked by the guard
+            raise InvalidArgument([FieldViolation("workflow.steps", "must have at least one step")])
         violations: list[FieldViolation] = []
         seen: list[str] = []
         for i, step in enumerate(workflow.steps):
@@ -210,10 +208,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     ) -> res.WorkflowRun:
         tenant_id, workflow_id = WORKFLOW.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        if not request.workflow_run.input.strip() or len(request.workflow_run.input) > MAX_INPUT:
-            raise InvalidArgument(
-                [FieldViolation("workflow_run.input", f"is required, at most {MAX_INPUT} characters")]
-            )
+        if not request.workflow_run.input.strip():  # its length is the contract's rule
+            raise invalid("workflow_run.input", "must not be blank")
         run_id = new_id()
         note_resource(WORKFLOW_RUN.format(tenant_id, workflow_id, run_id))
         workflow, run, created = await self._db.write(
