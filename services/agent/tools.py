@@ -8,6 +8,7 @@ produce valid calls.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,25 @@ class Tool:
     def name(self) -> str:
         """Resource name, ``tools/{id}``."""
         return f"tools/{self.id}"
+
+    @property
+    def function_name(self) -> str:
+        """The function name the model calls it by: its ID."""
+        return self.id
+
+    async def call(self, arguments: dict[str, Any]) -> Any:
+        """Computes the result in a worker thread, so a slow tool holds up its own run only.
+
+        Args:
+            arguments: Arguments that passed ``validator``.
+
+        Returns:
+            A JSON-able result.
+
+        Raises:
+            ToolError: The arguments do not make sense for the tool.
+        """
+        return await asyncio.to_thread(self.function, arguments)
 
 
 # Latitude, longitude (degrees, WGS 84) of major logistics hubs.
@@ -164,8 +184,3 @@ CATALOG: dict[str, Tool] = {
         ),
     )
 }
-
-
-def by_function_name(function_name: str) -> Tool | None:
-    """The tool whose ID the model used as function name, or None."""
-    return CATALOG.get(f"tools/{function_name}")

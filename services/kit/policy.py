@@ -30,6 +30,7 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             "/orchestrall.agent.v1.AgentService/GetAgent",
             "/orchestrall.agent.v1.AgentService/CreateRun",
             "/orchestrall.agent.v1.AgentService/GetRun",
+            "/orchestrall.agent.v1.AgentService/WaitRun",
         }
     ),
     "flag": frozenset({_JWKS, _AUDIT}),
