@@ -13,10 +13,10 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import errors, store
-from services.billing.models import MeterTotal, ReservationRecord, ReservationRow, ReservationState
+from services.billing.models import ReservationRecord, ReservationRow, ReservationState
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
-from services.kit.db import Database, Tx, write_per_tenant
+from services.kit.db import Database, write_per_tenant
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, invalid
 from services.kit.names import TENANT, ResourceName, validate_id
@@ -213,8 +213,8 @@ class BillingService(pb_grpc.BillingServiceServicer):
         Per meter, ``allowed`` is ``used + quantity <= limit`` (always true when the limit is
         0, unlimited) and ``remaining`` is ``max(limit - used, 0)``, where ``used`` is the
         period's usage plus what the tenant's active, unexpired reservations hold; the
-        answer is allowed when every meter is. One read of the period's running totals and
-        one of the reservations' holds answer all meters.
+        answer is allowed when every meter is. One statement reads the period's running
+        totals and the reservations' holds of all meters.
         """
         tenant_id = _tenant_id(request.tenant, "tenant")
         asked = _asked_quantities(request)
@@ -223,12 +223,12 @@ class BillingService(pb_grpc.BillingServiceServicer):
         start, _ = period_of(now)
         # An internal RPC (the agent service, bound to no tenant) that names the tenant.
         usage, held = await self._db.read(
-            tenant_id, _used_and_held, [meter for meter, _ in asked], start, now
+            tenant_id, store.used_and_held, [meter for meter, _ in asked], start, now
         )
         meters = []
         for meter, quantity in asked:
             limit = limits.get(meter, 0)
-            used = (usage[meter].quantity if meter in usage else 0.0) + held.get(meter, 0.0)
+            used = usage.get(meter, 0.0) + held.get(meter, 0.0)
             meters.append(
                 pb.MeterEntitlement(
                     meter=meter,
@@ -331,13 +331,6 @@ class BillingService(pb_grpc.BillingServiceServicer):
         if released is None:
             raise errors.reservation_not_found(request.name)
         return reservation_to_proto(released, now)
-
-
-def _used_and_held(
-    tx: Tx, meters: list[str], period_start: dt.datetime, now: dt.datetime
-) -> tuple[dict[str, MeterTotal], dict[str, float]]:
-    """Returns the period's usage totals of ``meters``, and what reservations unexpired at ``now`` hold."""
-    return store.usage_totals(tx, meters, period_start), store.held_quantities(tx, meters, now)
 
 
 def _asked_quantities(request: pb.CheckEntitlementRequest) -> list[tuple[str, float]]:

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, column, func, select, table
+from sqlalchemy import and_, bindparam, column, func, literal_column, select, table, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.billing.models import (
@@ -239,14 +239,33 @@ class ReservationClosed(Exception):
         self.state = state
 
 
-def held_quantities(tx: Tx, meters: Collection[str], now: dt.datetime) -> dict[str, float]:
-    """Returns what the tenant's active reservations unexpired at ``now`` hold of ``meters``.
+def used_and_held(
+    tx: Tx, meters: Collection[str], period_start: dt.datetime, now: dt.datetime
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Returns the tenant's usage of ``meters`` in a period and what its reservations hold of them now.
+
+    One statement (``UNION ALL``), so both parts are read in one snapshot: the period's
+    running totals, and the sums over the tenant's ``ACTIVE`` reservations whose
+    ``expire_time`` is after ``now``.
+
+    Args:
+        tx: The unit of work.
+        meters: The meters.
+        period_start: Start of the billing period.
+        now: The instant reservations are held at.
 
     Returns:
-        Meter name to the quantity held; meters nothing holds are absent.
+        ``(used, held)``, each meter name to a quantity in the meter's unit; meters
+        without usage or holds are absent.
     """
-    query = (
-        select(_RESERVATION_METERS.c.meter, func.sum(_RESERVATION_METERS.c.quantity))
+    names = list(meters)
+    used = select(literal_column("0").label("held"), _TOTALS.c.meter, _TOTALS.c.quantity).where(
+        _TOTALS.c.tenant_id == tx.tenant_id,
+        _TOTALS.c.period_start == period_start,
+        _TOTALS.c.meter.in_(names),
+    )
+    held = (
+        select(literal_column("1"), _RESERVATION_METERS.c.meter, func.sum(_RESERVATION_METERS.c.quantity))
         .join(
             _RESERVATIONS,
             and_(
@@ -258,11 +277,14 @@ def held_quantities(tx: Tx, meters: Collection[str], now: dt.datetime) -> dict[s
             _RESERVATIONS.c.tenant_id == tx.tenant_id,
             _RESERVATIONS.c.state == ReservationState.ACTIVE,
             _RESERVATIONS.c.expire_time > now,
-            _RESERVATION_METERS.c.meter.in_(list(meters)),
+            _RESERVATION_METERS.c.meter.in_(names),
         )
         .group_by(_RESERVATION_METERS.c.meter)
     )
-    return {meter: float(quantity) for meter, quantity in tx.execute(query)}
+    found: tuple[dict[str, float], dict[str, float]] = ({}, {})
+    for kind, meter, quantity in tx.execute(union_all(used, held)):
+        found[int(kind)][meter] = float(quantity)
+    return found
 
 
 def get_reservation(tx: Tx, reservation_id: str, *, lock: bool = False) -> ReservationRecord | None:
@@ -310,12 +332,9 @@ def reserve(
         return earlier
     limited = [m for m, q in record.quantities.items() if q > 0 and limits.get(m, 0) > 0]
     if limited:
-        used = usage_totals(tx, limited, period_start)
-        held = held_quantities(tx, limited, record.row.create_time)
+        used, held = used_and_held(tx, limited, period_start, record.row.create_time)
         shortfalls = [
-            Shortfall(
-                meter, limits[meter], used[meter].quantity if meter in used else 0.0, held.get(meter, 0.0), q
-            )
+            Shortfall(meter, limits[meter], used.get(meter, 0.0), held.get(meter, 0.0), q)
             for meter, q in record.quantities.items()
             if meter in limited
         ]

@@ -92,7 +92,7 @@ async def clocked(mesh: Mesh, replica: RunningServer) -> AsyncIterator[pb_grpc.B
 
 
 def create(
-    tenant: Tenant, reservation_id: str, ttl: int | None = None, **quantities: float
+    tenant: Tenant, reservation_id: str, quantities: dict[str, float] | None = None, ttl: int | None = None
 ) -> pb.CreateReservationRequest:
     reservation = res.Reservation(
         quantities=quantities, subject=f"{tenant.name}/agents/a/runs/{reservation_id}"
@@ -159,7 +159,7 @@ async def test_a_parallel_burst_gets_exactly_what_fits_and_the_rest_quota_failur
     # Half the burst to each replica, all at once: 7 // 2 = 3 fit.
     answers = await asyncio.gather(
         *(
-            outcome((billing, clocked)[i % 2].CreateReservation(create(tenant, f"r-{i}", **{RUNS: 2})))
+            outcome((billing, clocked)[i % 2].CreateReservation(create(tenant, f"r-{i}", {RUNS: 2})))
             for i in range(burst)
         )
     )
@@ -186,10 +186,10 @@ async def test_a_reservation_holds_every_meter_or_none(
     tenant = await new_tenant(mesh)
     await leave_only(billing, tenant, OUTPUT, 100)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await billing.CreateReservation(create(tenant, "both", **{RUNS: 1, OUTPUT: 101}))
+        await billing.CreateReservation(create(tenant, "both", {RUNS: 1, OUTPUT: 101}))
     assert [v.quota_metric for v in quota_failure(caught.value).violations] == [OUTPUT]
     assert await remaining(billing, tenant, RUNS) == FREE.limits[RUNS], "agent_runs must not be held"
-    fits = await billing.CreateReservation(create(tenant, "fits", **{RUNS: 1, OUTPUT: 100}))
+    fits = await billing.CreateReservation(create(tenant, "fits", {RUNS: 1, OUTPUT: 100}))
     assert fits.state == ACTIVE
     assert (await remaining(billing, tenant, RUNS), await remaining(billing, tenant, OUTPUT)) == (
         FREE.limits[RUNS] - 1,
@@ -202,12 +202,12 @@ async def test_a_retry_of_a_reservation_returns_the_first(
 ) -> None:
     tenant = await new_tenant(mesh)
     await leave_only(billing, tenant, RUNS, 1)
-    request = create(tenant, "once", **{RUNS: 1})
+    request = create(tenant, "once", {RUNS: 1})
     first, *retries = await asyncio.gather(*(billing.CreateReservation(request) for _ in range(4)))
     assert all(r == first for r in retries), "racing retries make one reservation"
     assert await billing.CreateReservation(request) == first  # the limit is reached, the retry still answers
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await billing.CreateReservation(create(tenant, "once", **{RUNS: 0.5}))
+        await billing.CreateReservation(create(tenant, "once", {RUNS: 0.5}))
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert error_info(caught.value).reason == "RESERVATION_ALREADY_EXISTS"
 
@@ -216,7 +216,7 @@ async def test_settle_records_the_usage_once_under_retries(
     mesh: Mesh, billing: pb_grpc.BillingServiceStub
 ) -> None:
     tenant = await new_tenant(mesh)
-    made = await billing.CreateReservation(create(tenant, "run-1", **{RUNS: 1, OUTPUT: 500}))
+    made = await billing.CreateReservation(create(tenant, "run-1", {RUNS: 1, OUTPUT: 500}))
     held = await remaining(billing, tenant, OUTPUT)
     assert held == FREE.limits[OUTPUT] - 500
     spent = {RUNS: 1, OUTPUT: 620, INPUT: 90}  # more output than reserved, and a meter not reserved
@@ -251,16 +251,16 @@ async def test_release_frees_the_hold_and_each_close_is_final(
 ) -> None:
     tenant = await new_tenant(mesh)
     await leave_only(billing, tenant, RUNS, 2)
-    first = await billing.CreateReservation(create(tenant, "first", **{RUNS: 2}))
+    first = await billing.CreateReservation(create(tenant, "first", {RUNS: 2}))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await billing.CreateReservation(create(tenant, "second", **{RUNS: 2}))
+        await billing.CreateReservation(create(tenant, "second", {RUNS: 2}))
     assert error_info(caught.value).reason == "QUOTA_EXCEEDED"
     released = [
         await billing.ReleaseReservation(pb.ReleaseReservationRequest(name=first.name)) for _ in range(2)
     ]
     assert [r.state for r in released] == [RELEASED, RELEASED] and released[0] == released[1]
     assert released[0].HasField("end_time") and not released[0].settled_quantities
-    second = await billing.CreateReservation(create(tenant, "second", **{RUNS: 2}))
+    second = await billing.CreateReservation(create(tenant, "second", {RUNS: 2}))
     assert second.state == ACTIVE
     # Settle after release: nothing is recorded.
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -282,15 +282,15 @@ async def test_expired_reservations_stop_counting(
 ) -> None:
     tenant = await new_tenant(mesh)
     await leave_only(billing, tenant, RUNS, 3)
-    held = await clocked.CreateReservation(create(tenant, "slow", ttl=60, **{RUNS: 3}))
+    held = await clocked.CreateReservation(create(tenant, "slow", {RUNS: 3}, ttl=60))
     assert held.expire_time.ToDatetime(dt.UTC) == clock() + dt.timedelta(seconds=60)
     clock.advance(59)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await clocked.CreateReservation(create(tenant, "next", ttl=60, **{RUNS: 1}))
+        await clocked.CreateReservation(create(tenant, "next", {RUNS: 1}, ttl=60))
     assert error_info(caught.value).reason == "QUOTA_EXCEEDED"
     clock.advance(1)  # the instant it expires, with no sweep
-    assert (await clocked.CreateReservation(create(tenant, "slow", ttl=60, **{RUNS: 3}))).state == EXPIRED
-    assert (await clocked.CreateReservation(create(tenant, "next", ttl=60, **{RUNS: 3}))).state == ACTIVE
+    assert (await clocked.CreateReservation(create(tenant, "slow", {RUNS: 3}, ttl=60))).state == EXPIRED
+    assert (await clocked.CreateReservation(create(tenant, "next", {RUNS: 3}, ttl=60))).state == ACTIVE
     # The work of an expired reservation did happen: settling it records the usage.
     late = await clocked.SettleReservation(pb.SettleReservationRequest(name=held.name, quantities={RUNS: 1}))
     assert late.state == SETTLED
@@ -305,7 +305,7 @@ async def test_another_tenants_reservation_is_not_found_and_untouched(
     mesh: Mesh, billing: pb_grpc.BillingServiceStub
 ) -> None:
     victim, attacker = await new_tenant(mesh, "victim"), await new_tenant(mesh, "attacker")
-    held = await billing.CreateReservation(create(victim, "run-v", **{RUNS: 5}))
+    held = await billing.CreateReservation(create(victim, "run-v", {RUNS: 5}))
     for call in (
         billing.SettleReservation(
             pb.SettleReservationRequest(name=name_of(attacker, "run-v"), quantities={RUNS: 5})
@@ -316,9 +316,9 @@ async def test_another_tenants_reservation_is_not_found_and_untouched(
         assert isinstance(error, grpc.aio.AioRpcError) and error.code() == grpc.StatusCode.NOT_FOUND
         assert error_info(error).reason == "RESERVATION_NOT_FOUND"
     # The same ID is the attacker's own, separate reservation; the victim's stays as it was.
-    own = await billing.CreateReservation(create(attacker, "run-v", **{RUNS: 1}))
+    own = await billing.CreateReservation(create(attacker, "run-v", {RUNS: 1}))
     assert own.name == name_of(attacker, "run-v") and dict(own.quantities) == {RUNS: 1}
-    assert await billing.CreateReservation(create(victim, "run-v", **{RUNS: 5})) == held
+    assert await billing.CreateReservation(create(victim, "run-v", {RUNS: 5})) == held
     assert await remaining(billing, victim, RUNS) == FREE.limits[RUNS] - 5
     assert await remaining(billing, attacker, RUNS) == FREE.limits[RUNS] - 1
     assert RUNS not in {m for m, (q, _) in (await usage(mesh, victim)).items() if q}
@@ -328,28 +328,28 @@ async def test_bad_input_gets_field_violations(mesh: Mesh, billing: pb_grpc.Bill
     tenant = await new_tenant(mesh)
     cases: list[tuple[object, str, list[str]]] = [
         (
-            billing.CreateReservation(create(tenant, "r", **{"gpu_hours": 1, RUNS: -1})),
+            billing.CreateReservation(create(tenant, "r", {"gpu_hours": 1, RUNS: -1})),
             "UNKNOWN_METER",
             ['reservation.quantities["agent_runs"]', 'reservation.quantities["gpu_hours"]'],
         ),
         (
-            billing.CreateReservation(create(tenant, "r", **{OUTPUT: float("nan")})),
+            billing.CreateReservation(create(tenant, "r", {OUTPUT: float("nan")})),
             "INVALID_ARGUMENT",
             ['reservation.quantities["model_output_tokens"]'],
         ),
         (
-            billing.CreateReservation(create(tenant, "Not_An_Id", **{RUNS: 1})),
+            billing.CreateReservation(create(tenant, "Not_An_Id", {RUNS: 1})),
             "INVALID_ARGUMENT",
             ["reservation_id"],
         ),
         (billing.CreateReservation(create(tenant, "r")), "INVALID_ARGUMENT", ["reservation.quantities"]),
         (
-            billing.CreateReservation(create(tenant, "r", ttl=0, **{RUNS: 1})),
+            billing.CreateReservation(create(tenant, "r", {RUNS: 1}, ttl=0)),
             "INVALID_ARGUMENT",
             ["reservation.ttl"],
         ),
         (
-            billing.CreateReservation(create(tenant, "r", ttl=86401, **{RUNS: 1})),
+            billing.CreateReservation(create(tenant, "r", {RUNS: 1}, ttl=86401)),
             "INVALID_ARGUMENT",
             ["reservation.ttl"],
         ),
