@@ -20,10 +20,14 @@ from google.rpc import error_details_pb2, status_pb2
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
+from services.agent.peers import Peers, reservation_id
 from services.billing.plans import FREE
 from services.billing.server import build
 from services.billing.store import RESERVATION_SOURCE
 from services.kit import mtls
+from services.kit.clients import MeshClients
+from services.kit.errors import ResourceExhausted
+from services.kit.names import new_id
 from services.kit.server import RunningServer, start
 from services.kit.timestamps import utcnow
 from tests.conftest import Mesh
@@ -384,3 +388,37 @@ async def test_bad_input_gets_field_violations(mesh: Mesh, billing: pb_grpc.Bill
         assert error_info(error).reason == reason, fields
         assert field_violations(error) == fields
     assert await remaining(billing, tenant, RUNS) == FREE.limits[RUNS], "nothing was held"
+
+
+@pytest.fixture
+async def peers(mesh: Mesh) -> AsyncIterator[Peers]:
+    """The agent service's billing calls, on the agent's identity, as the agent makes them."""
+    clients = MeshClients(mesh.config.settings("agent").model_copy(update={"tls_dir": mesh.tls_dir}), "agent")
+    yield Peers(clients)
+    await clients.close()
+
+
+async def test_the_agents_helpers_hold_a_run_settle_it_once_and_never_lose_usage(
+    mesh: Mesh, billing: pb_grpc.BillingServiceStub, peers: Peers
+) -> None:
+    tenant = await new_tenant(mesh)
+    await leave_only(billing, tenant, RUNS, 1)
+    run_id, run_name = new_id(), f"{tenant.name}/agents/a/runs/x"
+    name = await peers.reserve(tenant.id, run_id, run_name, {RUNS: 1, OUTPUT: 300}, ttl_seconds=310.5)
+    assert name == name_of(tenant, reservation_id(run_id))
+    assert name == await peers.reserve(tenant.id, run_id, run_name, {RUNS: 1, OUTPUT: 300}, ttl_seconds=310.5)
+    with pytest.raises(ResourceExhausted) as refused:
+        await peers.reserve(tenant.id, new_id(), run_name, {RUNS: 1}, ttl_seconds=60)
+    assert refused.value.reason == "QUOTA_EXCEEDED" and refused.value.metadata["meter"] == RUNS
+    spent = {RUNS: 1, OUTPUT: 120, INPUT: 80}
+    assert await peers.settle(tenant.id, run_id, run_name, spent)
+    assert await peers.settle(tenant.id, run_id, run_name, spent)  # a retry records nothing more
+    assert await peers.release(tenant.id, run_id)  # settled: nothing is held either way
+    assert (await usage(mesh, tenant))[OUTPUT] == (120, 1)
+    # A run whose hold was released (a cancel that raced its finish) still has its usage metered, once.
+    other = new_id()
+    await peers.reserve(tenant.id, other, run_name, {OUTPUT: 50}, ttl_seconds=60)
+    assert await peers.release(tenant.id, other) and await peers.release(tenant.id, other)
+    assert await peers.settle(tenant.id, other, run_name, {OUTPUT: 7})
+    assert await peers.settle(tenant.id, other, run_name, {OUTPUT: 7})
+    assert (await usage(mesh, tenant))[OUTPUT] == (127, 2)
