@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, delete, func, or_, select, update
 
 from services.agent.models import (
     REVISION_FIELDS,
@@ -138,10 +138,7 @@ def _lock_tenant_runs(tx: Tx) -> None:
     tenant's runs in progress at once cannot both admit one more. SQLite serializes every
     write transaction already.
     """
-    if tx.dialect == "postgresql":
-        tx.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('agent.runs:' || :tenant))"), {"tenant": tx.tenant_id}
-        )
+    tx.lock_tenant("agent.runs")
 
 
 def _running_count(tx: Tx, now: dt.datetime) -> ScalarSelect[int]:

@@ -19,7 +19,10 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             _JWKS,
             _AUDIT,
             "/orchestrall.billing.v1.BillingService/CheckEntitlement",
+            "/orchestrall.billing.v1.BillingService/CreateReservation",
             "/orchestrall.billing.v1.BillingService/IngestUsageEvents",
+            "/orchestrall.billing.v1.BillingService/ReleaseReservation",
+            "/orchestrall.billing.v1.BillingService/SettleReservation",
             "/orchestrall.flag.v1.FlagService/EvaluateFlag",
         }
     ),
