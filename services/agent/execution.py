@@ -25,7 +25,16 @@ from services.agent import tools as catalog
 from services.agent.events import LiveRun, RunEvents
 from services.agent.models import AgentRevisionRow, MessageRow, RunRow, RunState
 from services.agent.peers import Peers
-from services.agent.runner import AgentSpec, Checkpoint, Decision, Outcome, RunFailed, RunTool, run_agent
+from services.agent.runner import (
+    MAX_TOOL_ROUNDS,
+    AgentSpec,
+    Checkpoint,
+    Decision,
+    Outcome,
+    RunFailed,
+    RunTool,
+    run_agent,
+)
 from services.kit.db import Database
 from services.kit.names import new_id
 from services.kit.timestamps import utcnow
@@ -84,9 +93,9 @@ class RunLeases:
         return self.clock() + dt.timedelta(seconds=self.lease_seconds)
 
 
-def usage_id(run: RunRow) -> str:
-    """Returns the ID the usage of a stretch of work is metered under: the run's, then one per resumption."""
-    return run.id if run.last_sequence == 0 else f"{run.id}~{run.last_sequence}"
+def stretch_id(run: RunRow) -> str:
+    """Returns the ID of a stretch of a run's work (hold and usage): the run's, then one per resumption."""
+    return run.id if run.last_sequence == 0 else f"{run.id}-{run.last_sequence}"
 
 
 class Executor:
@@ -118,6 +127,20 @@ class Executor:
         self.events = events
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        # A hold outlives the stretch of work it covers (its deadline) by a lease, so that a
+        # replica that dies mid-run gives the quota back once its run is swept.
+        self.hold_seconds = limits.timeout_seconds + leases.lease_seconds
+
+    @staticmethod
+    def hold(revision: AgentRevisionRow) -> dict[str, float]:
+        """Returns what a stretch of a run's work may spend at most: its model calls' output tokens.
+
+        A stretch makes at most ``MAX_TOOL_ROUNDS + 1`` model calls of at most
+        ``max_output_tokens`` each, so a hold of that many never lets parallel runs overshoot
+        the output-token quota. Input tokens are not held (they cannot be known before the
+        calls); they are metered when the stretch settles.
+        """
+        return {"model_output_tokens": revision.max_output_tokens * (MAX_TOOL_ROUNDS + 1)}
 
     def start(
         self,
@@ -288,19 +311,15 @@ class Executor:
             log.warning("run %s was taken from this replica before it finished; its outcome is lost", run.id)
 
     async def _meter(self, run: RunRow, before: Outcome, outcome: Outcome) -> None:
-        """Meters what this stretch of work used, spent whether or not its outcome was kept."""
+        """Settles the stretch's hold with what it used, spent whether or not its outcome was kept."""
         usage: dict[str, float] = {
             "model_input_tokens": outcome.input_tokens - before.input_tokens,
             "model_output_tokens": outcome.output_tokens - before.output_tokens,
         }
         if run.last_sequence == 0:
             usage["agent_runs"] = 1
-        await self._peers.record_usage(
-            run.tenant_id,
-            f"tenants/{run.tenant_id}/agents/{run.agent_id}/runs/{run.id}",
-            usage_id(run),
-            usage,
-        )
+        name = f"tenants/{run.tenant_id}/agents/{run.agent_id}/runs/{run.id}"
+        await self._peers.settle(run.tenant_id, stretch_id(run), name, usage)
 
     async def _heartbeat(self, run: RunRow, stop: asyncio.Event) -> None:
         """Renews the run's lease until ``stop``, or until the run is no longer this replica's."""

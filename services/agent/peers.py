@@ -64,26 +64,6 @@ class Peers:
         self._billing = clients.stub(billing_grpc.BillingServiceStub, "billing")
         self._flags = clients.stub(flag_grpc.FlagServiceStub, "flag")
 
-    async def check_entitlement(self, tenant_id: str, quantities: Mapping[str, float]) -> None:
-        """Fails unless the tenant may use every quantity of ``quantities`` (meter to amount) now.
-
-        Raises:
-            ResourceExhausted: A meter is over the plan's limit (the first such meter is named).
-            Unavailable: Billing could not answer (runs fail closed).
-        """
-        request = billing_pb.CheckEntitlementRequest(
-            tenant=TENANT.format(tenant_id),
-            quantities=[billing_pb.MeterQuantity(meter=m, quantity=q) for m, q in quantities.items()],
-        )
-        try:
-            answer = await self._billing.CheckEntitlement(request, timeout=self._clients.timeout)
-        except grpc.aio.AioRpcError as error:
-            log.warning("entitlement check failed: %s", error.code())
-            raise errors.billing_unavailable() from None
-        for meter in answer.meters:
-            if not meter.allowed:
-                raise errors.quota_exceeded(TENANT.format(tenant_id), meter.meter, meter.limit)
-
     async def reserve(
         self, tenant_id: str, run_id: str, run_name: str, quantities: Mapping[str, float], ttl_seconds: float
     ) -> str:

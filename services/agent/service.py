@@ -20,7 +20,7 @@ from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import errors, store, threads
 from services.agent import tools as catalog
 from services.agent.events import RunEvents
-from services.agent.execution import Executor, RunLeases, RunLimits
+from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
 from services.agent.models import (
     REVISION_FIELDS,
     AgentRevisionRow,
@@ -406,21 +406,27 @@ class AgentService(pb_grpc.AgentServiceServicer):
         if thread_id is not None and subject.thread is None:
             raise errors.thread_not_found(request.run.thread)
         history = threads.chat_messages(threads.window(subject.history, self._limits.history_tokens))
-        # Independent peer calls, awaited together: one entitlement check for every meter
-        # the run may spend, and the tools flag.
-        entitled = self._peers.check_entitlement(
-            tenant_id, {"agent_runs": 1, "model_output_tokens": revision.max_output_tokens}
+        run_id = new_id()
+        run_name = RUN.format(tenant_id, agent_id, run_id)
+        # Independent peer calls, awaited together: a hold on the quota for the most the
+        # run may spend, and the tools flag.
+        reserved = self._peers.reserve(
+            tenant_id,
+            run_id,
+            run_name,
+            {"agent_runs": 1, **self.executor.hold(revision)},
+            self.executor.hold_seconds,
         )
         if revision.tools:
             _, tools_enabled = await asyncio.gather(
-                entitled, self._peers.tools_enabled(tenant_id, request.parent)
+                reserved, self._peers.tools_enabled(tenant_id, request.parent)
             )
         else:
-            await entitled
+            await reserved
             tools_enabled = False
         run = RunRow(
             tenant_id=tenant_id,
-            id=new_id(),
+            id=run_id,
             agent_id=agent_id,
             input=request.run.input,
             output="",
@@ -446,15 +452,19 @@ class AgentService(pb_grpc.AgentServiceServicer):
             approval_request_id=None,
             cancel_time=None,
         )
-        note_resource(RUN.format(tenant_id, agent_id, run.id))
+        note_resource(run_name)
         try:
             created = await self._db.write(tenant_id, store.start_run, run, self._limits.max_running)
         except store.AgentGone:  # the agent was deleted meanwhile
+            await self._peers.release(tenant_id, run_id)
             raise errors.agent_not_found(request.parent) from None
         except store.TooManyRuns:
+            await self._peers.release(tenant_id, run_id)
             raise errors.too_many_runs(self._limits.max_running) from None
-        if created is run:  # else a concurrent retry with the same request_id won
+        if created is run:
             self.executor.start(revision, run, Checkpoint.start(run.input, history))
+        else:  # a concurrent retry with the same request_id won
+            await self._peers.release(tenant_id, run_id)
         return run_to_proto(created)
 
     async def StreamRunEvents(
@@ -506,6 +516,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
         decisions = _decisions(request.approvals, run.pending_tool_calls)
         revision = await self._db.read(run.tenant_id, store.get_revision, run.agent_id, run.agent_revision_id)
         assert revision is not None, "revisions are never deleted while their runs exist"
+        hold_id = stretch_id(run)
+        await self._peers.reserve(
+            run.tenant_id, hold_id, request.name, self.executor.hold(revision), self.executor.hold_seconds
+        )
         try:
             resumed = await self._db.write(
                 run.tenant_id,
@@ -518,8 +532,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
                 self._limits.max_running,
             )
         except store.TooManyRuns:
+            await self._peers.release(run.tenant_id, hold_id)
             raise errors.too_many_runs(self._limits.max_running) from None
         if resumed is None:  # decided meanwhile by another call
+            await self._peers.release(run.tenant_id, hold_id)
             return await self.SubmitToolApprovals(request, context)
         assert run.checkpoint is not None, "a run waiting for approvals has its checkpoint"
         self.executor.start(revision, resumed, Checkpoint.from_json(run.checkpoint), decisions)

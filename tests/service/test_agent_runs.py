@@ -18,7 +18,12 @@ from google.protobuf.duration_pb2 import Duration
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
+from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
+from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
+from orchestrall.billing.v1 import resources_pb2 as billing_res
+from services.agent.runner import MAX_TOOL_ROUNDS
 from services.agent.tools import route_distance
+from services.billing.plans import FREE
 from tests.conftest import Mesh
 from tests.service.helpers import (
     Tenant,
@@ -404,3 +409,49 @@ async def test_a_run_executing_on_another_replica_is_followed_from_its_stored_ev
         await replica.stop(0)
     assert followed == direct
     assert _kinds(followed)[0] == "run_started" and followed[-1].run_finished.state == res.Run.STATE_SUCCEEDED
+
+
+async def test_a_parallel_burst_of_runs_never_overshoots_the_output_token_quota(mesh: Mesh) -> None:
+    tenant = await new_tenant(mesh)
+    brief = res.Agent(instructions="Answer in a few words.", temperature=0, max_output_tokens=16)
+    hold = brief.max_output_tokens * (MAX_TOOL_ROUNDS + 1)  # the most one run's model calls may write
+    limit = FREE.limits["model_output_tokens"]
+    spent = limit - 3 * hold - hold // 2  # room for three runs' holds, not four
+    async with mesh.channel("billing", identity="agent") as channel:
+        await billing_grpc.BillingServiceStub(channel).IngestUsageEvents(
+            billing_pb.IngestUsageEventsRequest(
+                events=[
+                    billing_res.UsageEvent(
+                        id="earlier",
+                        source="//test",
+                        tenant=tenant.name,
+                        meter="model_output_tokens",
+                        quantity=spent,
+                    )
+                ]
+            )
+        )
+    async with mesh.channel("agent") as channel:
+        stub = pb_grpc.AgentServiceStub(channel)
+        agent = await _create(stub, tenant, brief, "brief")
+        burst = await asyncio.gather(
+            *(
+                stub.CreateRun(
+                    pb.CreateRunRequest(parent=agent.name, run=res.Run(input=f"Name a port, {i}.")),
+                    metadata=tenant.metadata,
+                )
+                for i in range(8)
+            ),
+            return_exceptions=True,
+        )
+        admitted = [r for r in burst if isinstance(r, res.Run)]
+        refused = [e for e in burst if isinstance(e, grpc.aio.AioRpcError)]
+        ended = [
+            await stub.WaitRun(pb.WaitRunRequest(name=r.name), metadata=tenant.metadata) for r in admitted
+        ]
+        await asyncio.sleep(0.5)  # each run settles its hold right after it ends
+    assert len(admitted) == 3 and len(refused) == 5
+    assert {error_info(e).reason for e in refused} == {"QUOTA_EXCEEDED"}
+    assert all(r.state == res.Run.STATE_SUCCEEDED for r in ended)
+    metered = await usage(mesh, tenant)
+    assert metered["model_output_tokens"] == spent + sum(r.usage.output_tokens for r in ended) <= limit

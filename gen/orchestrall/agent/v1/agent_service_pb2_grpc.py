@@ -193,7 +193,8 @@ class AgentServiceServicer:
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`agent_id` not an AIP-122 ID,
         `agent.instructions` empty or over 32000 characters, an unknown tool,
         `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
-        `TOOL_CHOICE_REQUIRED` without tools); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
+        `TOOL_CHOICE_REQUIRED` without tools, a tool of `agent.approval_required_tools` not
+        in `agent.tools`); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
         the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -269,7 +270,12 @@ class AgentServiceServicer:
         """Starts a run of an agent on an input message and returns it at once, in
         `STATE_RUNNING`: the run goes on in the background. Follow it with
         `StreamRunEvents` (REST: Server-Sent Events), wait for it with `WaitRun`, stop it
-        with `CancelRun`. Checks the tenant's entitlement first and meters the tokens used.
+        with `CancelRun`.
+
+        Quota: before the run starts, billing holds what it may spend at most (one run, and
+        `max_output_tokens` for each of its up to 5 model calls) against the tenant's
+        plan, so that runs started at once can never spend more than the plan allows
+        together; when the run stops, the hold is settled with the tokens it used.
 
         The run uses the agent's current revision, or the one `agent_revision` pins, and
         records it in `run.agent_revision`.
@@ -290,10 +296,11 @@ class AgentServiceServicer:
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`run.input` empty or over 32000
         characters; `agent_revision` not a revision name of `parent`; `run.thread` not a
         thread of the parent's tenant); NOT_FOUND `AGENT_NOT_FOUND` (also for a deleted
-        agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; NOT_FOUND `THREAD_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
-        plan's allowance of a meter the run spends is used up for the period; the metadata
-        names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the entitlement
-        could not be checked; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
+        agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; NOT_FOUND `THREAD_NOT_FOUND`;
+        RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (what is left of the plan's allowance of a meter
+        for the period, after what other runs hold, is less than the run's hold; the
+        metadata names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the
+        quota could not be held; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
         tenant has as many runs in progress as it may, 8 by default, over every replica;
         `google.rpc.RetryInfo` says when to retry); and the common reasons of `AgentService`.
         A failing model or a run over its deadline is no error of the call: the run ends
@@ -375,8 +382,9 @@ class AgentServiceServicer:
         rejection or not a JSON object); FAILED_PRECONDITION `RUN_NOT_AWAITING_APPROVAL`
         (the run is not in `STATE_REQUIRES_ACTION`; a retry with the `request_id` that
         resumed it returns the run instead); NOT_FOUND `RUN_NOT_FOUND`;
-        RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (as `CreateRun`); and the common reasons of
-        `AgentService`.
+        RESOURCE_EXHAUSTED `TOO_MANY_RUNS`, RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` and
+        UNAVAILABLE `BILLING_UNAVAILABLE` (as `CreateRun`: the resumed work is held against
+        the quota too); and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
