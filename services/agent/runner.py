@@ -46,6 +46,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from services.agent import tools as catalog
+from services.agent.model_tracing import chat_span, record_reply
 from services.agent.threads import CHARS_PER_TOKEN
 
 log = logging.getLogger(__name__)
@@ -382,8 +383,18 @@ async def _complete(
     """Makes one streamed model call, passing text deltas to ``sink`` as they arrive.
 
     A call cancelled midway (``CancelRun``) still adds what it used to ``outcome``,
-    estimated: the chunks streamed so far and the prompt's estimate.
+    estimated: the chunks streamed so far and the prompt's estimate. The call is one
+    ``chat <model>`` span (:mod:`services.agent.model_tracing`).
     """
+    with chat_span(request["model"], client.base_url) as span:
+        reply = await _stream(client, request, sink, outcome)
+        record_reply(span, reply.model, reply.input_tokens, reply.output_tokens, reply.finish_reason)
+    return reply
+
+
+async def _stream(
+    client: openai.AsyncOpenAI, request: dict[str, Any], sink: EventSink, outcome: Outcome
+) -> ModelReply:
     started = time.monotonic()
     model, finish_reason, usage = request["model"], "", None
     text: list[str] = []
