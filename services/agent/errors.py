@@ -80,6 +80,16 @@ def not_awaiting_approval(name: str, state: str) -> FailedPrecondition:
     )
 
 
+def run_in_progress(name: str) -> FailedPrecondition:
+    """The run is still running (it cannot be replayed yet)."""
+    return FailedPrecondition("RUN_IN_PROGRESS", f"{name} is still running", metadata={"name": name})
+
+
+def run_not_recorded(name: str) -> FailedPrecondition:
+    """The run's events were not recorded (it ran before runs recorded them)."""
+    return FailedPrecondition("RUN_NOT_RECORDED", f"{name} has no recorded events", metadata={"name": name})
+
+
 #: The status code of a failed run's ``error``, by its reason.
 RUN_FAILURE_CODES = {
     "MODEL_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,

@@ -173,6 +173,19 @@ class Executor:
         task.add_done_callback(self._tasks.discard)
         return live
 
+    @staticmethod
+    def spec(revision: AgentRevisionRow, run: RunRow) -> AgentSpec:
+        """Returns what the agent loop needs of the run's agent revision, its tools resolved."""
+        return AgentSpec(
+            model=run.model,
+            instructions=revision.instructions,
+            tools=_resolve_tools(revision.tools),
+            temperature=revision.temperature,
+            max_output_tokens=revision.max_output_tokens,
+            tool_choice_required=revision.tool_choice == "TOOL_CHOICE_REQUIRED",
+            approval_required=frozenset(revision.approval_required_tools),
+        )
+
     def cancel_local(self, run_id: str) -> bool:
         """Stops the agent loop of the run if it executes here; its executor then writes it as cancelled.
 
@@ -193,15 +206,7 @@ class Executor:
         decisions: Mapping[str, Decision] | None,
     ) -> None:
         run = live.run
-        spec = AgentSpec(
-            model=run.model,
-            instructions=revision.instructions,
-            tools=_resolve_tools(revision.tools),
-            temperature=revision.temperature,
-            max_output_tokens=revision.max_output_tokens,
-            tool_choice_required=revision.tool_choice == "TOOL_CHOICE_REQUIRED",
-            approval_required=frozenset(revision.approval_required_tools),
-        )
+        spec = self.spec(revision, run)
         before = Outcome(
             model=run.model,
             tool_calls=list(run.tool_calls),

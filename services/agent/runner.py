@@ -52,6 +52,8 @@ from services.agent.threads import CHARS_PER_TOKEN
 log = logging.getLogger(__name__)
 
 MAX_TOOL_ROUNDS = 4
+#: What the model is told, before the person's reason, of a call that was rejected.
+REJECTION = "a person rejected this call: "
 
 
 class RunTool(Protocol):
@@ -494,7 +496,7 @@ async def _decide_pending(
             )
         else:
             reason = decision.reason or "no reason given"
-            rejection = f"a person rejected this call: {reason}"
+            rejection = f"{REJECTION}{reason}"
             await _make_call(by_function, call, call["arguments"], checkpoint, outcome, sink, rejection)
     checkpoint.pending = []
 

@@ -32,6 +32,7 @@ from services.agent.models import (
     ThreadRow,
 )
 from services.agent.peers import Peers
+from services.agent.replay import replay
 from services.agent.runner import Checkpoint, Decision
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
@@ -540,6 +541,25 @@ class AgentService(pb_grpc.AgentServiceServicer):
         assert run.checkpoint is not None, "a run waiting for approvals has its checkpoint"
         self.executor.start(revision, resumed, Checkpoint.from_json(run.checkpoint), decisions)
         return run_to_proto(resumed)
+
+    async def ReplayRun(
+        self, request: pb.ReplayRunRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReplayRunResponse:
+        run = await self._run(request.name)
+        if run.state == RunState.RUNNING:
+            raise errors.run_in_progress(request.name)
+        revision = await self._db.read(run.tenant_id, store.get_revision, run.agent_id, run.agent_revision_id)
+        assert revision is not None, "revisions are never deleted while their runs exist"
+        recorded = [event async for event in self._events.follow(run, 0)]
+        if not recorded[0].HasField("run_started"):
+            raise errors.run_not_recorded(request.name)
+        finished = recorded[-1].run_finished if recorded[-1].HasField("run_finished") else run_to_proto(run)
+        replayed = await replay(
+            run, self.executor.spec(revision, run), recorded, finished, self._limits.timeout_seconds
+        )
+        return pb.ReplayRunResponse(
+            events=replayed.events, identical=not replayed.difference, difference=replayed.difference[:100000]
+        )
 
     async def _run(self, name: str) -> RunRow:
         """Returns the caller's run named ``name``.

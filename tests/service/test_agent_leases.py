@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -22,7 +22,6 @@ from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import store
 from services.agent.models import RunRow, RunState
 from services.kit.db import Database
-from services.kit.db import create_engine as create_service_engine
 from services.kit.names import new_id
 from services.kit.server import RunningServer
 from services.kit.timestamps import utcnow
@@ -51,13 +50,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-async def agent_db(mesh: Mesh) -> AsyncIterator[Database]:
-    db = Database(create_service_engine(mesh.config.settings("agent"), "agent"))
-    yield db
-    await db.close()
 
 
 async def _replica(mesh: Mesh, model_url: str, clock: Clock, sweep_seconds: float) -> RunningServer:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
+from sqlalchemy import text
 
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
@@ -24,6 +25,7 @@ from orchestrall.billing.v1 import resources_pb2 as billing_res
 from services.agent.runner import MAX_TOOL_ROUNDS
 from services.agent.tools import route_distance
 from services.billing.plans import FREE
+from services.kit.db import Database
 from tests.conftest import Mesh
 from tests.service.helpers import (
     Tenant,
@@ -182,6 +184,8 @@ async def test_cancel_stops_a_run_in_its_model_call_within_a_second_and_meters_w
         again = await stub.CancelRun(pb.CancelRunRequest(name=run.name), metadata=tenant.metadata)
         await asyncio.sleep(0.5)  # the stopped stretch of work meters its tokens after it ends
         stored = await stub.GetRun(pb.GetRunRequest(name=run.name), metadata=tenant.metadata)
+        replayed = await _replay(stub, tenant, run.name)
+    assert replayed.identical, replayed.difference
     assert (
         cancelled.state == res.Run.STATE_CANCELLED
         and cancelled.error.code == grpc.StatusCode.CANCELLED.value[0]
@@ -455,3 +459,59 @@ async def test_a_parallel_burst_of_runs_never_overshoots_the_output_token_quota(
     assert all(r.state == res.Run.STATE_SUCCEEDED for r in ended)
     metered = await usage(mesh, tenant)
     assert metered["model_output_tokens"] == spent + sum(r.usage.output_tokens for r in ended) <= limit
+
+
+async def _replay(stub: pb_grpc.AgentServiceStub, tenant: Tenant, run: str) -> pb.ReplayRunResponse:
+    return await stub.ReplayRun(pb.ReplayRunRequest(name=run), metadata=tenant.metadata)
+
+
+async def test_runs_replay_without_the_model_to_the_same_events_and_a_changed_record_shows(
+    mesh: Mesh, agent_db: Database
+) -> None:
+    tenant = await new_tenant(mesh)
+    async with mesh.channel("agent") as channel:
+        stub = pb_grpc.AgentServiceStub(channel)
+        planner = await _create(stub, tenant, PLANNER, "planner")
+        plain = await run_to_end(
+            stub,
+            pb.CreateRunRequest(parent=planner.name, run=res.Run(input="Lyon to Milan?")),
+            tenant.metadata,
+        )
+        guarded = await _create(stub, tenant, GUARDED, "guarded")
+        decided = []
+        for decision in (
+            res.ToolApproval(
+                decision=APPROVE, arguments=json.dumps({"origin": "Warsaw", "destination": "Vienna"})
+            ),
+            res.ToolApproval(decision=REJECT, reason="not today"),
+        ):
+            waiting = await _pending(stub, tenant, guarded)
+            decision.tool_call_id = waiting.pending_tool_calls[0].id
+            await stub.SubmitToolApprovals(
+                pb.SubmitToolApprovalsRequest(name=waiting.name, approvals=[decision]),
+                metadata=tenant.metadata,
+            )
+            decided.append(await stub.WaitRun(pb.WaitRunRequest(name=waiting.name), metadata=tenant.metadata))
+        still_waiting = await _pending(stub, tenant, guarded)
+        replays = {
+            run.name: await _replay(stub, tenant, run.name) for run in (plain, *decided, still_waiting)
+        }
+        recorded = await _events(stub, tenant, plain.name)
+        await agent_db.write(
+            tenant.id,
+            lambda tx: tx.execute(
+                text("UPDATE runs SET output = 'something else' WHERE id = :id"),
+                {"id": plain.name.rsplit("/", 1)[1]},
+            ),
+        )
+        tampered = await _replay(stub, tenant, plain.name)
+    for name, replayed in replays.items():
+        assert replayed.identical, (name, replayed.difference)
+    assert _kinds(list(replays[plain.name].events)) == _kinds(recorded)
+    deltas = [e.text_delta.text for e in recorded if e.WhichOneof("event") == "text_delta"]
+    assert [
+        e.text_delta.text for e in replays[plain.name].events if e.WhichOneof("event") == "text_delta"
+    ] == deltas
+    assert replays[plain.name].events[-1].run_finished.output == plain.output
+    assert _kinds(list(replays[still_waiting.name].events))[-1] == "requires_action"
+    assert not tampered.identical and "run_finished" in tampered.difference

@@ -8,7 +8,6 @@ PostgreSQL is unreachable (``tests.conftest.postgres_or_skip``).
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
 
 import pytest
 from alembic import command
@@ -25,7 +24,6 @@ from services.agent.models import Agent
 from services.kit import migrate
 from services.kit.config import SERVICES, MeshSettings
 from services.kit.db import APP_ROLE, Database, Tx, app_url, connect_args, database_url, schema_name
-from services.kit.db import create_engine as create_service_engine
 from services.kit.repository import table_of
 from services.kit.timestamps import utcnow
 from tests.conftest import SCHEMA_PREFIX, Mesh
@@ -43,14 +41,6 @@ def test_app_url_is_derived_only_from_a_lone_postgres_url() -> None:
     assert app_url(both) == "postgresql://app:pw@db/o"
     assert database_url(both, "agent", admin=True).username == "postgres"
     assert app_url(MeshSettings(database_url=None)) is None
-
-
-@pytest.fixture
-async def agent_db(mesh: Mesh) -> AsyncIterator[Database]:
-    """The agent service's database, connected as the services connect."""
-    db = Database(create_service_engine(mesh.config.settings("agent"), "agent"))
-    yield db
-    await db.close()
 
 
 async def create_agent(mesh: Mesh, tenant: Tenant, agent_id: str) -> None:

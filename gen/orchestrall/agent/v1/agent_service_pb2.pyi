@@ -142,6 +142,22 @@ class SubmitToolApprovalsRequest(_message.Message):
     request_id: str
     def __init__(self, name: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[_resources_pb2.ToolApproval, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class ReplayRunRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ReplayRunResponse(_message.Message):
+    __slots__ = ("events", "identical", "difference")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    IDENTICAL_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.RunEvent]
+    identical: bool
+    difference: str
+    def __init__(self, events: _Optional[_Iterable[_Union[_resources_pb2.RunEvent, _Mapping]]] = ..., identical: _Optional[bool] = ..., difference: _Optional[str] = ...) -> None: ...
+
 class ListRunsRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token")
     PARENT_FIELD_NUMBER: _ClassVar[int]

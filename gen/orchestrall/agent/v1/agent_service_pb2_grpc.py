@@ -129,6 +129,11 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SubmitToolApprovalsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
                 _registered_method=True)
+        self.ReplayRun = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ReplayRun',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ReplayRunRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ReplayRunResponse.FromString,
+                _registered_method=True)
         self.CreateThread = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/CreateThread',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.SerializeToString,
@@ -390,6 +395,22 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplayRun(self, request, context):
+        """Replays a run that ended (or waits for approvals) from its recorded events, without
+        the model and without calling its tools: the agent loop runs again with the
+        recorded model replies streamed in order and the recorded tool results, and the
+        decisions on approvals read back from their calls' results. A platform that
+        behaves as it did makes the same events, tool calls and output; `difference` says
+        where it does not (times and latencies are not compared). Nothing is written or
+        metered.
+
+        Errors: FAILED_PRECONDITION `RUN_IN_PROGRESS` (the run is still running); NOT_FOUND
+        `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateThread(self, request, context):
         """Creates a thread, a conversation that runs continue (`Run.thread`).
 
@@ -522,6 +543,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.SubmitToolApprovals,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SubmitToolApprovalsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.SerializeToString,
+            ),
+            'ReplayRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayRun,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ReplayRunRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ReplayRunResponse.SerializeToString,
             ),
             'CreateThread': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateThread,
@@ -955,6 +981,33 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/SubmitToolApprovals',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SubmitToolApprovalsRequest.SerializeToString,
             orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ReplayRun',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ReplayRunRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ReplayRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
