@@ -59,6 +59,8 @@ class LiveRun:
         self.work: asyncio.Task[Any] | None = None  # the agent loop, which stop() cancels
         self.cancelled = False  # stopped for CancelRun: its executor writes it as cancelled
         self.lost = False  # stopped because the run is no longer its executor's: nothing is written
+        self.outcome: RunRow | None = None  # the run as the stretch's outcome wrote it, once written
+        self.done = asyncio.Event()  # set once the stretch is over, its usage settled too
         self._clock = clock
         self._waiters: set[asyncio.Event] = set()
 
@@ -94,8 +96,9 @@ class LiveRun:
         if self.work is not None:
             self.work.cancel()
 
-    def end(self) -> None:
-        """Marks the stretch of work over; followers go on from the database."""
+    def end(self, outcome: RunRow | None) -> None:
+        """Marks the stretch's events over: its outcome was written (``outcome``), or not (None)."""
+        self.outcome = outcome
         self.ended = True
         self._wake()
 
@@ -188,10 +191,12 @@ class RunEvents:
         return live
 
     def close(self, live: LiveRun) -> None:
-        """Ends the stretch of work (after its events and outcome were stored)."""
+        """Forgets the stretch of work, once it is over (its events ended, its usage settled)."""
+        if not live.ended:
+            live.end(None)
         if self.live.get(live.run.id) is live:
             del self.live[live.run.id]
-        live.end()
+        live.done.set()
 
     async def flush(self, live: LiveRun) -> store.Control:
         """Stores the live run's new events, if its executor still owns the run.
@@ -256,6 +261,10 @@ class RunEvents:
                 async for message in live.follow(after):
                     after = message.sequence
                     yield message
+                if live.outcome is None:  # no outcome of its own: whoever took the run wrote it
+                    await live.done.wait()
+                    continue
+                run = live.outcome  # the outcome as written, without reading it back
             else:
                 rows = await self._db.read(run.tenant_id, store.run_events, run.id, after, READ_BATCH)
                 for row in rows:
@@ -264,11 +273,11 @@ class RunEvents:
                     yield message
                 if len(rows) == READ_BATCH or (live is not None and after < live.first - 1):
                     continue
-            stored = await self._db.read(run.tenant_id, store.get_run, run.agent_id, run.id)
-            assert stored is not None, "runs are never deleted"
-            run = stored
-            if after < run.last_sequence or run.id in self.live:
-                continue
+                stored = await self._db.read(run.tenant_id, store.get_run, run.agent_id, run.id)
+                assert stored is not None, "runs are never deleted"
+                run = stored
+                if after < run.last_sequence or self._executing(run.id):
+                    continue
             if run.state == RunState.REQUIRES_ACTION:
                 return
             if run.state != RunState.RUNNING:
@@ -277,13 +286,21 @@ class RunEvents:
                 return
             await asyncio.sleep(self._poll)  # executing on another replica
 
+    def _executing(self, run_id: str) -> bool:
+        """Whether a stretch of the run's work is under way here, its events not over yet."""
+        live = self.live.get(run_id)
+        return live is not None and not live.ended
+
     async def settled(self, run: RunRow) -> RunRow:
-        """Returns the run once it is no longer ``RUNNING`` (waits as long as the caller lets it)."""
+        """Returns the run once it is no longer ``RUNNING`` (waits as long as the caller lets it).
+
+        A stretch of work on this replica is waited for until it is over, its usage settled
+        too, so that a caller who reads the usage next finds it.
+        """
         while True:
             live = self.live.get(run.id)
             if live is not None:
-                async for _ in live.follow(live.last):
-                    pass
+                await live.done.wait()
             stored = await self._db.read(run.tenant_id, store.get_run, run.agent_id, run.id)
             assert stored is not None, "runs are never deleted"
             run = stored

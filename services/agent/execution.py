@@ -240,6 +240,7 @@ class Executor:
             this = asyncio.current_task()
             if this is not None and this.cancelling():
                 stop.set()
+                self.events.close(live)
                 raise  # the service is stopping: the lease runs out and the sweeper fails the run
             # Stopped for CancelRun, or because the run was taken from this replica (then
             # whoever took it wrote its outcome).
@@ -273,13 +274,14 @@ class Executor:
             stop.set()
             await asyncio.gather(heartbeat, flusher, return_exceptions=True)
         try:
-            if changes is not None:
-                await self._write_outcome(live, changes, outcome)
+            written = await self._write_outcome(live, changes, outcome) if changes is not None else None
+            live.end(written)  # followers get the run's end now; the usage is settled next
             await self._meter(run, before, outcome)
         finally:
             self.events.close(live)
 
-    async def _write_outcome(self, live: LiveRun, changes: dict[str, Any], outcome: Outcome) -> None:
+    async def _write_outcome(self, live: LiveRun, changes: dict[str, Any], outcome: Outcome) -> RunRow | None:
+        """Writes the stretch's outcome and last events; returns the run as written (None: it was taken)."""
         run = live.run
         changes.update(
             model=outcome.model or run.model,
@@ -314,6 +316,7 @@ class Executor:
         )
         if finished is None:
             log.warning("run %s was taken from this replica before it finished; its outcome is lost", run.id)
+        return finished
 
     async def _meter(self, run: RunRow, before: Outcome, outcome: Outcome) -> None:
         """Settles the stretch's hold with what it used, spent whether or not its outcome was kept."""
