@@ -16,6 +16,7 @@ from typing import Any
 from deploy.cluster import (
     CHECKOV_SKIPS,
     DATABASE_SECRET,
+    ENCRYPTION_SECRET,
     ENVOY_ADMIN_PORT,
     ENVOY_CONCURRENCY,
     ENVOY_CONFIG_DIR,
@@ -221,6 +222,13 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
         },
     ]
     if name == "agent":
+        # Stored MCP server headers must open on every replica (services.kit.sealing).
+        env.append(
+            {
+                "name": "ORCHESTRALL_ENCRYPTION_KEY",
+                "valueFrom": {"secretKeyRef": {"name": ENCRYPTION_SECRET, "key": "key"}},
+            }
+        )
         env += [
             {"name": key, "valueFrom": {"configMapKeyRef": {"name": MODEL_CONFIG, "key": key}}}
             for key in MODEL_DEFAULTS

@@ -169,10 +169,20 @@ class StackConfig:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def encryption_key(self) -> str:
+        """Returns the stack's key for secrets at rest (64 hex characters), made once in the state folder."""
+        path = self.state_dir / "encryption.key"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def settings(self, service: str) -> MeshSettings:
         """The settings ``service`` runs with."""
         return MeshSettings(
             page_token_key=self.page_token_key(),
+            encryption_key=self.encryption_key(),
             listen=f"127.0.0.1:{self.service_ports[service]}",
             state_dir=self.state_dir,
             tls_dir=self.tls_dir,
@@ -196,6 +206,7 @@ class StackConfig:
                 "ORCHESTRALL_ISSUER": settings.issuer,
                 "ORCHESTRALL_SCHEMA_PREFIX": settings.schema_prefix,
                 "ORCHESTRALL_PAGE_TOKEN_KEY": self.page_token_key(),
+                "ORCHESTRALL_ENCRYPTION_KEY": self.encryption_key(),
                 "ORCHESTRALL_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[service]}",
                 "OPENAI_BASE_URL": self.openai_base_url or f"http://127.0.0.1:{self.model_port}/v1",
             }
