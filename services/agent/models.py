@@ -14,13 +14,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    LargeBinary,
     Boolean,
     DateTime,
     Float,
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,

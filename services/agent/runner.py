@@ -14,7 +14,9 @@ Loop rules:
   or fail the tool's JSON Schema, a tool that raises or returns something that is not
   JSON) goes back to the model as a tool message ``{"error": "..."}`` and is recorded as
   failed; the run goes on;
-* tools run in a worker thread, so a slow one holds up its own run only;
+* built-in tools run in a worker thread, so a slow one holds up its own run only; MCP
+  tools (:mod:`services.agent.mcp`) are awaited, each call within its own deadline, and a
+  slow or broken MCP server fails that call only;
 * the whole loop has a deadline (:class:`RunFailed` ``RUN_TIMEOUT``).
 """
 
@@ -25,10 +27,11 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import openai
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from services.agent import tools as catalog
@@ -38,9 +41,41 @@ log = logging.getLogger(__name__)
 MAX_TOOL_ROUNDS = 4
 
 
+class OfferedTool(Protocol):
+    """A tool a run offers the model: a built-in :class:`~services.agent.tools.Tool` or an MCP tool."""
+
+    @property
+    def name(self) -> str:
+        """Resource name, recorded on the run's tool calls."""
+
+    @property
+    def function_name(self) -> str:
+        """What the model calls it by (``^[a-zA-Z0-9_-]{1,64}$``)."""
+
+    @property
+    def description(self) -> str:
+        """What it does, for the model."""
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """JSON Schema of its arguments object."""
+
+    @property
+    def validator(self) -> Draft202012Validator:
+        """Checks arguments against ``parameters``."""
+
+    async def call(self, arguments: dict[str, Any]) -> Any:
+        """Returns the tool's result for validated ``arguments``; raises ToolError for a bad call."""
+
+
 @dataclass(frozen=True)
 class AgentSpec:
-    """What a run needs to know of its agent."""
+    """What a run needs to know of its agent.
+
+    Attributes:
+        mcp_tools: The agent's MCP tools, resolved (:func:`services.agent.mcp.resolve_tools`);
+            offered after its built-in tools.
+    """
 
     model: str
     instructions: str
@@ -48,6 +83,7 @@ class AgentSpec:
     temperature: float | None
     max_output_tokens: int
     tool_choice_required: bool
+    mcp_tools: Sequence[OfferedTool] = ()
 
 
 @dataclass
@@ -85,18 +121,22 @@ class ModelError(RunFailed):
         super().__init__(reason, message, grpc.StatusCode.UNAVAILABLE)
 
 
-def _tool_param(tool: catalog.Tool) -> dict[str, Any]:
+def _tool_param(tool: OfferedTool) -> dict[str, Any]:
     return {
         "type": "function",
-        "function": {"name": tool.id, "description": tool.description, "parameters": tool.parameters},
+        "function": {
+            "name": tool.function_name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
     }
 
 
-def _first_choice(spec: AgentSpec, offered: list[catalog.Tool]) -> Any:
+def _first_choice(spec: AgentSpec, offered: Sequence[OfferedTool]) -> Any:
     if not spec.tool_choice_required:
         return "auto"
     if len(offered) == 1:
-        return {"type": "function", "function": {"name": offered[0].id}}
+        return {"type": "function", "function": {"name": offered[0].function_name}}
     return "required"
 
 
@@ -113,12 +153,11 @@ def _tool_error(message: str) -> tuple[str, bool]:
     return json.dumps({"error": message}), True
 
 
-def _call_tool(function_name: str, arguments: str) -> tuple[str, bool]:
+async def _call_tool(tool: OfferedTool | None, function_name: str, arguments: str) -> tuple[str, bool]:
     """Calls a tool; returns its result as JSON text and whether the call failed.
 
     Never raises for a bad call or a broken tool: the error is the result, for the model.
     """
-    tool = catalog.by_function_name(function_name)
     if tool is None:
         return _tool_error(f"no tool named {function_name!r}")
     try:
@@ -134,11 +173,11 @@ def _call_tool(function_name: str, arguments: str) -> tuple[str, bool]:
             f"the arguments do not match the tool's JSON Schema at {where}: {violation.message}"
         )
     try:
-        result = tool.function(args)
+        result = await tool.call(args)
     except catalog.ToolError as error:
         return _tool_error(str(error))
     except Exception as error:  # a broken tool fails its call, never the run
-        log.warning("tool %s raised", tool.id, exc_info=True)
+        log.warning("tool %s raised", tool.name, exc_info=True)
         return _tool_error(f"the tool failed ({type(error).__name__})")
     try:
         return json.dumps(result, allow_nan=False), False
@@ -196,9 +235,12 @@ async def _loop(
     outcome: Outcome,
     history: Sequence[dict[str, Any]],
 ) -> Outcome:
-    offered = (
-        [catalog.CATALOG[name] for name in spec.tools if name in catalog.CATALOG] if tools_enabled else []
+    offered: list[OfferedTool] = (
+        [catalog.CATALOG[name] for name in spec.tools if name in catalog.CATALOG] + list(spec.mcp_tools)
+        if tools_enabled
+        else []
     )
+    by_function = {tool.function_name: tool for tool in offered}
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": spec.instructions},
         *history,
@@ -255,11 +297,12 @@ async def _loop(
         )
         for call in fresh:
             seen.add(_call_key(call.function.name, call.function.arguments))
-            result, failed = await asyncio.to_thread(_call_tool, call.function.name, call.function.arguments)
+            tool = by_function.get(call.function.name)
+            result, failed = await _call_tool(tool, call.function.name, call.function.arguments)
             outcome.tool_calls.append(
                 {
                     "id": call.id,
-                    "tool": f"tools/{call.function.name}",
+                    "tool": tool.name if tool is not None else f"tools/{call.function.name}",
                     "arguments": call.function.arguments,
                     "result": result,
                     "failed": failed,

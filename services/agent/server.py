@@ -12,6 +12,7 @@ import openai
 from pydantic import AliasChoices, Field, model_validator
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
+from services.agent.mcp import McpClient
 from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
@@ -20,6 +21,7 @@ from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
 from services.kit.names import new_id
+from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
 
@@ -55,6 +57,12 @@ class AgentSettings(MeshSettings):
     )
     run_sweep_seconds: float = Field(
         15.0, gt=0, description="How often a replica fails runs whose lease expired (RUN_INTERRUPTED)."
+    )
+    mcp_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Deadline of one request to a tenant's MCP server (listing its tools, or one tool call).",
     )
 
     @model_validator(mode="after")
@@ -95,7 +103,18 @@ async def build(
         executor=f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()}",
         clock=clock,
     )
-    servicer = AgentService(db, model_client, settings.default_model, Peers(clients), limits, leases)
+    key = settings.encryption_key
+    sealer = Sealer.from_hex(key.get_secret_value() if key is not None else None)
+    servicer = AgentService(
+        db,
+        model_client,
+        settings.default_model,
+        Peers(clients),
+        limits,
+        leases,
+        McpClient(settings.mcp_timeout_seconds),
+        sealer,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)

@@ -8,6 +8,7 @@ produce valid calls.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,22 @@ class Tool:
     def name(self) -> str:
         """Resource name, ``tools/{id}``."""
         return f"tools/{self.id}"
+
+    @property
+    def function_name(self) -> str:
+        """The function name the model calls the tool by: its ID."""
+        return self.id
+
+    async def call(self, arguments: dict[str, Any]) -> Any:
+        """Runs the tool's function on validated ``arguments`` in a worker thread; returns its result.
+
+        A slow tool holds up its own run only (the event loop goes on).
+
+        Raises:
+            ToolError: The arguments make no sense for the tool; any other exception is
+                the tool's own failure.
+        """
+        return await asyncio.to_thread(self.function, arguments)
 
 
 # Latitude, longitude (degrees, WGS 84) of major logistics hubs.

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.agent.runner import _call_tool
-from services.agent.tools import route_distance
+from services.agent import runner
+from services.agent.tools import by_function_name, route_distance
 from tests.service.helpers import extra_tool, hub_tool
 
 
@@ -18,6 +18,10 @@ def _explode(args: dict[str, Any]) -> Any:
 
 
 ROUTE = json.dumps({"origin": "Rotterdam", "destination": "Berlin"})
+
+
+async def _call_tool(function: str, arguments: str) -> tuple[str, bool]:
+    return await runner._call_tool(by_function_name(function), function, arguments)
 
 
 @pytest.mark.parametrize(
@@ -39,8 +43,8 @@ ROUTE = json.dumps({"origin": "Rotterdam", "destination": "Berlin"})
         ("route_distance", '{"origin": "Berlin", "destination": "Berlin"}', "the same hub"),
     ],
 )
-def test_bad_calls_are_tool_errors(function: str, arguments: str, error: str) -> None:
-    result, failed = _call_tool(function, arguments)
+async def test_bad_calls_are_tool_errors(function: str, arguments: str, error: str) -> None:
+    result, failed = await _call_tool(function, arguments)
     assert failed
     assert error in json.loads(result)["error"]
 
@@ -54,15 +58,15 @@ def test_bad_calls_are_tool_errors(function: str, arguments: str, error: str) ->
     ],
     ids=["raises", "a set", "NaN"],
 )
-def test_broken_tools_are_tool_errors(function: Any, error: str) -> None:
+async def test_broken_tools_are_tool_errors(function: Any, error: str) -> None:
     with extra_tool(hub_tool("broken", function)):
-        result, failed = _call_tool("broken", '{"hub": "Rotterdam"}')
+        result, failed = await _call_tool("broken", '{"hub": "Rotterdam"}')
     assert failed
     assert json.loads(result)["error"].startswith(error)
     assert "own bug" not in result, "a tool's exception message is not the model's business"
 
 
-def test_a_good_call_returns_the_result() -> None:
-    result, failed = _call_tool("route_distance", ROUTE)
+async def test_a_good_call_returns_the_result() -> None:
+    result, failed = await _call_tool("route_distance", ROUTE)
     assert not failed
     assert json.loads(result) == route_distance(json.loads(ROUTE))
