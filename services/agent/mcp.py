@@ -229,8 +229,8 @@ class McpClient:
     async def call_tool(self, endpoint: McpEndpoint, tool: str, arguments: dict[str, Any]) -> Any:
         """Calls the server's tool ``tool`` and returns its result as a JSON value.
 
-        The result is the tool's ``structuredContent`` when it has one, else its text
-        content (one string, or a list for several blocks; other blocks as their JSON).
+        The result is the tool's ``structuredContent`` when it has one, else its content
+        (one value, or a list for several blocks; see :func:`_result_value`).
 
         Raises:
             ToolError: The tool is not allowed, reported an error (``isError``), or the
@@ -269,7 +269,7 @@ class McpClient:
         except ToolError:
             raise
         except Exception as error:  # the SDK's, httpx2's, or an ExceptionGroup of its task group
-            log.info("MCP server %s failed to %s", endpoint.name, what, exc_info=True)
+            log.info("MCP server %s failed to %s: %s", endpoint.name, what, _describe(error))
             raise ToolError(
                 f"the MCP server {endpoint.name} failed when asked to {what}: {_describe(error)}"
             ) from None
@@ -284,14 +284,22 @@ def _describe(error: BaseException) -> str:
 
 
 def _result_value(result: mcp_types.CallToolResult) -> Any:
+    """The JSON value of a tool's result: ``structuredContent``, else its content blocks.
+
+    A text block that holds a JSON document is that document (servers often send their
+    result so); other text stays text; other blocks are their JSON.
+    """
     if result.structured_content is not None:
         return result.structured_content
-    values: list[Any] = [
-        block.text
-        if isinstance(block, mcp_types.TextContent)
-        else block.model_dump(mode="json", by_alias=True, exclude_none=True)
-        for block in result.content
-    ]
+    values: list[Any] = []
+    for block in result.content:
+        if isinstance(block, mcp_types.TextContent):
+            try:
+                values.append(json.loads(block.text))
+            except ValueError:
+                values.append(block.text)
+        else:
+            values.append(block.model_dump(mode="json", by_alias=True, exclude_none=True))
     return values[0] if len(values) == 1 else values
 
 

@@ -196,7 +196,8 @@ class AgentServiceServicer:
         """Creates an agent.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`agent_id` not an AIP-122 ID,
-        `agent.instructions` empty or over 32000 characters, an unknown tool,
+        `agent.instructions` empty or over 32000 characters, an unknown tool (neither
+        built in nor an allowed tool of a registered MCP server of the agent's tenant),
         `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
         `TOOL_CHOICE_REQUIRED` without tools); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
         the common reasons of `AgentService`.
