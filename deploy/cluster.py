@@ -20,6 +20,9 @@ UID = 10001
 IMAGE_ROOT = Path("/app")
 
 SERVICE_PORT = 50051
+#: Where the agent service serves the built-in tool catalog as an MCP server (streamable
+#: HTTP at /mcp; services.agent.mcp_server), routed by the gateway.
+MCP_PORT = 8081
 #: Where each service serves Prometheus metrics (services.kit.metrics; OpenTelemetry's
 #: Prometheus exporter port).
 METRICS_PORT = 9464

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, Field, model_validator
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.mcp import McpClient
+from services.agent.mcp_server import CatalogServer
 from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
@@ -20,6 +21,7 @@ from services.agent.service import AgentService, RunLeases, RunLimits
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
+from services.kit.mtls import TlsFiles
 from services.kit.names import new_id
 from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
@@ -63,6 +65,13 @@ class AgentSettings(MeshSettings):
         gt=0,
         le=120,
         description="Deadline of one request to a tenant's MCP server (listing its tools, or one tool call).",
+    )
+    mcp_listen: str | None = Field(
+        None,
+        description=(
+            '"host:port" where the built-in tool catalog is served as an MCP server (streamable HTTP '
+            "at /mcp, mTLS with the agent certificate, bearer tokens); unset: not served."
+        ),
     )
 
     @model_validator(mode="after")
@@ -129,4 +138,10 @@ async def build(
         on_start=[servicer.start_sweeping],
         on_stop=[servicer.stop_sweeping, model_client.close],
     )
+    if settings.mcp_listen:
+        catalog = CatalogServer(
+            settings.mcp_listen, service.verifier, settings.issuer, TlsFiles.of(settings.tls_dir, NAME)
+        )
+        service.on_start.append(catalog.start)
+        service.on_stop.insert(0, catalog.stop)
     return service, settings

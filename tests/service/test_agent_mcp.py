@@ -1,4 +1,4 @@
-"""MCP tools over real gRPC: a real MCP server (the ``mcp`` SDK, streamable HTTP on 127.0.0.1) and the real model.
+"""MCP tools over real gRPC: a real MCP server (``mcp`` SDK, streamable HTTP, 127.0.0.1), the real model.
 
 A tenant registers the server, sees its tools in its catalog, and an agent calls one; a
 slow, broken or unreachable server fails that tool call and the run still finishes; the
@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import grpc
+import httpx2
 import pytest
 import uvicorn
 from google.protobuf import field_mask_pb2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from sqlalchemy import select
 
@@ -25,6 +29,7 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent.models import McpServer
 from services.agent.server import AgentSettings, build
+from services.agent.tools import CATALOG, route_distance
 from services.cli.stack import free_port
 from services.kit import mtls
 from services.kit.db import create_engine
@@ -196,7 +201,12 @@ async def test_an_agent_calls_a_tool_of_a_registered_mcp_server(
     tool_name = f"{server.name}/tools/lookup_hub"
     names = [t.name for t in catalog.tools]
     # The built-in tools first, then the server's allowed tools in its order; broken_hub is not allowed.
-    assert names == ["tools/route_distance", "tools/invoice_total", tool_name, f"{server.name}/tools/slow_hub"]
+    assert names == [
+        "tools/route_distance",
+        "tools/invoice_total",
+        tool_name,
+        f"{server.name}/tools/slow_hub",
+    ]
     assert not catalog.unavailable_mcp_servers
     lookup = catalog.tools[2]
     assert lookup.function_name == "fleet__lookup_hub"
@@ -408,3 +418,53 @@ async def test_bad_mcp_servers_are_invalid_arguments(
     assert field_violations(caught.value) == fields
     listed = await stub.ListMcpServers(pb.ListMcpServersRequest(parent=tenant.name), metadata=tenant.metadata)
     assert not listed.mcp_servers
+
+
+@pytest.fixture(scope="module")
+async def catalog_server(mesh: Mesh, model_url: str) -> AsyncIterator[str]:
+    """An agent replica that serves the built-in catalog as an MCP server; yields its URL."""
+    port = free_port()
+    base = mesh.config.settings("agent").model_copy(
+        update={"tls_dir": mesh.tls_dir, "listen": "127.0.0.1:0", "metrics_listen": None}
+    )
+    settings = AgentSettings(**base.model_dump(), openai_base_url=model_url, mcp_listen=f"127.0.0.1:{port}")
+    server = await start(*(await build(settings)))
+    yield f"https://127.0.0.1:{port}/mcp"
+    await server.stop(0)
+
+
+def _gateway_tls(mesh: Mesh) -> ssl.SSLContext:
+    """A client TLS context presenting the gateway's certificate, as Envoy does."""
+    files = mtls.TlsFiles.of(mesh.tls_dir, "gateway")
+    context = ssl.create_default_context(cafile=str(files.ca))
+    context.load_cert_chain(str(files.cert), str(files.key))
+    context.check_hostname = False  # the agent's certificate names "agent", not 127.0.0.1; the CA is checked
+    return context
+
+
+async def test_the_built_in_catalog_is_an_mcp_server(mesh: Mesh, catalog_server: str) -> None:
+    tenant = await new_tenant(mesh)
+    tls = _gateway_tls(mesh)
+    async with httpx2.AsyncClient(verify=tls, headers={"authorization": f"Bearer {tenant.token}"}) as http:
+        async with Client(streamable_http_client(catalog_server, http_client=http), cache=None) as client:
+            listed = await client.list_tools()
+            assert [t.name for t in listed.tools] == ["route_distance", "invoice_total"]
+            assert listed.tools[0].input_schema == CATALOG["tools/route_distance"].parameters
+            arguments = {"origin": "Rotterdam", "destination": "Berlin"}
+            result = await client.call_tool("route_distance", arguments)
+            assert not result.is_error and result.structured_content == route_distance(arguments)
+            bad = await client.call_tool("route_distance", {"origin": "Atlantis", "destination": "Berlin"})
+            assert bad.is_error
+            assert "JSON Schema at $.origin" in bad.content[0].text  # type: ignore[union-attr]
+            unknown = await client.call_tool("teleport", {})
+            assert unknown.is_error
+    # The server checks the bearer token itself, not only the gateway.
+    async with httpx2.AsyncClient(verify=tls) as http:
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        for headers in ({}, {"authorization": "Bearer not.a.jwt"}):
+            answer = await http.post(
+                catalog_server,
+                json=initialize,
+                headers={**headers, "accept": "application/json, text/event-stream"},
+            )
+            assert answer.status_code == 401, headers
