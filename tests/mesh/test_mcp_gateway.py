@@ -28,7 +28,9 @@ async def _catalog(url: str, token: str) -> tuple[list[str], object]:
             return [tool.name for tool in listed.tools], called.structured_content
 
 
-def test_an_mcp_client_uses_the_built_in_catalog_through_the_gateway(stack: Stack, http: httpx.Client) -> None:
+def test_an_mcp_client_uses_the_built_in_catalog_through_the_gateway(
+    stack: Stack, http: httpx.Client
+) -> None:
     signed = sign_up(http, "mcp")
     url = f"{stack.config.gateway_url}/mcp"
     names, result = asyncio.run(_catalog(url, signed.token))
