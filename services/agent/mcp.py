@@ -28,9 +28,9 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx2
@@ -50,6 +50,7 @@ from services.kit.names import ResourceName
 from services.kit.sealing import Sealer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MCP_SERVER = ResourceName.of(res.McpServer)
 #: ``tenants/{tenant}/mcpServers/{mcp_server}/tools/{tool}``, the second pattern of ``Tool``.
@@ -249,7 +250,9 @@ class McpClient:
             raise ToolError(f"the tool {tool!r} of {endpoint.name} failed: {text[:2000]}")
         return value
 
-    async def _with_session(self, endpoint: McpEndpoint, what: str, work: Any) -> Any:
+    async def _with_session(
+        self, endpoint: McpEndpoint, what: str, work: Callable[[Client], Awaitable[T]]
+    ) -> T:
         """Runs ``work(client)`` on a new session with the server, within the deadline.
 
         Raises:

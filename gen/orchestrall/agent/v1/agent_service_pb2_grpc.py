@@ -303,7 +303,9 @@ class AgentServiceServicer:
         its deadline, 300 s by default; ABORTED `RUN_INTERRUPTED`, the replica executing it
         stopped renewing its lease, so it was failed rather than left running; a retry with
         the run's `request_id` returns it so; start it again with a new one). A tool call that fails (bad arguments, a broken
-        tool) is recorded with `failed` and goes back to the model; the run goes on.
+        tool, an MCP server that does not answer within its deadline, is unreachable or
+        fails) is recorded with `failed` and goes back to the model; the run goes on. The
+        agent's MCP tools are asked of their servers when the run starts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
