@@ -12,7 +12,10 @@ from services.agent.mcp import (
     seal_headers,
     url_violations,
 )
+from services.agent.models import MessageRow, Role
+from services.agent.threads import chat_messages
 from services.kit.sealing import Sealer, SealError
+from services.kit.timestamps import utcnow
 
 NAME = "tenants/acme/mcpServers/fleet"
 
@@ -71,3 +74,16 @@ def test_headers() -> None:
     fields = [v.field for v in header_violations({"Host": "x", "a b": "y", "x-ok": "v\r\nInjected: 1"}, "h")]
     assert fields == ["h['Host']", "h['a b']", "h['x-ok']"]
     assert [v.field for v in header_violations({"X-Key": "a", "x-key": "b"}, "h")] == ["h"]
+
+
+def test_a_thread_replays_an_mcp_call_by_its_function_name() -> None:
+    call = {
+        "id": "c1",
+        "tool": f"{NAME}/tools/hubs.lookup",
+        "arguments": "{}",
+        "result": "{}",
+        "failed": False,
+    }
+    message = MessageRow("acme", "t", "m", 0, Role.TOOL, "{}", call, "run", utcnow())
+    assistant, _ = chat_messages([message])
+    assert assistant["tool_calls"][0]["function"]["name"] == "fleet__hubs_lookup"
