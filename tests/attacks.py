@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from services.kit.auth import method_rules
 from services.kit.contracts import adopted_permissions, all_descriptors
+from services.kit.policy import SERVICE_CALLS
 
 _VARIABLE = re.compile(r"\{([a-z_.]+)(?:=([^}]+))?\}")
 
@@ -107,6 +108,42 @@ def targets() -> list[Target]:
                     body=http.body,
                 )
             )
+    return found
+
+
+@dataclass(frozen=True)
+class InternalTarget:
+    """One internal RPC (no REST binding): only the mesh services the policy table names may call it.
+
+    Attributes:
+        service: The service serving it.
+        method: Its descriptor.
+        callers: The workloads the policy table lets call it.
+    """
+
+    service: str
+    method: MethodDescriptor
+    callers: frozenset[str]
+
+    @property
+    def full_name(self) -> str:
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+    def request(self) -> Message:
+        """An empty request: callers are refused before any field is read."""
+        return message_factory.GetMessageClass(self.method.input_type)()
+
+
+def internal_targets() -> list[InternalTarget]:
+    """Every internal RPC, with the callers the policy table names for it."""
+    rules = method_rules(service_descriptors())
+    found = []
+    for service in service_descriptors():
+        for method in service.methods:
+            path = f"/{service.full_name}/{method.name}"
+            if rules[path].internal:
+                callers = frozenset(c for c, methods in SERVICE_CALLS.items() if path in methods)
+                found.append(InternalTarget(service.full_name.split(".")[1], method, callers))
     return found
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import grpc
 
-from services.kit.errors import AlreadyExists, NotFound, ResourceExhausted, TooBusy, Unavailable, domain_of
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    ResourceExhausted,
+    TooBusy,
+    Unavailable,
+    domain_of,
+)
 
 DOMAIN = domain_of("agent")
 
@@ -73,10 +81,21 @@ def too_many_runs(limit: int) -> TooBusy:
     )
 
 
+def not_awaiting_approval(name: str, state: str) -> FailedPrecondition:
+    """The run is not in ``STATE_REQUIRES_ACTION``."""
+    return FailedPrecondition(
+        "RUN_NOT_AWAITING_APPROVAL",
+        f"{name} is {state}, not waiting for decisions on tool calls",
+        metadata={"name": name, "state": state},
+    )
+
+
 #: The status code of a failed run's ``error``, by its reason.
 RUN_FAILURE_CODES = {
     "MODEL_UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "MODEL_EMPTY_RESPONSE": grpc.StatusCode.UNAVAILABLE,
     "RUN_TIMEOUT": grpc.StatusCode.DEADLINE_EXCEEDED,
     "RUN_INTERRUPTED": grpc.StatusCode.ABORTED,
+    "RUN_CANCELLED": grpc.StatusCode.CANCELLED,
+    "RUN_FAILED": grpc.StatusCode.INTERNAL,
 }

@@ -94,7 +94,7 @@ def _error(message: str) -> mcp_types.CallToolResult:
 async def _call_tool(
     ctx: ServerRequestContext[Any], params: mcp_types.CallToolRequestParams
 ) -> mcp_types.CallToolResult:
-    tool = catalog.by_function_name(params.name)
+    tool = catalog.CATALOG.get(f"tools/{params.name}")
     if tool is None:
         return _error(f"no tool named {params.name!r}")
     arguments = params.arguments or {}

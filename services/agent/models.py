@@ -61,6 +61,7 @@ class Agent(Base):
     revision_id: Mapped[str] = mapped_column(String(63), default="")
     revision_create_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     delete_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    approval_required_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class AgentRow:
     revision_id: str
     revision_create_time: dt.datetime | None
     delete_time: dt.datetime | None
+    approval_required_tools: list[str]
 
 
 #: The columns of an agent that make up a revision, in order (``UpdateAgent``'s mutable fields).
@@ -96,6 +98,7 @@ REVISION_FIELDS = (
     "temperature",
     "max_output_tokens",
     "tool_choice",
+    "approval_required_tools",
 )
 
 
@@ -119,6 +122,7 @@ class AgentRevision(Base):
     temperature: Mapped[float | None] = mapped_column(Float)
     max_output_tokens: Mapped[int] = mapped_column(Integer)
     tool_choice: Mapped[str] = mapped_column(String(20))
+    approval_required_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -136,6 +140,7 @@ class AgentRevisionRow:
     temperature: float | None
     max_output_tokens: int
     tool_choice: str
+    approval_required_tools: list[str]
     create_time: dt.datetime
 
 
@@ -145,6 +150,12 @@ class RunState(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    CANCELLED = "CANCELLED"
+
+
+#: States a run may still leave; the others are final.
+ACTIVE_STATES = frozenset({RunState.RUNNING, RunState.REQUIRES_ACTION})
 
 
 class Run(Base):
@@ -181,6 +192,11 @@ class Run(Base):
     lease_expire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     agent_revision_id: Mapped[str] = mapped_column(String(63), default="")
     thread_id: Mapped[str] = mapped_column(String(63), default="")
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    pending_tool_calls: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    approval_request_id: Mapped[str | None] = mapped_column(String(100))
+    cancel_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +228,33 @@ class RunRow:
     lease_expire_time: dt.datetime | None
     agent_revision_id: str  # the agent revision the run used; empty for runs from before revisions
     thread_id: str  # the thread the run continues; empty for a run on its own
+    last_sequence: int  # the sequence of its last stored event (RunEventRow), 0 before any
+    # Where a run waiting for approvals resumes: runner.Checkpoint.to_json(); None otherwise.
+    checkpoint: dict[str, Any] | None
+    pending_tool_calls: list[dict[str, Any]]  # the ToolCall fields of the calls awaiting decisions
+    approval_request_id: str | None  # the request_id of the SubmitToolApprovals that last resumed it
+    cancel_time: dt.datetime | None  # when CancelRun asked its executor to stop it
+
+
+class RunEvent(Base):
+    """One event of a run (a serialized ``RunEvent`` message), numbered per run from 1."""
+
+    __tablename__ = "run_events"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+@dataclass(frozen=True, slots=True)
+class RunEventRow:
+    """A run's event, as stored: ``event`` is the ``RunEvent`` message, serialized."""
+
+    tenant_id: str
+    run_id: str
+    sequence: int
+    event: bytes
 
 
 class Thread(Base):

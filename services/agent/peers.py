@@ -2,14 +2,22 @@
 
 Stubs are made once, with the channels (:meth:`MeshClients.stub`); a run's
 entitlement is one call for every meter it spends.
+
+A run's quota is held by a billing reservation whose ID derives from the run ID
+(:func:`reservation_id`), so every call about it is idempotent: :meth:`Peers.reserve`
+before the run starts, then exactly one of :meth:`Peers.settle` (it spent something,
+whatever its outcome) or :meth:`Peers.release` (it spent nothing).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 import grpc
+from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
@@ -18,12 +26,30 @@ from orchestrall.flag.v1 import flag_service_pb2 as flag_pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from services.agent import errors
 from services.kit.clients import MeshClients
-from services.kit.names import TENANT
+from services.kit.names import TENANT, ResourceName
 
 log = logging.getLogger(__name__)
 
 TOOLS_FLAG = "agent-tools"
 USAGE_SOURCE = "//agent.orchestrall.dev"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_RESERVATION = ResourceName.of(billing_res.Reservation)
+
+
+def reservation_id(run_id: str) -> str:
+    """Returns the ID of a run's billing reservation, ``run-{run_id}`` (an AIP-122 ID for a UUID run ID)."""
+    return f"run-{run_id}"
+
+
+def _quota_failure(error: grpc.aio.AioRpcError) -> error_details_pb2.QuotaFailure | None:
+    """Returns the ``google.rpc.QuotaFailure`` of a failed call's status details, or None."""
+    for key, value in error.trailing_metadata() or ():
+        if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
+            failure = error_details_pb2.QuotaFailure()
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Unpack(failure):
+                    return failure
+    return None
 
 
 class Peers:
@@ -38,25 +64,90 @@ class Peers:
         self._billing = clients.stub(billing_grpc.BillingServiceStub, "billing")
         self._flags = clients.stub(flag_grpc.FlagServiceStub, "flag")
 
-    async def check_entitlement(self, tenant_id: str, quantities: Mapping[str, float]) -> None:
-        """Fails unless the tenant may use every quantity of ``quantities`` (meter to amount) now.
+    async def reserve(
+        self, tenant_id: str, run_id: str, run_name: str, quantities: Mapping[str, float], ttl_seconds: float
+    ) -> str:
+        """Holds ``quantities`` (meter to amount) of the tenant's plan for a run about to start.
+
+        All or nothing, and idempotent: the reservation's ID derives from the run ID, so a
+        retry (also gRPC's own, on UNAVAILABLE) returns the reservation the first call made.
+
+        Args:
+            tenant_id: The tenant.
+            run_id: The run's ID.
+            run_name: The run's resource name, the subject of the usage it settles.
+            quantities: What the run may spend at most, e.g. ``{"agent_runs": 1,
+                "model_output_tokens": 2560}``.
+            ttl_seconds: How long the hold lasts unless settled or released first: the
+                run's deadline and a margin; billing takes 1 to 86,400, whole seconds up.
+
+        Returns:
+            The reservation's name, ``tenants/{tenant}/reservations/run-{run_id}``.
 
         Raises:
-            ResourceExhausted: A meter is over the plan's limit (the first such meter is named).
-            Unavailable: Billing could not answer (runs fail closed).
+            ResourceExhausted: ``QUOTA_EXCEEDED``, naming the first meter short and its limit.
+            Unavailable: ``BILLING_UNAVAILABLE``; billing could not answer (runs fail closed).
         """
-        request = billing_pb.CheckEntitlementRequest(
-            tenant=TENANT.format(tenant_id),
-            quantities=[billing_pb.MeterQuantity(meter=m, quantity=q) for m, q in quantities.items()],
+        request = billing_pb.CreateReservationRequest(
+            parent=TENANT.format(tenant_id),
+            reservation_id=reservation_id(run_id),
+            reservation=billing_res.Reservation(
+                quantities=dict(quantities),
+                ttl=duration_pb2.Duration(seconds=max(1, math.ceil(ttl_seconds))),
+                subject=run_name,
+            ),
         )
         try:
-            answer = await self._billing.CheckEntitlement(request, timeout=self._clients.timeout)
+            answer = await self._billing.CreateReservation(request, timeout=self._clients.timeout)
         except grpc.aio.AioRpcError as error:
-            log.warning("entitlement check failed: %s", error.code())
+            failure = _quota_failure(error) if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+            if failure is not None and failure.violations:
+                first = failure.violations[0]
+                raise errors.quota_exceeded(request.parent, first.quota_metric, first.quota_value) from None
+            log.warning("reservation for %s failed: %s", run_name, error.code())
             raise errors.billing_unavailable() from None
-        for meter in answer.meters:
-            if not meter.allowed:
-                raise errors.quota_exceeded(TENANT.format(tenant_id), meter.meter, meter.limit)
+        return answer.name
+
+    async def settle(self, tenant_id: str, run_id: str, run_name: str, usage: Mapping[str, float]) -> bool:
+        """Records what a run spent (meter to amount) against its reservation, exactly once.
+
+        Billing records the usage and closes the reservation in one transaction; a retry
+        records nothing more. When billing has no hold for the run to settle (it was
+        released, or never made), the usage is metered with :meth:`record_usage` instead
+        (event IDs from the run), so it is recorded once all the same.
+
+        Returns:
+            Whether billing acknowledged the usage; on False the caller may call again.
+        """
+        name = _RESERVATION.format(tenant_id, reservation_id(run_id))
+        request = billing_pb.SettleReservationRequest(name=name, quantities=dict(usage))
+        try:
+            await self._billing.SettleReservation(request, timeout=self._clients.timeout)
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                return await self.record_usage(tenant_id, run_name, run_id, dict(usage))
+            log.error("usage of %s not settled: %s %s", run_name, error.code(), error.details())
+            return False
+        return True
+
+    async def release(self, tenant_id: str, run_id: str) -> bool:
+        """Frees a run's reservation without usage, for a run that spent nothing; idempotent.
+
+        Returns:
+            Whether the reservation holds nothing now (released, settled, or never made);
+            on False it is freed when it expires.
+        """
+        name = _RESERVATION.format(tenant_id, reservation_id(run_id))
+        try:
+            await self._billing.ReleaseReservation(
+                billing_pb.ReleaseReservationRequest(name=name), timeout=self._clients.timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                return True
+            log.warning("reservation %s not released: %s", name, error.code())
+            return False
+        return True
 
     async def record_usage(self, tenant_id: str, run_name: str, run_id: str, usage: dict[str, float]) -> bool:
         """Meters a finished run; event IDs derive from the run, so re-sending is harmless.

@@ -12,12 +12,13 @@ import openai
 from pydantic import AliasChoices, Field, model_validator
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
+from services.agent.execution import RunLeases, RunLimits
 from services.agent.mcp import McpClient
 from services.agent.mcp_server import CatalogServer
 from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
-from services.agent.service import AgentService, RunLeases, RunLimits
+from services.agent.service import AgentService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
@@ -135,8 +136,8 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[servicer.start_sweeping],
-        on_stop=[servicer.stop_sweeping, model_client.close],
+        on_start=[servicer.executor.start_sweeping],
+        on_stop=[servicer.executor.stop, model_client.close],
     )
     if settings.mcp_listen:
         catalog = CatalogServer(

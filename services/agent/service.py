@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime as dt
+import functools
+import json
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -20,6 +20,8 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import errors, mcp, store, threads
 from services.agent import tools as catalog
+from services.agent.events import RunEvents
+from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
 from services.agent.models import (
     MCP_SERVER_FIELDS,
     REVISION_FIELDS,
@@ -33,7 +35,7 @@ from services.agent.models import (
     ThreadRow,
 )
 from services.agent.peers import Peers
-from services.agent.runner import AgentSpec, Outcome, RunFailed, run_agent
+from services.agent.runner import Checkpoint, Decision
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
@@ -47,6 +49,8 @@ from services.kit.timestamps import to_timestamp, utcnow
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_OUTPUT_TOKENS = 256
+# How long CancelRun waits for the run's executor to stop it before returning it as it is.
+CANCEL_WAIT_SECONDS = 2.0
 AGENT = ResourceName.of(res.Agent)
 AGENT_REVISION = ResourceName.of(res.AgentRevision)
 RUN = ResourceName.of(res.Run)
@@ -78,6 +82,7 @@ def agent_to_proto(agent: AgentRow) -> res.Agent:
         create_time=to_timestamp(agent.create_time),
         revision_id=agent.revision_id,
         revision_create_time=to_timestamp(agent.revision_create_time),
+        approval_required_tools=agent.approval_required_tools,
     )
     if agent.temperature is not None:
         message.temperature = agent.temperature
@@ -96,6 +101,7 @@ def revision_to_proto(revision: AgentRevisionRow) -> res.AgentRevision:
         tool_choice=res.ToolChoice.Value(revision.tool_choice),
         revision_id=revision.id,
         revision_create_time=to_timestamp(revision.create_time),
+        approval_required_tools=revision.approval_required_tools,
     )
     if revision.temperature is not None:
         snapshot.temperature = revision.temperature
@@ -140,6 +146,7 @@ def _agent_fields(agent: res.Agent) -> dict[str, Any]:
         "temperature": agent.temperature if agent.HasField("temperature") else None,
         "max_output_tokens": agent.max_output_tokens or DEFAULT_MAX_OUTPUT_TOKENS,
         "tool_choice": res.ToolChoice.Name(agent.tool_choice or res.TOOL_CHOICE_AUTO),
+        "approval_required_tools": list(agent.approval_required_tools),
     }
 
 
@@ -216,6 +223,7 @@ def run_to_proto(run: RunRow) -> res.Run:
         message.agent_revision = AGENT_REVISION.format(run.tenant_id, run.agent_id, run.agent_revision_id)
     if run.thread_id:
         message.thread = THREAD.format(run.tenant_id, run.thread_id)
+    message.pending_tool_calls.extend(res.ToolCall(**call) for call in run.pending_tool_calls)
     if run.error_reason:
         code = errors.RUN_FAILURE_CODES.get(run.error_reason, grpc.StatusCode.UNKNOWN)
         message.error.CopyFrom(error_status(code, run.error_reason, run.error_message, errors.DOMAIN))
@@ -279,59 +287,15 @@ def _validate_agent(
         violations.append(
             FieldViolation("agent.max_output_tokens", "must be between 1 and 4096, or 0 for 256")
         )
+    for i, tool in enumerate(agent.approval_required_tools):
+        if tool not in agent.tools:
+            violations.append(
+                FieldViolation(f"agent.approval_required_tools[{i}]", f"{tool!r} is not one of agent.tools")
+            )
     if agent.tool_choice == res.TOOL_CHOICE_REQUIRED and not agent.tools:
         violations.append(FieldViolation("agent.tool_choice", "TOOL_CHOICE_REQUIRED needs at least one tool"))
     if violations:
         raise InvalidArgument(violations)
-
-
-@dataclass(frozen=True)
-class RunLimits:
-    """What one run, and one tenant's runs together, may take.
-
-    Attributes:
-        timeout_seconds: Deadline of a whole run; past it the run fails with ``RUN_TIMEOUT``.
-        max_running: Runs a tenant may have in progress at once, counted in the database
-            over every replica; one more is refused with ``TOO_MANY_RUNS``.
-        history_tokens: The most estimated tokens of a thread's history a run on it sees
-            (see :mod:`services.agent.threads`).
-    """
-
-    timeout_seconds: float = 300.0
-    max_running: int = 8
-    history_tokens: int = 2000
-
-
-@dataclass(frozen=True)
-class RunLeases:
-    """How runs in progress are leased to the replica executing them (issue 14, item 8).
-
-    A replica that dies stops renewing its runs' leases; once a lease has expired any
-    replica's sweeper fails the run with ``RUN_INTERRUPTED``, and so does a retry of its
-    ``CreateRun``. Interrupted runs are failed, not resumed: a run's model replies and
-    tool results are not checkpointed, so resuming would mean running it again from the
-    start, calling its tools (which may act on the world) and the model (which is billed)
-    a second time, under the caller's old request. The caller decides, with a new
-    ``request_id``.
-
-    Attributes:
-        lease_seconds: How long a lease lasts unless renewed.
-        heartbeat_seconds: How often the executor renews it (well under ``lease_seconds``).
-        sweep_seconds: How often each replica fails runs whose lease expired; it also
-            sweeps once at start-up.
-        executor: This replica's ID, written on the runs it executes.
-        clock: The time leases are measured in (injected by tests).
-    """
-
-    lease_seconds: float = 30.0
-    heartbeat_seconds: float = 10.0
-    sweep_seconds: float = 15.0
-    executor: str = ""
-    clock: Callable[[], dt.datetime] = utcnow
-
-    def expiry(self) -> dt.datetime:
-        """Returns when a lease taken or renewed now expires."""
-        return self.clock() + dt.timedelta(seconds=self.lease_seconds)
 
 
 class AgentService(pb_grpc.AgentServiceServicer):
@@ -364,11 +328,18 @@ class AgentService(pb_grpc.AgentServiceServicer):
         self._sealer = sealer
         self._limits = limits
         self._leases = leases
-        self._sweeper: asyncio.Task[None] | None = None
-        self._executions: set[asyncio.Task[RunRow]] = set()
-        self._model = model_client
         self._default_model = default_model
         self._peers = peers
+        self._events = RunEvents(db, run_to_proto)
+        self.executor = Executor(
+            db,
+            model_client,
+            peers,
+            limits,
+            leases,
+            self._events,
+            mcp_tools=functools.partial(mcp.resolve_tools, db, sealer, mcp_client),
+        )
 
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
@@ -498,21 +469,27 @@ class AgentService(pb_grpc.AgentServiceServicer):
         if thread_id is not None and subject.thread is None:
             raise errors.thread_not_found(request.run.thread)
         history = threads.chat_messages(threads.window(subject.history, self._limits.history_tokens))
-        # Independent peer calls, awaited together: one entitlement check for every meter
-        # the run may spend, and the tools flag.
-        entitled = self._peers.check_entitlement(
-            tenant_id, {"agent_runs": 1, "model_output_tokens": revision.max_output_tokens}
+        run_id = new_id()
+        run_name = RUN.format(tenant_id, agent_id, run_id)
+        # Independent peer calls, awaited together: a hold on the quota for the most the
+        # run may spend, and the tools flag.
+        reserved = self._peers.reserve(
+            tenant_id,
+            run_id,
+            run_name,
+            {"agent_runs": 1, **self.executor.hold(revision)},
+            self.executor.hold_seconds,
         )
         if revision.tools:
             _, tools_enabled = await asyncio.gather(
-                entitled, self._peers.tools_enabled(tenant_id, request.parent)
+                reserved, self._peers.tools_enabled(tenant_id, request.parent)
             )
         else:
-            await entitled
+            await reserved
             tools_enabled = False
         run = RunRow(
             tenant_id=tenant_id,
-            id=new_id(),
+            id=run_id,
             agent_id=agent_id,
             input=request.run.input,
             output="",
@@ -532,156 +509,116 @@ class AgentService(pb_grpc.AgentServiceServicer):
             lease_expire_time=self._leases.expiry(),
             agent_revision_id=revision.id,
             thread_id=thread_id or "",
+            last_sequence=0,
+            checkpoint=None,
+            pending_tool_calls=[],
+            approval_request_id=None,
+            cancel_time=None,
         )
-        note_resource(RUN.format(tenant_id, agent_id, run.id))
+        note_resource(run_name)
         try:
             created = await self._db.write(tenant_id, store.start_run, run, self._limits.max_running)
         except store.AgentGone:  # the agent was deleted meanwhile
+            await self._peers.release(tenant_id, run_id)
             raise errors.agent_not_found(request.parent) from None
         except store.TooManyRuns:
+            await self._peers.release(tenant_id, run_id)
             raise errors.too_many_runs(self._limits.max_running) from None
-        if created is not run:  # a concurrent retry with the same request_id won
-            return run_to_proto(created)
-        # A caller that goes away (a workflow process restarting) must not leave the run
-        # RUNNING forever: it finishes in its own task; a retry with the same request_id
-        # then finds it.
-        execution = asyncio.create_task(self._execute(revision, run, history), name=f"run-{run.id}")
-        self._executions.add(execution)
-        execution.add_done_callback(self._executions.discard)
-        return run_to_proto(await asyncio.shield(execution))
+        if created is run:
+            self.executor.start(revision, run, Checkpoint.start(run.input, history))
+        else:  # a concurrent retry with the same request_id won
+            await self._peers.release(tenant_id, run_id)
+        return run_to_proto(created)
 
-    async def _execute(self, agent: AgentRevisionRow, run: RunRow, history: list[dict[str, Any]]) -> RunRow:
-        # MCP tools (issue 14, item 5): resolved when the run starts; a server that fails
-        # here gives its tools a failure the model gets as their calls' result.
-        mcp_tools = (
-            await mcp.resolve_tools(self._db, self._sealer, self._mcp, run.tenant_id, agent.tools)
-            if run.tools_enabled
-            else []
-        )
-        spec = AgentSpec(
-            model=run.model,
-            instructions=agent.instructions,
-            tools=agent.tools,
-            temperature=agent.temperature,
-            max_output_tokens=agent.max_output_tokens,
-            tool_choice_required=agent.tool_choice == "TOOL_CHOICE_REQUIRED",
-            mcp_tools=mcp_tools,
-        )
-        outcome: Outcome
-        changes: dict[str, Any]
-        heartbeat = asyncio.create_task(self._heartbeat(run), name=f"lease-{run.id}")
+    async def StreamRunEvents(
+        self, request: pb.StreamRunEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[res.RunEvent]:
+        run = await self._run(request.name)
+        async for event in self._events.follow(run, request.after_sequence):
+            yield event
+
+    async def WaitRun(self, request: pb.WaitRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
+        run = await self._run(request.name)
+        timeout = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 60.0
         try:
-            try:
-                outcome = await run_agent(
-                    self._model, spec, run.input, run.tools_enabled, self._limits.timeout_seconds, history
-                )
-            except RunFailed as error:
-                outcome = error.outcome
-                changes = {
-                    "state": RunState.FAILED,
-                    "error_reason": error.reason,
-                    "error_message": str(error),
-                }
-            else:
-                changes = {"state": RunState.SUCCEEDED, "output": outcome.output}
-        finally:
-            # Anything else that ends the run here leaves it to its lease: swept once it expires.
-            heartbeat.cancel()
-        changes.update(
-            model=outcome.model or run.model,
-            tool_calls=outcome.tool_calls,
-            input_tokens=outcome.input_tokens,
-            output_tokens=outcome.output_tokens,
-            model_calls=outcome.model_calls,
-            end_time=self._leases.clock(),
-        )
-        appended: list[MessageRow] = []
-        if run.thread_id and changes["state"] == RunState.SUCCEEDED:
-            run_name = RUN.format(run.tenant_id, run.agent_id, run.id)
-            appended = [
-                MessageRow(
-                    tenant_id=run.tenant_id,
-                    thread_id=run.thread_id,
-                    id=new_id(),
-                    position=0,  # the store gives each its place after the thread's last message
-                    role=role,
-                    content=content,
-                    tool_call=tool_call,
-                    run=run_name,
-                    create_time=changes["end_time"],
-                )
-                for role, content, tool_call in threads.exchanged(
-                    run.input, outcome.tool_calls, outcome.output
-                )
-            ]
-        finished = await self._db.write(run.tenant_id, store.finish_run, run, changes, appended)
-        # The tokens were spent either way, also by a run swept meanwhile (its outcome is lost).
-        await self._peers.record_usage(
-            run.tenant_id,
-            RUN.format(run.tenant_id, run.agent_id, run.id),
-            run.id,
-            {
-                "agent_runs": 1,
-                "model_input_tokens": outcome.input_tokens,
-                "model_output_tokens": outcome.output_tokens,
-            },
-        )
-        if finished is None:
-            log.warning("run %s lost its lease before it finished; it stays interrupted", run.id)
+            async with asyncio.timeout(timeout):
+                run = await self._events.settled(run)
+        except TimeoutError:
             stored = await self._db.read(run.tenant_id, store.get_run, run.agent_id, run.id)
             assert stored is not None, "runs are never deleted"
-            return stored
-        return finished
+            run = stored
+        return run_to_proto(run)
 
-    async def _heartbeat(self, run: RunRow) -> None:
-        """Renews the run's lease until cancelled, or until the run is no longer this replica's."""
-        while True:
-            await asyncio.sleep(self._leases.heartbeat_seconds)
-            try:
-                held = await self._db.write(run.tenant_id, store.renew_lease, run, self._leases.expiry())
-            except Exception:  # a database hiccup: the next beat tries again, within the lease
-                log.warning("could not renew the lease of run %s", run.id, exc_info=True)
-                continue
-            if not held:
-                return
-
-    async def sweep(self) -> int:
-        """Fails every run whose lease expired (its executor died) with ``RUN_INTERRUPTED``.
-
-        Returns:
-            How many runs were failed.
-        """
-        swept = await self._db.system(store.interrupt_expired, self._leases.clock())
-        if swept:
-            log.warning("failed %d runs whose executor stopped renewing their lease", swept)
-        return swept
-
-    async def start_sweeping(self) -> None:
-        """Sweeps once now, then every ``sweep_seconds`` in a task of its own."""
-        await self.sweep()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="run-sweeper")
-
-    async def stop_sweeping(self) -> None:
-        """Stops the sweeper task."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._leases.sweep_seconds)
-            try:
-                await self.sweep()
-            except Exception:
-                log.warning("sweeping expired runs failed; trying again later", exc_info=True)
-
-    async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
+    async def CancelRun(self, request: pb.CancelRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
         tenant_id, agent_id, run_id = RUN.parse(request.name, "name")
+        require_tenant(tenant_id)
+        note_resource(request.name)
+        run = await self._db.write(tenant_id, store.cancel_run, agent_id, run_id, self._leases.clock())
+        if run is None:
+            raise errors.run_not_found(request.name)
+        if run.state == RunState.RUNNING:
+            # Its executor stops it: at once when that is this replica, else when it next
+            # checks in (within a second); a dead one's run is failed by the lease sweeper.
+            self.executor.cancel_local(run_id)
+            try:
+                async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+                    run = await self._events.settled(run)
+            except TimeoutError:
+                pass
+        return run_to_proto(run)
+
+    async def SubmitToolApprovals(
+        self, request: pb.SubmitToolApprovalsRequest, context: grpc.aio.ServicerContext
+    ) -> res.Run:
+        run = await self._run(request.name)
+        note_resource(request.name)
+        if run.state != RunState.REQUIRES_ACTION:
+            if request.request_id and run.approval_request_id == request.request_id:
+                return run_to_proto(run)
+            raise errors.not_awaiting_approval(request.name, f"STATE_{run.state}")
+        decisions = _decisions(request.approvals, run.pending_tool_calls)
+        revision = await self._db.read(run.tenant_id, store.get_revision, run.agent_id, run.agent_revision_id)
+        assert revision is not None, "revisions are never deleted while their runs exist"
+        hold_id = stretch_id(run)
+        await self._peers.reserve(
+            run.tenant_id, hold_id, request.name, self.executor.hold(revision), self.executor.hold_seconds
+        )
+        try:
+            resumed = await self._db.write(
+                run.tenant_id,
+                store.resume_run,
+                run,
+                self._leases.executor,
+                self._leases.clock(),
+                self._leases.expiry(),
+                request.request_id or None,
+                self._limits.max_running,
+            )
+        except store.TooManyRuns:
+            await self._peers.release(run.tenant_id, hold_id)
+            raise errors.too_many_runs(self._limits.max_running) from None
+        if resumed is None:  # decided meanwhile by another call
+            await self._peers.release(run.tenant_id, hold_id)
+            return await self.SubmitToolApprovals(request, context)
+        assert run.checkpoint is not None, "a run waiting for approvals has its checkpoint"
+        self.executor.start(revision, resumed, Checkpoint.from_json(run.checkpoint), decisions)
+        return run_to_proto(resumed)
+
+    async def _run(self, name: str) -> RunRow:
+        """Returns the caller's run named ``name``.
+
+        Raises:
+            NotFound: ``RUN_NOT_FOUND``.
+        """
+        tenant_id, agent_id, run_id = RUN.parse(name, "name")
         require_tenant(tenant_id)
         run = await self._db.read(tenant_id, store.get_run, agent_id, run_id)
         if run is None:
-            raise errors.run_not_found(request.name)
-        return run_to_proto(run)
+            raise errors.run_not_found(name)
+        return run
+
+    async def GetRun(self, request: pb.GetRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
+        return run_to_proto(await self._run(request.name))
 
     async def ListRuns(
         self, request: pb.ListRunsRequest, context: grpc.aio.ServicerContext
@@ -921,6 +858,52 @@ def _validate_mcp_server(
         violations += mcp.allowed_tool_violations(list(server.allowed_tools), "mcp_server.allowed_tools")
     if violations:
         raise InvalidArgument(violations)
+
+
+def _decisions(
+    approvals: Sequence[res.ToolApproval], pending: Sequence[dict[str, Any]]
+) -> dict[str, Decision]:
+    """Returns the decision on each pending call, by call ID.
+
+    Raises:
+        InvalidArgument: A pending call without a decision, a decision for a call that is
+            not pending or a second one for a call, ``arguments`` on a rejection or not a
+            JSON object.
+    """
+    pending_ids = {call["id"] for call in pending}
+    decisions: dict[str, Decision] = {}
+    violations = []
+    for i, approval in enumerate(approvals):
+        where = f"approvals[{i}]"
+        if approval.tool_call_id not in pending_ids:
+            violations.append(
+                FieldViolation(f"{where}.tool_call_id", "is not a pending tool call of the run")
+            )
+            continue
+        if approval.tool_call_id in decisions:
+            violations.append(FieldViolation(f"{where}.tool_call_id", "was decided already in this request"))
+            continue
+        approve = approval.decision == res.ToolApproval.DECISION_APPROVE
+        if approval.arguments:
+            if not approve:
+                violations.append(
+                    FieldViolation(f"{where}.arguments", "only an approval may edit the arguments")
+                )
+            elif not _is_json_object(approval.arguments):
+                violations.append(FieldViolation(f"{where}.arguments", "must be a JSON object"))
+        decisions[approval.tool_call_id] = Decision(approve, approval.reason, approval.arguments)
+    for call_id in sorted(pending_ids - set(decisions)):
+        violations.append(FieldViolation("approvals", f"the pending tool call {call_id!r} has no decision"))
+    if violations:
+        raise InvalidArgument(violations)
+    return decisions
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _tool_to_proto(tool: catalog.Tool | mcp.McpTool) -> res.Tool:

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, delete, func, or_, select, update
 
 from services.agent.models import (
     REVISION_FIELDS,
@@ -19,6 +19,8 @@ from services.agent.models import (
     McpServerRow,
     MessageRow,
     Run,
+    RunEvent,
+    RunEventRow,
     RunRow,
     RunState,
     Thread,
@@ -34,11 +36,13 @@ REVISIONS = Repository(AgentRevision, AgentRevisionRow, order=NEWEST_FIRST)
 RUNS = Repository(Run, RunRow, order=NEWEST_FIRST)
 THREADS = Repository(Thread, ThreadRow, order=NEWEST_FIRST)
 MESSAGES = Repository(ThreadMessage, MessageRow, order=(Order("position"),))
+EVENTS = Repository(RunEvent, RunEventRow, order=(Order("sequence"),))
 MCP_SERVERS = Repository(McpServer, McpServerRow, order=NEWEST_FIRST)
 _AGENTS = AGENTS.table
 _MESSAGES = MESSAGES.table
 _REVISIONS = REVISIONS.table
 _RUNS = RUNS.table
+_EVENTS = EVENTS.table
 
 
 class AgentGone(Exception):
@@ -137,10 +141,20 @@ def _lock_tenant_runs(tx: Tx) -> None:
     tenant's runs in progress at once cannot both admit one more. SQLite serializes every
     write transaction already.
     """
-    if tx.dialect == "postgresql":
-        tx.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('agent.runs:' || :tenant))"), {"tenant": tx.tenant_id}
+    tx.lock_tenant("agent.runs")
+
+
+def _running_count(tx: Tx, now: dt.datetime) -> ScalarSelect[int]:
+    """Counts the tenant's runs in progress: ``RUNNING`` with a lease unexpired at ``now``."""
+    return (
+        select(func.count())
+        .where(
+            _RUNS.c.tenant_id == tx.tenant_id,
+            _RUNS.c.state == RunState.RUNNING,
+            _RUNS.c.lease_expire_time >= now,
         )
+        .scalar_subquery()
+    )
 
 
 class TooManyRuns(Exception):
@@ -172,15 +186,7 @@ def start_run(tx: Tx, run: RunRow, max_running: int) -> RunRow:
     assert created is not None, "run IDs are UUIDs"
     if created is not run:
         return created
-    running = (
-        select(func.count())
-        .where(
-            _RUNS.c.tenant_id == tx.tenant_id,
-            _RUNS.c.state == RunState.RUNNING,
-            _RUNS.c.lease_expire_time >= run.create_time,
-        )
-        .scalar_subquery()
-    )
+    running = _running_count(tx, run.create_time)
     alive = (
         select(_AGENTS.c.id)
         .where(
@@ -375,38 +381,167 @@ def append_messages(tx: Tx, thread_id: str, messages: Sequence[MessageRow], now:
     return True
 
 
+def _owned(tx: Tx, run: RunRow) -> ColumnElement[bool]:
+    """The tenant's run, still ``RUNNING`` on the executor that started this stretch of its work."""
+    return and_(
+        _RUNS.c.tenant_id == tx.tenant_id,
+        _RUNS.c.id == run.id,
+        _RUNS.c.executor == run.executor,
+        _RUNS.c.state == RunState.RUNNING,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+    """What an executor learns of its run when it stores events or checks in.
+
+    Attributes:
+        owned: The run is still ``RUNNING`` on this executor.
+        cancel: ``CancelRun`` asked for it to stop.
+    """
+
+    owned: bool
+    cancel: bool = False
+
+
+def append_run_events(tx: Tx, run: RunRow, events: Sequence[RunEventRow]) -> Control:
+    """Stores a batch of the run's events if its executor still owns it.
+
+    Returns:
+        Whether it still owns the run (nothing is written when not) and whether its
+        cancellation was asked for.
+    """
+    statement = (
+        update(_RUNS)
+        .where(_owned(tx, run))
+        .values(last_sequence=events[-1].sequence)
+        .returning(_RUNS.c.cancel_time)
+    )
+    row = tx.execute(statement).first()
+    if row is None:
+        return Control(owned=False)
+    EVENTS.insert_many(tx, [EVENTS.values(e) for e in events])
+    return Control(owned=True, cancel=row.cancel_time is not None)
+
+
+def run_control(tx: Tx, run: RunRow) -> Control:
+    """Returns whether the executor still owns the run and whether its cancellation was asked for."""
+    row = tx.execute(select(_RUNS.c.cancel_time).where(_owned(tx, run))).first()
+    return Control(owned=False) if row is None else Control(owned=True, cancel=row.cancel_time is not None)
+
+
+def run_events(tx: Tx, run_id: str, after: int, limit: int) -> list[RunEventRow]:
+    """Returns the run's stored events after sequence ``after``, in order, at most ``limit``."""
+    return EVENTS.find_all(tx, _EVENTS.c.run_id == run_id, _EVENTS.c.sequence > after, limit=limit)
+
+
 def finish_run(
-    tx: Tx, run: RunRow, changes: Mapping[str, Any], messages: Sequence[MessageRow] = ()
+    tx: Tx,
+    run: RunRow,
+    changes: Mapping[str, Any],
+    messages: Sequence[MessageRow] = (),
+    events: Sequence[RunEventRow] = (),
 ) -> RunRow | None:
-    """Writes a run's outcome, if its executor still holds it, and ends its lease.
+    """Writes the outcome of a stretch of a run's work, if its executor still holds it, and ends its lease.
 
     Args:
         tx: The unit of work.
-        run: The run as started.
-        changes: Its outcome, column name to value.
+        run: The run as this stretch of work started.
+        changes: Its outcome, column name to value (its ``state`` is final, or
+            ``REQUIRES_ACTION`` with its checkpoint).
         messages: What it appends to its thread (``run.thread_id``), in the same
             transaction; nothing is appended when the thread was deleted.
+        events: Its events not yet stored.
 
     Returns:
         The run with ``changes`` applied; None when the run is no longer this executor's
-        (its lease expired and it was failed as interrupted meanwhile); nothing is written then.
+        (cancelled, or failed as interrupted meanwhile); nothing is written then.
     """
     values = {**changes, "lease_expire_time": None}
-    statement = (
+    if events:
+        values["last_sequence"] = events[-1].sequence
+    row = tx.execute(update(_RUNS).where(_owned(tx, run)).values(**values).returning(*_RUNS.c)).first()
+    if row is None:
+        return None
+    EVENTS.insert_many(tx, [EVENTS.values(e) for e in events])
+    if messages and run.thread_id:
+        append_messages(tx, run.thread_id, messages, changes.get("end_time") or run.create_time)
+    return RUNS.record(*row)
+
+
+CANCELLED = {
+    "state": RunState.CANCELLED,
+    "error_reason": "RUN_CANCELLED",
+    "error_message": "the run was cancelled",
+}
+
+
+def cancel_run(tx: Tx, agent_id: str, run_id: str, now: dt.datetime) -> RunRow | None:
+    """Cancels the tenant's run: one waiting for approvals at once, one running through its executor.
+
+    A running run gets ``cancel_time``: its executor, which alone writes its events,
+    stops it and writes it as cancelled (or the lease sweeper fails it, if the executor
+    died). An ended run is left as it is.
+
+    Returns:
+        The run as stored afterwards; None when there is no such run.
+    """
+    mine = and_(_RUNS.c.tenant_id == tx.tenant_id, _RUNS.c.id == run_id, _RUNS.c.agent_id == agent_id)
+    tx.execute(
+        update(_RUNS)
+        .where(mine, _RUNS.c.state == RunState.REQUIRES_ACTION)
+        .values(**CANCELLED, end_time=now, checkpoint=None, pending_tool_calls=[], cancel_time=now)
+    )
+    tx.execute(
+        update(_RUNS)
+        .where(mine, _RUNS.c.state == RunState.RUNNING, _RUNS.c.cancel_time.is_(None))
+        .values(cancel_time=now)
+    )
+    return get_run(tx, agent_id, run_id)
+
+
+def resume_run(
+    tx: Tx,
+    run: RunRow,
+    executor: str,
+    now: dt.datetime,
+    lease_until: dt.datetime,
+    request_id: str | None,
+    max_running: int,
+) -> RunRow | None:
+    """Moves a run waiting for approvals back to ``RUNNING`` on ``executor``.
+
+    Takes the tenant's lock and counts its runs in progress, as :func:`start_run` does.
+
+    Returns:
+        The resumed run; None when it no longer waits for approvals (nothing is written).
+
+    Raises:
+        TooManyRuns: The tenant has ``max_running`` runs in progress already (nothing is written).
+    """
+    _lock_tenant_runs(tx)
+    row = tx.execute(
         update(_RUNS)
         .where(
             _RUNS.c.tenant_id == tx.tenant_id,
             _RUNS.c.id == run.id,
-            _RUNS.c.executor == run.executor,
-            _RUNS.c.state == RunState.RUNNING,
+            _RUNS.c.state == RunState.REQUIRES_ACTION,
+            _RUNS.c.last_sequence == run.last_sequence,
         )
-        .values(**values)
-    )
-    if tx.execute(statement).rowcount != 1:
+        .values(
+            state=RunState.RUNNING,
+            executor=executor,
+            lease_expire_time=lease_until,
+            approval_request_id=request_id,
+            pending_tool_calls=[],
+        )
+        .returning(*_RUNS.c)
+    ).first()
+    if row is None:
         return None
-    if messages and run.thread_id:
-        append_messages(tx, run.thread_id, messages, changes.get("end_time") or run.create_time)
-    return dataclasses.replace(run, **values)
+    if tx.execute(select(_running_count(tx, now))).scalar_one() > max_running:
+        raise TooManyRuns(max_running)
+    return RUNS.record(*row)
 
 
 def get_run(tx: Tx, agent_id: str, run_id: str) -> RunRow | None:

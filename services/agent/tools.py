@@ -51,17 +51,20 @@ class Tool:
 
     @property
     def function_name(self) -> str:
-        """The function name the model calls the tool by: its ID."""
+        """The function name the model calls it by: its ID."""
         return self.id
 
     async def call(self, arguments: dict[str, Any]) -> Any:
-        """Runs the tool's function on validated ``arguments`` in a worker thread; returns its result.
+        """Computes the result in a worker thread, so a slow tool holds up its own run only.
 
-        A slow tool holds up its own run only (the event loop goes on).
+        Args:
+            arguments: Arguments that passed ``validator``.
+
+        Returns:
+            A JSON-able result.
 
         Raises:
-            ToolError: The arguments make no sense for the tool; any other exception is
-                the tool's own failure.
+            ToolError: The arguments do not make sense for the tool.
         """
         return await asyncio.to_thread(self.function, arguments)
 
@@ -181,8 +184,3 @@ CATALOG: dict[str, Tool] = {
         ),
     )
 }
-
-
-def by_function_name(function_name: str) -> Tool | None:
-    """The tool whose ID the model used as function name, or None."""
-    return CATALOG.get(f"tools/{function_name}")

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.billing.plans import METERS
-from services.kit.errors import FieldViolation, InvalidArgument
+from services.billing.store import Shortfall
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    QuotaExceeded,
+    QuotaViolation,
+)
 
 
 def unknown_meter_violation(field: str, meter: str) -> FieldViolation:
@@ -16,3 +25,62 @@ def unknown_meter_violation(field: str, meter: str) -> FieldViolation:
 def invalid_usage_events(violations: Sequence[FieldViolation]) -> InvalidArgument:
     """Return the error for a batch of usage events with bad events; none of the batch is recorded."""
     return InvalidArgument(violations, reason="INVALID_USAGE_EVENTS")
+
+
+def quota_exceeded(tenant: str, plan: str, shortfalls: Sequence[Shortfall]) -> QuotaExceeded:
+    """Return the error for a reservation that does not fit in the plan's limits; nothing was reserved.
+
+    Args:
+        tenant: The tenant's name, ``tenants/{tenant}``.
+        plan: The tenant's plan.
+        shortfalls: The meters that would exceed their limit, one ``QuotaFailure`` violation each.
+    """
+    meters = ", ".join(s.meter for s in shortfalls)
+    return QuotaExceeded(
+        "QUOTA_EXCEEDED",
+        f"{tenant} has not enough {meters} left in this billing period",
+        [
+            QuotaViolation(
+                subject=tenant,
+                description=(
+                    f"{s.meter}: {s.requested:g} asked for, {s.used:g} used and {s.held:g} held"
+                    f" of the {s.limit:g} of plan {plan!r}"
+                ),
+                quota_metric=s.meter,
+                quota_id=f"{plan}/{s.meter}",
+                quota_value=int(s.limit),
+            )
+            for s in shortfalls
+        ],
+        metadata={"tenant": tenant, "meters": meters},
+    )
+
+
+def reservation_not_found(name: str) -> NotFound:
+    """Return the error for a reservation the tenant does not have."""
+    return NotFound("RESERVATION_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def reservation_exists(name: str) -> AlreadyExists:
+    """Return the error for a reservation ID that names a reservation of other quantities or subject."""
+    return AlreadyExists(
+        "RESERVATION_ALREADY_EXISTS",
+        f"{name} exists with other quantities or another subject; choose another reservation_id",
+        metadata={"name": name},
+    )
+
+
+def reservation_released(name: str) -> FailedPrecondition:
+    """Return the error for settling a released reservation (nothing was recorded)."""
+    return FailedPrecondition(
+        "RESERVATION_RELEASED",
+        f"{name} was released, so it records no usage; meter the usage with IngestUsageEvents",
+        metadata={"name": name},
+    )
+
+
+def reservation_settled(name: str) -> FailedPrecondition:
+    """Return the error for releasing a settled reservation (its usage stays recorded)."""
+    return FailedPrecondition(
+        "RESERVATION_SETTLED", f"{name} was settled; its usage is recorded", metadata={"name": name}
+    )

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 
-from sqlalchemy import DateTime, Float, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKeyConstraint, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
 from services.kit.db import new_metadata
+from services.kit.timestamps import as_utc
 
 
 class Base(DeclarativeBase):
@@ -71,3 +73,99 @@ class MeterTotal:
 
     quantity: float
     event_count: int
+
+
+class ReservationState(StrEnum):
+    """Where a reservation is; stored as the member's value, ``Reservation.State.STATE_<value>`` on the wire.
+
+    ``EXPIRED`` is never stored: an ``ACTIVE`` row whose ``expire_time`` has passed is
+    reported so (:meth:`ReservationRow.state_at`), and stops counting at that instant.
+    """
+
+    ACTIVE = "ACTIVE"
+    SETTLED = "SETTLED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+class Reservation(Base):
+    """Quantities of a tenant's meters held for a unit of work until it settles, is released or expires."""
+
+    __tablename__ = "reservations"
+    # The reserve path sums what the tenant's active, unexpired reservations hold.
+    __table_args__ = (
+        Index("ix_reservations_tenant_id_state_expire_time", "tenant_id", "state", "expire_time"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(1024), default="")
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expire_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    settled_quantities: Mapped[dict[str, float] | None] = mapped_column(JSON)
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRow:
+    """A reservation, as stored; the quantities it holds are rows of ``reservation_meters``.
+
+    ``settled_quantities`` (meter to usage recorded) is None until it is settled.
+    """
+
+    tenant_id: str
+    id: str
+    state: str  # a ReservationState value other than EXPIRED
+    subject: str
+    create_time: dt.datetime
+    expire_time: dt.datetime
+    end_time: dt.datetime | None
+    settled_quantities: dict[str, float] | None
+
+    def state_at(self, now: dt.datetime) -> ReservationState:
+        """Returns the state at ``now``: ``EXPIRED`` for an active one whose ``expire_time`` has come."""
+        if self.state == ReservationState.ACTIVE and as_utc(self.expire_time) <= now:
+            return ReservationState.EXPIRED
+        return ReservationState(self.state)
+
+
+class ReservationMeter(Base):
+    """One meter of a reservation and the quantity it holds, in the meter's unit."""
+
+    __tablename__ = "reservation_meters"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "reservation_id"],
+            ["reservations.tenant_id", "reservations.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    reservation_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    meter: Mapped[str] = mapped_column(String(63), primary_key=True)
+    quantity: Mapped[float] = mapped_column(Float)
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationMeterRow:
+    """One meter of a reservation, as stored."""
+
+    tenant_id: str
+    reservation_id: str
+    meter: str
+    quantity: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRecord:
+    """A reservation with the quantities it holds, as the service handles it.
+
+    Attributes:
+        row: The reservation.
+        quantities: Meter to the quantity held, in the meter's unit.
+    """
+
+    row: ReservationRow
+    quantities: dict[str, float]

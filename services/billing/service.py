@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from collections.abc import Callable, Mapping
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import errors, store
+from services.billing.models import ReservationRecord, ReservationRow, ReservationState
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
 from services.kit.db import Database, write_per_tenant
+from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, invalid
 from services.kit.names import TENANT, ResourceName, validate_id
 from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
 
 USAGE_SUMMARY = ResourceName.of(res.UsageSummary)
+RESERVATION = ResourceName.of(res.Reservation)
+RESERVATION_STATES = EnumMap(ReservationState, res.Reservation.State, "STATE_")
+#: How long a reservation holds its quantities when the request sets no ``ttl``.
+DEFAULT_RESERVATION_TTL = dt.timedelta(minutes=10)
 
 
 def _tenant_id(name: str, field: str) -> str:
@@ -65,15 +74,75 @@ def _event_violations(index: int, event: res.UsageEvent, valid_tenants: set[str]
     return found
 
 
+def _reservation_name(name: str) -> tuple[str, str]:
+    """Returns the tenant and reservation IDs of a ``tenants/{tenant}/reservations/{reservation}`` name.
+
+    Raises:
+        InvalidArgument: ``name`` does not have that shape, or an ID is malformed.
+    """
+    tenant_id, reservation_id = RESERVATION.parse(name, "name")
+    return validate_id(tenant_id, "name"), validate_id(reservation_id, "name")
+
+
+def _meter_quantities(quantities: Mapping[str, float], field: str) -> dict[str, float]:
+    """Returns a map of meter to quantity from a request, validated.
+
+    Args:
+        quantities: The request's map.
+        field: Its path in the request, for field violations (``quantities["gpu_hours"]``).
+
+    Raises:
+        InvalidArgument: Reason ``UNKNOWN_METER`` for a meter that is unknown (with any
+            other violations), else ``INVALID_ARGUMENT`` for a negative or non-finite quantity.
+    """
+    violations = []
+    unknown = False
+    for meter, quantity in sorted(quantities.items()):
+        path = f'{field}["{meter}"]'
+        if meter not in METERS:
+            unknown = True
+            violations.append(errors.unknown_meter_violation(path, meter))
+        if not math.isfinite(quantity) or quantity < 0:
+            violations.append(FieldViolation(path, "must be a finite number, not negative"))
+    if violations:
+        raise InvalidArgument(violations, reason="UNKNOWN_METER" if unknown else "INVALID_ARGUMENT")
+    return dict(quantities)
+
+
+def reservation_to_proto(record: ReservationRecord, now: dt.datetime) -> res.Reservation:
+    """Returns the wire form of a reservation as it stands at ``now`` (``STATE_EXPIRED`` once it expired)."""
+    row = record.row
+    return res.Reservation(
+        name=RESERVATION.format(row.tenant_id, row.id),
+        quantities=record.quantities,
+        state=RESERVATION_STATES.to_proto(row.state_at(now)),  # type: ignore[arg-type]
+        expire_time=to_timestamp(row.expire_time),
+        subject=row.subject,
+        settled_quantities=row.settled_quantities or {},
+        create_time=to_timestamp(row.create_time),
+        end_time=to_timestamp(row.end_time),
+    )
+
+
+def _ttl(request: pb.CreateReservationRequest) -> dt.timedelta:
+    """Returns the reservation's ttl, :data:`DEFAULT_RESERVATION_TTL` when unset (bounds: the contract's)."""
+    if not request.reservation.HasField("ttl"):
+        return DEFAULT_RESERVATION_TTL
+    ttl: Duration = request.reservation.ttl
+    return ttl.ToTimedelta()
+
+
 class BillingService(pb_grpc.BillingServiceServicer):
-    """Usage metering and plan entitlements.
+    """Usage metering, plan entitlements and reservations of them.
 
     Args:
         db: The billing database.
+        clock: The time reservations are made, expire and end in (tests move it).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
         self._db = db
+        self._clock = clock
 
     async def IngestUsageEvents(
         self, request: pb.IngestUsageEventsRequest, context: grpc.aio.ServicerContext
@@ -142,19 +211,24 @@ class BillingService(pb_grpc.BillingServiceServicer):
         """Say whether the tenant may use each quantity more of its meter in the current period.
 
         Per meter, ``allowed`` is ``used + quantity <= limit`` (always true when the limit is
-        0, unlimited) and ``remaining`` is ``max(limit - used, 0)``; the answer is allowed
-        when every meter is. One read of the period's running totals answers all meters.
+        0, unlimited) and ``remaining`` is ``max(limit - used, 0)``, where ``used`` is the
+        period's usage plus what the tenant's active, unexpired reservations hold; the
+        answer is allowed when every meter is. One statement reads the period's running
+        totals and the reservations' holds of all meters.
         """
         tenant_id = _tenant_id(request.tenant, "tenant")
         asked = _asked_quantities(request)
         limits = plan_of(tenant_id).limits
-        start, _ = period_of(utcnow())
+        now = self._clock()
+        start, _ = period_of(now)
         # An internal RPC (the agent service, bound to no tenant) that names the tenant.
-        usage = await self._db.read(tenant_id, store.usage_totals, [meter for meter, _ in asked], start)
+        usage, held = await self._db.read(
+            tenant_id, store.used_and_held, [meter for meter, _ in asked], start, now
+        )
         meters = []
         for meter, quantity in asked:
             limit = limits.get(meter, 0)
-            used = usage[meter].quantity if meter in usage else 0.0
+            used = usage.get(meter, 0.0) + held.get(meter, 0.0)
             meters.append(
                 pb.MeterEntitlement(
                     meter=meter,
@@ -167,6 +241,96 @@ class BillingService(pb_grpc.BillingServiceServicer):
         if request.meter:
             answer.remaining, answer.limit = meters[0].remaining, meters[0].limit
         return answer
+
+    async def CreateReservation(
+        self, request: pb.CreateReservationRequest, context: grpc.aio.ServicerContext
+    ) -> res.Reservation:
+        """Holds quantities of the tenant's meters, all or nothing, if they fit in the plan's limits.
+
+        The rule (the contract's): for each meter asked for with a limit above 0 in the
+        tenant's plan, ``used + held + requested <= limit`` for the current period, where
+        ``held`` counts the tenant's active reservations unexpired now; decided under the
+        tenant's lock (:func:`services.billing.store.reserve`). A retry with the same
+        ``reservation_id`` returns the first call's reservation.
+
+        Raises:
+            InvalidArgument: A malformed ``parent`` or ``reservation_id``, an unknown meter
+                (``UNKNOWN_METER``), a negative or non-finite quantity.
+            QuotaExceeded: ``QUOTA_EXCEEDED``, a ``QuotaFailure`` violation per meter short.
+            AlreadyExists: ``RESERVATION_ALREADY_EXISTS``, the ID holds other quantities.
+        """
+        tenant_id = _tenant_id(request.parent, "parent")
+        reservation_id = validate_id(request.reservation_id, "reservation_id")
+        quantities = _meter_quantities(request.reservation.quantities, "reservation.quantities")
+        now = self._clock()
+        plan = plan_of(tenant_id)
+        record = ReservationRecord(
+            ReservationRow(
+                tenant_id=tenant_id,
+                id=reservation_id,
+                state=ReservationState.ACTIVE,
+                subject=request.reservation.subject,
+                create_time=now,
+                expire_time=now + _ttl(request),
+                end_time=None,
+                settled_quantities=None,
+            ),
+            quantities,
+        )
+        start, _ = period_of(now)
+        try:
+            made = await self._db.write(tenant_id, store.reserve, record, plan.limits, start)
+        except store.QuotaShortfall as short:
+            raise errors.quota_exceeded(request.parent, plan.name, short.shortfalls) from None
+        if made is not record and (made.quantities != quantities or made.row.subject != record.row.subject):
+            raise errors.reservation_exists(RESERVATION.format(tenant_id, reservation_id))
+        return reservation_to_proto(made, now)
+
+    async def SettleReservation(
+        self, request: pb.SettleReservationRequest, context: grpc.aio.ServicerContext
+    ) -> res.Reservation:
+        """Records the reservation's actual usage and closes it as settled, in one transaction, once.
+
+        The usage is recorded as given, also above what was reserved: the work was done,
+        and billing less than was used would hide it; a caller keeps a hard limit exact
+        by reserving its worst case. See :func:`services.billing.store.settle`.
+
+        Raises:
+            InvalidArgument: A malformed ``name``, an unknown meter (``UNKNOWN_METER``), a
+                negative or non-finite quantity.
+            NotFound: ``RESERVATION_NOT_FOUND``.
+            FailedPrecondition: ``RESERVATION_RELEASED``; nothing was recorded.
+        """
+        tenant_id, reservation_id = _reservation_name(request.name)
+        usage = _meter_quantities(request.quantities, "quantities")
+        now = self._clock()
+        try:
+            settled = await self._db.write(tenant_id, store.settle, reservation_id, usage, now)
+        except store.ReservationClosed:
+            raise errors.reservation_released(request.name) from None
+        if settled is None:
+            raise errors.reservation_not_found(request.name)
+        return reservation_to_proto(settled, now)
+
+    async def ReleaseReservation(
+        self, request: pb.ReleaseReservationRequest, context: grpc.aio.ServicerContext
+    ) -> res.Reservation:
+        """Frees the reservation's quantities without usage; releasing again returns it as it is.
+
+        Raises:
+            InvalidArgument: A malformed ``name``.
+            NotFound: ``RESERVATION_NOT_FOUND``.
+            FailedPrecondition: ``RESERVATION_SETTLED``; its usage stays recorded.
+        """
+        tenant_id, reservation_id = _reservation_name(request.name)
+        now = self._clock()
+        try:
+            released = await self._db.write(tenant_id, store.release, reservation_id, now)
+        except store.ReservationClosed:
+            raise errors.reservation_settled(request.name) from None
+        if released is None:
+            raise errors.reservation_not_found(request.name)
+        return reservation_to_proto(released, now)
 
 
 def _asked_quantities(request: pb.CheckEntitlementRequest) -> list[tuple[str, float]]:

@@ -3,22 +3,36 @@
 Usage events and the running totals they add to are written in one transaction,
 so a total always equals the sum of its period's events, and duplicates (an
 event whose ``(tenant, source, id)`` is recorded already) add nothing.
+Reservations are decided under a per-tenant lock against those totals plus what
+the tenant's other reservations hold, and a settlement records its usage events
+and closes its reservation in one transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, column, func, select, table
+from sqlalchemy import and_, bindparam, column, func, literal_column, select, table, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.billing.models import MeterTotal, UsageEvent, UsageTotal
+from services.billing.models import (
+    MeterTotal,
+    Reservation,
+    ReservationMeter,
+    ReservationMeterRow,
+    ReservationRecord,
+    ReservationRow,
+    ReservationState,
+    UsageEvent,
+    UsageTotal,
+)
 from services.billing.plans import period_of
 from services.kit.calls import CURRENT_RPC
 from services.kit.db import Tx
-from services.kit.repository import table_of
+from services.kit.repository import Repository, table_of
 from services.kit.timestamps import as_utc
 
 _EVENTS = table_of(UsageEvent)
@@ -166,3 +180,252 @@ def usage_totals(tx: Tx, meters: Collection[str], period_start: dt.datetime) -> 
         _TOTALS.c.meter.in_(list(meters)),
     )
     return {meter: MeterTotal(float(quantity), int(count)) for meter, quantity, count in tx.execute(query)}
+
+
+# Reservations -------------------------------------------------------------------------------------
+
+RESERVATIONS = Repository(Reservation, ReservationRow)
+RESERVATION_METERS = Repository(ReservationMeter, ReservationMeterRow)
+_RESERVATIONS = RESERVATIONS.table
+_RESERVATION_METERS = RESERVATION_METERS.table
+
+#: The CloudEvents ``source`` of the usage events a settlement records; their ``id`` is
+#: ``{reservation ID}:{meter}``, so a reservation's usage is recorded once.
+RESERVATION_SOURCE = "//billing.orchestrall.dev/reservations"
+#: The name of the tenant lock every reservation decision and settlement takes.
+_RESERVATIONS_LOCK = "billing.reservations"
+
+
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """A meter whose limit a reservation would exceed; quantities in the meter's unit.
+
+    Attributes:
+        meter: The meter.
+        limit: The plan's limit for the period.
+        used: Usage recorded in the period.
+        held: What the tenant's other active, unexpired reservations hold.
+        requested: What the reservation asked for.
+    """
+
+    meter: str
+    limit: float
+    used: float
+    held: float
+    requested: float
+
+
+class QuotaShortfall(Exception):
+    """A reservation does not fit in the plan's limits (nothing was written).
+
+    Attributes:
+        shortfalls: One per meter that would be exceeded, in the order asked.
+    """
+
+    def __init__(self, shortfalls: Sequence[Shortfall]) -> None:
+        super().__init__(", ".join(s.meter for s in shortfalls))
+        self.shortfalls = list(shortfalls)
+
+
+class ReservationClosed(Exception):
+    """The reservation is settled or released, so it cannot be released or settled (nothing was written).
+
+    Attributes:
+        state: Its state.
+    """
+
+    def __init__(self, state: ReservationState) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+def used_and_held(
+    tx: Tx, meters: Collection[str], period_start: dt.datetime, now: dt.datetime
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Returns the tenant's usage of ``meters`` in a period and what its reservations hold of them now.
+
+    One statement (``UNION ALL``), so both parts are read in one snapshot: the period's
+    running totals, and the sums over the tenant's ``ACTIVE`` reservations whose
+    ``expire_time`` is after ``now``.
+
+    Args:
+        tx: The unit of work.
+        meters: The meters.
+        period_start: Start of the billing period.
+        now: The instant reservations are held at.
+
+    Returns:
+        ``(used, held)``, each meter name to a quantity in the meter's unit; meters
+        without usage or holds are absent.
+    """
+    names = list(meters)
+    used = select(literal_column("0").label("held"), _TOTALS.c.meter, _TOTALS.c.quantity).where(
+        _TOTALS.c.tenant_id == tx.tenant_id,
+        _TOTALS.c.period_start == period_start,
+        _TOTALS.c.meter.in_(names),
+    )
+    held = (
+        select(literal_column("1"), _RESERVATION_METERS.c.meter, func.sum(_RESERVATION_METERS.c.quantity))
+        .join(
+            _RESERVATIONS,
+            and_(
+                _RESERVATIONS.c.tenant_id == _RESERVATION_METERS.c.tenant_id,
+                _RESERVATIONS.c.id == _RESERVATION_METERS.c.reservation_id,
+            ),
+        )
+        .where(
+            _RESERVATIONS.c.tenant_id == tx.tenant_id,
+            _RESERVATIONS.c.state == ReservationState.ACTIVE,
+            _RESERVATIONS.c.expire_time > now,
+            _RESERVATION_METERS.c.meter.in_(names),
+        )
+        .group_by(_RESERVATION_METERS.c.meter)
+    )
+    found: tuple[dict[str, float], dict[str, float]] = ({}, {})
+    for kind, meter, quantity in tx.execute(union_all(used, held)):
+        found[int(kind)][meter] = float(quantity)
+    return found
+
+
+def get_reservation(tx: Tx, reservation_id: str, *, lock: bool = False) -> ReservationRecord | None:
+    """Returns the tenant's reservation with its quantities, or None.
+
+    Args:
+        tx: The unit of work.
+        reservation_id: Its ID.
+        lock: Lock its row until the transaction ends.
+    """
+    row = RESERVATIONS.get(tx, reservation_id, lock=lock)
+    if row is None:
+        return None
+    meters = RESERVATION_METERS.find_all(tx, _RESERVATION_METERS.c.reservation_id == reservation_id)
+    return ReservationRecord(row, {m.meter: m.quantity for m in meters})
+
+
+def reserve(
+    tx: Tx, record: ReservationRecord, limits: Mapping[str, float], period_start: dt.datetime
+) -> ReservationRecord:
+    """Makes a reservation if every meter it holds fits in its limit, or returns the one with its ID.
+
+    Under the tenant's reservation lock (:meth:`Tx.lock_tenant`), so that decisions of
+    one tenant are made one at a time on every replica: for each meter with a limit
+    above 0 and a quantity above 0, ``used + held + requested <= limit``, where
+    ``used`` is the period's usage total and ``held`` what the tenant's active
+    reservations unexpired at ``record.row.create_time`` hold. Either all meters fit and
+    the reservation is written, or nothing is.
+
+    Args:
+        tx: The unit of work.
+        record: The new reservation, ``ACTIVE``.
+        limits: The plan's limit per meter for the period; 0 or absent means unlimited.
+        period_start: Start of the current billing period.
+
+    Returns:
+        ``record`` when it was made, or the reservation an earlier call made with its ID.
+
+    Raises:
+        QuotaShortfall: A meter would exceed its limit.
+    """
+    tx.lock_tenant(_RESERVATIONS_LOCK)
+    earlier = get_reservation(tx, record.row.id)
+    if earlier is not None:
+        return earlier
+    limited = [m for m, q in record.quantities.items() if q > 0 and limits.get(m, 0) > 0]
+    if limited:
+        used, held = used_and_held(tx, limited, period_start, record.row.create_time)
+        shortfalls = [
+            Shortfall(meter, limits[meter], used.get(meter, 0.0), held.get(meter, 0.0), q)
+            for meter, q in record.quantities.items()
+            if meter in limited
+        ]
+        over = [s for s in shortfalls if s.used + s.held + s.requested > s.limit]
+        if over:
+            raise QuotaShortfall(over)
+    RESERVATIONS.insert(tx, record.row)
+    RESERVATION_METERS.insert_many(
+        tx,
+        [
+            {"tenant_id": tx.tenant_id, "reservation_id": record.row.id, "meter": meter, "quantity": quantity}
+            for meter, quantity in record.quantities.items()
+        ],
+    )
+    return record
+
+
+def settle(
+    tx: Tx, reservation_id: str, usage: Mapping[str, float], now: dt.datetime
+) -> ReservationRecord | None:
+    """Records a reservation's usage and closes it as ``SETTLED``, once.
+
+    The usage events (one per meter of ``usage`` above 0, source
+    :data:`RESERVATION_SOURCE`, id ``{reservation}:{meter}``, time ``now``) go through
+    :func:`add_usage_events`, so they add to the period's totals in this same
+    transaction and a repeated event would count once. The tenant's reservation lock
+    is taken first: what the reservation held turns into usage at one instant for
+    every concurrent :func:`reserve`. An expired reservation is settled like an
+    active one (the usage happened).
+
+    Args:
+        tx: The unit of work.
+        reservation_id: The reservation.
+        usage: Meter to the quantity used, in the meter's unit.
+        now: The settlement's time.
+
+    Returns:
+        The settled reservation (unchanged when it was settled before, with its first
+        usage), or None when the tenant has no such reservation.
+
+    Raises:
+        ReservationClosed: It was released.
+    """
+    tx.lock_tenant(_RESERVATIONS_LOCK)
+    found = get_reservation(tx, reservation_id, lock=True)
+    if found is None or found.row.state == ReservationState.SETTLED:
+        return found
+    if found.row.state == ReservationState.RELEASED:
+        raise ReservationClosed(ReservationState.RELEASED)
+    add_usage_events(
+        tx,
+        [
+            {
+                "tenant_id": tx.tenant_id,
+                "source": RESERVATION_SOURCE,
+                "event_id": f"{reservation_id}:{meter}",
+                "meter": meter,
+                "quantity": quantity,
+                "subject": found.row.subject,
+                "time": now,
+                "ingest_time": now,
+            }
+            for meter, quantity in usage.items()
+            if quantity > 0
+        ],
+    )
+    values = {"state": ReservationState.SETTLED, "end_time": now, "settled_quantities": dict(usage)}
+    row = RESERVATIONS.update(tx, (reservation_id,), values)
+    assert row is not None, "the reservation was read locked in this transaction"
+    return ReservationRecord(row, found.quantities)
+
+
+def release(tx: Tx, reservation_id: str, now: dt.datetime) -> ReservationRecord | None:
+    """Closes a reservation as ``RELEASED`` without usage; a released one is returned as it is.
+
+    Args:
+        tx: The unit of work.
+        reservation_id: The reservation.
+        now: The release's time.
+
+    Returns:
+        The released reservation, or None when the tenant has no such reservation.
+
+    Raises:
+        ReservationClosed: It was settled.
+    """
+    found = get_reservation(tx, reservation_id, lock=True)
+    if found is None or found.row.state == ReservationState.RELEASED:
+        return found
+    if found.row.state == ReservationState.SETTLED:
+        raise ReservationClosed(ReservationState.SETTLED)
+    row = RESERVATIONS.update(tx, (reservation_id,), {"state": ReservationState.RELEASED, "end_time": now})
+    assert row is not None, "the reservation was read locked in this transaction"
+    return ReservationRecord(row, found.quantities)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,8 @@ class DemoResult:
     tenant: str = ""
     token: str = ""
     run: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    approved_run: dict[str, Any] = field(default_factory=dict)
     workflow_run: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +68,29 @@ class Client:
             raise DemoFailed(f"{method} {path} answered {response.status_code}: {response.text[:500]}")
         return response.json() if response.content else {}
 
+    def stream(self, path: str) -> Iterator[dict[str, Any]]:
+        """Opens a Server-Sent Events stream; yields the JSON of each event as it arrives.
+
+        An event is the ``data`` lines before a blank line, joined with newlines (the
+        HTML Living Standard's event-stream interpretation; the gateway sends only
+        ``data`` fields).
+
+        Raises:
+            DemoFailed: The status is not 2xx.
+        """
+        headers = {"authorization": f"Bearer {self.token}", "accept": "text/event-stream"}
+        self._echo(f"\n$ GET {path}  (Server-Sent Events)")
+        with self._http.stream("GET", path, headers=headers) as response:
+            if not response.is_success:
+                raise DemoFailed(f"GET {path} answered {response.status_code}: {response.read()[:500]!r}")
+            data: list[str] = []
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:
+                    yield json.loads("\n".join(data))
+                    data = []
+
 
 def _pretty(response: httpx.Response) -> str:
     try:
@@ -77,6 +102,24 @@ def _pretty(response: httpx.Response) -> str:
     if isinstance(data, dict) and "apiKeySecret" in data:
         data = {**data, "apiKeySecret": data["apiKeySecret"][:16] + "... (shown once)"}
     return json.dumps(data, indent=2)
+
+
+def _describe(event: dict[str, Any]) -> str:
+    """One line about a run event."""
+    head = f"  [{event.get('sequence')}]"
+    if "textDelta" in event:
+        return f"{head} text: {event['textDelta']['text']!r}"
+    if "toolCallFinished" in event:
+        call = event["toolCallFinished"]
+        return f"{head} tool call finished: {call['tool']}({call['arguments']}) -> {call.get('result', '')}"
+    if "modelCall" in event:
+        call = event["modelCall"]
+        tokens = call.get("outputTokens", 0)
+        return f"{head} model call: {call.get('model')} answered in {call.get('latency')}, {tokens} tokens"
+    if "runFinished" in event:
+        run = event["runFinished"]
+        return f"{head} run finished: {run['state']}: {run.get('output', '')}"
+    return f"{head} {next(k for k in event if k not in ('sequence', 'createTime'))}"
 
 
 def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: float = 300.0) -> DemoResult:
@@ -133,16 +176,47 @@ def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: f
         },
     )
 
-    echo("5. Run the route planner once.")
-    result.run = client.call(
+    echo("5. Run the route planner: the run starts at once; its events stream as they happen.")
+    started = client.call(
         "POST",
         f"/v1/{t}/agents/route-planner/runs",
         {"input": "How far is it from Rotterdam to Milan by truck?"},
     )
+    for event in client.stream(f"/v1/{started['name']}:streamEvents"):
+        result.events.append(event)
+        echo(_describe(event))
+        if "runFinished" in event:
+            result.run = event["runFinished"]
     if result.run.get("state") != "STATE_SUCCEEDED":
         raise DemoFailed(f"the run did not succeed: {result.run}")
 
-    echo("6. A two-step workflow: plan the route, then write the customer update.")
+    echo("6. A person approves the tool call of a dispatcher before it is made.")
+    client.call(
+        "POST",
+        f"/v1/{t}/agents?agentId=dispatcher",
+        {
+            "displayName": "Dispatcher",
+            "instructions": PLANNER_INSTRUCTIONS,
+            "tools": ["tools/route_distance"],
+            "approvalRequiredTools": ["tools/route_distance"],
+            "toolChoice": "TOOL_CHOICE_REQUIRED",
+            "temperature": 0,
+            "maxOutputTokens": 96,
+        },
+    )
+    started = client.call(
+        "POST", f"/v1/{t}/agents/dispatcher/runs", {"input": "Plan a truck from Antwerp to Vienna."}
+    )
+    waiting = client.call("POST", f"/v1/{started['name']}:wait", {})
+    if waiting.get("state") != "STATE_REQUIRES_ACTION":
+        raise DemoFailed(f"the dispatcher's run did not wait for approval: {waiting}")
+    approvals = [{"toolCallId": c["id"], "decision": "DECISION_APPROVE"} for c in waiting["pendingToolCalls"]]
+    client.call("POST", f"/v1/{started['name']}:submitToolApprovals", {"approvals": approvals})
+    result.approved_run = client.call("POST", f"/v1/{started['name']}:wait", {})
+    if result.approved_run.get("state") != "STATE_SUCCEEDED":
+        raise DemoFailed(f"the approved run did not succeed: {result.approved_run}")
+
+    echo("7. A two-step workflow: plan the route, then write the customer update.")
     client.call(
         "POST",
         f"/v1/{t}/workflows?workflowId=route-report",
@@ -173,6 +247,6 @@ def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: f
     if run.get("state") != "RUN_STATE_SUCCEEDED":
         raise DemoFailed(f"the workflow run did not succeed: {run.get('error')}")
 
-    echo("7. The tenant's metered usage this month.")
+    echo("8. The tenant's metered usage this month.")
     result.usage = client.call("GET", f"/v1/{t}/usageSummary")
     return result

@@ -91,6 +91,7 @@ POSTGRES_WORKERS = 4
 # transaction (SET LOCAL), or for the connection's session (reads, see Tx.begin).
 _BIND_LOCAL = "SELECT set_config('app.tenant_id', %s, true), set_config('app.all_tenants', %s, true)"
 _BIND_SESSION = "SELECT set_config('app.tenant_id', %s, false), set_config('app.all_tenants', %s, false)"
+_TENANT_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
 
 
 def new_metadata() -> MetaData:
@@ -336,6 +337,30 @@ class Tx:
             self._bind_session(tenant, all_tenants)
             return
         self.link.send(_BIND_LOCAL, (tenant or "", "on" if all_tenants else "off"))
+
+    def lock_tenant(self, scope: str) -> None:
+        """Serializes, until the transaction ends, every unit of work that locks ``scope`` for this tenant.
+
+        For a read-check-write that must hold across replicas, such as counting what a
+        tenant has in progress before admitting one more: a row lock cannot guard rows
+        that do not exist yet. On PostgreSQL a transaction-scoped advisory lock on
+        ``hashtext('<scope>:<tenant>')`` (PostgreSQL docs, "Advisory Locks"; two keys
+        may share a hash, which only serializes them needlessly); on SQLite nothing,
+        since its write transactions hold the database's write lock from ``BEGIN
+        IMMEDIATE`` on.
+
+        Args:
+            scope: What is guarded, e.g. ``agent.runs``; one name per invariant.
+
+        Raises:
+            RuntimeError: Not in a write transaction (a read's lock would end at once),
+                or bound to no tenant.
+        """
+        if not self.in_transaction:
+            raise RuntimeError("a tenant lock outside a write transaction")
+        key = f"{scope}:{self.tenant_id}"
+        if self.dialect == "postgresql":
+            self.link.send(_TENANT_LOCK, (key,))
 
     def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
         """Runs a statement (a list of parameter dicts runs it as a batch).

@@ -161,6 +161,64 @@ class ResourceExhausted(DomainError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+@dataclass(frozen=True)
+class QuotaViolation:
+    """One quota a request would exceed, as ``google.rpc.QuotaFailure.Violation`` carries it.
+
+    Attributes:
+        subject: Who the quota is for, e.g. ``tenants/acme``.
+        description: What was exceeded and by how much, for a human.
+        quota_metric: The metered quantity, e.g. ``agent_runs``.
+        quota_id: The quota's stable ID, e.g. ``free/agent_runs`` (plan and meter).
+        quota_value: The limit, in the metric's unit.
+    """
+
+    subject: str
+    description: str
+    quota_metric: str
+    quota_id: str
+    quota_value: int
+
+
+class QuotaExceeded(ResourceExhausted):
+    """A request would exceed one or more quotas; carries ``google.rpc.QuotaFailure`` (AIP-193).
+
+    Args:
+        reason: The ErrorInfo reason, e.g. ``QUOTA_EXCEEDED``.
+        message: Human-readable text.
+        violations: One per quota exceeded.
+        metadata: Extra ``ErrorInfo.metadata``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        violations: Sequence[QuotaViolation],
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(reason, message, metadata=metadata)
+        self.violations = list(violations)
+
+    def details(self) -> list[any_pb2.Any]:
+        """Returns the ``QuotaFailure`` detail."""
+        failure = error_details_pb2.QuotaFailure(
+            violations=[
+                error_details_pb2.QuotaFailure.Violation(
+                    subject=clip(v.subject, MAX_VALUE),
+                    description=clip(v.description, MAX_VALUE),
+                    quota_metric=clip(v.quota_metric, MAX_VALUE),
+                    quota_id=clip(v.quota_id, MAX_VALUE),
+                    quota_value=v.quota_value,
+                )
+                for v in self.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(failure)
+        return [packed]
+
+
 class TooBusy(ResourceExhausted):
     """The caller has too much work in progress; it may retry after ``retry_after`` seconds.
 

@@ -19,7 +19,10 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             _JWKS,
             _AUDIT,
             "/orchestrall.billing.v1.BillingService/CheckEntitlement",
+            "/orchestrall.billing.v1.BillingService/CreateReservation",
             "/orchestrall.billing.v1.BillingService/IngestUsageEvents",
+            "/orchestrall.billing.v1.BillingService/ReleaseReservation",
+            "/orchestrall.billing.v1.BillingService/SettleReservation",
             "/orchestrall.flag.v1.FlagService/EvaluateFlag",
         }
     ),
@@ -30,6 +33,7 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             "/orchestrall.agent.v1.AgentService/GetAgent",
             "/orchestrall.agent.v1.AgentService/CreateRun",
             "/orchestrall.agent.v1.AgentService/GetRun",
+            "/orchestrall.agent.v1.AgentService/WaitRun",
         }
     ),
     "flag": frozenset({_JWKS, _AUDIT}),

@@ -52,6 +52,8 @@ _DEVELOPER = _VIEWER | {
     "agent.agents.update",
     "agent.agents.delete",
     "agent.runs.create",
+    "agent.runs.cancel",
+    "agent.runs.approve",
     "agent.threads.create",
     "agent.threads.delete",
     "agent.mcpServers.create",

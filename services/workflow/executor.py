@@ -2,7 +2,8 @@
 
 Each step calls ``AgentService.CreateRun`` with ``request_id`` =
 ``<workflow run id>:<step id>``, so re-running a step after a crash returns
-the agent run made the first time instead of running the agent twice. The
+the agent run made the first time instead of running the agent twice, and then
+``WaitRun`` until that run has ended. The
 run row is saved after every step; at start-up :meth:`Executor.resume`
 restarts every unfinished run.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import logging
 from typing import Any
 
 import grpc
+from google.protobuf.duration_pb2 import Duration
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
@@ -30,7 +33,9 @@ log = logging.getLogger(__name__)
 
 # Model calls are slow; a step may take this long before it is failed.
 STEP_TIMEOUT_SECONDS = 300.0
-POLL_SECONDS = 0.5
+# One WaitRun call waits at most this long (within the agent route's 300 s).
+WAIT_SECONDS = 60.0
+APPROVAL_POLL_SECONDS = 1.0
 
 
 class Executor:
@@ -123,17 +128,28 @@ class Executor:
         )
 
     async def _wait_for(self, name: str, tenant_id: str) -> agent_res.Run:
-        """Polls an agent run until it has ended or :data:`STEP_TIMEOUT_SECONDS` passed."""
-        deadline = asyncio.get_running_loop().time() + STEP_TIMEOUT_SECONDS
+        """Waits for an agent run to end, or until :data:`STEP_TIMEOUT_SECONDS` passed.
+
+        ``WaitRun`` blocks in the agent service until the run leaves ``RUNNING``; a run
+        that waits for a person's approval is waited for too, asking again every
+        :data:`APPROVAL_POLL_SECONDS`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STEP_TIMEOUT_SECONDS
         while True:
-            agent_run = await self._agents.GetRun(
-                agent_pb.GetRunRequest(name=name),
-                timeout=self._clients.timeout,
+            remaining = deadline - loop.time()
+            timeout = Duration()
+            timeout.FromTimedelta(dt.timedelta(seconds=max(min(remaining, WAIT_SECONDS), 0)))
+            agent_run = await self._agents.WaitRun(
+                agent_pb.WaitRunRequest(name=name, timeout=timeout),
+                timeout=WAIT_SECONDS + self._clients.timeout,
                 metadata=MeshClients.for_tenant(tenant_id),
             )
-            if agent_run.state != agent_res.Run.STATE_RUNNING or asyncio.get_running_loop().time() > deadline:
+            waiting = agent_run.state == agent_res.Run.STATE_REQUIRES_ACTION
+            if not (waiting or agent_run.state == agent_res.Run.STATE_RUNNING) or loop.time() >= deadline:
                 return agent_run
-            await asyncio.sleep(POLL_SECONDS)
+            if waiting:
+                await asyncio.sleep(APPROVAL_POLL_SECONDS)
 
     async def _run_step(
         self, run: WorkflowRunRow, definition: StepDefinition, step: dict[str, Any], outputs: dict[str, str]
@@ -164,18 +180,16 @@ class Executor:
                     run=agent_res.Run(input=step["input"]),
                     request_id=f"{run.id}:{step['step_id']}",
                 ),
-                timeout=STEP_TIMEOUT_SECONDS,
+                timeout=self._clients.timeout,
                 metadata=MeshClients.for_tenant(run.tenant_id),
             )
         except grpc.aio.AioRpcError as error:
             return peer_failure(error, "agent")
         step["agent_run"] = agent_run.name
-        if agent_run.state == agent_res.Run.STATE_RUNNING:
-            # A retry found the run a previous attempt started, still going: wait for it.
-            try:
-                agent_run = await self._wait_for(agent_run.name, run.tenant_id)
-            except grpc.aio.AioRpcError as error:
-                return peer_failure(error, "agent")
+        try:  # the agent run goes on in the background (also one a previous attempt started)
+            agent_run = await self._wait_for(agent_run.name, run.tenant_id)
+        except grpc.aio.AioRpcError as error:
+            return peer_failure(error, "agent")
         if agent_run.state != agent_res.Run.STATE_SUCCEEDED:
             return "AGENT_RUN_FAILED", agent_run.error.message or "the agent run failed"
         step["output"] = agent_run.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +35,17 @@ def http(stack: Stack) -> Iterator[httpx.Client]:
 
 def auth(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
+
+
+def run_to_end(
+    http: httpx.Client, agent: str, body: dict[str, Any], headers: dict[str, str], **params: str
+) -> Any:
+    """Starts a run of ``agent`` over REST (it answers at once) and returns it once it stopped (``:wait``)."""
+    started = http.post(f"/v1/{agent}/runs", json=body, headers=headers, params=params)
+    assert started.status_code == 200, started.text
+    ended = http.post(f"/v1/{started.json()['name']}:wait", json={}, headers=headers)
+    assert ended.status_code == 200, ended.text
+    return ended.json()
 
 
 def stored_rows(stack: Stack, service: str, query: str, **params: str) -> list[tuple]:

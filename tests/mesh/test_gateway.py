@@ -43,6 +43,10 @@ def test_demo_runs_the_tool_and_chains_the_workflow(demo: DemoResult) -> None:
     first = run["toolCalls"][0]
     assert first["tool"] == "tools/route_distance"
     assert json.loads(first["result"]) == route_distance(json.loads(first["arguments"]))
+    kinds = [next(k for k in e if k not in ("sequence", "createTime")) for e in demo.events]
+    assert kinds[0] == "runStarted" and kinds[-1] == "runFinished" and "textDelta" in kinds
+    approved = demo.approved_run
+    assert approved["state"] == "STATE_SUCCEEDED" and "failed" not in approved["toolCalls"][0]
     plan, report = demo.workflow_run["steps"]
     assert plan["state"] == report["state"] == "RUN_STATE_SUCCEEDED"
     assert plan["output"] in report["input"]
@@ -57,18 +61,18 @@ def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.C
         "SELECT agent_id, state, input_tokens, output_tokens FROM runs WHERE tenant_id = :t",
         t=demo.tenant,
     )
-    assert sorted(r[0] for r in rows) == ["report-writer", "route-planner", "route-planner"]
+    assert sorted(r[0] for r in rows) == ["dispatcher", "report-writer", "route-planner", "route-planner"]
     assert {r[1] for r in rows} == {"SUCCEEDED"}
     listed = http.get(f"/v1/{tenant}/agents/route-planner/runs", headers=auth(demo.token)).json()
     assert len(listed["runs"]) == 2
     meters = {m["meter"]: m["quantity"] for m in demo.usage["meters"]}
-    assert meters["agent_runs"] == 3
+    assert meters["agent_runs"] == 4
     assert meters["model_input_tokens"] == sum(r[2] for r in rows)
     assert meters["model_output_tokens"] == sum(r[3] for r in rows)
     events = stored_rows(
         stack, "billing", "SELECT count(*) FROM usage_events WHERE tenant_id = :t", t=demo.tenant
     )
-    assert events == [(9,)]
+    assert events == [(14,)]  # 3 meters per run, and 2 more for the resumption of the approved run
 
 
 def _reason(body: dict) -> str:
@@ -115,7 +119,11 @@ def test_native_grpc_through_the_gateway(stack: Stack, demo: DemoResult) -> None
         listed = agents.ListAgents(
             agent_pb.ListAgentsRequest(parent=f"tenants/{demo.tenant}"), metadata=metadata
         )
-        assert {a.name.rsplit("/", 1)[1] for a in listed.agents} == {"route-planner", "report-writer"}
+        assert {a.name.rsplit("/", 1)[1] for a in listed.agents} == {
+            "route-planner",
+            "report-writer",
+            "dispatcher",
+        }
         with pytest.raises(grpc.RpcError) as caught:
             agents.GetAgent(
                 agent_pb.GetAgentRequest(name=f"tenants/{demo.tenant}/agents/nope"), metadata=metadata

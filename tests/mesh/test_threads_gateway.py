@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.mesh.conftest import auth
+from tests.mesh.conftest import auth, run_to_end
 from tests.mesh.test_access_gateway import sign_up
 
 pytestmark = pytest.mark.mesh
@@ -42,19 +42,21 @@ def test_a_conversation_over_rest_keeps_its_turns_and_revisions(http: httpx.Clie
     assert thread.json()["metadata"] == {"customer": "c-17"}
     runs = []
     for text in ("My truck is waiting at the Rotterdam hub.", "Where is my truck?"):
-        run = http.post(
-            f"{base}/agents/dispatcher/runs",
-            json={"input": text, "thread": f"tenants/{signed.tenant}/threads/support"},
-            headers=headers,
+        run = run_to_end(
+            http,
+            f"{base[4:]}/agents/dispatcher",
+            {"input": text, "thread": f"tenants/{signed.tenant}/threads/support"},
+            headers,
         )
-        assert run.status_code == 200, run.text
-        assert run.json()["state"] == "STATE_SUCCEEDED"
-        runs.append(run.json())
-    alone = http.post(
-        f"{base}/agents/dispatcher/runs?agentRevision=tenants/{signed.tenant}/agents/dispatcher/revisions/{first_revision}",
-        json={"input": "Where is my truck?"},
-        headers=headers,
-    ).json()
+        assert run["state"] == "STATE_SUCCEEDED"
+        runs.append(run)
+    alone = run_to_end(
+        http,
+        f"{base[4:]}/agents/dispatcher",
+        {"input": "Where is my truck?"},
+        headers,
+        agentRevision=f"tenants/{signed.tenant}/agents/dispatcher/revisions/{first_revision}",
+    )
     assert alone["agentRevision"].endswith(f"/revisions/{first_revision}") and "thread" not in alone
     assert runs[1]["agentRevision"].endswith(f"/revisions/{updated.json()['revisionId']}")
     # The second run's prompt held the first exchange: more input tokens than the same input alone.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,10 +12,17 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
+from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
+from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from orchestrall.auth.v1 import resources_pb2 as auth_res
+from services.agent.server import AgentSettings, build
 from services.agent.tools import CATALOG, Tool
+from services.kit import mtls
+from services.kit.server import RunningServer, start
+from services.kit.timestamps import utcnow
 from tests.conftest import Mesh
 
 
@@ -100,3 +108,43 @@ def hub_tool(tool_id: str, function: Callable[[dict[str, Any]], Any]) -> Tool:
         "required": ["hub"],
     }
     return Tool(id=tool_id, description="Looks up a logistics hub.", parameters=schema, function=function)
+
+
+async def run_to_end(
+    stub: agent_grpc.AgentServiceStub, request: agent_pb.CreateRunRequest, metadata: Any
+) -> agent_res.Run:
+    """Starts a run (``CreateRun`` returns at once) and returns it once it has stopped (``WaitRun``)."""
+    run = await stub.CreateRun(request, metadata=metadata)
+    return await stub.WaitRun(agent_pb.WaitRunRequest(name=run.name), metadata=metadata)
+
+
+async def agent_replica(
+    mesh: Mesh, model_url: str, clock: Callable[[], dt.datetime] = utcnow, **settings: Any
+) -> RunningServer:
+    """Starts another agent replica beside the mesh's, on the same database, on its own port.
+
+    Args:
+        mesh: The mesh whose settings it takes.
+        model_url: The model server.
+        clock: The time its run leases are measured in.
+        settings: ``AgentSettings`` fields to change.
+    """
+    base = mesh.config.settings("agent").model_copy(
+        update={
+            "tls_dir": mesh.tls_dir,
+            "listen": "127.0.0.1:0",
+            "metrics_listen": None,
+            "audit_relay_interval_seconds": 0.2,
+        }
+    )
+    agent_settings = AgentSettings(**{**base.model_dump(), "openai_base_url": model_url, **settings})
+    return await start(*(await build(agent_settings, clock=clock)))
+
+
+def agent_channel(mesh: Mesh, server: RunningServer) -> grpc.aio.Channel:
+    """A channel to an agent replica, with the gateway's certificate (as Envoy calls it)."""
+    return grpc.aio.secure_channel(
+        f"127.0.0.1:{server.port}",
+        mtls.channel_credentials(mtls.TlsFiles.of(mesh.tls_dir, "gateway")),
+        options=[("grpc.ssl_target_name_override", "agent")],
+    )

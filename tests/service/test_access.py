@@ -4,6 +4,8 @@ The caller presents the gateway's certificate, as Envoy does, so only the
 token can admit it. Cases: no token and seven forged tokens -> UNAUTHENTICATED;
 a valid token of another tenant -> PERMISSION_DENIED or NOT_FOUND, nothing
 read or changed; a role without the RPC's permission -> PERMISSION_DENIED.
+Internal RPCs: every workload the policy table does not name, with no token or
+a valid token of any role -> PERMISSION_DENIED ``SERVICE_NOT_ALLOWED``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 
+from services.kit.config import SERVICES
 from services.kit.roles import ROLE_ORDER, permissions_of
-from tests.attacks import Forger, Target, targets
+from services.kit.validation import violations
+from tests.attacks import Forger, InternalTarget, Target, internal_targets, targets
 from tests.conftest import Mesh, current_signing_key
 from tests.service.helpers import Tenant, error_info, new_tenant
 
 TARGETS = targets()
+INTERNAL_TARGETS = internal_targets()
+#: Every workload with a certificate of the mesh's CA.
+WORKLOADS = (*SERVICES, "gateway", "cli")
 # Longer than a few audit relay intervals (0.2 s in tests).
 RELAY_SETTLE_SECONDS = 1.0
 ATTACKS = ["expired", "bad signature", "alg none", "unknown kid", "wrong aud", "wrong iss", "garbage"]
@@ -134,3 +141,47 @@ async def test_roles_without_the_permission_are_denied(
         error = await call(mesh, target, victim.id, forger.valid(victim.id, [role]))
         assert error is not None and error.code() == grpc.StatusCode.PERMISSION_DENIED, target.method.name
         assert error_info(error).reason == "MISSING_PERMISSION"
+
+
+async def call_internal(
+    mesh: Mesh, target: InternalTarget, identity: str, token: str | None
+) -> grpc.aio.AioRpcError | None:
+    """Calls ``target`` presenting ``identity``'s certificate (and ``token``); returns the error, if any."""
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    async with mesh.channel(target.service, identity=identity) as channel:
+        stub = channel.unary_unary(
+            target.full_name,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=lambda b: b,
+        )
+        try:
+            await stub(target.request(), metadata=metadata, timeout=30)
+        except grpc.aio.AioRpcError as error:
+            return error
+    return None
+
+
+def test_the_internal_matrix_covers_every_internal_rpc() -> None:
+    names = {t.method.name for t in INTERNAL_TARGETS}
+    assert {"IngestUsageEvents", "CreateReservation", "SettleReservation", "ReleaseReservation"} <= names
+    assert all(t.callers for t in INTERNAL_TARGETS), "an internal RPC nobody may call"
+
+
+@pytest.mark.parametrize("target", INTERNAL_TARGETS, ids=lambda t: t.method.name)
+async def test_internal_rpcs_refuse_every_caller_the_policy_table_does_not_name(
+    mesh: Mesh, victim: Tenant, forger: Forger, target: InternalTarget
+) -> None:
+    """No token of any role (the victim's own owner included) stands in for a caller's identity."""
+    tokens = [None, *(forger.valid(victim.id, [role]) for role in ROLE_ORDER)]
+    for identity in WORKLOADS:
+        if identity in target.callers:
+            # The control: admitted, then refused for the empty request alone (an RPC whose
+            # empty request is valid, such as RotateSigningKey, is not called: it would act).
+            if violations(target.request()):
+                error = await call_internal(mesh, target, identity, None)
+                assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT, identity
+            continue
+        for token in tokens:
+            error = await call_internal(mesh, target, identity, token)
+            assert error is not None and error.code() == grpc.StatusCode.PERMISSION_DENIED, identity
+            assert error_info(error).reason == "SERVICE_NOT_ALLOWED", identity

@@ -18,7 +18,7 @@ from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from orchestrall.flag.v1 import resources_pb2 as flag_res
 from services.agent.tools import route_distance
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
+from tests.service.helpers import Tenant, error_info, field_violations, new_tenant, run_to_end
 
 PLANNER = res.Agent(
     display_name="Route planner",
@@ -50,7 +50,8 @@ async def test_run_calls_the_tool_and_meters_usage(mesh: Mesh) -> None:
         stub = pb_grpc.AgentServiceStub(channel)
         agent = await create_planner(stub, tenant)
         assert agent.name == f"{tenant.name}/agents/planner"
-        run = await stub.CreateRun(
+        run = await run_to_end(
+            stub,
             pb.CreateRunRequest(
                 parent=agent.name, run=res.Run(input="Distance from Rotterdam to Berlin?"), request_id="r1"
             ),
@@ -63,7 +64,8 @@ async def test_run_calls_the_tool_and_meters_usage(mesh: Mesh) -> None:
         assert call.tool == "tools/route_distance" and not call.failed
         assert json.loads(call.result) == route_distance(json.loads(call.arguments))
         assert run.usage.input_tokens > 0 and run.usage.output_tokens > 0 and run.usage.model_calls >= 2
-        again = await stub.CreateRun(
+        again = await run_to_end(
+            stub,
             pb.CreateRunRequest(parent=agent.name, run=res.Run(input="ignored on retry"), request_id="r1"),
             metadata=tenant.metadata,
         )
@@ -95,7 +97,8 @@ async def test_the_agent_tools_flag_turns_tools_off(mesh: Mesh) -> None:
     async with mesh.channel("agent") as channel:
         stub = pb_grpc.AgentServiceStub(channel)
         agent = await create_planner(stub, tenant)
-        run = await stub.CreateRun(
+        run = await run_to_end(
+            stub,
             pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Rotterdam to Paris?")),
             metadata=tenant.metadata,
         )

@@ -21,15 +21,21 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import store
 from services.agent.models import RunRow, RunState
-from services.agent.server import AgentSettings, build
-from services.kit import mtls
 from services.kit.db import Database
 from services.kit.db import create_engine as create_service_engine
 from services.kit.names import new_id
-from services.kit.server import RunningServer, start
+from services.kit.server import RunningServer
 from services.kit.timestamps import utcnow
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, extra_tool, hub_tool, new_tenant
+from tests.service.helpers import (
+    Tenant,
+    agent_channel,
+    agent_replica,
+    extra_tool,
+    hub_tool,
+    new_tenant,
+    run_to_end,
+)
 
 LEASE = 30.0
 
@@ -55,29 +61,13 @@ async def agent_db(mesh: Mesh) -> AsyncIterator[Database]:
 
 
 async def _replica(mesh: Mesh, model_url: str, clock: Clock, sweep_seconds: float) -> RunningServer:
-    base = mesh.config.settings("agent").model_copy(
-        update={
-            "tls_dir": mesh.tls_dir,
-            "listen": "127.0.0.1:0",
-            "metrics_listen": None,
-            "audit_relay_interval_seconds": 0.2,
-        }
-    )
-    settings = AgentSettings(
-        **base.model_dump(),
-        openai_base_url=model_url,
+    return await agent_replica(
+        mesh,
+        model_url,
+        clock,
         run_lease_seconds=LEASE,
         run_heartbeat_seconds=0.05,
         run_sweep_seconds=sweep_seconds,
-    )
-    return await start(*(await build(settings, clock=clock)))
-
-
-def _channel(mesh: Mesh, server: RunningServer) -> grpc.aio.Channel:
-    return grpc.aio.secure_channel(
-        f"127.0.0.1:{server.port}",
-        mtls.channel_credentials(mtls.TlsFiles.of(mesh.tls_dir, "gateway")),
-        options=[("grpc.ssl_target_name_override", "agent")],
     )
 
 
@@ -135,6 +125,11 @@ async def _plant(
         lease_expire_time=lease_expire_time,
         agent_revision_id=agent.revision_id,
         thread_id="",
+        last_sequence=0,
+        checkpoint=None,
+        pending_tool_calls=[],
+        approval_request_id=None,
+        cancel_time=None,
     )
     assert await db.write(tenant.id, store.RUNS.insert, run)
     return f"{agent.name}/runs/{run.id}"
@@ -153,11 +148,12 @@ async def test_a_dead_replicas_run_is_swept_while_a_live_one_keeps_its_lease(
     replica = await _replica(mesh, model_url, clock, sweep_seconds=0.05)
     tenant = await new_tenant(mesh)
     try:
-        async with _channel(mesh, replica) as channel:
+        async with agent_channel(mesh, replica) as channel:
             stub = pb_grpc.AgentServiceStub(channel)
             agent = await _agent(stub, tenant)
             live = asyncio.ensure_future(
-                stub.CreateRun(
+                run_to_end(
+                    stub,
                     pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Rotterdam?")),
                     metadata=tenant.metadata,
                 )
@@ -195,7 +191,7 @@ async def test_start_up_sweeps_and_a_retry_of_an_expired_run_says_it_was_interru
     before_start = await _plant(agent_db, tenant, agent, clock() - dt.timedelta(seconds=1))
     replica = await _replica(mesh, model_url, clock, sweep_seconds=3600)  # no periodic sweep here
     try:
-        async with _channel(mesh, replica) as channel:
+        async with agent_channel(mesh, replica) as channel:
             stub = pb_grpc.AgentServiceStub(channel)
             at_start = await stub.GetRun(pb.GetRunRequest(name=before_start), metadata=tenant.metadata)
             retried = await _plant(

@@ -23,7 +23,7 @@ from services.agent.server import AgentSettings, build
 from services.kit import mtls
 from services.kit.server import RunningServer, start
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, extra_tool, hub_tool, new_tenant, retry_info
+from tests.service.helpers import Tenant, error_info, extra_tool, hub_tool, new_tenant, retry_info, run_to_end
 from tests.service.test_agent import create_planner, usage
 
 RUN_TIMEOUT = 6.0
@@ -69,8 +69,8 @@ def _channel(mesh: Mesh, server: RunningServer) -> grpc.aio.Channel:
 async def _run(
     stub: pb_grpc.AgentServiceStub, tenant: Tenant, agent: str, text: str = "Rotterdam?"
 ) -> res.Run:
-    return await stub.CreateRun(
-        pb.CreateRunRequest(parent=agent, run=res.Run(input=text)), metadata=tenant.metadata
+    return await run_to_end(
+        stub, pb.CreateRunRequest(parent=agent, run=res.Run(input=text)), metadata=tenant.metadata
     )
 
 

@@ -35,7 +35,7 @@ from services.kit import mtls
 from services.kit.db import create_engine
 from services.kit.server import RunningServer, start
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
+from tests.service.helpers import Tenant, error_info, field_violations, new_tenant, run_to_end
 
 SECRET = "Bearer fleet-secret-4711"
 #: The replica's deadline for one MCP request, in seconds.
@@ -157,9 +157,10 @@ async def _run_with(stub: pb_grpc.AgentServiceStub, tenant: Tenant, tool: str) -
         ),
         metadata=tenant.metadata,
     )
-    run = await stub.CreateRun(
+    run = await run_to_end(
+        stub,
         pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Which dock is open at the Rotterdam hub?")),
-        metadata=tenant.metadata,
+        tenant.metadata,
     )
     assert run.state == res.Run.STATE_SUCCEEDED, run.error
     assert run.tool_calls, "TOOL_CHOICE_REQUIRED with one tool makes the model call it"

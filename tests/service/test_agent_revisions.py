@@ -12,7 +12,7 @@ from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
 from tests.conftest import Mesh
-from tests.service.helpers import error_info, field_violations, new_tenant
+from tests.service.helpers import error_info, field_violations, new_tenant, run_to_end
 
 # The first revision calls a tool, and must; the second has none: a run shows which it ran.
 FIRST = res.Agent(
@@ -91,12 +91,15 @@ async def test_updates_make_revisions_that_runs_record_and_pin(mesh: Mesh) -> No
         assert old.snapshot.tool_choice == res.TOOL_CHOICE_REQUIRED
 
         # A run uses the current revision, or the one it pins.
-        current = await stub.CreateRun(
-            pb.CreateRunRequest(parent=first.name, run=res.Run(input="Rotterdam to Berlin?")), metadata=md
+        current = await run_to_end(
+            stub,
+            pb.CreateRunRequest(parent=first.name, run=res.Run(input="Rotterdam to Berlin?")),
+            metadata=md,
         )
         assert current.agent_revision == f"{first.name}/revisions/{second.revision_id}"
         assert not current.tools_enabled and not current.tool_calls
-        pinned = await stub.CreateRun(
+        pinned = await run_to_end(
+            stub,
             pb.CreateRunRequest(
                 parent=first.name, run=res.Run(input="Rotterdam to Berlin?"), agent_revision=first_revision
             ),
@@ -110,7 +113,8 @@ async def test_updates_make_revisions_that_runs_record_and_pin(mesh: Mesh) -> No
             pb.CreateAgentRequest(parent=tenant.name, agent=FIRST, agent_id="other"), metadata=md
         )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.CreateRun(
+            await run_to_end(
+                stub,
                 pb.CreateRunRequest(
                     parent=first.name,
                     run=res.Run(input="x"),
@@ -120,7 +124,8 @@ async def test_updates_make_revisions_that_runs_record_and_pin(mesh: Mesh) -> No
             )
         assert field_violations(caught.value) == ["agent_revision"]
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.CreateRun(
+            await run_to_end(
+                stub,
                 pb.CreateRunRequest(
                     parent=first.name,
                     run=res.Run(input="x"),
@@ -145,8 +150,8 @@ async def test_a_deleted_agent_keeps_its_runs_and_revisions_readable(mesh: Mesh)
             ),
             metadata=md,
         )
-        run = await stub.CreateRun(
-            pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Hello?")), metadata=md
+        run = await run_to_end(
+            stub, pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Hello?")), metadata=md
         )
         await stub.DeleteAgent(pb.DeleteAgentRequest(name=agent.name), metadata=md)
 

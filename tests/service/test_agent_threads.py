@@ -6,31 +6,30 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
+from services.agent.runner import estimate_prompt_tokens
 from services.agent.server import AgentSettings, build
 from services.kit import mtls
 from services.kit.server import RunningServer, start
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
+from tests.service.helpers import Tenant, error_info, field_violations, new_tenant, run_to_end
 
 INSTRUCTIONS = "You are a dispatcher. Answer in one short sentence."
 DISPATCHER = res.Agent(instructions=INSTRUCTIONS, temperature=0, max_output_tokens=8)
 
 
-async def prompt_tokens(model_url: str, messages: list[dict[str, Any]]) -> int:
-    """The prompt tokens the model server counts for ``messages``: what the model received."""
-    async with httpx.AsyncClient(base_url=model_url, timeout=60) as client:
-        response = await client.post(
-            "/chat/completions",
-            json={"model": "smollm2", "messages": messages, "max_tokens": 1, "temperature": 0},
-        )
-    response.raise_for_status()
-    return int(response.json()["usage"]["prompt_tokens"])
+def prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """The prompt tokens a run records for sending ``messages``.
+
+    The embedded model server reports no usage in streams, so runs estimate it from the
+    messages they sent (:func:`services.agent.runner.estimate_prompt_tokens`); equal
+    estimates mean the same characters were sent.
+    """
+    return estimate_prompt_tokens(messages)
 
 
 def chat(*turns: str) -> list[dict[str, Any]]:
@@ -58,7 +57,8 @@ async def _setup(stub: pb_grpc.AgentServiceStub, tenant: Tenant) -> tuple[res.Ag
 async def _run(
     stub: pb_grpc.AgentServiceStub, tenant: Tenant, agent: res.Agent, text: str, thread: str
 ) -> res.Run:
-    run = await stub.CreateRun(
+    run = await run_to_end(
+        stub,
         pb.CreateRunRequest(parent=agent.name, run=res.Run(input=text, thread=thread)),
         metadata=tenant.metadata,
     )
@@ -67,7 +67,7 @@ async def _run(
     return run
 
 
-async def test_a_second_run_on_a_thread_sees_the_first_exchange(mesh: Mesh, model_url: str) -> None:
+async def test_a_second_run_on_a_thread_sees_the_first_exchange(mesh: Mesh) -> None:
     tenant = await new_tenant(mesh)
     md = tenant.metadata
     async with mesh.channel("agent") as channel:
@@ -79,15 +79,13 @@ async def test_a_second_run_on_a_thread_sees_the_first_exchange(mesh: Mesh, mode
 
         first = await _run(stub, tenant, agent, "My truck is waiting at the Rotterdam hub.", thread.name)
         assert first.thread == thread.name
-        assert first.usage.input_tokens == await prompt_tokens(model_url, chat(first.input))
+        assert first.usage.input_tokens == prompt_tokens(chat(first.input))
         second = await _run(stub, tenant, agent, "Where is my truck?", thread.name)
         # The model received the first exchange before the second input, token for token.
-        assert second.usage.input_tokens == await prompt_tokens(
-            model_url, chat(first.input, first.output, second.input)
-        )
+        assert second.usage.input_tokens == prompt_tokens(chat(first.input, first.output, second.input))
         alone = await _run(stub, tenant, agent, "Where is my truck?", "")
         assert not alone.thread
-        assert alone.usage.input_tokens == await prompt_tokens(model_url, chat(alone.input))
+        assert alone.usage.input_tokens == prompt_tokens(chat(alone.input))
         assert alone.usage.input_tokens < second.usage.input_tokens
 
         listed = await stub.ListMessages(pb.ListMessagesRequest(parent=thread.name), metadata=md)
@@ -156,7 +154,8 @@ async def test_threads_are_created_once_and_stay_in_their_tenant(mesh: Mesh) -> 
         )
         # Another tenant's thread is no thread of the run's tenant; it is not even looked up.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.CreateRun(
+            await run_to_end(
+                stub,
                 pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Hi", thread=made.name)),
                 metadata=other.metadata,
             )
@@ -195,10 +194,6 @@ async def test_the_history_is_cut_to_its_token_budget_oldest_turns_first(
         runs = [await _run(stub, tenant, agent, text, thread.name) for text in inputs]
     assert all(len(run.output) < 60 for run in runs)
     first, second, third = runs
-    assert second.usage.input_tokens == await prompt_tokens(
-        model_url, chat(first.input, first.output, second.input)
-    )
+    assert second.usage.input_tokens == prompt_tokens(chat(first.input, first.output, second.input))
     # The oldest turn is dropped whole; the newest one is kept.
-    assert third.usage.input_tokens == await prompt_tokens(
-        model_url, chat(second.input, second.output, third.input)
-    )
+    assert third.usage.input_tokens == prompt_tokens(chat(second.input, second.output, third.input))

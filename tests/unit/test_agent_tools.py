@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.agent import runner
-from services.agent.tools import by_function_name, route_distance
+from services.agent.runner import _call_tool
+from services.agent.tools import CATALOG, route_distance
 from tests.service.helpers import extra_tool, hub_tool
 
 
@@ -20,8 +20,9 @@ def _explode(args: dict[str, Any]) -> Any:
 ROUTE = json.dumps({"origin": "Rotterdam", "destination": "Berlin"})
 
 
-async def _call_tool(function: str, arguments: str) -> tuple[str, bool]:
-    return await runner._call_tool(by_function_name(function), function, arguments)
+async def call(function: str, arguments: str) -> tuple[str, bool]:
+    """Calls the built-in tool the model named ``function`` as a run does."""
+    return await _call_tool(CATALOG.get(f"tools/{function}"), function, arguments)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +45,7 @@ async def _call_tool(function: str, arguments: str) -> tuple[str, bool]:
     ],
 )
 async def test_bad_calls_are_tool_errors(function: str, arguments: str, error: str) -> None:
-    result, failed = await _call_tool(function, arguments)
+    result, failed = await call(function, arguments)
     assert failed
     assert error in json.loads(result)["error"]
 
@@ -60,13 +61,13 @@ async def test_bad_calls_are_tool_errors(function: str, arguments: str, error: s
 )
 async def test_broken_tools_are_tool_errors(function: Any, error: str) -> None:
     with extra_tool(hub_tool("broken", function)):
-        result, failed = await _call_tool("broken", '{"hub": "Rotterdam"}')
+        result, failed = await call("broken", '{"hub": "Rotterdam"}')
     assert failed
     assert json.loads(result)["error"].startswith(error)
     assert "own bug" not in result, "a tool's exception message is not the model's business"
 
 
 async def test_a_good_call_returns_the_result() -> None:
-    result, failed = await _call_tool("route_distance", ROUTE)
+    result, failed = await call("route_distance", ROUTE)
     assert not failed
     assert json.loads(result) == route_distance(json.loads(ROUTE))

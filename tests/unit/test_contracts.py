@@ -53,6 +53,9 @@ def test_every_rpc_is_external_with_http_or_internal_by_policy() -> None:
     assert internal == {
         "/orchestrall.billing.v1.BillingService/IngestUsageEvents",
         "/orchestrall.billing.v1.BillingService/CheckEntitlement",
+        "/orchestrall.billing.v1.BillingService/CreateReservation",
+        "/orchestrall.billing.v1.BillingService/SettleReservation",
+        "/orchestrall.billing.v1.BillingService/ReleaseReservation",
         "/orchestrall.auth.v1.AuthService/IngestAuditEvents",
         "/orchestrall.auth.v1.AuthService/RotateSigningKey",
     }

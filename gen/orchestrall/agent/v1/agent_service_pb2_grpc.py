@@ -109,6 +109,26 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
+        self.StreamRunEvents = channel.unary_stream(
+                '/orchestrall.agent.v1.AgentService/StreamRunEvents',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.StreamRunEventsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.RunEvent.FromString,
+                _registered_method=True)
+        self.WaitRun = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/WaitRun',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.WaitRunRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CancelRun',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
+                _registered_method=True)
+        self.SubmitToolApprovals = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/SubmitToolApprovals',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SubmitToolApprovalsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
+                _registered_method=True)
         self.CreateThread = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/CreateThread',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateThreadRequest.SerializeToString,
@@ -199,7 +219,8 @@ class AgentServiceServicer:
         `agent.instructions` empty or over 32000 characters, an unknown tool (neither
         built in nor an allowed tool of a registered MCP server of the agent's tenant),
         `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
-        `TOOL_CHOICE_REQUIRED` without tools); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
+        `TOOL_CHOICE_REQUIRED` without tools, a tool of `agent.approval_required_tools` not
+        in `agent.tools`); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
         the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -272,8 +293,15 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateRun(self, request, context):
-        """Runs an agent on an input message and returns the finished run. Checks
-        the tenant's entitlement first and meters the tokens used.
+        """Starts a run of an agent on an input message and returns it at once, in
+        `STATE_RUNNING`: the run goes on in the background. Follow it with
+        `StreamRunEvents` (REST: Server-Sent Events), wait for it with `WaitRun`, stop it
+        with `CancelRun`.
+
+        Quota: before the run starts, billing holds what it may spend at most (one run, and
+        `max_output_tokens` for each of its up to 5 model calls) against the tenant's
+        plan, so that runs started at once can never spend more than the plan allows
+        together; when the run stops, the hold is settled with the tokens it used.
 
         The run uses the agent's current revision, or the one `agent_revision` pins, and
         records it in `run.agent_revision`.
@@ -288,24 +316,30 @@ class AgentServiceServicer:
         appended to the thread in the same transaction that records the outcome; a failed
         run appends nothing. A run without a thread sees only its input.
 
+        A call of a tool in the agent's `approval_required_tools` stops the run in
+        `STATE_REQUIRES_ACTION` until `SubmitToolApprovals`.
+
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`run.input` empty or over 32000
         characters; `agent_revision` not a revision name of `parent`; `run.thread` not a
         thread of the parent's tenant); NOT_FOUND `AGENT_NOT_FOUND` (also for a deleted
-        agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; NOT_FOUND `THREAD_NOT_FOUND`; RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (the
-        plan's allowance of a meter the run spends is used up for the period; the metadata
-        names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the entitlement
-        could not be checked; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
+        agent); NOT_FOUND `AGENT_REVISION_NOT_FOUND`; NOT_FOUND `THREAD_NOT_FOUND`;
+        RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (what is left of the plan's allowance of a meter
+        for the period, after what other runs hold, is less than the run's hold; the
+        metadata names the meter and its limit); UNAVAILABLE `BILLING_UNAVAILABLE` (the
+        quota could not be held; runs fail closed); RESOURCE_EXHAUSTED `TOO_MANY_RUNS` (the
         tenant has as many runs in progress as it may, 8 by default, over every replica;
         `google.rpc.RetryInfo` says when to retry); and the common reasons of `AgentService`.
-        A failing model or a run over its deadline is no error of the call: the run is
-        returned in `STATE_FAILED` with `error` (UNAVAILABLE `MODEL_UNAVAILABLE` or
-        `MODEL_EMPTY_RESPONSE`; DEADLINE_EXCEEDED `RUN_TIMEOUT`, the run took longer than
-        its deadline, 300 s by default; ABORTED `RUN_INTERRUPTED`, the replica executing it
-        stopped renewing its lease, so it was failed rather than left running; a retry with
-        the run's `request_id` returns it so; start it again with a new one). A tool call that fails (bad arguments, a broken
+        A failing model or a run over its deadline is no error of the call: the run ends
+        in `STATE_FAILED` with `error` (UNAVAILABLE `MODEL_UNAVAILABLE` or
+        `MODEL_EMPTY_RESPONSE`; DEADLINE_EXCEEDED `RUN_TIMEOUT`, the run worked longer than
+        its deadline, 300 s by default, time spent waiting for approvals not counted; ABORTED
+        `RUN_INTERRUPTED`, the replica executing it stopped renewing its lease, so it was
+        failed rather than left running; a retry with the run's `request_id` returns it so;
+        start it again with a new one). A tool call that fails (bad arguments, a broken
         tool, an MCP server that does not answer within its deadline, is unreachable or
         fails) is recorded with `failed` and goes back to the model; the run goes on. The
-        agent's MCP tools are asked of their servers when the run starts.
+        agent's MCP tools are asked of their servers when each stretch of the run's work
+        starts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -324,6 +358,62 @@ class AgentServiceServicer:
         """Lists an agent's runs, newest first, also of a deleted agent.
 
         Errors: NOT_FOUND `AGENT_NOT_FOUND` (the agent never existed); and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamRunEvents(self, request, context):
+        """Streams a run's events as they happen: run started, model text deltas, model
+        calls, tool calls started and finished, a stop for approvals, and the run's end.
+        Events already past are sent first, so a stream opened after the run ended replays
+        it; `after_sequence` resumes a lost stream after the last event seen. The stream
+        ends after `run_finished`, or after `requires_action` (open it again, after
+        `SubmitToolApprovals`, to follow the rest). Through the gateway, REST clients get
+        the events as Server-Sent Events (`text/event-stream`, one `data:` line of JSON
+        per event).
+
+        Errors: NOT_FOUND `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WaitRun(self, request, context):
+        """Waits until a run is no longer in `STATE_RUNNING` (it ended, or it waits for
+        approvals), or until `timeout` passed, and returns it as it is then.
+
+        Errors: NOT_FOUND `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """Cancels a run that is running or waiting for approvals: it ends in
+        `STATE_CANCELLED` at once, and its model call or tool is stopped. The tokens used
+        until then are metered. Cancelling a run that has ended returns it unchanged.
+
+        Errors: NOT_FOUND `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitToolApprovals(self, request, context):
+        """Decides on the tool calls a run in `STATE_REQUIRES_ACTION` waits for: each is
+        approved (optionally with edited arguments) or rejected with a reason, and the run
+        resumes in `STATE_RUNNING`: approved calls are made, rejected ones reach the model
+        as errors.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (a pending call without a decision, a
+        decision for a call that is not pending or two for one call, `arguments` on a
+        rejection or not a JSON object); FAILED_PRECONDITION `RUN_NOT_AWAITING_APPROVAL`
+        (the run is not in `STATE_REQUIRES_ACTION`; a retry with the `request_id` that
+        resumed it returns the run instead); NOT_FOUND `RUN_NOT_FOUND`;
+        RESOURCE_EXHAUSTED `TOO_MANY_RUNS`, RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` and
+        UNAVAILABLE `BILLING_UNAVAILABLE` (as `CreateRun`: the resumed work is held against
+        the quota too); and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -507,6 +597,26 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListRuns,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'StreamRunEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRunEvents,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.StreamRunEventsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.RunEvent.SerializeToString,
+            ),
+            'WaitRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitRun,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.WaitRunRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CancelRunRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.SerializeToString,
+            ),
+            'SubmitToolApprovals': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitToolApprovals,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SubmitToolApprovalsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.SerializeToString,
             ),
             'CreateThread': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateThread,
@@ -857,6 +967,114 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/ListRuns',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsRequest.SerializeToString,
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRunEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/StreamRunEvents',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.StreamRunEventsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.RunEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/WaitRun',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.WaitRunRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CancelRun',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CancelRunRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitToolApprovals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/SubmitToolApprovals',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SubmitToolApprovalsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.Run.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@ import datetime
 from buf.validate import validate_pb2 as _validate_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import resource_pb2 as _resource_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
@@ -25,7 +26,7 @@ TOOL_CHOICE_AUTO: ToolChoice
 TOOL_CHOICE_REQUIRED: ToolChoice
 
 class Agent(_message.Message):
-    __slots__ = ("name", "display_name", "model", "instructions", "tools", "temperature", "max_output_tokens", "tool_choice", "create_time", "revision_id", "revision_create_time")
+    __slots__ = ("name", "display_name", "model", "instructions", "tools", "temperature", "max_output_tokens", "tool_choice", "create_time", "revision_id", "revision_create_time", "approval_required_tools")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +38,7 @@ class Agent(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_REQUIRED_TOOLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     model: str
@@ -48,7 +50,8 @@ class Agent(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     revision_id: str
     revision_create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tool_choice: _Optional[_Union[ToolChoice, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision_id: _Optional[str] = ..., revision_create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    approval_required_tools: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tool_choice: _Optional[_Union[ToolChoice, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision_id: _Optional[str] = ..., revision_create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approval_required_tools: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentRevision(_message.Message):
     __slots__ = ("name", "snapshot", "create_time")
@@ -124,17 +127,21 @@ class Usage(_message.Message):
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., model_calls: _Optional[int] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("name", "input", "output", "state", "tool_calls", "usage", "model", "tools_enabled", "error", "create_time", "end_time", "agent_revision", "thread")
+    __slots__ = ("name", "input", "output", "state", "tool_calls", "usage", "model", "tools_enabled", "error", "create_time", "end_time", "agent_revision", "thread", "pending_tool_calls")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Run.State]
         STATE_RUNNING: _ClassVar[Run.State]
         STATE_SUCCEEDED: _ClassVar[Run.State]
         STATE_FAILED: _ClassVar[Run.State]
+        STATE_REQUIRES_ACTION: _ClassVar[Run.State]
+        STATE_CANCELLED: _ClassVar[Run.State]
     STATE_UNSPECIFIED: Run.State
     STATE_RUNNING: Run.State
     STATE_SUCCEEDED: Run.State
     STATE_FAILED: Run.State
+    STATE_REQUIRES_ACTION: Run.State
+    STATE_CANCELLED: Run.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +155,7 @@ class Run(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     AGENT_REVISION_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
+    PENDING_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     input: str
     output: str
@@ -161,7 +169,8 @@ class Run(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     agent_revision: str
     thread: str
-    def __init__(self, name: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., state: _Optional[_Union[Run.State, str]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., tools_enabled: _Optional[bool] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_revision: _Optional[str] = ..., thread: _Optional[str] = ...) -> None: ...
+    pending_tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    def __init__(self, name: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., state: _Optional[_Union[Run.State, str]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., tools_enabled: _Optional[bool] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_revision: _Optional[str] = ..., thread: _Optional[str] = ..., pending_tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
 
 class Thread(_message.Message):
     __slots__ = ("name", "metadata", "create_time", "update_time")
@@ -207,3 +216,85 @@ class Message(_message.Message):
     run: str
     create_time: _timestamp_pb2.Timestamp
     def __init__(self, name: _Optional[str] = ..., role: _Optional[_Union[Message.Role, str]] = ..., content: _Optional[str] = ..., tool_call: _Optional[_Union[ToolCall, _Mapping]] = ..., run: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RunEvent(_message.Message):
+    __slots__ = ("sequence", "create_time", "run_started", "text_delta", "model_call", "tool_call_started", "tool_call_finished", "requires_action", "run_finished")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RUN_STARTED_FIELD_NUMBER: _ClassVar[int]
+    TEXT_DELTA_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CALL_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_STARTED_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALL_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    REQUIRES_ACTION_FIELD_NUMBER: _ClassVar[int]
+    RUN_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    create_time: _timestamp_pb2.Timestamp
+    run_started: RunStarted
+    text_delta: TextDelta
+    model_call: ModelCall
+    tool_call_started: ToolCall
+    tool_call_finished: ToolCall
+    requires_action: RequiresAction
+    run_finished: Run
+    def __init__(self, sequence: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_started: _Optional[_Union[RunStarted, _Mapping]] = ..., text_delta: _Optional[_Union[TextDelta, _Mapping]] = ..., model_call: _Optional[_Union[ModelCall, _Mapping]] = ..., tool_call_started: _Optional[_Union[ToolCall, _Mapping]] = ..., tool_call_finished: _Optional[_Union[ToolCall, _Mapping]] = ..., requires_action: _Optional[_Union[RequiresAction, _Mapping]] = ..., run_finished: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class RunStarted(_message.Message):
+    __slots__ = ("agent_revision", "model", "resumed")
+    AGENT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    agent_revision: str
+    model: str
+    resumed: bool
+    def __init__(self, agent_revision: _Optional[str] = ..., model: _Optional[str] = ..., resumed: _Optional[bool] = ...) -> None: ...
+
+class TextDelta(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...
+
+class ModelCall(_message.Message):
+    __slots__ = ("model", "latency", "input_tokens", "output_tokens", "content", "tool_calls", "finish_reason")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    latency: _duration_pb2.Duration
+    input_tokens: int
+    output_tokens: int
+    content: str
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    finish_reason: str
+    def __init__(self, model: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+
+class RequiresAction(_message.Message):
+    __slots__ = ("tool_calls",)
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
+    def __init__(self, tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+
+class ToolApproval(_message.Message):
+    __slots__ = ("tool_call_id", "decision", "reason", "arguments")
+    class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        DECISION_UNSPECIFIED: _ClassVar[ToolApproval.Decision]
+        DECISION_APPROVE: _ClassVar[ToolApproval.Decision]
+        DECISION_REJECT: _ClassVar[ToolApproval.Decision]
+    DECISION_UNSPECIFIED: ToolApproval.Decision
+    DECISION_APPROVE: ToolApproval.Decision
+    DECISION_REJECT: ToolApproval.Decision
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    tool_call_id: str
+    decision: ToolApproval.Decision
+    reason: str
+    arguments: str
+    def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ToolApproval.Decision, str]] = ..., reason: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...

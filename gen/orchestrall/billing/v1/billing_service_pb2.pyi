@@ -81,3 +81,34 @@ class MeterEntitlement(_message.Message):
     remaining: float
     limit: float
     def __init__(self, meter: _Optional[str] = ..., allowed: _Optional[bool] = ..., remaining: _Optional[float] = ..., limit: _Optional[float] = ...) -> None: ...
+
+class CreateReservationRequest(_message.Message):
+    __slots__ = ("parent", "reservation", "reservation_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    reservation: _resources_pb2.Reservation
+    reservation_id: str
+    def __init__(self, parent: _Optional[str] = ..., reservation: _Optional[_Union[_resources_pb2.Reservation, _Mapping]] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+
+class SettleReservationRequest(_message.Message):
+    __slots__ = ("name", "quantities")
+    class QuantitiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUANTITIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    quantities: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., quantities: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ReleaseReservationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 
 class BillingServiceStub:
-    """Usage metering and plan entitlements.
+    """Usage metering, plan entitlements and reservations of them.
 
     Errors. A failed call carries a `google.rpc.Status` with exactly one
     `google.rpc.ErrorInfo` (domain `billing.orchestrall.dev`; AIP-193), and
@@ -74,10 +74,25 @@ class BillingServiceStub:
                 request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CheckEntitlementRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CheckEntitlementResponse.FromString,
                 _registered_method=True)
+        self.CreateReservation = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/CreateReservation',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateReservationRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
+                _registered_method=True)
+        self.SettleReservation = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/SettleReservation',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.SettleReservationRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
+                _registered_method=True)
+        self.ReleaseReservation = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ReleaseReservation',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ReleaseReservationRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
-    """Usage metering and plan entitlements.
+    """Usage metering, plan entitlements and reservations of them.
 
     Errors. A failed call carries a `google.rpc.Status` with exactly one
     `google.rpc.ErrorInfo` (domain `billing.orchestrall.dev`; AIP-193), and
@@ -128,13 +143,78 @@ class BillingServiceServicer:
 
     def CheckEntitlement(self, request, context):
         """Says whether a tenant may use `quantity` more of a meter, or every
-        quantity of `quantities` together, in the current period. Internal: called
-        by services before they spend, once for every meter a unit of work uses.
+        quantity of `quantities` together, in the current period; what the tenant's
+        active, unexpired reservations hold counts as used. A check holds nothing:
+        parallel work that must not overshoot reserves (`CreateReservation`).
+        Internal: called by services before they spend, once for every meter a unit
+        of work uses.
 
         Errors: INVALID_ARGUMENT `UNKNOWN_METER` (a meter that is unknown) or
         `INVALID_ARGUMENT` (a malformed `tenant`, neither or both of `meter` and
         `quantities`, a meter named twice, a negative or non-finite quantity); and the common
         reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateReservation(self, request, context):
+        """Holds `reservation.quantities` of a tenant's meters for work about to start
+        (an agent run), so that parallel work cannot together overshoot a plan's
+        limit. All or nothing: for every meter asked for that has a limit in the
+        tenant's plan, the period's usage, plus what the tenant's other active,
+        unexpired reservations hold of it, plus the quantity asked for, must not
+        exceed the limit; otherwise nothing is held. Meters without a limit are held
+        and never refused. Reservations of one tenant are decided one at a time, on
+        every replica. Idempotent by `reservation_id`: a retry returns the reservation
+        the first call made, in the state it is in now. Internal: only mesh services
+        may reserve.
+
+        Errors: RESOURCE_EXHAUSTED `QUOTA_EXCEEDED` (a meter's limit would be exceeded;
+        a `google.rpc.QuotaFailure` has one violation per such meter, its `subject` the
+        tenant and its description the meter, limit, used and held quantities);
+        ALREADY_EXISTS `RESERVATION_ALREADY_EXISTS` (`reservation_id` names a
+        reservation of other quantities or another subject); INVALID_ARGUMENT
+        `UNKNOWN_METER` (a meter that is unknown) or `INVALID_ARGUMENT` (a malformed
+        `parent` or `reservation_id`, no quantities, a negative or non-finite quantity,
+        a `ttl` outside 1 s to 24 h); and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettleReservation(self, request, context):
+        """Records the actual usage of a reserved unit of work and closes its reservation,
+        in one transaction: one usage event per meter of `quantities` with a quantity
+        above 0 (source `//billing.orchestrall.dev/reservations`, id
+        `{reservation}:{meter}`, subject the reservation's), then the state
+        `STATE_SETTLED`. The quantities are recorded as given, also above what was
+        reserved (the usage happened; only a caller that reserves its worst case
+        keeps a limit exact), and for meters that were not reserved. An expired
+        reservation is settled all the same. Idempotent: settling a settled
+        reservation again records nothing and returns it as it is, with the quantities
+        of the first settle. Internal: only mesh services may settle.
+
+        Errors: NOT_FOUND `RESERVATION_NOT_FOUND` (no such reservation of the tenant);
+        FAILED_PRECONDITION `RESERVATION_RELEASED` (it was released: nothing is
+        recorded; meter the usage with `IngestUsageEvents`); INVALID_ARGUMENT
+        `UNKNOWN_METER` (a meter that is unknown) or `INVALID_ARGUMENT` (a malformed
+        `name`, a negative or non-finite quantity); and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseReservation(self, request, context):
+        """Frees a reservation's quantities without recording usage, for work that
+        did not happen (a run refused or failed before it spent anything). Idempotent:
+        releasing a released reservation returns it as it is; an expired one becomes
+        released. Internal: only mesh services may release.
+
+        Errors: NOT_FOUND `RESERVATION_NOT_FOUND` (no such reservation of the tenant);
+        FAILED_PRECONDITION `RESERVATION_SETTLED` (its usage was recorded already);
+        and the common reasons of `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +238,21 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CheckEntitlementRequest.FromString,
                     response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CheckEntitlementResponse.SerializeToString,
             ),
+            'CreateReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateReservation,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateReservationRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.SerializeToString,
+            ),
+            'SettleReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettleReservation,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.SettleReservationRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.SerializeToString,
+            ),
+            'ReleaseReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseReservation,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ReleaseReservationRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'orchestrall.billing.v1.BillingService', rpc_method_handlers)
@@ -167,7 +262,7 @@ def add_BillingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class BillingService:
-    """Usage metering and plan entitlements.
+    """Usage metering, plan entitlements and reservations of them.
 
     Errors. A failed call carries a `google.rpc.Status` with exactly one
     `google.rpc.ErrorInfo` (domain `billing.orchestrall.dev`; AIP-193), and
@@ -264,6 +359,87 @@ class BillingService:
             '/orchestrall.billing.v1.BillingService/CheckEntitlement',
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CheckEntitlementRequest.SerializeToString,
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CheckEntitlementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/CreateReservation',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateReservationRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettleReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/SettleReservation',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.SettleReservationRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ReleaseReservation',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ReleaseReservationRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
             options,
             channel_credentials,
             insecure,
