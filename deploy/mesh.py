@@ -15,12 +15,14 @@ from typing import Any
 
 from deploy.cluster import (
     GATEWAY_PORT,
+    MCP_PORT,
     PART_OF,
     SERVICE_PORT,
     Cluster,
     labels,
     selector,
 )
+from gateway.envoy.render import MCP_PATH
 from services.kit import clients
 from services.kit.auth import method_rules
 from services.kit.config import SERVICES
@@ -167,6 +169,10 @@ def authorization_policies(cluster: Cluster) -> list[dict[str, Any]]:
         rules += [
             _rule([cluster.principal(caller)], methods) for caller, methods in access.by_identity.items()
         ]
+        if name == "agent":  # the built-in tool catalog's MCP server: the gateway, with a token
+            rules.append(
+                _rule([cluster.principal("gateway")], [MCP_PATH], request_principals=[f"{cluster.issuer}/*"])
+            )
         policies.append(
             {
                 "apiVersion": "security.istio.io/v1",
@@ -284,6 +290,24 @@ def virtual_services(cluster: Cluster) -> list[dict[str, Any]]:
             "spec": {
                 "hosts": [cluster.host(name)],
                 "http": [
+                    *(
+                        [
+                            {
+                                "name": "mcp",
+                                "match": [{"port": MCP_PORT}],
+                                "route": [
+                                    {
+                                        "destination": {
+                                            "host": cluster.host(name),
+                                            "port": {"number": MCP_PORT},
+                                        }
+                                    }
+                                ],
+                            }
+                        ]
+                        if name == "agent"
+                        else []
+                    ),
                     {
                         "name": "grpc",
                         "route": [
@@ -291,7 +315,7 @@ def virtual_services(cluster: Cluster) -> list[dict[str, Any]]:
                         ],
                         # No route timeout: each call's grpc-timeout (the kit's deadline) bounds it.
                         "retries": sidecar_retries(),
-                    }
+                    },
                 ],
             },
         }

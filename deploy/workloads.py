@@ -16,6 +16,7 @@ from typing import Any
 from deploy.cluster import (
     CHECKOV_SKIPS,
     DATABASE_SECRET,
+    ENCRYPTION_SECRET,
     ENVOY_ADMIN_PORT,
     ENVOY_CONCURRENCY,
     ENVOY_CONFIG_DIR,
@@ -24,6 +25,7 @@ from deploy.cluster import (
     IMAGE,
     IMAGE_ROOT,
     MAX_REPLICAS,
+    MCP_PORT,
     METRICS_PORT,
     MIN_REPLICAS,
     MODEL_CONFIG,
@@ -221,6 +223,14 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
         },
     ]
     if name == "agent":
+        env.append({"name": "ORCHESTRALL_MCP_LISTEN", "value": f"0.0.0.0:{MCP_PORT}"})
+        # Stored MCP server headers must open on every replica (services.kit.sealing).
+        env.append(
+            {
+                "name": "ORCHESTRALL_ENCRYPTION_KEY",
+                "valueFrom": {"secretKeyRef": {"name": ENCRYPTION_SECRET, "key": "key"}},
+            }
+        )
         env += [
             {"name": key, "valueFrom": {"configMapKeyRef": {"name": MODEL_CONFIG, "key": key}}}
             for key in MODEL_DEFAULTS
@@ -232,6 +242,14 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
             }
         )
     return env
+
+
+def service_ports(name: str) -> list[dict[str, Any]]:
+    """The TCP ports service ``name`` takes traffic on: gRPC, and the agent's MCP server."""
+    ports = [{"protocol": "TCP", "port": SERVICE_PORT}]
+    if name == "agent":
+        ports.append({"protocol": "TCP", "port": MCP_PORT})
+    return ports
 
 
 def grpc_service_names(name: str) -> list[str]:
@@ -251,6 +269,11 @@ def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
         "ports": [
             {"name": "grpc", "containerPort": SERVICE_PORT, "protocol": "TCP"},
             {"name": "http-metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+            *(
+                [{"name": "http-mcp", "containerPort": MCP_PORT, "protocol": "TCP"}]
+                if name == "agent"
+                else []
+            ),
         ],
         "env": mesh_environment(name, cluster),
         # grpc.health.v1 on the server's own port (Kubernetes' native gRPC probes; Istio rewrites
@@ -288,7 +311,20 @@ def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
                     "targetPort": "grpc",
                     "protocol": "TCP",
                     "appProtocol": "grpc",
-                }
+                },
+                *(
+                    [
+                        {
+                            "name": "http-mcp",
+                            "port": MCP_PORT,
+                            "targetPort": "http-mcp",
+                            "protocol": "TCP",
+                            "appProtocol": "http",
+                        }
+                    ]
+                    if name == "agent"
+                    else []
+                ),
             ],
         },
     }
@@ -328,6 +364,7 @@ def envoy_config(cluster: Cluster) -> str:
         listen_port=GATEWAY_PORT,
         admin_port=ENVOY_ADMIN_PORT,
         upstreams={name: (cluster.host(name), SERVICE_PORT) for name in SERVICES},
+        mcp_upstream=(cluster.host("agent"), MCP_PORT),
         tls_dir=None,
         descriptor_set=IMAGE_ROOT / "gen" / "orchestrall.binpb",
         issuer=cluster.issuer,
@@ -482,7 +519,7 @@ def network_policies(cluster: Cluster) -> list[dict[str, Any]]:
                 "spec": {
                     "podSelector": {"matchLabels": selector(name, cluster)},
                     "policyTypes": ["Ingress"],
-                    "ingress": [{"from": [ours], "ports": [{"protocol": "TCP", "port": SERVICE_PORT}]}],
+                    "ingress": [{"from": [ours], "ports": service_ports(name)}],
                 },
             }
         )

@@ -61,6 +61,9 @@ DEFAULT_DESCRIPTOR_SET = ROOT / "gen" / "orchestrall.binpb"
 #: Route timeout in seconds per service; model calls make agent and workflow slow.
 ROUTE_TIMEOUT_SECONDS: dict[str, int] = {"agent": 300, "workflow": 300}
 DEFAULT_ROUTE_TIMEOUT_SECONDS = 30
+#: Where MCP clients reach the built-in tool catalog (services.agent.mcp_server.MCP_PATH).
+MCP_PATH = "/mcp"
+MCP_CLUSTER = "agent_mcp"
 
 #: Cluster that reaches this gateway's own listener (for the JWKS fetch).
 SELF_CLUSTER = "gateway_self"
@@ -290,6 +293,7 @@ def render(
     otlp_endpoint: str | None = None,
     trace_sampling: float = 100.0,
     edge_tls: tuple[Path, Path] | None = None,
+    mcp_upstream: tuple[str, int] | None = None,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -329,6 +333,11 @@ def render(
             requests still carry a ``traceparent``, which tells the services not to record.
         edge_tls: Certificate chain and private key (PEM files) the listener serves TLS
             with (1.2 and 1.3, HTTP/2 or HTTP/1.1 by ALPN). None: plain HTTP.
+        mcp_upstream: ``(host, port)`` of the agent service's MCP server (the built-in tool
+            catalog over streamable HTTP, :mod:`services.agent.mcp_server`); requests to
+            :data:`MCP_PATH` go there (HTTP/1.1; mTLS checking the agent's SPIFFE ID when
+            ``tls_dir`` is given), bearer token required like every other route, the
+            transcoder off for them. None: not routed.
 
     Returns:
         The YAML text, for ``envoy -c``.
@@ -428,6 +437,20 @@ def render(
         otlp=_otlp_address(otlp_endpoint),
         trace_sampling=trace_sampling,
         edge_tls={"cert": str(edge_tls[0]), "key": str(edge_tls[1])} if edge_tls else None,
+        mcp=(
+            {
+                "path": MCP_PATH,
+                "cluster": MCP_CLUSTER,
+                "host": mcp_upstream[0],
+                "port": mcp_upstream[1],
+                "dns": "STATIC" if _is_ip(mcp_upstream[0]) else "STRICT_DNS",
+                "sni": "agent",
+                "spiffe_id": spiffe_id(trust_domain, namespace, "agent"),
+                "timeout": DEFAULT_ROUTE_TIMEOUT_SECONDS,
+            }
+            if mcp_upstream
+            else None
+        ),
         max_request_headers_kb=max_request_headers_kb,
         local_replies=local_replies(
             max_request_bytes=max_request_bytes, max_request_headers_kb=max_request_headers_kb

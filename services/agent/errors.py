@@ -47,6 +47,16 @@ def thread_exists(name: str) -> AlreadyExists:
     return AlreadyExists("THREAD_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
 
 
+def mcp_server_not_found(name: str) -> NotFound:
+    """No such MCP server in the caller's tenant."""
+    return NotFound("MCP_SERVER_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def mcp_server_exists(name: str) -> AlreadyExists:
+    """An MCP server with that ID exists."""
+    return AlreadyExists("MCP_SERVER_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
+
+
 def quota_exceeded(tenant: str, meter: str, limit: float) -> ResourceExhausted:
     """The tenant's plan does not allow another run this period."""
     return ResourceExhausted(

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +40,9 @@ from services.kit.names import new_id
 from services.kit.timestamps import utcnow
 
 log = logging.getLogger(__name__)
+
+#: ``(tenant_id, tool_names) -> tools``: the MCP tools among an agent's tools, ready to call.
+McpToolResolver = Callable[[str, Sequence[str]], Awaitable[Sequence[RunTool]]]
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,9 @@ class Executor:
         limits: Limits of runs.
         leases: Leases of runs in progress.
         events: The runs' events.
+        mcp_tools: Resolves an agent's MCP tools for its tenant
+            (:func:`services.agent.mcp.resolve_tools`, never raising for a broken server);
+            None offers built-in tools only.
     """
 
     def __init__(
@@ -118,8 +124,10 @@ class Executor:
         limits: RunLimits,
         leases: RunLeases,
         events: RunEvents,
+        mcp_tools: McpToolResolver | None = None,
     ) -> None:
         self._db = db
+        self._mcp_tools = mcp_tools
         self._model = model_client
         self._peers = peers
         self.limits = limits
@@ -174,16 +182,46 @@ class Executor:
         return live
 
     @staticmethod
-    def spec(revision: AgentRevisionRow, run: RunRow) -> AgentSpec:
-        """Returns what the agent loop needs of the run's agent revision, its tools resolved."""
+    def spec(revision: AgentRevisionRow, run: RunRow, tools: list[RunTool] | None = None) -> AgentSpec:
+        """Returns what the agent loop needs of the run's agent revision.
+
+        Args:
+            revision: The run's agent revision.
+            run: The run.
+            tools: Its tools, resolved; None for its built-in ones only.
+        """
         return AgentSpec(
             model=run.model,
             instructions=revision.instructions,
-            tools=_resolve_tools(revision.tools),
+            tools=_resolve_tools(revision.tools) if tools is None else tools,
             temperature=revision.temperature,
             max_output_tokens=revision.max_output_tokens,
             tool_choice_required=revision.tool_choice == "TOOL_CHOICE_REQUIRED",
             approval_required=frozenset(revision.approval_required_tools),
+        )
+
+    async def _work(
+        self,
+        revision: AgentRevisionRow,
+        run: RunRow,
+        checkpoint: Checkpoint,
+        live: LiveRun,
+        outcome: Outcome,
+        decisions: Mapping[str, Decision] | None,
+    ) -> Outcome:
+        """Resolves the run's tools (its MCP tools asked of their servers now), then runs the agent loop."""
+        tools = _resolve_tools(revision.tools)
+        if run.tools_enabled and self._mcp_tools is not None:
+            tools += await self._mcp_tools(run.tenant_id, revision.tools)
+        return await run_agent(
+            self._model,
+            self.spec(revision, run, tools),
+            checkpoint,
+            run.tools_enabled,
+            self.limits.timeout_seconds,
+            live,
+            outcome,
+            decisions,
         )
 
     def cancel_local(self, run_id: str) -> bool:
@@ -206,7 +244,6 @@ class Executor:
         decisions: Mapping[str, Decision] | None,
     ) -> None:
         run = live.run
-        spec = self.spec(revision, run)
         before = Outcome(
             model=run.model,
             tool_calls=list(run.tool_calls),
@@ -216,17 +253,7 @@ class Executor:
         )
         outcome = dataclasses.replace(before, tool_calls=list(before.tool_calls))
         live.work = asyncio.create_task(
-            run_agent(
-                self._model,
-                spec,
-                checkpoint,
-                run.tools_enabled,
-                self.limits.timeout_seconds,
-                live,
-                outcome,
-                decisions,
-            ),
-            name=f"run-{run.id}-work",
+            self._work(revision, run, checkpoint, live, outcome, decisions), name=f"run-{run.id}-work"
         )
         stop = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(run, stop), name=f"lease-{run.id}")
@@ -378,5 +405,5 @@ class Executor:
 
 
 def _resolve_tools(names: list[str]) -> list[RunTool]:
-    """Returns the run's tools by resource name (the built-in catalog)."""
+    """Returns the run's built-in tools by resource name (its MCP tools come from ``Executor.mcp_tools``)."""
     return [catalog.CATALOG[name] for name in names if name in catalog.CATALOG]

@@ -326,3 +326,47 @@ class MessageRow:
     tool_call: dict[str, Any] | None
     run: str
     create_time: dt.datetime
+
+
+class McpServer(Base):
+    """An MCP server a tenant registered; ``headers_sealed`` is its headers, encrypted."""
+
+    __tablename__ = "mcp_servers"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    url: Mapped[str] = mapped_column(String(2000))
+    header_names: Mapped[list[str]] = mapped_column(JSON)
+    headers_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    allowed_tools: Mapped[list[str]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class McpServerRow:
+    """An MCP server, as stored.
+
+    ``headers_sealed`` is the JSON object of its headers sealed with
+    :class:`services.kit.sealing.Sealer` (associated data: the server's resource name);
+    ``header_names`` are their names in the clear, sorted, for the resource's ``header_names``.
+    """
+
+    tenant_id: str
+    id: str
+    display_name: str
+    url: str
+    header_names: list[str]
+    headers_sealed: bytes
+    allowed_tools: list[str]
+    request_id: str | None
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+#: The columns of an MCP server that ``UpdateMcpServer`` may change (``headers`` is stored
+#: as ``header_names`` and ``headers_sealed``).
+MCP_SERVER_FIELDS = ("display_name", "url", "headers", "allowed_tools")

@@ -13,6 +13,8 @@ from pydantic import AliasChoices, Field, model_validator
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.execution import RunLeases, RunLimits
+from services.agent.mcp import McpClient
+from services.agent.mcp_server import CatalogServer
 from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
@@ -20,7 +22,9 @@ from services.agent.service import AgentService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
+from services.kit.mtls import TlsFiles
 from services.kit.names import new_id
+from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
 
@@ -56,6 +60,19 @@ class AgentSettings(MeshSettings):
     )
     run_sweep_seconds: float = Field(
         15.0, gt=0, description="How often a replica fails runs whose lease expired (RUN_INTERRUPTED)."
+    )
+    mcp_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Deadline of one request to a tenant's MCP server (listing its tools, or one tool call).",
+    )
+    mcp_listen: str | None = Field(
+        None,
+        description=(
+            '"host:port" where the built-in tool catalog is served as an MCP server (streamable HTTP '
+            "at /mcp, mTLS with the agent certificate, bearer tokens); unset: not served."
+        ),
     )
 
     @model_validator(mode="after")
@@ -96,7 +113,18 @@ async def build(
         executor=f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()}",
         clock=clock,
     )
-    servicer = AgentService(db, model_client, settings.default_model, Peers(clients), limits, leases)
+    key = settings.encryption_key
+    sealer = Sealer.from_hex(key.get_secret_value() if key is not None else None)
+    servicer = AgentService(
+        db,
+        model_client,
+        settings.default_model,
+        Peers(clients),
+        limits,
+        leases,
+        McpClient(settings.mcp_timeout_seconds),
+        sealer,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
@@ -111,4 +139,10 @@ async def build(
         on_start=[servicer.executor.start_sweeping],
         on_stop=[servicer.executor.stop, model_client.close],
     )
+    if settings.mcp_listen:
+        catalog = CatalogServer(
+            settings.mcp_listen, service.verifier, settings.issuer, TlsFiles.of(settings.tls_dir, NAME)
+        )
+        service.on_start.append(catalog.start)
+        service.on_stop.insert(0, catalog.stop)
     return service, settings

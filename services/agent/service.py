@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -17,14 +18,16 @@ from google.protobuf import empty_pb2, field_mask_pb2
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
-from services.agent import errors, store, threads
+from services.agent import errors, mcp, store, threads
 from services.agent import tools as catalog
 from services.agent.events import RunEvents
 from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
 from services.agent.models import (
+    MCP_SERVER_FIELDS,
     REVISION_FIELDS,
     AgentRevisionRow,
     AgentRow,
+    McpServerRow,
     MessageRow,
     Role,
     RunRow,
@@ -41,6 +44,7 @@ from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
+from services.kit.sealing import Sealer
 from services.kit.timestamps import to_timestamp, utcnow
 
 log = logging.getLogger(__name__)
@@ -55,8 +59,10 @@ THREAD = ResourceName.of(res.Thread)
 MESSAGE = ResourceName.of(res.Message)
 RUN_STATES = EnumMap(RunState, res.Run.State, "STATE_")
 ROLES = EnumMap(Role, res.Message.Role, "ROLE_")
+MCP_SERVER = mcp.MCP_SERVER
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
 IGNORED_FIELDS = frozenset({"name", "create_time", "revision_id", "revision_create_time"})
+MCP_IGNORED_FIELDS = frozenset({"name", "create_time", "update_time", "header_names"})
 
 
 def new_revision_id() -> str:
@@ -181,7 +187,8 @@ def _update_agent(tx: Tx, agent_id: str, message: res.Agent, paths: tuple[str, .
     if not changed:
         return agent
     updated = dataclasses.replace(agent, **changed)
-    _validate_agent(agent_to_proto(updated), "")
+    servers = store.get_mcp_servers(tx, _mcp_server_ids(updated.tools, agent.tenant_id))
+    _validate_agent(agent_to_proto(updated), "", agent.tenant_id, servers)
     now = utcnow()
     for _ in range(5):  # an 8-character ID taken by an earlier revision of this agent: draw again
         revision = AgentRevisionRow(
@@ -224,7 +231,45 @@ def run_to_proto(run: RunRow) -> res.Run:
     return message
 
 
-def _validate_agent(agent: res.Agent, agent_id: str) -> None:
+def _mcp_server_ids(tools: Sequence[str], tenant_id: str) -> list[str]:
+    """Returns the IDs of the tenant's MCP servers whose tools ``tools`` name."""
+    return [name.split("/")[3] for name in tools if mcp.is_mcp_tool(name) and name.split("/")[1] == tenant_id]
+
+
+def _tool_violation(tool: str, tenant_id: str, servers: Mapping[str, McpServerRow]) -> str | None:
+    """Returns why an agent of ``tenant_id`` may not name ``tool``, or None when it may."""
+    if tool in catalog.CATALOG:
+        return None
+    if not mcp.is_mcp_tool(tool):
+        return f"unknown tool {tool!r}; see ListTools"
+    tool_tenant, server_id, tool_id = tool.split("/")[1::2]
+    server_name = MCP_SERVER.format(tool_tenant, server_id)
+    server = servers.get(server_id) if tool_tenant == tenant_id else None
+    if server is None:
+        return f"{server_name} is not a registered MCP server of tenants/{tenant_id}"
+    if server.allowed_tools and tool_id not in server.allowed_tools:
+        return f"{server_name} does not allow its tool {tool_id!r} (allowed_tools)"
+    if not mcp.TOOL_NAME.match(tool_id):
+        return f"{tool_id!r} is not an MCP tool name"
+    return None
+
+
+def _validate_agent(
+    agent: res.Agent, agent_id: str, tenant_id: str, servers: Sequence[McpServerRow] = ()
+) -> None:
+    """Checks an agent against the rules of ``CreateAgent``.
+
+    Args:
+        agent: The agent.
+        agent_id: The requested ID, or empty.
+        tenant_id: The agent's tenant.
+        servers: The tenant's MCP servers its MCP tools name (read by the caller); a
+            tool of another server, or of another tenant's, is a violation.
+
+    Raises:
+        InvalidArgument: With a violation per bad field.
+    """
+    by_id = {server.id: server for server in servers}
     violations = []
     if agent_id:
         try:
@@ -234,8 +279,9 @@ def _validate_agent(agent: res.Agent, agent_id: str) -> None:
     if not agent.instructions.strip():  # its length is the contract's rule, checked by the guard
         violations.append(FieldViolation("agent.instructions", "must not be blank"))
     for i, tool in enumerate(agent.tools):
-        if tool not in catalog.CATALOG:
-            violations.append(FieldViolation(f"agent.tools[{i}]", f"unknown tool {tool!r}; see ListTools"))
+        problem = _tool_violation(tool, tenant_id, by_id)
+        if problem is not None:
+            violations.append(FieldViolation(f"agent.tools[{i}]", problem))
     if agent.HasField("temperature") and not 0 <= agent.temperature <= 2:
         violations.append(FieldViolation("agent.temperature", "must be between 0 and 2"))
     if not 0 <= agent.max_output_tokens <= 4096:
@@ -263,6 +309,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
         peers: Billing and flag calls.
         limits: Limits of runs.
         leases: Leases of runs in progress.
+        mcp_client: Lists and calls the tools of tenants' MCP servers.
+        sealer: Encrypts MCP servers' headers at rest.
     """
 
     def __init__(
@@ -273,21 +321,36 @@ class AgentService(pb_grpc.AgentServiceServicer):
         peers: Peers,
         limits: RunLimits,
         leases: RunLeases,
+        mcp_client: mcp.McpClient,
+        sealer: Sealer,
     ) -> None:
         self._db = db
+        self._mcp = mcp_client
+        self._sealer = sealer
         self._limits = limits
         self._leases = leases
         self._default_model = default_model
         self._peers = peers
         self._events = RunEvents(db, run_to_proto)
-        self.executor = Executor(db, model_client, peers, limits, leases, self._events)
+        self.executor = Executor(
+            db,
+            model_client,
+            peers,
+            limits,
+            leases,
+            self._events,
+            mcp_tools=functools.partial(mcp.resolve_tools, db, sealer, mcp_client),
+        )
 
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> res.Agent:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        _validate_agent(request.agent, request.agent_id)
+        servers = await self._db.read(
+            tenant_id, store.get_mcp_servers, _mcp_server_ids(request.agent.tools, tenant_id)
+        )
+        _validate_agent(request.agent, request.agent_id, tenant_id, servers)
         now = utcnow()
         agent = AgentRow(
             tenant_id=tenant_id,
@@ -654,14 +717,167 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def ListTools(
         self, request: pb.ListToolsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListToolsResponse:
-        page = page_of(request.page_size, request.page_token, "tools")
-        tools = list(catalog.CATALOG.values())
+        tools = list(_TOOL_PROTOS.values())
+        unavailable: list[str] = []
+        if request.parent:
+            (tenant_id,) = TENANT.parse(request.parent, "parent")
+            require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, "tools", request.parent)
+        if request.parent:
+            rows = await self._db.read(tenant_id, store.all_mcp_servers, mcp.MAX_SERVERS)
+            endpoints = []
+            for row in rows:
+                try:
+                    endpoints.append(mcp.McpEndpoint.of(row, self._sealer))
+                except Exception:  # the stored headers do not open (the key changed)
+                    unavailable.append(MCP_SERVER.format(row.tenant_id, row.id))
+            offered, failed = await mcp.catalog_of(endpoints, self._mcp)
+            tools += [_tool_to_proto(tool) for tool in offered]
+            unavailable += failed
         start = 0
         if page.after is not None:
             start = next((i + 1 for i, t in enumerate(tools) if [t.name] == list(page.after)), len(tools))
         listed = tools[start : start + page.size]
         token = page.token_after([listed[-1].name]) if start + page.size < len(tools) else ""
-        return pb.ListToolsResponse(tools=[_TOOL_PROTOS[t.name] for t in listed], next_page_token=token)
+        return pb.ListToolsResponse(
+            tools=listed, next_page_token=token, unavailable_mcp_servers=sorted(unavailable)
+        )
+
+    async def CreateMcpServer(
+        self, request: pb.CreateMcpServerRequest, context: grpc.aio.ServicerContext
+    ) -> res.McpServer:
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        _validate_mcp_server(request.mcp_server, request.mcp_server_id)
+        server_id = request.mcp_server_id or new_id()
+        name = MCP_SERVER.format(tenant_id, server_id)
+        now = utcnow()
+        headers = dict(request.mcp_server.headers)
+        server = McpServerRow(
+            tenant_id=tenant_id,
+            id=server_id,
+            display_name=request.mcp_server.display_name,
+            url=request.mcp_server.url,
+            header_names=sorted(h.lower() for h in headers),
+            headers_sealed=mcp.seal_headers(self._sealer, name, headers),
+            allowed_tools=list(request.mcp_server.allowed_tools),
+            request_id=request.request_id or None,
+            create_time=now,
+            update_time=now,
+        )
+        note_resource(name)
+        created = await self._db.write(tenant_id, store.create_mcp_server, server)
+        if created is None:
+            raise errors.mcp_server_exists(name)
+        return mcp_server_to_proto(created)
+
+    async def GetMcpServer(
+        self, request: pb.GetMcpServerRequest, context: grpc.aio.ServicerContext
+    ) -> res.McpServer:
+        tenant_id, server_id = MCP_SERVER.parse(request.name, "name")
+        require_tenant(tenant_id)
+        server = await self._db.read(tenant_id, store.get_mcp_server, server_id)
+        if server is None:
+            raise errors.mcp_server_not_found(request.name)
+        return mcp_server_to_proto(server)
+
+    async def ListMcpServers(
+        self, request: pb.ListMcpServersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMcpServersResponse:
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listing = await self._db.read(tenant_id, store.list_mcp_servers, page)
+        servers, token = listing.messages(mcp_server_to_proto)
+        return pb.ListMcpServersResponse(mcp_servers=servers, next_page_token=token)
+
+    async def UpdateMcpServer(
+        self, request: pb.UpdateMcpServerRequest, context: grpc.aio.ServicerContext
+    ) -> res.McpServer:
+        tenant_id, server_id = MCP_SERVER.parse(request.mcp_server.name, "mcp_server.name")
+        require_tenant(tenant_id)
+        paths = _mcp_update_paths(request.update_mask)
+        _validate_mcp_server(request.mcp_server, "", paths)
+        values: dict[str, Any] = {
+            field: getattr(request.mcp_server, field) for field in paths if field != "headers"
+        }
+        if "allowed_tools" in values:
+            values["allowed_tools"] = list(values["allowed_tools"])
+        if "headers" in paths:
+            headers = dict(request.mcp_server.headers)
+            values["header_names"] = sorted(h.lower() for h in headers)
+            values["headers_sealed"] = mcp.seal_headers(self._sealer, request.mcp_server.name, headers)
+        values["update_time"] = utcnow()
+        note_resource(request.mcp_server.name)
+        updated = await self._db.write(tenant_id, store.update_mcp_server, server_id, values)
+        if updated is None:
+            raise errors.mcp_server_not_found(request.mcp_server.name)
+        return mcp_server_to_proto(updated)
+
+    async def DeleteMcpServer(
+        self, request: pb.DeleteMcpServerRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        tenant_id, server_id = MCP_SERVER.parse(request.name, "name")
+        require_tenant(tenant_id)
+        if not await self._db.write(tenant_id, store.delete_mcp_server, server_id):
+            raise errors.mcp_server_not_found(request.name)
+        return empty_pb2.Empty()
+
+
+def mcp_server_to_proto(server: McpServerRow) -> res.McpServer:
+    """Maps an MCP server row to its resource: header names only, never their values."""
+    return res.McpServer(
+        name=MCP_SERVER.format(server.tenant_id, server.id),
+        display_name=server.display_name,
+        url=server.url,
+        header_names=server.header_names,
+        allowed_tools=server.allowed_tools,
+        create_time=to_timestamp(server.create_time),
+        update_time=to_timestamp(server.update_time),
+    )
+
+
+def _mcp_update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
+    """Returns the fields of an MCP server an update mask names; empty or ``*`` means all (AIP-134).
+
+    Raises:
+        InvalidArgument: A path is not a field of ``McpServer``.
+    """
+    paths = list(mask.paths)
+    if not paths or paths == ["*"]:
+        return MCP_SERVER_FIELDS
+    unknown = sorted(set(paths) - set(MCP_SERVER_FIELDS) - MCP_IGNORED_FIELDS)
+    if unknown:
+        raise invalid(
+            "update_mask", f"unknown fields {unknown}; mutable fields: {', '.join(MCP_SERVER_FIELDS)}"
+        )
+    return tuple(p for p in MCP_SERVER_FIELDS if p in paths)
+
+
+def _validate_mcp_server(
+    server: res.McpServer, server_id: str, paths: Sequence[str] = MCP_SERVER_FIELDS
+) -> None:
+    """Checks an MCP server against the rules of ``CreateMcpServer`` (the fields in ``paths``).
+
+    Lengths and counts are the contract's rules (checked before); these are the rest.
+
+    Raises:
+        InvalidArgument: With a violation per bad field.
+    """
+    violations: list[FieldViolation] = []
+    if server_id:
+        try:
+            validate_id(server_id, "mcp_server_id")
+        except InvalidArgument as error:
+            violations += error.violations
+    if "url" in paths:
+        violations += mcp.url_violations(server.url, "mcp_server.url")
+    if "headers" in paths:
+        violations += mcp.header_violations(server.headers, "mcp_server.headers")
+    if "allowed_tools" in paths:
+        violations += mcp.allowed_tool_violations(list(server.allowed_tools), "mcp_server.allowed_tools")
+    if violations:
+        raise InvalidArgument(violations)
 
 
 def _decisions(
@@ -710,8 +926,8 @@ def _is_json_object(text: str) -> bool:
         return False
 
 
-def _tool_to_proto(tool: catalog.Tool) -> res.Tool:
-    message = res.Tool(name=tool.name, description=tool.description)
+def _tool_to_proto(tool: catalog.Tool | mcp.McpTool) -> res.Tool:
+    message = res.Tool(name=tool.name, description=tool.description, function_name=tool.function_name)
     message.parameters.update(tool.parameters)
     return message
 

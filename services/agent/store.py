@@ -15,6 +15,8 @@ from services.agent.models import (
     AgentRevision,
     AgentRevisionRow,
     AgentRow,
+    McpServer,
+    McpServerRow,
     MessageRow,
     Run,
     RunEvent,
@@ -35,6 +37,7 @@ RUNS = Repository(Run, RunRow, order=NEWEST_FIRST)
 THREADS = Repository(Thread, ThreadRow, order=NEWEST_FIRST)
 MESSAGES = Repository(ThreadMessage, MessageRow, order=(Order("position"),))
 EVENTS = Repository(RunEvent, RunEventRow, order=(Order("sequence"),))
+MCP_SERVERS = Repository(McpServer, McpServerRow, order=NEWEST_FIRST)
 _AGENTS = AGENTS.table
 _MESSAGES = MESSAGES.table
 _REVISIONS = REVISIONS.table
@@ -555,3 +558,45 @@ def list_runs(tx: Tx, agent_id: str, page: Page) -> Listing[RunRow] | None:
     if AGENTS.get(tx, agent_id) is None:
         return None
     return RUNS.list_page(tx, page, _RUNS.c.agent_id == agent_id)
+
+
+def create_mcp_server(tx: Tx, server: McpServerRow) -> McpServerRow | None:
+    """Inserts an MCP server, or returns the one an earlier request with its ``request_id`` made.
+
+    Returns:
+        The server; None when its ID is taken (nothing is written then).
+    """
+    return MCP_SERVERS.create(tx, server)
+
+
+def get_mcp_server(tx: Tx, server_id: str, *, lock: bool = False) -> McpServerRow | None:
+    """Returns the tenant's MCP server, or None."""
+    return MCP_SERVERS.get(tx, server_id, lock=lock)
+
+
+def get_mcp_servers(tx: Tx, server_ids: Sequence[str]) -> list[McpServerRow]:
+    """Returns those of the tenant's MCP servers whose IDs are in ``server_ids``, newest first."""
+    if not server_ids:
+        return []
+    return MCP_SERVERS.find_all(tx, MCP_SERVERS.table.c.id.in_(sorted(set(server_ids))))
+
+
+def all_mcp_servers(tx: Tx, limit: int) -> list[McpServerRow]:
+    """Returns the tenant's MCP servers in the catalog's order (by ID), at most ``limit``."""
+    servers = MCP_SERVERS.find_all(tx, limit=limit)
+    return sorted(servers, key=lambda server: server.id)
+
+
+def list_mcp_servers(tx: Tx, page: Page) -> Listing[McpServerRow]:
+    """Returns a page of the tenant's MCP servers, newest first, and whether more follow."""
+    return MCP_SERVERS.list_page(tx, page)
+
+
+def update_mcp_server(tx: Tx, server_id: str, values: Mapping[str, Any]) -> McpServerRow | None:
+    """Sets ``values`` (column name to value) on the tenant's MCP server; None when there is none."""
+    return MCP_SERVERS.update(tx, (server_id,), values)
+
+
+def delete_mcp_server(tx: Tx, server_id: str) -> bool:
+    """Deletes the tenant's MCP server; False when there was none."""
+    return MCP_SERVERS.delete(tx, server_id)

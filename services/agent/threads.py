@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from services.agent.mcp import function_name_of, is_mcp_tool
 from services.agent.models import MessageRow, Role
 
 CHARS_PER_TOKEN = 4
@@ -77,7 +78,7 @@ def chat_messages(messages: Sequence[MessageRow]) -> list[dict[str, Any]]:
             chat.append({"role": "assistant", "content": message.content})
         elif message.tool_call is not None:
             call = message.tool_call
-            function = {"name": str(call["tool"]).removeprefix("tools/"), "arguments": call["arguments"]}
+            function = {"name": _function_name(str(call["tool"])), "arguments": call["arguments"]}
             chat.append(
                 {
                     "role": "assistant",
@@ -87,6 +88,14 @@ def chat_messages(messages: Sequence[MessageRow]) -> list[dict[str, Any]]:
             )
             chat.append({"role": "tool", "tool_call_id": call["id"], "content": message.content})
     return chat
+
+
+def _function_name(tool: str) -> str:
+    """The function name the model called a tool by: a built-in's ID, ``{server}__{tool}`` for an MCP tool."""
+    if is_mcp_tool(tool):
+        _, _, _, server_id, _, tool_id = tool.split("/")
+        return function_name_of(server_id, tool_id)
+    return tool.removeprefix("tools/")
 
 
 def tool_call_of(message: MessageRow) -> dict[str, Any]:

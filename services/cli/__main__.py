@@ -31,6 +31,7 @@ def _config(state_dir: Path, http_port: int, service_port_base: int, tls: bool =
         http_port=http_port,
         edge_tls=tls,
         admin_port=http_port + 1821,
+        mcp_port=http_port + 1,
         service_ports={name: service_port_base + i for i, name in enumerate(SERVICES)},
         database_url=os.environ.get("DATABASE_URL"),
         openai_base_url=os.environ.get("OPENAI_BASE_URL"),
@@ -40,7 +41,9 @@ def _config(state_dir: Path, http_port: int, service_port_base: int, tls: bool =
 @app.command()
 def up(
     state_dir: Path = typer.Option(Path(".state"), help="SQLite files, certificates, logs."),
-    http_port: int = typer.Option(8080, help="Gateway port (REST and gRPC); Envoy admin is this + 1821."),
+    http_port: int = typer.Option(
+        8080, help="Gateway port (REST and gRPC); Envoy admin is this + 1821, the agent's MCP server + 1."
+    ),
     service_port_base: int = typer.Option(
         50051, help="auth listens here, agent, workflow, flag, billing after it."
     ),
@@ -59,6 +62,7 @@ def up(
         f"[bold green]Orchestrall is up[/] in {t['total']:.1f}s (gRPC SERVING at {t['services']:.1f}s)\n"
         f"  REST  {url}   e.g. curl {url}/.well-known/openid-configuration\n"
         f"  gRPC  127.0.0.1:{stack.config.http_port} (through Envoy, same JWT)\n"
+        f"  MCP   {url}/mcp (the built-in tools for MCP clients, streamable HTTP, same JWT)\n"
         f"  logs  {stack.config.state_dir / 'logs'} (one JSON line per RPC)\n"
         f"  metrics  "
         + ", ".join(

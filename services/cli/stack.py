@@ -108,6 +108,8 @@ class StackConfig:
         model_port: Local model server port.
         service_ports: Port per service.
         metrics_ports: Port per service where Prometheus scrapes ``/metrics``.
+        mcp_port: Port of the agent service's MCP server (the built-in tool catalog), which
+            the gateway routes ``/mcp`` to.
         database_url: PostgreSQL URL, or None for SQLite.
         schema_prefix: Prefix of the PostgreSQL schemas.
         openai_base_url: External model endpoint; None starts the local model server.
@@ -128,6 +130,7 @@ class StackConfig:
     metrics_ports: dict[str, int] = field(
         default_factory=lambda: {name: 9464 + i for i, name in enumerate(SERVICES)}
     )
+    mcp_port: int = 8081
     database_url: str | None = None
     schema_prefix: str = ""
     openai_base_url: str | None = None
@@ -144,6 +147,7 @@ class StackConfig:
             model_port=free_port(),
             service_ports={name: free_port() for name in SERVICES},
             metrics_ports={name: free_port() for name in SERVICES},
+            mcp_port=free_port(),
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -169,10 +173,20 @@ class StackConfig:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    def encryption_key(self) -> str:
+        """Returns the stack's key for secrets at rest (64 hex characters), made once in the state folder."""
+        path = self.state_dir / "encryption.key"
+        if not path.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
     def settings(self, service: str) -> MeshSettings:
         """The settings ``service`` runs with."""
         return MeshSettings(
             page_token_key=self.page_token_key(),
+            encryption_key=self.encryption_key(),
             listen=f"127.0.0.1:{self.service_ports[service]}",
             state_dir=self.state_dir,
             tls_dir=self.tls_dir,
@@ -196,10 +210,13 @@ class StackConfig:
                 "ORCHESTRALL_ISSUER": settings.issuer,
                 "ORCHESTRALL_SCHEMA_PREFIX": settings.schema_prefix,
                 "ORCHESTRALL_PAGE_TOKEN_KEY": self.page_token_key(),
+                "ORCHESTRALL_ENCRYPTION_KEY": self.encryption_key(),
                 "ORCHESTRALL_METRICS_LISTEN": f"127.0.0.1:{self.metrics_ports[service]}",
                 "OPENAI_BASE_URL": self.openai_base_url or f"http://127.0.0.1:{self.model_port}/v1",
             }
         )
+        if service == "agent":
+            env["ORCHESTRALL_MCP_LISTEN"] = f"127.0.0.1:{self.mcp_port}"
         env.pop("DATABASE_URL", None)
         if self.database_url:
             env["ORCHESTRALL_DATABASE_URL"] = self.database_url
@@ -335,6 +352,7 @@ class Stack:
             otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             trace_sampling=config.gateway.trace_sampling,
             edge_tls=(edge.cert, edge.key) if config.edge_tls else None,
+            mcp_upstream=("127.0.0.1", config.mcp_port),
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("auth", "agent", "workflow", "flag", "billing")
@@ -71,6 +71,24 @@ class MeshSettings(BaseSettings):
             "replica; unset means a random key, valid in this process only."
         ),
     )
+
+    encryption_key: SecretStr | None = Field(
+        None,
+        min_length=64,
+        max_length=64,
+        description=(
+            "AES-256-GCM key (64 hexadecimal characters) that encrypts secrets at rest, such as MCP "
+            "servers' headers (services.kit.sealing); the same for every replica. Unset means a "
+            "random key, valid in this process only."
+        ),
+    )
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _key_is_hex(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            bytes.fromhex(key.get_secret_value())  # ValueError names the bad character
+        return key
 
     def address_of(self, service: str) -> str:
         """Returns the ``host:port`` of a peer service.

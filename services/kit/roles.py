@@ -6,7 +6,7 @@ roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
 * ``viewer``    reads agents, runs, workflows, flags and usage; evaluates flags;
-* ``developer`` also creates and changes agents, runs, workflows and flags;
+* ``developer`` also creates and changes agents, runs, MCP servers, workflows and flags;
 * ``admin``     also manages users, service accounts, API keys and reads the audit log;
 * ``owner``     everything an admin may, and may grant ``owner``.
 
@@ -35,6 +35,8 @@ _VIEWER = frozenset(
         "agent.threads.list",
         "agent.messages.list",
         "agent.tools.list",
+        "agent.mcpServers.get",
+        "agent.mcpServers.list",
         "workflow.workflows.get",
         "workflow.workflows.list",
         "workflow.runs.get",
@@ -54,6 +56,9 @@ _DEVELOPER = _VIEWER | {
     "agent.runs.approve",
     "agent.threads.create",
     "agent.threads.delete",
+    "agent.mcpServers.create",
+    "agent.mcpServers.update",
+    "agent.mcpServers.delete",
     "workflow.workflows.create",
     "workflow.runs.create",
     "flag.flags.create",

@@ -155,8 +155,13 @@ def test_services_are_probed_on_grpc_health_and_exposed_as_grpc(mesh: list[dict[
         }
         assert container["startupProbe"]["grpc"]["port"] == cluster.SERVICE_PORT
         assert container["args"] == [name]
-        (service_port,) = services[name]["spec"]["ports"]
+        service_port, *others = services[name]["spec"]["ports"]
         assert service_port["appProtocol"] == "grpc" and service_port["targetPort"] == "grpc"
+        # The agent also serves the built-in tool catalog as an MCP server (HTTP), for the gateway.
+        expected = [{"name": "http-mcp", "port": cluster.MCP_PORT, "targetPort": "http-mcp"}] * (
+            name == "agent"
+        )
+        assert [{k: p[k] for k in ("name", "port", "targetPort")} for p in others] == expected
         assert services[name]["spec"]["selector"] == deployments[name]["spec"]["selector"]["matchLabels"]
         env = {e["name"]: e for e in container["env"]}
         assert env["ORCHESTRALL_LISTEN"]["value"] == f"0.0.0.0:{cluster.SERVICE_PORT}"

@@ -27,7 +27,7 @@ def test_sidecar_retries_match_the_client_retry_policy(mesh: list[dict[str, Any]
     assert set(services) == set(SERVICES)
     for name, service in services.items():
         assert service["spec"]["hosts"] == [CLUSTER.host(name)]
-        (route,) = service["spec"]["http"]
+        (route,) = [r for r in service["spec"]["http"] if r["name"] == "grpc"]
         retries = route["retries"]
         # maxAttempts counts the first try; attempts counts retries only.
         assert retries["attempts"] == policy["maxAttempts"] - 1

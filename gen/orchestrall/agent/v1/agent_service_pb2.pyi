@@ -237,17 +237,71 @@ class ListMessagesResponse(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[_resources_pb2.Message, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListToolsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "parent")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    parent: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., parent: _Optional[str] = ...) -> None: ...
 
 class ListToolsResponse(_message.Message):
-    __slots__ = ("tools", "next_page_token")
+    __slots__ = ("tools", "next_page_token", "unavailable_mcp_servers")
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
     tools: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Tool]
     next_page_token: str
-    def __init__(self, tools: _Optional[_Iterable[_Union[_resources_pb2.Tool, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    unavailable_mcp_servers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tools: _Optional[_Iterable[_Union[_resources_pb2.Tool, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., unavailable_mcp_servers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateMcpServerRequest(_message.Message):
+    __slots__ = ("parent", "mcp_server", "mcp_server_id", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVER_FIELD_NUMBER: _ClassVar[int]
+    MCP_SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    mcp_server: _resources_pb2.McpServer
+    mcp_server_id: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., mcp_server: _Optional[_Union[_resources_pb2.McpServer, _Mapping]] = ..., mcp_server_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetMcpServerRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListMcpServersRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListMcpServersResponse(_message.Message):
+    __slots__ = ("mcp_servers", "next_page_token")
+    MCP_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    mcp_servers: _containers.RepeatedCompositeFieldContainer[_resources_pb2.McpServer]
+    next_page_token: str
+    def __init__(self, mcp_servers: _Optional[_Iterable[_Union[_resources_pb2.McpServer, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateMcpServerRequest(_message.Message):
+    __slots__ = ("mcp_server", "update_mask")
+    MCP_SERVER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    mcp_server: _resources_pb2.McpServer
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, mcp_server: _Optional[_Union[_resources_pb2.McpServer, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteMcpServerRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

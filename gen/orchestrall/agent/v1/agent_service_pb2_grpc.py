@@ -164,6 +164,31 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsResponse.FromString,
                 _registered_method=True)
+        self.CreateMcpServer = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CreateMcpServer',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateMcpServerRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.FromString,
+                _registered_method=True)
+        self.GetMcpServer = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetMcpServer',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetMcpServerRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.FromString,
+                _registered_method=True)
+        self.ListMcpServers = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListMcpServers',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMcpServersRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMcpServersResponse.FromString,
+                _registered_method=True)
+        self.UpdateMcpServer = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/UpdateMcpServer',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateMcpServerRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.FromString,
+                _registered_method=True)
+        self.DeleteMcpServer = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/DeleteMcpServer',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteMcpServerRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -196,7 +221,8 @@ class AgentServiceServicer:
         """Creates an agent.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`agent_id` not an AIP-122 ID,
-        `agent.instructions` empty or over 32000 characters, an unknown tool,
+        `agent.instructions` empty or over 32000 characters, an unknown tool (neither
+        built in nor an allowed tool of a registered MCP server of the agent's tenant),
         `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
         `TOOL_CHOICE_REQUIRED` without tools, a tool of `agent.approval_required_tools` not
         in `agent.tools`); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
@@ -315,7 +341,10 @@ class AgentServiceServicer:
         `RUN_INTERRUPTED`, the replica executing it stopped renewing its lease, so it was
         failed rather than left running; a retry with the run's `request_id` returns it so;
         start it again with a new one). A tool call that fails (bad arguments, a broken
-        tool) is recorded with `failed` and goes back to the model; the run goes on.
+        tool, an MCP server that does not answer within its deadline, is unreachable or
+        fails) is recorded with `failed` and goes back to the model; the run goes on. The
+        agent's MCP tools are asked of their servers when each stretch of the run's work
+        starts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -404,8 +433,9 @@ class AgentServiceServicer:
         where it does not (times and latencies are not compared). Nothing is written or
         metered.
 
-        Errors: FAILED_PRECONDITION `RUN_IN_PROGRESS` (the run is still running); NOT_FOUND
-        `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
+        Errors: FAILED_PRECONDITION `RUN_IN_PROGRESS` (the run is still running);
+        FAILED_PRECONDITION `RUN_NOT_RECORDED` (the run ran before runs recorded their
+        events); NOT_FOUND `RUN_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -463,9 +493,75 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTools(self, request, context):
-        """Lists the tools agents may call.
+        """Lists the tools agents may call: the built-in tools (`tools/{tool}`) and, with a
+        `parent`, the tools of that tenant's MCP servers after them
+        (`tenants/{tenant}/mcpServers/{mcp_server}/tools/{tool}`), by server and then in
+        the order each server lists them, only its `allowed_tools` when it names some.
+        MCP tools are asked of their servers on every call (nothing is cached, so a
+        server's change shows at once); a server that does not answer in time, or answers
+        with an error or something that is not MCP, contributes no tools and is named in
+        `unavailable_mcp_servers` instead; the call itself still succeeds.
 
         Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateMcpServer(self, request, context):
+        """Registers an MCP server (streamable HTTP) for the tenant. Nothing is asked of the
+        server now: its tools are listed by `ListTools` and when a run starts.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`mcp_server_id` not an AIP-122 ID;
+        `mcp_server.url` not an absolute `http` or `https` URL, or with user information;
+        a header name that is not an RFC 9110 token or is one the transport sets itself
+        (`host`, `content-type`, `content-length`, `accept`, `mcp-session-id`,
+        `mcp-protocol-version`, `last-event-id`), more than 16 headers; an
+        `allowed_tools` entry that is not an MCP tool name or repeats); ALREADY_EXISTS
+        `MCP_SERVER_ALREADY_EXISTS`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMcpServer(self, request, context):
+        """Gets an MCP server; `header_names` lists its headers, their values are never returned.
+
+        Errors: NOT_FOUND `MCP_SERVER_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMcpServers(self, request, context):
+        """Lists the tenant's MCP servers, newest first.
+
+        Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMcpServer(self, request, context):
+        """Updates the MCP server's fields named in `update_mask` (AIP-134). `headers` in the
+        mask replaces every header with the request's (none removes them all); a mask
+        without it keeps the stored headers. Agents that name a tool no longer allowed
+        keep the name; a run then fails that tool's calls.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not a mutable field of `McpServer`, or the updated server breaks a rule of
+        `CreateMcpServer`); NOT_FOUND `MCP_SERVER_NOT_FOUND`; and the common reasons of
+        `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMcpServer(self, request, context):
+        """Deletes an MCP server and its stored headers. Agents that name its tools keep the
+        names; a run then fails those tools' calls.
+
+        Errors: NOT_FOUND `MCP_SERVER_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -578,6 +674,31 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListTools,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'CreateMcpServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMcpServer,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateMcpServerRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.SerializeToString,
+            ),
+            'GetMcpServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMcpServer,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetMcpServerRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.SerializeToString,
+            ),
+            'ListMcpServers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMcpServers,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMcpServersRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMcpServersResponse.SerializeToString,
+            ),
+            'UpdateMcpServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMcpServer,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateMcpServerRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.SerializeToString,
+            ),
+            'DeleteMcpServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMcpServer,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteMcpServerRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1170,6 +1291,141 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/ListTools',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsRequest.SerializeToString,
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMcpServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CreateMcpServer',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateMcpServerRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMcpServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetMcpServer',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetMcpServerRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMcpServers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListMcpServers',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMcpServersRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListMcpServersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMcpServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/UpdateMcpServer',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateMcpServerRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.McpServer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMcpServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/DeleteMcpServer',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteMcpServerRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,
