@@ -17,14 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import openai
-
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import store, threads
 from services.agent import tools as catalog
 from services.agent.events import LiveRun, RunEvents
 from services.agent.models import AgentRevisionRow, MessageRow, RunRow, RunState
 from services.agent.peers import Peers
+from services.agent.routing import ModelRouter
 from services.agent.runner import (
     MAX_TOOL_ROUNDS,
     AgentSpec,
@@ -103,7 +102,7 @@ class Executor:
 
     Args:
         db: The agent database.
-        model_client: OpenAI-compatible client for every model call.
+        router: Opens every model call on the endpoint that answers it.
         peers: Billing calls.
         limits: Limits of runs.
         leases: Leases of runs in progress.
@@ -113,14 +112,14 @@ class Executor:
     def __init__(
         self,
         db: Database,
-        model_client: openai.AsyncOpenAI,
+        router: ModelRouter,
         peers: Peers,
         limits: RunLimits,
         leases: RunLeases,
         events: RunEvents,
     ) -> None:
         self._db = db
-        self._model = model_client
+        self._router = router
         self._peers = peers
         self.limits = limits
         self.leases = leases
@@ -206,7 +205,10 @@ class Executor:
         decisions: Mapping[str, Decision] | None,
     ) -> None:
         run = live.run
-        spec = self.spec(revision, run)
+        # The model or route asked: kept on the checkpoint across approvals (the run's
+        # ``model`` is the model that answered by then).
+        checkpoint.model = checkpoint.model or run.model
+        spec = dataclasses.replace(self.spec(revision, run), model=checkpoint.model)
         before = Outcome(
             model=run.model,
             tool_calls=list(run.tool_calls),
@@ -217,7 +219,7 @@ class Executor:
         outcome = dataclasses.replace(before, tool_calls=list(before.tool_calls))
         live.work = asyncio.create_task(
             run_agent(
-                self._model,
+                self._router,
                 spec,
                 checkpoint,
                 run.tools_enabled,

@@ -8,14 +8,13 @@ import socket
 from collections.abc import Callable
 
 import grpc
-import openai
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.execution import RunLeases, RunLimits
-from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
+from services.agent.routing import ModelRouter, RetryPolicy, Route, RouteEndpoint, validate_routes
 from services.agent.service import AgentService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
@@ -28,7 +27,11 @@ NAME = "agent"
 
 
 class AgentSettings(MeshSettings):
-    """Mesh settings plus the model endpoint (any OpenAI-compatible server)."""
+    """Mesh settings plus the model endpoint (any OpenAI-compatible server) and the model routes.
+
+    ``ORCHESTRALL_MODEL_ROUTES`` is JSON, validated here at start-up: a malformed value, an
+    unknown key, a bad route name or an ``api_key_env`` that is not set fails start-up.
+    """
 
     openai_base_url: str = Field(
         "http://127.0.0.1:8000/v1",
@@ -38,7 +41,21 @@ class AgentSettings(MeshSettings):
         "not-needed-locally", validation_alias=AliasChoices("OPENAI_API_KEY", "ORCHESTRALL_OPENAI_API_KEY")
     )
     default_model: str = Field("smollm2", description="Model for agents that name none.")
-    model_timeout_seconds: float = Field(120.0, gt=0, description="Deadline of one model call.")
+    model_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Deadline of the deployment endpoint's first chunk, and the most between two chunks.",
+    )
+    model_routes: dict[str, Route] = Field(
+        default_factory=dict,
+        description=(
+            "Model routes agents may name as routes/{route}: a JSON object of route name to "
+            '{"endpoints": [{"base_url", "model", "name"?, "api_key"? or "api_key_env"?, '
+            '"timeout_seconds"?}, ...], "retry"?: {"attempts", "backoff_base_seconds", '
+            '"backoff_max_seconds"}} (see services/agent/routing.py); "default" replaces the '
+            "deployment's endpoint for agents that name no model."
+        ),
+    )
     run_timeout_seconds: float = Field(
         300.0, gt=0, description="Deadline of a whole run, every model call and tool included."
     )
@@ -57,6 +74,11 @@ class AgentSettings(MeshSettings):
     run_sweep_seconds: float = Field(
         15.0, gt=0, description="How often a replica fails runs whose lease expired (RUN_INTERRUPTED)."
     )
+
+    @field_validator("model_routes")
+    @classmethod
+    def _route_names(cls, routes: dict[str, Route]) -> dict[str, Route]:
+        return validate_routes(routes)
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> AgentSettings:
@@ -77,12 +99,16 @@ async def build(
     settings = settings or AgentSettings()
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
-    model_client = openai.AsyncOpenAI(
-        base_url=settings.openai_base_url,
-        api_key=settings.openai_api_key,
-        timeout=settings.model_timeout_seconds,
-        max_retries=1,
-        http_client=model_http_client(),
+    router = ModelRouter(
+        settings.model_routes,
+        RouteEndpoint(
+            base_url=settings.openai_base_url,
+            model=settings.default_model,
+            api_key=SecretStr(settings.openai_api_key),
+            timeout_seconds=settings.model_timeout_seconds,
+        ),
+        RetryPolicy(),  # two attempts, as the openai client's max_retries=1 made before routes
+        read_timeout_seconds=settings.model_timeout_seconds,
     )
     limits = RunLimits(
         timeout_seconds=settings.run_timeout_seconds,
@@ -96,7 +122,7 @@ async def build(
         executor=f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()}",
         clock=clock,
     )
-    servicer = AgentService(db, model_client, settings.default_model, Peers(clients), limits, leases)
+    servicer = AgentService(db, router, settings.default_model, Peers(clients), limits, leases)
 
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
@@ -109,6 +135,6 @@ async def build(
         clients,
         AUDIT_OUTBOX,
         on_start=[servicer.executor.start_sweeping],
-        on_stop=[servicer.executor.stop, model_client.close],
+        on_stop=[servicer.executor.stop, router.close],
     )
     return service, settings
