@@ -32,12 +32,12 @@ import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import httpx2 as httpx  # the HTTP library the openai client is built on
 import openai
 from openai.types.chat import ChatCompletionChunk
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
 from services.agent.model_tracing import model_http_client
 
@@ -66,7 +66,8 @@ class RouteEndpoint(BaseModel):
         timeout_seconds: Seconds until its first chunk, past which the attempt fails.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Errors never echo the input: it may hold an API key.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     base_url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2000)
     model: str = Field(min_length=1, max_length=200)
@@ -106,7 +107,8 @@ class RetryPolicy(BaseModel):
         backoff_max_seconds: The most any one backoff waits.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Errors never echo the input: it may hold an API key.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     attempts: int = Field(2, ge=1, le=10)
     backoff_base_seconds: float = Field(0.5, ge=0, le=60)
@@ -131,22 +133,15 @@ class Route(BaseModel):
         retry: How each endpoint is retried.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Errors never echo the input: it may hold an API key.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     endpoints: list[RouteEndpoint] = Field(min_length=1, max_length=10)
     retry: RetryPolicy = RetryPolicy()
 
 
-def validate_routes(routes: dict[str, Route]) -> dict[str, Route]:
-    """Checks route names (:data:`ROUTE_NAME`); returns ``routes``.
-
-    Raises:
-        ValueError: A name that is not one.
-    """
-    for name in routes:
-        if not ROUTE_NAME.match(name):
-            raise ValueError(f"route name {name!r} must match {ROUTE_NAME.pattern}")
-    return routes
+#: A route's name in ``ORCHESTRALL_MODEL_ROUTES``, checked against :data:`ROUTE_NAME`.
+RouteName = Annotated[str, StringConstraints(pattern=ROUTE_NAME.pattern)]
 
 
 def route_of(model: str) -> str | None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import socket
 from collections.abc import Callable
 
 import grpc
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.execution import RunLeases, RunLimits
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
-from services.agent.routing import ModelRouter, RetryPolicy, Route, RouteEndpoint, validate_routes
+from services.agent.routing import ModelRouter, RetryPolicy, Route, RouteEndpoint, RouteName, Sleep
 from services.agent.service import AgentService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
@@ -31,7 +33,10 @@ class AgentSettings(MeshSettings):
 
     ``ORCHESTRALL_MODEL_ROUTES`` is JSON, validated here at start-up: a malformed value, an
     unknown key, a bad route name or an ``api_key_env`` that is not set fails start-up.
+    Its validation errors never echo the input, which may hold API keys.
     """
+
+    model_config = SettingsConfigDict(**MeshSettings.model_config, hide_input_in_errors=True)
 
     openai_base_url: str = Field(
         "http://127.0.0.1:8000/v1",
@@ -46,7 +51,7 @@ class AgentSettings(MeshSettings):
         gt=0,
         description="Deadline of the deployment endpoint's first chunk, and the most between two chunks.",
     )
-    model_routes: dict[str, Route] = Field(
+    model_routes: dict[RouteName, Route] = Field(
         default_factory=dict,
         description=(
             "Model routes agents may name as routes/{route}: a JSON object of route name to "
@@ -75,11 +80,6 @@ class AgentSettings(MeshSettings):
         15.0, gt=0, description="How often a replica fails runs whose lease expired (RUN_INTERRUPTED)."
     )
 
-    @field_validator("model_routes")
-    @classmethod
-    def _route_names(cls, routes: dict[str, Route]) -> dict[str, Route]:
-        return validate_routes(routes)
-
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> AgentSettings:
         if self.run_heartbeat_seconds * 2 > self.run_lease_seconds:
@@ -88,13 +88,16 @@ class AgentSettings(MeshSettings):
 
 
 async def build(
-    settings: AgentSettings | None = None, clock: Callable[[], dt.datetime] = utcnow
+    settings: AgentSettings | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+    backoff_sleep: Sleep = asyncio.sleep,
 ) -> tuple[Service, MeshSettings]:
     """The agent service.
 
     Args:
         settings: Its settings; from the environment when None.
         clock: The time run leases are measured in (tests move it).
+        backoff_sleep: Waits the backoffs between attempts of a model call (tests record them).
     """
     settings = settings or AgentSettings()
     db = Database(create_engine(settings, NAME))
@@ -109,6 +112,7 @@ async def build(
         ),
         RetryPolicy(),  # two attempts, as the openai client's max_retries=1 made before routes
         read_timeout_seconds=settings.model_timeout_seconds,
+        sleep=backoff_sleep,
     )
     limits = RunLimits(
         timeout_seconds=settings.run_timeout_seconds,
