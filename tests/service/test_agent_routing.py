@@ -36,7 +36,14 @@ from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from orchestrall.flag.v1 import resources_pb2 as flag_res
 from services.kit.server import RunningServer
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, agent_channel, agent_replica, field_violations, new_tenant, run_to_end
+from tests.service.helpers import (
+    Tenant,
+    agent_channel,
+    agent_replica,
+    field_violations,
+    new_tenant,
+    run_to_end,
+)
 
 GREETER = res.Agent(instructions="Answer in one short sentence.", temperature=0, max_output_tokens=12)
 HANGING_TIMEOUT = 0.3

@@ -34,17 +34,21 @@ def test_routes_are_read_from_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert AgentSettings().model_routes == {}
 
 
+def _endpoint(**changes: object) -> str:
+    return json.dumps({"fast": {"endpoints": [{**LOCAL, **changes}]}})
+
+
 @pytest.mark.parametrize(
     ("value", "error"),
     [
         ("{not json", SettingsError),
         (json.dumps({"fast": {"endpoints": []}}), ValidationError),
         (json.dumps({"Fast Lane": {"endpoints": [LOCAL]}}), ValidationError),
-        (json.dumps({"fast": {"endpoints": [{**LOCAL, "weight": 2}]}}), ValidationError),
-        (json.dumps({"fast": {"endpoints": [{**LOCAL, "base_url": "ftp://x"}]}}), ValidationError),
-        (json.dumps({"fast": {"endpoints": [{**LOCAL, "timeout_seconds": 0}]}}), ValidationError),
-        (json.dumps({"fast": {"endpoints": [{**LOCAL, "api_key_env": "NOT_SET_ANYWHERE"}]}}), ValidationError),
-        (json.dumps({"fast": {"endpoints": [{**LOCAL, "api_key": "k", "api_key_env": "HOME"}]}}), ValidationError),
+        (_endpoint(weight=2), ValidationError),
+        (_endpoint(base_url="ftp://x"), ValidationError),
+        (_endpoint(timeout_seconds=0), ValidationError),
+        (_endpoint(api_key_env="NOT_SET_ANYWHERE"), ValidationError),
+        (_endpoint(api_key="k", api_key_env="HOME"), ValidationError),
         (json.dumps({"fast": {"endpoints": [LOCAL], "retry": {"attempts": 0}}}), ValidationError),
     ],
 )
