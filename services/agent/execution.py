@@ -163,7 +163,7 @@ class Executor:
         live.append(
             run_started=res.RunStarted(
                 agent_revision=f"tenants/{run.tenant_id}/agents/{run.agent_id}/revisions/{revision.id}",
-                model=run.model,
+                model=checkpoint.model or run.model,  # the model or route asked
                 resumed=decisions is not None,
             )
         )

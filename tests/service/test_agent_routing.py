@@ -44,6 +44,7 @@ from tests.service.helpers import (
     new_tenant,
     run_to_end,
 )
+from tests.service.test_agent_runs import GUARDED
 
 GREETER = res.Agent(instructions="Answer in one short sentence.", temperature=0, max_output_tokens=12)
 HANGING_TIMEOUT = 0.3
@@ -283,6 +284,41 @@ async def test_an_unknown_route_is_a_field_violation(mesh: Mesh) -> None:
         run = await _run(stub, tenant, agent)
     assert run.state == res.Run.STATE_SUCCEEDED, run.error
     assert run.model == "smollm2"
+
+
+async def test_a_run_resumed_after_approvals_keeps_its_route(
+    mesh: Mesh, routed: tuple[RunningServer, Backoffs]
+) -> None:
+    server, _ = routed
+    tenant = await new_tenant(mesh)
+    guarded = res.Agent()
+    guarded.CopyFrom(GUARDED)
+    guarded.model = "routes/house"
+    async with agent_channel(mesh, server) as channel:
+        stub = pb_grpc.AgentServiceStub(channel)
+        agent = await stub.CreateAgent(
+            pb.CreateAgentRequest(parent=tenant.name, agent=guarded, agent_id="guarded"),
+            metadata=tenant.metadata,
+        )
+        waiting = await run_to_end(
+            stub,
+            pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Rotterdam to Berlin?")),
+            tenant.metadata,
+        )
+        assert waiting.state == res.Run.STATE_REQUIRES_ACTION, waiting.error
+        assert waiting.model == "smollm2"  # the model that answered, not the route
+        (pending,) = waiting.pending_tool_calls
+        approval = res.ToolApproval(tool_call_id=pending.id, decision=res.ToolApproval.DECISION_APPROVE)
+        await stub.SubmitToolApprovals(
+            pb.SubmitToolApprovalsRequest(name=waiting.name, approvals=[approval]), metadata=tenant.metadata
+        )
+        ended = await stub.WaitRun(pb.WaitRunRequest(name=waiting.name), metadata=tenant.metadata)
+        events = await _events(stub, tenant, waiting.name)
+    assert ended.state == res.Run.STATE_SUCCEEDED, ended.error
+    started = [e.run_started for e in events if e.WhichOneof("event") == "run_started"]
+    assert [(s.model, s.resumed) for s in started] == [("routes/house", False), ("routes/house", True)]
+    calls = _model_calls(events)
+    assert len(calls) >= 2 and all((c.route, c.endpoint) == ("house", "house-local") for c in calls)
 
 
 async def _route_flag(mesh: Mesh, tenant: Tenant, route: str) -> None:
