@@ -145,6 +145,9 @@ class LiveRun:
                     for c in reply.tool_calls
                 ],
                 finish_reason=reply.finish_reason,
+                route=reply.route,
+                endpoint=reply.endpoint,
+                attempts=reply.attempts,
             )
         )
 

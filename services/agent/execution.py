@@ -17,14 +17,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import openai
-
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import store, threads
 from services.agent import tools as catalog
 from services.agent.events import LiveRun, RunEvents
 from services.agent.models import AgentRevisionRow, MessageRow, RunRow, RunState
 from services.agent.peers import Peers
+from services.agent.routing import ModelRouter
 from services.agent.runner import (
     MAX_TOOL_ROUNDS,
     AgentSpec,
@@ -106,7 +105,7 @@ class Executor:
 
     Args:
         db: The agent database.
-        model_client: OpenAI-compatible client for every model call.
+        router: Opens every model call on the endpoint that answers it.
         peers: Billing calls.
         limits: Limits of runs.
         leases: Leases of runs in progress.
@@ -119,7 +118,7 @@ class Executor:
     def __init__(
         self,
         db: Database,
-        model_client: openai.AsyncOpenAI,
+        router: ModelRouter,
         peers: Peers,
         limits: RunLimits,
         leases: RunLeases,
@@ -128,7 +127,7 @@ class Executor:
     ) -> None:
         self._db = db
         self._mcp_tools = mcp_tools
-        self._model = model_client
+        self._router = router
         self._peers = peers
         self.limits = limits
         self.leases = leases
@@ -172,7 +171,7 @@ class Executor:
         live.append(
             run_started=res.RunStarted(
                 agent_revision=f"tenants/{run.tenant_id}/agents/{run.agent_id}/revisions/{revision.id}",
-                model=run.model,
+                model=checkpoint.model or run.model,  # the model or route asked
                 resumed=decisions is not None,
             )
         )
@@ -213,9 +212,10 @@ class Executor:
         tools = _resolve_tools(revision.tools)
         if run.tools_enabled and self._mcp_tools is not None:
             tools += await self._mcp_tools(run.tenant_id, revision.tools)
+        spec = dataclasses.replace(self.spec(revision, run, tools), model=checkpoint.model or run.model)
         return await run_agent(
-            self._model,
-            self.spec(revision, run, tools),
+            self._router,
+            spec,
             checkpoint,
             run.tools_enabled,
             self.limits.timeout_seconds,
@@ -244,6 +244,9 @@ class Executor:
         decisions: Mapping[str, Decision] | None,
     ) -> None:
         run = live.run
+        # The model or route asked: kept on the checkpoint across approvals (the run's
+        # ``model`` is the model that answered by then).
+        checkpoint.model = checkpoint.model or run.model
         before = Outcome(
             model=run.model,
             tool_calls=list(run.tool_calls),

@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
@@ -31,6 +31,8 @@ from services.kit.names import TENANT, ResourceName
 log = logging.getLogger(__name__)
 
 TOOLS_FLAG = "agent-tools"
+#: The tenant's string flag naming the model route of its agents that name no model.
+MODEL_ROUTE_FLAG = "agent-model-route"
 USAGE_SOURCE = "//agent.orchestrall.dev"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _RESERVATION = ResourceName.of(billing_res.Reservation)
@@ -175,13 +177,9 @@ class Peers:
             return False
         return True
 
-    async def tools_enabled(self, tenant_id: str, agent_name: str) -> bool:
-        """Evaluates the tenant's ``agent-tools`` flag; absent or broken means enabled.
-
-        OpenFeature semantics: on any evaluation error the caller's default
-        (``True``) is used (specification section 1.4.10).
-        """
-        request = flag_pb.EvaluateFlagRequest(name=f"{TENANT.format(tenant_id)}/flags/{TOOLS_FLAG}")
+    async def _evaluate(self, tenant_id: str, flag: str, agent_name: str) -> struct_pb2.Value | None:
+        """Evaluates one of the tenant's flags for an agent; returns its value, or None on any error."""
+        request = flag_pb.EvaluateFlagRequest(name=f"{TENANT.format(tenant_id)}/flags/{flag}")
         request.context.update({"targetingKey": agent_name, "agent": agent_name})
         try:
             answer = await self._flags.EvaluateFlag(
@@ -189,8 +187,32 @@ class Peers:
             )
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.NOT_FOUND:
-                log.warning("flag %s not evaluated: %s", TOOLS_FLAG, error.code())
+                log.warning("flag %s not evaluated: %s", flag, error.code())
+            return None
+        return answer.value
+
+    async def tools_enabled(self, tenant_id: str, agent_name: str) -> bool:
+        """Evaluates the tenant's ``agent-tools`` flag; absent or broken means enabled.
+
+        OpenFeature semantics: on any evaluation error the caller's default
+        (``True``) is used (specification section 1.4.10).
+        """
+        value = await self._evaluate(tenant_id, TOOLS_FLAG, agent_name)
+        if value is None or value.WhichOneof("kind") != "bool_value":
             return True
-        if answer.value.WhichOneof("kind") != "bool_value":
-            return True
-        return answer.value.bool_value
+        return value.bool_value
+
+    async def model_route(self, tenant_id: str, agent_name: str) -> str:
+        """Evaluates the tenant's ``agent-model-route`` flag: the route of its agents that name no model.
+
+        OpenFeature semantics as for :meth:`tools_enabled`: an absent flag, an evaluation
+        error or a value that is not a string gives the caller's default, ``""`` (the
+        deployment's default). Whether the route exists is the caller's to check.
+
+        Returns:
+            The route's name, e.g. ``fast``; ``""`` for the deployment's default.
+        """
+        value = await self._evaluate(tenant_id, MODEL_ROUTE_FLAG, agent_name)
+        if value is None or value.WhichOneof("kind") != "string_value":
+            return ""
+        return value.string_value

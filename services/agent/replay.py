@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpx2 as httpx  # the HTTP library the openai client is built on
-import openai
 from google.protobuf.timestamp_pb2 import Timestamp
 from jsonschema import Draft202012Validator
 from openai.types.chat import ChatCompletionChunk
@@ -32,6 +31,7 @@ from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import tools as catalog
 from services.agent.events import LiveRun
 from services.agent.models import RunRow, RunState
+from services.agent.routing import ModelRouter, OpenedStream
 from services.agent.runner import (
     REJECTION,
     AgentSpec,
@@ -57,7 +57,7 @@ class _Reply:
 
 
 class RecordedModel:
-    """Stands in for ``openai.AsyncOpenAI``: streams a run's recorded replies, one per call, in order.
+    """Stands in for the model router: streams a run's recorded replies, one per call, in order.
 
     Args:
         events: The run's recorded events, in order.
@@ -123,6 +123,26 @@ class RecordedModel:
                 "usage": usage,
             }
         )
+
+    def endpoint_url(self, model: str) -> httpx.URL:
+        """Returns ``replay://recorded``, the "endpoint" of every replayed call (the router's method)."""
+        return self.base_url
+
+    async def open(self, request: Mapping[str, Any]) -> OpenedStream:
+        """Opens the next recorded reply as :class:`~services.agent.routing.ModelRouter` opens a call.
+
+        The route, endpoint and attempts are the recorded call's, so the replayed
+        ``model_call`` events say what the recorded ones said.
+
+        Raises:
+            ReplayDiverged: Every recorded reply was used already.
+        """
+        call = self._replies[0].call if self._replies else None
+        chunks = aiter(await self.create(**request))
+        first = await anext(chunks, None)
+        if call is None:
+            return OpenedStream("", "", str(request["model"]), 1, first, chunks)
+        return OpenedStream(call.route, call.endpoint, call.model, call.attempts, first, chunks)
 
     def unused(self) -> int:
         """Returns how many recorded replies the replay did not ask for."""
@@ -309,7 +329,7 @@ async def replay(
         sink.append(run_started=started)
         try:
             outcome = await run_agent(
-                cast(openai.AsyncOpenAI, model),  # the loop uses only chat.completions.create and base_url
+                cast(ModelRouter, model),  # the loop uses only open and endpoint_url
                 spec,
                 checkpoint,
                 run.tools_enabled,

@@ -2,7 +2,8 @@
 
 Every model call goes through the ``openai`` SDK's Chat Completions API, streamed, so
 any OpenAI-compatible endpoint works (llama.cpp's server, vLLM, hosted APIs) and the
-reply reaches :class:`EventSink` token by token.
+reply reaches :class:`EventSink` token by token; :class:`~services.agent.routing.ModelRouter`
+picks the endpoint (retries and fallback of a route).
 
 Loop rules:
 * the first turn uses the agent's tool choice (``required`` names the tool
@@ -47,6 +48,7 @@ from jsonschema.exceptions import best_match
 
 from services.agent import tools as catalog
 from services.agent.model_tracing import chat_span, record_reply
+from services.agent.routing import ModelRouter, RouteUnavailable
 from services.agent.threads import CHARS_PER_TOKEN
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ class AgentSpec:
     """What a run needs to know of its agent.
 
     Attributes:
-        model: The model asked.
+        model: The model asked: a model ID, or ``routes/{route}`` (:mod:`services.agent.routing`).
         instructions: The system message.
         tools: The tools offered (when the run has tools enabled).
         temperature: Sampling temperature; None leaves it to the endpoint.
@@ -124,6 +126,8 @@ class Checkpoint:
         tool_choice: The next turn's ``tool_choice``; None for the agent's first-turn choice.
         pending: The calls awaiting a decision: ``id``, ``tool`` (resource name),
             ``function`` and ``arguments``.
+        model: The model or route the run asks (``AgentSpec.model``), kept for its
+            resumption; empty for a checkpoint stored before routes.
     """
 
     messages: list[dict[str, Any]]
@@ -131,6 +135,7 @@ class Checkpoint:
     rounds: int = 0
     tool_choice: Any = None
     pending: list[dict[str, str]] = field(default_factory=list)
+    model: str = ""
 
     @classmethod
     def start(cls, user_input: str, history: Sequence[dict[str, Any]] = ()) -> Checkpoint:
@@ -145,6 +150,7 @@ class Checkpoint:
             "rounds": self.rounds,
             "tool_choice": self.tool_choice,
             "pending": self.pending,
+            "model": self.model,
         }
 
     @classmethod
@@ -156,6 +162,7 @@ class Checkpoint:
             rounds=int(value["rounds"]),
             tool_choice=value["tool_choice"],
             pending=list(value["pending"]),
+            model=str(value.get("model", "")),
         )
 
 
@@ -180,12 +187,15 @@ class ModelReply:
 
     Attributes:
         model: The model that answered.
-        latency: Seconds from the request to the last chunk.
+        latency: Seconds from the request to the last chunk, failed attempts and backoffs included.
         input_tokens: Prompt tokens (reported, or estimated: see the module's docstring).
         output_tokens: Completion tokens (likewise).
         content: The reply's text.
         tool_calls: The calls asked for: ``id``, ``function``, ``arguments``.
         finish_reason: Why the model stopped, as the endpoint said.
+        route: The route that served the call; empty for a model asked by ID.
+        endpoint: The name of the route's endpoint that answered.
+        attempts: Attempts the call took over the route's endpoints, failed ones included.
     """
 
     model: str
@@ -195,6 +205,9 @@ class ModelReply:
     content: str
     tool_calls: list[dict[str, str]]
     finish_reason: str
+    route: str = ""
+    endpoint: str = ""
+    attempts: int = 1
 
 
 class EventSink(Protocol):
@@ -324,7 +337,7 @@ async def _call_tool(tool: RunTool | None, function_name: str, arguments: str) -
 
 
 async def run_agent(
-    client: openai.AsyncOpenAI,
+    router: ModelRouter,
     spec: AgentSpec,
     checkpoint: Checkpoint,
     tools_enabled: bool,
@@ -336,7 +349,7 @@ async def run_agent(
     """Runs the loop from ``checkpoint`` until the model answers or a call needs approval.
 
     Args:
-        client: OpenAI-compatible client (its own timeout applies per call).
+        router: Opens each model call on the endpoint that answers it.
         spec: The agent.
         checkpoint: Where the run stands (:meth:`Checkpoint.start` for a new run); updated
             in place.
@@ -358,7 +371,7 @@ async def run_agent(
     outcome.checkpoint = None
     try:
         async with asyncio.timeout(timeout):
-            return await _loop(client, spec, checkpoint, tools_enabled, outcome, sink, decisions or {})
+            return await _loop(router, spec, checkpoint, tools_enabled, outcome, sink, decisions or {})
     except TimeoutError:
         failure = RunFailed(
             "RUN_TIMEOUT",
@@ -380,22 +393,27 @@ def estimate_prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
 
 
 async def _complete(
-    client: openai.AsyncOpenAI, request: dict[str, Any], sink: EventSink, outcome: Outcome
+    router: ModelRouter, request: dict[str, Any], sink: EventSink, outcome: Outcome
 ) -> ModelReply:
     """Makes one streamed model call, passing text deltas to ``sink`` as they arrive.
 
+    ``router`` retries and falls over until an endpoint sends a first chunk; a stream that
+    fails after that is not retried (its text went to ``sink`` already): the call fails
+    with ``MODEL_UNAVAILABLE``.
+
     A call cancelled midway (``CancelRun``) still adds what it used to ``outcome``,
     estimated: the chunks streamed so far and the prompt's estimate. The call is one
-    ``chat <model>`` span (:mod:`services.agent.model_tracing`).
+    ``chat <model>`` span (:mod:`services.agent.model_tracing`); its server is the first
+    endpoint the call goes to.
     """
-    with chat_span(request["model"], client.base_url) as span:
-        reply = await _stream(client, request, sink, outcome)
+    with chat_span(request["model"], router.endpoint_url(request["model"])) as span:
+        reply = await _stream(router, request, sink, outcome)
         record_reply(span, reply.model, reply.input_tokens, reply.output_tokens, reply.finish_reason)
     return reply
 
 
 async def _stream(
-    client: openai.AsyncOpenAI, request: dict[str, Any], sink: EventSink, outcome: Outcome
+    router: ModelRouter, request: dict[str, Any], sink: EventSink, outcome: Outcome
 ) -> ModelReply:
     started = time.monotonic()
     model, finish_reason, usage = request["model"], "", None
@@ -403,10 +421,9 @@ async def _stream(
     calls: dict[int, dict[str, Any]] = {}
     chunks, answered = 0, False
     try:
-        stream = await client.chat.completions.create(
-            **request, stream=True, stream_options={"include_usage": True}
-        )
-        async for chunk in stream:
+        stream = await router.open(request)
+        model = stream.model
+        async for chunk in stream.chunks():
             model = chunk.model or model
             answered = answered or bool(chunk.choices)
             if chunk.usage is not None:
@@ -431,6 +448,8 @@ async def _stream(
                         if part.function.arguments:
                             chunks += 1
                             call["arguments"].append(part.function.arguments)
+    except RouteUnavailable as error:
+        raise ModelError("MODEL_UNAVAILABLE", str(error)) from None
     except openai.APIError as error:
         raise ModelError("MODEL_UNAVAILABLE", f"the model endpoint failed: {error}") from None
     except asyncio.CancelledError:
@@ -455,6 +474,9 @@ async def _stream(
             for i, c in sorted(calls.items())
         ],
         finish_reason=finish_reason,
+        route=stream.route,
+        endpoint=stream.endpoint,
+        attempts=stream.attempts,
     )
 
 
@@ -502,7 +524,7 @@ async def _decide_pending(
 
 
 async def _loop(
-    client: openai.AsyncOpenAI,
+    router: ModelRouter,
     spec: AgentSpec,
     checkpoint: Checkpoint,
     tools_enabled: bool,
@@ -529,7 +551,7 @@ async def _loop(
         if offered:
             request["tools"] = [_tool_param(t) for t in offered]
             request["tool_choice"] = checkpoint.tool_choice
-        reply = await _complete(client, request, sink, outcome)
+        reply = await _complete(router, request, sink, outcome)
         checkpoint.rounds += 1
         outcome.model_calls += 1
         outcome.model = reply.model

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import socket
 from collections.abc import Callable
 
 import grpc
-import openai
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.execution import RunLeases, RunLimits
 from services.agent.mcp import McpClient
 from services.agent.mcp_server import CatalogServer
-from services.agent.model_tracing import model_http_client
 from services.agent.models import AUDIT_OUTBOX
 from services.agent.peers import Peers
+from services.agent.routing import ModelRouter, RetryPolicy, Route, RouteEndpoint, RouteName, Sleep
 from services.agent.service import AgentService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
@@ -32,7 +33,14 @@ NAME = "agent"
 
 
 class AgentSettings(MeshSettings):
-    """Mesh settings plus the model endpoint (any OpenAI-compatible server)."""
+    """Mesh settings plus the model endpoint (any OpenAI-compatible server) and the model routes.
+
+    ``ORCHESTRALL_MODEL_ROUTES`` is JSON, validated here at start-up: a malformed value, an
+    unknown key, a bad route name or an ``api_key_env`` that is not set fails start-up.
+    Its validation errors never echo the input, which may hold API keys.
+    """
+
+    model_config = SettingsConfigDict(**MeshSettings.model_config, hide_input_in_errors=True)
 
     openai_base_url: str = Field(
         "http://127.0.0.1:8000/v1",
@@ -42,7 +50,21 @@ class AgentSettings(MeshSettings):
         "not-needed-locally", validation_alias=AliasChoices("OPENAI_API_KEY", "ORCHESTRALL_OPENAI_API_KEY")
     )
     default_model: str = Field("smollm2", description="Model for agents that name none.")
-    model_timeout_seconds: float = Field(120.0, gt=0, description="Deadline of one model call.")
+    model_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Deadline of the deployment endpoint's first chunk, and the most between two chunks.",
+    )
+    model_routes: dict[RouteName, Route] = Field(
+        default_factory=dict,
+        description=(
+            "Model routes agents may name as routes/{route}: a JSON object of route name to "
+            '{"endpoints": [{"base_url", "model", "name"?, "api_key"? or "api_key_env"?, '
+            '"timeout_seconds"?}, ...], "retry"?: {"attempts", "backoff_base_seconds", '
+            '"backoff_max_seconds"}} (see services/agent/routing.py); "default" replaces the '
+            "deployment's endpoint for agents that name no model."
+        ),
+    )
     run_timeout_seconds: float = Field(
         300.0, gt=0, description="Deadline of a whole run, every model call and tool included."
     )
@@ -83,23 +105,31 @@ class AgentSettings(MeshSettings):
 
 
 async def build(
-    settings: AgentSettings | None = None, clock: Callable[[], dt.datetime] = utcnow
+    settings: AgentSettings | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+    backoff_sleep: Sleep = asyncio.sleep,
 ) -> tuple[Service, MeshSettings]:
     """The agent service.
 
     Args:
         settings: Its settings; from the environment when None.
         clock: The time run leases are measured in (tests move it).
+        backoff_sleep: Waits the backoffs between attempts of a model call (tests record them).
     """
     settings = settings or AgentSettings()
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
-    model_client = openai.AsyncOpenAI(
-        base_url=settings.openai_base_url,
-        api_key=settings.openai_api_key,
-        timeout=settings.model_timeout_seconds,
-        max_retries=1,
-        http_client=model_http_client(),
+    router = ModelRouter(
+        settings.model_routes,
+        RouteEndpoint(
+            base_url=settings.openai_base_url,
+            model=settings.default_model,
+            api_key=SecretStr(settings.openai_api_key),
+            timeout_seconds=settings.model_timeout_seconds,
+        ),
+        RetryPolicy(),  # two attempts, as the openai client's max_retries=1 made before routes
+        read_timeout_seconds=settings.model_timeout_seconds,
+        sleep=backoff_sleep,
     )
     limits = RunLimits(
         timeout_seconds=settings.run_timeout_seconds,
@@ -117,7 +147,7 @@ async def build(
     sealer = Sealer.from_hex(key.get_secret_value() if key is not None else None)
     servicer = AgentService(
         db,
-        model_client,
+        router,
         settings.default_model,
         Peers(clients),
         limits,
@@ -137,7 +167,7 @@ async def build(
         clients,
         AUDIT_OUTBOX,
         on_start=[servicer.executor.start_sweeping],
-        on_stop=[servicer.executor.stop, model_client.close],
+        on_stop=[servicer.executor.stop, router.close],
     )
     if settings.mcp_listen:
         catalog = CatalogServer(

@@ -8,11 +8,10 @@ import functools
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence, Set
+from typing import Any, TypeVar
 
 import grpc
-import openai
 from google.protobuf import empty_pb2, field_mask_pb2
 
 from orchestrall.agent.v1 import agent_service_pb2 as pb
@@ -36,6 +35,7 @@ from services.agent.models import (
 )
 from services.agent.peers import Peers
 from services.agent.replay import replay
+from services.agent.routing import ROUTE_PREFIX, ModelRouter, route_of
 from services.agent.runner import Checkpoint, Decision
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
@@ -48,6 +48,7 @@ from services.kit.sealing import Sealer
 from services.kit.timestamps import to_timestamp, utcnow
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_MAX_OUTPUT_TOKENS = 256
 # How long CancelRun waits for the run's executor to stop it before returning it as it is.
@@ -168,7 +169,9 @@ def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
     return tuple(p for p in REVISION_FIELDS if p in paths)
 
 
-def _update_agent(tx: Tx, agent_id: str, message: res.Agent, paths: tuple[str, ...]) -> AgentRow | None:
+def _update_agent(
+    tx: Tx, agent_id: str, message: res.Agent, paths: tuple[str, ...], routes: Set[str]
+) -> AgentRow | None:
     """Reads the agent locked, applies the named fields, checks the result and revises the agent.
 
     One transaction: an update that changes nothing writes nothing and makes no revision.
@@ -188,7 +191,7 @@ def _update_agent(tx: Tx, agent_id: str, message: res.Agent, paths: tuple[str, .
         return agent
     updated = dataclasses.replace(agent, **changed)
     servers = store.get_mcp_servers(tx, _mcp_server_ids(updated.tools, agent.tenant_id))
-    _validate_agent(agent_to_proto(updated), "", agent.tenant_id, servers)
+    _validate_agent(agent_to_proto(updated), "", agent.tenant_id, routes, servers)
     now = utcnow()
     for _ in range(5):  # an 8-character ID taken by an earlier revision of this agent: draw again
         revision = AgentRevisionRow(
@@ -255,14 +258,15 @@ def _tool_violation(tool: str, tenant_id: str, servers: Mapping[str, McpServerRo
 
 
 def _validate_agent(
-    agent: res.Agent, agent_id: str, tenant_id: str, servers: Sequence[McpServerRow] = ()
+    agent: res.Agent, agent_id: str, tenant_id: str, routes: Set[str], servers: Sequence[McpServerRow] = ()
 ) -> None:
-    """Checks an agent against the rules of ``CreateAgent``.
+    """Checks an agent against the rules the contract's bounds cannot state.
 
     Args:
-        agent: The agent.
-        agent_id: The requested ID, or empty.
+        agent: The agent as it would be stored.
+        agent_id: Its requested ID; empty for none.
         tenant_id: The agent's tenant.
+        routes: The model routes it may name (``routes/{route}``), configured by the operator.
         servers: The tenant's MCP servers its MCP tools name (read by the caller); a
             tool of another server, or of another tenant's, is a violation.
 
@@ -276,6 +280,10 @@ def _validate_agent(
             validate_id(agent_id, "agent_id")
         except InvalidArgument as error:
             violations += error.violations
+    route = route_of(agent.model)
+    if route is not None and route not in routes:
+        known = ", ".join(sorted(routes))
+        violations.append(FieldViolation("agent.model", f"no model route named {route!r}; routes: {known}"))
     if not agent.instructions.strip():  # its length is the contract's rule, checked by the guard
         violations.append(FieldViolation("agent.instructions", "must not be blank"))
     for i, tool in enumerate(agent.tools):
@@ -304,8 +312,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     Args:
         db: The agent database.
-        model_client: OpenAI-compatible client for every model call.
-        default_model: Model used when an agent names none.
+        router: Opens every model call on the endpoint that answers it; knows the routes.
+        default_model: Model ID used when an agent names none (and no ``default`` route is configured).
         peers: Billing and flag calls.
         limits: Limits of runs.
         leases: Leases of runs in progress.
@@ -316,7 +324,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
     def __init__(
         self,
         db: Database,
-        model_client: openai.AsyncOpenAI,
+        router: ModelRouter,
         default_model: str,
         peers: Peers,
         limits: RunLimits,
@@ -329,12 +337,13 @@ class AgentService(pb_grpc.AgentServiceServicer):
         self._sealer = sealer
         self._limits = limits
         self._leases = leases
-        self._default_model = default_model
+        self._router = router
+        self._default_model = router.default_model(default_model)
         self._peers = peers
         self._events = RunEvents(db, run_to_proto)
         self.executor = Executor(
             db,
-            model_client,
+            router,
             peers,
             limits,
             leases,
@@ -350,7 +359,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         servers = await self._db.read(
             tenant_id, store.get_mcp_servers, _mcp_server_ids(request.agent.tools, tenant_id)
         )
-        _validate_agent(request.agent, request.agent_id, tenant_id, servers)
+        _validate_agent(request.agent, request.agent_id, tenant_id, self._router.names, servers)
         now = utcnow()
         agent = AgentRow(
             tenant_id=tenant_id,
@@ -394,7 +403,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         require_tenant(tenant_id)
         paths = _update_paths(request.update_mask)
         note_resource(request.agent.name)
-        agent = await self._db.write(tenant_id, _update_agent, agent_id, request.agent, paths)
+        agent = await self._db.write(
+            tenant_id, _update_agent, agent_id, request.agent, paths, self._router.names
+        )
         if agent is None:
             raise errors.agent_not_found(request.agent.name)
         return agent_to_proto(agent)
@@ -473,7 +484,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
         run_id = new_id()
         run_name = RUN.format(tenant_id, agent_id, run_id)
         # Independent peer calls, awaited together: a hold on the quota for the most the
-        # run may spend, and the tools flag.
+        # run may spend, the tools flag (for an agent with tools) and the tenant's model
+        # route (for an agent that names no model).
         reserved = self._peers.reserve(
             tenant_id,
             run_id,
@@ -481,13 +493,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
             {"agent_runs": 1, **self.executor.hold(revision)},
             self.executor.hold_seconds,
         )
-        if revision.tools:
-            _, tools_enabled = await asyncio.gather(
-                reserved, self._peers.tools_enabled(tenant_id, request.parent)
-            )
-        else:
-            await reserved
-            tools_enabled = False
+        tools = self._peers.tools_enabled(tenant_id, request.parent) if revision.tools else _constant(False)
+        route = self._peers.model_route(tenant_id, request.parent) if not revision.model else _constant("")
+        _, tools_enabled, tenant_route = await asyncio.gather(reserved, tools, route)
         run = RunRow(
             tenant_id=tenant_id,
             id=run_id,
@@ -499,7 +507,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             input_tokens=0,
             output_tokens=0,
             model_calls=0,
-            model=revision.model or self._default_model,
+            model=revision.model or self._tenant_default(tenant_route),
             tools_enabled=tools_enabled,
             error_reason="",
             error_message="",
@@ -623,6 +631,14 @@ class AgentService(pb_grpc.AgentServiceServicer):
         return pb.ReplayRunResponse(
             events=replayed.events, identical=not replayed.difference, difference=replayed.difference[:100000]
         )
+
+    def _tenant_default(self, route: str) -> str:
+        """Returns what an agent that names no model asks.
+
+        That is the tenant's route (its ``agent-model-route`` flag) when it is configured,
+        else the deployment's default; an unknown route falls back to the default.
+        """
+        return f"{ROUTE_PREFIX}{route}" if route in self._router.names else self._default_model
 
     async def _run(self, name: str) -> RunRow:
         """Returns the caller's run named ``name``.
@@ -917,6 +933,11 @@ def _decisions(
     if violations:
         raise InvalidArgument(violations)
     return decisions
+
+
+async def _constant(value: _T) -> _T:
+    """Returns ``value``: a peer call not needed, in an ``asyncio.gather`` with those that are."""
+    return value
 
 
 def _is_json_object(text: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from orchestrall.auth.v1 import resources_pb2 as auth_res
+from services.agent.routing import Sleep
 from services.agent.server import AgentSettings, build
 from services.agent.tools import CATALOG, Tool
 from services.kit import mtls
@@ -119,7 +121,11 @@ async def run_to_end(
 
 
 async def agent_replica(
-    mesh: Mesh, model_url: str, clock: Callable[[], dt.datetime] = utcnow, **settings: Any
+    mesh: Mesh,
+    model_url: str,
+    clock: Callable[[], dt.datetime] = utcnow,
+    backoff_sleep: Sleep = asyncio.sleep,
+    **settings: Any,
 ) -> RunningServer:
     """Starts another agent replica beside the mesh's, on the same database, on its own port.
 
@@ -127,6 +133,7 @@ async def agent_replica(
         mesh: The mesh whose settings it takes.
         model_url: The model server.
         clock: The time its run leases are measured in.
+        backoff_sleep: Waits the backoffs between attempts of its model calls.
         settings: ``AgentSettings`` fields to change.
     """
     base = mesh.config.settings("agent").model_copy(
@@ -138,7 +145,7 @@ async def agent_replica(
         }
     )
     agent_settings = AgentSettings(**{**base.model_dump(), "openai_base_url": model_url, **settings})
-    return await start(*(await build(agent_settings, clock=clock)))
+    return await start(*(await build(agent_settings, clock=clock, backoff_sleep=backoff_sleep)))
 
 
 def agent_channel(mesh: Mesh, server: RunningServer) -> grpc.aio.Channel:

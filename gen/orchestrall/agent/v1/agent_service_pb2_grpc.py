@@ -225,7 +225,8 @@ class AgentServiceServicer:
         built in nor an allowed tool of a registered MCP server of the agent's tenant),
         `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
         `TOOL_CHOICE_REQUIRED` without tools, a tool of `agent.approval_required_tools` not
-        in `agent.tools`); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
+        in `agent.tools`, `agent.model` naming a model route, `routes/{route}`, that the
+        deployment does not configure); ALREADY_EXISTS `AGENT_ALREADY_EXISTS`; and
         the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -335,8 +336,9 @@ class AgentServiceServicer:
         tenant has as many runs in progress as it may, 8 by default, over every replica;
         `google.rpc.RetryInfo` says when to retry); and the common reasons of `AgentService`.
         A failing model or a run over its deadline is no error of the call: the run ends
-        in `STATE_FAILED` with `error` (UNAVAILABLE `MODEL_UNAVAILABLE` or
-        `MODEL_EMPTY_RESPONSE`; DEADLINE_EXCEEDED `RUN_TIMEOUT`, the run worked longer than
+        in `STATE_FAILED` with `error` (UNAVAILABLE `MODEL_UNAVAILABLE`, every attempt on
+        every endpoint of the model's route failed, or a reply failed after it began to
+        stream, the message naming each failed attempt; UNAVAILABLE `MODEL_EMPTY_RESPONSE`; DEADLINE_EXCEEDED `RUN_TIMEOUT`, the run worked longer than
         its deadline, 300 s by default, time spent waiting for approvals not counted; ABORTED
         `RUN_INTERRUPTED`, the replica executing it stopped renewing its lease, so it was
         failed rather than left running; a retry with the run's `request_id` returns it so;

@@ -256,7 +256,7 @@ class TextDelta(_message.Message):
     def __init__(self, text: _Optional[str] = ...) -> None: ...
 
 class ModelCall(_message.Message):
-    __slots__ = ("model", "latency", "input_tokens", "output_tokens", "content", "tool_calls", "finish_reason")
+    __slots__ = ("model", "latency", "input_tokens", "output_tokens", "content", "tool_calls", "finish_reason", "route", "endpoint", "attempts")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +264,9 @@ class ModelCall(_message.Message):
     CONTENT_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     latency: _duration_pb2.Duration
     input_tokens: int
@@ -271,7 +274,10 @@ class ModelCall(_message.Message):
     content: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
     finish_reason: str
-    def __init__(self, model: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    route: str
+    endpoint: str
+    attempts: int
+    def __init__(self, model: _Optional[str] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., content: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., finish_reason: _Optional[str] = ..., route: _Optional[str] = ..., endpoint: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class RequiresAction(_message.Message):
     __slots__ = ("tool_calls",)
