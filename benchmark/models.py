@@ -393,7 +393,9 @@ def table(results: list[ModelFigures], count: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Measures the candidates named on the command line (all by default) and prints the table."""
-    parser = argparse.ArgumentParser(prog="python -m benchmark.models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.models", description="Scores packaged GGUF models on 20 tool-use prompts."
+    )
     names = [c.name for c in CANDIDATES]
     parser.add_argument("--models", default=",".join(names), help=f"comma-separated, of {', '.join(names)}")
     parser.add_argument("--prompts", type=int, default=len(PROMPTS), help="only the first N prompts")
