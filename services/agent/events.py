@@ -167,7 +167,10 @@ class RunEvents:
         db: The agent database.
         run_to_proto: Maps a run to its resource (for ``run_finished``).
         poll_seconds: How often a follower of a run executing elsewhere reads its events.
-        flush_seconds: How often a live run's new events are stored.
+        flush_seconds: How often a live run's new events are stored. Followers here get
+            each event at once from memory; followers on other replicas see them in
+            batches this far apart. A run shorter than this stores its events with its
+            outcome only, in one transaction.
         check_seconds: How often an executor without new events asks whether its run
             was cancelled (by ``CancelRun`` on another replica).
     """
@@ -177,7 +180,7 @@ class RunEvents:
         db: Database,
         run_to_proto: Callable[[RunRow], res.Run],
         poll_seconds: float = 0.25,
-        flush_seconds: float = 0.25,
+        flush_seconds: float = 0.5,
         check_seconds: float = 0.5,
     ) -> None:
         self._db = db

@@ -64,12 +64,25 @@ def supervised(
         openai_base_url=f"http://127.0.0.1:{stack.config.model_port}/v1",
     )
     log: list[str] = []
+    # Short run leases, so that a run whose agent service died is swept within seconds
+    # (each process reads them when it is spawned, restarts included).
+    leases = {"ORCHESTRALL_RUN_LEASE_SECONDS": "2", "ORCHESTRALL_RUN_HEARTBEAT_SECONDS": "0.5"}
+    leases["ORCHESTRALL_RUN_SWEEP_SECONDS"] = "0.5"
+    saved = {name: os.environ.get(name) for name in leases}
+    os.environ.update(leases)
     running = Stack(config, log=log.append)
-    running.start()
-    handle = Supervised(running, log)
-    yield handle
-    handle.http.close()
-    running.stop()
+    try:
+        running.start()
+        handle = Supervised(running, log)
+        yield handle
+        handle.http.close()
+        running.stop()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def two_step_workflow(http: httpx.Client, owner: SignedUp) -> str:
@@ -137,3 +150,32 @@ def test_a_run_resumes_when_the_workflow_service_is_killed_mid_run(supervised: S
     run = finished(supervised.http, started.json()["name"], owner.token)
     assert run["state"] == "RUN_STATE_SUCCEEDED", run
     assert [step["state"] for step in run["steps"]] == ["RUN_STATE_SUCCEEDED"] * 2  # type: ignore[attr-defined]
+
+
+def test_a_run_whose_agent_service_is_killed_mid_stream_ends_interrupted(supervised: Supervised) -> None:
+    owner = sign_up(supervised.http, "runcrash")
+    t, headers = f"tenants/{owner.tenant}", auth(owner.token)
+    teller = {"instructions": "You write long, detailed stories.", "maxOutputTokens": 2048}
+    assert supervised.http.post(f"/v1/{t}/agents", params={"agentId": "teller"}, json=teller, headers=headers)
+    run = supervised.http.post(
+        f"/v1/{t}/agents/teller/runs", json={"input": "A long story."}, headers=headers
+    )
+    name = run.json()["name"]
+    with supervised.http.stream("GET", f"/v1/{name}:streamEvents", headers=headers) as events:
+        deltas = 0
+        for line in events.iter_lines():
+            deltas += '"textDelta"' in line
+            if deltas == 3:
+                break
+    restarted = len(supervised.stack.restarts()["agent"])
+    supervised.kill("agent")  # SIGKILL while the model streams: nothing of the agent service runs on
+    supervised.recovered("agent", restarted + 1)
+    deadline = time.monotonic() + 20
+    while (ended := supervised.http.get(f"/v1/{name}", headers=headers).json())["state"] == "STATE_RUNNING":
+        assert time.monotonic() < deadline, "the run was left RUNNING after its service died"
+        time.sleep(0.2)
+    assert ended["state"] == "STATE_FAILED"
+    assert ended["error"]["details"][0]["reason"] == "RUN_INTERRUPTED"
+    with supervised.http.stream("GET", f"/v1/{name}:streamEvents", headers=headers) as events:
+        last = [line for line in events.iter_lines() if line.startswith("data:")][-1]
+    assert '"runFinished"' in last and "STATE_FAILED" in last
