@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 
 from services.agent import tools as catalog
+from services.agent.routing import ModelRouter, RetryPolicy, RouteEndpoint
 from services.agent.runner import AgentSpec, Checkpoint, ModelReply, RunFailed, run_agent
 from services.cli.demo import PLANNER_INSTRUCTIONS
 from services.cli.stack import free_port, model_server_argv
@@ -236,7 +236,7 @@ def states(reply: str, value: float) -> bool:
     return False
 
 
-async def run_prompt(client: openai.AsyncOpenAI, model: str, prompt: Prompt) -> Score:
+async def run_prompt(client: ModelRouter, model: str, prompt: Prompt) -> Score:
     """Runs one prompt through the agent loop and scores it."""
     tool = catalog.CATALOG[f"tools/{prompt.tool}"]
     spec = AgentSpec(
@@ -331,7 +331,13 @@ async def measure(candidate: Candidate, prompts: list[Prompt], state: Path) -> M
     progress(f"{candidate.name}: {path} ({figures.size_mb:.0f} MB)")
     log = state / f"{candidate.name}.log"
     with ModelServer(path, candidate.name, log, candidate.chat_format) as server:
-        client = openai.AsyncOpenAI(base_url=server.url, api_key="none", timeout=RUN_TIMEOUT, max_retries=0)
+        # The service's own router, on the model server alone (no route, no retry), as a run's calls go.
+        client = ModelRouter(
+            routes={},
+            deployment=RouteEndpoint(base_url=server.url, model=candidate.name, timeout_seconds=RUN_TIMEOUT),
+            deployment_retry=RetryPolicy(attempts=1),
+            read_timeout_seconds=RUN_TIMEOUT,
+        )
         warm = await run_prompt(client, candidate.name, prompts[0])
         progress(f"  warm-up {warm.seconds:.1f}s {warm.error}")
         for i, prompt in enumerate(prompts, 1):
