@@ -19,16 +19,24 @@ from __future__ import annotations
 from google.protobuf.descriptor import ServiceDescriptor
 from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2 as evaluation_v1
 from openfeature.schemas.protobuf.flagd.evaluation.v2 import evaluation_pb2 as evaluation_v2
+from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2 as sync_v1
 
-#: flagd's evaluation services (RPC mode of the flagd providers); v2 is what current providers use.
-SERVICES: tuple[ServiceDescriptor, ...] = (
+#: flagd's evaluation services (RPC mode of the flagd providers; v2 is what current providers use).
+EVALUATION: tuple[ServiceDescriptor, ...] = (
     evaluation_v1.DESCRIPTOR.services_by_name["Service"],
     evaluation_v2.DESCRIPTOR.services_by_name["Service"],
 )
+#: flagd's sync service (in-process mode: the provider evaluates from the definitions it is sent).
+SYNC = sync_v1.DESCRIPTOR.services_by_name["FlagSyncService"]
+SERVICES: tuple[ServiceDescriptor, ...] = (*EVALUATION, SYNC)
 
-#: ``/package.Service/Method`` -> the permission its caller's roles must grant.
+#: ``/package.Service/Method`` -> the permission its caller's roles must grant. The sync service
+#: hands out the definitions themselves (targeting rules included), which listing flags shows.
 PERMISSIONS: dict[str, str] = {
-    f"/{service.full_name}/{method.name}": "flag.flags.evaluate"
-    for service in SERVICES
-    for method in service.methods
+    **{
+        f"/{service.full_name}/{method.name}": "flag.flags.evaluate"
+        for service in EVALUATION
+        for method in service.methods
+    },
+    **{f"/{SYNC.full_name}/{method.name}": "flag.flags.list" for method in SYNC.methods},
 }

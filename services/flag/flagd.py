@@ -1,4 +1,4 @@
-"""flagd's evaluation services (``flagd.evaluation.v1`` and ``v2``), per tenant.
+"""flagd's evaluation services (``flagd.evaluation.v1`` and ``v2``) and its sync service, per tenant.
 
 A flagd provider in RPC mode (https://flagd.dev/reference/specifications/providers/)
 points at the gateway with a tenant's token and evaluates that tenant's flags,
@@ -20,6 +20,7 @@ within a poll interval for one made elsewhere).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2 as v
 from openfeature.schemas.protobuf.flagd.evaluation.v1 import evaluation_pb2_grpc as v1_grpc
 from openfeature.schemas.protobuf.flagd.evaluation.v2 import evaluation_pb2 as v2
 from openfeature.schemas.protobuf.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
+from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 
 from services.flag import limits
 from services.flag.errors import FlagdError
@@ -262,8 +264,54 @@ class FlagdEvaluationV1(v1_grpc.ServiceServicer):
             yield event  # type: ignore[misc]  # built by v1.EventStreamResponse
 
 
+class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
+    """``flagd.sync.v1.FlagSyncService``: the caller's tenant's flag definitions, for in-process providers.
+
+    An in-process provider (https://flagd.dev/reference/specifications/in-process-providers/)
+    evaluates flags itself, with its own copy of flagd's evaluator, from the definitions this
+    service sends: the tenant's flags as flagd's flag-definition JSON (``{"flags": {...}}``),
+    whole, when the stream opens and again after every change installed on this replica.
+    A tenant has one flag set: a ``flagd-selector`` (header or field) is accepted and not
+    used to choose among sets.
+
+    Args:
+        flag_sets: The replica's in-memory flag sets.
+    """
+
+    def __init__(self, flag_sets: FlagSets) -> None:
+        self._sets = flag_sets
+
+    def _configuration(self, tenant: str) -> str:
+        return json.dumps({"flags": self._sets.of(tenant).definitions}, separators=(",", ":"))
+
+    async def SyncFlags(
+        self, request: sync_pb2.SyncFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[sync_pb2.SyncFlagsResponse]:
+        """Streams the definitions now, then after each change; ends when the client goes."""
+        tenant = caller_tenant()
+        with self._sets.watch(tenant) as changes:
+            yield sync_pb2.SyncFlagsResponse(flag_configuration=self._configuration(tenant))
+            while True:
+                if await changes.next(KEEPALIVE_SECONDS):
+                    yield sync_pb2.SyncFlagsResponse(flag_configuration=self._configuration(tenant))
+
+    async def FetchAllFlags(
+        self, request: sync_pb2.FetchAllFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> sync_pb2.FetchAllFlagsResponse:
+        """Returns the definitions as they are now."""
+        return sync_pb2.FetchAllFlagsResponse(flag_configuration=self._configuration(caller_tenant()))
+
+    async def GetMetadata(
+        self, request: sync_pb2.GetMetadataRequest, context: grpc.aio.ServicerContext
+    ) -> sync_pb2.GetMetadataResponse:
+        """Returns no sync metadata (flagd deprecated the call; providers ask it first)."""
+        caller_tenant()
+        return sync_pb2.GetMetadataResponse(metadata=struct_pb2.Struct())
+
+
 def register(server: grpc.aio.Server, flag_sets: FlagSets) -> None:
-    """Adds both flagd evaluation services, over ``flag_sets``, to ``server``."""
+    """Adds flagd's evaluation services and its sync service, over ``flag_sets``, to ``server``."""
     evaluations = _Evaluations(flag_sets)
     v1_grpc.add_ServiceServicer_to_server(FlagdEvaluationV1(evaluations), server)
     v2_grpc.add_ServiceServicer_to_server(FlagdEvaluationV2(evaluations), server)
+    sync_pb2_grpc.add_FlagSyncServiceServicer_to_server(FlagdSync(flag_sets), server)

@@ -1,6 +1,7 @@
-"""The real OpenFeature flagd provider, in RPC mode, against the flag service through Envoy.
+"""The real OpenFeature flagd provider, in RPC and in-process mode, against the flag service through Envoy.
 
-The provider (``openfeature-provider-flagd``) talks ``flagd.evaluation.v2`` as native
+The provider (``openfeature-provider-flagd``) talks ``flagd.evaluation.v2`` (RPC mode) or
+``flagd.sync.v1`` (in-process mode: it evaluates the synced definitions itself) as native
 gRPC to the gateway's plaintext port with a tenant's token as call credentials, exactly
 as it would talk to flagd. Expected targeting outcomes come from ``FlagdCore``
 (``openfeature-flagd-core``, flagd's Python evaluator) loaded with the same definitions.
@@ -136,9 +137,11 @@ def credentials(token: str) -> grpc.ChannelCredentials:
     )
 
 
-def provider(stack: Stack, token: str) -> FlagdProvider:
+def provider(stack: Stack, token: str, resolver: ResolverType = ResolverType.RPC) -> FlagdProvider:
+    """The flagd provider against the gateway: RPC mode (it asks for each evaluation) or
+    in-process mode (it syncs the definitions over ``flagd.sync.v1`` and evaluates itself)."""
     return FlagdProvider(
-        resolver_type=ResolverType.RPC,
+        resolver_type=resolver,
         host="127.0.0.1",
         port=gateway_port(stack),
         channel_credentials=credentials(token),
@@ -147,10 +150,10 @@ def provider(stack: Stack, token: str) -> FlagdProvider:
     )
 
 
-@pytest.fixture(scope="module")
-def client(stack: Stack, owner: SignedUp) -> Iterator[OpenFeatureClient]:
-    domain = f"flagd-{owner.tenant}"
-    connected = provider(stack, owner.token)
+@pytest.fixture(scope="module", params=[ResolverType.RPC, ResolverType.IN_PROCESS], ids=["rpc", "in-process"])
+def client(stack: Stack, owner: SignedUp, request: pytest.FixtureRequest) -> Iterator[OpenFeatureClient]:
+    domain = f"flagd-{owner.tenant}-{request.param.value}"
+    connected = provider(stack, owner.token, request.param)
     api.set_provider_and_wait(connected, domain)
     yield api.get_client(domain)
     connected.shutdown()
