@@ -70,10 +70,11 @@ def test_flagds_protocols_are_served_by_flag_with_a_token_and_no_rest_binding() 
     assert {d.full_name for d in adopted_descriptors_of("flag")} == {
         "flagd.evaluation.v1.Service",
         "flagd.evaluation.v2.Service",
+        "flagd.sync.v1.FlagSyncService",
     }
     rules = method_rules(flag)
     adopted = adopted_permissions()
-    assert set(adopted) <= set(rules) and len(adopted) == 13
+    assert set(adopted) <= set(rules) and len(adopted) == 16
     for method in adopted:
         rule = rules[method]
         assert not rule.anonymous and not rule.internal and not rule.audited, method
