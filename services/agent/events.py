@@ -57,7 +57,6 @@ class LiveRun:
         self.events: list[res.RunEvent] = []
         self.ended = False
         self.work: asyncio.Task[Any] | None = None  # the agent loop, which stop() cancels
-        self.cancelled = False  # stopped for CancelRun: its executor writes it as cancelled
         self.lost = False  # stopped because the run is no longer its executor's: nothing is written
         self.outcome: RunRow | None = None  # the run as the stretch's outcome wrote it, once written
         self.done = asyncio.Event()  # set once the stretch is over, its usage settled too
@@ -88,11 +87,13 @@ class LiveRun:
         ]
 
     def stop(self, *, lost: bool = False) -> None:
-        """Stops the agent loop: for ``CancelRun``, or because the executor lost the run."""
-        if lost:
-            self.lost = True
-        else:
-            self.cancelled = True
+        """Stops the agent loop, for ``CancelRun`` or because the executor lost the run.
+
+        Args:
+            lost: The run is no longer this executor's (whoever took it wrote its outcome);
+                otherwise its executor writes it as cancelled.
+        """
+        self.lost = self.lost or lost
         if self.work is not None:
             self.work.cancel()
 

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpx2 as httpx  # the HTTP library the openai client is built on
-from google.protobuf.timestamp_pb2 import Timestamp
 from jsonschema import Draft202012Validator
 from openai.types.chat import ChatCompletionChunk
 
@@ -262,7 +261,6 @@ def _comparable(event: res.RunEvent) -> res.RunEvent:
     """The event without what a replay cannot reproduce: its time, and a model call's latency."""
     copy = res.RunEvent()
     copy.CopyFrom(event)
-    copy.create_time.CopyFrom(Timestamp())
     copy.ClearField("create_time")
     if copy.WhichOneof("event") == "model_call":
         copy.model_call.ClearField("latency")

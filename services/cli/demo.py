@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,10 +71,6 @@ class Client:
     def stream(self, path: str) -> Iterator[dict[str, Any]]:
         """Opens a Server-Sent Events stream; yields the JSON of each event as it arrives.
 
-        An event is the ``data`` lines before a blank line, joined with newlines (the
-        HTML Living Standard's event-stream interpretation; the gateway sends only
-        ``data`` fields).
-
         Raises:
             DemoFailed: The status is not 2xx.
         """
@@ -83,13 +79,24 @@ class Client:
         with self._http.stream("GET", path, headers=headers) as response:
             if not response.is_success:
                 raise DemoFailed(f"GET {path} answered {response.status_code}: {response.read()[:500]!r}")
-            data: list[str] = []
-            for line in response.iter_lines():
-                if line.startswith("data:"):
-                    data.append(line[5:].removeprefix(" "))
-                elif not line and data:
-                    yield json.loads("\n".join(data))
-                    data = []
+            yield from server_sent_events(response.iter_lines())
+
+
+def server_sent_events(lines: Iterable[str]) -> Iterator[Any]:
+    """Yields the JSON of each event of a ``text/event-stream`` body, line by line as it arrives.
+
+    An event is the ``data`` lines before a blank line, joined with newlines (the HTML Living
+    Standard's event-stream interpretation; the gateway sends only ``data`` fields).
+    """
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif not line and data:
+            yield json.loads("\n".join(data))
+            data = []
+    if data:
+        yield json.loads("\n".join(data))
 
 
 def _pretty(response: httpx.Response) -> str:

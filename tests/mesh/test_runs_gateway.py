@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from services.agent.tools import route_distance
+from services.cli.demo import server_sent_events
 from tests.mesh.conftest import auth
 from tests.mesh.test_access_gateway import sign_up
 
@@ -24,29 +24,12 @@ PLANNER = {
 }
 
 
-def server_sent_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    """Yields the JSON of each event of a ``text/event-stream`` body as it arrives.
-
-    An event is the ``data`` lines before a blank line, joined with newlines (the HTML
-    Living Standard's event-stream interpretation; Envoy sends only ``data`` fields).
-    """
-    data: list[str] = []
-    for line in response.iter_lines():
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif not line and data:
-            yield json.loads("\n".join(data))
-            data = []
-    if data:
-        yield json.loads("\n".join(data))
-
-
 def stream(http: httpx.Client, run: str, token: str, after: int = 0) -> list[dict[str, Any]]:
     query = f"?afterSequence={after}" if after else ""
     with http.stream("GET", f"/v1/{run}:streamEvents{query}", headers=auth(token)) as response:
         assert response.status_code == 200, response.read()
         assert response.headers["content-type"].startswith("text/event-stream")
-        return list(server_sent_events(response))
+        return list(server_sent_events(response.iter_lines()))
 
 
 def kinds(events: list[dict[str, Any]]) -> list[str]:

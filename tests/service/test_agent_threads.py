@@ -22,14 +22,9 @@ INSTRUCTIONS = "You are a dispatcher. Answer in one short sentence."
 DISPATCHER = res.Agent(instructions=INSTRUCTIONS, temperature=0, max_output_tokens=8)
 
 
-def prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """The prompt tokens a run records for sending ``messages``.
-
-    The embedded model server reports no usage in streams, so runs estimate it from the
-    messages they sent (:func:`services.agent.runner.estimate_prompt_tokens`); equal
-    estimates mean the same characters were sent.
-    """
-    return estimate_prompt_tokens(messages)
+# The embedded model server reports no usage in streams, so a run records the tokens it
+# estimates for the messages it sent (services.agent.runner.estimate_prompt_tokens): equal
+# estimates for the expected messages mean the run sent exactly those characters.
 
 
 def chat(*turns: str) -> list[dict[str, Any]]:
@@ -79,13 +74,15 @@ async def test_a_second_run_on_a_thread_sees_the_first_exchange(mesh: Mesh) -> N
 
         first = await _run(stub, tenant, agent, "My truck is waiting at the Rotterdam hub.", thread.name)
         assert first.thread == thread.name
-        assert first.usage.input_tokens == prompt_tokens(chat(first.input))
+        assert first.usage.input_tokens == estimate_prompt_tokens(chat(first.input))
         second = await _run(stub, tenant, agent, "Where is my truck?", thread.name)
         # The model received the first exchange before the second input, token for token.
-        assert second.usage.input_tokens == prompt_tokens(chat(first.input, first.output, second.input))
+        assert second.usage.input_tokens == estimate_prompt_tokens(
+            chat(first.input, first.output, second.input)
+        )
         alone = await _run(stub, tenant, agent, "Where is my truck?", "")
         assert not alone.thread
-        assert alone.usage.input_tokens == prompt_tokens(chat(alone.input))
+        assert alone.usage.input_tokens == estimate_prompt_tokens(chat(alone.input))
         assert alone.usage.input_tokens < second.usage.input_tokens
 
         listed = await stub.ListMessages(pb.ListMessagesRequest(parent=thread.name), metadata=md)
@@ -194,6 +191,6 @@ async def test_the_history_is_cut_to_its_token_budget_oldest_turns_first(
         runs = [await _run(stub, tenant, agent, text, thread.name) for text in inputs]
     assert all(len(run.output) < 60 for run in runs)
     first, second, third = runs
-    assert second.usage.input_tokens == prompt_tokens(chat(first.input, first.output, second.input))
+    assert second.usage.input_tokens == estimate_prompt_tokens(chat(first.input, first.output, second.input))
     # The oldest turn is dropped whole; the newest one is kept.
-    assert third.usage.input_tokens == prompt_tokens(chat(second.input, second.output, third.input))
+    assert third.usage.input_tokens == estimate_prompt_tokens(chat(second.input, second.output, third.input))
