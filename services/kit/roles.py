@@ -6,7 +6,8 @@ roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
 * ``viewer``    reads agents, runs, workflows, flags and usage; evaluates flags;
-* ``developer`` also creates and changes agents, runs, MCP servers, workflows and flags;
+* ``developer`` also creates and changes agents, runs, MCP servers, workflows (and their
+  runs, schedules and triggers) and flags, and calls tools;
 * ``admin``     also manages users, service accounts, API keys and reads the audit log;
 * ``owner``     everything an admin may, and may grant ``owner``.
 
@@ -41,6 +42,10 @@ _VIEWER = frozenset(
         "workflow.workflows.list",
         "workflow.runs.get",
         "workflow.runs.list",
+        "workflow.schedules.get",
+        "workflow.schedules.list",
+        "workflow.triggers.get",
+        "workflow.triggers.list",
         "flag.flags.get",
         "flag.flags.list",
         "flag.flags.evaluate",
@@ -59,8 +64,17 @@ _DEVELOPER = _VIEWER | {
     "agent.mcpServers.create",
     "agent.mcpServers.update",
     "agent.mcpServers.delete",
+    "agent.tools.call",
     "workflow.workflows.create",
+    "workflow.workflows.update",
     "workflow.runs.create",
+    "workflow.runs.cancel",
+    "workflow.runs.signal",
+    "workflow.schedules.create",
+    "workflow.schedules.update",
+    "workflow.schedules.delete",
+    "workflow.triggers.create",
+    "workflow.triggers.delete",
     "flag.flags.create",
     "flag.flags.update",
     "flag.flags.delete",
