@@ -34,6 +34,7 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             "/orchestrall.agent.v1.AgentService/CreateRun",
             "/orchestrall.agent.v1.AgentService/GetRun",
             "/orchestrall.agent.v1.AgentService/WaitRun",
+            "/orchestrall.agent.v1.AgentService/CallTool",
         }
     ),
     "flag": frozenset({_JWKS, _AUDIT}),
