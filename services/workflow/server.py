@@ -10,6 +10,7 @@ from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
 from services.kit.sandbox import Sandbox
+from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
 from services.workflow.executor import Executor
 from services.workflow.models import AUDIT_OUTBOX
@@ -36,7 +37,9 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     clients = MeshClients(settings, NAME)
     sandbox = Sandbox(workers=2, memory_bytes=settings.template_memory_megabytes * 1024 * 1024)
     executor = Executor(db, clients, sandbox, settings.template_timeout_seconds)
-    servicer = WorkflowService(db, clients, executor)
+    key = settings.encryption_key
+    sealer = Sealer.from_hex(key.get_secret_value() if key is not None else None)
+    servicer = WorkflowService(db, clients, executor, sealer)
 
     def register(server: grpc.aio.Server) -> None:
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)

@@ -23,10 +23,12 @@ from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, Unavailable, error_status, invalid
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
+from services.kit.sealing import Sealer
 from services.kit.timestamps import to_timestamp, utcnow
 from services.workflow import errors, store, templates
 from services.workflow.executor import Executor
 from services.workflow.models import RunState, StepDefinition, WorkflowRow, WorkflowRunRow
+from services.workflow.triggers import TriggerHandlers
 
 _STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 WORKFLOW = ResourceName.of(res.Workflow)
@@ -44,7 +46,13 @@ def workflow_to_proto(workflow: WorkflowRow) -> res.Workflow:
     return res.Workflow(
         name=WORKFLOW.format(workflow.tenant_id, workflow.id),
         display_name=workflow.display_name,
-        steps=[res.Workflow.Step(**step) for step in workflow.steps],
+        steps=[
+            res.Workflow.Step(
+                id=step["id"],
+                agent_run=res.Workflow.AgentRun(agent=step["agent"], input_template=step["input_template"]),
+            )
+            for step in workflow.steps
+        ],
         create_time=to_timestamp(workflow.create_time),
     )
 
@@ -80,17 +88,19 @@ def run_to_proto(run: WorkflowRunRow) -> res.WorkflowRun:
     )
 
 
-class WorkflowService(pb_grpc.WorkflowServiceServicer):
-    """Workflows and their runs.
+class WorkflowService(TriggerHandlers, pb_grpc.WorkflowServiceServicer):
+    """Workflows, their runs and their webhook triggers (:mod:`services.workflow.triggers`).
 
     Args:
         db: The workflow database.
         clients: mTLS channels (the agent service).
         executor: Runs workflow runs in the background.
+        sealer: Encrypts webhook triggers' secrets at rest.
     """
 
-    def __init__(self, db: Database, clients: MeshClients, executor: Executor) -> None:
+    def __init__(self, db: Database, clients: MeshClients, executor: Executor, sealer: Sealer) -> None:
         self._db = db
+        self._sealer = sealer
         self._clients = clients
         self._agents = clients.stub(agent_grpc.AgentServiceStub, "agent")
         self._executor = executor
@@ -117,33 +127,36 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             elif step.id in seen:
                 violations.append(FieldViolation(f"{path}.id", f"duplicates step {step.id!r}"))
             try:
-                agent_tenant, _ = AGENT.parse(step.agent, f"{path}.agent")
+                agent_tenant, _ = AGENT.parse(step.agent_run.agent, f"{path}.agent_run.agent")
                 if agent_tenant != tenant_id:
-                    violations.append(FieldViolation(f"{path}.agent", "must be an agent of the same tenant"))
+                    violations.append(
+                        FieldViolation(f"{path}.agent_run.agent", "must be an agent of the same tenant")
+                    )
             except InvalidArgument as error:
                 violations += error.violations
             try:
-                templates.check(step.input_template or templates.DEFAULT_TEMPLATE, seen)
+                templates.check(step.agent_run.input_template or templates.DEFAULT_TEMPLATE, seen)
             except templates.TemplateProblem as problem:
-                violations.append(FieldViolation(f"{path}.input_template", str(problem)))
+                violations.append(FieldViolation(f"{path}.agent_run.input_template", str(problem)))
             seen.append(step.id)
         if violations:
             raise InvalidArgument(violations)
-        agents = sorted({step.agent for step in workflow.steps})
+        agents = sorted({step.agent_run.agent for step in workflow.steps})
         found = dict(
             zip(
                 agents, await asyncio.gather(*(self._agent_exists(tenant_id, a) for a in agents)), strict=True
             )
         )
         missing = [
-            FieldViolation(f"workflow.steps[{i}].agent", f"{step.agent} does not exist")
+            FieldViolation(f"workflow.steps[{i}].agent_run.agent", f"{step.agent_run.agent} does not exist")
             for i, step in enumerate(workflow.steps)
-            if not found[step.agent]
+            if not found[step.agent_run.agent]
         ]
         if missing:
             raise InvalidArgument(missing)
         return [
-            StepDefinition(id=s.id, agent=s.agent, input_template=s.input_template) for s in workflow.steps
+            StepDefinition(id=s.id, agent=s.agent_run.agent, input_template=s.agent_run.input_template)
+            for s in workflow.steps
         ]
 
     async def _agent_exists(self, tenant_id: str, agent: str) -> bool:
@@ -220,6 +233,38 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if created:
             self._executor.start(workflow, run)
         return run_to_proto(run)
+
+    async def start_run(
+        self, tenant_id: str, workflow_id: str, run_input: str, request_id: str | None, *, trigger: str
+    ) -> WorkflowRunRow:
+        """Starts a run of the tenant's workflow, or finds the one an earlier start with ``request_id`` made.
+
+        Minimal version until the durable engine lands: the run is inserted as
+        ``CreateWorkflowRun`` inserts it, and ``trigger`` (what started it) is not stored yet.
+
+        Raises:
+            NotFound: ``WORKFLOW_NOT_FOUND``.
+        """
+        run = WorkflowRunRow(
+            tenant_id=tenant_id,
+            id=new_id(),
+            workflow_id=workflow_id,
+            input=run_input,
+            state=RunState.PENDING,
+            steps=[],  # filled from the workflow by store.start_run
+            output="",
+            error_reason="",
+            error_message="",
+            request_id=request_id,
+            create_time=utcnow(),
+            end_time=None,
+        )
+        workflow, started, created = await self._db.write(tenant_id, store.start_run, run)
+        if workflow is None or started is None:
+            raise errors.workflow_not_found(WORKFLOW.format(tenant_id, workflow_id))
+        if created:
+            self._executor.start(workflow, started)
+        return started
 
     @staticmethod
     def _new_run(
