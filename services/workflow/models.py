@@ -183,7 +183,8 @@ class Schedule(Base):
     ``last_run_id`` is the run its latest fire time started (what the overlap policy
     looks at); ``buffered_fire_time`` the one fire time that waits for that run to end
     under ``BUFFER_ONE``. ``catchup_seconds`` 0 means fire times missed during downtime
-    are never caught up.
+    are never caught up. ``active_since`` is when it was created or last resumed: fire
+    times before it (missed while paused) never start a run.
     """
 
     __tablename__ = "workflow_schedules"
@@ -205,6 +206,7 @@ class Schedule(Base):
     last_fire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_run_id: Mapped[str | None] = mapped_column(String(63))
     buffered_fire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    active_since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -224,4 +226,5 @@ class ScheduleRow:
     last_fire_time: dt.datetime | None
     last_run_id: str | None
     buffered_fire_time: dt.datetime | None
+    active_since: dt.datetime
     create_time: dt.datetime

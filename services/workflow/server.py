@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 from pydantic import Field
 
@@ -12,6 +14,7 @@ from services.kit.db import Database, create_engine
 from services.kit.sandbox import Sandbox
 from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
+from services.workflow import schedules
 from services.workflow.executor import Executor
 from services.workflow.models import AUDIT_OUTBOX
 from services.workflow.service import WorkflowService
@@ -41,6 +44,9 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     sealer = Sealer.from_hex(key.get_secret_value() if key is not None else None)
     servicer = WorkflowService(db, clients, executor, sealer)
 
+    async def sync() -> None:
+        await schedules.sync_schedules(db)
+
     def register(server: grpc.aio.Server) -> None:
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
 
@@ -51,7 +57,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[executor.resume],
-        on_stop=[executor.stop, sandbox.close],
+        on_start=[executor.resume, functools.partial(schedules.launch_dbos, settings), sync],
+        on_stop=[executor.stop, schedules.shutdown_dbos, sandbox.close],
     )
     return service, settings

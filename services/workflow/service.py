@@ -25,9 +25,10 @@ from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.sealing import Sealer
 from services.kit.timestamps import to_timestamp, utcnow
-from services.workflow import errors, store, templates
+from services.workflow import errors, schedules, store, templates
 from services.workflow.executor import Executor
 from services.workflow.models import RunState, StepDefinition, WorkflowRow, WorkflowRunRow
+from services.workflow.schedules import ScheduleHandlers
 from services.workflow.triggers import TriggerHandlers
 
 _STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -88,8 +89,8 @@ def run_to_proto(run: WorkflowRunRow) -> res.WorkflowRun:
     )
 
 
-class WorkflowService(TriggerHandlers, pb_grpc.WorkflowServiceServicer):
-    """Workflows, their runs and their webhook triggers (:mod:`services.workflow.triggers`).
+class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowServiceServicer):
+    """Workflows, their runs, webhook triggers and schedules (the mixins of ``triggers`` and ``schedules``).
 
     Args:
         db: The workflow database.
@@ -104,6 +105,7 @@ class WorkflowService(TriggerHandlers, pb_grpc.WorkflowServiceServicer):
         self._clients = clients
         self._agents = clients.stub(agent_grpc.AgentServiceStub, "agent")
         self._executor = executor
+        schedules.bind(db, self)  # the schedules' DBOS workflow starts runs with start_run
 
     async def _check_steps(self, tenant_id: str, workflow: res.Workflow) -> list[StepDefinition]:
         """Validates the steps, cheap checks first.

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("last_fire_time", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_run_id", sa.String(length=63), nullable=True),
         sa.Column("buffered_fire_time", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("active_since", sa.DateTime(timezone=True), nullable=False),
         sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["tenant_id", "workflow_id"],
