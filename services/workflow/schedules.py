@@ -394,7 +394,7 @@ class ScheduleHandlers:
             raise errors.schedule_exists(name)
         try:
             await _register(created)
-        except BaseException:  # the row goes too, so no schedule is half made
+        except Exception:  # the row goes too, so no schedule is half made
             await self._db.write(tenant_id, trigger_store.delete_schedule, workflow_id, created.id)
             raise
         return schedule_to_proto(created, now)
