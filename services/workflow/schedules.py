@@ -239,29 +239,39 @@ async def _previous_running_step(key: ScheduleKey) -> bool:
     return await _firing().db.read(key["tenant_id"], _still_running, key)
 
 
-def _record(tx: Any, key: ScheduleKey, fire_time: dt.datetime, run_id: str) -> None:
+def _record(tx: Any, key: ScheduleKey, fire_time: dt.datetime, run_id: str | None) -> None:
+    """Records a fire time's run on its schedule (None: it started none), and frees its buffer place."""
     schedule = trigger_store.get_schedule(tx, key["workflow_id"], key["schedule_id"], lock=True)
     if schedule is None:
         return
-    values: dict[str, Any] = {"last_fire_time": fire_time, "last_run_id": run_id}
+    values: dict[str, Any] = {} if run_id is None else {"last_fire_time": fire_time, "last_run_id": run_id}
     if schedule.buffered_fire_time is not None and as_utc(schedule.buffered_fire_time) == fire_time:
         values["buffered_fire_time"] = None
-    trigger_store.update_schedule(tx, key["workflow_id"], key["schedule_id"], values)
+    if values:
+        trigger_store.update_schedule(tx, key["workflow_id"], key["schedule_id"], values)
 
 
 @DBOS.step(name="orchestrall.workflow.schedule_start_run")
 async def _start_step(key: ScheduleKey, fire_time: str) -> str:
     """Starts the fire time's run (idempotent by its request ID) and records it on the schedule.
 
+    A schedule deleted or paused since the fire time was decided (a buffered one waited)
+    starts nothing; a paused one gets its buffer place back.
+
     Returns:
-        The run's ID.
+        The run's ID; empty when none was started.
     """
     firing = _firing()
     time = dt.datetime.fromisoformat(fire_time)
     schedule = await firing.db.read(
         key["tenant_id"], trigger_store.get_schedule, key["workflow_id"], key["schedule_id"]
     )
-    run_input = schedule.input if schedule is not None and schedule.input else _default_input(time)
+    if schedule is None:
+        return ""
+    if schedule.paused:
+        await firing.db.write(key["tenant_id"], _record, key, time, None)
+        return ""
+    run_input = schedule.input or _default_input(time)
     name = SCHEDULE.format(key["tenant_id"], key["workflow_id"], key["schedule_id"])
     run: WorkflowRunRow = await firing.service.start_run(
         key["tenant_id"],

@@ -18,7 +18,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from services.cli.stack import Stack
-from tests.mesh.conftest import auth, grpc_headers
+from tests.mesh.conftest import auth, grpc_headers, stored_rows
 from tests.mesh.test_access_gateway import sign_up
 
 pytestmark = pytest.mark.mesh
@@ -87,6 +87,15 @@ def _signed(
 def _error(response: httpx.Response) -> str:
     (info,) = [d for d in response.json()["details"] if d["@type"].endswith("google.rpc.ErrorInfo")]
     return str(info["reason"])
+
+
+def test_the_secret_is_stored_sealed(stack: Stack, hook: Hook) -> None:
+    ((sealed,),) = stored_rows(
+        stack, "workflow", "SELECT secret_sealed FROM workflow_triggers WHERE id = 'orders'"
+    )
+    secret = hook.trigger["secret"]
+    raw = base64.b64decode(secret.removeprefix("whsec_"))
+    assert secret.encode() not in bytes(sealed) and raw not in bytes(sealed)
 
 
 def test_create_returns_the_secret_once(http: httpx.Client, hook: Hook) -> None:

@@ -288,3 +288,22 @@ async def test_buffer_one_keeps_one_fire_time_until_the_previous_run_ends(
     assert row is not None and row.buffered_fire_time is None and row.last_run_id != held
     runs = await _scheduled_runs(flow)
     assert [json.loads(r.input)["scheduled_time"] for r in runs] == [buffered_time.isoformat()]
+
+
+async def test_a_buffered_fire_time_of_a_schedule_paused_meanwhile_starts_nothing(
+    flow: Flow, workflow_db: Database
+) -> None:
+    schedule = await _create(flow, "paused", cron=YEARLY, overlap_policy=res.OVERLAP_POLICY_BUFFER_ONE)
+    key = _key(flow, "paused")
+    held = await _hold_previous_run(workflow_db, flow, "paused")
+    handle = await DBOS.start_workflow_async(schedules.fire_schedule, dt.datetime.fromisoformat(_at(1)), key)
+    while (
+        row := await workflow_db.read(flow.tenant.id, trigger_store.get_schedule, flow.workflow_id, "paused")
+    ) is None or row.buffered_fire_time is None:
+        await asyncio.sleep(0.05)
+    await flow.stub.PauseSchedule(pb.PauseScheduleRequest(name=schedule.name), metadata=flow.tenant.metadata)
+    await _end_run(workflow_db, flow.tenant.id, held)
+    await asyncio.wait_for(handle.get_result(), timeout=30)
+    row = await workflow_db.read(flow.tenant.id, trigger_store.get_schedule, flow.workflow_id, "paused")
+    assert row is not None and row.buffered_fire_time is None and row.last_run_id == held
+    assert await _scheduled_runs(flow) == []
