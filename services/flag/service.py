@@ -18,9 +18,11 @@ from openfeature.exception import ErrorCode
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from services.flag import errors, evaluator, limits, store
+from services.flag import errors, evaluator, limits, revisions, store
+from services.flag.definitions import fields_of_row, from_definition, to_definition
 from services.flag.flagsets import FlagSets
-from services.flag.models import FlagRow, FlagState
+from services.flag.models import FlagRevisionRow, FlagRow, FlagState, RevisionAction
+from services.kit import jsonpatch
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
@@ -32,11 +34,13 @@ from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
 
 FLAG = ResourceName.of(res.Flag)
+FLAG_REVISION = ResourceName.of(res.FlagRevision)
 FLAG_ID = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description")
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
-IGNORED_FIELDS = frozenset({"name", "create_time", "update_time"})
+IGNORED_FIELDS = frozenset({"name", "create_time", "update_time", "revision_id"})
 FLAG_STATES = EnumMap(FlagState, res.Flag.State, "STATE_")
+REVISION_ACTIONS = EnumMap(RevisionAction, res.FlagRevision.Action, "ACTION_")
 
 
 def flag_to_proto(flag: FlagRow) -> res.Flag:
@@ -49,9 +53,44 @@ def flag_to_proto(flag: FlagRow) -> res.Flag:
         description=flag.description,
         create_time=to_timestamp(flag.create_time),
         update_time=to_timestamp(flag.update_time),
+        revision_id=flag.revision_id,
     )
     if flag.targeting:
         message.targeting.update(flag.targeting)
+    return message
+
+
+def revision_to_proto(revision: FlagRevisionRow) -> res.FlagRevision:
+    """Maps a revision row to its resource; its ``flag`` has no ``create_time`` (revisions do not keep it)."""
+    message = res.FlagRevision(
+        name=FLAG_REVISION.format(revision.tenant_id, revision.flag_key, revision.id),
+        action=REVISION_ACTIONS.to_proto(RevisionAction(revision.action)),
+        principal=revision.principal,
+        create_time=to_timestamp(revision.create_time),
+    )
+    if revision.definition is not None:
+        fields = from_definition(revision.definition)
+        message.flag.CopyFrom(
+            flag_to_proto(
+                FlagRow(
+                    tenant_id=revision.tenant_id,
+                    key=revision.flag_key,
+                    **fields,
+                    create_time=revision.create_time,
+                    update_time=revision.create_time,
+                    revision_id=revision.id,
+                )
+            )
+        )
+        message.flag.ClearField("create_time")
+    for operation in revision.diff:
+        item = message.diff.add(op=operation["op"], path=operation["path"])
+        if "value" in operation:
+            item.value.CopyFrom(to_value(operation["value"]))
+    if revision.rollback_revision_id:
+        message.rollback_revision = FLAG_REVISION.format(
+            revision.tenant_id, revision.flag_key, revision.rollback_revision_id
+        )
     return message
 
 
@@ -106,8 +145,27 @@ def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
     return tuple(p for p in MUTABLE_FIELDS if p in paths)
 
 
+def _create(tx: Tx, row: FlagRow) -> FlagRow | None:
+    """Inserts a new flag and a revision of it; None when the key is taken (nothing is written)."""
+    row = dataclasses.replace(row, revision_id=revisions.new_revision_id(tx, row.key))
+    if not store.add_flag(tx, row):
+        return None
+    revisions.append(tx, row.key, row.revision_id, RevisionAction.CREATE, fields_of_row(row), row.create_time)
+    return row
+
+
+def _unchanged(before: FlagRow, after: FlagRow) -> bool:
+    """Whether two versions of a flag have the same definition (JSON types compared exactly)."""
+    return not jsonpatch.diff(to_definition(fields_of_row(before)), to_definition(fields_of_row(after)))
+
+
 def _update(tx: Tx, key: str, message: res.Flag, paths: tuple[str, ...]) -> FlagRow | None:
     """Reads the flag locked, applies the named fields, checks the result and writes it, in one transaction.
+
+    An update that changes no field writes nothing and makes no revision.
+
+    Returns:
+        The flag as it is afterwards, or None when there is none.
 
     Raises:
         InvalidArgument: The result is no valid flagd flag (nothing is written).
@@ -115,9 +173,72 @@ def _update(tx: Tx, key: str, message: res.Flag, paths: tuple[str, ...]) -> Flag
     row = store.get_flag(tx, key, lock=True)
     if row is None:
         return None
-    changes = {**_fields(message, paths), "update_time": utcnow()}
-    _check(dataclasses.replace(row, **changes))
-    return store.update_flag(tx, key, changes)
+    fields = _fields(message, paths)
+    if _unchanged(row, dataclasses.replace(row, **fields)):
+        return row
+    now = utcnow()
+    changes = {**fields, "update_time": now, "revision_id": revisions.new_revision_id(tx, key)}
+    updated = dataclasses.replace(row, **changes)
+    _check(updated)
+    written = store.update_flag(tx, key, changes)
+    revisions.append(tx, key, updated.revision_id, RevisionAction.UPDATE, fields_of_row(updated), now)
+    return written
+
+
+def _delete(tx: Tx, key: str) -> bool:
+    """Deletes the flag and records the deletion as a revision; False when there is none."""
+    if store.get_flag(tx, key, lock=True) is None or not store.delete_flag(tx, key):
+        return False
+    revision_id = revisions.new_revision_id(tx, key)
+    revisions.append(tx, key, revision_id, RevisionAction.DELETE, None, utcnow())
+    return True
+
+
+def _rollback(tx: Tx, key: str, revision_id: str, request_id: str | None) -> FlagRow | None:
+    """Gives the flag the definition of one of its revisions, as a new revision, in one transaction.
+
+    Returns:
+        The flag afterwards; None when an earlier call with ``request_id`` rolled it back and
+        it has been deleted since.
+
+    Raises:
+        NotFound: The key has no revision ``revision_id`` (``FLAG_REVISION_NOT_FOUND``).
+        InvalidArgument: The revision is a deletion, or its definition breaks today's rules.
+    """
+    current = store.get_flag(tx, key, lock=True)
+    if request_id and store.flag_revision_of_request(tx, key, request_id) is not None:
+        return current
+    target = store.get_flag_revision(tx, key, revision_id)
+    if target is None:
+        raise errors.revision_not_found(FLAG_REVISION.format(tx.tenant_id, key, revision_id))
+    if target.definition is None:
+        raise invalid("revision_id", "names a deletion, which has no definition to restore")
+    fields = from_definition(target.definition)
+    if current is not None and _unchanged(current, dataclasses.replace(current, **fields)):
+        return current
+    now = utcnow()
+    new_id = revisions.new_revision_id(tx, key)
+    if current is None:
+        restored = FlagRow(tx.tenant_id, key, **fields, create_time=now, update_time=now, revision_id=new_id)
+        _check(restored)
+        if not store.add_flag(tx, restored):
+            raise RuntimeError(f"flag {key} appeared while locked")
+    else:
+        changes: dict[str, Any] = {**fields, "update_time": now, "revision_id": new_id}
+        restored = dataclasses.replace(current, **changes)
+        _check(restored)
+        store.update_flag(tx, key, changes)
+    revisions.append(
+        tx,
+        key,
+        new_id,
+        RevisionAction.ROLLBACK,
+        fields,
+        now,
+        rollback_revision_id=revision_id,
+        request_id=request_id,
+    )
+    return restored
 
 
 class FlagService(pb_grpc.FlagServiceServicer):
@@ -139,14 +260,21 @@ class FlagService(pb_grpc.FlagServiceServicer):
             raise invalid("flag_id", "must be 1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter")
         now = utcnow()
         fields = _fields(request.flag, MUTABLE_FIELDS)
-        row = FlagRow(tenant_id=tenant_id, key=request.flag_id, create_time=now, update_time=now, **fields)
+        row = FlagRow(
+            tenant_id=tenant_id,
+            key=request.flag_id,
+            create_time=now,
+            update_time=now,
+            **fields,
+        )
         _check(row)
         name = FLAG.format(tenant_id, request.flag_id)
         note_resource(name)
-        if not await self._db.write(tenant_id, store.add_flag, row):
+        created = await self._db.write(tenant_id, _create, row)
+        if created is None:
             raise errors.flag_exists(name)
         await self._sets.reload(tenant_id)
-        return flag_to_proto(row)
+        return flag_to_proto(created)
 
     async def GetFlag(self, request: pb.GetFlagRequest, context: grpc.aio.ServicerContext) -> res.Flag:
         tenant_id, key = FLAG.parse(request.name, "name")
@@ -182,10 +310,44 @@ class FlagService(pb_grpc.FlagServiceServicer):
     ) -> empty_pb2.Empty:
         tenant_id, key = FLAG.parse(request.name, "name")
         require_tenant(tenant_id)
-        if not await self._db.write(tenant_id, store.delete_flag, key):
+        if not await self._db.write(tenant_id, _delete, key):
             raise errors.flag_not_found(request.name)
         await self._sets.reload(tenant_id)
         return empty_pb2.Empty()
+
+    async def ListFlagRevisions(
+        self, request: pb.ListFlagRevisionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFlagRevisionsResponse:
+        tenant_id, key = FLAG.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listing = await self._db.read(tenant_id, store.list_flag_revisions, key, page)
+        if listing is None:
+            raise errors.flag_not_found(request.parent)
+        items, token = listing.messages(revision_to_proto)
+        return pb.ListFlagRevisionsResponse(flag_revisions=items, next_page_token=token)
+
+    async def GetFlagRevision(
+        self, request: pb.GetFlagRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> res.FlagRevision:
+        tenant_id, key, revision_id = FLAG_REVISION.parse(request.name, "name")
+        require_tenant(tenant_id)
+        revision = await self._db.read(tenant_id, store.get_flag_revision, key, revision_id)
+        if revision is None:
+            raise errors.revision_not_found(request.name)
+        return revision_to_proto(revision)
+
+    async def RollbackFlag(
+        self, request: pb.RollbackFlagRequest, context: grpc.aio.ServicerContext
+    ) -> res.Flag:
+        """Restore a revision's definition as the flag's new revision (AIP-162)."""
+        tenant_id, key = FLAG.parse(request.name, "name")
+        require_tenant(tenant_id)
+        row = await self._db.write(tenant_id, _rollback, key, request.revision_id, request.request_id or None)
+        if row is None:
+            raise errors.flag_not_found(request.name)
+        await self._sets.reload(tenant_id)
+        return flag_to_proto(row)
 
     async def EvaluateFlag(
         self, request: pb.EvaluateFlagRequest, context: grpc.aio.ServicerContext

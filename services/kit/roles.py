@@ -44,6 +44,8 @@ _VIEWER = frozenset(
         "flag.flags.get",
         "flag.flags.list",
         "flag.flags.evaluate",
+        "flag.revisions.get",
+        "flag.revisions.list",
         "billing.usage.get",
     }
 )

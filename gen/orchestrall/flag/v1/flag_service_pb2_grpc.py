@@ -85,6 +85,21 @@ class FlagServiceStub:
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.DeleteFlagRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListFlagRevisions = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/ListFlagRevisions',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsResponse.FromString,
+                _registered_method=True)
+        self.GetFlagRevision = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/GetFlagRevision',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagRevisionRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagRevision.FromString,
+                _registered_method=True)
+        self.RollbackFlag = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/RollbackFlag',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.RollbackFlagRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.Flag.FromString,
+                _registered_method=True)
         self.EvaluateFlag = channel.unary_unary(
                 '/orchestrall.flag.v1.FlagService/EvaluateFlag',
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateFlagRequest.SerializeToString,
@@ -169,6 +184,46 @@ class FlagServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFlagRevisions(self, request, context):
+        """Lists a flag's revisions, newest first (AIP-162), also of a deleted flag: one
+        for each change made by `CreateFlag`, `UpdateFlag`, `DeleteFlag` or
+        `RollbackFlag`, with who made it, when, the flag afterwards and a JSON Patch
+        from the revision before.
+
+        Errors: NOT_FOUND `FLAG_NOT_FOUND` (the flag key never had a revision); and the
+        common reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFlagRevision(self, request, context):
+        """Gets one revision of a flag, also of a deleted flag.
+
+        Errors: NOT_FOUND `FLAG_REVISION_NOT_FOUND`; and the common reasons of
+        `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackFlag(self, request, context):
+        """Restores a revision of a flag (AIP-162): the flag takes that revision's
+        definition (state, variants, default variant, targeting, description), which
+        becomes a new revision with `ACTION_ROLLBACK`. A deleted flag is created again.
+        Rolling back to the definition the flag has changes nothing and makes no
+        revision; a retry with the same `request_id` returns the flag as it is.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`revision_id` names a deletion,
+        which has no definition to restore) or `INVALID_FLAG_DEFINITION` (the
+        revision's definition breaks today's rules; nothing is written); NOT_FOUND
+        `FLAG_REVISION_NOT_FOUND` (no such revision of this flag); and the common
+        reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EvaluateFlag(self, request, context):
         """Evaluates a flag for an evaluation context (OpenFeature specification,
         section 1.3; flagd's evaluation semantics).
@@ -209,6 +264,21 @@ def add_FlagServiceServicer_to_server(servicer, server):
                     servicer.DeleteFlag,
                     request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.DeleteFlagRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListFlagRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlagRevisions,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsResponse.SerializeToString,
+            ),
+            'GetFlagRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlagRevision,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagRevisionRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagRevision.SerializeToString,
+            ),
+            'RollbackFlag': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackFlag,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.RollbackFlagRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.Flag.SerializeToString,
             ),
             'EvaluateFlag': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateFlag,
@@ -374,6 +444,87 @@ class FlagService:
             '/orchestrall.flag.v1.FlagService/DeleteFlag',
             orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.DeleteFlagRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlagRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/ListFlagRevisions',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlagRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/GetFlagRevision',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagRevisionRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackFlag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/RollbackFlag',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.RollbackFlagRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_resources__pb2.Flag.FromString,
             options,
             channel_credentials,
             insecure,
