@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, json_format, struct_pb2
+from sqlalchemy import create_engine, text
 
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from tests.conftest import Mesh
+from services.kit import migrate
+from services.kit.db import connect_args, database_url, schema_name
+from services.kit.timestamps import utcnow
+from tests.conftest import SCHEMA_PREFIX, Mesh
 from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
 from tests.service.test_principals import delivered
 
@@ -213,3 +219,46 @@ async def test_revisions_page_newest_first(mesh: Mesh) -> None:
             if not token:
                 break
         assert seen == made[::-1]
+
+
+def test_the_migration_gives_existing_flags_a_first_revision(mesh: Mesh, tmp_path: Path) -> None:
+    settings = mesh.config.settings("flag").model_copy(
+        update={"schema_prefix": f"{SCHEMA_PREFIX}flagrev_", "state_dir": tmp_path}
+    )
+    admin = database_url(settings, "flag", admin=True)
+    engine = create_engine(admin, connect_args=connect_args(settings, "flag"))
+    try:
+        migrate.upgrade(settings, "flag", "0004")
+        now = utcnow()
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO flags (tenant_id, key, state, variants, default_variant, targeting,"
+                    " description, create_time, update_time) VALUES ('t', 'old', 'ENABLED',"
+                    " :variants, 'on', NULL, 'from before', :now, :now)"
+                ),
+                {"variants": json.dumps({"on": True, "off": False}), "now": now},
+            )
+        migrate.upgrade(settings, "flag")
+        with engine.connect() as connection:
+            (revision_id,) = connection.execute(text("SELECT revision_id FROM flags")).one()
+            rows = connection.execute(
+                text("SELECT flag_key, id, sequence, action, definition, principal FROM flag_revisions")
+            ).all()
+    finally:
+        engine.dispose()
+        if admin.get_backend_name() == "postgresql":
+            dropper = create_engine(admin)
+            with dropper.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema_name(settings, "flag")}" CASCADE'))
+            dropper.dispose()
+    assert len(rows) == 1
+    key, id_, sequence, action, definition, principal = rows[0]
+    assert (key, id_, sequence, action, principal) == ("old", revision_id, 1, "CREATE", "")
+    definition = json.loads(definition) if isinstance(definition, str) else definition
+    assert definition == {
+        "state": "ENABLED",
+        "variants": {"on": True, "off": False},
+        "defaultVariant": "on",
+        "metadata": {"description": "from before"},
+    }
