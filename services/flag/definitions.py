@@ -10,9 +10,14 @@ export and import read and write it.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypedDict
 
 from services.flag.models import FlagRow
+
+#: A flag key: 1-63 of ``A-Za-z0-9-_.``, starting with a letter (flagd allows any non-empty string; a key
+#: here is also the last segment of a resource name). Keys are case-sensitive, as OpenFeature's are.
+FLAG_ID = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,62}$")
 
 
 class FlagFields(TypedDict):

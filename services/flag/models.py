@@ -85,6 +85,7 @@ class RevisionAction(StrEnum):
     UPDATE = "UPDATE"
     DELETE = "DELETE"
     ROLLBACK = "ROLLBACK"
+    IMPORT = "IMPORT"
 
 
 class FlagRevision(Base):

@@ -8,18 +8,18 @@ tenant's set on this replica at once (others follow within a poll interval).
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, field_mask_pb2
 from openfeature.exception import ErrorCode
 
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from services.flag import errors, evaluator, limits, revisions, store
-from services.flag.definitions import fields_of_row, from_definition, to_definition
+from services.flag import documents, errors, evaluator, limits, revisions, store
+from services.flag.definitions import FLAG_ID, FlagFields, fields_of_row, from_definition, to_definition
 from services.flag.flagsets import FlagSets
 from services.flag.models import FlagRevisionRow, FlagRow, FlagState, RevisionAction
 from services.kit import jsonpatch
@@ -35,7 +35,6 @@ from services.kit.timestamps import to_timestamp, utcnow
 
 FLAG = ResourceName.of(res.Flag)
 FLAG_REVISION = ResourceName.of(res.FlagRevision)
-FLAG_ID = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description")
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
 IGNORED_FIELDS = frozenset({"name", "create_time", "update_time", "revision_id"})
@@ -241,6 +240,75 @@ def _rollback(tx: Tx, key: str, revision_id: str, request_id: str | None) -> Fla
     return restored
 
 
+@dataclasses.dataclass
+class ImportOutcome:
+    """What an import changed: flag keys created, updated and deleted, each in key order."""
+
+    created: list[str] = dataclasses.field(default_factory=list)
+    updated: list[str] = dataclasses.field(default_factory=list)
+    deleted: list[str] = dataclasses.field(default_factory=list)
+
+
+def _earlier_import(tx: Tx, request_id: str) -> ImportOutcome | None:
+    """Returns what the import with ``request_id`` changed, from its revisions; None when it made none."""
+    made = store.flag_revisions_of_call(tx, request_id)
+    if not made:
+        return None
+    outcome = ImportOutcome()
+    for revision in sorted(made, key=lambda r: r.flag_key):
+        if revision.action == RevisionAction.DELETE:
+            outcome.deleted.append(revision.flag_key)
+            continue
+        before = store.flag_revision_numbered(tx, revision.flag_key, revision.sequence - 1)
+        new = before is None or before.action == RevisionAction.DELETE
+        (outcome.created if new else outcome.updated).append(revision.flag_key)
+    return outcome
+
+
+def _import(
+    tx: Tx, flags: dict[str, FlagFields], delete_missing: bool, request_id: str | None
+) -> ImportOutcome:
+    """Creates, replaces and (``delete_missing``) deletes flags to match a document, in one transaction.
+
+    Each change makes a revision (``IMPORT``, or ``DELETE``) carrying ``request_id``; a flag the
+    document defines as it is makes none. A call whose ``request_id`` made revisions before
+    changes nothing and returns what that call changed.
+    """
+    if request_id:
+        earlier = _earlier_import(tx, request_id)
+        if earlier is not None:
+            return earlier
+    outcome = ImportOutcome()
+    now = utcnow()
+    for key in sorted(flags):
+        fields = flags[key]
+        current = store.get_flag(tx, key, lock=True)
+        revision_id = revisions.new_revision_id(tx, key)
+        if current is None:
+            row = FlagRow(
+                tx.tenant_id, key, **fields, create_time=now, update_time=now, revision_id=revision_id
+            )
+            if not store.add_flag(tx, row):
+                raise RuntimeError(f"flag {key} appeared while importing")
+            outcome.created.append(key)
+        elif _unchanged(current, dataclasses.replace(current, **fields)):
+            continue
+        else:
+            store.update_flag(tx, key, {**fields, "update_time": now, "revision_id": revision_id})
+            outcome.updated.append(key)
+        revisions.append(tx, key, revision_id, RevisionAction.IMPORT, fields, now, request_id=request_id)
+    if delete_missing:
+        for row in store.tenant_flags(tx):
+            if row.key not in flags and store.get_flag(tx, row.key, lock=True) is not None:
+                store.delete_flag(tx, row.key)
+                revision_id = revisions.new_revision_id(tx, row.key)
+                revisions.append(
+                    tx, row.key, revision_id, RevisionAction.DELETE, None, now, request_id=request_id
+                )
+                outcome.deleted.append(row.key)
+    return outcome
+
+
 class FlagService(pb_grpc.FlagServiceServicer):
     """Per-tenant feature flags, defined and evaluated with flagd's semantics.
 
@@ -257,7 +325,9 @@ class FlagService(pb_grpc.FlagServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         if not FLAG_ID.match(request.flag_id):
-            raise invalid("flag_id", "must be 1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter")
+            raise invalid(
+                "flag_id", "must be 1-63 of A-Z, a-z, 0-9, '-', '_' and '.', starting with a letter"
+            )
         now = utcnow()
         fields = _fields(request.flag, MUTABLE_FIELDS)
         row = FlagRow(
@@ -348,6 +418,32 @@ class FlagService(pb_grpc.FlagServiceServicer):
             raise errors.flag_not_found(request.name)
         await self._sets.reload(tenant_id)
         return flag_to_proto(row)
+
+    async def ImportFlags(
+        self, request: pb.ImportFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ImportFlagsResponse:
+        """Import a flagd flag-definition document, all or nothing (:mod:`services.flag.documents`)."""
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        flags = documents.read(tenant_id, request.body.data)
+        outcome = await self._db.write(
+            tenant_id, _import, flags, request.delete_missing, request.request_id or None
+        )
+        await self._sets.reload(tenant_id)
+        return pb.ImportFlagsResponse(
+            created_flags=[FLAG.format(tenant_id, key) for key in outcome.created],
+            updated_flags=[FLAG.format(tenant_id, key) for key in outcome.updated],
+            deleted_flags=[FLAG.format(tenant_id, key) for key in outcome.deleted],
+        )
+
+    async def ExportFlags(
+        self, request: pb.ExportFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        """Return the tenant's flags as a flagd flag-definition document."""
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        flags = await self._db.read(tenant_id, store.tenant_flags)
+        return httpbody_pb2.HttpBody(content_type="application/json", data=documents.write(flags))
 
     async def EvaluateFlag(
         self, request: pb.EvaluateFlagRequest, context: grpc.aio.ServicerContext

@@ -98,6 +98,16 @@ def flag_revision_of_request(tx: Tx, key: str, request_id: str) -> FlagRevisionR
     return REVISIONS.find(tx, _REVISIONS.c.flag_key == key, _REVISIONS.c.request_id == request_id)
 
 
+def flag_revisions_of_call(tx: Tx, request_id: str) -> list[FlagRevisionRow]:
+    """Returns every revision, of any of the tenant's flags, that the call with ``request_id`` made."""
+    return REVISIONS.find_all(tx, _REVISIONS.c.request_id == request_id)
+
+
+def flag_revision_numbered(tx: Tx, key: str, sequence: int) -> FlagRevisionRow | None:
+    """Returns the revision of flag ``key`` with number ``sequence``, or None."""
+    return REVISIONS.find(tx, _REVISIONS.c.flag_key == key, _REVISIONS.c.sequence == sequence)
+
+
 def list_flag_revisions(tx: Tx, key: str, page: Page) -> Listing[FlagRevisionRow] | None:
     """Returns a page of the revisions of flag ``key``, newest first; None when the key never had one."""
     if latest_flag_revision(tx, key) is None:

@@ -66,6 +66,7 @@ _DEVELOPER = _VIEWER | {
     "flag.flags.create",
     "flag.flags.update",
     "flag.flags.delete",
+    "flag.flags.import",
 }
 _ADMIN = _DEVELOPER | {
     "auth.apiKeys.create",

@@ -1,6 +1,9 @@
-"""A flag's life over REST through Envoy: revisions, rollback."""
+"""A flag's life over REST through Envoy: revisions, rollback, flagd files in and out."""
 
 from __future__ import annotations
+
+import json
+import uuid
 
 import httpx
 import pytest
@@ -54,3 +57,54 @@ def test_revisions_and_rollback_over_rest(http: httpx.Client) -> None:
     other = sign_up(http, "revs-other")
     foreign = http.get(f"/v1/{name}/revisions", headers=auth(other.token))
     assert foreign.status_code == 403
+
+
+def test_a_flagd_file_moves_in_and_out_over_rest(http: httpx.Client) -> None:
+    tenant = sign_up(http, "docs")
+    headers = auth(tenant.token)
+    document = {
+        "$schema": "https://flagd.dev/schema/v0/flags.json",
+        "$evaluators": {"beta": {"starts_with": [{"var": "email"}, "beta-"]}},
+        "flags": {
+            "newBanner": {
+                "state": "ENABLED",
+                "variants": {"on": True, "off": False},
+                "defaultVariant": "off",
+                "targeting": {"if": [{"$ref": "beta"}, "on", "off"]},
+            }
+        },
+    }
+    raw = json.dumps(document).encode()
+    imported = http.post(
+        f"/v1/tenants/{tenant.tenant}/flags:import",
+        params={"requestId": str(uuid.uuid4())},
+        content=raw,
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert imported.status_code == 200, imported.text
+    assert imported.json()["createdFlags"] == [f"tenants/{tenant.tenant}/flags/newBanner"]
+    evaluated = http.post(
+        f"/v1/tenants/{tenant.tenant}/flags/newBanner:evaluate",
+        json={"context": {"email": "beta-ann@example.com"}},
+        headers=headers,
+    )
+    assert (evaluated.json()["variant"], evaluated.json()["reason"]) == ("on", "TARGETING_MATCH")
+
+    exported = http.get(f"/v1/tenants/{tenant.tenant}/flags:export", headers=headers)
+    assert exported.status_code == 200, exported.text
+    assert exported.headers["content-type"].startswith("application/json")
+    assert exported.json()["flags"]["newBanner"]["targeting"] == {
+        "if": [{"starts_with": [{"var": "email"}, "beta-"]}, "on", "off"]
+    }
+
+    broken = http.post(
+        f"/v1/tenants/{tenant.tenant}/flags:import",
+        content=b'{"flags": {"x": {"state": "ENABLED", "variants": {}}}}',
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert broken.status_code == 400, broken.text
+    details = broken.json()["details"]
+    assert any(d.get("reason") == "INVALID_FLAG_DEFINITION" for d in details)
+    violations = [v for d in details for v in d.get("fieldViolations", [])]
+    assert violations and all(v["field"] == "body" for v in violations)
+    assert violations[0]["description"].startswith("/flags/x")

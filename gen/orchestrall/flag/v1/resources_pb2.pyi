@@ -60,11 +60,13 @@ class FlagRevision(_message.Message):
         ACTION_UPDATE: _ClassVar[FlagRevision.Action]
         ACTION_DELETE: _ClassVar[FlagRevision.Action]
         ACTION_ROLLBACK: _ClassVar[FlagRevision.Action]
+        ACTION_IMPORT: _ClassVar[FlagRevision.Action]
     ACTION_UNSPECIFIED: FlagRevision.Action
     ACTION_CREATE: FlagRevision.Action
     ACTION_UPDATE: FlagRevision.Action
     ACTION_DELETE: FlagRevision.Action
     ACTION_ROLLBACK: FlagRevision.Action
+    ACTION_IMPORT: FlagRevision.Action
     NAME_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     FLAG_FIELD_NUMBER: _ClassVar[int]
