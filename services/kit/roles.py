@@ -49,6 +49,8 @@ _VIEWER = frozenset(
         "flag.flags.get",
         "flag.flags.list",
         "flag.flags.evaluate",
+        "flag.revisions.get",
+        "flag.revisions.list",
         "billing.usage.get",
     }
 )
@@ -78,6 +80,7 @@ _DEVELOPER = _VIEWER | {
     "flag.flags.create",
     "flag.flags.update",
     "flag.flags.delete",
+    "flag.flags.import",
 }
 _ADMIN = _DEVELOPER | {
     "auth.apiKeys.create",
