@@ -27,6 +27,20 @@ def invalid_usage_events(violations: Sequence[FieldViolation]) -> InvalidArgumen
     return InvalidArgument(violations, reason="INVALID_USAGE_EVENTS")
 
 
+def unsupported_content_type(content_type: str, served: Sequence[str]) -> InvalidArgument:
+    """Return the error for an HTTP body of a media type the CloudEvents ingestion does not read."""
+    return InvalidArgument(
+        [
+            FieldViolation(
+                "body.content_type",
+                f"{content_type or 'no Content-Type'} is not served; send {' or '.join(served)}"
+                " (CloudEvents HTTP binding, structured or batched content mode)",
+            )
+        ],
+        reason="UNSUPPORTED_CONTENT_TYPE",
+    )
+
+
 def quota_exceeded(tenant: str, plan: str, shortfalls: Sequence[Shortfall]) -> QuotaExceeded:
     """Return the error for a reservation that does not fit in the plan's limits; nothing was reserved.
 

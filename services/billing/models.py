@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypedDict
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
@@ -28,25 +30,74 @@ class Base(DeclarativeBase):
 AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
-class UsageEvent(Base):
-    """One metered usage event, identified by ``(tenant_id, source, event_id)`` (CloudEvents ids).
+#: ``usage_events.data``: JSON, stored as ``jsonb`` on PostgreSQL (meters read paths into it).
+EVENT_DATA = JSON().with_variant(JSONB(), "postgresql")
 
-    ``quantity`` is in the meter's unit (see :mod:`services.billing.plans`); ``time`` is when
-    the usage happened, ``ingest_time`` when it was recorded.
+
+class UsageEvent(Base):
+    """One recorded usage event, a CloudEvent 1.0 of a tenant.
+
+    ``type``, ``subject``, ``time`` and ``data`` are its CloudEvents attributes (``time``:
+    when the usage happened; ``ingest_time``: when it was recorded). ``meter`` and
+    ``quantity`` are what it counts towards a built-in meter (:mod:`services.billing.plans`):
+    the meter of its ``type`` and its ``data.quantity``, or ``""`` and 0 for other types.
+    Deduplication is :class:`UsageEventKey`'s: the key here includes ``ingest_time``, so
+    an event sent again after the deduplication window is a second row.
     """
 
     __tablename__ = "usage_events"
-    __table_args__ = (Index("ix_usage_events_tenant_id_meter_time", "tenant_id", "meter", "time"),)
+    __table_args__ = (
+        Index("ix_usage_events_tenant_id_meter_time", "tenant_id", "meter", "time"),
+        Index("ix_usage_events_tenant_id_type_time", "tenant_id", "type", "time"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    type: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(1024), default="")
+    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    data: Mapped[dict[str, Any]] = mapped_column(EVENT_DATA)
+    meter: Mapped[str] = mapped_column(String(63))
+    quantity: Mapped[float] = mapped_column(Float)
+
+
+class EventRow(TypedDict):
+    """A usage event as the store records it (``usage_events``' columns).
+
+    ``time`` and ``ingest_time`` are aware UTC datetimes; ``meter`` and ``quantity`` are
+    the built-in meter of ``type`` and the event's ``data.quantity``, or ``""`` and 0.
+    """
+
+    tenant_id: str
+    source: str
+    event_id: str
+    ingest_time: dt.datetime
+    type: str
+    subject: str
+    time: dt.datetime
+    data: dict[str, Any]
+    meter: str
+    quantity: float
+
+
+class UsageEventKey(Base):
+    """The key of a usage event recorded in the deduplication window: ``(tenant_id, source, event_id)``.
+
+    An event whose key is here is a duplicate (CloudEvents 1.0 section 3.1.1: ``source``
+    and ``id`` identify an event). Keys are swept once their ``ingest_time`` is older
+    than the window (:data:`services.billing.store.DEDUPLICATION_WINDOW`), so this index
+    stays the size of the window's traffic while the events stay.
+    """
+
+    __tablename__ = "usage_event_keys"
 
     # The tenant is part of the key: one tenant's event IDs never hide another's.
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     source: Mapped[str] = mapped_column(String(255), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    meter: Mapped[str] = mapped_column(String(63))
-    quantity: Mapped[float] = mapped_column(Float)
-    subject: Mapped[str] = mapped_column(String(1024), default="")
-    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class UsageTotal(Base):

@@ -1,8 +1,9 @@
 """SQL of the billing service. Every usage query filters by the transaction's tenant.
 
-Usage events and the running totals they add to are written in one transaction,
-so a total always equals the sum of its period's events, and duplicates (an
-event whose ``(tenant, source, id)`` is recorded already) add nothing.
+Usage events, their deduplication keys and the running totals they add to are
+written in one transaction, so a total always equals the sum of its period's
+events, and duplicates (an event whose ``(tenant, source, id)`` was recorded in
+the deduplication window) add nothing.
 Reservations are decided under a per-tenant lock against those totals plus what
 the tenant's other reservations hold, and a settlement records its usage events
 and closes its reservation in one transaction.
@@ -15,10 +16,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, column, func, literal_column, select, table, union_all
+from sqlalchemy import and_, bindparam, column, delete, func, literal_column, select, table, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.billing.models import (
+    EventRow,
     MeterTotal,
     Reservation,
     ReservationMeter,
@@ -27,24 +29,24 @@ from services.billing.models import (
     ReservationRow,
     ReservationState,
     UsageEvent,
+    UsageEventKey,
     UsageTotal,
 )
-from services.billing.plans import period_of
+from services.billing.plans import METERS, QUANTITY_KEY, Meter, period_of
 from services.kit.calls import CURRENT_RPC
 from services.kit.db import Tx
 from services.kit.repository import Repository, table_of
 from services.kit.timestamps import as_utc
 
 _EVENTS = table_of(UsageEvent)
+_KEYS = table_of(UsageEventKey)
 _TOTALS = table_of(UsageTotal)
 
+#: How long an event's key is kept after it was recorded: an event sent again within it is a
+#: duplicate. 35 days cover a billing period (a month) and a few days of a producer's retries.
+DEDUPLICATION_WINDOW = dt.timedelta(days=35)
 
-def _insert_events(dialect: Any) -> Any:
-    return (
-        dialect.insert(_EVENTS)
-        .on_conflict_do_nothing()
-        .returning(_EVENTS.c.meter, _EVENTS.c.quantity, _EVENTS.c.time)
-    )
+_KEY_COLUMNS = ["tenant_id", "source", "event_id", "ingest_time"]
 
 
 def _add_totals(dialect: Any) -> Any:
@@ -67,7 +69,12 @@ BATCH_TABLE_DDL = (
 _BATCH = table(BATCH_TABLE, *(column(c.key) for c in _EVENTS.columns))
 _COLUMNS = [c.key for c in _EVENTS.columns]
 # The binary COPY wire types of usage_events' columns, in order.
-_COPY_TYPES = {"VARCHAR": "text", "FLOAT": "float8", "TIMESTAMP WITH TIME ZONE": "timestamptz"}
+_COPY_TYPES = {
+    "VARCHAR": "text",
+    "FLOAT": "float8",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "JSONB": "jsonb",
+}
 _BATCH_TYPES = [
     _COPY_TYPES[c.type.compile(dialect=postgresql.dialect()).split("(")[0]] for c in _EVENTS.columns
 ]
@@ -75,27 +82,40 @@ _COPY = f"COPY {BATCH_TABLE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def _move_batch() -> Any:
-    """The one statement that moves a copied batch of the transaction's tenant into the events.
+    """The one statement that records a copied batch of the transaction's tenant.
 
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` inserts the new events; a
-    second data-modifying CTE adds exactly those to their periods' totals
+    ``INSERT INTO usage_event_keys ... ON CONFLICT DO NOTHING RETURNING`` claims the keys
+    not seen in the window (a concurrent claim of the same key waits for the other
+    transaction, then skips it); the events of exactly those keys are inserted, and a
+    third data-modifying CTE adds those of built-in meters to their periods' totals
     (``date_trunc('month')`` in UTC, the billing period of :func:`period_of`); the
     statement returns how many were new. PostgreSQL runs every data-modifying CTE to
-    completion, read or not (PostgreSQL docs, "WITH Queries").
+    completion, read or not (PostgreSQL docs, "WITH Queries"). The batch holds each key
+    once (:func:`add_usage_events`).
     """
+    tenant = _BATCH.c.tenant_id == bindparam("tenant_id")
+    claimed = (
+        postgresql.insert(_KEYS)
+        .from_select(_KEY_COLUMNS, select(*(_BATCH.c[name] for name in _KEY_COLUMNS)).where(tenant))
+        .on_conflict_do_nothing()
+        .returning(_KEYS.c.source, _KEYS.c.event_id)
+        .cte("claimed")
+    )
+    new_events = select(*(_BATCH.c[name] for name in _COLUMNS)).join(
+        claimed, and_(claimed.c.source == _BATCH.c.source, claimed.c.event_id == _BATCH.c.event_id)
+    )
     inserted = (
         postgresql.insert(_EVENTS)
-        .from_select(_COLUMNS, select(*_BATCH.c).where(_BATCH.c.tenant_id == bindparam("tenant_id")))
-        .on_conflict_do_nothing()
+        .from_select(_COLUMNS, new_events.where(tenant))
         .returning(_EVENTS.c.tenant_id, _EVENTS.c.meter, _EVENTS.c.quantity, _EVENTS.c.time)
         .cte("inserted")
     )
     month = func.timezone("UTC", func.date_trunc("month", func.timezone("UTC", inserted.c.time)))
     added = postgresql.insert(_TOTALS).from_select(
         ["tenant_id", "meter", "period_start", "quantity", "event_count"],
-        select(
-            inserted.c.tenant_id, inserted.c.meter, month, func.sum(inserted.c.quantity), func.count()
-        ).group_by(inserted.c.tenant_id, inserted.c.meter, month),
+        select(inserted.c.tenant_id, inserted.c.meter, month, func.sum(inserted.c.quantity), func.count())
+        .where(inserted.c.meter != "")
+        .group_by(inserted.c.tenant_id, inserted.c.meter, month),
     )
     added = added.on_conflict_do_update(
         index_elements=[_TOTALS.c.tenant_id, _TOTALS.c.meter, _TOTALS.c.period_start],
@@ -108,64 +128,124 @@ def _move_batch() -> Any:
 
 
 # Built once: the statements of an ingestion.
-_INSERT_EVENTS = _insert_events(sqlite)
+_CLAIM_KEYS = sqlite.insert(_KEYS).on_conflict_do_nothing().returning(_KEYS.c.source, _KEYS.c.event_id)
+_INSERT_EVENTS = sqlite.insert(_EVENTS)
 _ADD_TOTALS = _add_totals(sqlite)
 _MOVE_BATCH = _move_batch()
 
 
-def _copy_batch(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
+def _copy_batch(tx: Tx, rows: Sequence[EventRow]) -> int:
     """Copies rows into the staging table (binary COPY, formatted by psycopg's C code) and moves them."""
     tx.link.statements[CURRENT_RPC.get()] += 1
     with tx.link.cursor.copy(_COPY) as copy:
         copy.set_types(_BATCH_TYPES)
         for row in rows:
-            copy.write_row([row[name] for name in _COLUMNS])
+            copy.write_row([row[name] for name in _COLUMNS])  # type: ignore[literal-required]
     return int(tx.execute(_MOVE_BATCH, {"tenant_id": tx.tenant_id}).scalar_one())
 
 
-def add_usage_events(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Inserts usage events of the transaction's tenant, skipping recorded ones, and adds them to the totals.
+def _first_of_each_key(rows: Sequence[EventRow]) -> list[EventRow]:
+    """Returns ``rows`` without the repeats of a ``(source, event_id)`` key: the first of each stays."""
+    seen: set[tuple[str, str]] = set()
+    first = []
+    for row in rows:
+        key = (row["source"], row["event_id"])
+        if key not in seen:
+            seen.add(key)
+            first.append(row)
+    return first
 
-    Concurrent deliveries of the same event record it once (``ON CONFLICT DO
-    NOTHING`` on the event key), and only the events this call inserted are added
-    to the totals. On PostgreSQL the batch is copied into the session's staging
-    table and moved by one statement (:func:`_move_batch`), for 500 events about a
-    tenth of the client CPU of any multi-row ``INSERT``; on SQLite the events go in
-    multi-row statements (SQLAlchemy's "insertmanyvalues") and the totals are summed
-    here.
+
+def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
+    """Records usage events of the transaction's tenant not seen in the window, and adds them to the totals.
+
+    An event is new when its ``(source, event_id)`` key is not in ``usage_event_keys``
+    (recorded within :data:`DEDUPLICATION_WINDOW`, CloudEvents 1.0 section 3.1.1), and
+    only the first of a key repeated within ``rows`` counts. Concurrent deliveries of
+    one event record it once: each claims the key with ``ON CONFLICT DO NOTHING``, and
+    only the events whose keys this call claimed are inserted and added to the totals
+    of their built-in meters. On PostgreSQL the batch is copied into the session's
+    staging table and recorded by one statement (:func:`_move_batch`), for 500 events
+    about a tenth of the client CPU of any multi-row ``INSERT``; on SQLite the keys and
+    events go in multi-row statements (SQLAlchemy's "insertmanyvalues") and the totals
+    are summed here.
 
     Returns:
-        How many events were inserted; the others were duplicates, also within ``rows``.
+        How many events were recorded; the others were duplicates, also within ``rows``.
     """
+    rows = _first_of_each_key(rows)
     if not rows:
         return 0
     if tx.dialect == "postgresql":
         inserted = _copy_batch(tx, rows)
         tx.changed |= inserted > 0
         return inserted
-    new = tx.execute(_INSERT_EVENTS, list(rows)).all()
-    if not new:
+    claimed = tx.execute(_CLAIM_KEYS, [{name: row[name] for name in _KEY_COLUMNS} for row in rows]).all()  # type: ignore[literal-required]
+    if not claimed:
         return 0
+    keys = {(source, event_id) for source, event_id in claimed}
+    new = [row for row in rows if (row["source"], row["event_id"]) in keys]
+    tx.execute(_INSERT_EVENTS, new)
     totals: dict[tuple[str, dt.datetime], tuple[float, int]] = {}
-    for meter, quantity, time in new:
-        key = (meter, period_of(as_utc(time))[0])
+    for row in new:
+        if not row["meter"]:
+            continue
+        key = (row["meter"], period_of(as_utc(row["time"]))[0])
         total, count = totals.get(key, (0.0, 0))
-        totals[key] = (total + quantity, count + 1)
-    tx.execute(
-        _ADD_TOTALS,
-        [
-            {
-                "tenant_id": tx.tenant_id,
-                "meter": meter,
-                "period_start": start,
-                "quantity": q,
-                "event_count": n,
-            }
-            for (meter, start), (q, n) in totals.items()
-        ],
-    )
+        totals[key] = (total + row["quantity"], count + 1)
+    if totals:
+        tx.execute(
+            _ADD_TOTALS,
+            [
+                {
+                    "tenant_id": tx.tenant_id,
+                    "meter": meter,
+                    "period_start": start,
+                    "quantity": q,
+                    "event_count": n,
+                }
+                for (meter, start), (q, n) in totals.items()
+            ],
+        )
     tx.changed = True
     return len(new)
+
+
+def sweep_event_keys(tx: Tx, before: dt.datetime) -> int:
+    """Deletes the deduplication keys of every tenant recorded before ``before``; the events stay.
+
+    Run in a system transaction (:meth:`services.kit.db.Database.system`). From then on
+    an event with such a key is recorded again when it is sent again.
+
+    Returns:
+        How many keys were deleted.
+    """
+    deleted = tx.execute(delete(_KEYS).where(_KEYS.c.ingest_time < before)).rowcount
+    tx.changed |= deleted > 0
+    return int(deleted)
+
+
+def meter_event(
+    tenant_id: str, source: str, event_id: str, meter: Meter, quantity: float, subject: str, now: dt.datetime
+) -> EventRow:
+    """Returns the usage event of ``quantity`` of a built-in meter, recorded at ``now``.
+
+    Its type is the meter's (``dev.orchestrall.usage.{meter}``) and its data
+    ``{"quantity": quantity}``, as the ``meter``/``quantity`` shorthand of
+    ``IngestUsageEvents`` reads.
+    """
+    return EventRow(
+        tenant_id=tenant_id,
+        source=source,
+        event_id=event_id,
+        ingest_time=now,
+        type=meter.event_type,
+        subject=subject,
+        time=now,
+        data={QUANTITY_KEY: quantity},
+        meter=meter.name,
+        quantity=quantity,
+    )
 
 
 def usage_totals(tx: Tx, meters: Collection[str], period_start: dt.datetime) -> dict[str, MeterTotal]:
@@ -387,16 +467,15 @@ def settle(
     add_usage_events(
         tx,
         [
-            {
-                "tenant_id": tx.tenant_id,
-                "source": RESERVATION_SOURCE,
-                "event_id": f"{reservation_id}:{meter}",
-                "meter": meter,
-                "quantity": quantity,
-                "subject": found.row.subject,
-                "time": now,
-                "ingest_time": now,
-            }
+            meter_event(
+                tx.tenant_id,
+                RESERVATION_SOURCE,
+                f"{reservation_id}:{meter}",
+                METERS[meter],
+                quantity,
+                found.row.subject,
+                now,
+            )
             for meter, quantity in usage.items()
             if quantity > 0
         ],

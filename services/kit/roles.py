@@ -7,7 +7,8 @@ grants (as Zitadel's and Keycloak's composite roles do):
 
 * ``viewer``    reads agents, runs, workflows, flags and usage; evaluates flags;
 * ``developer`` also creates and changes agents, runs, MCP servers, workflows and flags;
-* ``admin``     also manages users, service accounts, API keys and reads the audit log;
+* ``admin``     also manages users, service accounts, API keys, reads the audit log and
+                records usage events of its own (an operator feeding usage from elsewhere);
 * ``owner``     everything an admin may, and may grant ``owner``.
 
 A caller may grant (to a key, user or service account) only roles at or
@@ -76,6 +77,7 @@ _ADMIN = _DEVELOPER | {
     "auth.serviceAccounts.list",
     "auth.serviceAccounts.delete",
     "auth.auditEvents.list",
+    "billing.usageEvents.create",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

@@ -24,6 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
@@ -32,7 +33,7 @@ from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot
 from orchestrall.billing.v1 import resources_pb2 as orchestrall_dot_billing_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrall/billing/v1/billing_service.proto\x12\x16orchestrall.billing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$orchestrall/api/v1/annotations.proto\x1a&orchestrall/billing/v1/resources.proto\"`\n\x18IngestUsageEventsRequest\x12\x44\n\x06\x65vents\x18\x01 \x03(\x0b\x32\".orchestrall.billing.v1.UsageEventB\x10\xe2\x41\x01\x02\xbaH\t\x92\x01\x03\x10\xe8\x07\xc8\x01\x01\"L\n\x19IngestUsageEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"\xb3\x01\n\x16GetUsageSummaryRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$billing.orchestrall.dev/UsageSummary\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12Q\n\x0bperiod_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x01\xbaH\x19\xb2\x01\x16\x1a\x07\x08\x80\xc6\xad\xfe\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\"\xb7\x01\n\x17\x43heckEntitlementRequest\x12\x1f\n\x06tenant\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1a\n\x05meter\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01\x12G\n\nquantities\x18\x04 \x03(\x0b\x32%.orchestrall.billing.v1.MeterQuantityB\x0c\xe2\x41\x01\x01\xbaH\x05\x92\x01\x02\x10\x10\"C\n\rMeterQuantity\x12\x1a\n\x05meter\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x02\"\x91\x01\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x12\x42\n\x06meters\x18\x04 \x03(\x0b\x32(.orchestrall.billing.v1.MeterEntitlementB\x08\xbaH\x05\x92\x01\x02\x10\x10\"]\n\x10MeterEntitlement\x12\x16\n\x05meter\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18?\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x11\n\tremaining\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x01\"\xa9\x01\n\x18\x43reateReservationRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x44\n\x0breservation\x18\x02 \x01(\x0b\x32#.orchestrall.billing.v1.ReservationB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12&\n\x0ereservation_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\"\xfe\x01\n\x18SettleReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12h\n\nquantities\x18\x02 \x03(\x0b\x32@.orchestrall.billing.v1.SettleReservationRequest.QuantitiesEntryB\x12\xe2\x41\x01\x01\xbaH\x0b\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\x1a\x31\n\x0fQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x19ReleaseReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x32\x96\x06\n\x0e\x42illingService\x12x\n\x11IngestUsageEvents\x12\x30.orchestrall.billing.v1.IngestUsageEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\x12\xb0\x01\n\x0fGetUsageSummary\x12..orchestrall.billing.v1.GetUsageSummaryRequest\x1a$.orchestrall.billing.v1.UsageSummary\"G\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x62illing.usage.get\x82\xd3\xe4\x93\x02#\x12!/v1/{name=tenants/*/usageSummary}\x12u\n\x10\x43heckEntitlement\x12/.orchestrall.billing.v1.CheckEntitlementRequest\x1a\x30.orchestrall.billing.v1.CheckEntitlementResponse\x12j\n\x11\x43reateReservation\x12\x30.orchestrall.billing.v1.CreateReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12j\n\x11SettleReservation\x12\x30.orchestrall.billing.v1.SettleReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12l\n\x12ReleaseReservation\x12\x31.orchestrall.billing.v1.ReleaseReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x1a\x1a\xca\x41\x17\x62illing.orchestrall.devBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrall/billing/v1/billing_service.proto\x12\x16orchestrall.billing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x19google/api/httpbody.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$orchestrall/api/v1/annotations.proto\x1a&orchestrall/billing/v1/resources.proto\"`\n\x18IngestUsageEventsRequest\x12\x44\n\x06\x65vents\x18\x01 \x03(\x0b\x32\".orchestrall.billing.v1.UsageEventB\x10\xe2\x41\x01\x02\xbaH\t\x92\x01\x03\x10\xe8\x07\xc8\x01\x01\"k\n\x18IngestCloudEventsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\"L\n\x19IngestUsageEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"\xb3\x01\n\x16GetUsageSummaryRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$billing.orchestrall.dev/UsageSummary\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12Q\n\x0bperiod_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x01\xbaH\x19\xb2\x01\x16\x1a\x07\x08\x80\xc6\xad\xfe\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\"\xb7\x01\n\x17\x43heckEntitlementRequest\x12\x1f\n\x06tenant\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1a\n\x05meter\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01\x12G\n\nquantities\x18\x04 \x03(\x0b\x32%.orchestrall.billing.v1.MeterQuantityB\x0c\xe2\x41\x01\x01\xbaH\x05\x92\x01\x02\x10\x10\"C\n\rMeterQuantity\x12\x1a\n\x05meter\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x02\"\x91\x01\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x12\x42\n\x06meters\x18\x04 \x03(\x0b\x32(.orchestrall.billing.v1.MeterEntitlementB\x08\xbaH\x05\x92\x01\x02\x10\x10\"]\n\x10MeterEntitlement\x12\x16\n\x05meter\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18?\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x11\n\tremaining\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x01\"\xa9\x01\n\x18\x43reateReservationRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x44\n\x0breservation\x18\x02 \x01(\x0b\x32#.orchestrall.billing.v1.ReservationB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12&\n\x0ereservation_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\"\xfe\x01\n\x18SettleReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12h\n\nquantities\x18\x02 \x03(\x0b\x32@.orchestrall.billing.v1.SettleReservationRequest.QuantitiesEntryB\x12\xe2\x41\x01\x01\xbaH\x0b\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\x1a\x31\n\x0fQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x19ReleaseReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x32\xea\x07\n\x0e\x42illingService\x12x\n\x11IngestUsageEvents\x12\x30.orchestrall.billing.v1.IngestUsageEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\x12\xd1\x01\n\x11IngestCloudEvents\x12\x30.orchestrall.billing.v1.IngestCloudEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\"W\xc2\xf3\x18\x1c\x12\x1a\x62illing.usageEvents.create\x82\xd3\xe4\x93\x02\x31\")/v1/{parent=tenants/*}/usageEvents:ingest:\x04\x62ody\x12\xb0\x01\n\x0fGetUsageSummary\x12..orchestrall.billing.v1.GetUsageSummaryRequest\x1a$.orchestrall.billing.v1.UsageSummary\"G\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x62illing.usage.get\x82\xd3\xe4\x93\x02#\x12!/v1/{name=tenants/*/usageSummary}\x12u\n\x10\x43heckEntitlement\x12/.orchestrall.billing.v1.CheckEntitlementRequest\x1a\x30.orchestrall.billing.v1.CheckEntitlementResponse\x12j\n\x11\x43reateReservation\x12\x30.orchestrall.billing.v1.CreateReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12j\n\x11SettleReservation\x12\x30.orchestrall.billing.v1.SettleReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12l\n\x12ReleaseReservation\x12\x31.orchestrall.billing.v1.ReleaseReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x1a\x1a\xca\x41\x17\x62illing.orchestrall.devBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'ZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1'
   _globals['_INGESTUSAGEEVENTSREQUEST'].fields_by_name['events']._loaded_options = None
   _globals['_INGESTUSAGEEVENTSREQUEST'].fields_by_name['events']._serialized_options = b'\342A\001\002\272H\t\222\001\003\020\350\007\310\001\001'
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['body']._loaded_options = None
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['body']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A&\n$billing.orchestrall.dev/UsageSummary\272H\010r\003\030\364\003\310\001\001'
   _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['period_time']._loaded_options = None
@@ -78,30 +83,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASERESERVATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A%\n#billing.orchestrall.dev/Reservation\272H\010r\003\030\364\003\310\001\001'
   _globals['_BILLINGSERVICE']._loaded_options = None
   _globals['_BILLINGSERVICE']._serialized_options = b'\312A\027billing.orchestrall.dev'
+  _globals['_BILLINGSERVICE'].methods_by_name['IngestCloudEvents']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['IngestCloudEvents']._serialized_options = b'\302\363\030\034\022\032billing.usageEvents.create\202\323\344\223\0021\")/v1/{parent=tenants/*}/usageEvents:ingest:\004body'
   _globals['_BILLINGSERVICE'].methods_by_name['GetUsageSummary']._loaded_options = None
   _globals['_BILLINGSERVICE'].methods_by_name['GetUsageSummary']._serialized_options = b'\332A\004name\302\363\030\023\022\021billing.usage.get\202\323\344\223\002#\022!/v1/{name=tenants/*/usageSummary}'
-  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_start=327
-  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_end=423
-  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_start=425
-  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_end=501
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=504
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=683
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=686
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=869
-  _globals['_METERQUANTITY']._serialized_start=871
-  _globals['_METERQUANTITY']._serialized_end=938
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=941
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=1086
-  _globals['_METERENTITLEMENT']._serialized_start=1088
-  _globals['_METERENTITLEMENT']._serialized_end=1181
-  _globals['_CREATERESERVATIONREQUEST']._serialized_start=1184
-  _globals['_CREATERESERVATIONREQUEST']._serialized_end=1353
-  _globals['_SETTLERESERVATIONREQUEST']._serialized_start=1356
-  _globals['_SETTLERESERVATIONREQUEST']._serialized_end=1610
-  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_start=1561
-  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_end=1610
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=1612
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=1710
-  _globals['_BILLINGSERVICE']._serialized_start=1713
-  _globals['_BILLINGSERVICE']._serialized_end=2503
+  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_start=354
+  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_end=450
+  _globals['_INGESTCLOUDEVENTSREQUEST']._serialized_start=452
+  _globals['_INGESTCLOUDEVENTSREQUEST']._serialized_end=559
+  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_start=561
+  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_end=637
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=640
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=819
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=822
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=1005
+  _globals['_METERQUANTITY']._serialized_start=1007
+  _globals['_METERQUANTITY']._serialized_end=1074
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=1077
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=1222
+  _globals['_METERENTITLEMENT']._serialized_start=1224
+  _globals['_METERENTITLEMENT']._serialized_end=1317
+  _globals['_CREATERESERVATIONREQUEST']._serialized_start=1320
+  _globals['_CREATERESERVATIONREQUEST']._serialized_end=1489
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_start=1492
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_end=1746
+  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_start=1697
+  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_end=1746
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=1748
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=1846
+  _globals['_BILLINGSERVICE']._serialized_start=1849
+  _globals['_BILLINGSERVICE']._serialized_end=2851
 # @@protoc_insertion_point(module_scope)

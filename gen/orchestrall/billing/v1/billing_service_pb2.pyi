@@ -2,6 +2,7 @@ import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import client_pb2 as _client_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from buf.validate import validate_pb2 as _validate_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import resource_pb2 as _resource_pb2
@@ -21,6 +22,14 @@ class IngestUsageEventsRequest(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[_resources_pb2.UsageEvent, _Mapping]]] = ...) -> None: ...
+
+class IngestCloudEventsRequest(_message.Message):
+    __slots__ = ("parent", "body")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    body: _httpbody_pb2.HttpBody
+    def __init__(self, parent: _Optional[str] = ..., body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
 
 class IngestUsageEventsResponse(_message.Message):
     __slots__ = ("accepted_count", "duplicate_count")

@@ -64,6 +64,11 @@ class BillingServiceStub:
                 request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
                 _registered_method=True)
+        self.IngestCloudEvents = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/IngestCloudEvents',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestCloudEventsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
+                _registered_method=True)
         self.GetUsageSummary = channel.unary_unary(
                 '/orchestrall.billing.v1.BillingService/GetUsageSummary',
                 request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetUsageSummaryRequest.SerializeToString,
@@ -119,14 +124,46 @@ class BillingServiceServicer:
     """
 
     def IngestUsageEvents(self, request, context):
-        """Records usage events. Idempotent: an event whose `source` and `id` were
-        seen before is counted once. Internal: only mesh services may meter usage.
+        """Records a batch of usage events, CloudEvents 1.0 of any tenant, all or
+        nothing. Idempotent: an event whose tenant, `source` and `id` were recorded in
+        the last 35 days (the deduplication window) counts as a duplicate and is not
+        recorded again (CloudEvents 1.0 section 3.1.1: `source` + `id` identify an
+        event). Internal: only mesh services may meter usage.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (not 1-1000 events) or
-        `INVALID_USAGE_EVENTS` (an event without `id` or `source` or with one over 255
-        characters, a malformed `tenant`, an unknown `meter`, a negative or non-finite
-        `quantity`, a `subject` over 1024 characters; nothing of the batch is recorded);
-        and the common reasons of `BillingService`.
+        `INVALID_USAGE_EVENTS` (a `google.rpc.BadRequest` with a violation per bad
+        attribute, `events[{i}].{attribute}`: no `id` or `source`; neither `type` nor
+        `meter`, or both; a `spec_version` other than `1.0`; a malformed `tenant`; an
+        unknown `meter`; a negative or non-finite `quantity`; `data` over 16 KiB; an
+        event of a built-in meter's type whose `data.quantity` is not a finite number,
+        not negative; nothing of the batch is recorded); and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestCloudEvents(self, request, context):
+        """Records usage events of the tenant sent over HTTP in the CloudEvents HTTP
+        protocol binding 1.0: one event in structured content mode
+        (`Content-Type: application/cloudevents+json`, section 3.2) or a JSON array
+        of 1-1000 events in batched content mode
+        (`Content-Type: application/cloudevents-batch+json`, section 3.3), each in
+        the JSON event format 1.0 (`specversion`, `id`, `source`, `type`, optional
+        `subject`, `time` as RFC 3339, `datacontenttype` JSON, `data` a JSON object;
+        extension attributes are accepted and not stored). The request body is the
+        HTTP body as sent. Recording is `IngestUsageEvents`'s: all or nothing,
+        deduplicated by `source` and `id` for 35 days; the answer counts the events
+        recorded and the duplicates. For an operator feeding usage from elsewhere
+        (admin).
+
+        Errors: INVALID_ARGUMENT `UNSUPPORTED_CONTENT_TYPE` (the body is of another
+        media type; binary content mode is not served) or `INVALID_USAGE_EVENTS` (a
+        `google.rpc.BadRequest` with a violation per bad attribute of each bad event,
+        `events[{i}].{attribute}` with `i` 0 in structured mode, or `body` when it is
+        not JSON or not of the mode's shape, or `events` for a batch of not 1-1000
+        events; nothing of the request is recorded); and the common reasons of
+        `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +265,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsRequest.FromString,
                     response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.SerializeToString,
             ),
+            'IngestCloudEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestCloudEvents,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestCloudEventsRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.SerializeToString,
+            ),
             'GetUsageSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsageSummary,
                     request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetUsageSummaryRequest.FromString,
@@ -304,6 +346,33 @@ class BillingService:
             target,
             '/orchestrall.billing.v1.BillingService/IngestUsageEvents',
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestCloudEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/IngestCloudEvents',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestCloudEventsRequest.SerializeToString,
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
             options,
             channel_credentials,

@@ -4,6 +4,7 @@ from buf.validate import validate_pb2 as _validate_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import resource_pb2 as _resource_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -15,7 +16,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageEvent(_message.Message):
-    __slots__ = ("id", "source", "tenant", "meter", "quantity", "subject", "time")
+    __slots__ = ("id", "source", "tenant", "meter", "quantity", "subject", "time", "spec_version", "type", "data")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +24,9 @@ class UsageEvent(_message.Message):
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     tenant: str
@@ -30,7 +34,10 @@ class UsageEvent(_message.Message):
     quantity: float
     subject: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., tenant: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    spec_version: str
+    type: str
+    data: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., tenant: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spec_version: _Optional[str] = ..., type: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class MeterUsage(_message.Message):
     __slots__ = ("meter", "unit", "quantity", "event_count", "limit")
