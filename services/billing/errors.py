@@ -98,3 +98,41 @@ def reservation_settled(name: str) -> FailedPrecondition:
     return FailedPrecondition(
         "RESERVATION_SETTLED", f"{name} was settled; its usage is recorded", metadata={"name": name}
     )
+
+
+def invalid_meter(violations: Sequence[FieldViolation]) -> InvalidArgument:
+    """Return the error for a meter definition that breaks the rules of :mod:`services.billing.meters`."""
+    return InvalidArgument(violations, reason="INVALID_METER")
+
+
+def meter_not_found(name: str) -> NotFound:
+    """Return the error for a meter the tenant does not have (neither its own nor built in)."""
+    return NotFound("METER_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def meter_exists(name: str) -> AlreadyExists:
+    """Return the error for a meter ID the tenant has a meter of."""
+    return AlreadyExists(
+        "METER_ALREADY_EXISTS", f"{name} exists; choose another meter_id", metadata={"name": name}
+    )
+
+
+def built_in_meter(name: str) -> FailedPrecondition:
+    """Return the error for changing or deleting a built-in meter."""
+    return FailedPrecondition(
+        "BUILT_IN_METER", f"{name} is built in; it cannot be changed or deleted", metadata={"name": name}
+    )
+
+
+def query_too_large(limit: int) -> InvalidArgument:
+    """Return the error for a usage query whose windows and groups are more than ``limit``."""
+    return InvalidArgument(
+        [
+            FieldViolation(
+                "group_by",
+                f"the query has more than {limit} windows and groups; ask for a shorter range,"
+                " larger windows or fewer group-by keys",
+            )
+        ],
+        reason="QUERY_TOO_LARGE",
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKeyConstraint, Index, Integer, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -220,3 +220,83 @@ class ReservationRecord:
 
     row: ReservationRow
     quantities: dict[str, float]
+
+
+class Aggregation(StrEnum):
+    """How a meter adds up the events of a window; ``Meter.Aggregation.AGGREGATION_<value>`` on the wire."""
+
+    SUM = "SUM"
+    COUNT = "COUNT"
+    UNIQUE_COUNT = "UNIQUE_COUNT"
+    MAX = "MAX"
+    LATEST = "LATEST"
+
+
+class TenantMeter(Base):
+    """A meter a tenant defined over its usage events (the built-in meters are not rows).
+
+    ``value_property`` and the values of ``group_by`` (key to path) are JSONPath in dot
+    notation into the events' ``data`` (:mod:`services.billing.meters`);
+    ``late_event_grace_seconds`` is how long after a window ends its events still count.
+    """
+
+    __tablename__ = "meters"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    event_type: Mapped[str] = mapped_column(String(255))
+    aggregation: Mapped[str] = mapped_column(String(20))
+    value_property: Mapped[str] = mapped_column(String(200), default="")
+    group_by: Mapped[dict[str, str]] = mapped_column(JSON)
+    late_event_grace_seconds: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(63), default="")
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRow:
+    """A meter, as stored, or a built-in one (``create_time`` and ``update_time`` None, never stored).
+
+    ``aggregation`` is an :class:`Aggregation` value.
+    """
+
+    tenant_id: str
+    id: str
+    display_name: str
+    description: str
+    event_type: str
+    aggregation: str
+    value_property: str
+    group_by: dict[str, str]
+    late_event_grace_seconds: int
+    unit: str
+    request_id: str | None
+    create_time: dt.datetime | None
+    update_time: dt.datetime | None
+
+    @property
+    def built_in(self) -> bool:
+        """Whether it is a built-in meter (one no tenant defined)."""
+        return self.create_time is None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageValue:
+    """A meter's value in one window for one group of events.
+
+    Attributes:
+        window: The window's index in the query's windows.
+        value: The aggregation of the group's events in the window.
+        subject: The events' subject when grouped by it, else ``""``.
+        groups: Group-by key to the events' value at its path, as text; keys without one absent.
+    """
+
+    window: int
+    value: float
+    subject: str
+    groups: dict[str, str]

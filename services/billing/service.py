@@ -13,6 +13,7 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import cloudevents, errors, store
+from services.billing.meter_service import MeterMethods
 from services.billing.models import ReservationRecord, ReservationRow, ReservationState
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
@@ -107,8 +108,8 @@ def _ttl(request: pb.CreateReservationRequest) -> dt.timedelta:
     return ttl.ToTimedelta()
 
 
-class BillingService(pb_grpc.BillingServiceServicer):
-    """Usage metering, plan entitlements and reservations of them.
+class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
+    """Usage metering, meters and queries of them, plan entitlements and reservations of them.
 
     Args:
         db: The billing database.
@@ -116,8 +117,7 @@ class BillingService(pb_grpc.BillingServiceServicer):
     """
 
     def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
-        self._db = db
-        self._clock = clock
+        MeterMethods.__init__(self, db, clock)
 
     async def IngestUsageEvents(
         self, request: pb.IngestUsageEventsRequest, context: grpc.aio.ServicerContext

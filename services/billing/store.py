@@ -16,11 +16,33 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, column, delete, func, literal_column, select, table, union_all
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    distinct,
+    func,
+    literal_column,
+    select,
+    table,
+    union_all,
+    values,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
+from services.billing.meters import SUBJECT_KEY, built_ins, path_names
 from services.billing.models import (
+    Aggregation,
     EventRow,
+    MeterRow,
     MeterTotal,
     Reservation,
     ReservationMeter,
@@ -28,14 +50,17 @@ from services.billing.models import (
     ReservationRecord,
     ReservationRow,
     ReservationState,
+    TenantMeter,
     UsageEvent,
     UsageEventKey,
     UsageTotal,
+    UsageValue,
 )
 from services.billing.plans import METERS, QUANTITY_KEY, Meter, period_of
 from services.kit.calls import CURRENT_RPC
 from services.kit.db import Tx
-from services.kit.repository import Repository, table_of
+from services.kit.pagination import Listing, Page
+from services.kit.repository import Order, Repository, table_of
 from services.kit.timestamps import as_utc
 
 _EVENTS = table_of(UsageEvent)
@@ -508,3 +533,206 @@ def release(tx: Tx, reservation_id: str, now: dt.datetime) -> ReservationRecord 
     row = RESERVATIONS.update(tx, (reservation_id,), {"state": ReservationState.RELEASED, "end_time": now})
     assert row is not None, "the reservation was read locked in this transaction"
     return ReservationRecord(row, found.quantities)
+
+
+# Meters ---------------------------------------------------------------------------------------------
+
+METER_DEFINITIONS = Repository(TenantMeter, MeterRow, order=(Order("id"),))
+_METERS = METER_DEFINITIONS.table
+#: Page tokens of meter lists carry ``[kind, id]``: built-in meters (kind 0) come first, by
+#: ID, then the tenant's (kind 1), by ID.
+_BUILT_IN, _OWN = 0, 1
+
+
+def add_meter(tx: Tx, row: MeterRow) -> MeterRow | None:
+    """Inserts a tenant's meter, or returns the one an earlier request with its ``request_id`` made.
+
+    Returns:
+        ``row``, or the earlier request's meter; None when the tenant has a meter of that ID.
+    """
+    return METER_DEFINITIONS.create(tx, row)
+
+
+def get_meter(tx: Tx, meter_id: str, *, lock: bool = False) -> MeterRow | None:
+    """Returns the tenant's own meter of that ID, or None (``lock``: until the transaction ends)."""
+    return METER_DEFINITIONS.get(tx, meter_id, lock=lock)
+
+
+def list_meters(tx: Tx, page: Page) -> Listing[MeterRow]:
+    """Returns a page of the tenant's meters: the built-in ones first, then its own, each by ID.
+
+    The built-in meters are not rows; they are put before the rows of the page, and the
+    page token says which kind its last meter was, so pages are exact.
+    """
+    kind, last = page.after if page.after is not None else (_BUILT_IN, "")
+    ahead = [m for m in built_ins(tx.tenant_id) if kind == _BUILT_IN and m.id > last]
+    taken = ahead[: page.size]
+    own = Page(page.size - len(taken), (last,) if kind == _OWN else None, page.fingerprint)
+    rows = METER_DEFINITIONS.list_page(tx, own)
+    more = len(ahead) > len(taken) or rows.more
+    return Listing([*taken, *rows.records], page, more, lambda m: [_BUILT_IN if m.built_in else _OWN, m.id])
+
+
+def update_meter(tx: Tx, meter_id: str, values: Mapping[str, Any]) -> MeterRow | None:
+    """Sets ``values`` (column to value) on the tenant's meter; returns it, or None when there is none."""
+    return METER_DEFINITIONS.update(tx, (meter_id,), values)
+
+
+def delete_meter(tx: Tx, meter_id: str) -> bool:
+    """Deletes the tenant's meter; returns whether there was one. Its events stay."""
+    deleted = METER_DEFINITIONS.delete(tx, meter_id)
+    tx.changed |= deleted
+    return deleted
+
+
+# Usage queries --------------------------------------------------------------------------------------
+
+
+def _json_number(dialect: str, names: Sequence[str]) -> ColumnElement[Any]:
+    """The number at a path of ``usage_events.data``, or NULL where there is none or it is not a number."""
+    data = _EVENTS.c.data
+    if dialect == "postgresql":
+        is_number = func.jsonb_typeof(func.jsonb_extract_path(data, *names)) == "number"
+        return case((is_number, cast(func.jsonb_extract_path_text(data, *names), Float)))
+    path = "$." + ".".join(names)
+    return case((func.json_type(data, path).in_(["integer", "real"]), func.json_extract(data, path)))
+
+
+def _json_text(dialect: str, names: Sequence[str]) -> ColumnElement[Any]:
+    """The value at a path of ``usage_events.data`` as text (a string without its quotes), or NULL."""
+    data = _EVENTS.c.data
+    if dialect == "postgresql":
+        return func.jsonb_extract_path_text(data, *names)
+    return cast(func.json_extract(data, "$." + ".".join(names)), String)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """What to add up: a meter's events in windows, grouped and filtered.
+
+    Attributes:
+        meter: The meter.
+        windows: ``(start, end)`` of each window, aware UTC, in order.
+        group_by: Keys of the meter's ``group_by``, or ``subject``, to group by.
+        subjects: Only events of these subjects; empty for all.
+        filters: Group-by key to the text its value must be.
+        limit: The most windows and groups returned.
+    """
+
+    meter: MeterRow
+    windows: Sequence[tuple[dt.datetime, dt.datetime]]
+    group_by: Sequence[str]
+    subjects: Sequence[str]
+    filters: Mapping[str, str]
+    limit: int
+
+
+class QueryTooLarge(Exception):
+    """A usage query has more windows and groups than its limit (nothing is returned)."""
+
+
+def query_usage(tx: Tx, query: UsageQuery) -> list[UsageValue]:
+    """Returns the meter's value per window and group, from the tenant's recorded events, in one statement.
+
+    A window ``[start, end)`` counts the events of the meter's type whose ``time`` is in it
+    and whose ``ingest_time`` is before ``end`` plus the meter's late-event grace. Windows
+    are a ``VALUES`` list joined on time ranges, so the events are read through
+    ``(tenant_id, type, time)``; values and group keys are read from ``data`` by the
+    database (``jsonb_extract_path`` on PostgreSQL, ``json_extract`` on SQLite). SUM, MAX
+    and LATEST leave out events whose value is not a number, UNIQUE_COUNT those without one.
+
+    Returns:
+        The values, by window, then by group values (None before text).
+
+    Raises:
+        QueryTooLarge: More than ``query.limit`` windows and groups have events.
+    """
+    meter = query.meter
+    grace = dt.timedelta(seconds=meter.late_event_grace_seconds)
+    windows = (
+        values(
+            column("idx", Integer),
+            column("start", DateTime(timezone=True)),
+            column("stop", DateTime(timezone=True)),
+            column("cutoff", DateTime(timezone=True)),
+            name="windows",
+        )
+        .data([(i, start, end, end + grace) for i, (start, end) in enumerate(query.windows)])
+        .cte("windows")
+    )
+    groups: list[ColumnElement[Any]] = [
+        (
+            _EVENTS.c.subject
+            if key == SUBJECT_KEY
+            else _json_text(tx.dialect, path_names(meter.group_by[key]))
+        ).label(f"g{i}")
+        for i, key in enumerate(query.group_by)
+    ]
+    where = [
+        _EVENTS.c.tenant_id == tx.tenant_id,
+        _EVENTS.c.type == meter.event_type,
+        _EVENTS.c.time >= windows.c.start,
+        _EVENTS.c.time < windows.c.stop,
+        _EVENTS.c.ingest_time < windows.c.cutoff,
+        *(
+            _json_text(tx.dialect, path_names(meter.group_by[k])) == v
+            for k, v in sorted(query.filters.items())
+        ),
+    ]
+    if query.subjects:
+        where.append(_EVENTS.c.subject.in_(list(query.subjects)))
+    events = select().select_from(windows).join(_EVENTS, and_(*where[2:5])).where(*where[:2], *where[5:])
+    aggregation = Aggregation(meter.aggregation)
+    number = _json_number(tx.dialect, path_names(meter.value_property)) if meter.value_property else None
+    if aggregation == Aggregation.LATEST:
+        assert number is not None, "LATEST meters have a value property"
+        order = [_EVENTS.c.time.desc(), _EVENTS.c.ingest_time.desc()]
+        ranked = (
+            events.add_columns(
+                windows.c.idx,
+                *groups,
+                number.label("value"),
+                func.row_number().over(partition_by=[windows.c.idx, *groups], order_by=order).label("rank"),
+            )
+            .where(number.is_not(None))
+            .subquery()
+        )
+        statement = select(
+            ranked.c.idx, *(ranked.c[f"g{i}"] for i in range(len(groups))), ranked.c.value
+        ).where(ranked.c.rank == 1)
+    else:
+        if aggregation == Aggregation.COUNT:
+            value: ColumnElement[Any] = func.count()
+        elif aggregation == Aggregation.UNIQUE_COUNT:
+            text = _json_text(tx.dialect, path_names(meter.value_property))
+            value = func.count(distinct(text))
+            events = events.where(text.is_not(None))
+        else:
+            assert number is not None, "SUM and MAX meters have a value property"
+            value = (func.sum if aggregation == Aggregation.SUM else func.max)(number)
+            events = events.where(number.is_not(None))
+        statement = events.add_columns(windows.c.idx, *groups, value.label("value")).group_by(
+            windows.c.idx, *groups
+        )
+    rows = tx.execute(statement.limit(query.limit + 1)).all()
+    if len(rows) > query.limit:
+        raise QueryTooLarge()
+    found = []
+    for idx, *keys, total in rows:
+        named = dict(zip(query.group_by, keys, strict=True))
+        subject = named.pop(SUBJECT_KEY, None)
+        found.append(
+            UsageValue(
+                window=int(idx),
+                value=float(total),
+                subject=subject or "",
+                groups={k: str(v) for k, v in named.items() if v is not None},
+            )
+        )
+    found.sort(key=lambda u: (u.window, [(v is not None, v or "") for v in group_of(u, query.group_by)]))
+    return found
+
+
+def group_of(value: UsageValue, keys: Sequence[str]) -> list[str | None]:
+    """Returns a value's group, in the order of ``keys`` (None for a key the events had no value at)."""
+    return [value.subject if k == SUBJECT_KEY else value.groups.get(k) for k in keys]
