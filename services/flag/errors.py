@@ -19,6 +19,11 @@ def flag_not_found(name: str) -> NotFound:
     return NotFound("FLAG_NOT_FOUND", f"{name} not found", metadata={"name": name})
 
 
+def revision_not_found(name: str) -> NotFound:
+    """Return the error for a flag revision that the caller's tenant does not have."""
+    return NotFound("FLAG_REVISION_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
 def invalid_definition(violations: Sequence[FieldViolation]) -> InvalidArgument:
     """Return the error for a flag that is no valid flagd flag definition.
 

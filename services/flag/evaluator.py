@@ -23,13 +23,15 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode, OpenFeatureError
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 
-from services.flag import limits
+from services.flag import limits, schema
 from services.flag.models import FlagRow, FlagState
 from services.kit.errors import FieldViolation
 
 log = logging.getLogger(__name__)
 
 MAX_VARIANT_NAME = 200
+#: The most violations of flagd's targeting schema one flag reports.
+MAX_RULE_PROBLEMS = 5
 #: Every stored flag is served whole in lists and evaluations: its values are bounded.
 MAX_VARIANTS_BYTES = 64 * 1024
 _STATES = frozenset(FlagState)
@@ -111,7 +113,9 @@ class FlagSetEvaluator:
         flags = list(flags)
         self._core = FlagdCore()
         self.definitions = {flag.key: definition(flag) for flag in flags}
-        self._core.set_flags({"flags": self.definitions})
+        # FlagdCore renames keys of the definitions it is given (defaultVariant -> default_variant):
+        # it gets its own, so that the definitions synced to providers stay flagd's.
+        self._core.set_flags({"flags": {flag.key: definition(flag) for flag in flags}})
         kinds = {flag.key: variant_kind(next(iter(flag.variants.values()))) or "object" for flag in flags}
         self.kinds = kinds
         self._resolvers = {key: getattr(self._core, f"resolve_{kind}_value") for key, kind in kinds.items()}
@@ -205,8 +209,9 @@ def violations(flag: FlagRow) -> list[FieldViolation]:
     ``state`` is ``ENABLED`` or ``DISABLED``; there is at least one variant; all variant
     values share one JSON kind (boolean, string, number or object) and take at most
     :data:`MAX_VARIANTS_BYTES` together; ``default_variant`` names a variant; the
-    targeting rule is within :mod:`services.flag.limits`, loads into flagd and, evaluated with the
-    context ``{"tenant": <tenant>}``, yields one of the flag's variants or none. A rule
+    targeting rule is within :mod:`services.flag.limits`, is valid by flagd's ``targeting.json``
+    (:mod:`services.flag.schema`) and refers to no evaluator (``$ref``), loads into flagd and,
+    evaluated with the context ``{"tenant": <tenant>}``, yields one of the flag's variants or none. A rule
     that names a missing variant only for other contexts shows at evaluation time
     (reason ``ERROR``).
 
@@ -239,6 +244,23 @@ def violations(flag: FlagRow) -> list[FieldViolation]:
         found += limits.rule_violations(
             flag.targeting, len(json.dumps(flag.targeting, separators=(",", ":")))
         )
+    if found:
+        return found
+    if flag.targeting:
+        found += [
+            FieldViolation(
+                "flag.targeting", f"breaks flagd's schema at {problem.pointer or '/'}: {problem.message}"
+            )
+            for problem in schema.targeting_problems(flag.targeting)[:MAX_RULE_PROBLEMS]
+        ]
+        found += [
+            FieldViolation(
+                "flag.targeting",
+                f'{{"$ref": ...}} at {pointer or "/"}: evaluators ($evaluators) exist only in imported '
+                "documents, whose references are resolved when they are imported",
+            )
+            for pointer in schema.references(flag.targeting)[:MAX_RULE_PROBLEMS]
+        ]
     if found:
         return found
     try:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
@@ -59,11 +59,12 @@ class Flag(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revision_id: Mapped[str] = mapped_column(String(63), default="")
 
 
 @dataclass(frozen=True, slots=True)
 class FlagRow:
-    """A flag, as stored."""
+    """A flag, as stored; ``revision_id`` is its current :class:`FlagRevision`'s."""
 
     tenant_id: str
     key: str
@@ -74,6 +75,64 @@ class FlagRow:
     description: str
     create_time: dt.datetime
     update_time: dt.datetime
+    revision_id: str = ""
+
+
+class RevisionAction(StrEnum):
+    """The change that made a flag revision; ``FlagRevision.Action.ACTION_<value>`` on the wire."""
+
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    ROLLBACK = "ROLLBACK"
+    IMPORT = "IMPORT"
+
+
+class FlagRevision(Base):
+    """One immutable revision of a flag (AIP-162), kept after the flag is deleted.
+
+    ``sequence`` numbers a flag key's revisions 1, 2, ... in the order they were made
+    (a key created again continues its numbers); ``definition`` is the flag's flagd
+    flag definition after the change, with its description as ``metadata.description``
+    (None for a deletion); ``diff`` is the RFC 6902 JSON Patch from the definition of
+    the revision before; ``principal`` the subject of the caller's token;
+    ``request_id`` the idempotency key of the call that made it, if any.
+    """
+
+    __tablename__ = "flag_revisions"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "flag_key", "sequence"),
+        UniqueConstraint("tenant_id", "request_id", "flag_key"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    flag_key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(16))
+    definition: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    diff: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    principal: Mapped[str] = mapped_column(String(300))
+    rollback_revision_id: Mapped[str] = mapped_column(String(63), default="")
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRevisionRow:
+    """A flag revision, as stored (see :class:`FlagRevision`)."""
+
+    tenant_id: str
+    flag_key: str
+    id: str
+    sequence: int
+    action: str  # a RevisionAction value
+    definition: dict[str, Any] | None
+    diff: list[dict[str, Any]]
+    principal: str
+    rollback_revision_id: str
+    request_id: str | None
+    create_time: dt.datetime
 
 
 class FlagSet(Base):

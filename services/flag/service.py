@@ -8,19 +8,21 @@ tenant's set on this replica at once (others follow within a poll interval).
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf import empty_pb2, field_mask_pb2
 from openfeature.exception import ErrorCode
 
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from services.flag import errors, evaluator, limits, store
+from services.flag import documents, errors, evaluator, limits, revisions, store
+from services.flag.definitions import FLAG_ID, FlagFields, fields_of_row, from_definition, to_definition
 from services.flag.flagsets import FlagSets
-from services.flag.models import FlagRow, FlagState
+from services.flag.models import FlagRevisionRow, FlagRow, FlagState, RevisionAction
+from services.kit import jsonpatch
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
@@ -32,11 +34,12 @@ from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp, utcnow
 
 FLAG = ResourceName.of(res.Flag)
-FLAG_ID = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
+FLAG_REVISION = ResourceName.of(res.FlagRevision)
 MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description")
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
-IGNORED_FIELDS = frozenset({"name", "create_time", "update_time"})
+IGNORED_FIELDS = frozenset({"name", "create_time", "update_time", "revision_id"})
 FLAG_STATES = EnumMap(FlagState, res.Flag.State, "STATE_")
+REVISION_ACTIONS = EnumMap(RevisionAction, res.FlagRevision.Action, "ACTION_")
 
 
 def flag_to_proto(flag: FlagRow) -> res.Flag:
@@ -49,9 +52,44 @@ def flag_to_proto(flag: FlagRow) -> res.Flag:
         description=flag.description,
         create_time=to_timestamp(flag.create_time),
         update_time=to_timestamp(flag.update_time),
+        revision_id=flag.revision_id,
     )
     if flag.targeting:
         message.targeting.update(flag.targeting)
+    return message
+
+
+def revision_to_proto(revision: FlagRevisionRow) -> res.FlagRevision:
+    """Maps a revision row to its resource; its ``flag`` has no ``create_time`` (revisions do not keep it)."""
+    message = res.FlagRevision(
+        name=FLAG_REVISION.format(revision.tenant_id, revision.flag_key, revision.id),
+        action=REVISION_ACTIONS.to_proto(RevisionAction(revision.action)),
+        principal=revision.principal,
+        create_time=to_timestamp(revision.create_time),
+    )
+    if revision.definition is not None:
+        fields = from_definition(revision.definition)
+        message.flag.CopyFrom(
+            flag_to_proto(
+                FlagRow(
+                    tenant_id=revision.tenant_id,
+                    key=revision.flag_key,
+                    **fields,
+                    create_time=revision.create_time,
+                    update_time=revision.create_time,
+                    revision_id=revision.id,
+                )
+            )
+        )
+        message.flag.ClearField("create_time")
+    for operation in revision.diff:
+        item = message.diff.add(op=operation["op"], path=operation["path"])
+        if "value" in operation:
+            item.value.CopyFrom(to_value(operation["value"]))
+    if revision.rollback_revision_id:
+        message.rollback_revision = FLAG_REVISION.format(
+            revision.tenant_id, revision.flag_key, revision.rollback_revision_id
+        )
     return message
 
 
@@ -106,8 +144,27 @@ def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
     return tuple(p for p in MUTABLE_FIELDS if p in paths)
 
 
+def _create(tx: Tx, row: FlagRow) -> FlagRow | None:
+    """Inserts a new flag and a revision of it; None when the key is taken (nothing is written)."""
+    row = dataclasses.replace(row, revision_id=revisions.new_revision_id(tx, row.key))
+    if not store.add_flag(tx, row):
+        return None
+    revisions.append(tx, row.key, row.revision_id, RevisionAction.CREATE, fields_of_row(row), row.create_time)
+    return row
+
+
+def _unchanged(before: FlagRow, after: FlagRow) -> bool:
+    """Whether two versions of a flag have the same definition (JSON types compared exactly)."""
+    return not jsonpatch.diff(to_definition(fields_of_row(before)), to_definition(fields_of_row(after)))
+
+
 def _update(tx: Tx, key: str, message: res.Flag, paths: tuple[str, ...]) -> FlagRow | None:
     """Reads the flag locked, applies the named fields, checks the result and writes it, in one transaction.
+
+    An update that changes no field writes nothing and makes no revision.
+
+    Returns:
+        The flag as it is afterwards, or None when there is none.
 
     Raises:
         InvalidArgument: The result is no valid flagd flag (nothing is written).
@@ -115,9 +172,141 @@ def _update(tx: Tx, key: str, message: res.Flag, paths: tuple[str, ...]) -> Flag
     row = store.get_flag(tx, key, lock=True)
     if row is None:
         return None
-    changes = {**_fields(message, paths), "update_time": utcnow()}
-    _check(dataclasses.replace(row, **changes))
-    return store.update_flag(tx, key, changes)
+    fields = _fields(message, paths)
+    if _unchanged(row, dataclasses.replace(row, **fields)):
+        return row
+    now = utcnow()
+    changes = {**fields, "update_time": now, "revision_id": revisions.new_revision_id(tx, key)}
+    updated = dataclasses.replace(row, **changes)
+    _check(updated)
+    written = store.update_flag(tx, key, changes)
+    revisions.append(tx, key, updated.revision_id, RevisionAction.UPDATE, fields_of_row(updated), now)
+    return written
+
+
+def _delete(tx: Tx, key: str) -> bool:
+    """Deletes the flag and records the deletion as a revision; False when there is none."""
+    if store.get_flag(tx, key, lock=True) is None or not store.delete_flag(tx, key):
+        return False
+    revision_id = revisions.new_revision_id(tx, key)
+    revisions.append(tx, key, revision_id, RevisionAction.DELETE, None, utcnow())
+    return True
+
+
+def _rollback(tx: Tx, key: str, revision_id: str, request_id: str | None) -> FlagRow | None:
+    """Gives the flag the definition of one of its revisions, as a new revision, in one transaction.
+
+    Returns:
+        The flag afterwards; None when an earlier call with ``request_id`` rolled it back and
+        it has been deleted since.
+
+    Raises:
+        NotFound: The key has no revision ``revision_id`` (``FLAG_REVISION_NOT_FOUND``).
+        InvalidArgument: The revision is a deletion, or its definition breaks today's rules.
+    """
+    current = store.get_flag(tx, key, lock=True)
+    if request_id and store.flag_revision_of_request(tx, key, request_id) is not None:
+        return current
+    target = store.get_flag_revision(tx, key, revision_id)
+    if target is None:
+        raise errors.revision_not_found(FLAG_REVISION.format(tx.tenant_id, key, revision_id))
+    if target.definition is None:
+        raise invalid("revision_id", "names a deletion, which has no definition to restore")
+    fields = from_definition(target.definition)
+    if current is not None and _unchanged(current, dataclasses.replace(current, **fields)):
+        return current
+    now = utcnow()
+    new_id = revisions.new_revision_id(tx, key)
+    if current is None:
+        restored = FlagRow(tx.tenant_id, key, **fields, create_time=now, update_time=now, revision_id=new_id)
+        _check(restored)
+        if not store.add_flag(tx, restored):
+            raise RuntimeError(f"flag {key} appeared while locked")
+    else:
+        changes: dict[str, Any] = {**fields, "update_time": now, "revision_id": new_id}
+        restored = dataclasses.replace(current, **changes)
+        _check(restored)
+        store.update_flag(tx, key, changes)
+    revisions.append(
+        tx,
+        key,
+        new_id,
+        RevisionAction.ROLLBACK,
+        fields,
+        now,
+        rollback_revision_id=revision_id,
+        request_id=request_id,
+    )
+    return restored
+
+
+@dataclasses.dataclass
+class ImportOutcome:
+    """What an import changed: flag keys created, updated and deleted, each in key order."""
+
+    created: list[str] = dataclasses.field(default_factory=list)
+    updated: list[str] = dataclasses.field(default_factory=list)
+    deleted: list[str] = dataclasses.field(default_factory=list)
+
+
+def _earlier_import(tx: Tx, request_id: str) -> ImportOutcome | None:
+    """Returns what the import with ``request_id`` changed, from its revisions; None when it made none."""
+    made = store.flag_revisions_of_call(tx, request_id)
+    if not made:
+        return None
+    outcome = ImportOutcome()
+    for revision in sorted(made, key=lambda r: r.flag_key):
+        if revision.action == RevisionAction.DELETE:
+            outcome.deleted.append(revision.flag_key)
+            continue
+        before = store.flag_revision_numbered(tx, revision.flag_key, revision.sequence - 1)
+        new = before is None or before.action == RevisionAction.DELETE
+        (outcome.created if new else outcome.updated).append(revision.flag_key)
+    return outcome
+
+
+def _import(
+    tx: Tx, flags: dict[str, FlagFields], delete_missing: bool, request_id: str | None
+) -> ImportOutcome:
+    """Creates, replaces and (``delete_missing``) deletes flags to match a document, in one transaction.
+
+    Each change makes a revision (``IMPORT``, or ``DELETE``) carrying ``request_id``; a flag the
+    document defines as it is makes none. A call whose ``request_id`` made revisions before
+    changes nothing and returns what that call changed.
+    """
+    if request_id:
+        earlier = _earlier_import(tx, request_id)
+        if earlier is not None:
+            return earlier
+    outcome = ImportOutcome()
+    now = utcnow()
+    for key in sorted(flags):
+        fields = flags[key]
+        current = store.get_flag(tx, key, lock=True)
+        revision_id = revisions.new_revision_id(tx, key)
+        if current is None:
+            row = FlagRow(
+                tx.tenant_id, key, **fields, create_time=now, update_time=now, revision_id=revision_id
+            )
+            if not store.add_flag(tx, row):
+                raise RuntimeError(f"flag {key} appeared while importing")
+            outcome.created.append(key)
+        elif _unchanged(current, dataclasses.replace(current, **fields)):
+            continue
+        else:
+            store.update_flag(tx, key, {**fields, "update_time": now, "revision_id": revision_id})
+            outcome.updated.append(key)
+        revisions.append(tx, key, revision_id, RevisionAction.IMPORT, fields, now, request_id=request_id)
+    if delete_missing:
+        for row in store.tenant_flags(tx):
+            if row.key not in flags and store.get_flag(tx, row.key, lock=True) is not None:
+                store.delete_flag(tx, row.key)
+                revision_id = revisions.new_revision_id(tx, row.key)
+                revisions.append(
+                    tx, row.key, revision_id, RevisionAction.DELETE, None, now, request_id=request_id
+                )
+                outcome.deleted.append(row.key)
+    return outcome
 
 
 class FlagService(pb_grpc.FlagServiceServicer):
@@ -136,17 +325,26 @@ class FlagService(pb_grpc.FlagServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         if not FLAG_ID.match(request.flag_id):
-            raise invalid("flag_id", "must be 1-63 of a-z, 0-9, '-', '_' and '.', starting with a letter")
+            raise invalid(
+                "flag_id", "must be 1-63 of A-Z, a-z, 0-9, '-', '_' and '.', starting with a letter"
+            )
         now = utcnow()
         fields = _fields(request.flag, MUTABLE_FIELDS)
-        row = FlagRow(tenant_id=tenant_id, key=request.flag_id, create_time=now, update_time=now, **fields)
+        row = FlagRow(
+            tenant_id=tenant_id,
+            key=request.flag_id,
+            create_time=now,
+            update_time=now,
+            **fields,
+        )
         _check(row)
         name = FLAG.format(tenant_id, request.flag_id)
         note_resource(name)
-        if not await self._db.write(tenant_id, store.add_flag, row):
+        created = await self._db.write(tenant_id, _create, row)
+        if created is None:
             raise errors.flag_exists(name)
         await self._sets.reload(tenant_id)
-        return flag_to_proto(row)
+        return flag_to_proto(created)
 
     async def GetFlag(self, request: pb.GetFlagRequest, context: grpc.aio.ServicerContext) -> res.Flag:
         tenant_id, key = FLAG.parse(request.name, "name")
@@ -182,10 +380,70 @@ class FlagService(pb_grpc.FlagServiceServicer):
     ) -> empty_pb2.Empty:
         tenant_id, key = FLAG.parse(request.name, "name")
         require_tenant(tenant_id)
-        if not await self._db.write(tenant_id, store.delete_flag, key):
+        if not await self._db.write(tenant_id, _delete, key):
             raise errors.flag_not_found(request.name)
         await self._sets.reload(tenant_id)
         return empty_pb2.Empty()
+
+    async def ListFlagRevisions(
+        self, request: pb.ListFlagRevisionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFlagRevisionsResponse:
+        tenant_id, key = FLAG.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        page = page_of(request.page_size, request.page_token, request.parent)
+        listing = await self._db.read(tenant_id, store.list_flag_revisions, key, page)
+        if listing is None:
+            raise errors.flag_not_found(request.parent)
+        items, token = listing.messages(revision_to_proto)
+        return pb.ListFlagRevisionsResponse(flag_revisions=items, next_page_token=token)
+
+    async def GetFlagRevision(
+        self, request: pb.GetFlagRevisionRequest, context: grpc.aio.ServicerContext
+    ) -> res.FlagRevision:
+        tenant_id, key, revision_id = FLAG_REVISION.parse(request.name, "name")
+        require_tenant(tenant_id)
+        revision = await self._db.read(tenant_id, store.get_flag_revision, key, revision_id)
+        if revision is None:
+            raise errors.revision_not_found(request.name)
+        return revision_to_proto(revision)
+
+    async def RollbackFlag(
+        self, request: pb.RollbackFlagRequest, context: grpc.aio.ServicerContext
+    ) -> res.Flag:
+        """Restore a revision's definition as the flag's new revision (AIP-162)."""
+        tenant_id, key = FLAG.parse(request.name, "name")
+        require_tenant(tenant_id)
+        row = await self._db.write(tenant_id, _rollback, key, request.revision_id, request.request_id or None)
+        if row is None:
+            raise errors.flag_not_found(request.name)
+        await self._sets.reload(tenant_id)
+        return flag_to_proto(row)
+
+    async def ImportFlags(
+        self, request: pb.ImportFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ImportFlagsResponse:
+        """Import a flagd flag-definition document, all or nothing (:mod:`services.flag.documents`)."""
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        flags = documents.read(tenant_id, request.body.data)
+        outcome = await self._db.write(
+            tenant_id, _import, flags, request.delete_missing, request.request_id or None
+        )
+        await self._sets.reload(tenant_id)
+        return pb.ImportFlagsResponse(
+            created_flags=[FLAG.format(tenant_id, key) for key in outcome.created],
+            updated_flags=[FLAG.format(tenant_id, key) for key in outcome.updated],
+            deleted_flags=[FLAG.format(tenant_id, key) for key in outcome.deleted],
+        )
+
+    async def ExportFlags(
+        self, request: pb.ExportFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        """Return the tenant's flags as a flagd flag-definition document."""
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        flags = await self._db.read(tenant_id, store.tenant_flags)
+        return httpbody_pb2.HttpBody(content_type="application/json", data=documents.write(flags))
 
     async def EvaluateFlag(
         self, request: pb.EvaluateFlagRequest, context: grpc.aio.ServicerContext

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.flag.models import Flag, FlagChangeSequence, FlagRow, FlagSet
+from services.flag.models import Flag, FlagChangeSequence, FlagRevision, FlagRevisionRow, FlagRow, FlagSet
 from services.kit.db import Tx
 from services.kit.pagination import Listing, Page
 from services.kit.repository import Order, Repository, table_of
@@ -19,6 +19,8 @@ from services.kit.timestamps import utcnow
 
 FLAGS = Repository(Flag, FlagRow, order=(Order("key"),))
 _FLAGS = FLAGS.table
+REVISIONS = Repository(FlagRevision, FlagRevisionRow, order=(Order("sequence", descending=True),))
+_REVISIONS = REVISIONS.table
 _SETS = table_of(FlagSet)
 _SEQUENCE = table_of(FlagChangeSequence)
 _NEXT_CHANGE = (
@@ -74,6 +76,43 @@ def delete_flag(tx: Tx, key: str) -> bool:
         return False
     _changed(tx)
     return True
+
+
+def add_flag_revision(tx: Tx, revision: FlagRevisionRow) -> bool:
+    """Inserts a flag revision; returns False when one of its unique keys is taken (nothing is written)."""
+    return REVISIONS.insert(tx, revision)
+
+
+def get_flag_revision(tx: Tx, key: str, revision_id: str) -> FlagRevisionRow | None:
+    """Returns a revision of the tenant's flag ``key`` (also of a deleted flag), or None."""
+    return REVISIONS.get(tx, key, revision_id)
+
+
+def latest_flag_revision(tx: Tx, key: str) -> FlagRevisionRow | None:
+    """Returns the newest revision of the tenant's flag ``key``, or None when the key never had one."""
+    return REVISIONS.find(tx, _REVISIONS.c.flag_key == key)
+
+
+def flag_revision_of_request(tx: Tx, key: str, request_id: str) -> FlagRevisionRow | None:
+    """Returns the revision of flag ``key`` that the call with ``request_id`` made, or None."""
+    return REVISIONS.find(tx, _REVISIONS.c.flag_key == key, _REVISIONS.c.request_id == request_id)
+
+
+def flag_revisions_of_call(tx: Tx, request_id: str) -> list[FlagRevisionRow]:
+    """Returns every revision, of any of the tenant's flags, that the call with ``request_id`` made."""
+    return REVISIONS.find_all(tx, _REVISIONS.c.request_id == request_id)
+
+
+def flag_revision_numbered(tx: Tx, key: str, sequence: int) -> FlagRevisionRow | None:
+    """Returns the revision of flag ``key`` with number ``sequence``, or None."""
+    return REVISIONS.find(tx, _REVISIONS.c.flag_key == key, _REVISIONS.c.sequence == sequence)
+
+
+def list_flag_revisions(tx: Tx, key: str, page: Page) -> Listing[FlagRevisionRow] | None:
+    """Returns a page of the revisions of flag ``key``, newest first; None when the key never had one."""
+    if latest_flag_revision(tx, key) is None:
+        return None
+    return REVISIONS.list_page(tx, page, _REVISIONS.c.flag_key == key)
 
 
 def tenant_flags(tx: Tx) -> list[FlagRow]:

@@ -8,8 +8,8 @@ commit or roll back together. A relay then delivers outbox rows to the auth
 service, which owns the tenant-visible log (``ListAuditEvents``); delivery is
 at least once and idempotent by event ID.
 
-An RPC is audited when its permission's verb is ``create``, ``update`` or
-``delete``, or when it is anonymous and bound to an HTTP POST (sign-up, token
+An RPC is audited when its permission's verb is ``create``, ``update``,
+``delete`` or ``import``, or when it is anonymous and bound to an HTTP POST (sign-up, token
 issuance). A call that writes nothing (a refused call, a sign-in) is recorded
 by the guard in a transaction of its own.
 """

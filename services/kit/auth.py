@@ -30,7 +30,7 @@ from services.kit.roles import permissions_of
 
 TENANT_METADATA_KEY = "orchestrall-tenant"
 # Permission verbs of RPCs that change state; their calls are audited.
-MUTATING_VERBS = frozenset({"create", "update", "delete"})
+MUTATING_VERBS = frozenset({"create", "update", "delete", "import"})
 SIGNING_ALGORITHMS = ["EdDSA"]
 # Verified tokens remembered by a verifier (LRU), each until its own `exp`.
 VERIFIED_CACHE_SIZE = 10_000

@@ -5,10 +5,12 @@ Every RPC names its permission in the contract
 roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
-* ``viewer``    reads agents, runs, workflows, flags and usage; evaluates flags;
+* ``viewer``    reads agents, runs, workflows, flags, meters and usage; evaluates flags;
 * ``developer`` also creates and changes agents, runs, MCP servers, workflows (and their
   runs, schedules and triggers) and flags, and calls tools;
-* ``admin``     also manages users, service accounts, API keys and reads the audit log;
+* ``admin``     also manages users, service accounts, API keys, reads the audit log and
+                records usage events of its own (an operator feeding usage from elsewhere) and
+                manages the tenant's meters;
 * ``owner``     everything an admin may, and may grant ``owner``.
 
 A caller may grant (to a key, user or service account) only roles at or
@@ -49,7 +51,11 @@ _VIEWER = frozenset(
         "flag.flags.get",
         "flag.flags.list",
         "flag.flags.evaluate",
+        "flag.revisions.get",
+        "flag.revisions.list",
         "billing.usage.get",
+        "billing.meters.get",
+        "billing.meters.list",
     }
 )
 _DEVELOPER = _VIEWER | {
@@ -78,6 +84,7 @@ _DEVELOPER = _VIEWER | {
     "flag.flags.create",
     "flag.flags.update",
     "flag.flags.delete",
+    "flag.flags.import",
 }
 _ADMIN = _DEVELOPER | {
     "auth.apiKeys.create",
@@ -90,6 +97,10 @@ _ADMIN = _DEVELOPER | {
     "auth.serviceAccounts.list",
     "auth.serviceAccounts.delete",
     "auth.auditEvents.list",
+    "billing.usageEvents.create",
+    "billing.meters.create",
+    "billing.meters.update",
+    "billing.meters.delete",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

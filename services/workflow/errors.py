@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from services.kit.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated, domain_of, invalid
+from services.kit.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    domain_of,
+    invalid,
+)
 
 DOMAIN = domain_of("workflow")
 
@@ -62,3 +70,8 @@ def schedule_not_found(name: str) -> NotFound:
 def schedule_exists(name: str) -> AlreadyExists:
     """A schedule with that ID exists on the workflow."""
     return AlreadyExists("SCHEDULE_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
+
+
+def run_ended(name: str) -> FailedPrecondition:
+    """A signal for a run that has ended."""
+    return FailedPrecondition("RUN_ENDED", f"{name} has ended; it takes no signals", metadata={"name": name})

@@ -29,11 +29,8 @@ gap, and a repeated local time at both of its instants.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,7 +44,6 @@ from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
-from services.kit.config import MeshSettings
 from services.kit.db import Database
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument
@@ -55,7 +51,7 @@ from services.kit.names import ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import as_utc, to_timestamp, utcnow
 from services.workflow import errors, trigger_store
-from services.workflow.models import OverlapPolicy, ScheduleRow
+from services.workflow.models import ENDED, OverlapPolicy, ScheduleRow
 
 if TYPE_CHECKING:
     from services.workflow.models import WorkflowRunRow
@@ -72,8 +68,6 @@ NEXT_FIRE_TIMES = 5
 ON_TIME_SECONDS = 60
 #: How often a buffered fire time looks whether the previous run has ended (durable sleep).
 BUFFER_POLL_SECONDS = 1.0
-#: Run states a run does not leave.
-ENDED_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"})
 FIRE_WORKFLOW = "orchestrall.workflow.fire_schedule"
 
 
@@ -207,7 +201,7 @@ def _previous_active(tx: Any, schedule: ScheduleRow | None) -> bool:
     if schedule is None or schedule.last_run_id is None:
         return False
     run = trigger_store.run_of(tx, schedule.last_run_id)
-    return run is not None and run.state not in ENDED_STATES
+    return run is not None and run.state not in ENDED
 
 
 def _look(tx: Any, key: ScheduleKey, fire_time: dt.datetime, now: dt.datetime) -> str:
@@ -251,15 +245,12 @@ def _record(tx: Any, key: ScheduleKey, fire_time: dt.datetime, run_id: str | Non
         trigger_store.update_schedule(tx, key["workflow_id"], key["schedule_id"], values)
 
 
-@DBOS.step(name="orchestrall.workflow.schedule_start_run")
-async def _start_step(key: ScheduleKey, fire_time: str) -> str:
-    """Starts the fire time's run (idempotent by its request ID) and records it on the schedule.
+@DBOS.step(name="orchestrall.workflow.schedule_run_input")
+async def _input_step(key: ScheduleKey, fire_time: str) -> str | None:
+    """Returns the input of the fire time's run, or None when it starts none after all.
 
     A schedule deleted or paused since the fire time was decided (a buffered one waited)
     starts nothing; a paused one gets its buffer place back.
-
-    Returns:
-        The run's ID; empty when none was started.
     """
     firing = _firing()
     time = dt.datetime.fromisoformat(fire_time)
@@ -267,20 +258,42 @@ async def _start_step(key: ScheduleKey, fire_time: str) -> str:
         key["tenant_id"], trigger_store.get_schedule, key["workflow_id"], key["schedule_id"]
     )
     if schedule is None:
-        return ""
+        return None
     if schedule.paused:
         await firing.db.write(key["tenant_id"], _record, key, time, None)
+        return None
+    return schedule.input or _default_input(time)
+
+
+@DBOS.step(name="orchestrall.workflow.schedule_record_run")
+async def _record_step(key: ScheduleKey, fire_time: str, run_id: str) -> None:
+    """Records the run a fire time started on its schedule (what the overlap policy looks at next)."""
+    await _firing().db.write(key["tenant_id"], _record, key, dt.datetime.fromisoformat(fire_time), run_id)
+
+
+async def start_fire(key: ScheduleKey, fire_time: str) -> str:
+    """Starts a fire time's run and records it on the schedule.
+
+    ``start_run`` is called in the workflow itself, not in a step: it enqueues the run's
+    own DBOS workflow, which DBOS allows from a workflow only. It is idempotent by the
+    run's request ID (:func:`request_id_of`), so a fire workflow recovered after a crash
+    finds the run it started.
+
+    Returns:
+        The run's ID; empty when none was started (:func:`_input_step`).
+    """
+    run_input = await _input_step(key, fire_time)
+    if run_input is None:
         return ""
-    run_input = schedule.input or _default_input(time)
-    name = SCHEDULE.format(key["tenant_id"], key["workflow_id"], key["schedule_id"])
-    run: WorkflowRunRow = await firing.service.start_run(
+    time = dt.datetime.fromisoformat(fire_time)
+    run: WorkflowRunRow = await _firing().service.start_run(
         key["tenant_id"],
         key["workflow_id"],
         run_input,
         request_id_of(key["schedule_id"], time),
-        trigger=name,
+        trigger=SCHEDULE.format(key["tenant_id"], key["workflow_id"], key["schedule_id"]),
     )
-    await firing.db.write(key["tenant_id"], _record, key, time, run.id)
+    await _record_step(key, fire_time, run.id)
     return run.id
 
 
@@ -300,7 +313,7 @@ async def fire_schedule(scheduled_time: dt.datetime, context: ScheduleKey) -> No
     elif decision != "start":
         log.info("schedule %s: fire time %s starts no run (%s)", context["schedule_id"], fire_time, decision)
         return
-    await _start_step(context, fire_time)
+    await start_fire(context, fire_time)
 
 
 async def _register(schedule: ScheduleRow) -> None:
@@ -493,35 +506,3 @@ class ScheduleHandlers:
             NotFound: ``SCHEDULE_NOT_FOUND``.
         """
         return await self._set_paused(request.name, False)
-
-
-# Until the durable engine (services.workflow.engine) lands: DBOS for the schedules alone ---------------
-
-#: Seconds between two looks of DBOS's scheduler for new, paused or resumed schedules
-#: (DBOS's default is 30; its first minute after launch it looks every second).
-SCHEDULER_POLL_SECONDS = 0.5
-
-
-async def launch_dbos(settings: MeshSettings) -> None:
-    """Starts DBOS in the running event loop, its system database a SQLite file in the state folder.
-
-    A stand-in for the engine's launch, which must also set ``scheduler_polling_interval_sec``
-    to :data:`SCHEDULER_POLL_SECONDS` so a new schedule fires within a second.
-    """
-    DBOS(
-        config={
-            "name": "orchestrall-workflow",
-            "application_version": "orchestrall-workflow-1",
-            "executor_id": f"{socket.gethostname()}-{os.getpid()}",
-            "log_level": "WARNING",
-            "system_database_url": f"sqlite:///{settings.state_dir / 'workflow-dbos.db'}",
-            "scheduler_polling_interval_sec": SCHEDULER_POLL_SECONDS,
-        }
-    )
-    DBOS.launch()
-
-
-async def shutdown_dbos() -> None:
-    """Stops DBOS; enqueued fire times run at the next launch."""
-    DBOS.destroy(workflow_completion_timeout_sec=0)
-    asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor())

@@ -128,6 +128,7 @@ def test_a_signed_delivery_starts_one_run_per_webhook_id(http: httpx.Client, hoo
     run = http.get(f"/v1/{run_name}", headers=auth(hook.token))
     assert run.status_code == 200, run.text
     assert run.json()["input"] == body
+    assert run.json()["trigger"] == hook.trigger["name"]
     # The sender retries the same delivery (a new timestamp and signature): the same run.
     retried = http.post(
         hook.trigger["urlPath"],

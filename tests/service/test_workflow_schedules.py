@@ -30,7 +30,8 @@ from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
 from services.kit.db import Database, create_engine
 from services.kit.timestamps import from_timestamp, utcnow
 from services.workflow import schedules, trigger_store
-from services.workflow.models import RunState, WorkflowRunRow
+from services.workflow.models import RunState
+from services.workflow.service import new_run
 from services.workflow.store import RUNS
 from tests.conftest import Mesh
 from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
@@ -188,6 +189,7 @@ async def test_a_six_field_cron_fires_every_second(flow: Flow) -> None:
     fire_times = sorted(dt.datetime.fromisoformat(json.loads(run.input)["scheduled_time"]) for run in runs)
     assert all(t.microsecond == 0 and t.tzinfo is not None for t in fire_times)
     assert len(set(fire_times)) == len(fire_times), "one run per fire time"
+    assert {run.trigger for run in runs} == {schedule.name}
     got = await flow.stub.GetSchedule(
         pb.GetScheduleRequest(name=schedule.name), metadata=flow.tenant.metadata
     )
@@ -200,19 +202,10 @@ async def test_a_six_field_cron_fires_every_second(flow: Flow) -> None:
 
 async def _hold_previous_run(db: Database, flow: Flow, schedule_id: str) -> str:
     """Makes a RUNNING run (no executor runs it) the schedule's previous run; returns its ID."""
-    run = WorkflowRunRow(
-        tenant_id=flow.tenant.id,
+    run = dataclasses.replace(
+        new_run(flow.tenant.id, flow.workflow_id, "held", None, "api"),
         id=f"held-{schedule_id}",
-        workflow_id=flow.workflow_id,
-        input="held",
         state=RunState.RUNNING,
-        steps=[],
-        output="",
-        error_reason="",
-        error_message="",
-        request_id=None,
-        create_time=utcnow(),
-        end_time=None,
     )
     await db.write(flow.tenant.id, RUNS.insert, run)
     await db.write(
@@ -248,8 +241,8 @@ async def test_skip_starts_nothing_while_the_previous_run_runs(flow: Flow, workf
     await _end_run(workflow_db, flow.tenant.id, held)
     fire_time = _at(2)
     assert await schedules._decide_step(key, fire_time) == "start"
-    first = await schedules._start_step(key, fire_time)
-    assert await schedules._start_step(key, fire_time) == first, "a retried step finds its run"
+    first = await schedules.start_fire(key, fire_time)
+    assert await schedules.start_fire(key, fire_time) == first, "a retried step finds its run"
     assert await schedules._decide_step(key, _at(3)) == "overlap", "the new run is the previous one now"
     a_day_ago = utcnow() - dt.timedelta(days=1)
     await workflow_db.write(

@@ -1,7 +1,7 @@
 """triggers and schedules: webhook triggers (sealed secrets) and cron schedules of workflows
 
 Revision ID: 0005
-Revises: 0003 (until 0004, the durable engine, lands: then 0004)
+Revises: 0004
 Create Date: 2026-12-01 17:30:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from services.kit.migrate import disable_tenant_isolation, enable_tenant_isolation
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

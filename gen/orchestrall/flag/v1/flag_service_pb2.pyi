@@ -65,6 +65,68 @@ class DeleteFlagRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class ListFlagRevisionsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListFlagRevisionsResponse(_message.Message):
+    __slots__ = ("flag_revisions", "next_page_token")
+    FLAG_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    flag_revisions: _containers.RepeatedCompositeFieldContainer[_resources_pb2.FlagRevision]
+    next_page_token: str
+    def __init__(self, flag_revisions: _Optional[_Iterable[_Union[_resources_pb2.FlagRevision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetFlagRevisionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RollbackFlagRequest(_message.Message):
+    __slots__ = ("name", "revision_id", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revision_id: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., revision_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ImportFlagsRequest(_message.Message):
+    __slots__ = ("parent", "body", "delete_missing", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    DELETE_MISSING_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    body: _httpbody_pb2.HttpBody
+    delete_missing: bool
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ..., delete_missing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ImportFlagsResponse(_message.Message):
+    __slots__ = ("created_flags", "updated_flags", "deleted_flags")
+    CREATED_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    created_flags: _containers.RepeatedScalarFieldContainer[str]
+    updated_flags: _containers.RepeatedScalarFieldContainer[str]
+    deleted_flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, created_flags: _Optional[_Iterable[str]] = ..., updated_flags: _Optional[_Iterable[str]] = ..., deleted_flags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExportFlagsRequest(_message.Message):
+    __slots__ = ("parent",)
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    def __init__(self, parent: _Optional[str] = ...) -> None: ...
+
 class EvaluateFlagRequest(_message.Message):
     __slots__ = ("name", "context")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -85,6 +85,31 @@ class FlagServiceStub:
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.DeleteFlagRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ListFlagRevisions = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/ListFlagRevisions',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsResponse.FromString,
+                _registered_method=True)
+        self.GetFlagRevision = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/GetFlagRevision',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagRevisionRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagRevision.FromString,
+                _registered_method=True)
+        self.RollbackFlag = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/RollbackFlag',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.RollbackFlagRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.Flag.FromString,
+                _registered_method=True)
+        self.ImportFlags = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/ImportFlags',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ImportFlagsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ImportFlagsResponse.FromString,
+                _registered_method=True)
+        self.ExportFlags = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/ExportFlags',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.EvaluateFlag = channel.unary_unary(
                 '/orchestrall.flag.v1.FlagService/EvaluateFlag',
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateFlagRequest.SerializeToString,
@@ -121,7 +146,7 @@ class FlagServiceServicer:
     def CreateFlag(self, request, context):
         """Creates a flag.
 
-        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`flag_id` not 1-63 of `a-z0-9-_.`
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`flag_id` not 1-63 of `A-Za-z0-9-_.`
         starting with a letter) or `INVALID_FLAG_DEFINITION` (the flag is no valid flagd
         flag: its state, variants, default variant or targeting rule); ALREADY_EXISTS
         `FLAG_ALREADY_EXISTS`; and the common reasons of `FlagService`.
@@ -169,6 +194,86 @@ class FlagServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFlagRevisions(self, request, context):
+        """Lists a flag's revisions, newest first (AIP-162), also of a deleted flag: one
+        for each change made by `CreateFlag`, `UpdateFlag`, `DeleteFlag` or
+        `RollbackFlag`, with who made it, when, the flag afterwards and a JSON Patch
+        from the revision before.
+
+        Errors: NOT_FOUND `FLAG_NOT_FOUND` (the flag key never had a revision); and the
+        common reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFlagRevision(self, request, context):
+        """Gets one revision of a flag, also of a deleted flag.
+
+        Errors: NOT_FOUND `FLAG_REVISION_NOT_FOUND`; and the common reasons of
+        `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackFlag(self, request, context):
+        """Restores a revision of a flag (AIP-162): the flag takes that revision's
+        definition (state, variants, default variant, targeting, description), which
+        becomes a new revision with `ACTION_ROLLBACK`. A deleted flag is created again.
+        Rolling back to the definition the flag has changes nothing and makes no
+        revision; a retry with the same `request_id` returns the flag as it is.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`revision_id` names a deletion,
+        which has no definition to restore) or `INVALID_FLAG_DEFINITION` (the
+        revision's definition breaks today's rules; nothing is written); NOT_FOUND
+        `FLAG_REVISION_NOT_FOUND` (no such revision of this flag); and the common
+        reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportFlags(self, request, context):
+        """Imports a flagd flag-definition document (https://flagd.dev/reference/flag-definitions/):
+        the body is the document as flagd reads it, JSON, with `flags` as an object or as an
+        array of flags with a `key`, and shared rules in `$evaluators` that targeting refers
+        to as `{"$ref": "name"}` (resolved when imported; a flag stores its rule whole).
+
+        The document must be valid by flagd's published JSON Schema
+        (`https://flagd.dev/schema/v0/flags.json`) and each flag by the rules of
+        `CreateFlag`: a key of 1-63 of `A-Za-z0-9-_.` starting with a letter, a
+        `defaultVariant` (flagd's may be null or missing; a flag here needs one), at most
+        1,000 flags and 1 MiB. Then, in one transaction, each flag that does not exist is
+        created, each that differs takes the document's definition, and, with
+        `delete_missing`, each of the tenant's flags the document lacks is deleted; each
+        change makes a revision. A flag's `metadata.description` is its description; other
+        flag metadata and the document's own `metadata` are not kept. A retry with the same
+        `request_id` returns the first call's answer and writes nothing.
+
+        Errors: INVALID_ARGUMENT `INVALID_FLAG_DEFINITION` (the body is not JSON, breaks
+        flagd's schema, names an unknown evaluator, or holds a flag that breaks the rules of
+        `CreateFlag`: one field violation of `body` per problem, its description starting
+        with the JSON Pointer of the offending part; nothing is written); and the common
+        reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportFlags(self, request, context):
+        """Exports the tenant's flags as a flagd flag-definition document (content type
+        `application/json`): `{"$schema": "https://flagd.dev/schema/v0/flags.json",
+        "flags": {...}}`, flags in key order, each with its state, variants,
+        `defaultVariant`, targeting and its description as `metadata.description`. flagd,
+        its in-process providers and `ImportFlags` read it as it is.
+
+        Errors: only the common reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EvaluateFlag(self, request, context):
         """Evaluates a flag for an evaluation context (OpenFeature specification,
         section 1.3; flagd's evaluation semantics).
@@ -209,6 +314,31 @@ def add_FlagServiceServicer_to_server(servicer, server):
                     servicer.DeleteFlag,
                     request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.DeleteFlagRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListFlagRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlagRevisions,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsResponse.SerializeToString,
+            ),
+            'GetFlagRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlagRevision,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagRevisionRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagRevision.SerializeToString,
+            ),
+            'RollbackFlag': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackFlag,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.RollbackFlagRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.Flag.SerializeToString,
+            ),
+            'ImportFlags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportFlags,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ImportFlagsRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ImportFlagsResponse.SerializeToString,
+            ),
+            'ExportFlags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportFlags,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'EvaluateFlag': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateFlag,
@@ -374,6 +504,141 @@ class FlagService:
             '/orchestrall.flag.v1.FlagService/DeleteFlag',
             orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.DeleteFlagRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlagRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/ListFlagRevisions',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ListFlagRevisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlagRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/GetFlagRevision',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagRevisionRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagRevision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackFlag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/RollbackFlag',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.RollbackFlagRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_resources__pb2.Flag.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/ImportFlags',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ImportFlagsRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ImportFlagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/ExportFlags',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,13 +9,13 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Flag(_message.Message):
-    __slots__ = ("name", "state", "variants", "default_variant", "targeting", "description", "create_time", "update_time")
+    __slots__ = ("name", "state", "variants", "default_variant", "targeting", "description", "create_time", "update_time", "revision_id")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Flag.State]
@@ -39,6 +39,7 @@ class Flag(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: Flag.State
     variants: _containers.MessageMap[str, _struct_pb2.Value]
@@ -47,4 +48,47 @@ class Flag(_message.Message):
     description: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Flag.State, str]] = ..., variants: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., default_variant: _Optional[str] = ..., targeting: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    revision_id: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Flag.State, str]] = ..., variants: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., default_variant: _Optional[str] = ..., targeting: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision_id: _Optional[str] = ...) -> None: ...
+
+class FlagRevision(_message.Message):
+    __slots__ = ("name", "action", "flag", "diff", "principal", "create_time", "rollback_revision")
+    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTION_UNSPECIFIED: _ClassVar[FlagRevision.Action]
+        ACTION_CREATE: _ClassVar[FlagRevision.Action]
+        ACTION_UPDATE: _ClassVar[FlagRevision.Action]
+        ACTION_DELETE: _ClassVar[FlagRevision.Action]
+        ACTION_ROLLBACK: _ClassVar[FlagRevision.Action]
+        ACTION_IMPORT: _ClassVar[FlagRevision.Action]
+    ACTION_UNSPECIFIED: FlagRevision.Action
+    ACTION_CREATE: FlagRevision.Action
+    ACTION_UPDATE: FlagRevision.Action
+    ACTION_DELETE: FlagRevision.Action
+    ACTION_ROLLBACK: FlagRevision.Action
+    ACTION_IMPORT: FlagRevision.Action
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    DIFF_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_REVISION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: FlagRevision.Action
+    flag: Flag
+    diff: _containers.RepeatedCompositeFieldContainer[JsonPatchOperation]
+    principal: str
+    create_time: _timestamp_pb2.Timestamp
+    rollback_revision: str
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[_Union[FlagRevision.Action, str]] = ..., flag: _Optional[_Union[Flag, _Mapping]] = ..., diff: _Optional[_Iterable[_Union[JsonPatchOperation, _Mapping]]] = ..., principal: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., rollback_revision: _Optional[str] = ...) -> None: ...
+
+class JsonPatchOperation(_message.Message):
+    __slots__ = ("op", "path", "value")
+    OP_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    op: str
+    path: str
+    value: _struct_pb2.Value
+    def __init__(self, op: _Optional[str] = ..., path: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
