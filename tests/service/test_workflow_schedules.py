@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
-from dbos import DBOS
+from dbos import DBOS, WorkflowHandleAsync
 from google.protobuf.duration_pb2 import Duration
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
@@ -300,3 +300,45 @@ async def test_a_buffered_fire_time_of_a_schedule_paused_meanwhile_starts_nothin
     row = await workflow_db.read(flow.tenant.id, trigger_store.get_schedule, flow.workflow_id, "paused")
     assert row is not None and row.buffered_fire_time is None and row.last_run_id == held
     assert await _scheduled_runs(flow) == []
+
+
+async def test_fire_times_missed_during_downtime_start_within_the_catchup_window(
+    flow: Flow, workflow_db: Database
+) -> None:
+    """DBOS's backfill enqueues missed fire times as its scheduler does on a replica's return
+    (``automatic_backfill``); only those at most ``catchup_window`` old start runs."""
+    schedule = await _create(
+        flow,
+        "catchup",
+        cron="*/10 * * * * *",
+        overlap_policy=res.OVERLAP_POLICY_ALLOW_ALL,
+        catchup_window=Duration(seconds=300),
+    )
+    await asyncio.to_thread(DBOS.pause_schedule, schedule.name)  # DBOS's alone: no live fire times
+    now = utcnow()
+    await workflow_db.write(  # as if the schedule had been made before the downtime
+        flow.tenant.id,
+        trigger_store.update_schedule,
+        flow.workflow_id,
+        "catchup",
+        {"active_since": now - dt.timedelta(hours=1)},
+    )
+    old = await asyncio.to_thread(
+        DBOS.backfill_schedule, schedule.name, now - dt.timedelta(minutes=10), now - dt.timedelta(minutes=9)
+    )
+    recent = await asyncio.to_thread(
+        DBOS.backfill_schedule, schedule.name, now - dt.timedelta(minutes=4), now - dt.timedelta(minutes=3)
+    )
+    assert len(old) >= 5 and len(recent) >= 5
+    # DBOS returns blocking handles; async ones wait without holding up the loop the workflows run on.
+    handles: list[WorkflowHandleAsync[None]] = [
+        await DBOS.retrieve_workflow_async(h.get_workflow_id()) for h in [*old, *recent]
+    ]
+    await asyncio.wait_for(asyncio.gather(*(handle.get_result() for handle in handles)), timeout=60)
+    started = {
+        dt.datetime.fromisoformat(json.loads(run.input)["scheduled_time"])
+        for run in await _scheduled_runs(flow)
+    }
+    in_window = {t for t in started if now - dt.timedelta(minutes=4) < t < now - dt.timedelta(minutes=3)}
+    assert len(in_window) == len(recent), "every fire time within the window started its run"
+    assert not {t for t in started if t < now - dt.timedelta(minutes=5)}, "none older than the window"
