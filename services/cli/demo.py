@@ -236,6 +236,7 @@ def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: f
         f"/v1/{t}/workflows?workflowId=route-report",
         {
             "displayName": "Route report",
+            "outputTemplate": "{{ steps.report.output }}",
             "steps": [
                 {"id": "plan", "agentRun": agent_run("route-planner")},
                 {

@@ -230,4 +230,4 @@ def test_the_worst_template_does_not_slow_another_tenant(client: httpx.Client, t
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert ended["state"] == "RUN_STATE_FAILED"
-        assert ended["steps"][0]["error"]["message"] == "the input template took longer than 1 s to render"
+        assert ended["steps"][0]["error"]["message"] == "the template took longer than 1 s to render"
