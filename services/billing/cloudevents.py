@@ -28,13 +28,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from google.api import httpbody_pb2
-from google.protobuf import json_format
 
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import errors
 from services.billing.models import EventRow
 from services.billing.plans import METER_OF_TYPE, METERS, QUANTITY_KEY
 from services.kit.errors import FieldViolation, InvalidArgument
+from services.kit.jsonvalue import from_struct
 from services.kit.names import TENANT, validate_id
 from services.kit.timestamps import from_timestamp
 
@@ -280,7 +280,7 @@ def _from_message(
         data, meter, quantity = {QUANTITY_KEY: event.quantity}, event.meter, event.quantity
     else:
         type_ = event.type
-        data = _check_data(prefix, json_format.MessageToDict(event.data), violations)
+        data = _check_data(prefix, from_struct(event.data), violations)
         meter, quantity = _metered(prefix, type_, data, violations)
     if violations:
         return violations
