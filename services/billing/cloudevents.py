@@ -26,6 +26,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from google.api import httpbody_pb2
 
@@ -43,6 +44,8 @@ SPEC_VERSION = "1.0"
 STRUCTURED = "application/cloudevents+json"
 #: Media type of a JSON array of events in batched content mode (HTTP binding section 3.3).
 BATCH = "application/cloudevents-batch+json"
+#: The domain of the services' own event sources, which HTTP senders may not use.
+RESERVED_DOMAIN = "orchestrall.dev"
 #: The most events one request records.
 MAX_EVENTS = 1000
 #: The most bytes an event's ``data`` takes as compact JSON.
@@ -123,8 +126,21 @@ def _parse_time(field: str, value: Any, violations: list[FieldViolation]) -> dt.
         return None
 
 
+def _is_reserved(source: str) -> bool:
+    """Tells whether a ``source`` is of the mesh's own domain (``//agent.orchestrall.dev``...)."""
+    try:
+        host = urlsplit(source if "//" in source else f"//{source}").hostname or ""
+    except ValueError:  # an unbalanced IPv6 bracket: no host of ours
+        return False
+    return host == RESERVED_DOMAIN or host.endswith("." + RESERVED_DOMAIN)
+
+
 def from_json(index: int, document: Any, tenant_id: str, now: dt.datetime) -> EventRow | list[FieldViolation]:
     """Reads one event in the JSON event format 1.0.2 for ``tenant_id``.
+
+    Sources of :data:`RESERVED_DOMAIN` are refused: the services' own events (a run's
+    usage, a reservation's settlement) are identified by them, and an event sent first
+    with one of their keys would make the service's event a duplicate.
 
     Args:
         index: Its position in the request (0 in structured mode), for violations' names.
@@ -148,6 +164,10 @@ def from_json(index: int, document: Any, tenant_id: str, now: dt.datetime) -> Ev
     for name in ("id", "source", "type"):
         if isinstance(value := document.get(name), str):
             _check_length(f"{prefix}.{name}", value, MAX_KEY_CHARS, violations)
+    if isinstance(source := document.get("source"), str) and _is_reserved(source):
+        violations.append(
+            FieldViolation(f"{prefix}.source", f"sources of {RESERVED_DOMAIN} are the services' own")
+        )
     subject = document.get("subject", "")
     if "subject" in document and (not isinstance(subject, str) or not subject):
         violations.append(FieldViolation(f"{prefix}.subject", "must be a non-empty string when present"))

@@ -140,6 +140,8 @@ def test_batched_mode_records_every_event_or_none(http: httpx.Client, tenants: T
         {k: v for k, v in cloud_event("c2", month=9).items() if k != "id"},
         cloud_event("c3", month=9, data={"quantity": -1}),
         cloud_event("c4", month=9, specversion="0.3", data_base64="AAAA"),
+        # The services' own sources: a settlement's event sent first would hide it as a duplicate.
+        cloud_event("c5", month=9, source="//billing.orchestrall.dev/reservations"),
     ]
     refused = post(http, owner, bad, BATCH)
     assert refused.status_code == 400, refused.text
@@ -151,6 +153,7 @@ def test_batched_mode_records_every_event_or_none(http: httpx.Client, tenants: T
             "events[3].data.quantity",
             "events[4].specversion",
             "events[4].data_base64",
+            "events[5].source",
         ],
     )
     assert used(http, owner, 9)["agent_runs"] == (2, 1), "c0 of the refused batch must not be recorded"
