@@ -111,7 +111,9 @@ def _move_batch() -> Any:
 
     ``INSERT INTO usage_event_keys ... ON CONFLICT DO NOTHING RETURNING`` claims the keys
     not seen in the window (a concurrent claim of the same key waits for the other
-    transaction, then skips it); the events of exactly those keys are inserted, and a
+    transaction, then skips it; keys are claimed in key order, so two batches of a tenant
+    that share keys wait for each other rather than deadlock); the events of exactly those keys
+    are inserted, and a
     third data-modifying CTE adds those of built-in meters to their periods' totals
     (``date_trunc('month')`` in UTC, the billing period of :func:`period_of`); the
     statement returns how many were new. PostgreSQL runs every data-modifying CTE to
@@ -121,7 +123,12 @@ def _move_batch() -> Any:
     tenant = _BATCH.c.tenant_id == bindparam("tenant_id")
     claimed = (
         postgresql.insert(_KEYS)
-        .from_select(_KEY_COLUMNS, select(*(_BATCH.c[name] for name in _KEY_COLUMNS)).where(tenant))
+        .from_select(
+            _KEY_COLUMNS,
+            select(*(_BATCH.c[name] for name in _KEY_COLUMNS))
+            .where(tenant)
+            .order_by(_BATCH.c.source, _BATCH.c.event_id),
+        )
         .on_conflict_do_nothing()
         .returning(_KEYS.c.source, _KEYS.c.event_id)
         .cte("claimed")
