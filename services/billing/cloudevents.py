@@ -14,8 +14,10 @@ Rules and where they come from (CloudEvents 1.0.2, "Context Attributes", section
 is an RFC 3339 timestamp; extension attribute names are lower-case ASCII letters and
 digits (section 3.1.1 "Attribute Naming Convention"). Metering adds: ``data`` is a JSON
 object (JSON event format section 3.1: it is the ``data`` member; ``data_base64`` is
-binary and cannot be metered) of at most :data:`MAX_DATA_BYTES` as compact JSON; an event
-of a built-in meter's type carries a finite, non-negative number in ``data.quantity``.
+binary and cannot be metered) of at most :data:`MAX_DATA_BYTES` encoded (compact JSON
+over HTTP, protobuf over gRPC); an event of a built-in meter's type carries a finite,
+non-negative number in ``data.quantity``; over HTTP, a ``source`` of
+:data:`RESERVED_DOMAIN` is the services' own and refused.
 """
 
 from __future__ import annotations
