@@ -1,10 +1,12 @@
 """Usage ingestion on PostgreSQL: ``IngestUsageEvents`` against a raw psycopg ``executemany``.
 
-Both insert the same events (same IDs, tenant, meter, quantities, subjects and
-times, :func:`events`) into the same ``usage_events`` table of the PostgreSQL
+Both insert the same events (same IDs, tenant, type, data, quantities, subjects
+and times, :func:`events`) into the same ``usage_events`` table of the PostgreSQL
 stack's billing schema, in batches of ``ingest_batch`` (500) with
 ``ingest_concurrency`` batches in flight, one transaction per batch, after the
-table is emptied (``TRUNCATE``), so each run inserts fresh rows:
+table and the deduplication keys are emptied (``TRUNCATE``), so each run inserts
+fresh rows. The service also claims each event's key in ``usage_event_keys`` and
+adds to the running totals; the baseline inserts the events only:
 
 * the service: the billing process on core 0 called over mTLS with the agent's
   workload certificate (``IngestUsageEvents`` is internal; the agent may call it,
@@ -32,6 +34,8 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 
 import psycopg
+from google.protobuf import struct_pb2
+from psycopg.types.json import Jsonb
 
 from benchmark.harness import MEASURED_CORE, OTHER_CORE, CpuWindow, Goal, Row, Sample, Throughput, pinned
 from benchmark.loadgen import run_plan, sample_of, write_requests
@@ -47,9 +51,12 @@ METER = "model_input_tokens"
 #: Batches prepared per run; the time limit normally ends a run first.
 SUPPLY_BATCHES = 400
 _EPOCH = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+#: The CloudEvents ``type`` of the built-in meter's events (``dev.orchestrall.usage.{meter}``).
+TYPE = f"dev.orchestrall.usage.{METER}"
 _INSERT = (
-    "INSERT INTO usage_events (tenant_id, source, event_id, meter, quantity, subject, time, ingest_time)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    "INSERT INTO usage_events"
+    " (tenant_id, source, event_id, ingest_time, type, subject, time, data, meter, quantity)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 
 
@@ -83,16 +90,23 @@ def events(count: int) -> list[Event]:
     ]
 
 
+def _data(quantity: float) -> struct_pb2.Struct:
+    data = struct_pb2.Struct()
+    data.update({"quantity": quantity})
+    return data
+
+
 def requests(batch: Sequence[Event]) -> bytes:
-    """Returns one serialised ``IngestUsageEventsRequest`` carrying ``batch``."""
+    """Returns one serialised ``IngestUsageEventsRequest`` of ``batch``, CloudEvents as the agent sends."""
     return pb.IngestUsageEventsRequest(
         events=[
             res.UsageEvent(
                 id=event.id,
                 source=SOURCE,
                 tenant=f"tenants/{TENANT}",
-                meter=METER,
-                quantity=event.quantity,
+                spec_version="1.0",
+                type=TYPE,
+                data=_data(event.quantity),
                 subject=event.subject,
                 time=to_timestamp(event.time),
             )
@@ -133,7 +147,21 @@ class RawPlan:
 async def _raw(plan: RawPlan) -> dict[str, float]:
     now = dt.datetime.now(dt.UTC)
     rows: list[list[tuple[object, ...]]] = [
-        [(TENANT, SOURCE, e.id, METER, e.quantity, e.subject, e.time, now) for e in chunk]
+        [
+            (
+                TENANT,
+                SOURCE,
+                e.id,
+                now,
+                TYPE,
+                e.subject,
+                e.time,
+                Jsonb({"quantity": e.quantity}),
+                METER,
+                e.quantity,
+            )
+            for e in chunk
+        ]
         for chunk in batches(events(plan.batch * plan.supply_batches), plan.batch)
     ]
     connections = [
@@ -204,7 +232,7 @@ class IngestFigures:
     def _truncate(self) -> None:
         url = plain_url(self._bench.settings.database_url)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'TRUNCATE "{self._schema}".usage_events')
+            conn.execute(f'TRUNCATE "{self._schema}".usage_events, "{self._schema}".usage_event_keys')
 
     def _check_stored(self, expected: int, who: str) -> None:
         """Checks that the run stored every event it was credited with (no silent duplicates).

