@@ -48,6 +48,7 @@ from benchmark.loadgen import wrk_path
 from benchmark.mesh import Bench, EchoServer, MeshUnderTest, Settings, drop_schemas
 from benchmark.rpc import RpcFigures
 from benchmark.telemetry import TracingCost
+from benchmark.workflows import WorkflowSteps
 from services.cli.stack import free_port
 
 #: The figure groups, in table order. Each takes the :class:`~benchmark.mesh.Bench` and
@@ -58,6 +59,7 @@ GROUPS: list[Callable[[Bench], Group]] = [
     FlagPropagation,
     CreateRunCost,
     TracingCost,
+    WorkflowSteps,
     # More figures go here: a module of benchmark/ with a Group class, listed in this list.
 ]
 

@@ -75,6 +75,8 @@ POLL_SECONDS = 0.05
 WAIT_SECONDS = 60.0
 #: Between two WaitRun calls while an agent run waits for a person's approval.
 APPROVAL_POLL_SECONDS = 5.0
+#: Between two calls to an agent service that could not be reached, within an attempt (seconds).
+PEER_RETRY_SECONDS = 1.0
 #: Failure reasons retried when a retry policy names none.
 TRANSIENT = frozenset({"STEP_TIMEOUT", "TENANT_BUSY"})
 #: At most this many items a map fans out to.
@@ -148,13 +150,23 @@ def current() -> Engine:
     return _CURRENT
 
 
-async def launch(engine: Engine, settings: MeshSettings, executor_id: str) -> None:
-    """Starts DBOS in the running event loop; it recovers this executor's unfinished workflows."""
+async def launch(engine: Engine, settings: MeshSettings, executor_id: str, runs_per_replica: int) -> None:
+    """Starts DBOS in the running event loop; it recovers this executor's unfinished workflows.
+
+    Args:
+        engine: What the workflows reach.
+        settings: Where the databases are.
+        executor_id: This replica's stable name in DBOS.
+        runs_per_replica: The most runs this replica takes from :data:`RUNS_QUEUE` at
+            once (DBOS's ``worker_concurrency``); the others wait for it or another replica.
+    """
     global _CURRENT
     _CURRENT = engine
     DBOS(config=dbos_config(settings, executor_id))
     DBOS.launch()
-    await DBOS.register_queue_async(RUNS_QUEUE, polling_interval_sec=QUEUE_POLL_SECONDS)
+    await DBOS.register_queue_async(
+        RUNS_QUEUE, polling_interval_sec=QUEUE_POLL_SECONDS, worker_concurrency=runs_per_replica
+    )
 
 
 async def shutdown() -> None:
@@ -431,6 +443,18 @@ async def _with_retries(
         attempt += 1
 
 
+async def _ride_out(outcome: Outcome, deadline: float) -> bool:
+    """Whether to ask the agent service again: it could not be reached and the attempt has time left.
+
+    A restarting agent service costs the attempt nothing: the run it was making
+    goes on (or its lease runs out and it ends), and asking again is idempotent.
+    """
+    if not outcome.get("error_reason", "").endswith("_UNAVAILABLE") or await _now() >= deadline:
+        return False
+    await DBOS.sleep_async(PEER_RETRY_SECONDS)
+    return True
+
+
 async def _agent_attempt(
     tenant_id: str,
     run_id: str,
@@ -444,7 +468,11 @@ async def _agent_attempt(
     rendered = await _render(tenant_id, task.input_template, context)
     if "error_reason" in rendered:
         return rendered
-    created = await _create_agent_run(tenant_id, task.agent, rendered["output"], f"{key}:{attempt}")
+    deadline = await _now() + timeout
+    while True:  # the same request ID each time: the agent service makes the run once
+        created = await _create_agent_run(tenant_id, task.agent, rendered["output"], f"{key}:{attempt}")
+        if not await _ride_out(created, deadline):
+            break
     if "error_reason" in created:
         return created
     name = created["output"]
@@ -456,10 +484,11 @@ async def _agent_attempt(
             step_id,
             {"attempt": attempt, "input": rendered["output"], "agent_run": name},
         )
-    deadline = await _now() + timeout
     while True:
         remaining = deadline - await _now()
         waited = await _wait_agent_run(tenant_id, name, remaining)
+        if await _ride_out(waited, deadline):
+            continue
         if "error_reason" in waited:
             return waited
         state = waited["output"]["state"]

@@ -238,7 +238,10 @@ def _record(tx: Any, key: ScheduleKey, fire_time: dt.datetime, run_id: str | Non
     schedule = trigger_store.get_schedule(tx, key["workflow_id"], key["schedule_id"], lock=True)
     if schedule is None:
         return
-    values: dict[str, Any] = {} if run_id is None else {"last_fire_time": fire_time, "last_run_id": run_id}
+    values: dict[str, Any] = {}
+    later = schedule.last_fire_time is None or fire_time > as_utc(schedule.last_fire_time)
+    if run_id is not None and later:  # fire times allowed to overlap may end out of order
+        values |= {"last_fire_time": fire_time, "last_run_id": run_id}
     if schedule.buffered_fire_time is not None and as_utc(schedule.buffered_fire_time) == fire_time:
         values["buffered_fire_time"] = None
     if values:

@@ -28,6 +28,9 @@ class WorkflowSettings(MeshSettings):
     template_memory_megabytes: int = Field(
         256, ge=64, description="Address space of the process that renders templates."
     )
+    runs_per_replica: int = Field(
+        100, ge=1, le=10_000, description="The most workflow runs this replica executes at once."
+    )
     executor_id: str = Field(
         "local",
         min_length=1,
@@ -51,7 +54,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     )
 
     async def launch() -> None:
-        await engine.launch(durable, settings, settings.executor_id)
+        await engine.launch(durable, settings, settings.executor_id, settings.runs_per_replica)
         await resume_runs(db)
         await schedules.sync_schedules(db)
 

@@ -51,7 +51,8 @@ def test_demo_runs_the_tool_and_chains_the_workflow(demo: DemoResult) -> None:
     # The condition takes one branch (the plan's length decides); the other is skipped.
     assert sorted((states["approve"], states["short_plan"])) == ["SKIPPED", "SUCCEEDED"], states
     assert {states[s] for s in ("plan", "long_plan", "report", "notify_ops")} == {"SUCCEEDED"}, states
-    plan, report = (next(s for s in demo.workflow_run["steps"] if s["stepId"] == i) for i in ("plan", "report"))
+    by_id = {s["stepId"]: s for s in demo.workflow_run["steps"]}
+    plan, report = by_id["plan"], by_id["report"]
     assert json.loads(plan["output"]) in report["input"]
     assert demo.workflow_run["output"] == json.loads(report["output"])
 

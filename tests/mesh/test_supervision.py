@@ -10,6 +10,7 @@ no workflow step fails.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 
 from services.cli.stack import NOT_SERVING, SERVING, Stack, StackConfig
 from tests.conftest import SCHEMA_PREFIX, Backend
-from tests.mesh.conftest import auth
+from tests.mesh.conftest import auth, stored_rows
 from tests.mesh.test_access_gateway import SignedUp, sign_up
 
 pytestmark = pytest.mark.mesh
@@ -183,3 +184,84 @@ def test_a_run_whose_agent_service_is_killed_mid_stream_ends_interrupted(supervi
     with supervised.http.stream("GET", f"/v1/{name}:streamEvents", headers=headers) as events:
         last = [line for line in events.iter_lines() if line.startswith("data:")][-1]
     assert '"runFinished"' in last and "STATE_FAILED" in last
+
+
+#: The chaos test's runs and the SIGKILLs it deals out while they go (the issue's minimum: 50 runs).
+CHAOS_RUNS = 50
+CHAOS_KILLS = ("workflow", "agent", "workflow", "agent", "workflow")
+
+
+def chaos_workflow(http: httpx.Client, owner: SignedUp) -> str:
+    """An agent step (retried when its run dies with its service), a tool step beside it, a wait, a note."""
+    t, headers = f"tenants/{owner.tenant}", auth(owner.token)
+    agent = {"instructions": "Answer with one word.", "temperature": 0, "maxOutputTokens": 4}
+    created = http.post(f"/v1/{t}/agents", params={"agentId": "brief"}, json=agent, headers=headers)
+    assert created.status_code == 200, created.text
+    retry = {"maxAttempts": 5, "initialBackoff": "0.2s", "retryableReasons": ["AGENT_RUN_FAILED"]}
+    steps = [
+        {"id": "greet", "agentRun": {"agent": f"{t}/agents/brief"}, "retryPolicy": retry},
+        {
+            "id": "distance",
+            "toolCall": {
+                "tool": "tools/route_distance",
+                "argumentsTemplate": '{"origin": "Hamburg", "destination": "Lyon"}',
+            },
+        },
+        {"id": "pause", "dependsOn": ["greet", "distance"], "wait": {"duration": "1s"}},
+        {"id": "tell", "dependsOn": ["pause"], "notification": {"channel": "ops", "messageTemplate": "done"}},
+    ]
+    workflow = http.post(
+        f"/v1/{t}/workflows", params={"workflowId": "chaos"}, json={"steps": steps}, headers=headers
+    )
+    assert workflow.status_code == 200, workflow.text
+    return f"{t}/workflows/chaos"
+
+
+def test_runs_survive_repeated_sigkills_of_the_workflow_and_agent_services(supervised: Supervised) -> None:
+    """50 runs finish through five SIGKILLs at random moments; each step's work is done and metered once."""
+    owner = sign_up(supervised.http, "chaos")
+    t, headers = f"tenants/{owner.tenant}", auth(owner.token)
+    workflow = chaos_workflow(supervised.http, owner)
+    names = []
+    for i in range(CHAOS_RUNS):
+        started = supervised.http.post(
+            f"/v1/{workflow}/runs",
+            json={"input": f"run {i}"},
+            params={"requestId": f"chaos-{i}"},
+            headers=headers,
+        )
+        assert started.status_code == 200, started.text
+        names.append(started.json()["name"])
+    chance = random.Random(8)
+    restarts = {name: len(supervised.stack.restarts()[name]) for name in set(CHAOS_KILLS)}
+    for victim in CHAOS_KILLS:
+        time.sleep(chance.uniform(0.2, 1.5))
+        supervised.kill(victim)
+        restarts[victim] += 1
+        supervised.recovered(victim, restarts[victim])
+    runs = [finished(supervised.http, name, owner.token) for name in names]
+    assert [run["state"] for run in runs] == ["RUN_STATE_SUCCEEDED"] * CHAOS_RUNS, [
+        (run["name"], run.get("error")) for run in runs if run["state"] != "RUN_STATE_SUCCEEDED"
+    ]
+    agent_runs = stored_rows(
+        supervised.stack, "agent", "SELECT request_id, state FROM runs WHERE tenant_id = :t", t=owner.tenant
+    )
+    for run in runs:
+        run_id = str(run["name"]).rsplit("/", 1)[-1]
+        mine = [state for request_id, state in agent_runs if str(request_id).startswith(f"{run_id}:greet:")]
+        # Every agent run of the step is one of its attempts, and exactly one of them succeeded.
+        assert mine.count("SUCCEEDED") == 1, (run_id, mine)
+        events = supervised.http.get(f"/v1/{run['name']}/events", params={"pageSize": 1000}, headers=headers)
+        kinds = [(e["type"].rsplit(".", 2)[-2:], e.get("stepId", "")) for e in events.json()["events"]]
+        for step in ("greet", "distance", "pause", "tell"):
+            assert kinds.count((["step", "succeeded"], step)) == 1, (run_id, step, kinds)
+        assert kinds.count((["run", "succeeded"], "")) == 1
+    assert len(agent_runs) == len({request_id for request_id, _ in agent_runs})
+    usage = supervised.http.get(f"/v1/{t}/usageSummary", headers=headers).json()
+    meters = {m["meter"]: int(m["quantity"]) for m in usage["meters"]}
+    assert meters["agent_runs"] == len(agent_runs)  # each created agent run metered once
+    retried = len(agent_runs) - CHAOS_RUNS
+    print(
+        f"chaos: {CHAOS_RUNS} runs, {len(CHAOS_KILLS)} SIGKILLs,"
+        f" {len(agent_runs)} agent runs ({retried} retried)"
+    )
