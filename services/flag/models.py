@@ -60,11 +60,16 @@ class Flag(Base):
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     revision_id: Mapped[str] = mapped_column(String(63), default="")
+    flag_set: Mapped[str] = mapped_column(String(63), default="")
 
 
 @dataclass(frozen=True, slots=True)
 class FlagRow:
-    """A flag, as stored; ``revision_id`` is its current :class:`FlagRevision`'s."""
+    """A flag, as stored.
+
+    ``revision_id`` is its current :class:`FlagRevision`'s; ``flag_set`` its flag set's ID (flagd's
+    ``flagSetId``; empty: the tenant's default set).
+    """
 
     tenant_id: str
     key: str
@@ -76,6 +81,7 @@ class FlagRow:
     create_time: dt.datetime
     update_time: dt.datetime
     revision_id: str = ""
+    flag_set: str = ""
 
 
 class RevisionAction(StrEnum):

@@ -19,7 +19,14 @@ from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
 from services.flag import documents, errors, evaluator, limits, revisions, store
-from services.flag.definitions import FLAG_ID, FlagFields, fields_of_row, from_definition, to_definition
+from services.flag.definitions import (
+    FLAG_ID,
+    FLAG_SET_ID,
+    FLAG_SET_RULE,
+    fields_of_row,
+    from_definition,
+    to_definition,
+)
 from services.flag.flagsets import FlagSets
 from services.flag.models import FlagRevisionRow, FlagRow, FlagState, RevisionAction
 from services.kit import jsonpatch
@@ -35,7 +42,7 @@ from services.kit.timestamps import to_timestamp, utcnow
 
 FLAG = ResourceName.of(res.Flag)
 FLAG_REVISION = ResourceName.of(res.FlagRevision)
-MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description")
+MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description", "flag_set")
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
 IGNORED_FIELDS = frozenset({"name", "create_time", "update_time", "revision_id"})
 FLAG_STATES = EnumMap(FlagState, res.Flag.State, "STATE_")
@@ -53,6 +60,7 @@ def flag_to_proto(flag: FlagRow) -> res.Flag:
         create_time=to_timestamp(flag.create_time),
         update_time=to_timestamp(flag.update_time),
         revision_id=flag.revision_id,
+        flag_set=flag.flag_set,
     )
     if flag.targeting:
         message.targeting.update(flag.targeting)
@@ -104,7 +112,11 @@ def _evaluation_to_proto(result: evaluator.Resolution) -> pb.EvaluateFlagRespons
 
 
 def _fields(message: res.Flag, paths: tuple[str, ...]) -> dict[str, Any]:
-    """Returns the mutable fields named in ``paths`` of a resource, as column values."""
+    """Returns the mutable fields named in ``paths`` of a resource, as column values.
+
+    Raises:
+        InvalidArgument: ``flag.flag_set`` is not a flag set ID.
+    """
     values: dict[str, Any] = {}
     for path in paths:
         if path == "state":
@@ -118,6 +130,10 @@ def _fields(message: res.Flag, paths: tuple[str, ...]) -> dict[str, Any]:
             values["targeting"] = from_struct(message.targeting) or None
         elif path == "description":
             values["description"] = message.description
+        elif path == "flag_set":
+            if message.flag_set and not FLAG_SET_ID.match(message.flag_set):
+                raise invalid("flag.flag_set", f"{FLAG_SET_RULE} (or be empty)")
+            values["flag_set"] = message.flag_set
     return values
 
 
@@ -266,9 +282,11 @@ def _earlier_import(tx: Tx, request_id: str) -> ImportOutcome | None:
 
 
 def _import(
-    tx: Tx, flags: dict[str, FlagFields], delete_missing: bool, request_id: str | None
+    tx: Tx, document: documents.Document, delete_missing: bool, request_id: str | None
 ) -> ImportOutcome:
     """Creates, replaces and (``delete_missing``) deletes flags to match a document, in one transaction.
+
+    ``delete_missing`` deletes the flags of the document's flag set that it does not define.
 
     Each change makes a revision (``IMPORT``, or ``DELETE``) carrying ``request_id``; a flag the
     document defines as it is makes none. A call whose ``request_id`` made revisions before
@@ -280,6 +298,7 @@ def _import(
             return earlier
     outcome = ImportOutcome()
     now = utcnow()
+    flags = document.flags
     for key in sorted(flags):
         fields = flags[key]
         current = store.get_flag(tx, key, lock=True)
@@ -299,7 +318,9 @@ def _import(
         revisions.append(tx, key, revision_id, RevisionAction.IMPORT, fields, now, request_id=request_id)
     if delete_missing:
         for row in store.tenant_flags(tx):
-            if row.key not in flags and store.get_flag(tx, row.key, lock=True) is not None:
+            if row.flag_set != document.flag_set or row.key in flags:
+                continue
+            if store.get_flag(tx, row.key, lock=True) is not None:
                 store.delete_flag(tx, row.key)
                 revision_id = revisions.new_revision_id(tx, row.key)
                 revisions.append(
@@ -425,9 +446,9 @@ class FlagService(pb_grpc.FlagServiceServicer):
         """Import a flagd flag-definition document, all or nothing (:mod:`services.flag.documents`)."""
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        flags = documents.read(tenant_id, request.body.data)
+        document = documents.read(tenant_id, request.body.data)
         outcome = await self._db.write(
-            tenant_id, _import, flags, request.delete_missing, request.request_id or None
+            tenant_id, _import, document, request.delete_missing, request.request_id or None
         )
         await self._sets.reload(tenant_id)
         return pb.ImportFlagsResponse(
@@ -443,7 +464,8 @@ class FlagService(pb_grpc.FlagServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         flags = await self._db.read(tenant_id, store.tenant_flags)
-        return httpbody_pb2.HttpBody(content_type="application/json", data=documents.write(flags))
+        data = documents.write(flags, request.flag_set or None)
+        return httpbody_pb2.HttpBody(content_type="application/json", data=data)
 
     async def EvaluateFlag(
         self, request: pb.EvaluateFlagRequest, context: grpc.aio.ServicerContext

@@ -122,10 +122,12 @@ class ImportFlagsResponse(_message.Message):
     def __init__(self, created_flags: _Optional[_Iterable[str]] = ..., updated_flags: _Optional[_Iterable[str]] = ..., deleted_flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExportFlagsRequest(_message.Message):
-    __slots__ = ("parent",)
+    __slots__ = ("parent", "flag_set")
     PARENT_FIELD_NUMBER: _ClassVar[int]
+    FLAG_SET_FIELD_NUMBER: _ClassVar[int]
     parent: str
-    def __init__(self, parent: _Optional[str] = ...) -> None: ...
+    flag_set: str
+    def __init__(self, parent: _Optional[str] = ..., flag_set: _Optional[str] = ...) -> None: ...
 
 class EvaluateFlagRequest(_message.Message):
     __slots__ = ("name", "context")

@@ -147,7 +147,7 @@ class FlagServiceServicer:
         """Creates a flag.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`flag_id` not 1-63 of `A-Za-z0-9-_.`
-        starting with a letter) or `INVALID_FLAG_DEFINITION` (the flag is no valid flagd
+        starting with a letter, or `flag.flag_set` not empty or of that form) or `INVALID_FLAG_DEFINITION` (the flag is no valid flagd
         flag: its state, variants, default variant or targeting rule); ALREADY_EXISTS
         `FLAG_ALREADY_EXISTS`; and the common reasons of `FlagService`.
         """
@@ -177,7 +177,7 @@ class FlagServiceServicer:
         """Updates a flag's fields named in `update_mask` (AIP-134).
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
-        not one of `Flag`) or `INVALID_FLAG_DEFINITION` (the updated flag would be no valid
+        not one of `Flag`, or `flag.flag_set` is not a flag set ID) or `INVALID_FLAG_DEFINITION` (the updated flag would be no valid
         flagd flag; nothing is written); NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons
         of `FlagService`.
         """
@@ -248,8 +248,11 @@ class FlagServiceServicer:
         created, each that differs takes the document's definition, and, with
         `delete_missing`, each of the tenant's flags the document lacks is deleted; each
         change makes a revision. A flag's `metadata.description` is its description; other
-        flag metadata and the document's own `metadata` are not kept. A retry with the same
-        `request_id` returns the first call's answer and writes nothing.
+        flag metadata and the rest of the document's own `metadata` are not kept. A flag's
+        `metadata.flagSetId`, else the document's, is its flag set (`Flag.flag_set`);
+        `delete_missing` deletes only flags of the document's set (its
+        `metadata.flagSetId`, else the default set). A retry with the same `request_id`
+        returns the first call's answer and writes nothing.
 
         Errors: INVALID_ARGUMENT `INVALID_FLAG_DEFINITION` (the body is not JSON, breaks
         flagd's schema, names an unknown evaluator, or holds a flag that breaks the rules of
@@ -265,7 +268,8 @@ class FlagServiceServicer:
         """Exports the tenant's flags as a flagd flag-definition document (content type
         `application/json`): `{"$schema": "https://flagd.dev/schema/v0/flags.json",
         "flags": {...}}`, flags in key order, each with its state, variants,
-        `defaultVariant`, targeting and its description as `metadata.description`. flagd,
+        `defaultVariant`, targeting, its description as `metadata.description` and its flag
+        set as `metadata.flagSetId`; with `flag_set`, that set's flags only. flagd,
         its in-process providers and `ImportFlags` read it as it is.
 
         Errors: only the common reasons of `FlagService`.
