@@ -44,6 +44,7 @@ from services.flag import limits
 from services.flag.errors import FlagdError
 from services.flag.evaluator import FlagSetEvaluator, Resolution
 from services.flag.flagsets import FlagSets
+from services.flag.usage import UsageCounter
 from services.kit.auth import current_principal, require_tenant
 from services.kit.jsonvalue import from_struct
 
@@ -92,10 +93,12 @@ class _Evaluations:
 
     Args:
         flag_sets: This replica's in-memory flag sets.
+        usage: This replica's evaluation counts.
     """
 
-    def __init__(self, flag_sets: FlagSets) -> None:
+    def __init__(self, flag_sets: FlagSets, usage: UsageCounter) -> None:
         self._sets = flag_sets
+        self._usage = usage
 
     @staticmethod
     def tenant() -> str:
@@ -132,6 +135,7 @@ class _Evaluations:
             if evaluation_context is None
             else flags.resolve(key, kind, evaluation_context)
         )
+        self._usage.record(tenant, key, result.variant, result.reason)
         if result.reason == Reason.ERROR:
             raise FlagdError(result.error_code, key)
         return result
@@ -361,9 +365,12 @@ class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
         return sync_pb2.GetMetadataResponse(metadata=struct_pb2.Struct())
 
 
-def register(server: grpc.aio.Server, flag_sets: FlagSets) -> None:
-    """Adds flagd's evaluation services and its sync service, over ``flag_sets``, to ``server``."""
-    evaluations = _Evaluations(flag_sets)
+def register(server: grpc.aio.Server, flag_sets: FlagSets, usage: UsageCounter) -> None:
+    """Adds flagd's evaluation services and its sync service, over ``flag_sets``, to ``server``.
+
+    Evaluations are counted in ``usage``; syncs are not (providers then evaluate on their own).
+    """
+    evaluations = _Evaluations(flag_sets, usage)
     v1_grpc.add_ServiceServicer_to_server(FlagdEvaluationV1(evaluations), server)
     v2_grpc.add_ServiceServicer_to_server(FlagdEvaluationV2(evaluations), server)
     sync_pb2_grpc.add_FlagSyncServiceServicer_to_server(FlagdSync(flag_sets), server)

@@ -8,17 +8,18 @@ tenant's set on this replica at once (others follow within a poll interval).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf import empty_pb2, field_mask_pb2, struct_pb2
 from openfeature.exception import ErrorCode
 
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from services.flag import documents, errors, evaluator, limits, revisions, store
+from services.flag import documents, errors, evaluator, insight, limits, revisions, store
 from services.flag.definitions import (
     FLAG_ID,
     FLAG_SET_ID,
@@ -28,7 +29,8 @@ from services.flag.definitions import (
     to_definition,
 )
 from services.flag.flagsets import FlagSets
-from services.flag.models import FlagRevisionRow, FlagRow, FlagState, RevisionAction
+from services.flag.models import FlagRevisionRow, FlagRow, FlagState, FlagUsageRow, RevisionAction
+from services.flag.usage import UsageCounter
 from services.kit import jsonpatch
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
@@ -38,10 +40,12 @@ from services.kit.errors import invalid
 from services.kit.jsonvalue import from_struct, from_value, to_value
 from services.kit.names import TENANT, ResourceName
 from services.kit.pagination import page_of
-from services.kit.timestamps import to_timestamp, utcnow
+from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
 
 FLAG = ResourceName.of(res.Flag)
 FLAG_REVISION = ResourceName.of(res.FlagRevision)
+FLAG_USAGE = ResourceName.of(res.FlagUsage)
+STALE_REASONS = EnumMap(insight.StaleReason, pb.StaleFlag.Reason, "REASON_")
 MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description", "flag_set")
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
 IGNORED_FIELDS = frozenset({"name", "create_time", "update_time", "revision_id"})
@@ -330,17 +334,35 @@ def _import(
     return outcome
 
 
+def _usage_of(
+    tx: Tx, key: str, start: dt.datetime, end: dt.datetime
+) -> tuple[list[FlagUsageRow], dt.datetime | None] | None:
+    """The flag's stored counts in the window and its last stored evaluation; None when there is no flag."""
+    if store.get_flag(tx, key) is None:
+        return None
+    return store.usage_of(tx, key, start, end), store.last_evaluations(tx, [key]).get(key)
+
+
+def _usage_since(
+    tx: Tx, since: dt.datetime
+) -> tuple[list[FlagRow], list[FlagUsageRow], dict[str, dt.datetime]]:
+    """The tenant's flags, their stored counts from ``since`` on and their last stored evaluations."""
+    return store.tenant_flags(tx), store.usage_since(tx, since), store.last_evaluations(tx)
+
+
 class FlagService(pb_grpc.FlagServiceServicer):
     """Per-tenant feature flags, defined and evaluated with flagd's semantics.
 
     Args:
         db: The flag database.
         flag_sets: This replica's in-memory flag sets.
+        usage: This replica's evaluation counts.
     """
 
-    def __init__(self, db: Database, flag_sets: FlagSets) -> None:
+    def __init__(self, db: Database, flag_sets: FlagSets, usage: UsageCounter) -> None:
         self._db = db
         self._sets = flag_sets
+        self._usage = usage
 
     async def CreateFlag(self, request: pb.CreateFlagRequest, context: grpc.aio.ServicerContext) -> res.Flag:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
@@ -467,6 +489,67 @@ class FlagService(pb_grpc.FlagServiceServicer):
         data = documents.write(flags, request.flag_set or None)
         return httpbody_pb2.HttpBody(content_type="application/json", data=data)
 
+    async def GetFlagUsage(
+        self, request: pb.GetFlagUsageRequest, context: grpc.aio.ServicerContext
+    ) -> res.FlagUsage:
+        """Return a flag's evaluation counts by hour, variant and reason, stored and this replica's."""
+        tenant_id, key = FLAG_USAGE.parse(request.name, "name")
+        require_tenant(tenant_id)
+        end = insight.ceil_hour(
+            from_timestamp(request.end_time) if request.HasField("end_time") else utcnow()
+        )
+        start = insight.floor_hour(
+            from_timestamp(request.start_time)
+            if request.HasField("start_time")
+            else end - insight.DEFAULT_WINDOW
+        )
+        if start >= end:
+            raise invalid("start_time", "must be before end_time")
+        if end - start > insight.MAX_WINDOW:
+            raise invalid("end_time", f"the window may be at most {insight.MAX_WINDOW.days} days")
+        found = await self._db.read(tenant_id, _usage_of, key, start, end)
+        if found is None:
+            raise errors.flag_not_found(FLAG.format(tenant_id, key))
+        rows, last = found
+        counted = insight.usage([*rows, *self._usage.pending(tenant_id, key)], start, end, last)
+        message = res.FlagUsage(
+            name=request.name,
+            last_evaluate_time=to_timestamp(counted.last_evaluate_time),
+            start_time=to_timestamp(start),
+            end_time=to_timestamp(end),
+        )
+        for target, items in ((message.counts, counted.counts), (message.totals, counted.totals)):
+            for item in items:
+                target.add(
+                    start_time=to_timestamp(item.start),
+                    variant=item.variant,
+                    reason=item.reason,
+                    count=item.count,
+                )
+        return message
+
+    async def ReportStaleFlags(
+        self, request: pb.ReportStaleFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportStaleFlagsResponse:
+        """Report flags not evaluated, or serving one variant, in the last ``days`` days."""
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        since = insight.floor_hour(utcnow() - dt.timedelta(days=request.days or insight.DEFAULT_STALE_DAYS))
+        flags, rows, last = await self._db.read(tenant_id, _usage_since, since)
+        stale = insight.stale_flags(flags, [*rows, *self._usage.pending(tenant_id)], last, since)
+        return pb.ReportStaleFlagsResponse(
+            stale_flags=[
+                pb.StaleFlag(
+                    flag=FLAG.format(tenant_id, item.key),
+                    reason=STALE_REASONS.to_proto(item.reason),
+                    last_evaluate_time=to_timestamp(item.last_evaluate_time),
+                    variant=item.variant,
+                    evaluation_count=item.evaluation_count,
+                )
+                for item in stale
+            ]
+        )
+
     async def EvaluateFlag(
         self, request: pb.EvaluateFlagRequest, context: grpc.aio.ServicerContext
     ) -> pb.EvaluateFlagResponse:
@@ -477,14 +560,22 @@ class FlagService(pb_grpc.FlagServiceServicer):
         if key not in flags:
             raise errors.flag_not_found(request.name)
         answer: pb.EvaluateFlagResponse | None = flags.memo.get(key)
-        if answer is not None:  # a static flag's answer, encoded once per flag set
-            return answer
+        if answer is None:
+            answer = self._evaluate(tenant_id, key, flags, request.context)
+        self._usage.record(tenant_id, key, answer.variant, answer.reason)
+        return answer
+
+    @staticmethod
+    def _evaluate(
+        tenant_id: str, key: str, flags: evaluator.FlagSetEvaluator, context: struct_pb2.Struct
+    ) -> pb.EvaluateFlagResponse:
         static = flags.static(key)
-        if static is not None:
-            answer = flags.memo[key] = _evaluation_to_proto(static)
+        if static is not None:  # a static flag's answer, encoded once per flag set
+            answer: pb.EvaluateFlagResponse = _evaluation_to_proto(static)
+            flags.memo[key] = answer
             return answer
-        evaluation_context = from_struct(request.context)
-        if limits.context_problem(evaluation_context, request.context.ByteSize()) is not None:
+        evaluation_context = from_struct(context)
+        if limits.context_problem(evaluation_context, context.ByteSize()) is not None:
             return _evaluation_to_proto(flags.refused(ErrorCode.INVALID_CONTEXT))
         evaluation_context["tenant"] = tenant_id
         return _evaluation_to_proto(flags.evaluate(key, evaluation_context))

@@ -46,6 +46,7 @@ _VIEWER = frozenset(
         "flag.flags.evaluate",
         "flag.revisions.get",
         "flag.revisions.list",
+        "flag.usage.get",
         "billing.usage.get",
     }
 )

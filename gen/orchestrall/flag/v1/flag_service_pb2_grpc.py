@@ -110,6 +110,16 @@ class FlagServiceStub:
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.GetFlagUsage = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/GetFlagUsage',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagUsageRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagUsage.FromString,
+                _registered_method=True)
+        self.ReportStaleFlags = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/ReportStaleFlags',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsResponse.FromString,
+                _registered_method=True)
         self.EvaluateFlag = channel.unary_unary(
                 '/orchestrall.flag.v1.FlagService/EvaluateFlag',
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateFlagRequest.SerializeToString,
@@ -278,6 +288,30 @@ class FlagServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFlagUsage(self, request, context):
+        """Gets how often a flag was evaluated, by hour, variant and reason, in a window of
+        at most 7 days (default: the last 24 hours), and when it was last evaluated.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`start_time` not before `end_time`,
+        or a window longer than 7 days); NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons
+        of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportStaleFlags(self, request, context):
+        """Reports the tenant's stale flags, in key order: flags created more than `days`
+        days ago that were not evaluated in the last `days` days (`NOT_EVALUATED`), and
+        flags whose evaluations in that time all served one variant (`ONE_VARIANT`: a
+        candidate to be removed from the code). Counts are those of `GetFlagUsage`.
+
+        Errors: only the common reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EvaluateFlag(self, request, context):
         """Evaluates a flag for an evaluation context (OpenFeature specification,
         section 1.3; flagd's evaluation semantics).
@@ -343,6 +377,16 @@ def add_FlagServiceServicer_to_server(servicer, server):
                     servicer.ExportFlags,
                     request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetFlagUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlagUsage,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagUsageRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagUsage.SerializeToString,
+            ),
+            'ReportStaleFlags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportStaleFlags,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsResponse.SerializeToString,
             ),
             'EvaluateFlag': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateFlag,
@@ -643,6 +687,60 @@ class FlagService:
             '/orchestrall.flag.v1.FlagService/ExportFlags',
             orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlagUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/GetFlagUsage',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagUsageRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportStaleFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/ReportStaleFlags',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -94,3 +94,31 @@ class JsonPatchOperation(_message.Message):
     path: str
     value: _struct_pb2.Value
     def __init__(self, op: _Optional[str] = ..., path: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class FlagUsage(_message.Message):
+    __slots__ = ("name", "last_evaluate_time", "start_time", "end_time", "counts", "totals")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVALUATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    last_evaluate_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    counts: _containers.RepeatedCompositeFieldContainer[EvaluationCount]
+    totals: _containers.RepeatedCompositeFieldContainer[EvaluationCount]
+    def __init__(self, name: _Optional[str] = ..., last_evaluate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counts: _Optional[_Iterable[_Union[EvaluationCount, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[EvaluationCount, _Mapping]]] = ...) -> None: ...
+
+class EvaluationCount(_message.Message):
+    __slots__ = ("start_time", "variant", "reason", "count")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    variant: str
+    reason: str
+    count: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variant: _Optional[str] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
