@@ -164,12 +164,25 @@ def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
     return tuple(p for p in MUTABLE_FIELDS if p in paths)
 
 
-def _create(tx: Tx, row: FlagRow) -> FlagRow | None:
-    """Inserts a new flag and a revision of it; None when the key is taken (nothing is written)."""
+def _create(tx: Tx, row: FlagRow, request_id: str | None) -> FlagRow | None:
+    """Inserts a new flag and a revision of it; None when the key is taken (nothing is written).
+
+    A call whose ``request_id`` created the flag before gets the flag as it is now.
+    """
+    if request_id and store.flag_revision_of_request(tx, row.key, request_id) is not None:
+        return store.get_flag(tx, row.key)
     row = dataclasses.replace(row, revision_id=revisions.new_revision_id(tx, row.key))
     if not store.add_flag(tx, row):
         return None
-    revisions.append(tx, row.key, row.revision_id, RevisionAction.CREATE, fields_of_row(row), row.create_time)
+    revisions.append(
+        tx,
+        row.key,
+        row.revision_id,
+        RevisionAction.CREATE,
+        fields_of_row(row),
+        row.create_time,
+        request_id=request_id,
+    )
     return row
 
 
@@ -383,7 +396,7 @@ class FlagService(pb_grpc.FlagServiceServicer):
         _check(row)
         name = FLAG.format(tenant_id, request.flag_id)
         note_resource(name)
-        created = await self._db.write(tenant_id, _create, row)
+        created = await self._db.write(tenant_id, _create, row, request.request_id or None)
         if created is None:
             raise errors.flag_exists(name)
         await self._sets.reload(tenant_id)

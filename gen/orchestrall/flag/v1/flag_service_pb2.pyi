@@ -22,14 +22,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateFlagRequest(_message.Message):
-    __slots__ = ("parent", "flag", "flag_id")
+    __slots__ = ("parent", "flag", "flag_id", "request_id")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     FLAG_FIELD_NUMBER: _ClassVar[int]
     FLAG_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     parent: str
     flag: _resources_pb2.Flag
     flag_id: str
-    def __init__(self, parent: _Optional[str] = ..., flag: _Optional[_Union[_resources_pb2.Flag, _Mapping]] = ..., flag_id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., flag: _Optional[_Union[_resources_pb2.Flag, _Mapping]] = ..., flag_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetFlagRequest(_message.Message):
     __slots__ = ("name",)

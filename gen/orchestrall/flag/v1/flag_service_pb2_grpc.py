@@ -154,12 +154,14 @@ class FlagServiceServicer:
     """
 
     def CreateFlag(self, request, context):
-        """Creates a flag.
+        """Creates a flag, and its first revision (`ListFlagRevisions`; a key deleted
+        before continues its history).
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`flag_id` not 1-63 of `A-Za-z0-9-_.`
         starting with a letter, or `flag.flag_set` not empty or of that form) or `INVALID_FLAG_DEFINITION` (the flag is no valid flagd
         flag: its state, variants, default variant or targeting rule); ALREADY_EXISTS
-        `FLAG_ALREADY_EXISTS`; and the common reasons of `FlagService`.
+        `FLAG_ALREADY_EXISTS` (a retry with the first call's `request_id` gets the flag
+        instead); and the common reasons of `FlagService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -184,7 +186,9 @@ class FlagServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateFlag(self, request, context):
-        """Updates a flag's fields named in `update_mask` (AIP-134).
+        """Updates a flag's fields named in `update_mask` (AIP-134). An update that changes
+        a field makes a revision (AIP-162) and gives the flag its ID in `revision_id`; one
+        that changes nothing writes nothing and makes none.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
         not one of `Flag`, or `flag.flag_set` is not a flag set ID) or `INVALID_FLAG_DEFINITION` (the updated flag would be no valid
@@ -196,7 +200,8 @@ class FlagServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteFlag(self, request, context):
-        """Deletes a flag.
+        """Deletes a flag, recording the deletion as a revision. Its revisions stay readable
+        (`ListFlagRevisions`, `GetFlagRevision`) and `RollbackFlag` can restore it.
 
         Errors: NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons of `FlagService`.
         """
