@@ -75,20 +75,35 @@ def _latest(*moments: dt.datetime | None) -> dt.datetime | None:
     return max(present) if present else None
 
 
+def _current(moment: dt.datetime | None, created: dt.datetime) -> dt.datetime | None:
+    """``moment`` unless it is before the flag was created (a count of a deleted flag of the same key)."""
+    return None if moment is None or as_utc(moment) < as_utc(created) else as_utc(moment)
+
+
 def usage(
-    rows: Iterable[FlagUsageRow], start: dt.datetime, end: dt.datetime, stored_last: dt.datetime | None
+    rows: Iterable[FlagUsageRow],
+    start: dt.datetime,
+    end: dt.datetime,
+    stored_last: dt.datetime | None,
+    created: dt.datetime,
 ) -> Usage:
     """Adds up a flag's counts in hours ``start`` to before ``end``.
+
+    Counts whose last evaluation came before the flag was created are of a flag deleted before
+    (written by a replica after the deletion) and are left out.
 
     Args:
         rows: Stored and pending counts of the flag (rows outside the window are left out).
         start: The window's first hour.
         end: The hour after the window.
         stored_last: The flag's last stored evaluation, at any time.
+        created: When the flag was created.
     """
     hourly: dict[tuple[dt.datetime, str, str], int] = {}
-    last = stored_last
+    last = _current(stored_last, created)
     for row in rows:
+        if _current(row.last_evaluate_time, created) is None:
+            continue
         last = _latest(last, row.last_evaluate_time)
         hour = as_utc(row.hour)
         if start <= hour < end:
@@ -118,7 +133,8 @@ def stale_flags(
     """Returns the stale flags, in key order.
 
     A flag created before ``since`` with no evaluation since then is ``NOT_EVALUATED``; a flag
-    whose evaluations since then all served one variant is ``ONE_VARIANT``.
+    whose evaluations since then all served one variant is ``ONE_VARIANT``. Counts from before a
+    flag was created are left out, as in :func:`usage`.
 
     Args:
         flags: The tenant's flags.
@@ -126,10 +142,15 @@ def stale_flags(
         last_stored: Flag key -> its last stored evaluation.
         since: The start of the days looked back.
     """
+    created = {flag.key: flag.create_time for flag in flags}
     counts: dict[str, int] = {}
     variants: dict[str, set[str]] = {}
-    last: dict[str, dt.datetime | None] = {key: as_utc(moment) for key, moment in last_stored.items()}
+    last: dict[str, dt.datetime | None] = {
+        key: _current(moment, created[key]) for key, moment in last_stored.items() if key in created
+    }
     for row in rows:
+        if row.flag_key not in created or _current(row.last_evaluate_time, created[row.flag_key]) is None:
+            continue  # a count of a deleted flag (of the same key)
         last[row.flag_key] = _latest(last.get(row.flag_key), row.last_evaluate_time)
         if as_utc(row.hour) >= since:
             counts[row.flag_key] = counts.get(row.flag_key, 0) + row.count

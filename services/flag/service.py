@@ -349,11 +349,12 @@ def _import(
 
 def _usage_of(
     tx: Tx, key: str, start: dt.datetime, end: dt.datetime
-) -> tuple[list[FlagUsageRow], dt.datetime | None] | None:
-    """The flag's stored counts in the window and its last stored evaluation; None when there is no flag."""
-    if store.get_flag(tx, key) is None:
+) -> tuple[FlagRow, list[FlagUsageRow], dt.datetime | None] | None:
+    """The flag, its stored counts in the window and its last stored evaluation; None without a flag."""
+    flag = store.get_flag(tx, key)
+    if flag is None:
         return None
-    return store.usage_of(tx, key, start, end), store.last_evaluations(tx, [key]).get(key)
+    return flag, store.usage_of(tx, key, start, end), store.last_evaluations(tx, [key]).get(key)
 
 
 def _usage_since(
@@ -438,6 +439,7 @@ class FlagService(pb_grpc.FlagServiceServicer):
         require_tenant(tenant_id)
         if not await self._db.write(tenant_id, _delete, key):
             raise errors.flag_not_found(request.name)
+        self._usage.forget(tenant_id, key)
         await self._sets.reload(tenant_id)
         return empty_pb2.Empty()
 
@@ -485,6 +487,8 @@ class FlagService(pb_grpc.FlagServiceServicer):
         outcome = await self._db.write(
             tenant_id, _import, document, request.delete_missing, request.request_id or None
         )
+        for key in outcome.deleted:
+            self._usage.forget(tenant_id, key)
         await self._sets.reload(tenant_id)
         return pb.ImportFlagsResponse(
             created_flags=[FLAG.format(tenant_id, key) for key in outcome.created],
@@ -523,8 +527,9 @@ class FlagService(pb_grpc.FlagServiceServicer):
         found = await self._db.read(tenant_id, _usage_of, key, start, end)
         if found is None:
             raise errors.flag_not_found(FLAG.format(tenant_id, key))
-        rows, last = found
-        counted = insight.usage([*rows, *self._usage.pending(tenant_id, key)], start, end, last)
+        flag, rows, last = found
+        pending = self._usage.pending(tenant_id, key)
+        counted = insight.usage([*rows, *pending], start, end, last, flag.create_time)
         message = res.FlagUsage(
             name=request.name,
             last_evaluate_time=to_timestamp(counted.last_evaluate_time),

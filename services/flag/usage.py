@@ -63,6 +63,15 @@ class UsageCounter:
             entry[0] += 1
             entry[1] = now
 
+    def forget(self, tenant: str, key: str) -> None:
+        """Drops the unwritten counts of a flag deleted on this replica (a flag created again starts afresh).
+
+        Counts another replica has not written yet may still arrive; reads leave out counts from before a
+        flag's creation (:mod:`services.flag.insight`), except those in the same hour as newer ones.
+        """
+        for counted in [c for c in self._counts if c[0] == tenant and c[1] == key]:
+            del self._counts[counted]
+
     def pending(self, tenant: str, key: str | None = None) -> list[FlagUsageRow]:
         """Returns the counts not yet written of the tenant's flag ``key`` (None: of all its flags)."""
         return [

@@ -197,3 +197,29 @@ async def test_a_replicas_counts_reach_the_others_and_add_up(
                 break
             await asyncio.sleep(0.05)
     assert seen == {("basic", "STATIC"): 6}
+
+
+async def test_a_flag_created_again_starts_counting_afresh(mesh: Mesh) -> None:
+    tenant = await new_tenant(mesh)
+    async with mesh.channel("flag") as channel:
+        stub = pb_grpc.FlagServiceStub(channel)
+        name = await create(stub, tenant, "tier", tier())
+        for _ in range(2):
+            await stub.EvaluateFlag(pb.EvaluateFlagRequest(name=name), metadata=tenant.metadata)
+        await stub.DeleteFlag(pb.DeleteFlagRequest(name=name), metadata=tenant.metadata)
+        await create(stub, tenant, "tier", tier())
+        usage = await stub.GetFlagUsage(
+            pb.GetFlagUsageRequest(name=f"{name}/usage"), metadata=tenant.metadata
+        )
+        assert not usage.totals and not usage.HasField("last_evaluate_time")
+        await stub.EvaluateFlag(pb.EvaluateFlagRequest(name=name), metadata=tenant.metadata)
+        usage = await stub.GetFlagUsage(
+            pb.GetFlagUsageRequest(name=f"{name}/usage"), metadata=tenant.metadata
+        )
+        assert totals(usage) == {("basic", "STATIC"): 1}
+        report = await stub.ReportStaleFlags(
+            pb.ReportStaleFlagsRequest(parent=tenant.name), metadata=tenant.metadata
+        )
+        assert [(s.reason, s.evaluation_count) for s in report.stale_flags] == [
+            (pb.StaleFlag.REASON_ONE_VARIANT, 1)
+        ]
