@@ -369,11 +369,17 @@ def render(
         }
         for name, (host, port) in upstreams.items()
     ]
-    # Anonymous RPCs that change state (sign-up, token): targets of credential stuffing.
+    # Anonymous RPCs of auth that change state (sign-up, token): targets of credential stuffing.
+    # Webhook deliveries (workflow's DeliverWebhook) are not counted: each is checked by its
+    # trigger's signature, and one bucket per address would throttle every tenant whose
+    # webhooks come from the same sender's addresses.
     credential_paths = [
         r.grpc_path
         for r in rpcs
-        if r.anonymous and not r.internal and any(b.method != "GET" for b in r.bindings)
+        if r.service == "auth"
+        and r.anonymous
+        and not r.internal
+        and any(b.method != "GET" for b in r.bindings)
     ]
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent),

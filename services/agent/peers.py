@@ -34,6 +34,8 @@ TOOLS_FLAG = "agent-tools"
 #: The tenant's string flag naming the model route of its agents that name no model.
 MODEL_ROUTE_FLAG = "agent-model-route"
 USAGE_SOURCE = "//agent.orchestrall.dev"
+#: The CloudEvents ``type`` of usage of billing's built-in meter ``{meter}``, prefixed by this.
+USAGE_TYPE_PREFIX = "dev.orchestrall.usage."
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _RESERVATION = ResourceName.of(billing_res.Reservation)
 
@@ -41,6 +43,13 @@ _RESERVATION = ResourceName.of(billing_res.Reservation)
 def reservation_id(run_id: str) -> str:
     """Returns the ID of a run's billing reservation, ``run-{run_id}`` (an AIP-122 ID for a UUID run ID)."""
     return f"run-{run_id}"
+
+
+def _quantity_data(quantity: float) -> struct_pb2.Struct:
+    """Returns the ``data`` of a built-in meter's usage event, ``{"quantity": quantity}``."""
+    data = struct_pb2.Struct()
+    data.update({"quantity": quantity})
+    return data
 
 
 def _quota_failure(error: grpc.aio.AioRpcError) -> error_details_pb2.QuotaFailure | None:
@@ -152,7 +161,7 @@ class Peers:
         return True
 
     async def record_usage(self, tenant_id: str, run_name: str, run_id: str, usage: dict[str, float]) -> bool:
-        """Meters a finished run; event IDs derive from the run, so re-sending is harmless.
+        """Meters a finished run as CloudEvents; event IDs derive from the run, so re-sending is harmless.
 
         Returns:
             Whether billing acknowledged the events.
@@ -161,10 +170,11 @@ class Peers:
             billing_res.UsageEvent(
                 id=f"{run_id}:{meter}",
                 source=USAGE_SOURCE,
+                spec_version="1.0",
+                type=USAGE_TYPE_PREFIX + meter,
                 tenant=TENANT.format(tenant_id),
-                meter=meter,
-                quantity=quantity,
                 subject=run_name,
+                data=_quantity_data(quantity),
             )
             for meter, quantity in usage.items()
         ]

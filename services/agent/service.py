@@ -42,6 +42,7 @@ from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
+from services.kit.jsonvalue import from_struct, to_value
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.sealing import Sealer
@@ -759,6 +760,32 @@ class AgentService(pb_grpc.AgentServiceServicer):
             tools=listed, next_page_token=token, unavailable_mcp_servers=sorted(unavailable)
         )
 
+    async def CallTool(
+        self, request: pb.CallToolRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CallToolResponse:
+        """Calls a built-in tool for the tenant in ``parent``, as a run's tool call would.
+
+        Raises:
+            InvalidArgument: ``arguments`` break the tool's JSON Schema (one violation per
+                error, under ``arguments``), or the tool refused them (``ToolError``).
+            NotFound: ``TOOL_NOT_FOUND``, no built-in tool of that name.
+            PermissionDenied: ``parent`` is not the caller's tenant.
+        """
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        tool = catalog.CATALOG.get(request.name)
+        if tool is None:
+            raise errors.tool_not_found(request.name)
+        arguments = from_struct(request.arguments)
+        violations = argument_violations(tool, arguments)
+        if violations:
+            raise InvalidArgument(violations)
+        try:
+            result = await tool.call(arguments)
+        except catalog.ToolError as error:
+            raise invalid("arguments", str(error)) from None
+        return pb.CallToolResponse(result=to_value(result))
+
     async def CreateMcpServer(
         self, request: pb.CreateMcpServerRequest, context: grpc.aio.ServicerContext
     ) -> res.McpServer:
@@ -945,6 +972,31 @@ def _is_json_object(text: str) -> bool:
         return isinstance(json.loads(text), dict)
     except ValueError:
         return False
+
+
+def argument_violations(tool: catalog.Tool, arguments: Mapping[str, Any]) -> list[FieldViolation]:
+    """Checks a tool call's arguments against the tool's JSON Schema (2020-12).
+
+    Returns:
+        One violation per schema error, its field the JSON path under ``arguments``
+        (``arguments.origin``, ``arguments.lines[0].quantity``); a missing required
+        property is named by its own path. Empty when the arguments are valid.
+    """
+    violations: dict[str, FieldViolation] = {}
+    for error in tool.validator.iter_errors(arguments):
+        path = "arguments" + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
+        )
+        if error.validator == "required" and isinstance(error.instance, Mapping):
+            for key in error.validator_value:
+                if key not in error.instance:
+                    field = f"{path}.{key}"
+                    violations.setdefault(
+                        field, FieldViolation(field, "is required by the tool's JSON Schema")
+                    )
+            continue
+        violations.setdefault(path, FieldViolation(path, error.message[:500]))
+    return list(violations.values())
 
 
 def _tool_to_proto(tool: catalog.Tool | mcp.McpTool) -> res.Tool:

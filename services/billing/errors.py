@@ -27,6 +27,20 @@ def invalid_usage_events(violations: Sequence[FieldViolation]) -> InvalidArgumen
     return InvalidArgument(violations, reason="INVALID_USAGE_EVENTS")
 
 
+def unsupported_content_type(content_type: str, served: Sequence[str]) -> InvalidArgument:
+    """Return the error for an HTTP body of a media type the CloudEvents ingestion does not read."""
+    return InvalidArgument(
+        [
+            FieldViolation(
+                "body.content_type",
+                f"{content_type or 'no Content-Type'} is not served; send {' or '.join(served)}"
+                " (CloudEvents HTTP binding, structured or batched content mode)",
+            )
+        ],
+        reason="UNSUPPORTED_CONTENT_TYPE",
+    )
+
+
 def quota_exceeded(tenant: str, plan: str, shortfalls: Sequence[Shortfall]) -> QuotaExceeded:
     """Return the error for a reservation that does not fit in the plan's limits; nothing was reserved.
 
@@ -83,4 +97,42 @@ def reservation_settled(name: str) -> FailedPrecondition:
     """Return the error for releasing a settled reservation (its usage stays recorded)."""
     return FailedPrecondition(
         "RESERVATION_SETTLED", f"{name} was settled; its usage is recorded", metadata={"name": name}
+    )
+
+
+def invalid_meter(violations: Sequence[FieldViolation]) -> InvalidArgument:
+    """Return the error for a meter definition that breaks the rules of :mod:`services.billing.meters`."""
+    return InvalidArgument(violations, reason="INVALID_METER")
+
+
+def meter_not_found(name: str) -> NotFound:
+    """Return the error for a meter the tenant does not have (neither its own nor built in)."""
+    return NotFound("METER_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def meter_exists(name: str) -> AlreadyExists:
+    """Return the error for a meter ID the tenant has a meter of."""
+    return AlreadyExists(
+        "METER_ALREADY_EXISTS", f"{name} exists; choose another meter_id", metadata={"name": name}
+    )
+
+
+def built_in_meter(name: str) -> FailedPrecondition:
+    """Return the error for changing or deleting a built-in meter."""
+    return FailedPrecondition(
+        "BUILT_IN_METER", f"{name} is built in; it cannot be changed or deleted", metadata={"name": name}
+    )
+
+
+def query_too_large(limit: int) -> InvalidArgument:
+    """Return the error for a usage query whose windows and groups are more than ``limit``."""
+    return InvalidArgument(
+        [
+            FieldViolation(
+                "group_by",
+                f"the query has more than {limit} windows and groups; ask for a shorter range,"
+                " larger windows or fewer group-by keys",
+            )
+        ],
+        reason="QUERY_TOO_LARGE",
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypedDict
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKeyConstraint, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKeyConstraint, Index, Integer, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
@@ -28,25 +30,74 @@ class Base(DeclarativeBase):
 AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
-class UsageEvent(Base):
-    """One metered usage event, identified by ``(tenant_id, source, event_id)`` (CloudEvents ids).
+#: ``usage_events.data``: JSON, stored as ``jsonb`` on PostgreSQL (meters read paths into it).
+EVENT_DATA = JSON().with_variant(JSONB(), "postgresql")
 
-    ``quantity`` is in the meter's unit (see :mod:`services.billing.plans`); ``time`` is when
-    the usage happened, ``ingest_time`` when it was recorded.
+
+class UsageEvent(Base):
+    """One recorded usage event, a CloudEvent 1.0 of a tenant.
+
+    ``type``, ``subject``, ``time`` and ``data`` are its CloudEvents attributes (``time``:
+    when the usage happened; ``ingest_time``: when it was recorded). ``meter`` and
+    ``quantity`` are what it counts towards a built-in meter (:mod:`services.billing.plans`):
+    the meter of its ``type`` and its ``data.quantity``, or ``""`` and 0 for other types.
+    Deduplication is :class:`UsageEventKey`'s: the key here includes ``ingest_time``, so
+    an event sent again after the deduplication window is a second row.
     """
 
     __tablename__ = "usage_events"
-    __table_args__ = (Index("ix_usage_events_tenant_id_meter_time", "tenant_id", "meter", "time"),)
+    __table_args__ = (
+        Index("ix_usage_events_tenant_id_meter_time", "tenant_id", "meter", "time"),
+        Index("ix_usage_events_tenant_id_type_time", "tenant_id", "type", "time"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    type: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(1024), default="")
+    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    data: Mapped[dict[str, Any]] = mapped_column(EVENT_DATA)
+    meter: Mapped[str] = mapped_column(String(63))
+    quantity: Mapped[float] = mapped_column(Float)
+
+
+class EventRow(TypedDict):
+    """A usage event as the store records it (``usage_events``' columns).
+
+    ``time`` and ``ingest_time`` are aware UTC datetimes; ``meter`` and ``quantity`` are
+    the built-in meter of ``type`` and the event's ``data.quantity``, or ``""`` and 0.
+    """
+
+    tenant_id: str
+    source: str
+    event_id: str
+    ingest_time: dt.datetime
+    type: str
+    subject: str
+    time: dt.datetime
+    data: dict[str, Any]
+    meter: str
+    quantity: float
+
+
+class UsageEventKey(Base):
+    """The key of a usage event recorded in the deduplication window: ``(tenant_id, source, event_id)``.
+
+    An event whose key is here is a duplicate (CloudEvents 1.0 section 3.1.1: ``source``
+    and ``id`` identify an event). Keys are swept once their ``ingest_time`` is older
+    than the window (:data:`services.billing.store.DEDUPLICATION_WINDOW`), so this index
+    stays the size of the window's traffic while the events stay.
+    """
+
+    __tablename__ = "usage_event_keys"
 
     # The tenant is part of the key: one tenant's event IDs never hide another's.
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     source: Mapped[str] = mapped_column(String(255), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    meter: Mapped[str] = mapped_column(String(63))
-    quantity: Mapped[float] = mapped_column(Float)
-    subject: Mapped[str] = mapped_column(String(1024), default="")
-    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class UsageTotal(Base):
@@ -169,3 +220,83 @@ class ReservationRecord:
 
     row: ReservationRow
     quantities: dict[str, float]
+
+
+class Aggregation(StrEnum):
+    """How a meter adds up the events of a window; ``Meter.Aggregation.AGGREGATION_<value>`` on the wire."""
+
+    SUM = "SUM"
+    COUNT = "COUNT"
+    UNIQUE_COUNT = "UNIQUE_COUNT"
+    MAX = "MAX"
+    LATEST = "LATEST"
+
+
+class TenantMeter(Base):
+    """A meter a tenant defined over its usage events (the built-in meters are not rows).
+
+    ``value_property`` and the values of ``group_by`` (key to path) are JSONPath in dot
+    notation into the events' ``data`` (:mod:`services.billing.meters`);
+    ``late_event_grace_seconds`` is how long after a window ends its events still count.
+    """
+
+    __tablename__ = "meters"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    event_type: Mapped[str] = mapped_column(String(255))
+    aggregation: Mapped[str] = mapped_column(String(20))
+    value_property: Mapped[str] = mapped_column(String(200), default="")
+    group_by: Mapped[dict[str, str]] = mapped_column(JSON)
+    late_event_grace_seconds: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(63), default="")
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRow:
+    """A meter, as stored, or a built-in one (``create_time`` and ``update_time`` None, never stored).
+
+    ``aggregation`` is an :class:`Aggregation` value.
+    """
+
+    tenant_id: str
+    id: str
+    display_name: str
+    description: str
+    event_type: str
+    aggregation: str
+    value_property: str
+    group_by: dict[str, str]
+    late_event_grace_seconds: int
+    unit: str
+    request_id: str | None
+    create_time: dt.datetime | None
+    update_time: dt.datetime | None
+
+    @property
+    def built_in(self) -> bool:
+        """Whether it is a built-in meter (one no tenant defined)."""
+        return self.create_time is None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageValue:
+    """A meter's value in one window for one group of events.
+
+    Attributes:
+        window: The window's index in the query's windows.
+        value: The aggregation of the group's events in the window.
+        subject: The events' subject when grouped by it, else ``""``.
+        groups: Group-by key to the events' value at its path, as text; keys without one absent.
+    """
+
+    window: int
+    value: float
+    subject: str
+    groups: dict[str, str]

@@ -11,18 +11,29 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+#: The CloudEvents ``type`` prefix of the built-in meters' events (reverse DNS of
+#: orchestrall.dev, as CloudEvents 1.0 section 3.1.1 recommends for ``type``).
+USAGE_TYPE_PREFIX = "dev.orchestrall.usage."
+#: The key of ``data`` that holds a built-in meter's quantity.
+QUANTITY_KEY = "quantity"
+
 
 @dataclass(frozen=True)
 class Meter:
-    """A kind of metered usage.
+    """A built-in kind of metered usage: the sum of ``data.quantity`` of its events.
 
     Attributes:
-        name: Meter name as in usage events, e.g. ``agent_runs``.
+        name: Meter name, e.g. ``agent_runs``.
         unit: UCUM unit, e.g. ``{token}``.
     """
 
     name: str
     unit: str
+
+    @property
+    def event_type(self) -> str:
+        """Returns the CloudEvents ``type`` of the meter's events, ``dev.orchestrall.usage.{name}``."""
+        return USAGE_TYPE_PREFIX + self.name
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ METERS: Mapping[str, Meter] = {
         Meter("model_output_tokens", "{token}"),
     )
 }
+
+#: Built-in meter by the CloudEvents ``type`` of its events.
+METER_OF_TYPE: Mapping[str, Meter] = {m.event_type: m for m in METERS.values()}
 
 FREE = Plan(
     "free",

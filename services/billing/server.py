@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 import grpc
@@ -18,22 +21,74 @@ from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
 
 NAME = "billing"
+#: Seconds between two sweeps of the deduplication keys older than the window.
+SWEEP_INTERVAL_SECONDS = 3600.0
+
+log = logging.getLogger(__name__)
+
+
+class KeySweeper:
+    """Sweeps the deduplication keys older than the window: at start, then every ``interval`` seconds.
+
+    Every replica sweeps; a sweep is one idempotent ``DELETE``, so replicas sweeping at
+    once delete each key once.
+
+    Args:
+        servicer: The service whose :meth:`BillingService.sweep` runs.
+        interval: Seconds between sweeps.
+    """
+
+    def __init__(self, servicer: BillingService, interval: float) -> None:
+        self._servicer = servicer
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Sweeps once, then goes on in the background."""
+        await self._sweep()
+        self._task = asyncio.create_task(self._loop(), name="billing-key-sweep")
+
+    async def stop(self) -> None:
+        """Stops sweeping."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self._sweep()
+
+    async def _sweep(self) -> None:
+        try:
+            deleted = await self._servicer.sweep()
+        except Exception:  # the next sweep tries again; ingestion does not depend on it
+            log.exception("sweeping usage event keys failed")
+            return
+        if deleted:
+            log.info("swept %d usage event keys older than the deduplication window", deleted)
 
 
 async def build(
-    settings: MeshSettings | None = None, clock: Callable[[], dt.datetime] = utcnow
+    settings: MeshSettings | None = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+    sweep_interval: float = SWEEP_INTERVAL_SECONDS,
 ) -> tuple[Service, MeshSettings]:
     """Build the billing service; it verifies tokens against the auth service's JWKS, fetched over mTLS.
 
     Args:
         settings: Its settings; from the environment when None.
-        clock: The time reservations are made, expire and end in (tests move it).
+        clock: The time events are recorded in and reservations are made, expire and end
+            in; the deduplication window ends at it (tests move it).
+        sweep_interval: Seconds between sweeps of the deduplication keys (one at start).
     """
     settings = settings or MeshSettings()
     db = Database(create_engine(settings, NAME))
     db.session_setup("postgresql", store.BATCH_TABLE_DDL)
     clients = MeshClients(settings, NAME)
     servicer = BillingService(db, clock)
+    sweeper = KeySweeper(servicer, sweep_interval)
 
     def register(server: grpc.aio.Server) -> None:
         billing_service_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
@@ -45,5 +100,7 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
+        on_start=[sweeper.start],
+        on_stop=[sweeper.stop],
     )
     return service, settings

@@ -12,7 +12,8 @@ from google.protobuf.duration_pb2 import Duration
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
-from services.billing import errors, store
+from services.billing import cloudevents, errors, store
+from services.billing.meter_service import MeterMethods
 from services.billing.models import ReservationRecord, ReservationRow, ReservationState
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
@@ -47,31 +48,6 @@ def _summary_tenant_id(name: str) -> str:
     """
     (tenant_id,) = USAGE_SUMMARY.parse(name, "name")
     return validate_id(tenant_id, "name")
-
-
-def _event_violations(index: int, event: res.UsageEvent, valid_tenants: set[str]) -> list[FieldViolation]:
-    """Return what is wrong with the ``index``-th event of a batch (CloudEvents 1.0 attributes).
-
-    ``valid_tenants`` holds the tenant names found valid so far in the batch (a batch is
-    mostly one tenant's); a valid one is added.
-    """
-    prefix = f"events[{index}]"
-    found = [  # their lengths are the contract's rules, checked by the guard
-        FieldViolation(f"{prefix}.{field}", "is required")
-        for field, value in (("id", event.id), ("source", event.source))
-        if not value
-    ]
-    if event.tenant not in valid_tenants:
-        try:
-            _tenant_id(event.tenant, f"{prefix}.tenant")
-            valid_tenants.add(event.tenant)
-        except InvalidArgument as error:
-            found.extend(error.violations)
-    if event.meter not in METERS:
-        found.append(errors.unknown_meter_violation(f"{prefix}.meter", event.meter))
-    if not math.isfinite(event.quantity) or event.quantity < 0:
-        found.append(FieldViolation(f"{prefix}.quantity", "must be a finite number, not negative"))
-    return found
 
 
 def _reservation_name(name: str) -> tuple[str, str]:
@@ -132,8 +108,8 @@ def _ttl(request: pb.CreateReservationRequest) -> dt.timedelta:
     return ttl.ToTimedelta()
 
 
-class BillingService(pb_grpc.BillingServiceServicer):
-    """Usage metering, plan entitlements and reservations of them.
+class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
+    """Usage metering, meters and queries of them, plan entitlements and reservations of them.
 
     Args:
         db: The billing database.
@@ -141,39 +117,47 @@ class BillingService(pb_grpc.BillingServiceServicer):
     """
 
     def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
-        self._db = db
-        self._clock = clock
+        MeterMethods.__init__(self, db, clock)
 
     async def IngestUsageEvents(
         self, request: pb.IngestUsageEventsRequest, context: grpc.aio.ServicerContext
     ) -> pb.IngestUsageEventsResponse:
-        """Record a batch of usage events, all or nothing; events seen before count as duplicates."""
-        tenants: set[str] = set()
-        violations = [
-            v for i, event in enumerate(request.events) for v in _event_violations(i, event, tenants)
-        ]
-        if violations:
-            raise errors.invalid_usage_events(violations)
-        now = utcnow()
-        rows = [
-            {
-                "tenant_id": event.tenant.removeprefix("tenants/"),
-                "source": event.source,
-                "event_id": event.id,
-                "meter": event.meter,
-                "quantity": event.quantity,
-                "subject": event.subject,
-                "time": from_timestamp(event.time) if event.HasField("time") else now,
-                "ingest_time": now,
-            }
-            for event in request.events
-        ]
+        """Records a batch of usage events of any tenants, all or nothing; events seen before are duplicates.
+
+        Raises:
+            InvalidArgument: ``INVALID_USAGE_EVENTS``, a violation per bad attribute
+                (:func:`services.billing.cloudevents.from_messages`); nothing is recorded.
+        """
+        rows = cloudevents.from_messages(request.events, self._clock())
         # An internal RPC: the caller is a service bound to no tenant, and a batch may hold
         # several tenants' events; each tenant's part is written bound to it.
         accepted = await self._db.write(
             None, write_per_tenant, rows, lambda row: row["tenant_id"], store.add_usage_events
         )
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
+
+    async def IngestCloudEvents(
+        self, request: pb.IngestCloudEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.IngestUsageEventsResponse:
+        """Records the CloudEvents of an HTTP request (structured or batched mode) of the tenant, all or none.
+
+        Raises:
+            InvalidArgument: ``UNSUPPORTED_CONTENT_TYPE`` or ``INVALID_USAGE_EVENTS``
+                (:func:`services.billing.cloudevents.from_http`); nothing is recorded.
+        """
+        tenant_id = _tenant_id(request.parent, "parent")
+        require_tenant(tenant_id)
+        rows = cloudevents.from_http(request.body, tenant_id, self._clock())
+        accepted = await self._db.write(tenant_id, store.add_usage_events, rows)
+        return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
+
+    async def sweep(self) -> int:
+        """Deletes the deduplication keys older than the window (:data:`store.DEDUPLICATION_WINDOW`).
+
+        Returns:
+            How many keys were deleted.
+        """
+        return await self._db.system(store.sweep_event_keys, self._clock() - store.DEDUPLICATION_WINDOW)
 
     async def GetUsageSummary(
         self, request: pb.GetUsageSummaryRequest, context: grpc.aio.ServicerContext

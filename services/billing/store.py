@@ -1,8 +1,9 @@
 """SQL of the billing service. Every usage query filters by the transaction's tenant.
 
-Usage events and the running totals they add to are written in one transaction,
-so a total always equals the sum of its period's events, and duplicates (an
-event whose ``(tenant, source, id)`` is recorded already) add nothing.
+Usage events, their deduplication keys and the running totals they add to are
+written in one transaction, so a total always equals the sum of its period's
+events, and duplicates (an event whose ``(tenant, source, id)`` was recorded in
+the deduplication window) add nothing.
 Reservations are decided under a per-tenant lock against those totals plus what
 the tenant's other reservations hold, and a settlement records its usage events
 and closes its reservation in one transaction.
@@ -15,10 +16,33 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, column, func, literal_column, select, table, union_all
+from sqlalchemy import (
+    DateTime,
+    Float,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    distinct,
+    func,
+    literal_column,
+    select,
+    table,
+    union_all,
+    values,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
+from services.billing.meters import SUBJECT_KEY, built_ins, path_names
 from services.billing.models import (
+    Aggregation,
+    EventRow,
+    MeterRow,
     MeterTotal,
     Reservation,
     ReservationMeter,
@@ -26,25 +50,28 @@ from services.billing.models import (
     ReservationRecord,
     ReservationRow,
     ReservationState,
+    TenantMeter,
     UsageEvent,
+    UsageEventKey,
     UsageTotal,
+    UsageValue,
 )
-from services.billing.plans import period_of
+from services.billing.plans import METERS, QUANTITY_KEY, Meter, period_of
 from services.kit.calls import CURRENT_RPC
 from services.kit.db import Tx
-from services.kit.repository import Repository, table_of
+from services.kit.pagination import Listing, Page
+from services.kit.repository import Order, Repository, table_of
 from services.kit.timestamps import as_utc
 
 _EVENTS = table_of(UsageEvent)
+_KEYS = table_of(UsageEventKey)
 _TOTALS = table_of(UsageTotal)
 
+#: How long an event's key is kept after it was recorded: an event sent again within it is a
+#: duplicate. 35 days cover a billing period (a month) and a few days of a producer's retries.
+DEDUPLICATION_WINDOW = dt.timedelta(days=35)
 
-def _insert_events(dialect: Any) -> Any:
-    return (
-        dialect.insert(_EVENTS)
-        .on_conflict_do_nothing()
-        .returning(_EVENTS.c.meter, _EVENTS.c.quantity, _EVENTS.c.time)
-    )
+_KEY_COLUMNS = ["tenant_id", "source", "event_id", "ingest_time"]
 
 
 def _add_totals(dialect: Any) -> Any:
@@ -67,7 +94,12 @@ BATCH_TABLE_DDL = (
 _BATCH = table(BATCH_TABLE, *(column(c.key) for c in _EVENTS.columns))
 _COLUMNS = [c.key for c in _EVENTS.columns]
 # The binary COPY wire types of usage_events' columns, in order.
-_COPY_TYPES = {"VARCHAR": "text", "FLOAT": "float8", "TIMESTAMP WITH TIME ZONE": "timestamptz"}
+_COPY_TYPES = {
+    "VARCHAR": "text",
+    "FLOAT": "float8",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+    "JSONB": "jsonb",
+}
 _BATCH_TYPES = [
     _COPY_TYPES[c.type.compile(dialect=postgresql.dialect()).split("(")[0]] for c in _EVENTS.columns
 ]
@@ -75,27 +107,40 @@ _COPY = f"COPY {BATCH_TABLE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def _move_batch() -> Any:
-    """The one statement that moves a copied batch of the transaction's tenant into the events.
+    """The one statement that records a copied batch of the transaction's tenant.
 
-    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` inserts the new events; a
-    second data-modifying CTE adds exactly those to their periods' totals
+    ``INSERT INTO usage_event_keys ... ON CONFLICT DO NOTHING RETURNING`` claims the keys
+    not seen in the window (a concurrent claim of the same key waits for the other
+    transaction, then skips it); the events of exactly those keys are inserted, and a
+    third data-modifying CTE adds those of built-in meters to their periods' totals
     (``date_trunc('month')`` in UTC, the billing period of :func:`period_of`); the
     statement returns how many were new. PostgreSQL runs every data-modifying CTE to
-    completion, read or not (PostgreSQL docs, "WITH Queries").
+    completion, read or not (PostgreSQL docs, "WITH Queries"). The batch holds each key
+    once (:func:`add_usage_events`).
     """
+    tenant = _BATCH.c.tenant_id == bindparam("tenant_id")
+    claimed = (
+        postgresql.insert(_KEYS)
+        .from_select(_KEY_COLUMNS, select(*(_BATCH.c[name] for name in _KEY_COLUMNS)).where(tenant))
+        .on_conflict_do_nothing()
+        .returning(_KEYS.c.source, _KEYS.c.event_id)
+        .cte("claimed")
+    )
+    new_events = select(*(_BATCH.c[name] for name in _COLUMNS)).join(
+        claimed, and_(claimed.c.source == _BATCH.c.source, claimed.c.event_id == _BATCH.c.event_id)
+    )
     inserted = (
         postgresql.insert(_EVENTS)
-        .from_select(_COLUMNS, select(*_BATCH.c).where(_BATCH.c.tenant_id == bindparam("tenant_id")))
-        .on_conflict_do_nothing()
+        .from_select(_COLUMNS, new_events.where(tenant))
         .returning(_EVENTS.c.tenant_id, _EVENTS.c.meter, _EVENTS.c.quantity, _EVENTS.c.time)
         .cte("inserted")
     )
     month = func.timezone("UTC", func.date_trunc("month", func.timezone("UTC", inserted.c.time)))
     added = postgresql.insert(_TOTALS).from_select(
         ["tenant_id", "meter", "period_start", "quantity", "event_count"],
-        select(
-            inserted.c.tenant_id, inserted.c.meter, month, func.sum(inserted.c.quantity), func.count()
-        ).group_by(inserted.c.tenant_id, inserted.c.meter, month),
+        select(inserted.c.tenant_id, inserted.c.meter, month, func.sum(inserted.c.quantity), func.count())
+        .where(inserted.c.meter != "")
+        .group_by(inserted.c.tenant_id, inserted.c.meter, month),
     )
     added = added.on_conflict_do_update(
         index_elements=[_TOTALS.c.tenant_id, _TOTALS.c.meter, _TOTALS.c.period_start],
@@ -108,64 +153,124 @@ def _move_batch() -> Any:
 
 
 # Built once: the statements of an ingestion.
-_INSERT_EVENTS = _insert_events(sqlite)
+_CLAIM_KEYS = sqlite.insert(_KEYS).on_conflict_do_nothing().returning(_KEYS.c.source, _KEYS.c.event_id)
+_INSERT_EVENTS = sqlite.insert(_EVENTS)
 _ADD_TOTALS = _add_totals(sqlite)
 _MOVE_BATCH = _move_batch()
 
 
-def _copy_batch(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
+def _copy_batch(tx: Tx, rows: Sequence[EventRow]) -> int:
     """Copies rows into the staging table (binary COPY, formatted by psycopg's C code) and moves them."""
     tx.link.statements[CURRENT_RPC.get()] += 1
     with tx.link.cursor.copy(_COPY) as copy:
         copy.set_types(_BATCH_TYPES)
         for row in rows:
-            copy.write_row([row[name] for name in _COLUMNS])
+            copy.write_row([row[name] for name in _COLUMNS])  # type: ignore[literal-required]
     return int(tx.execute(_MOVE_BATCH, {"tenant_id": tx.tenant_id}).scalar_one())
 
 
-def add_usage_events(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Inserts usage events of the transaction's tenant, skipping recorded ones, and adds them to the totals.
+def _first_of_each_key(rows: Sequence[EventRow]) -> list[EventRow]:
+    """Returns ``rows`` without the repeats of a ``(source, event_id)`` key: the first of each stays."""
+    seen: set[tuple[str, str]] = set()
+    first = []
+    for row in rows:
+        key = (row["source"], row["event_id"])
+        if key not in seen:
+            seen.add(key)
+            first.append(row)
+    return first
 
-    Concurrent deliveries of the same event record it once (``ON CONFLICT DO
-    NOTHING`` on the event key), and only the events this call inserted are added
-    to the totals. On PostgreSQL the batch is copied into the session's staging
-    table and moved by one statement (:func:`_move_batch`), for 500 events about a
-    tenth of the client CPU of any multi-row ``INSERT``; on SQLite the events go in
-    multi-row statements (SQLAlchemy's "insertmanyvalues") and the totals are summed
-    here.
+
+def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
+    """Records usage events of the transaction's tenant not seen in the window, and adds them to the totals.
+
+    An event is new when its ``(source, event_id)`` key is not in ``usage_event_keys``
+    (recorded within :data:`DEDUPLICATION_WINDOW`, CloudEvents 1.0 section 3.1.1), and
+    only the first of a key repeated within ``rows`` counts. Concurrent deliveries of
+    one event record it once: each claims the key with ``ON CONFLICT DO NOTHING``, and
+    only the events whose keys this call claimed are inserted and added to the totals
+    of their built-in meters. On PostgreSQL the batch is copied into the session's
+    staging table and recorded by one statement (:func:`_move_batch`), for 500 events
+    about a tenth of the client CPU of any multi-row ``INSERT``; on SQLite the keys and
+    events go in multi-row statements (SQLAlchemy's "insertmanyvalues") and the totals
+    are summed here.
 
     Returns:
-        How many events were inserted; the others were duplicates, also within ``rows``.
+        How many events were recorded; the others were duplicates, also within ``rows``.
     """
+    rows = _first_of_each_key(rows)
     if not rows:
         return 0
     if tx.dialect == "postgresql":
         inserted = _copy_batch(tx, rows)
         tx.changed |= inserted > 0
         return inserted
-    new = tx.execute(_INSERT_EVENTS, list(rows)).all()
-    if not new:
+    claimed = tx.execute(_CLAIM_KEYS, [{name: row[name] for name in _KEY_COLUMNS} for row in rows]).all()  # type: ignore[literal-required]
+    if not claimed:
         return 0
+    keys = {(source, event_id) for source, event_id in claimed}
+    new = [row for row in rows if (row["source"], row["event_id"]) in keys]
+    tx.execute(_INSERT_EVENTS, new)
     totals: dict[tuple[str, dt.datetime], tuple[float, int]] = {}
-    for meter, quantity, time in new:
-        key = (meter, period_of(as_utc(time))[0])
+    for row in new:
+        if not row["meter"]:
+            continue
+        key = (row["meter"], period_of(as_utc(row["time"]))[0])
         total, count = totals.get(key, (0.0, 0))
-        totals[key] = (total + quantity, count + 1)
-    tx.execute(
-        _ADD_TOTALS,
-        [
-            {
-                "tenant_id": tx.tenant_id,
-                "meter": meter,
-                "period_start": start,
-                "quantity": q,
-                "event_count": n,
-            }
-            for (meter, start), (q, n) in totals.items()
-        ],
-    )
+        totals[key] = (total + row["quantity"], count + 1)
+    if totals:
+        tx.execute(
+            _ADD_TOTALS,
+            [
+                {
+                    "tenant_id": tx.tenant_id,
+                    "meter": meter,
+                    "period_start": start,
+                    "quantity": q,
+                    "event_count": n,
+                }
+                for (meter, start), (q, n) in totals.items()
+            ],
+        )
     tx.changed = True
     return len(new)
+
+
+def sweep_event_keys(tx: Tx, before: dt.datetime) -> int:
+    """Deletes the deduplication keys of every tenant recorded before ``before``; the events stay.
+
+    Run in a system transaction (:meth:`services.kit.db.Database.system`). From then on
+    an event with such a key is recorded again when it is sent again.
+
+    Returns:
+        How many keys were deleted.
+    """
+    deleted = tx.execute(delete(_KEYS).where(_KEYS.c.ingest_time < before)).rowcount
+    tx.changed |= deleted > 0
+    return int(deleted)
+
+
+def meter_event(
+    tenant_id: str, source: str, event_id: str, meter: Meter, quantity: float, subject: str, now: dt.datetime
+) -> EventRow:
+    """Returns the usage event of ``quantity`` of a built-in meter, recorded at ``now``.
+
+    Its type is the meter's (``dev.orchestrall.usage.{meter}``) and its data
+    ``{"quantity": quantity}``, as the ``meter``/``quantity`` shorthand of
+    ``IngestUsageEvents`` reads.
+    """
+    return EventRow(
+        tenant_id=tenant_id,
+        source=source,
+        event_id=event_id,
+        ingest_time=now,
+        type=meter.event_type,
+        subject=subject,
+        time=now,
+        data={QUANTITY_KEY: quantity},
+        meter=meter.name,
+        quantity=quantity,
+    )
 
 
 def usage_totals(tx: Tx, meters: Collection[str], period_start: dt.datetime) -> dict[str, MeterTotal]:
@@ -387,16 +492,15 @@ def settle(
     add_usage_events(
         tx,
         [
-            {
-                "tenant_id": tx.tenant_id,
-                "source": RESERVATION_SOURCE,
-                "event_id": f"{reservation_id}:{meter}",
-                "meter": meter,
-                "quantity": quantity,
-                "subject": found.row.subject,
-                "time": now,
-                "ingest_time": now,
-            }
+            meter_event(
+                tx.tenant_id,
+                RESERVATION_SOURCE,
+                f"{reservation_id}:{meter}",
+                METERS[meter],
+                quantity,
+                found.row.subject,
+                now,
+            )
             for meter, quantity in usage.items()
             if quantity > 0
         ],
@@ -429,3 +533,206 @@ def release(tx: Tx, reservation_id: str, now: dt.datetime) -> ReservationRecord 
     row = RESERVATIONS.update(tx, (reservation_id,), {"state": ReservationState.RELEASED, "end_time": now})
     assert row is not None, "the reservation was read locked in this transaction"
     return ReservationRecord(row, found.quantities)
+
+
+# Meters ---------------------------------------------------------------------------------------------
+
+METER_DEFINITIONS = Repository(TenantMeter, MeterRow, order=(Order("id"),))
+_METERS = METER_DEFINITIONS.table
+#: Page tokens of meter lists carry ``[kind, id]``: built-in meters (kind 0) come first, by
+#: ID, then the tenant's (kind 1), by ID.
+_BUILT_IN, _OWN = 0, 1
+
+
+def add_meter(tx: Tx, row: MeterRow) -> MeterRow | None:
+    """Inserts a tenant's meter, or returns the one an earlier request with its ``request_id`` made.
+
+    Returns:
+        ``row``, or the earlier request's meter; None when the tenant has a meter of that ID.
+    """
+    return METER_DEFINITIONS.create(tx, row)
+
+
+def get_meter(tx: Tx, meter_id: str, *, lock: bool = False) -> MeterRow | None:
+    """Returns the tenant's own meter of that ID, or None (``lock``: until the transaction ends)."""
+    return METER_DEFINITIONS.get(tx, meter_id, lock=lock)
+
+
+def list_meters(tx: Tx, page: Page) -> Listing[MeterRow]:
+    """Returns a page of the tenant's meters: the built-in ones first, then its own, each by ID.
+
+    The built-in meters are not rows; they are put before the rows of the page, and the
+    page token says which kind its last meter was, so pages are exact.
+    """
+    kind, last = page.after if page.after is not None else (_BUILT_IN, "")
+    ahead = [m for m in built_ins(tx.tenant_id) if kind == _BUILT_IN and m.id > last]
+    taken = ahead[: page.size]
+    own = Page(page.size - len(taken), (last,) if kind == _OWN else None, page.fingerprint)
+    rows = METER_DEFINITIONS.list_page(tx, own)
+    more = len(ahead) > len(taken) or rows.more
+    return Listing([*taken, *rows.records], page, more, lambda m: [_BUILT_IN if m.built_in else _OWN, m.id])
+
+
+def update_meter(tx: Tx, meter_id: str, values: Mapping[str, Any]) -> MeterRow | None:
+    """Sets ``values`` (column to value) on the tenant's meter; returns it, or None when there is none."""
+    return METER_DEFINITIONS.update(tx, (meter_id,), values)
+
+
+def delete_meter(tx: Tx, meter_id: str) -> bool:
+    """Deletes the tenant's meter; returns whether there was one. Its events stay."""
+    deleted = METER_DEFINITIONS.delete(tx, meter_id)
+    tx.changed |= deleted
+    return deleted
+
+
+# Usage queries --------------------------------------------------------------------------------------
+
+
+def _json_number(dialect: str, names: Sequence[str]) -> ColumnElement[Any]:
+    """The number at a path of ``usage_events.data``, or NULL where there is none or it is not a number."""
+    data = _EVENTS.c.data
+    if dialect == "postgresql":
+        is_number = func.jsonb_typeof(func.jsonb_extract_path(data, *names)) == "number"
+        return case((is_number, cast(func.jsonb_extract_path_text(data, *names), Float)))
+    path = "$." + ".".join(names)
+    return case((func.json_type(data, path).in_(["integer", "real"]), func.json_extract(data, path)))
+
+
+def _json_text(dialect: str, names: Sequence[str]) -> ColumnElement[Any]:
+    """The value at a path of ``usage_events.data`` as text (a string without its quotes), or NULL."""
+    data = _EVENTS.c.data
+    if dialect == "postgresql":
+        return func.jsonb_extract_path_text(data, *names)
+    return cast(func.json_extract(data, "$." + ".".join(names)), String)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageQuery:
+    """What to add up: a meter's events in windows, grouped and filtered.
+
+    Attributes:
+        meter: The meter.
+        windows: ``(start, end)`` of each window, aware UTC, in order.
+        group_by: Keys of the meter's ``group_by``, or ``subject``, to group by.
+        subjects: Only events of these subjects; empty for all.
+        filters: Group-by key to the text its value must be.
+        limit: The most windows and groups returned.
+    """
+
+    meter: MeterRow
+    windows: Sequence[tuple[dt.datetime, dt.datetime]]
+    group_by: Sequence[str]
+    subjects: Sequence[str]
+    filters: Mapping[str, str]
+    limit: int
+
+
+class QueryTooLarge(Exception):
+    """A usage query has more windows and groups than its limit (nothing is returned)."""
+
+
+def query_usage(tx: Tx, query: UsageQuery) -> list[UsageValue]:
+    """Returns the meter's value per window and group, from the tenant's recorded events, in one statement.
+
+    A window ``[start, end)`` counts the events of the meter's type whose ``time`` is in it
+    and whose ``ingest_time`` is before ``end`` plus the meter's late-event grace. Windows
+    are a ``VALUES`` list joined on time ranges, so the events are read through
+    ``(tenant_id, type, time)``; values and group keys are read from ``data`` by the
+    database (``jsonb_extract_path`` on PostgreSQL, ``json_extract`` on SQLite). SUM, MAX
+    and LATEST leave out events whose value is not a number, UNIQUE_COUNT those without one.
+
+    Returns:
+        The values, by window, then by group values (None before text).
+
+    Raises:
+        QueryTooLarge: More than ``query.limit`` windows and groups have events.
+    """
+    meter = query.meter
+    grace = dt.timedelta(seconds=meter.late_event_grace_seconds)
+    windows = (
+        values(
+            column("idx", Integer),
+            column("start", DateTime(timezone=True)),
+            column("stop", DateTime(timezone=True)),
+            column("cutoff", DateTime(timezone=True)),
+            name="windows",
+        )
+        .data([(i, start, end, end + grace) for i, (start, end) in enumerate(query.windows)])
+        .cte("windows")
+    )
+    groups: list[ColumnElement[Any]] = [
+        (
+            _EVENTS.c.subject
+            if key == SUBJECT_KEY
+            else _json_text(tx.dialect, path_names(meter.group_by[key]))
+        ).label(f"g{i}")
+        for i, key in enumerate(query.group_by)
+    ]
+    where = [
+        _EVENTS.c.tenant_id == tx.tenant_id,
+        _EVENTS.c.type == meter.event_type,
+        _EVENTS.c.time >= windows.c.start,
+        _EVENTS.c.time < windows.c.stop,
+        _EVENTS.c.ingest_time < windows.c.cutoff,
+        *(
+            _json_text(tx.dialect, path_names(meter.group_by[k])) == v
+            for k, v in sorted(query.filters.items())
+        ),
+    ]
+    if query.subjects:
+        where.append(_EVENTS.c.subject.in_(list(query.subjects)))
+    events = select().select_from(windows).join(_EVENTS, and_(*where[2:5])).where(*where[:2], *where[5:])
+    aggregation = Aggregation(meter.aggregation)
+    number = _json_number(tx.dialect, path_names(meter.value_property)) if meter.value_property else None
+    if aggregation == Aggregation.LATEST:
+        assert number is not None, "LATEST meters have a value property"
+        order = [_EVENTS.c.time.desc(), _EVENTS.c.ingest_time.desc()]
+        ranked = (
+            events.add_columns(
+                windows.c.idx,
+                *groups,
+                number.label("value"),
+                func.row_number().over(partition_by=[windows.c.idx, *groups], order_by=order).label("rank"),
+            )
+            .where(number.is_not(None))
+            .subquery()
+        )
+        statement = select(
+            ranked.c.idx, *(ranked.c[f"g{i}"] for i in range(len(groups))), ranked.c.value
+        ).where(ranked.c.rank == 1)
+    else:
+        if aggregation == Aggregation.COUNT:
+            value: ColumnElement[Any] = func.count()
+        elif aggregation == Aggregation.UNIQUE_COUNT:
+            text = _json_text(tx.dialect, path_names(meter.value_property))
+            value = func.count(distinct(text))
+            events = events.where(text.is_not(None))
+        else:
+            assert number is not None, "SUM and MAX meters have a value property"
+            value = (func.sum if aggregation == Aggregation.SUM else func.max)(number)
+            events = events.where(number.is_not(None))
+        statement = events.add_columns(windows.c.idx, *groups, value.label("value")).group_by(
+            windows.c.idx, *groups
+        )
+    rows = tx.execute(statement.limit(query.limit + 1)).all()
+    if len(rows) > query.limit:
+        raise QueryTooLarge()
+    found = []
+    for idx, *keys, total in rows:
+        named = dict(zip(query.group_by, keys, strict=True))
+        subject = named.pop(SUBJECT_KEY, None)
+        found.append(
+            UsageValue(
+                window=int(idx),
+                value=float(total),
+                subject=subject or "",
+                groups={k: str(v) for k, v in named.items() if v is not None},
+            )
+        )
+    found.sort(key=lambda u: (u.window, [(v is not None, v or "") for v in group_of(u, query.group_by)]))
+    return found
+
+
+def group_of(value: UsageValue, keys: Sequence[str]) -> list[str | None]:
+    """Returns a value's group, in the order of ``keys`` (None for a key the events had no value at)."""
+    return [value.subject if k == SUBJECT_KEY else value.groups.get(k) for k in keys]

@@ -223,18 +223,60 @@ def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: f
     if result.approved_run.get("state") != "STATE_SUCCEEDED":
         raise DemoFailed(f"the approved run did not succeed: {result.approved_run}")
 
-    echo("7. A two-step workflow: plan the route, then write the customer update.")
+    echo(
+        "7. A workflow with a condition, parallel steps and an approval: plan the route; a long plan"
+        " waits for a person's approval; then the customer update and a note to operations run in parallel."
+    )
+
+    def agent_run(agent: str, template: str = "") -> dict[str, str]:
+        return {"agent": f"{t}/agents/{agent}", **({"inputTemplate": template} if template else {})}
+
     client.call(
         "POST",
         f"/v1/{t}/workflows?workflowId=route-report",
         {
             "displayName": "Route report",
             "steps": [
-                {"id": "plan", "agent": f"{t}/agents/route-planner"},
+                {"id": "plan", "agentRun": agent_run("route-planner")},
+                {
+                    "id": "long_plan",
+                    "dependsOn": ["plan"],
+                    "condition": {
+                        "expression": "steps.plan.output.size() > 40",
+                        "thenSteps": ["approve"],
+                        "elseSteps": ["short_plan"],
+                    },
+                },
+                {
+                    "id": "approve",
+                    "dependsOn": ["long_plan"],
+                    "approval": {
+                        "promptTemplate": "Send this plan? {{ steps.plan.output }}",
+                        "timeout": "600s",
+                    },
+                },
+                {
+                    "id": "short_plan",
+                    "dependsOn": ["long_plan"],
+                    "notification": {
+                        "channel": "ops",
+                        "messageTemplate": "Short plan, sent without approval.",
+                    },
+                },
                 {
                     "id": "report",
-                    "agent": f"{t}/agents/report-writer",
-                    "inputTemplate": "Route facts: {{ steps.plan.output }}\nWrite the customer update.",
+                    "dependsOn": ["approve", "short_plan"],
+                    "agentRun": agent_run(
+                        "report-writer", "Route facts: {{ steps.plan.output }}\nWrite the customer update."
+                    ),
+                },
+                {
+                    "id": "notify_ops",
+                    "dependsOn": ["approve", "short_plan"],
+                    "notification": {
+                        "channel": "ops",
+                        "messageTemplate": "Route planned: {{ steps.plan.output }}",
+                    },
                 },
             ],
         },
@@ -244,12 +286,24 @@ def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: f
     )
     deadline = time.monotonic() + poll_timeout
     run = started
-    while run.get("state") in ("RUN_STATE_PENDING", "RUN_STATE_RUNNING"):
+    while run.get("state") in ("RUN_STATE_PENDING", "RUN_STATE_RUNNING", "RUN_STATE_WAITING"):
         if time.monotonic() > deadline:
             raise DemoFailed(f"the workflow run did not finish in {poll_timeout:.0f}s")
+        if run.get("state") == "RUN_STATE_WAITING":
+            client.call(
+                "POST",
+                f"/v1/{started['name']}:signal",
+                {
+                    "signalName": "approve",
+                    "payload": {"approved": True, "comment": "ok"},
+                    "requestId": "demo",
+                },
+            )
         time.sleep(0.5)
         run = client.call("GET", f"/v1/{started['name']}", quiet=True)
     echo(f"\n$ GET /v1/{started['name']}  (polled until done)\n-> {json.dumps(run, indent=2)}")
+    graph = client.call("GET", f"/v1/{started['name']}:graph", quiet=True)
+    echo(f"\n$ GET /v1/{started['name']}:graph\n{graph.get('mermaid', '')}")
     result.workflow_run = run
     if run.get("state") != "RUN_STATE_SUCCEEDED":
         raise DemoFailed(f"the workflow run did not succeed: {run.get('error')}")

@@ -31,9 +31,11 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             _JWKS,
             _AUDIT,
             "/orchestrall.agent.v1.AgentService/GetAgent",
+            "/orchestrall.agent.v1.AgentService/ListTools",
+            "/orchestrall.agent.v1.AgentService/CallTool",
             "/orchestrall.agent.v1.AgentService/CreateRun",
-            "/orchestrall.agent.v1.AgentService/GetRun",
             "/orchestrall.agent.v1.AgentService/WaitRun",
+            "/orchestrall.agent.v1.AgentService/CancelRun",
         }
     ),
     "flag": frozenset({_JWKS, _AUDIT}),

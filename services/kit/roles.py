@@ -5,9 +5,12 @@ Every RPC names its permission in the contract
 roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
-* ``viewer``    reads agents, runs, workflows, flags and usage; evaluates flags;
-* ``developer`` also creates and changes agents, runs, MCP servers, workflows and flags;
-* ``admin``     also manages users, service accounts, API keys and reads the audit log;
+* ``viewer``    reads agents, runs, workflows, flags, meters and usage; evaluates flags;
+* ``developer`` also creates and changes agents, runs, MCP servers, workflows (and their
+  runs, schedules and triggers) and flags, and calls tools;
+* ``admin``     also manages users, service accounts, API keys, reads the audit log and
+                records usage events of its own (an operator feeding usage from elsewhere) and
+                manages the tenant's meters;
 * ``owner``     everything an admin may, and may grant ``owner``.
 
 A caller may grant (to a key, user or service account) only roles at or
@@ -41,6 +44,10 @@ _VIEWER = frozenset(
         "workflow.workflows.list",
         "workflow.runs.get",
         "workflow.runs.list",
+        "workflow.schedules.get",
+        "workflow.schedules.list",
+        "workflow.triggers.get",
+        "workflow.triggers.list",
         "flag.flags.get",
         "flag.flags.list",
         "flag.flags.evaluate",
@@ -48,6 +55,8 @@ _VIEWER = frozenset(
         "flag.revisions.list",
         "flag.usage.get",
         "billing.usage.get",
+        "billing.meters.get",
+        "billing.meters.list",
     }
 )
 _DEVELOPER = _VIEWER | {
@@ -62,8 +71,17 @@ _DEVELOPER = _VIEWER | {
     "agent.mcpServers.create",
     "agent.mcpServers.update",
     "agent.mcpServers.delete",
+    "agent.tools.call",
     "workflow.workflows.create",
+    "workflow.workflows.update",
     "workflow.runs.create",
+    "workflow.runs.cancel",
+    "workflow.runs.signal",
+    "workflow.schedules.create",
+    "workflow.schedules.update",
+    "workflow.schedules.delete",
+    "workflow.triggers.create",
+    "workflow.triggers.delete",
     "flag.flags.create",
     "flag.flags.update",
     "flag.flags.delete",
@@ -80,6 +98,10 @@ _ADMIN = _DEVELOPER | {
     "auth.serviceAccounts.list",
     "auth.serviceAccounts.delete",
     "auth.auditEvents.list",
+    "billing.usageEvents.create",
+    "billing.meters.create",
+    "billing.meters.update",
+    "billing.meters.delete",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
@@ -29,16 +29,11 @@ class Base(DeclarativeBase):
 AUDIT_OUTBOX = outbox_table(Base.metadata)
 
 
-class StepDefinition(TypedDict):
-    """One step of a workflow definition."""
-
-    id: str
-    agent: str
-    input_template: str
-
-
 class Workflow(Base):
-    """A workflow definition; ``steps`` is a list of ``{id, agent, input_template}``."""
+    """A workflow at its current revision.
+
+    ``definition`` is the revision's JSON (see :mod:`services.workflow.definition`).
+    """
 
     __tablename__ = "workflows"
     __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
@@ -46,20 +41,54 @@ class Workflow(Base):
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     id: Mapped[str] = mapped_column(String(63), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
-    steps: Mapped[list[StepDefinition]] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revision_id: Mapped[str] = mapped_column(String(63))
+    revision_create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRow:
-    """A workflow definition, as stored."""
+    """A workflow at its current revision, as stored."""
 
     tenant_id: str
     id: str
     display_name: str
-    steps: list[StepDefinition]
     request_id: str | None
+    create_time: dt.datetime
+    revision_id: str
+    revision_create_time: dt.datetime
+    definition: dict[str, Any]
+
+
+class WorkflowRevision(Base):
+    """An immutable revision of a workflow (AIP-162); runs are pinned to one."""
+
+    __tablename__ = "workflow_revisions"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "workflow_id"], ["workflows.tenant_id", "workflows.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    revision_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRevisionRow:
+    """A workflow revision, as stored."""
+
+    tenant_id: str
+    workflow_id: str
+    revision_id: str
+    display_name: str
+    definition: dict[str, Any]
     create_time: dt.datetime
 
 
@@ -70,13 +99,21 @@ class RunState(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+    WAITING = "WAITING"
+
+
+#: States a run or step does not leave.
+ENDED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.SKIPPED, RunState.CANCELLED})
 
 
 class WorkflowRun(Base):
-    """A workflow run. ``steps`` holds one state record per workflow step, in order.
+    """A workflow run: the projection of its history (``workflow_run_events``).
 
-    The run is the unit of durability: its row is written after every step, so
-    a restarted service resumes at the first step that has not succeeded.
+    ``steps`` holds one state record per workflow step, in the workflow's order;
+    every event that changes the run updates this row in the transaction that
+    appends the event (:func:`services.workflow.history.apply`).
     """
 
     __tablename__ = "workflow_runs"
@@ -99,15 +136,20 @@ class WorkflowRun(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revision_id: Mapped[str] = mapped_column(String(63))
+    trigger: Mapped[str] = mapped_column(String(500), default="api")
+    cancel_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_sequence: Mapped[int] = mapped_column(Integer, default=0)
 
 
 @dataclass(frozen=True, slots=True)
 class WorkflowRunRow:
     """A workflow run, as stored; ``steps`` holds one record per step, in order.
 
-    A step record has ``step_id`` and ``state`` (a :class:`RunState` value), and once
-    started ``input``, ``start_time``, ``agent_run``; once ended ``end_time`` and
-    ``output`` or ``error_reason``/``error_message``.
+    A step record has ``step_id`` and ``state`` (a :class:`RunState` value), and as
+    it goes ``input``, ``start_time``, ``agent_run``, ``attempts``; once ended
+    ``end_time`` and ``output`` (JSON text) or ``error_reason``/``error_message``;
+    ``compensated`` once its compensation ran.
     """
 
     tenant_id: str
@@ -122,3 +164,81 @@ class WorkflowRunRow:
     request_id: str | None
     create_time: dt.datetime
     end_time: dt.datetime | None
+    revision_id: str
+    trigger: str
+    cancel_time: dt.datetime | None
+    last_sequence: int
+
+
+class WorkflowRunEvent(Base):
+    """One entry of a run's append-only history.
+
+    ``dedup_key`` names the engine step that appended it, so a step the engine
+    runs again after a crash appends nothing twice.
+    """
+
+    __tablename__ = "workflow_run_events"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "run_id", "dedup_key"),
+        ForeignKeyConstraint(
+            ["tenant_id", "run_id"], ["workflow_runs.tenant_id", "workflow_runs.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    step_id: Mapped[str] = mapped_column(String(63), default="")
+    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dedup_key: Mapped[str] = mapped_column(String(300))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRunEventRow:
+    """A run event, as stored."""
+
+    tenant_id: str
+    run_id: str
+    sequence: int
+    type: str
+    step_id: str
+    time: dt.datetime
+    data: dict[str, Any]
+    dedup_key: str
+
+
+class WorkflowSignal(Base):
+    """A signal delivered to a run, kept until a step takes it (``taken_by``: that step's engine key)."""
+
+    __tablename__ = "workflow_signals"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "run_id", "request_id"),
+        ForeignKeyConstraint(
+            ["tenant_id", "run_id"], ["workflow_runs.tenant_id", "workflow_runs.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(63), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    taken_by: Mapped[str | None] = mapped_column(String(300))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSignalRow:
+    """A signal, as stored."""
+
+    tenant_id: str
+    id: str
+    run_id: str
+    name: str
+    payload: dict[str, Any]
+    request_id: str | None
+    create_time: dt.datetime
+    taken_by: str | None

@@ -11,9 +11,9 @@ from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
 from services.kit.sandbox import Sandbox
 from services.kit.server import Service, mesh_service
-from services.workflow.executor import Executor
+from services.workflow import engine
 from services.workflow.models import AUDIT_OUTBOX
-from services.workflow.service import WorkflowService
+from services.workflow.service import WorkflowService, resume_runs
 
 NAME = "workflow"
 
@@ -27,16 +27,28 @@ class WorkflowSettings(MeshSettings):
     template_memory_megabytes: int = Field(
         256, ge=64, description="Address space of the process that renders templates."
     )
+    executor_id: str = Field(
+        "local",
+        min_length=1,
+        max_length=63,
+        description="This replica's name in the durable engine: it recovers the runs it was running when"
+        " it stopped. Give each replica on one database its own, stable across restarts (a"
+        " StatefulSet pod's name).",
+    )
 
 
 async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSettings]:
-    """The workflow service; unfinished runs resume once it is serving."""
+    """The workflow service; the durable engine starts, and recovers unfinished runs, once it is serving."""
     settings = WorkflowSettings() if settings is None else WorkflowSettings(**settings.model_dump())
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
     sandbox = Sandbox(workers=2, memory_bytes=settings.template_memory_megabytes * 1024 * 1024)
-    executor = Executor(db, clients, sandbox, settings.template_timeout_seconds)
-    servicer = WorkflowService(db, clients, executor)
+    durable = engine.Engine(db, clients, sandbox, settings.template_timeout_seconds)
+    servicer = WorkflowService(db, clients)
+
+    async def launch() -> None:
+        await engine.launch(durable, settings, settings.executor_id)
+        await resume_runs(db)
 
     def register(server: grpc.aio.Server) -> None:
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)
@@ -48,7 +60,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[executor.resume],
-        on_stop=[executor.stop, sandbox.close],
+        on_start=[launch],
+        on_stop=[engine.shutdown, sandbox.close],
     )
     return service, settings

@@ -1,4 +1,7 @@
-"""Step input templates: sandboxed Jinja over ``input`` and ``steps.<id>.output``.
+"""Step templates: sandboxed Jinja over ``input``, ``input_json`` and ``steps.<id>.output``.
+
+Inside a map's task ``item`` and ``index`` are variables too, and in a
+compensation ``output`` (the step's own output).
 
 The sandbox (``jinja2.sandbox``) keeps templates from reaching Python
 internals; ``StrictUndefined`` makes a reference to a missing value an error
@@ -8,6 +11,7 @@ instead of an empty string.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, meta
@@ -24,8 +28,16 @@ class TemplateProblem(Exception):
     """A template cannot be parsed or refers to something it may not."""
 
 
-def check(template: str, earlier_steps: list[str]) -> None:
-    """Checks that a template parses and refers only to ``input`` and earlier steps.
+BASE_VARIABLES = frozenset({"input", "input_json", "steps"})
+
+
+def check(template: str, earlier_steps: Collection[str], variables: Collection[str] = BASE_VARIABLES) -> None:
+    """Checks that a template parses and refers only to its variables and to steps that run before.
+
+    Args:
+        template: The template.
+        earlier_steps: The steps that end before this one (its dependencies, directly or not).
+        variables: The names it may use.
 
     Raises:
         TemplateProblem: Syntax error, unknown variable or reference to a step that
@@ -35,21 +47,21 @@ def check(template: str, earlier_steps: list[str]) -> None:
         names = meta.find_undeclared_variables(_ENV.parse(template))
     except TemplateError as error:
         raise TemplateProblem(f"does not parse: {error}") from None
-    unknown = names - {"input", "steps"}
+    unknown = names - set(variables)
     if unknown:
-        raise TemplateProblem(f"unknown variables {sorted(unknown)}; use input and steps.<id>.output")
+        raise TemplateProblem(f"unknown variables {sorted(unknown)}; use {', '.join(sorted(variables))}")
     for step_id in _STEP_REF.findall(template):
         if step_id not in earlier_steps:
             raise TemplateProblem(f"refers to step {step_id!r}, which does not run before this step")
 
 
-def render(template: str, workflow_input: str, outputs: dict[str, str]) -> str:
-    """Renders a step's input; the executor runs it in a sandbox process with a deadline.
+def render(template: str, context: dict[str, Any]) -> str:
+    """Renders a template; the engine runs it in a sandbox process with a deadline.
 
     Args:
-        template: The step's template; empty means ``{{ input }}``.
-        workflow_input: The run's input.
-        outputs: Output of each finished step, by step ID.
+        template: The template; empty means ``{{ input }}``.
+        context: ``input``, ``input_json``, ``steps`` (``{id: {"output": value}}``) and
+            any of ``item``, ``index``, ``output``.
 
     Returns:
         The rendered input, at most :data:`MAX_RENDERED` characters.
@@ -58,10 +70,6 @@ def render(template: str, workflow_input: str, outputs: dict[str, str]) -> str:
         TemplateProblem: The template failed at render time, ran out of memory, or
             rendered more than :data:`MAX_RENDERED` characters.
     """
-    context: dict[str, Any] = {
-        "input": workflow_input,
-        "steps": {k: {"output": v} for k, v in outputs.items()},
-    }
     parts: list[str] = []
     size = 0
     try:

@@ -144,7 +144,10 @@ def tenants(client: httpx.Client) -> Tenants:
             client.post(f"{t}/agents", params={"agentId": "echo"}, json=agent, headers=headers).status_code
             == 200
         )
-        step = {"id": "only", "agent": f"tenants/{owner.tenant}/agents/echo", "inputTemplate": CUBIC}
+        step = {
+            "id": "only",
+            "agentRun": {"agent": f"tenants/{owner.tenant}/agents/echo", "inputTemplate": CUBIC},
+        }
         workflow = client.post(
             f"{t}/workflows", params={"workflowId": "w"}, json={"steps": [step]}, headers=headers
         )

@@ -92,8 +92,12 @@ def two_step_workflow(http: httpx.Client, owner: SignedUp) -> str:
     created = http.post(f"/v1/{t}/agents", params={"agentId": "echo"}, json=agent, headers=headers)
     assert created.status_code == 200, created.text
     steps = [
-        {"id": "first", "agent": f"{t}/agents/echo"},
-        {"id": "second", "agent": f"{t}/agents/echo", "inputTemplate": "Again: {{ steps.first.output }}"},
+        {"id": "first", "agentRun": {"agent": f"{t}/agents/echo"}},
+        {
+            "id": "second",
+            "dependsOn": ["first"],
+            "agentRun": {"agent": f"{t}/agents/echo", "inputTemplate": "Again: {{ steps.first.output }}"},
+        },
     ]
     workflow = http.post(
         f"/v1/{t}/workflows", params={"workflowId": "twice"}, json={"steps": steps}, headers=headers

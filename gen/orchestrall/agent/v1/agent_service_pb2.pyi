@@ -8,6 +8,7 @@ from google.api import resource_pb2 as _resource_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from orchestrall.api.v1 import annotations_pb2 as _annotations_pb2_1
 from orchestrall.agent.v1 import resources_pb2 as _resources_pb2
 from google.protobuf.internal import containers as _containers
@@ -255,6 +256,22 @@ class ListToolsResponse(_message.Message):
     next_page_token: str
     unavailable_mcp_servers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, tools: _Optional[_Iterable[_Union[_resources_pb2.Tool, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., unavailable_mcp_servers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CallToolRequest(_message.Message):
+    __slots__ = ("name", "parent", "arguments")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    parent: str
+    arguments: _struct_pb2.Struct
+    def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class CallToolResponse(_message.Message):
+    __slots__ = ("result",)
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    result: _struct_pb2.Value
+    def __init__(self, result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class CreateMcpServerRequest(_message.Message):
     __slots__ = ("parent", "mcp_server", "mcp_server_id", "request_id")

@@ -164,6 +164,11 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsResponse.FromString,
                 _registered_method=True)
+        self.CallTool = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CallTool',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CallToolRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CallToolResponse.FromString,
+                _registered_method=True)
         self.CreateMcpServer = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/CreateMcpServer',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateMcpServerRequest.SerializeToString,
@@ -510,6 +515,18 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CallTool(self, request, context):
+        """Calls one built-in tool (`tools/{tool}`) with JSON arguments, as an agent's run
+        would, for the tenant in `parent` (a workflow's tool step calls this).
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`arguments` break the tool's JSON
+        Schema, with the violation's path; or the tool refused them as meaningless);
+        NOT_FOUND `TOOL_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateMcpServer(self, request, context):
         """Registers an MCP server (streamable HTTP) for the tenant. Nothing is asked of the
         server now: its tools are listed by `ListTools` and when a run starts.
@@ -676,6 +693,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListTools,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsResponse.SerializeToString,
+            ),
+            'CallTool': grpc.unary_unary_rpc_method_handler(
+                    servicer.CallTool,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CallToolRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CallToolResponse.SerializeToString,
             ),
             'CreateMcpServer': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateMcpServer,
@@ -1293,6 +1315,33 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/ListTools',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsRequest.SerializeToString,
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CallTool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CallTool',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CallToolRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CallToolResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,15 +24,18 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from orchestrall.billing.v1 import resources_pb2 as orchestrall_dot_billing_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrall/billing/v1/billing_service.proto\x12\x16orchestrall.billing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$orchestrall/api/v1/annotations.proto\x1a&orchestrall/billing/v1/resources.proto\"`\n\x18IngestUsageEventsRequest\x12\x44\n\x06\x65vents\x18\x01 \x03(\x0b\x32\".orchestrall.billing.v1.UsageEventB\x10\xe2\x41\x01\x02\xbaH\t\x92\x01\x03\x10\xe8\x07\xc8\x01\x01\"L\n\x19IngestUsageEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"\xb3\x01\n\x16GetUsageSummaryRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$billing.orchestrall.dev/UsageSummary\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12Q\n\x0bperiod_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x01\xbaH\x19\xb2\x01\x16\x1a\x07\x08\x80\xc6\xad\xfe\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\"\xb7\x01\n\x17\x43heckEntitlementRequest\x12\x1f\n\x06tenant\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1a\n\x05meter\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01\x12G\n\nquantities\x18\x04 \x03(\x0b\x32%.orchestrall.billing.v1.MeterQuantityB\x0c\xe2\x41\x01\x01\xbaH\x05\x92\x01\x02\x10\x10\"C\n\rMeterQuantity\x12\x1a\n\x05meter\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x02\"\x91\x01\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x12\x42\n\x06meters\x18\x04 \x03(\x0b\x32(.orchestrall.billing.v1.MeterEntitlementB\x08\xbaH\x05\x92\x01\x02\x10\x10\"]\n\x10MeterEntitlement\x12\x16\n\x05meter\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18?\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x11\n\tremaining\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x01\"\xa9\x01\n\x18\x43reateReservationRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x44\n\x0breservation\x18\x02 \x01(\x0b\x32#.orchestrall.billing.v1.ReservationB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12&\n\x0ereservation_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\"\xfe\x01\n\x18SettleReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12h\n\nquantities\x18\x02 \x03(\x0b\x32@.orchestrall.billing.v1.SettleReservationRequest.QuantitiesEntryB\x12\xe2\x41\x01\x01\xbaH\x0b\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\x1a\x31\n\x0fQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x19ReleaseReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x32\x96\x06\n\x0e\x42illingService\x12x\n\x11IngestUsageEvents\x12\x30.orchestrall.billing.v1.IngestUsageEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\x12\xb0\x01\n\x0fGetUsageSummary\x12..orchestrall.billing.v1.GetUsageSummaryRequest\x1a$.orchestrall.billing.v1.UsageSummary\"G\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x62illing.usage.get\x82\xd3\xe4\x93\x02#\x12!/v1/{name=tenants/*/usageSummary}\x12u\n\x10\x43heckEntitlement\x12/.orchestrall.billing.v1.CheckEntitlementRequest\x1a\x30.orchestrall.billing.v1.CheckEntitlementResponse\x12j\n\x11\x43reateReservation\x12\x30.orchestrall.billing.v1.CreateReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12j\n\x11SettleReservation\x12\x30.orchestrall.billing.v1.SettleReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12l\n\x12ReleaseReservation\x12\x31.orchestrall.billing.v1.ReleaseReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x1a\x1a\xca\x41\x17\x62illing.orchestrall.devBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,orchestrall/billing/v1/billing_service.proto\x12\x16orchestrall.billing.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x19google/api/httpbody.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$orchestrall/api/v1/annotations.proto\x1a&orchestrall/billing/v1/resources.proto\"`\n\x18IngestUsageEventsRequest\x12\x44\n\x06\x65vents\x18\x01 \x03(\x0b\x32\".orchestrall.billing.v1.UsageEventB\x10\xe2\x41\x01\x02\xbaH\t\x92\x01\x03\x10\xe8\x07\xc8\x01\x01\"k\n\x18IngestCloudEventsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\"L\n\x19IngestUsageEventsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\x12\x17\n\x0f\x64uplicate_count\x18\x02 \x01(\x05\"\xb3\x01\n\x16GetUsageSummaryRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$billing.orchestrall.dev/UsageSummary\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12Q\n\x0bperiod_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x01\xbaH\x19\xb2\x01\x16\x1a\x07\x08\x80\xc6\xad\xfe\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\"\xb7\x01\n\x17\x43heckEntitlementRequest\x12\x1f\n\x06tenant\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1a\n\x05meter\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01\x12G\n\nquantities\x18\x04 \x03(\x0b\x32%.orchestrall.billing.v1.MeterQuantityB\x0c\xe2\x41\x01\x01\xbaH\x05\x92\x01\x02\x10\x10\"C\n\rMeterQuantity\x12\x1a\n\x05meter\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x02\"\x91\x01\n\x18\x43heckEntitlementResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x11\n\tremaining\x18\x02 \x01(\x01\x12\r\n\x05limit\x18\x03 \x01(\x01\x12\x42\n\x06meters\x18\x04 \x03(\x0b\x32(.orchestrall.billing.v1.MeterEntitlementB\x08\xbaH\x05\x92\x01\x02\x10\x10\"]\n\x10MeterEntitlement\x12\x16\n\x05meter\x18\x01 \x01(\tB\x07\xbaH\x04r\x02\x18?\x12\x0f\n\x07\x61llowed\x18\x02 \x01(\x08\x12\x11\n\tremaining\x18\x03 \x01(\x01\x12\r\n\x05limit\x18\x04 \x01(\x01\"\xa9\x01\n\x18\x43reateReservationRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x44\n\x0breservation\x18\x02 \x01(\x0b\x32#.orchestrall.billing.v1.ReservationB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12&\n\x0ereservation_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\"\xfe\x01\n\x18SettleReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12h\n\nquantities\x18\x02 \x03(\x0b\x32@.orchestrall.billing.v1.SettleReservationRequest.QuantitiesEntryB\x12\xe2\x41\x01\x01\xbaH\x0b\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\x1a\x31\n\x0fQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x19ReleaseReservationRequest\x12\x45\n\x04name\x18\x01 \x01(\tB7\xe2\x41\x01\x02\xfa\x41%\n#billing.orchestrall.dev/Reservation\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\xb2\x01\n\x12\x43reateMeterRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x38\n\x05meter\x18\x02 \x01(\x0b\x32\x1d.orchestrall.billing.v1.MeterB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12 \n\x08meter_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"R\n\x0fGetMeterRequest\x12?\n\x04name\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41\x1f\n\x1d\x62illing.orchestrall.dev/Meter\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"o\n\x11ListMetersRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"q\n\x12ListMetersResponse\x12\x38\n\x06meters\x18\x01 \x03(\x0b\x32\x1d.orchestrall.billing.v1.MeterB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\x85\x01\n\x12UpdateMeterRequest\x12\x38\n\x05meter\x18\x01 \x01(\x0b\x32\x1d.orchestrall.billing.v1.MeterB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"U\n\x12\x44\x65leteMeterRequest\x12?\n\x04name\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41\x1f\n\x1d\x62illing.orchestrall.dev/Meter\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\xf2\x05\n\x11QueryUsageRequest\x12?\n\x04name\x18\x01 \x01(\tB1\xe2\x41\x01\x02\xfa\x41\x1f\n\x1d\x62illing.orchestrall.dev/Meter\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12S\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB#\xe2\x41\x01\x02\xbaH\x1c\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\xc8\x01\x01\x12Q\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB#\xe2\x41\x01\x02\xbaH\x1c\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\xc8\x01\x01\x12W\n\x0bwindow_size\x18\x04 \x01(\x0e\x32\x34.orchestrall.billing.v1.QueryUsageRequest.WindowSizeB\x0c\xe2\x41\x01\x01\xbaH\x05\x82\x01\x02\x10\x01\x12\x1e\n\ttime_zone\x18\x05 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18@\x12&\n\x08group_by\x18\x06 \x03(\tB\x14\xe2\x41\x01\x01\xbaH\r\x92\x01\n\x10\x11\x18\x01\"\x04r\x02\x18?\x12%\n\x08subjects\x18\x07 \x03(\tB\x13\xe2\x41\x01\x01\xbaH\x0c\x92\x01\t\x10\x64\"\x05r\x03\x18\x80\x08\x12p\n\x0f\x66ilter_group_by\x18\x08 \x03(\x0b\x32<.orchestrall.billing.v1.QueryUsageRequest.FilterGroupByEntryB\x19\xe2\x41\x01\x01\xbaH\x12\x9a\x01\x0f\x10\x10\"\x04r\x02\x18?*\x05r\x03\x18\x80\x08\x1a\x34\n\x12\x46ilterGroupByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x83\x01\n\nWindowSize\x12\x1b\n\x17WINDOW_SIZE_UNSPECIFIED\x10\x00\x12\x16\n\x12WINDOW_SIZE_MINUTE\x10\x01\x12\x14\n\x10WINDOW_SIZE_HOUR\x10\x02\x12\x13\n\x0fWINDOW_SIZE_DAY\x10\x03\x12\x15\n\x11WINDOW_SIZE_MONTH\x10\x04\"U\n\x12QueryUsageResponse\x12?\n\x07windows\x18\x01 \x03(\x0b\x32#.orchestrall.billing.v1.UsageWindowB\t\xbaH\x06\x92\x01\x03\x10\x90N2\x98\x10\n\x0e\x42illingService\x12x\n\x11IngestUsageEvents\x12\x30.orchestrall.billing.v1.IngestUsageEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\x12\xd1\x01\n\x11IngestCloudEvents\x12\x30.orchestrall.billing.v1.IngestCloudEventsRequest\x1a\x31.orchestrall.billing.v1.IngestUsageEventsResponse\"W\xc2\xf3\x18\x1c\x12\x1a\x62illing.usageEvents.create\x82\xd3\xe4\x93\x02\x31\")/v1/{parent=tenants/*}/usageEvents:ingest:\x04\x62ody\x12\xb9\x01\n\x0b\x43reateMeter\x12*.orchestrall.billing.v1.CreateMeterRequest\x1a\x1d.orchestrall.billing.v1.Meter\"_\xda\x41\x15parent,meter,meter_id\xc2\xf3\x18\x17\x12\x15\x62illing.meters.create\x82\xd3\xe4\x93\x02&\"\x1d/v1/{parent=tenants/*}/meters:\x05meter\x12\x98\x01\n\x08GetMeter\x12\'.orchestrall.billing.v1.GetMeterRequest\x1a\x1d.orchestrall.billing.v1.Meter\"D\xda\x41\x04name\xc2\xf3\x18\x14\x12\x12\x62illing.meters.get\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=tenants/*/meters/*}\x12\xac\x01\n\nListMeters\x12).orchestrall.billing.v1.ListMetersRequest\x1a*.orchestrall.billing.v1.ListMetersResponse\"G\xda\x41\x06parent\xc2\xf3\x18\x15\x12\x13\x62illing.meters.list\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{parent=tenants/*}/meters\x12\xbb\x01\n\x0bUpdateMeter\x12*.orchestrall.billing.v1.UpdateMeterRequest\x1a\x1d.orchestrall.billing.v1.Meter\"a\xda\x41\x11meter,update_mask\xc2\xf3\x18\x17\x12\x15\x62illing.meters.update\x82\xd3\xe4\x93\x02,2#/v1/{meter.name=tenants/*/meters/*}:\x05meter\x12\x9a\x01\n\x0b\x44\x65leteMeter\x12*.orchestrall.billing.v1.DeleteMeterRequest\x1a\x16.google.protobuf.Empty\"G\xda\x41\x04name\xc2\xf3\x18\x17\x12\x15\x62illing.meters.delete\x82\xd3\xe4\x93\x02\x1f*\x1d/v1/{name=tenants/*/meters/*}\x12\xca\x01\n\nQueryUsage\x12).orchestrall.billing.v1.QueryUsageRequest\x1a*.orchestrall.billing.v1.QueryUsageResponse\"e\xda\x41\x18name,start_time,end_time\xc2\xf3\x18\x13\x12\x11\x62illing.usage.get\x82\xd3\xe4\x93\x02-\"(/v1/{name=tenants/*/meters/*}:queryUsage:\x01*\x12\xb0\x01\n\x0fGetUsageSummary\x12..orchestrall.billing.v1.GetUsageSummaryRequest\x1a$.orchestrall.billing.v1.UsageSummary\"G\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x62illing.usage.get\x82\xd3\xe4\x93\x02#\x12!/v1/{name=tenants/*/usageSummary}\x12u\n\x10\x43heckEntitlement\x12/.orchestrall.billing.v1.CheckEntitlementRequest\x1a\x30.orchestrall.billing.v1.CheckEntitlementResponse\x12j\n\x11\x43reateReservation\x12\x30.orchestrall.billing.v1.CreateReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12j\n\x11SettleReservation\x12\x30.orchestrall.billing.v1.SettleReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x12l\n\x12ReleaseReservation\x12\x31.orchestrall.billing.v1.ReleaseReservationRequest\x1a#.orchestrall.billing.v1.Reservation\x1a\x1a\xca\x41\x17\x62illing.orchestrall.devBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +45,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'ZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1'
   _globals['_INGESTUSAGEEVENTSREQUEST'].fields_by_name['events']._loaded_options = None
   _globals['_INGESTUSAGEEVENTSREQUEST'].fields_by_name['events']._serialized_options = b'\342A\001\002\272H\t\222\001\003\020\350\007\310\001\001'
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['body']._loaded_options = None
+  _globals['_INGESTCLOUDEVENTSREQUEST'].fields_by_name['body']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A&\n$billing.orchestrall.dev/UsageSummary\272H\010r\003\030\364\003\310\001\001'
   _globals['_GETUSAGESUMMARYREQUEST'].fields_by_name['period_time']._loaded_options = None
@@ -76,32 +83,114 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETTLERESERVATIONREQUEST'].fields_by_name['quantities']._serialized_options = b'\342A\001\001\272H\013\232\001\010\020\020\"\004r\002\030?'
   _globals['_RELEASERESERVATIONREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_RELEASERESERVATIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A%\n#billing.orchestrall.dev/Reservation\272H\010r\003\030\364\003\310\001\001'
+  _globals['_CREATEMETERREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEMETERREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_CREATEMETERREQUEST'].fields_by_name['meter']._loaded_options = None
+  _globals['_CREATEMETERREQUEST'].fields_by_name['meter']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_CREATEMETERREQUEST'].fields_by_name['meter_id']._loaded_options = None
+  _globals['_CREATEMETERREQUEST'].fields_by_name['meter_id']._serialized_options = b'\342A\001\002\272H\007r\002\030?\310\001\001'
+  _globals['_CREATEMETERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEMETERREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
+  _globals['_GETMETERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETMETERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\037\n\035billing.orchestrall.dev/Meter\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTMETERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTMETERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTMETERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTMETERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTMETERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTMETERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTMETERSRESPONSE'].fields_by_name['meters']._loaded_options = None
+  _globals['_LISTMETERSRESPONSE'].fields_by_name['meters']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTMETERSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTMETERSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_UPDATEMETERREQUEST'].fields_by_name['meter']._loaded_options = None
+  _globals['_UPDATEMETERREQUEST'].fields_by_name['meter']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_UPDATEMETERREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEMETERREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\001'
+  _globals['_DELETEMETERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEMETERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\037\n\035billing.orchestrall.dev/Meter\272H\010r\003\030\364\003\310\001\001'
+  _globals['_QUERYUSAGEREQUEST_FILTERGROUPBYENTRY']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST_FILTERGROUPBYENTRY']._serialized_options = b'8\001'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\037\n\035billing.orchestrall.dev/Meter\272H\010r\003\030\364\003\310\001\001'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002\272H\034\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001\310\001\001'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\002\272H\034\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001\310\001\001'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['window_size']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['window_size']._serialized_options = b'\342A\001\001\272H\005\202\001\002\020\001'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['time_zone']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['time_zone']._serialized_options = b'\342A\001\001\272H\004r\002\030@'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['group_by']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['group_by']._serialized_options = b'\342A\001\001\272H\r\222\001\n\020\021\030\001\"\004r\002\030?'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['subjects']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['subjects']._serialized_options = b'\342A\001\001\272H\014\222\001\t\020d\"\005r\003\030\200\010'
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['filter_group_by']._loaded_options = None
+  _globals['_QUERYUSAGEREQUEST'].fields_by_name['filter_group_by']._serialized_options = b'\342A\001\001\272H\022\232\001\017\020\020\"\004r\002\030?*\005r\003\030\200\010'
+  _globals['_QUERYUSAGERESPONSE'].fields_by_name['windows']._loaded_options = None
+  _globals['_QUERYUSAGERESPONSE'].fields_by_name['windows']._serialized_options = b'\272H\006\222\001\003\020\220N'
   _globals['_BILLINGSERVICE']._loaded_options = None
   _globals['_BILLINGSERVICE']._serialized_options = b'\312A\027billing.orchestrall.dev'
+  _globals['_BILLINGSERVICE'].methods_by_name['IngestCloudEvents']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['IngestCloudEvents']._serialized_options = b'\302\363\030\034\022\032billing.usageEvents.create\202\323\344\223\0021\")/v1/{parent=tenants/*}/usageEvents:ingest:\004body'
+  _globals['_BILLINGSERVICE'].methods_by_name['CreateMeter']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['CreateMeter']._serialized_options = b'\332A\025parent,meter,meter_id\302\363\030\027\022\025billing.meters.create\202\323\344\223\002&\"\035/v1/{parent=tenants/*}/meters:\005meter'
+  _globals['_BILLINGSERVICE'].methods_by_name['GetMeter']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['GetMeter']._serialized_options = b'\332A\004name\302\363\030\024\022\022billing.meters.get\202\323\344\223\002\037\022\035/v1/{name=tenants/*/meters/*}'
+  _globals['_BILLINGSERVICE'].methods_by_name['ListMeters']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['ListMeters']._serialized_options = b'\332A\006parent\302\363\030\025\022\023billing.meters.list\202\323\344\223\002\037\022\035/v1/{parent=tenants/*}/meters'
+  _globals['_BILLINGSERVICE'].methods_by_name['UpdateMeter']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['UpdateMeter']._serialized_options = b'\332A\021meter,update_mask\302\363\030\027\022\025billing.meters.update\202\323\344\223\002,2#/v1/{meter.name=tenants/*/meters/*}:\005meter'
+  _globals['_BILLINGSERVICE'].methods_by_name['DeleteMeter']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['DeleteMeter']._serialized_options = b'\332A\004name\302\363\030\027\022\025billing.meters.delete\202\323\344\223\002\037*\035/v1/{name=tenants/*/meters/*}'
+  _globals['_BILLINGSERVICE'].methods_by_name['QueryUsage']._loaded_options = None
+  _globals['_BILLINGSERVICE'].methods_by_name['QueryUsage']._serialized_options = b'\332A\030name,start_time,end_time\302\363\030\023\022\021billing.usage.get\202\323\344\223\002-\"(/v1/{name=tenants/*/meters/*}:queryUsage:\001*'
   _globals['_BILLINGSERVICE'].methods_by_name['GetUsageSummary']._loaded_options = None
   _globals['_BILLINGSERVICE'].methods_by_name['GetUsageSummary']._serialized_options = b'\332A\004name\302\363\030\023\022\021billing.usage.get\202\323\344\223\002#\022!/v1/{name=tenants/*/usageSummary}'
-  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_start=327
-  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_end=423
-  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_start=425
-  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_end=501
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=504
-  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=683
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=686
-  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=869
-  _globals['_METERQUANTITY']._serialized_start=871
-  _globals['_METERQUANTITY']._serialized_end=938
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=941
-  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=1086
-  _globals['_METERENTITLEMENT']._serialized_start=1088
-  _globals['_METERENTITLEMENT']._serialized_end=1181
-  _globals['_CREATERESERVATIONREQUEST']._serialized_start=1184
-  _globals['_CREATERESERVATIONREQUEST']._serialized_end=1353
-  _globals['_SETTLERESERVATIONREQUEST']._serialized_start=1356
-  _globals['_SETTLERESERVATIONREQUEST']._serialized_end=1610
-  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_start=1561
-  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_end=1610
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=1612
-  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=1710
-  _globals['_BILLINGSERVICE']._serialized_start=1713
-  _globals['_BILLINGSERVICE']._serialized_end=2503
+  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_start=417
+  _globals['_INGESTUSAGEEVENTSREQUEST']._serialized_end=513
+  _globals['_INGESTCLOUDEVENTSREQUEST']._serialized_start=515
+  _globals['_INGESTCLOUDEVENTSREQUEST']._serialized_end=622
+  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_start=624
+  _globals['_INGESTUSAGEEVENTSRESPONSE']._serialized_end=700
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_start=703
+  _globals['_GETUSAGESUMMARYREQUEST']._serialized_end=882
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_start=885
+  _globals['_CHECKENTITLEMENTREQUEST']._serialized_end=1068
+  _globals['_METERQUANTITY']._serialized_start=1070
+  _globals['_METERQUANTITY']._serialized_end=1137
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_start=1140
+  _globals['_CHECKENTITLEMENTRESPONSE']._serialized_end=1285
+  _globals['_METERENTITLEMENT']._serialized_start=1287
+  _globals['_METERENTITLEMENT']._serialized_end=1380
+  _globals['_CREATERESERVATIONREQUEST']._serialized_start=1383
+  _globals['_CREATERESERVATIONREQUEST']._serialized_end=1552
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_start=1555
+  _globals['_SETTLERESERVATIONREQUEST']._serialized_end=1809
+  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_start=1760
+  _globals['_SETTLERESERVATIONREQUEST_QUANTITIESENTRY']._serialized_end=1809
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_start=1811
+  _globals['_RELEASERESERVATIONREQUEST']._serialized_end=1909
+  _globals['_CREATEMETERREQUEST']._serialized_start=1912
+  _globals['_CREATEMETERREQUEST']._serialized_end=2090
+  _globals['_GETMETERREQUEST']._serialized_start=2092
+  _globals['_GETMETERREQUEST']._serialized_end=2174
+  _globals['_LISTMETERSREQUEST']._serialized_start=2176
+  _globals['_LISTMETERSREQUEST']._serialized_end=2287
+  _globals['_LISTMETERSRESPONSE']._serialized_start=2289
+  _globals['_LISTMETERSRESPONSE']._serialized_end=2402
+  _globals['_UPDATEMETERREQUEST']._serialized_start=2405
+  _globals['_UPDATEMETERREQUEST']._serialized_end=2538
+  _globals['_DELETEMETERREQUEST']._serialized_start=2540
+  _globals['_DELETEMETERREQUEST']._serialized_end=2625
+  _globals['_QUERYUSAGEREQUEST']._serialized_start=2628
+  _globals['_QUERYUSAGEREQUEST']._serialized_end=3382
+  _globals['_QUERYUSAGEREQUEST_FILTERGROUPBYENTRY']._serialized_start=3196
+  _globals['_QUERYUSAGEREQUEST_FILTERGROUPBYENTRY']._serialized_end=3248
+  _globals['_QUERYUSAGEREQUEST_WINDOWSIZE']._serialized_start=3251
+  _globals['_QUERYUSAGEREQUEST_WINDOWSIZE']._serialized_end=3382
+  _globals['_QUERYUSAGERESPONSE']._serialized_start=3384
+  _globals['_QUERYUSAGERESPONSE']._serialized_end=3469
+  _globals['_BILLINGSERVICE']._serialized_start=3472
+  _globals['_BILLINGSERVICE']._serialized_end=5544
 # @@protoc_insertion_point(module_scope)

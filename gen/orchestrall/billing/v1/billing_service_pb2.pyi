@@ -2,13 +2,17 @@ import datetime
 
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import client_pb2 as _client_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from buf.validate import validate_pb2 as _validate_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import resource_pb2 as _resource_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from orchestrall.api.v1 import annotations_pb2 as _annotations_pb2_1
 from orchestrall.billing.v1 import resources_pb2 as _resources_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -21,6 +25,14 @@ class IngestUsageEventsRequest(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[_resources_pb2.UsageEvent, _Mapping]]] = ...) -> None: ...
+
+class IngestCloudEventsRequest(_message.Message):
+    __slots__ = ("parent", "body")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    body: _httpbody_pb2.HttpBody
+    def __init__(self, parent: _Optional[str] = ..., body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
 
 class IngestUsageEventsResponse(_message.Message):
     __slots__ = ("accepted_count", "duplicate_count")
@@ -112,3 +124,98 @@ class ReleaseReservationRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateMeterRequest(_message.Message):
+    __slots__ = ("parent", "meter", "meter_id", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    METER_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    meter: _resources_pb2.Meter
+    meter_id: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., meter: _Optional[_Union[_resources_pb2.Meter, _Mapping]] = ..., meter_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetMeterRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListMetersRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListMetersResponse(_message.Message):
+    __slots__ = ("meters", "next_page_token")
+    METERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    meters: _containers.RepeatedCompositeFieldContainer[_resources_pb2.Meter]
+    next_page_token: str
+    def __init__(self, meters: _Optional[_Iterable[_Union[_resources_pb2.Meter, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateMeterRequest(_message.Message):
+    __slots__ = ("meter", "update_mask")
+    METER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    meter: _resources_pb2.Meter
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, meter: _Optional[_Union[_resources_pb2.Meter, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteMeterRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class QueryUsageRequest(_message.Message):
+    __slots__ = ("name", "start_time", "end_time", "window_size", "time_zone", "group_by", "subjects", "filter_group_by")
+    class WindowSize(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        WINDOW_SIZE_UNSPECIFIED: _ClassVar[QueryUsageRequest.WindowSize]
+        WINDOW_SIZE_MINUTE: _ClassVar[QueryUsageRequest.WindowSize]
+        WINDOW_SIZE_HOUR: _ClassVar[QueryUsageRequest.WindowSize]
+        WINDOW_SIZE_DAY: _ClassVar[QueryUsageRequest.WindowSize]
+        WINDOW_SIZE_MONTH: _ClassVar[QueryUsageRequest.WindowSize]
+    WINDOW_SIZE_UNSPECIFIED: QueryUsageRequest.WindowSize
+    WINDOW_SIZE_MINUTE: QueryUsageRequest.WindowSize
+    WINDOW_SIZE_HOUR: QueryUsageRequest.WindowSize
+    WINDOW_SIZE_DAY: QueryUsageRequest.WindowSize
+    WINDOW_SIZE_MONTH: QueryUsageRequest.WindowSize
+    class FilterGroupByEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    window_size: QueryUsageRequest.WindowSize
+    time_zone: str
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    subjects: _containers.RepeatedScalarFieldContainer[str]
+    filter_group_by: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_size: _Optional[_Union[QueryUsageRequest.WindowSize, str]] = ..., time_zone: _Optional[str] = ..., group_by: _Optional[_Iterable[str]] = ..., subjects: _Optional[_Iterable[str]] = ..., filter_group_by: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class QueryUsageResponse(_message.Message):
+    __slots__ = ("windows",)
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    windows: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageWindow]
+    def __init__(self, windows: _Optional[_Iterable[_Union[_resources_pb2.UsageWindow, _Mapping]]] = ...) -> None: ...

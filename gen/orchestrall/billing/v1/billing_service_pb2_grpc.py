@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrall.billing.v1 import billing_service_pb2 as orchestrall_dot_billing_dot_v1_dot_billing__service__pb2
 from orchestrall.billing.v1 import resources_pb2 as orchestrall_dot_billing_dot_v1_dot_resources__pb2
 
@@ -45,6 +46,8 @@ class BillingServiceStub:
     `TENANT_MISMATCH` (the request names a tenant other than the caller's);
     RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
     replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
     - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
     caller but the mesh services the kit's policy table names.
 
@@ -63,6 +66,41 @@ class BillingServiceStub:
                 '/orchestrall.billing.v1.BillingService/IngestUsageEvents',
                 request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
+                _registered_method=True)
+        self.IngestCloudEvents = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/IngestCloudEvents',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestCloudEventsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
+                _registered_method=True)
+        self.CreateMeter = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/CreateMeter',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateMeterRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.FromString,
+                _registered_method=True)
+        self.GetMeter = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/GetMeter',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetMeterRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.FromString,
+                _registered_method=True)
+        self.ListMeters = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ListMeters',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListMetersRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListMetersResponse.FromString,
+                _registered_method=True)
+        self.UpdateMeter = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/UpdateMeter',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdateMeterRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.FromString,
+                _registered_method=True)
+        self.DeleteMeter = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/DeleteMeter',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.DeleteMeterRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.QueryUsage = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/QueryUsage',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.QueryUsageRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.QueryUsageResponse.FromString,
                 _registered_method=True)
         self.GetUsageSummary = channel.unary_unary(
                 '/orchestrall.billing.v1.BillingService/GetUsageSummary',
@@ -110,6 +148,8 @@ class BillingServiceServicer:
     `TENANT_MISMATCH` (the request names a tenant other than the caller's);
     RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
     replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
     - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
     caller but the mesh services the kit's policy table names.
 
@@ -119,14 +159,126 @@ class BillingServiceServicer:
     """
 
     def IngestUsageEvents(self, request, context):
-        """Records usage events. Idempotent: an event whose `source` and `id` were
-        seen before is counted once. Internal: only mesh services may meter usage.
+        """Records a batch of usage events, CloudEvents 1.0 of any tenant, all or
+        nothing. Idempotent: an event whose tenant, `source` and `id` were recorded in
+        the last 35 days (the deduplication window) counts as a duplicate and is not
+        recorded again (CloudEvents 1.0 section 3.1.1: `source` + `id` identify an
+        event). Internal: only mesh services may meter usage.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (not 1-1000 events) or
-        `INVALID_USAGE_EVENTS` (an event without `id` or `source` or with one over 255
-        characters, a malformed `tenant`, an unknown `meter`, a negative or non-finite
-        `quantity`, a `subject` over 1024 characters; nothing of the batch is recorded);
-        and the common reasons of `BillingService`.
+        `INVALID_USAGE_EVENTS` (a `google.rpc.BadRequest` with a violation per bad
+        attribute, `events[{i}].{attribute}`: no `id` or `source`; neither `type` nor
+        `meter`, or both; a `spec_version` other than `1.0`; a malformed `tenant`; an
+        unknown `meter`; a negative or non-finite `quantity`; `data` over 16 KiB; an
+        event of a built-in meter's type whose `data.quantity` is not a finite number,
+        not negative; nothing of the batch is recorded); and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestCloudEvents(self, request, context):
+        """Records usage events of the tenant sent over HTTP in the CloudEvents HTTP
+        protocol binding 1.0: one event in structured content mode
+        (`Content-Type: application/cloudevents+json`, section 3.2) or a JSON array
+        of 1-1000 events in batched content mode
+        (`Content-Type: application/cloudevents-batch+json`, section 3.3), each in
+        the JSON event format 1.0 (`specversion`, `id`, `source`, `type`, optional
+        `subject`, `time` as RFC 3339, `datacontenttype` JSON, `data` a JSON object;
+        extension attributes are accepted and not stored). The request body is the
+        HTTP body as sent. Recording is `IngestUsageEvents`'s: all or nothing,
+        deduplicated by `source` and `id` for 35 days; the answer counts the events
+        recorded and the duplicates. For an operator feeding usage from elsewhere
+        (admin).
+
+        Errors: INVALID_ARGUMENT `UNSUPPORTED_CONTENT_TYPE` (the body is of another
+        media type; binary content mode is not served) or `INVALID_USAGE_EVENTS` (a
+        `google.rpc.BadRequest` with a violation per bad attribute of each bad event,
+        `events[{i}].{attribute}` with `i` 0 in structured mode, or `body` when it is
+        not JSON or not of the mode's shape, or `events` for a batch of not 1-1000
+        events; nothing of the request is recorded); and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateMeter(self, request, context):
+        """Creates one of the tenant's meters (admin). Idempotent by `request_id`: a
+        retry returns the meter the first call made.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`meter_id` not 1-63 of `a-z0-9-`
+        starting with a letter) or `INVALID_METER` (no `event_type`; no aggregation; a
+        `value_property` missing, present with `AGGREGATION_COUNT`, or not a path; a
+        `group_by` key not of its form or `subject`, or a value not a path);
+        ALREADY_EXISTS `METER_ALREADY_EXISTS` (the tenant has a meter of that ID; the
+        built-in meters' IDs, with `_`, are no meter IDs); and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMeter(self, request, context):
+        """Gets a meter of the tenant, its own or built-in.
+
+        Errors: NOT_FOUND `METER_NOT_FOUND`; and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMeters(self, request, context):
+        """Lists the tenant's meters, built-in ones included, by ID.
+
+        Errors: only the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMeter(self, request, context):
+        """Updates the fields of a meter named in `update_mask` (AIP-134; empty or `*`:
+        every mutable one): `display_name`, `description`, `group_by`,
+        `late_event_grace`, `unit`. A query reads the events as they were recorded,
+        so a change applies to past windows too (admin).
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that
+        is not one of `Meter` or is immutable) or `INVALID_METER` (as `CreateMeter`);
+        NOT_FOUND `METER_NOT_FOUND`; FAILED_PRECONDITION `BUILT_IN_METER` (a built-in
+        meter does not change); and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMeter(self, request, context):
+        """Deletes a meter of the tenant; its events stay recorded (admin).
+
+        Errors: NOT_FOUND `METER_NOT_FOUND`; FAILED_PRECONDITION `BUILT_IN_METER`; and
+        the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryUsage(self, request, context):
+        """Returns a meter's value over `[start_time, end_time)` of the tenant's events,
+        per window of `window_size` (or one window over the whole range), per group of
+        `group_by`, filtered (after OpenMeter's `queryMeter`). Windows start at the
+        window size's boundaries in `time_zone` (days at local midnight, so a day of a
+        DST change is 23 or 25 hours long); a window counts the events whose `time`
+        is in it and that were recorded before it ended plus the meter's
+        `late_event_grace`. Windows come in time order, the groups of one window in
+        order of their values; a window or group without events is left out.
+
+        Errors: NOT_FOUND `METER_NOT_FOUND`; INVALID_ARGUMENT `INVALID_ARGUMENT`
+        (`end_time` not after `start_time`, either not on a boundary of
+        `window_size` in `time_zone`, over 1,500 windows, a `time_zone` that is not
+        an IANA time zone, a `group_by` or `filter_group_by` key that is not one of the
+        meter's or `subject`) or `QUERY_TOO_LARGE` (more than 10,000 windows and
+        groups: ask for fewer); and the common reasons of `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +380,41 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsRequest.FromString,
                     response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.SerializeToString,
             ),
+            'IngestCloudEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestCloudEvents,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestCloudEventsRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.SerializeToString,
+            ),
+            'CreateMeter': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMeter,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateMeterRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.SerializeToString,
+            ),
+            'GetMeter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMeter,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetMeterRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.SerializeToString,
+            ),
+            'ListMeters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMeters,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListMetersRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListMetersResponse.SerializeToString,
+            ),
+            'UpdateMeter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMeter,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdateMeterRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.SerializeToString,
+            ),
+            'DeleteMeter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMeter,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.DeleteMeterRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'QueryUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryUsage,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.QueryUsageRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.QueryUsageResponse.SerializeToString,
+            ),
             'GetUsageSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsageSummary,
                     request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetUsageSummaryRequest.FromString,
@@ -280,6 +467,8 @@ class BillingService:
     `TENANT_MISMATCH` (the request names a tenant other than the caller's);
     RESOURCE_EXHAUSTED `TENANT_BUSY` (the tenant has too many calls in progress on this
     replica; `google.rpc.RetryInfo` says when to retry).
+    - List RPCs: INVALID_ARGUMENT `INVALID_ARGUMENT` for a negative `page_size`, or a
+    `page_token` that is malformed, from another request or expired.
     - Internal RPCs (no HTTP binding): PERMISSION_DENIED `SERVICE_NOT_ALLOWED` for any
     caller but the mesh services the kit's policy table names.
 
@@ -305,6 +494,195 @@ class BillingService:
             '/orchestrall.billing.v1.BillingService/IngestUsageEvents',
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsRequest.SerializeToString,
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestCloudEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/IngestCloudEvents',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestCloudEventsRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.IngestUsageEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMeter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/CreateMeter',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateMeterRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMeter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/GetMeter',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetMeterRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMeters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ListMeters',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListMetersRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListMetersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMeter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/UpdateMeter',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdateMeterRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Meter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMeter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/DeleteMeter',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.DeleteMeterRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/QueryUsage',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.QueryUsageRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.QueryUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,10 +26,11 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/billing/v1/resources.proto\x12\x16orchestrall.billing.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n\nUsageEvent\x12\x18\n\x02id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xff\x01\x12\x1c\n\x06source\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xff\x01\x12\x1c\n\x06tenant\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xf4\x03\x12\x1a\n\x05meter\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x02\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x02\x12\x1d\n\x07subject\x18\x06 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\x80\x08\x12J\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x01\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\"\x8b\x01\n\nMeterUsage\x12\x1a\n\x05meter\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x19\n\x04unit\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x65vent_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05limit\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x03\"\x91\x03\n\x0cUsageSummary\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x19\n\x04plan\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12P\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12@\n\x06meters\x18\x05 \x03(\x0b\x32\".orchestrall.billing.v1.MeterUsageB\x0c\xe2\x41\x01\x03\xbaH\x05\x92\x01\x02\x10\x10:f\xea\x41\x63\n$billing.orchestrall.dev/UsageSummary\x12\x1dtenants/{tenant}/usageSummary*\x0eusageSummaries2\x0cusageSummary\"\xd6\x07\n\x0bReservation\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12_\n\nquantities\x18\x02 \x03(\x0b\x32\x33.orchestrall.billing.v1.Reservation.QuantitiesEntryB\x16\xe2\x41\x02\x02\x05\xbaH\x0e\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\xc8\x01\x01\x12>\n\x05state\x18\x03 \x01(\x0e\x32).orchestrall.billing.v1.Reservation.StateB\x04\xe2\x41\x01\x03\x12=\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x15\xe2\x41\x02\x04\x01\xbaH\r\xaa\x01\n\"\x04\x08\x80\xa3\x05\x32\x02\x08\x01\x12Q\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12\x1e\n\x07subject\x18\x06 \x01(\tB\r\xe2\x41\x02\x01\x05\xbaH\x05r\x03\x18\x80\x08\x12j\n\x12settled_quantities\x18\x07 \x03(\x0b\x32:.orchestrall.billing.v1.Reservation.SettledQuantitiesEntryB\x12\xe2\x41\x01\x03\xbaH\x0b\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\x12Q\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x1a\x31\n\x0fQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x38\n\x16SettledQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"j\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_SETTLED\x10\x02\x12\x12\n\x0eSTATE_RELEASED\x10\x03\x12\x11\n\rSTATE_EXPIRED\x10\x04:p\xea\x41m\n#billing.orchestrall.dev/Reservation\x12+tenants/{tenant}/reservations/{reservation}*\x0creservations2\x0breservationBLZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/billing/v1/resources.proto\x12\x16orchestrall.billing.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x02\n\nUsageEvent\x12\x18\n\x02id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xff\x01\x12\x1c\n\x06source\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xff\x01\x12\x1c\n\x06tenant\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xf4\x03\x12\x1a\n\x05meter\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x01\x12\x1d\n\x07subject\x18\x06 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\x80\x08\x12J\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x01\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12!\n\x0cspec_version\x18\x08 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x10\x12\x1a\n\x04type\x18\t \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xff\x01\x12+\n\x04\x64\x61ta\x18\n \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"\x8b\x01\n\nMeterUsage\x12\x1a\n\x05meter\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x19\n\x04unit\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x16\n\x08quantity\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x19\n\x0b\x65vent_count\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x13\n\x05limit\x18\x05 \x01(\x01\x42\x04\xe2\x41\x01\x03\"\x91\x03\n\x0cUsageSummary\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x19\n\x04plan\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12P\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12@\n\x06meters\x18\x05 \x03(\x0b\x32\".orchestrall.billing.v1.MeterUsageB\x0c\xe2\x41\x01\x03\xbaH\x05\x92\x01\x02\x10\x10:f\xea\x41\x63\n$billing.orchestrall.dev/UsageSummary\x12\x1dtenants/{tenant}/usageSummary*\x0eusageSummaries2\x0cusageSummary\"\xd6\x07\n\x0bReservation\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12_\n\nquantities\x18\x02 \x03(\x0b\x32\x33.orchestrall.billing.v1.Reservation.QuantitiesEntryB\x16\xe2\x41\x02\x02\x05\xbaH\x0e\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\xc8\x01\x01\x12>\n\x05state\x18\x03 \x01(\x0e\x32).orchestrall.billing.v1.Reservation.StateB\x04\xe2\x41\x01\x03\x12=\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x15\xe2\x41\x02\x04\x01\xbaH\r\xaa\x01\n\"\x04\x08\x80\xa3\x05\x32\x02\x08\x01\x12Q\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12\x1e\n\x07subject\x18\x06 \x01(\tB\r\xe2\x41\x02\x01\x05\xbaH\x05r\x03\x18\x80\x08\x12j\n\x12settled_quantities\x18\x07 \x03(\x0b\x32:.orchestrall.billing.v1.Reservation.SettledQuantitiesEntryB\x12\xe2\x41\x01\x03\xbaH\x0b\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\x12Q\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x1a\x31\n\x0fQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x38\n\x16SettledQuantitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"j\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTATE_ACTIVE\x10\x01\x12\x11\n\rSTATE_SETTLED\x10\x02\x12\x12\n\x0eSTATE_RELEASED\x10\x03\x12\x11\n\rSTATE_EXPIRED\x10\x04:p\xea\x41m\n#billing.orchestrall.dev/Reservation\x12+tenants/{tenant}/reservations/{reservation}*\x0creservations2\x0breservation\"\xa7\x07\n\x05Meter\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\"\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xc8\x01\x12!\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\x12!\n\nevent_type\x18\x04 \x01(\tB\r\xe2\x41\x02\x02\x05\xbaH\x05r\x03\x18\xff\x01\x12M\n\x0b\x61ggregation\x18\x05 \x01(\x0e\x32).orchestrall.billing.v1.Meter.AggregationB\r\xe2\x41\x02\x02\x05\xbaH\x05\x82\x01\x02\x10\x01\x12%\n\x0evalue_property\x18\x06 \x01(\tB\r\xe2\x41\x02\x01\x05\xbaH\x05r\x03\x18\xc8\x01\x12W\n\x08group_by\x18\x07 \x03(\x0b\x32*.orchestrall.billing.v1.Meter.GroupByEntryB\x19\xe2\x41\x01\x01\xbaH\x12\x9a\x01\x0f\x10\x10\"\x04r\x02\x18?*\x05r\x03\x18\xc8\x01\x12H\n\x10late_event_grace\x18\x08 \x01(\x0b\x32\x19.google.protobuf.DurationB\x13\xe2\x41\x01\x01\xbaH\x0c\xaa\x01\t\"\x05\x08\x80\xc9\xb8\x01\x32\x00\x12\x19\n\x04unit\x18\t \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x16\n\x08\x62uilt_in\x18\n \x01(\x08\x42\x04\xe2\x41\x01\x03\x12Q\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12Q\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x1a.\n\x0cGroupByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa1\x01\n\x0b\x41ggregation\x12\x1b\n\x17\x41GGREGATION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41GGREGATION_SUM\x10\x01\x12\x15\n\x11\x41GGREGATION_COUNT\x10\x02\x12\x1c\n\x18\x41GGREGATION_UNIQUE_COUNT\x10\x03\x12\x13\n\x0f\x41GGREGATION_MAX\x10\x04\x12\x16\n\x12\x41GGREGATION_LATEST\x10\x05:R\xea\x41O\n\x1d\x62illing.orchestrall.dev/Meter\x12\x1ftenants/{tenant}/meters/{meter}*\x06meters2\x05meter\"\xeb\x02\n\x0bUsageWindow\x12P\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12\x13\n\x05value\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x07subject\x18\x04 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\x80\x08\x12V\n\x08group_by\x18\x05 \x03(\x0b\x32\x30.orchestrall.billing.v1.UsageWindow.GroupByEntryB\x12\xe2\x41\x01\x03\xbaH\x0b\x9a\x01\x08\x10\x10\"\x04r\x02\x18?\x1a.\n\x0cGroupByEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42LZJgithub.com/orchestrall/orchestrall/gen/go/orchestrall/billing/v1;billingv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,13 +45,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGEEVENT'].fields_by_name['tenant']._loaded_options = None
   _globals['_USAGEEVENT'].fields_by_name['tenant']._serialized_options = b'\342A\001\002\272H\005r\003\030\364\003'
   _globals['_USAGEEVENT'].fields_by_name['meter']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['meter']._serialized_options = b'\342A\001\002\272H\004r\002\030?'
+  _globals['_USAGEEVENT'].fields_by_name['meter']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
   _globals['_USAGEEVENT'].fields_by_name['quantity']._loaded_options = None
-  _globals['_USAGEEVENT'].fields_by_name['quantity']._serialized_options = b'\342A\001\002'
+  _globals['_USAGEEVENT'].fields_by_name['quantity']._serialized_options = b'\342A\001\001'
   _globals['_USAGEEVENT'].fields_by_name['subject']._loaded_options = None
   _globals['_USAGEEVENT'].fields_by_name['subject']._serialized_options = b'\342A\001\001\272H\005r\003\030\200\010'
   _globals['_USAGEEVENT'].fields_by_name['time']._loaded_options = None
   _globals['_USAGEEVENT'].fields_by_name['time']._serialized_options = b'\342A\001\001\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_USAGEEVENT'].fields_by_name['spec_version']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['spec_version']._serialized_options = b'\342A\001\001\272H\004r\002\030\020'
+  _globals['_USAGEEVENT'].fields_by_name['type']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['type']._serialized_options = b'\342A\001\001\272H\005r\003\030\377\001'
+  _globals['_USAGEEVENT'].fields_by_name['data']._loaded_options = None
+  _globals['_USAGEEVENT'].fields_by_name['data']._serialized_options = b'\342A\001\001'
   _globals['_METERUSAGE'].fields_by_name['meter']._loaded_options = None
   _globals['_METERUSAGE'].fields_by_name['meter']._serialized_options = b'\342A\001\003\272H\004r\002\030?'
   _globals['_METERUSAGE'].fields_by_name['unit']._loaded_options = None
@@ -97,18 +104,68 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RESERVATION'].fields_by_name['end_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_RESERVATION']._loaded_options = None
   _globals['_RESERVATION']._serialized_options = b'\352Am\n#billing.orchestrall.dev/Reservation\022+tenants/{tenant}/reservations/{reservation}*\014reservations2\013reservation'
-  _globals['_USAGEEVENT']._serialized_start=221
-  _globals['_USAGEEVENT']._serialized_end=478
-  _globals['_METERUSAGE']._serialized_start=481
-  _globals['_METERUSAGE']._serialized_end=620
-  _globals['_USAGESUMMARY']._serialized_start=623
-  _globals['_USAGESUMMARY']._serialized_end=1024
-  _globals['_RESERVATION']._serialized_start=1027
-  _globals['_RESERVATION']._serialized_end=2009
-  _globals['_RESERVATION_QUANTITIESENTRY']._serialized_start=1680
-  _globals['_RESERVATION_QUANTITIESENTRY']._serialized_end=1729
-  _globals['_RESERVATION_SETTLEDQUANTITIESENTRY']._serialized_start=1731
-  _globals['_RESERVATION_SETTLEDQUANTITIESENTRY']._serialized_end=1787
-  _globals['_RESERVATION_STATE']._serialized_start=1789
-  _globals['_RESERVATION_STATE']._serialized_end=1895
+  _globals['_METER_GROUPBYENTRY']._loaded_options = None
+  _globals['_METER_GROUPBYENTRY']._serialized_options = b'8\001'
+  _globals['_METER'].fields_by_name['name']._loaded_options = None
+  _globals['_METER'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
+  _globals['_METER'].fields_by_name['display_name']._loaded_options = None
+  _globals['_METER'].fields_by_name['display_name']._serialized_options = b'\342A\001\001\272H\005r\003\030\310\001'
+  _globals['_METER'].fields_by_name['description']._loaded_options = None
+  _globals['_METER'].fields_by_name['description']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_METER'].fields_by_name['event_type']._loaded_options = None
+  _globals['_METER'].fields_by_name['event_type']._serialized_options = b'\342A\002\002\005\272H\005r\003\030\377\001'
+  _globals['_METER'].fields_by_name['aggregation']._loaded_options = None
+  _globals['_METER'].fields_by_name['aggregation']._serialized_options = b'\342A\002\002\005\272H\005\202\001\002\020\001'
+  _globals['_METER'].fields_by_name['value_property']._loaded_options = None
+  _globals['_METER'].fields_by_name['value_property']._serialized_options = b'\342A\002\001\005\272H\005r\003\030\310\001'
+  _globals['_METER'].fields_by_name['group_by']._loaded_options = None
+  _globals['_METER'].fields_by_name['group_by']._serialized_options = b'\342A\001\001\272H\022\232\001\017\020\020\"\004r\002\030?*\005r\003\030\310\001'
+  _globals['_METER'].fields_by_name['late_event_grace']._loaded_options = None
+  _globals['_METER'].fields_by_name['late_event_grace']._serialized_options = b'\342A\001\001\272H\014\252\001\t\"\005\010\200\311\270\0012\000'
+  _globals['_METER'].fields_by_name['unit']._loaded_options = None
+  _globals['_METER'].fields_by_name['unit']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
+  _globals['_METER'].fields_by_name['built_in']._loaded_options = None
+  _globals['_METER'].fields_by_name['built_in']._serialized_options = b'\342A\001\003'
+  _globals['_METER'].fields_by_name['create_time']._loaded_options = None
+  _globals['_METER'].fields_by_name['create_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_METER'].fields_by_name['update_time']._loaded_options = None
+  _globals['_METER'].fields_by_name['update_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_METER']._loaded_options = None
+  _globals['_METER']._serialized_options = b'\352AO\n\035billing.orchestrall.dev/Meter\022\037tenants/{tenant}/meters/{meter}*\006meters2\005meter'
+  _globals['_USAGEWINDOW_GROUPBYENTRY']._loaded_options = None
+  _globals['_USAGEWINDOW_GROUPBYENTRY']._serialized_options = b'8\001'
+  _globals['_USAGEWINDOW'].fields_by_name['start_time']._loaded_options = None
+  _globals['_USAGEWINDOW'].fields_by_name['start_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_USAGEWINDOW'].fields_by_name['end_time']._loaded_options = None
+  _globals['_USAGEWINDOW'].fields_by_name['end_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_USAGEWINDOW'].fields_by_name['value']._loaded_options = None
+  _globals['_USAGEWINDOW'].fields_by_name['value']._serialized_options = b'\342A\001\003'
+  _globals['_USAGEWINDOW'].fields_by_name['subject']._loaded_options = None
+  _globals['_USAGEWINDOW'].fields_by_name['subject']._serialized_options = b'\342A\001\003\272H\005r\003\030\200\010'
+  _globals['_USAGEWINDOW'].fields_by_name['group_by']._loaded_options = None
+  _globals['_USAGEWINDOW'].fields_by_name['group_by']._serialized_options = b'\342A\001\003\272H\013\232\001\010\020\020\"\004r\002\030?'
+  _globals['_USAGEEVENT']._serialized_start=251
+  _globals['_USAGEEVENT']._serialized_end=616
+  _globals['_METERUSAGE']._serialized_start=619
+  _globals['_METERUSAGE']._serialized_end=758
+  _globals['_USAGESUMMARY']._serialized_start=761
+  _globals['_USAGESUMMARY']._serialized_end=1162
+  _globals['_RESERVATION']._serialized_start=1165
+  _globals['_RESERVATION']._serialized_end=2147
+  _globals['_RESERVATION_QUANTITIESENTRY']._serialized_start=1818
+  _globals['_RESERVATION_QUANTITIESENTRY']._serialized_end=1867
+  _globals['_RESERVATION_SETTLEDQUANTITIESENTRY']._serialized_start=1869
+  _globals['_RESERVATION_SETTLEDQUANTITIESENTRY']._serialized_end=1925
+  _globals['_RESERVATION_STATE']._serialized_start=1927
+  _globals['_RESERVATION_STATE']._serialized_end=2033
+  _globals['_METER']._serialized_start=2150
+  _globals['_METER']._serialized_end=3085
+  _globals['_METER_GROUPBYENTRY']._serialized_start=2791
+  _globals['_METER_GROUPBYENTRY']._serialized_end=2837
+  _globals['_METER_AGGREGATION']._serialized_start=2840
+  _globals['_METER_AGGREGATION']._serialized_end=3001
+  _globals['_USAGEWINDOW']._serialized_start=3088
+  _globals['_USAGEWINDOW']._serialized_end=3451
+  _globals['_USAGEWINDOW_GROUPBYENTRY']._serialized_start=2791
+  _globals['_USAGEWINDOW_GROUPBYENTRY']._serialized_end=2837
 # @@protoc_insertion_point(module_scope)

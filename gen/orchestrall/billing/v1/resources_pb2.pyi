@@ -4,6 +4,7 @@ from buf.validate import validate_pb2 as _validate_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import resource_pb2 as _resource_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -15,7 +16,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UsageEvent(_message.Message):
-    __slots__ = ("id", "source", "tenant", "meter", "quantity", "subject", "time")
+    __slots__ = ("id", "source", "tenant", "meter", "quantity", "subject", "time", "spec_version", "type", "data")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +24,9 @@ class UsageEvent(_message.Message):
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     tenant: str
@@ -30,7 +34,10 @@ class UsageEvent(_message.Message):
     quantity: float
     subject: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., tenant: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    spec_version: str
+    type: str
+    data: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., tenant: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spec_version: _Optional[str] = ..., type: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class MeterUsage(_message.Message):
     __slots__ = ("meter", "unit", "quantity", "event_count", "limit")
@@ -107,3 +114,73 @@ class Reservation(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     def __init__(self, name: _Optional[str] = ..., quantities: _Optional[_Mapping[str, float]] = ..., state: _Optional[_Union[Reservation.State, str]] = ..., ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., settled_quantities: _Optional[_Mapping[str, float]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Meter(_message.Message):
+    __slots__ = ("name", "display_name", "description", "event_type", "aggregation", "value_property", "group_by", "late_event_grace", "unit", "built_in", "create_time", "update_time")
+    class Aggregation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        AGGREGATION_UNSPECIFIED: _ClassVar[Meter.Aggregation]
+        AGGREGATION_SUM: _ClassVar[Meter.Aggregation]
+        AGGREGATION_COUNT: _ClassVar[Meter.Aggregation]
+        AGGREGATION_UNIQUE_COUNT: _ClassVar[Meter.Aggregation]
+        AGGREGATION_MAX: _ClassVar[Meter.Aggregation]
+        AGGREGATION_LATEST: _ClassVar[Meter.Aggregation]
+    AGGREGATION_UNSPECIFIED: Meter.Aggregation
+    AGGREGATION_SUM: Meter.Aggregation
+    AGGREGATION_COUNT: Meter.Aggregation
+    AGGREGATION_UNIQUE_COUNT: Meter.Aggregation
+    AGGREGATION_MAX: Meter.Aggregation
+    AGGREGATION_LATEST: Meter.Aggregation
+    class GroupByEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    LATE_EVENT_GRACE_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    BUILT_IN_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    event_type: str
+    aggregation: Meter.Aggregation
+    value_property: str
+    group_by: _containers.ScalarMap[str, str]
+    late_event_grace: _duration_pb2.Duration
+    unit: str
+    built_in: bool
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., event_type: _Optional[str] = ..., aggregation: _Optional[_Union[Meter.Aggregation, str]] = ..., value_property: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ..., late_event_grace: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., unit: _Optional[str] = ..., built_in: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UsageWindow(_message.Message):
+    __slots__ = ("start_time", "end_time", "value", "subject", "group_by")
+    class GroupByEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    value: float
+    subject: str
+    group_by: _containers.ScalarMap[str, str]
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., subject: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -26,12 +26,16 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import client_pb2 as google_dot_api_dot_client__pb2
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from orchestrall.workflow.v1 import resources_pb2 as orchestrall_dot_workflow_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.orchestrall/workflow/v1/workflow_service.proto\x12\x17orchestrall.workflow.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a$orchestrall/api/v1/annotations.proto\x1a\'orchestrall/workflow/v1/resources.proto\"\xbc\x01\n\x15\x43reateWorkflowRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12?\n\x08workflow\x18\x02 \x01(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12 \n\x0bworkflow_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"Y\n\x12GetWorkflowRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"r\n\x14ListWorkflowsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"{\n\x15ListWorkflowsResponse\x12?\n\tworkflows\x18\x01 \x03(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\xca\x01\n\x18\x43reateWorkflowRunRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x46\n\x0cworkflow_run\x18\x02 \x01(\x0b\x32$.orchestrall.workflow.v1.WorkflowRunB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"_\n\x15GetWorkflowRunRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x9b\x01\n\x17ListWorkflowRunsRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x85\x01\n\x18ListWorkflowRunsResponse\x12\x46\n\rworkflow_runs\x18\x01 \x03(\x0b\x32$.orchestrall.workflow.v1.WorkflowRunB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\x32\xd5\t\n\x0fWorkflowService\x12\xd4\x01\n\x0e\x43reateWorkflow\x12..orchestrall.workflow.v1.CreateWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"o\xda\x41\x1bparent,workflow,workflow_id\xc2\xf3\x18\x1b\x12\x19workflow.workflows.create\x82\xd3\xe4\x93\x02,\" /v1/{parent=tenants/*}/workflows:\x08workflow\x12\xaa\x01\n\x0bGetWorkflow\x12+.orchestrall.workflow.v1.GetWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"K\xda\x41\x04name\xc2\xf3\x18\x18\x12\x16workflow.workflows.get\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=tenants/*/workflows/*}\x12\xbe\x01\n\rListWorkflows\x12-.orchestrall.workflow.v1.ListWorkflowsRequest\x1a..orchestrall.workflow.v1.ListWorkflowsResponse\"N\xda\x41\x06parent\xc2\xf3\x18\x19\x12\x17workflow.workflows.list\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=tenants/*}/workflows\x12\xdb\x01\n\x11\x43reateWorkflowRun\x12\x31.orchestrall.workflow.v1.CreateWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"m\xda\x41\x13parent,workflow_run\xc2\xf3\x18\x16\x12\x14workflow.runs.create\x82\xd3\xe4\x93\x02\x37\"\'/v1/{parent=tenants/*/workflows/*}/runs:\x0cworkflow_run\x12\xb5\x01\n\x0eGetWorkflowRun\x12..orchestrall.workflow.v1.GetWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"M\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11workflow.runs.get\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=tenants/*/workflows/*/runs/*}\x12\xc9\x01\n\x10ListWorkflowRuns\x12\x30.orchestrall.workflow.v1.ListWorkflowRunsRequest\x1a\x31.orchestrall.workflow.v1.ListWorkflowRunsResponse\"P\xda\x41\x06parent\xc2\xf3\x18\x14\x12\x12workflow.runs.list\x82\xd3\xe4\x93\x02)\x12\'/v1/{parent=tenants/*/workflows/*}/runs\x1a\x1b\xca\x41\x18workflow.orchestrall.devBNZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.orchestrall/workflow/v1/workflow_service.proto\x12\x17orchestrall.workflow.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a$orchestrall/api/v1/annotations.proto\x1a\'orchestrall/workflow/v1/resources.proto\"\xbc\x01\n\x15\x43reateWorkflowRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12?\n\x08workflow\x18\x02 \x01(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12 \n\x0bworkflow_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"Y\n\x12GetWorkflowRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"r\n\x14ListWorkflowsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"{\n\x15ListWorkflowsResponse\x12?\n\tworkflows\x18\x01 \x03(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\xca\x01\n\x18\x43reateWorkflowRunRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x46\n\x0cworkflow_run\x18\x02 \x01(\x0b\x32$.orchestrall.workflow.v1.WorkflowRunB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"_\n\x15GetWorkflowRunRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x9b\x01\n\x17ListWorkflowRunsRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x85\x01\n\x18ListWorkflowRunsResponse\x12\x46\n\rworkflow_runs\x18\x01 \x03(\x0b\x32$.orchestrall.workflow.v1.WorkflowRunB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\x8f\x01\n\x15UpdateWorkflowRequest\x12?\n\x08workflow\x18\x01 \x01(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"\x9e\x01\n\x1cListWorkflowRevisionsRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x83\x01\n\x1dListWorkflowRevisionsResponse\x12?\n\tworkflows\x18\x01 \x03(\x0b\x32!.orchestrall.workflow.v1.WorkflowB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"b\n\x18\x43\x61ncelWorkflowRunRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\xd8\x01\n\x18SignalWorkflowRunRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12#\n\x0bsignal_name\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12.\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"\xa3\x01\n\x1cListWorkflowRunEventsRequest\x12H\n\x06parent\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x88\x01\n\x1dListWorkflowRunEventsResponse\x12\x44\n\x06\x65vents\x18\x01 \x03(\x0b\x32).orchestrall.workflow.v1.WorkflowRunEventB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"d\n\x1aGetWorkflowRunGraphRequest\x12\x46\n\x04name\x18\x01 \x01(\tB8\xe2\x41\x01\x02\xfa\x41&\n$workflow.orchestrall.dev/WorkflowRun\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\xc1\x01\n\x15\x43reateScheduleRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12?\n\x08schedule\x18\x02 \x01(\x0b\x32!.orchestrall.workflow.v1.ScheduleB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12 \n\x0bschedule_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\"Y\n\x12GetScheduleRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Schedule\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x98\x01\n\x14ListSchedulesRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"{\n\x15ListSchedulesResponse\x12?\n\tschedules\x18\x01 \x03(\x0b\x32!.orchestrall.workflow.v1.ScheduleB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\\\n\x15\x44\x65leteScheduleRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Schedule\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"[\n\x14PauseScheduleRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Schedule\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\\\n\x15ResumeScheduleRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Schedule\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\xb7\x01\n\x14\x43reateTriggerRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x37\n\x07trigger\x18\x02 \x01(\x0b\x32 .orchestrall.workflow.v1.TriggerB\x04\xe2\x41\x01\x01\x12\x1f\n\ntrigger_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\"W\n\x11GetTriggerRequest\x12\x42\n\x04name\x18\x01 \x01(\tB4\xe2\x41\x01\x02\xfa\x41\"\n workflow.orchestrall.dev/Trigger\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x97\x01\n\x13ListTriggersRequest\x12\x45\n\x06parent\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!workflow.orchestrall.dev/Workflow\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"x\n\x14ListTriggersResponse\x12=\n\x08triggers\x18\x01 \x03(\x0b\x32 .orchestrall.workflow.v1.TriggerB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"Z\n\x14\x44\x65leteTriggerRequest\x12\x42\n\x04name\x18\x01 \x01(\tB4\xe2\x41\x01\x02\xfa\x41\"\n workflow.orchestrall.dev/Trigger\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x85\x01\n\x15\x44\x65liverWebhookRequest\x12\x42\n\x04name\x18\x01 \x01(\tB4\xe2\x41\x01\x02\xfa\x41\"\n workflow.orchestrall.dev/Trigger\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12(\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x02\x32\xcd$\n\x0fWorkflowService\x12\xd4\x01\n\x0e\x43reateWorkflow\x12..orchestrall.workflow.v1.CreateWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"o\xda\x41\x1bparent,workflow,workflow_id\xc2\xf3\x18\x1b\x12\x19workflow.workflows.create\x82\xd3\xe4\x93\x02,\" /v1/{parent=tenants/*}/workflows:\x08workflow\x12\xaa\x01\n\x0bGetWorkflow\x12+.orchestrall.workflow.v1.GetWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"K\xda\x41\x04name\xc2\xf3\x18\x18\x12\x16workflow.workflows.get\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=tenants/*/workflows/*}\x12\xbe\x01\n\rListWorkflows\x12-.orchestrall.workflow.v1.ListWorkflowsRequest\x1a..orchestrall.workflow.v1.ListWorkflowsResponse\"N\xda\x41\x06parent\xc2\xf3\x18\x19\x12\x17workflow.workflows.list\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=tenants/*}/workflows\x12\xd6\x01\n\x0eUpdateWorkflow\x12..orchestrall.workflow.v1.UpdateWorkflowRequest\x1a!.orchestrall.workflow.v1.Workflow\"q\xda\x41\x14workflow,update_mask\xc2\xf3\x18\x1b\x12\x19workflow.workflows.update\x82\xd3\xe4\x93\x02\x35\x32)/v1/{workflow.name=tenants/*/workflows/*}:\x08workflow\x12\xe1\x01\n\x15ListWorkflowRevisions\x12\x35.orchestrall.workflow.v1.ListWorkflowRevisionsRequest\x1a\x36.orchestrall.workflow.v1.ListWorkflowRevisionsResponse\"Y\xda\x41\x04name\xc2\xf3\x18\x18\x12\x16workflow.workflows.get\x82\xd3\xe4\x93\x02\x30\x12./v1/{name=tenants/*/workflows/*}:listRevisions\x12\xdb\x01\n\x11\x43reateWorkflowRun\x12\x31.orchestrall.workflow.v1.CreateWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"m\xda\x41\x13parent,workflow_run\xc2\xf3\x18\x16\x12\x14workflow.runs.create\x82\xd3\xe4\x93\x02\x37\"\'/v1/{parent=tenants/*/workflows/*}/runs:\x0cworkflow_run\x12\xb5\x01\n\x0eGetWorkflowRun\x12..orchestrall.workflow.v1.GetWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"M\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11workflow.runs.get\x82\xd3\xe4\x93\x02)\x12\'/v1/{name=tenants/*/workflows/*/runs/*}\x12\xc9\x01\n\x10ListWorkflowRuns\x12\x30.orchestrall.workflow.v1.ListWorkflowRunsRequest\x1a\x31.orchestrall.workflow.v1.ListWorkflowRunsResponse\"P\xda\x41\x06parent\xc2\xf3\x18\x14\x12\x12workflow.runs.list\x82\xd3\xe4\x93\x02)\x12\'/v1/{parent=tenants/*/workflows/*}/runs\x12\xc8\x01\n\x11\x43\x61ncelWorkflowRun\x12\x31.orchestrall.workflow.v1.CancelWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"Z\xda\x41\x04name\xc2\xf3\x18\x16\x12\x14workflow.runs.cancel\x82\xd3\xe4\x93\x02\x33\"./v1/{name=tenants/*/workflows/*/runs/*}:cancel:\x01*\x12\xdc\x01\n\x11SignalWorkflowRun\x12\x31.orchestrall.workflow.v1.SignalWorkflowRunRequest\x1a$.orchestrall.workflow.v1.WorkflowRun\"n\xda\x41\x18name,signal_name,payload\xc2\xf3\x18\x16\x12\x14workflow.runs.signal\x82\xd3\xe4\x93\x02\x33\"./v1/{name=tenants/*/workflows/*/runs/*}:signal:\x01*\x12\xe0\x01\n\x15ListWorkflowRunEvents\x12\x35.orchestrall.workflow.v1.ListWorkflowRunEventsRequest\x1a\x36.orchestrall.workflow.v1.ListWorkflowRunEventsResponse\"X\xda\x41\x06parent\xc2\xf3\x18\x13\x12\x11workflow.runs.get\x82\xd3\xe4\x93\x02\x32\x12\x30/v1/{parent=tenants/*/workflows/*/runs/*}/events\x12\xca\x01\n\x13GetWorkflowRunGraph\x12\x33.orchestrall.workflow.v1.GetWorkflowRunGraphRequest\x1a).orchestrall.workflow.v1.WorkflowRunGraph\"S\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11workflow.runs.get\x82\xd3\xe4\x93\x02/\x12-/v1/{name=tenants/*/workflows/*/runs/*}:graph\x12\xe0\x01\n\x0e\x43reateSchedule\x12..orchestrall.workflow.v1.CreateScheduleRequest\x1a!.orchestrall.workflow.v1.Schedule\"{\xda\x41\x1bparent,schedule,schedule_id\xc2\xf3\x18\x1b\x12\x19workflow.schedules.create\x82\xd3\xe4\x93\x02\x38\",/v1/{parent=tenants/*/workflows/*}/schedules:\x08schedule\x12\xb6\x01\n\x0bGetSchedule\x12+.orchestrall.workflow.v1.GetScheduleRequest\x1a!.orchestrall.workflow.v1.Schedule\"W\xda\x41\x04name\xc2\xf3\x18\x18\x12\x16workflow.schedules.get\x82\xd3\xe4\x93\x02.\x12,/v1/{name=tenants/*/workflows/*/schedules/*}\x12\xca\x01\n\rListSchedules\x12-.orchestrall.workflow.v1.ListSchedulesRequest\x1a..orchestrall.workflow.v1.ListSchedulesResponse\"Z\xda\x41\x06parent\xc2\xf3\x18\x19\x12\x17workflow.schedules.list\x82\xd3\xe4\x93\x02.\x12,/v1/{parent=tenants/*/workflows/*}/schedules\x12\xb4\x01\n\x0e\x44\x65leteSchedule\x12..orchestrall.workflow.v1.DeleteScheduleRequest\x1a\x16.google.protobuf.Empty\"Z\xda\x41\x04name\xc2\xf3\x18\x1b\x12\x19workflow.schedules.delete\x82\xd3\xe4\x93\x02.*,/v1/{name=tenants/*/workflows/*/schedules/*}\x12\xc6\x01\n\rPauseSchedule\x12-.orchestrall.workflow.v1.PauseScheduleRequest\x1a!.orchestrall.workflow.v1.Schedule\"c\xda\x41\x04name\xc2\xf3\x18\x1b\x12\x19workflow.schedules.update\x82\xd3\xe4\x93\x02\x37\"2/v1/{name=tenants/*/workflows/*/schedules/*}:pause:\x01*\x12\xc9\x01\n\x0eResumeSchedule\x12..orchestrall.workflow.v1.ResumeScheduleRequest\x1a!.orchestrall.workflow.v1.Schedule\"d\xda\x41\x04name\xc2\xf3\x18\x1b\x12\x19workflow.schedules.update\x82\xd3\xe4\x93\x02\x38\"3/v1/{name=tenants/*/workflows/*/schedules/*}:resume:\x01*\x12\xd8\x01\n\rCreateTrigger\x12-.orchestrall.workflow.v1.CreateTriggerRequest\x1a .orchestrall.workflow.v1.Trigger\"v\xda\x41\x19parent,trigger,trigger_id\xc2\xf3\x18\x1a\x12\x18workflow.triggers.create\x82\xd3\xe4\x93\x02\x36\"+/v1/{parent=tenants/*/workflows/*}/triggers:\x07trigger\x12\xb1\x01\n\nGetTrigger\x12*.orchestrall.workflow.v1.GetTriggerRequest\x1a .orchestrall.workflow.v1.Trigger\"U\xda\x41\x04name\xc2\xf3\x18\x17\x12\x15workflow.triggers.get\x82\xd3\xe4\x93\x02-\x12+/v1/{name=tenants/*/workflows/*/triggers/*}\x12\xc5\x01\n\x0cListTriggers\x12,.orchestrall.workflow.v1.ListTriggersRequest\x1a-.orchestrall.workflow.v1.ListTriggersResponse\"X\xda\x41\x06parent\xc2\xf3\x18\x18\x12\x16workflow.triggers.list\x82\xd3\xe4\x93\x02-\x12+/v1/{parent=tenants/*/workflows/*}/triggers\x12\xb0\x01\n\rDeleteTrigger\x12-.orchestrall.workflow.v1.DeleteTriggerRequest\x1a\x16.google.protobuf.Empty\"X\xda\x41\x04name\xc2\xf3\x18\x1a\x12\x18workflow.triggers.delete\x82\xd3\xe4\x93\x02-*+/v1/{name=tenants/*/workflows/*/triggers/*}\x12\x9f\x01\n\x0e\x44\x65liverWebhook\x12..orchestrall.workflow.v1.DeliverWebhookRequest\x1a\x14.google.api.HttpBody\"G\xc2\xf3\x18\x02\x08\x01\x82\xd3\xe4\x93\x02;\"3/v1/{name=tenants/*/workflows/*/triggers/*}:deliver:\x04\x62ody\x1a\x1b\xca\x41\x18workflow.orchestrall.devBNZLgithub.com/orchestrall/orchestrall/gen/go/orchestrall/workflow/v1;workflowv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -77,6 +81,90 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTWORKFLOWRUNSRESPONSE'].fields_by_name['workflow_runs']._serialized_options = b'\272H\006\222\001\003\020\350\007'
   _globals['_LISTWORKFLOWRUNSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
   _globals['_LISTWORKFLOWRUNSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_UPDATEWORKFLOWREQUEST'].fields_by_name['workflow']._loaded_options = None
+  _globals['_UPDATEWORKFLOWREQUEST'].fields_by_name['workflow']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_UPDATEWORKFLOWREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEWORKFLOWREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKFLOWREVISIONSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_LISTWORKFLOWREVISIONSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTWORKFLOWREVISIONSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTWORKFLOWREVISIONSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKFLOWREVISIONSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTWORKFLOWREVISIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTWORKFLOWREVISIONSRESPONSE'].fields_by_name['workflows']._loaded_options = None
+  _globals['_LISTWORKFLOWREVISIONSRESPONSE'].fields_by_name['workflows']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTWORKFLOWREVISIONSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTWORKFLOWREVISIONSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_CANCELWORKFLOWRUNREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CANCELWORKFLOWRUNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A&\n$workflow.orchestrall.dev/WorkflowRun\272H\010r\003\030\364\003\310\001\001'
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A&\n$workflow.orchestrall.dev/WorkflowRun\272H\010r\003\030\364\003\310\001\001'
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['signal_name']._loaded_options = None
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['signal_name']._serialized_options = b'\342A\001\002\272H\007r\002\030?\310\001\001'
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['payload']._loaded_options = None
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['payload']._serialized_options = b'\342A\001\001'
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_SIGNALWORKFLOWRUNREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A&\n$workflow.orchestrall.dev/WorkflowRun\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTWORKFLOWRUNEVENTSRESPONSE'].fields_by_name['events']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNEVENTSRESPONSE'].fields_by_name['events']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTWORKFLOWRUNEVENTSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTWORKFLOWRUNEVENTSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_GETWORKFLOWRUNGRAPHREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETWORKFLOWRUNGRAPHREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A&\n$workflow.orchestrall.dev/WorkflowRun\272H\010r\003\030\364\003\310\001\001'
+  _globals['_CREATESCHEDULEREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATESCHEDULEREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
+  _globals['_CREATESCHEDULEREQUEST'].fields_by_name['schedule']._loaded_options = None
+  _globals['_CREATESCHEDULEREQUEST'].fields_by_name['schedule']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
+  _globals['_CREATESCHEDULEREQUEST'].fields_by_name['schedule_id']._loaded_options = None
+  _globals['_CREATESCHEDULEREQUEST'].fields_by_name['schedule_id']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
+  _globals['_GETSCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETSCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Schedule\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTSCHEDULESREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTSCHEDULESREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTSCHEDULESREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTSCHEDULESREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTSCHEDULESREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTSCHEDULESREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTSCHEDULESRESPONSE'].fields_by_name['schedules']._loaded_options = None
+  _globals['_LISTSCHEDULESRESPONSE'].fields_by_name['schedules']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTSCHEDULESRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTSCHEDULESRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_DELETESCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETESCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Schedule\272H\010r\003\030\364\003\310\001\001'
+  _globals['_PAUSESCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_PAUSESCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Schedule\272H\010r\003\030\364\003\310\001\001'
+  _globals['_RESUMESCHEDULEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RESUMESCHEDULEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Schedule\272H\010r\003\030\364\003\310\001\001'
+  _globals['_CREATETRIGGERREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATETRIGGERREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
+  _globals['_CREATETRIGGERREQUEST'].fields_by_name['trigger']._loaded_options = None
+  _globals['_CREATETRIGGERREQUEST'].fields_by_name['trigger']._serialized_options = b'\342A\001\001'
+  _globals['_CREATETRIGGERREQUEST'].fields_by_name['trigger_id']._loaded_options = None
+  _globals['_CREATETRIGGERREQUEST'].fields_by_name['trigger_id']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
+  _globals['_GETTRIGGERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETTRIGGERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\"\n workflow.orchestrall.dev/Trigger\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTTRIGGERSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTTRIGGERSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\372A#\n!workflow.orchestrall.dev/Workflow\272H\010r\003\030\364\003\310\001\001'
+  _globals['_LISTTRIGGERSREQUEST'].fields_by_name['page_size']._loaded_options = None
+  _globals['_LISTTRIGGERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\342A\001\001'
+  _globals['_LISTTRIGGERSREQUEST'].fields_by_name['page_token']._loaded_options = None
+  _globals['_LISTTRIGGERSREQUEST'].fields_by_name['page_token']._serialized_options = b'\342A\001\001\272H\005r\003\030\350\007'
+  _globals['_LISTTRIGGERSRESPONSE'].fields_by_name['triggers']._loaded_options = None
+  _globals['_LISTTRIGGERSRESPONSE'].fields_by_name['triggers']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_LISTTRIGGERSRESPONSE'].fields_by_name['next_page_token']._loaded_options = None
+  _globals['_LISTTRIGGERSRESPONSE'].fields_by_name['next_page_token']._serialized_options = b'\272H\005r\003\030\350\007'
+  _globals['_DELETETRIGGERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETETRIGGERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\"\n workflow.orchestrall.dev/Trigger\272H\010r\003\030\364\003\310\001\001'
+  _globals['_DELIVERWEBHOOKREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELIVERWEBHOOKREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\"\n workflow.orchestrall.dev/Trigger\272H\010r\003\030\364\003\310\001\001'
+  _globals['_DELIVERWEBHOOKREQUEST'].fields_by_name['body']._loaded_options = None
+  _globals['_DELIVERWEBHOOKREQUEST'].fields_by_name['body']._serialized_options = b'\342A\001\002'
   _globals['_WORKFLOWSERVICE']._loaded_options = None
   _globals['_WORKFLOWSERVICE']._serialized_options = b'\312A\030workflow.orchestrall.dev'
   _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._loaded_options = None
@@ -85,28 +173,104 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._serialized_options = b'\332A\004name\302\363\030\030\022\026workflow.workflows.get\202\323\344\223\002\"\022 /v1/{name=tenants/*/workflows/*}'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\332A\006parent\302\363\030\031\022\027workflow.workflows.list\202\323\344\223\002\"\022 /v1/{parent=tenants/*}/workflows'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._serialized_options = b'\332A\024workflow,update_mask\302\363\030\033\022\031workflow.workflows.update\202\323\344\223\00252)/v1/{workflow.name=tenants/*/workflows/*}:\010workflow'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRevisions']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRevisions']._serialized_options = b'\332A\004name\302\363\030\030\022\026workflow.workflows.get\202\323\344\223\0020\022./v1/{name=tenants/*/workflows/*}:listRevisions'
   _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflowRun']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflowRun']._serialized_options = b'\332A\023parent,workflow_run\302\363\030\026\022\024workflow.runs.create\202\323\344\223\0027\"\'/v1/{parent=tenants/*/workflows/*}/runs:\014workflow_run'
   _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflowRun']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflowRun']._serialized_options = b'\332A\004name\302\363\030\023\022\021workflow.runs.get\202\323\344\223\002)\022\'/v1/{name=tenants/*/workflows/*/runs/*}'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRuns']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRuns']._serialized_options = b'\332A\006parent\302\363\030\024\022\022workflow.runs.list\202\323\344\223\002)\022\'/v1/{parent=tenants/*/workflows/*}/runs'
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=299
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=487
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=489
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=578
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=580
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=694
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=696
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=819
-  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_start=822
-  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_end=1024
-  _globals['_GETWORKFLOWRUNREQUEST']._serialized_start=1026
-  _globals['_GETWORKFLOWRUNREQUEST']._serialized_end=1121
-  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_start=1124
-  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_end=1279
-  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_start=1282
-  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_end=1415
-  _globals['_WORKFLOWSERVICE']._serialized_start=1418
-  _globals['_WORKFLOWSERVICE']._serialized_end=2655
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CancelWorkflowRun']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CancelWorkflowRun']._serialized_options = b'\332A\004name\302\363\030\026\022\024workflow.runs.cancel\202\323\344\223\0023\"./v1/{name=tenants/*/workflows/*/runs/*}:cancel:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['SignalWorkflowRun']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['SignalWorkflowRun']._serialized_options = b'\332A\030name,signal_name,payload\302\363\030\026\022\024workflow.runs.signal\202\323\344\223\0023\"./v1/{name=tenants/*/workflows/*/runs/*}:signal:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRunEvents']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowRunEvents']._serialized_options = b'\332A\006parent\302\363\030\023\022\021workflow.runs.get\202\323\344\223\0022\0220/v1/{parent=tenants/*/workflows/*/runs/*}/events'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflowRunGraph']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflowRunGraph']._serialized_options = b'\332A\004name\302\363\030\023\022\021workflow.runs.get\202\323\344\223\002/\022-/v1/{name=tenants/*/workflows/*/runs/*}:graph'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateSchedule']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateSchedule']._serialized_options = b'\332A\033parent,schedule,schedule_id\302\363\030\033\022\031workflow.schedules.create\202\323\344\223\0028\",/v1/{parent=tenants/*/workflows/*}/schedules:\010schedule'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetSchedule']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetSchedule']._serialized_options = b'\332A\004name\302\363\030\030\022\026workflow.schedules.get\202\323\344\223\002.\022,/v1/{name=tenants/*/workflows/*/schedules/*}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListSchedules']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListSchedules']._serialized_options = b'\332A\006parent\302\363\030\031\022\027workflow.schedules.list\202\323\344\223\002.\022,/v1/{parent=tenants/*/workflows/*}/schedules'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteSchedule']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteSchedule']._serialized_options = b'\332A\004name\302\363\030\033\022\031workflow.schedules.delete\202\323\344\223\002.*,/v1/{name=tenants/*/workflows/*/schedules/*}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['PauseSchedule']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['PauseSchedule']._serialized_options = b'\332A\004name\302\363\030\033\022\031workflow.schedules.update\202\323\344\223\0027\"2/v1/{name=tenants/*/workflows/*/schedules/*}:pause:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ResumeSchedule']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ResumeSchedule']._serialized_options = b'\332A\004name\302\363\030\033\022\031workflow.schedules.update\202\323\344\223\0028\"3/v1/{name=tenants/*/workflows/*/schedules/*}:resume:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateTrigger']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateTrigger']._serialized_options = b'\332A\031parent,trigger,trigger_id\302\363\030\032\022\030workflow.triggers.create\202\323\344\223\0026\"+/v1/{parent=tenants/*/workflows/*}/triggers:\007trigger'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetTrigger']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetTrigger']._serialized_options = b'\332A\004name\302\363\030\027\022\025workflow.triggers.get\202\323\344\223\002-\022+/v1/{name=tenants/*/workflows/*/triggers/*}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListTriggers']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListTriggers']._serialized_options = b'\332A\006parent\302\363\030\030\022\026workflow.triggers.list\202\323\344\223\002-\022+/v1/{parent=tenants/*/workflows/*}/triggers'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteTrigger']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteTrigger']._serialized_options = b'\332A\004name\302\363\030\032\022\030workflow.triggers.delete\202\323\344\223\002-*+/v1/{name=tenants/*/workflows/*/triggers/*}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeliverWebhook']._loaded_options = None
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeliverWebhook']._serialized_options = b'\302\363\030\002\010\001\202\323\344\223\002;\"3/v1/{name=tenants/*/workflows/*/triggers/*}:deliver:\004body'
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=419
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=607
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=609
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=698
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=700
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=814
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=816
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=939
+  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_start=942
+  _globals['_CREATEWORKFLOWRUNREQUEST']._serialized_end=1144
+  _globals['_GETWORKFLOWRUNREQUEST']._serialized_start=1146
+  _globals['_GETWORKFLOWRUNREQUEST']._serialized_end=1241
+  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_start=1244
+  _globals['_LISTWORKFLOWRUNSREQUEST']._serialized_end=1399
+  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_start=1402
+  _globals['_LISTWORKFLOWRUNSRESPONSE']._serialized_end=1535
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=1538
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=1681
+  _globals['_LISTWORKFLOWREVISIONSREQUEST']._serialized_start=1684
+  _globals['_LISTWORKFLOWREVISIONSREQUEST']._serialized_end=1842
+  _globals['_LISTWORKFLOWREVISIONSRESPONSE']._serialized_start=1845
+  _globals['_LISTWORKFLOWREVISIONSRESPONSE']._serialized_end=1976
+  _globals['_CANCELWORKFLOWRUNREQUEST']._serialized_start=1978
+  _globals['_CANCELWORKFLOWRUNREQUEST']._serialized_end=2076
+  _globals['_SIGNALWORKFLOWRUNREQUEST']._serialized_start=2079
+  _globals['_SIGNALWORKFLOWRUNREQUEST']._serialized_end=2295
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST']._serialized_start=2298
+  _globals['_LISTWORKFLOWRUNEVENTSREQUEST']._serialized_end=2461
+  _globals['_LISTWORKFLOWRUNEVENTSRESPONSE']._serialized_start=2464
+  _globals['_LISTWORKFLOWRUNEVENTSRESPONSE']._serialized_end=2600
+  _globals['_GETWORKFLOWRUNGRAPHREQUEST']._serialized_start=2602
+  _globals['_GETWORKFLOWRUNGRAPHREQUEST']._serialized_end=2702
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=2705
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=2898
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=2900
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=2989
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=2992
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=3144
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=3146
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=3269
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=3271
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=3363
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=3365
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=3456
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=3458
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=3550
+  _globals['_CREATETRIGGERREQUEST']._serialized_start=3553
+  _globals['_CREATETRIGGERREQUEST']._serialized_end=3736
+  _globals['_GETTRIGGERREQUEST']._serialized_start=3738
+  _globals['_GETTRIGGERREQUEST']._serialized_end=3825
+  _globals['_LISTTRIGGERSREQUEST']._serialized_start=3828
+  _globals['_LISTTRIGGERSREQUEST']._serialized_end=3979
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_start=3981
+  _globals['_LISTTRIGGERSRESPONSE']._serialized_end=4101
+  _globals['_DELETETRIGGERREQUEST']._serialized_start=4103
+  _globals['_DELETETRIGGERREQUEST']._serialized_end=4193
+  _globals['_DELIVERWEBHOOKREQUEST']._serialized_start=4196
+  _globals['_DELIVERWEBHOOKREQUEST']._serialized_end=4329
+  _globals['_WORKFLOWSERVICE']._serialized_start=4332
+  _globals['_WORKFLOWSERVICE']._serialized_end=9017
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,8 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrall.workflow.v1 import resources_pb2 as orchestrall_dot_workflow_dot_v1_dot_resources__pb2
 from orchestrall.workflow.v1 import workflow_service_pb2 as orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2
 
@@ -74,6 +76,16 @@ class WorkflowServiceStub:
                 request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowsResponse.FromString,
                 _registered_method=True)
+        self.UpdateWorkflow = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/UpdateWorkflow',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.UpdateWorkflowRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.ListWorkflowRevisions = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/ListWorkflowRevisions',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRevisionsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRevisionsResponse.FromString,
+                _registered_method=True)
         self.CreateWorkflowRun = channel.unary_unary(
                 '/orchestrall.workflow.v1.WorkflowService/CreateWorkflowRun',
                 request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateWorkflowRunRequest.SerializeToString,
@@ -88,6 +100,81 @@ class WorkflowServiceStub:
                 '/orchestrall.workflow.v1.WorkflowService/ListWorkflowRuns',
                 request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunsResponse.FromString,
+                _registered_method=True)
+        self.CancelWorkflowRun = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/CancelWorkflowRun',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CancelWorkflowRunRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRun.FromString,
+                _registered_method=True)
+        self.SignalWorkflowRun = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/SignalWorkflowRun',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.SignalWorkflowRunRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRun.FromString,
+                _registered_method=True)
+        self.ListWorkflowRunEvents = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/ListWorkflowRunEvents',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunEventsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunEventsResponse.FromString,
+                _registered_method=True)
+        self.GetWorkflowRunGraph = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/GetWorkflowRunGraph',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetWorkflowRunGraphRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRunGraph.FromString,
+                _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/CreateSchedule',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/GetSchedule',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/ListSchedules',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/DeleteSchedule',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/PauseSchedule',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/ResumeSchedule',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.CreateTrigger = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/CreateTrigger',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateTriggerRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Trigger.FromString,
+                _registered_method=True)
+        self.GetTrigger = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/GetTrigger',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetTriggerRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Trigger.FromString,
+                _registered_method=True)
+        self.ListTriggers = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/ListTriggers',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListTriggersRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListTriggersResponse.FromString,
+                _registered_method=True)
+        self.DeleteTrigger = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/DeleteTrigger',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeleteTriggerRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.DeliverWebhook = channel.unary_unary(
+                '/orchestrall.workflow.v1.WorkflowService/DeliverWebhook',
+                request_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeliverWebhookRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
 
 
@@ -119,14 +206,19 @@ class WorkflowServiceServicer:
     """
 
     def CreateWorkflow(self, request, context):
-        """Creates a workflow. Step templates are checked here.
+        """Creates a workflow and its first revision. The graph and every template and
+        expression are checked here.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`workflow_id` not an AIP-122 ID; not
-        1-20 steps; a step ID that is malformed or repeated; a step agent of another tenant
-        or that does not exist; an input template that does not parse, or names an unknown
-        variable or a step that does not run before); UNAVAILABLE
-        `AGENT_SERVICE_UNAVAILABLE` (the steps' agents could not be checked);
-        ALREADY_EXISTS `WORKFLOW_ALREADY_EXISTS`; and the common reasons of
+        1-50 steps; a step ID that is malformed or repeated; a `depends_on`,
+        `then_steps` or `else_steps` entry that names no step, or a branch step that
+        does not depend on its condition; a cycle; a step agent or sub-workflow of
+        another tenant or that does not exist, or a sub-workflow that is this one; a
+        tool that is not built in; a template that does not parse, or names an unknown
+        variable or a step that does not run before; a CEL expression that does not
+        parse, names an unknown variable, has a type error, or is of the wrong type);
+        UNAVAILABLE `AGENT_SERVICE_UNAVAILABLE` (the steps' agents or tools could not be
+        checked); ALREADY_EXISTS `WORKFLOW_ALREADY_EXISTS`; and the common reasons of
         `WorkflowService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -134,7 +226,7 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetWorkflow(self, request, context):
-        """Gets a workflow.
+        """Gets a workflow at its current revision.
 
         Errors: NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
         `WorkflowService`.
@@ -152,16 +244,44 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateWorkflow(self, request, context):
+        """Updates the fields named in `update_mask` (AIP-134: `display_name`, `steps`,
+        `output_template`, `run_timeout`) and makes the result a new revision (AIP-162);
+        an update that changes nothing makes none. Runs in progress keep their revision.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names another field,
+        or the updated workflow breaks a rule of `CreateWorkflow`; nothing is written);
+        UNAVAILABLE `AGENT_SERVICE_UNAVAILABLE`; NOT_FOUND `WORKFLOW_NOT_FOUND`; and the
+        common reasons of `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflowRevisions(self, request, context):
+        """Lists a workflow's revisions, newest first (AIP-162), each as the workflow was
+        then, with its `revision_id` and `revision_create_time`.
+
+        Errors: NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateWorkflowRun(self, request, context):
-        """Starts a workflow run and returns it at once, in state
-        `RUN_STATE_PENDING` or later; poll `GetWorkflowRun` for progress.
+        """Starts a run of the workflow's current revision and returns it at once, in
+        state `RUN_STATE_PENDING` or later; follow it with `GetWorkflowRun` or
+        `ListWorkflowRunEvents`. The run is durable from the moment this returns.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`workflow_run.input` empty or over
         32000 characters); NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
         `WorkflowService`. A failing step is no error of the call: the run ends in
-        `RUN_STATE_FAILED` with `error` (ABORTED: `TEMPLATE_FAILED`, `TEMPLATE_TIMEOUT`,
-        `AGENT_RUN_FAILED`, the agent service's own reason such as `QUOTA_EXCEEDED`,
-        `AGENT_<CODE>` when it could not answer, or `INTERNAL`).
+        `RUN_STATE_FAILED` with `error` (ABORTED: `TEMPLATE_FAILED`,
+        `TEMPLATE_TIMEOUT`, `EXPRESSION_FAILED`, `AGENT_RUN_FAILED`, `TOOL_FAILED`,
+        `APPROVAL_REJECTED`, `SUB_WORKFLOW_FAILED`, `STEP_TIMEOUT`, `RUN_TIMEOUT`, the
+        agent service's own reason such as `QUOTA_EXCEEDED`, `AGENT_<CODE>` when it
+        could not answer, or `INTERNAL`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +307,174 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelWorkflowRun(self, request, context):
+        """Stops a run: steps in progress are stopped (their agent runs cancelled), the
+        succeeded steps are compensated in reverse order, and the run ends
+        `RUN_STATE_CANCELLED`. Returns the run as it is when the cancellation is
+        recorded; cancelling an ended run changes nothing and returns it.
+
+        Errors: NOT_FOUND `WORKFLOW_RUN_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignalWorkflowRun(self, request, context):
+        """Delivers a named signal with a payload to a run; an approval step waits for the
+        signal named after its ID. A signal is kept until a step takes it, so one sent
+        before its step starts is not lost; a repeated `request_id` delivers nothing new
+        and returns the run.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`signal_name` not a step ID, or an
+        approval's payload without a bool `approved`); NOT_FOUND
+        `WORKFLOW_RUN_NOT_FOUND`; FAILED_PRECONDITION `RUN_ENDED` (the run has ended);
+        and the common reasons of `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflowRunEvents(self, request, context):
+        """Lists a run's history, oldest first.
+
+        Errors: NOT_FOUND `WORKFLOW_RUN_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflowRunGraph(self, request, context):
+        """Draws a run's graph with each step's state (Mermaid).
+
+        Errors: NOT_FOUND `WORKFLOW_RUN_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSchedule(self, request, context):
+        """Creates a schedule that starts runs of the workflow at its cron times.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`schedule_id` not an AIP-122 ID;
+        `schedule.cron` not a cron expression; `schedule.time_zone` not an IANA zone);
+        NOT_FOUND `WORKFLOW_NOT_FOUND`; ALREADY_EXISTS `SCHEDULE_ALREADY_EXISTS`; and the
+        common reasons of `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Gets a schedule with its next fire times.
+
+        Errors: NOT_FOUND `SCHEDULE_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists a workflow's schedules, newest first.
+
+        Errors: NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule; runs it started go on.
+
+        Errors: NOT_FOUND `SCHEDULE_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Pauses a schedule: no fire time starts a run until `ResumeSchedule`, and the
+        fire times missed meanwhile are not caught up.
+
+        Errors: NOT_FOUND `SCHEDULE_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Resumes a paused schedule from its next fire time.
+
+        Errors: NOT_FOUND `SCHEDULE_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTrigger(self, request, context):
+        """Creates a webhook trigger; the answer is the only one that carries its secret.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`trigger_id` not an AIP-122 ID);
+        NOT_FOUND `WORKFLOW_NOT_FOUND`; ALREADY_EXISTS `TRIGGER_ALREADY_EXISTS`; and the
+        common reasons of `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrigger(self, request, context):
+        """Gets a trigger (without its secret).
+
+        Errors: NOT_FOUND `TRIGGER_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTriggers(self, request, context):
+        """Lists a workflow's triggers (without secrets), newest first.
+
+        Errors: NOT_FOUND `WORKFLOW_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTrigger(self, request, context):
+        """Deletes a trigger; deliveries to it are refused from then on.
+
+        Errors: NOT_FOUND `TRIGGER_NOT_FOUND`; and the common reasons of
+        `WorkflowService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeliverWebhook(self, request, context):
+        """Receives a webhook delivery: no token, the Standard Webhooks signature instead
+        (see `Trigger`). Starts a run with the body as input, or finds the run an
+        earlier delivery with the same `webhook-id` started, and answers
+        `{"run": name}` as JSON.
+
+        Errors: UNAUTHENTICATED `INVALID_SIGNATURE` (a header is missing, the signature
+        does not match, or the trigger does not exist: the same answer, so a caller
+        learns nothing of which triggers exist); INVALID_ARGUMENT `TIMESTAMP_OUT_OF_RANGE`
+        (more than 5 minutes from now), `INVALID_ARGUMENT` (an empty body); and
+        RESOURCE_EXHAUSTED `TENANT_BUSY`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +493,16 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowsRequest.FromString,
                     response_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowsResponse.SerializeToString,
             ),
+            'UpdateWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateWorkflow,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.UpdateWorkflowRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Workflow.SerializeToString,
+            ),
+            'ListWorkflowRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflowRevisions,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRevisionsRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRevisionsResponse.SerializeToString,
+            ),
             'CreateWorkflowRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWorkflowRun,
                     request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateWorkflowRunRequest.FromString,
@@ -219,6 +517,81 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.ListWorkflowRuns,
                     request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunsRequest.FromString,
                     response_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunsResponse.SerializeToString,
+            ),
+            'CancelWorkflowRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelWorkflowRun,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CancelWorkflowRunRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRun.SerializeToString,
+            ),
+            'SignalWorkflowRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignalWorkflowRun,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.SignalWorkflowRunRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRun.SerializeToString,
+            ),
+            'ListWorkflowRunEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflowRunEvents,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunEventsRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunEventsResponse.SerializeToString,
+            ),
+            'GetWorkflowRunGraph': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowRunGraph,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetWorkflowRunGraphRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRunGraph.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.SerializeToString,
+            ),
+            'CreateTrigger': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTrigger,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateTriggerRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Trigger.SerializeToString,
+            ),
+            'GetTrigger': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrigger,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetTriggerRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Trigger.SerializeToString,
+            ),
+            'ListTriggers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTriggers,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListTriggersRequest.FromString,
+                    response_serializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListTriggersResponse.SerializeToString,
+            ),
+            'DeleteTrigger': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTrigger,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeleteTriggerRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DeliverWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverWebhook,
+                    request_deserializer=orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeliverWebhookRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -337,6 +710,60 @@ class WorkflowService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/UpdateWorkflow',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.UpdateWorkflowRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflowRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/ListWorkflowRevisions',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRevisionsRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRevisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateWorkflowRun(request,
             target,
             options=(),
@@ -407,6 +834,411 @@ class WorkflowService:
             '/orchestrall.workflow.v1.WorkflowService/ListWorkflowRuns',
             orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunsRequest.SerializeToString,
             orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelWorkflowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/CancelWorkflowRun',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CancelWorkflowRunRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignalWorkflowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/SignalWorkflowRun',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.SignalWorkflowRunRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflowRunEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/ListWorkflowRunEvents',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunEventsRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListWorkflowRunEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowRunGraph(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/GetWorkflowRunGraph',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetWorkflowRunGraphRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.WorkflowRunGraph.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/CreateSchedule',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateScheduleRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/GetSchedule',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetScheduleRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/ListSchedules',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListSchedulesRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/DeleteSchedule',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeleteScheduleRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/PauseSchedule',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.PauseScheduleRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/ResumeSchedule',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ResumeScheduleRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTrigger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/CreateTrigger',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.CreateTriggerRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Trigger.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrigger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/GetTrigger',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.GetTriggerRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_resources__pb2.Trigger.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTriggers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/ListTriggers',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListTriggersRequest.SerializeToString,
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.ListTriggersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTrigger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/DeleteTrigger',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeleteTriggerRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.workflow.v1.WorkflowService/DeliverWebhook',
+            orchestrall_dot_workflow_dot_v1_dot_workflow__service__pb2.DeliverWebhookRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
