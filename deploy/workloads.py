@@ -224,13 +224,16 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
     ]
     if name == "agent":
         env.append({"name": "ORCHESTRALL_MCP_LISTEN", "value": f"0.0.0.0:{MCP_PORT}"})
-        # Stored MCP server headers must open on every replica (services.kit.sealing).
+    if name in ("agent", "workflow"):
+        # Stored secrets (MCP server headers, webhook triggers' signing secrets) must open on
+        # every replica (services.kit.sealing).
         env.append(
             {
                 "name": "ORCHESTRALL_ENCRYPTION_KEY",
                 "valueFrom": {"secretKeyRef": {"name": ENCRYPTION_SECRET, "key": "key"}},
             }
         )
+    if name == "agent":
         env += [
             {"name": key, "valueFrom": {"configMapKeyRef": {"name": MODEL_CONFIG, "key": key}}}
             for key in MODEL_DEFAULTS

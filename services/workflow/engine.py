@@ -67,6 +67,8 @@ APPLICATION_VERSION = "orchestrall-workflow-1"
 RUNS_QUEUE = "orchestrall-workflow-runs"
 #: How often each replica asks the queue for runs (seconds).
 QUEUE_POLL_SECONDS = 0.05
+#: Seconds between two looks of DBOS's scheduler for schedules that changed (services.workflow.schedules).
+SCHEDULER_POLL_SECONDS = 0.5
 #: How often a waiting workflow asks whether a child has ended (seconds).
 POLL_SECONDS = 0.05
 #: One WaitRun call waits at most this long (within the agent route's 300 s).
@@ -101,6 +103,8 @@ def dbos_config(settings: MeshSettings, executor_id: str) -> DBOSConfig:
         "executor_id": executor_id,
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.05,
+        # How soon DBOS's scheduler sees a new, paused or resumed schedule (DBOS's default is 30 s).
+        "scheduler_polling_interval_sec": SCHEDULER_POLL_SECONDS,
     }
     if url.get_backend_name() == "postgresql":
         config["system_database_url"] = url.render_as_string(hide_password=False)

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKeyConstraint, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKeyConstraint,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
@@ -242,3 +252,99 @@ class WorkflowSignalRow:
     request_id: str | None
     create_time: dt.datetime
     taken_by: str | None
+
+
+class Trigger(Base):
+    """A webhook trigger of a workflow; ``secret_sealed`` is its signing secret, encrypted.
+
+    The secret is sealed with :class:`~services.kit.sealing.Sealer` for the trigger's
+    resource name, so a sealed value copied onto another trigger's row does not open.
+    """
+
+    __tablename__ = "workflow_triggers"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "workflow_id"], ["workflows.tenant_id", "workflows.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerRow:
+    """A webhook trigger, as stored (its secret sealed)."""
+
+    tenant_id: str
+    workflow_id: str
+    id: str
+    secret_sealed: bytes
+    create_time: dt.datetime
+
+
+class OverlapPolicy(StrEnum):
+    """What a schedule does at a fire time while its previous run has not ended.
+
+    ``OverlapPolicy.OVERLAP_POLICY_<value>`` on the wire.
+    """
+
+    SKIP = "SKIP"
+    BUFFER_ONE = "BUFFER_ONE"
+    ALLOW_ALL = "ALLOW_ALL"
+
+
+class Schedule(Base):
+    """A cron schedule of a workflow.
+
+    ``last_run_id`` is the run its latest fire time started (what the overlap policy
+    looks at); ``buffered_fire_time`` the one fire time that waits for that run to end
+    under ``BUFFER_ONE``. ``catchup_seconds`` 0 means fire times missed during downtime
+    are never caught up. ``active_since`` is when it was created or last resumed: fire
+    times before it (missed while paused) never start a run.
+    """
+
+    __tablename__ = "workflow_schedules"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "workflow_id"], ["workflows.tenant_id", "workflows.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    cron: Mapped[str] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(100))
+    input: Mapped[str] = mapped_column(Text, default="")
+    overlap_policy: Mapped[str] = mapped_column(String(20))
+    catchup_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_fire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_id: Mapped[str | None] = mapped_column(String(63))
+    buffered_fire_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    active_since: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A schedule, as stored (see :class:`Schedule`)."""
+
+    tenant_id: str
+    workflow_id: str
+    id: str
+    cron: str
+    time_zone: str
+    input: str
+    overlap_policy: str  # an OverlapPolicy value
+    catchup_seconds: int
+    paused: bool
+    last_fire_time: dt.datetime | None
+    last_run_id: str | None
+    buffered_fire_time: dt.datetime | None
+    active_since: dt.datetime
+    create_time: dt.datetime

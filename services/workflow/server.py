@@ -10,8 +10,9 @@ from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
 from services.kit.sandbox import Sandbox
+from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
-from services.workflow import engine
+from services.workflow import engine, schedules
 from services.workflow.models import AUDIT_OUTBOX
 from services.workflow.service import WorkflowService, resume_runs
 
@@ -44,11 +45,15 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     clients = MeshClients(settings, NAME)
     sandbox = Sandbox(workers=2, memory_bytes=settings.template_memory_megabytes * 1024 * 1024)
     durable = engine.Engine(db, clients, sandbox, settings.template_timeout_seconds)
-    servicer = WorkflowService(db, clients)
+    key = settings.encryption_key
+    servicer = WorkflowService(
+        db, clients, Sealer.from_hex(key.get_secret_value() if key is not None else None)
+    )
 
     async def launch() -> None:
         await engine.launch(durable, settings, settings.executor_id)
         await resume_runs(db)
+        await schedules.sync_schedules(db)
 
     def register(server: grpc.aio.Server) -> None:
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(servicer, server)

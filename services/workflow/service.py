@@ -25,9 +25,12 @@ from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, Unavailable, error_status, invalid
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
+from services.kit.sealing import Sealer
 from services.kit.timestamps import to_timestamp, utcnow
-from services.workflow import definition, engine, errors, history, store
+from services.workflow import definition, engine, errors, history, schedules, store
 from services.workflow.models import ENDED, RunState, WorkflowRevisionRow, WorkflowRow, WorkflowRunRow
+from services.workflow.schedules import ScheduleHandlers
+from services.workflow.triggers import TriggerHandlers
 
 WORKFLOW = ResourceName.of(res.Workflow)
 WORKFLOW_RUN = ResourceName.of(res.WorkflowRun)
@@ -132,17 +135,20 @@ def new_run(
     )
 
 
-class WorkflowService(pb_grpc.WorkflowServiceServicer):
-    """Workflows and their runs.
+class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowServiceServicer):
+    """Workflows, their runs, webhook triggers and schedules (the mixins of ``triggers`` and ``schedules``).
 
     Args:
         db: The workflow database.
         clients: mTLS channels (the agent service).
+        sealer: Encrypts webhook triggers' secrets at rest.
     """
 
-    def __init__(self, db: Database, clients: MeshClients) -> None:
+    def __init__(self, db: Database, clients: MeshClients, sealer: Sealer) -> None:
         self._db = db
+        self._sealer = sealer
         self._clients = clients
+        schedules.bind(db, self)  # the schedules' DBOS workflow starts runs with start_run
         self._agents = clients.stub(agent_grpc.AgentServiceStub, "agent")
 
     # Definitions ---------------------------------------------------------------------------
