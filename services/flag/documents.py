@@ -7,7 +7,8 @@ in order, and reports every problem found at the first step that finds some:
 
 1. the body: at most :data:`MAX_DOCUMENT_BYTES` of JSON;
 2. flagd's published JSON Schema (:mod:`services.flag.schema`);
-3. each flag: an Orchestrall flag key, a default variant, its evaluator references
+3. each flag: an Orchestrall flag key, a default variant, a flag set ID
+   (``metadata.flagSetId``, its own or the document's), its evaluator references
    (``{"$ref": "name"}`` of ``$evaluators``, resolved recursively, at most
    :data:`~services.flag.limits.MAX_RULE_NODES` nodes once resolved), and the rules
    every flag write checks (:func:`services.flag.evaluator.violations`); at most
@@ -20,10 +21,19 @@ starting with the JSON Pointer (RFC 6901) of the offending part of the document.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from services.flag import errors, evaluator, limits, schema
-from services.flag.definitions import FLAG_ID, FlagFields, fields_of_row, from_definition, to_definition
+from services.flag.definitions import (
+    FLAG_ID,
+    FLAG_SET_ID,
+    FLAG_SET_RULE,
+    FlagFields,
+    fields_of_row,
+    from_definition,
+    to_definition,
+)
 from services.flag.models import FlagRow
 from services.kit.errors import FieldViolation
 from services.kit.jsonpatch import pointer_token
@@ -34,6 +44,7 @@ MAX_FLAGS = 1000
 #: The most problems one import reports.
 MAX_PROBLEMS = 50
 FIELD = "body"
+_SET_RULE = f"a flag set ID must be a string that {FLAG_SET_RULE.removeprefix('must ')}"
 #: Field of a flag's violation -> member of its flagd definition.
 _MEMBERS = {
     "flag.state": "state",
@@ -41,6 +52,20 @@ _MEMBERS = {
     "flag.default_variant": "defaultVariant",
     "flag.targeting": "targeting",
 }
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document read for import.
+
+    Attributes:
+        flags: Flag key -> the fields of its flag, every flag valid.
+        flag_set: The document's flag set (its ``metadata.flagSetId``; empty: the default set), which
+            its flags without a ``flagSetId`` of their own belong to.
+    """
+
+    flags: dict[str, FlagFields]
+    flag_set: str
 
 
 class _Unresolved(Exception):
@@ -89,9 +114,14 @@ def _flags_of(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]
 
 
 def _flag(
-    tenant_id: str, pointer: str, key: str, definition: dict[str, Any], evaluators: dict[str, Any]
+    tenant_id: str,
+    pointer: str,
+    key: str,
+    definition: dict[str, Any],
+    evaluators: dict[str, Any],
+    flag_set: str,
 ) -> tuple[FlagFields | None, list[FieldViolation]]:
-    """Returns one flag's fields, or None and why it cannot be imported."""
+    """Returns one flag's fields (in ``flag_set`` unless it names its own), or None and its problems."""
     if not FLAG_ID.match(key):
         return None, [
             _problem(
@@ -125,7 +155,10 @@ def _flag(
                     f"has more than {limits.MAX_RULE_NODES} nodes once its references are resolved",
                 )
             ]
-    fields = from_definition({**definition, "targeting": targeting})
+    own_set = (definition.get("metadata") or {}).get("flagSetId")
+    if own_set is not None and not (isinstance(own_set, str) and FLAG_SET_ID.match(own_set)):
+        return None, [_problem(f"{pointer}/metadata/flagSetId", _SET_RULE)]
+    fields = from_definition({**definition, "targeting": targeting}, flag_set)
     now = utcnow()
     row = FlagRow(tenant_id=tenant_id, key=key, **fields, create_time=now, update_time=now)
     found = [
@@ -135,7 +168,7 @@ def _flag(
     return (None if found else fields), found
 
 
-def read(tenant_id: str, data: bytes) -> dict[str, FlagFields]:
+def read(tenant_id: str, data: bytes) -> Document:
     """Reads a flagd flag-definition document for import.
 
     Args:
@@ -143,7 +176,7 @@ def read(tenant_id: str, data: bytes) -> dict[str, FlagFields]:
         data: The document, JSON (UTF-8).
 
     Returns:
-        Flag key -> the fields of its flag, every flag valid.
+        The document's flags and flag set.
 
     Raises:
         InvalidArgument: ``INVALID_FLAG_DEFINITION`` with field violations of ``body`` (see the module).
@@ -167,13 +200,16 @@ def read(tenant_id: str, data: bytes) -> dict[str, FlagFields]:
             [_problem("/flags", f"a document may define at most {MAX_FLAGS} flags")]
         )
     evaluators: dict[str, Any] = document.get("$evaluators") or {}
+    flag_set = (document.get("metadata") or {}).get("flagSetId", "")
+    if flag_set != "" and not (isinstance(flag_set, str) and FLAG_SET_ID.match(flag_set)):
+        raise errors.invalid_definition([_problem("/metadata/flagSetId", _SET_RULE)])
     found: list[FieldViolation] = []
     read_flags: dict[str, FlagFields] = {}
     for pointer, key, definition in flags:
         if key in read_flags:
             found.append(_problem(pointer, f"defines flag {key!r} a second time"))
             continue
-        fields, violations = _flag(tenant_id, pointer, key, definition, evaluators)
+        fields, violations = _flag(tenant_id, pointer, key, definition, evaluators, flag_set)
         found += violations
         if fields is not None:
             read_flags[key] = fields
@@ -181,15 +217,21 @@ def read(tenant_id: str, data: bytes) -> dict[str, FlagFields]:
             break
     if found:
         raise errors.invalid_definition(found[:MAX_PROBLEMS])
-    return read_flags
+    return Document(read_flags, flag_set)
 
 
-def write(flags: list[FlagRow]) -> bytes:
-    """Returns the flags as a flagd flag-definition document (JSON, UTF-8), flags in key order."""
-    document = {
+def write(flags: list[FlagRow], flag_set: str | None = None) -> bytes:
+    """Returns flags as a flagd flag-definition document (JSON, UTF-8), flags in key order.
+
+    Args:
+        flags: The tenant's flags.
+        flag_set: Only this flag set's, named as the document's ``metadata.flagSetId``; None: every flag.
+    """
+    chosen = sorted((f for f in flags if flag_set is None or f.flag_set == flag_set), key=lambda f: f.key)
+    document: dict[str, Any] = {
         "$schema": schema.FLAGS_ID,
-        "flags": {
-            flag.key: to_definition(fields_of_row(flag)) for flag in sorted(flags, key=lambda f: f.key)
-        },
+        "flags": {flag.key: to_definition(fields_of_row(flag)) for flag in chosen},
     }
+    if flag_set:
+        document["metadata"] = {"flagSetId": flag_set}
     return json.dumps(document, indent=2, ensure_ascii=False).encode()

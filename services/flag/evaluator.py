@@ -24,6 +24,7 @@ from openfeature.exception import ErrorCode, OpenFeatureError
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 
 from services.flag import limits, schema
+from services.flag.definitions import fields_of_row, to_definition
 from services.flag.models import FlagRow, FlagState
 from services.kit.errors import FieldViolation
 
@@ -79,14 +80,14 @@ def variant_kind(value: Any) -> str | None:
 
 
 def definition(flag: FlagRow, state: str | None = None) -> dict[str, Any]:
-    """Returns a flag as a flagd flag definition (the value of its key under ``flags``)."""
-    result: dict[str, Any] = {
-        "state": state or flag.state,
-        "variants": flag.variants,
-        "defaultVariant": flag.default_variant,
-    }
-    if flag.targeting:
-        result["targeting"] = flag.targeting
+    """Returns a flag as a flagd flag definition (the value of its key under ``flags``), ``state`` replaced.
+
+    The definition is :func:`services.flag.definitions.to_definition`'s: its metadata (description,
+    flag set) is the flag metadata flagd reports with each evaluation.
+    """
+    result = to_definition(fields_of_row(flag))
+    if state:
+        result["state"] = state
     return result
 
 
@@ -99,6 +100,7 @@ class FlagSetEvaluator:
 
     Attributes:
         definitions: Flag key -> its flagd flag definition, as loaded.
+        flag_sets: Flag key -> the ID of its flag set (empty: the tenant's default set).
         kinds: Flag key -> the type of its variants (:func:`variant_kind`: ``boolean``, ``string``,
             ``float`` for any number, ``object``).
         memo: Room for callers to keep what they derive from this set (the flag
@@ -116,6 +118,7 @@ class FlagSetEvaluator:
         # FlagdCore renames keys of the definitions it is given (defaultVariant -> default_variant):
         # it gets its own, so that the definitions synced to providers stay flagd's.
         self._core.set_flags({"flags": {flag.key: definition(flag) for flag in flags}})
+        self.flag_sets = {flag.key: flag.flag_set for flag in flags}
         kinds = {flag.key: variant_kind(next(iter(flag.variants.values()))) or "object" for flag in flags}
         self.kinds = kinds
         self._resolvers = {key: getattr(self._core, f"resolve_{kind}_value") for key, kind in kinds.items()}
@@ -130,6 +133,16 @@ class FlagSetEvaluator:
 
     def __contains__(self, key: str) -> bool:
         return key in self._resolvers
+
+    def selects(self, key: str, flag_set: str | None) -> bool:
+        """Whether flag ``key`` is in the set and, unless ``flag_set`` is None, in flag set ``flag_set``."""
+        return key in self._resolvers and (flag_set is None or self.flag_sets[key] == flag_set)
+
+    def definitions_in(self, flag_set: str | None) -> dict[str, dict[str, Any]]:
+        """Returns the definitions of the flags of flag set ``flag_set`` (None: every flag), by key."""
+        if flag_set is None:
+            return self.definitions
+        return {key: value for key, value in self.definitions.items() if self.flag_sets[key] == flag_set}
 
     @staticmethod
     def refused(error_code: ErrorCode) -> Resolution:

@@ -16,6 +16,11 @@ sends ``provider_ready`` at once, ``keep_alive`` after
 changed flags (``data.flags.<key>.type``: ``write``, ``update``, ``delete``) as
 soon as a change is installed on this replica (at once for a change made here,
 within a poll interval for one made elsewhere).
+
+Flag sets: a provider's selector (:func:`selected_set`) limits what it evaluates, resolves
+all of and syncs to one of the tenant's flag sets; a flag of another set is
+``FLAG_NOT_FOUND``. Event streams report every change of the tenant's flags (a
+provider told of a change outside its set re-reads, and finds nothing new).
 """
 
 from __future__ import annotations
@@ -39,11 +44,31 @@ from services.flag import limits
 from services.flag.errors import FlagdError
 from services.flag.evaluator import FlagSetEvaluator, Resolution
 from services.flag.flagsets import FlagSets
+from services.flag.usage import UsageCounter
 from services.kit.auth import current_principal, require_tenant
 from services.kit.jsonvalue import from_struct
 
 #: Seconds without a change after which an event stream sends ``keep_alive`` (flagd's interval).
 KEEPALIVE_SECONDS = 20.0
+#: The request header a flagd provider names its selector in (flagd v0.11 and later).
+SELECTOR_HEADER = "flagd-selector"
+_SET_SELECTOR = "flagSetId="
+
+
+def selected_set(context: grpc.aio.ServicerContext, field: str = "") -> str | None:
+    """Returns the flag set a provider's selector names, or None when it sends none (every flag).
+
+    The selector is the ``flagd-selector`` header, else a sync request's ``selector`` field
+    (older providers): ``flagSetId=<set>`` (flagd's flag-set selector) or the set's ID alone.
+    """
+    selector = field
+    for key, value in context.invocation_metadata() or ():
+        if key == SELECTOR_HEADER and isinstance(value, str):
+            selector = value
+    selector = selector.strip()
+    if not selector:
+        return None
+    return selector.removeprefix(_SET_SELECTOR).strip()
 
 
 def caller_tenant() -> str:
@@ -68,10 +93,12 @@ class _Evaluations:
 
     Args:
         flag_sets: This replica's in-memory flag sets.
+        usage: This replica's evaluation counts.
     """
 
-    def __init__(self, flag_sets: FlagSets) -> None:
+    def __init__(self, flag_sets: FlagSets, usage: UsageCounter) -> None:
         self._sets = flag_sets
+        self._usage = usage
 
     @staticmethod
     def tenant() -> str:
@@ -86,8 +113,10 @@ class _Evaluations:
         evaluation_context["tenant"] = tenant
         return evaluation_context
 
-    def resolve(self, kind: str, key: str, context: struct_pb2.Struct) -> Resolution:
-        """Evaluates the caller's flag ``key`` as a ``kind`` value.
+    def resolve(
+        self, kind: str, key: str, context: struct_pb2.Struct, flag_set: str | None = None
+    ) -> Resolution:
+        """Evaluates the caller's flag ``key`` as a ``kind`` value (a flag outside ``flag_set`` is not found).
 
         Returns:
             The resolution: reason ``STATIC``, ``TARGETING_MATCH``, ``DEFAULT`` or ``DISABLED``.
@@ -98,7 +127,7 @@ class _Evaluations:
         """
         tenant = self.tenant()
         flags = self._sets.of(tenant)
-        if key not in flags:
+        if not flags.selects(key, flag_set):
             raise FlagdError(ErrorCode.FLAG_NOT_FOUND.value, key)
         evaluation_context = self.context_of(tenant, context)
         result = (
@@ -106,12 +135,17 @@ class _Evaluations:
             if evaluation_context is None
             else flags.resolve(key, kind, evaluation_context)
         )
+        self._usage.record(tenant, key, result.variant, result.reason)
         if result.reason == Reason.ERROR:
             raise FlagdError(result.error_code, key)
         return result
 
-    def all_flags(self, context: struct_pb2.Struct) -> tuple[FlagSetEvaluator, dict[str, Resolution]]:
-        """Evaluates every flag of the caller's, each as its own type; disabled and failed ones are left out.
+    def all_flags(
+        self, context: struct_pb2.Struct, flag_set: str | None = None
+    ) -> tuple[FlagSetEvaluator, dict[str, Resolution]]:
+        """Evaluates every flag of the caller's (of ``flag_set``), each as its own type.
+
+        Disabled and failed flags are left out.
 
         Raises:
             FlagdError: ``INVALID_CONTEXT`` (UNKNOWN), the context breaks the bounds.
@@ -121,7 +155,11 @@ class _Evaluations:
         evaluation_context = self.context_of(tenant, context)
         if evaluation_context is None:
             raise FlagdError(ErrorCode.INVALID_CONTEXT.value, "*")
-        results = {key: flags.evaluate(key, evaluation_context) for key in flags.kinds}
+        results = {
+            key: flags.evaluate(key, evaluation_context)
+            for key in flags.kinds
+            if flags.selects(key, flag_set)
+        }
         return flags, {
             key: result
             for key, result in results.items()
@@ -167,31 +205,35 @@ class FlagdEvaluationV2(v2_grpc.ServiceServicer):
     async def ResolveBoolean(
         self, request: v2.ResolveBooleanRequest, context: grpc.aio.ServicerContext
     ) -> v2.ResolveBooleanResponse:
-        result = self._evaluations.resolve("boolean", request.flag_key, request.context)
+        result = self._evaluations.resolve(
+            "boolean", request.flag_key, request.context, selected_set(context)
+        )
         return v2.ResolveBooleanResponse(**_fields(result, result.value))
 
     async def ResolveString(
         self, request: v2.ResolveStringRequest, context: grpc.aio.ServicerContext
     ) -> v2.ResolveStringResponse:
-        result = self._evaluations.resolve("string", request.flag_key, request.context)
+        result = self._evaluations.resolve("string", request.flag_key, request.context, selected_set(context))
         return v2.ResolveStringResponse(**_fields(result, result.value))
 
     async def ResolveInt(
         self, request: v2.ResolveIntRequest, context: grpc.aio.ServicerContext
     ) -> v2.ResolveIntResponse:
-        result = self._evaluations.resolve("integer", request.flag_key, request.context)
+        result = self._evaluations.resolve(
+            "integer", request.flag_key, request.context, selected_set(context)
+        )
         return v2.ResolveIntResponse(**_fields(result, result.value))
 
     async def ResolveFloat(
         self, request: v2.ResolveFloatRequest, context: grpc.aio.ServicerContext
     ) -> v2.ResolveFloatResponse:
-        result = self._evaluations.resolve("float", request.flag_key, request.context)
+        result = self._evaluations.resolve("float", request.flag_key, request.context, selected_set(context))
         return v2.ResolveFloatResponse(**_fields(result, result.value))
 
     async def ResolveObject(
         self, request: v2.ResolveObjectRequest, context: grpc.aio.ServicerContext
     ) -> v2.ResolveObjectResponse:
-        result = self._evaluations.resolve("object", request.flag_key, request.context)
+        result = self._evaluations.resolve("object", request.flag_key, request.context, selected_set(context))
         return v2.ResolveObjectResponse(**_fields(result, _object(result)))
 
     async def EventStream(
@@ -211,7 +253,7 @@ class FlagdEvaluationV1(v1_grpc.ServiceServicer):
         self, request: v1.ResolveAllRequest, context: grpc.aio.ServicerContext
     ) -> v1.ResolveAllResponse:
         """Evaluates every enabled flag of the caller's tenant that resolves without an error."""
-        flags, results = self._evaluations.all_flags(request.context)
+        flags, results = self._evaluations.all_flags(request.context, selected_set(context))
         answer = v1.ResolveAllResponse()
         for key, result in results.items():
             flag = answer.flags[key]
@@ -230,31 +272,35 @@ class FlagdEvaluationV1(v1_grpc.ServiceServicer):
     async def ResolveBoolean(
         self, request: v1.ResolveBooleanRequest, context: grpc.aio.ServicerContext
     ) -> v1.ResolveBooleanResponse:
-        result = self._evaluations.resolve("boolean", request.flag_key, request.context)
+        result = self._evaluations.resolve(
+            "boolean", request.flag_key, request.context, selected_set(context)
+        )
         return v1.ResolveBooleanResponse(**_fields(result, result.value))
 
     async def ResolveString(
         self, request: v1.ResolveStringRequest, context: grpc.aio.ServicerContext
     ) -> v1.ResolveStringResponse:
-        result = self._evaluations.resolve("string", request.flag_key, request.context)
+        result = self._evaluations.resolve("string", request.flag_key, request.context, selected_set(context))
         return v1.ResolveStringResponse(**_fields(result, result.value))
 
     async def ResolveInt(
         self, request: v1.ResolveIntRequest, context: grpc.aio.ServicerContext
     ) -> v1.ResolveIntResponse:
-        result = self._evaluations.resolve("integer", request.flag_key, request.context)
+        result = self._evaluations.resolve(
+            "integer", request.flag_key, request.context, selected_set(context)
+        )
         return v1.ResolveIntResponse(**_fields(result, result.value))
 
     async def ResolveFloat(
         self, request: v1.ResolveFloatRequest, context: grpc.aio.ServicerContext
     ) -> v1.ResolveFloatResponse:
-        result = self._evaluations.resolve("float", request.flag_key, request.context)
+        result = self._evaluations.resolve("float", request.flag_key, request.context, selected_set(context))
         return v1.ResolveFloatResponse(**_fields(result, result.value))
 
     async def ResolveObject(
         self, request: v1.ResolveObjectRequest, context: grpc.aio.ServicerContext
     ) -> v1.ResolveObjectResponse:
-        result = self._evaluations.resolve("object", request.flag_key, request.context)
+        result = self._evaluations.resolve("object", request.flag_key, request.context, selected_set(context))
         return v1.ResolveObjectResponse(**_fields(result, _object(result)))
 
     async def EventStream(
@@ -270,9 +316,10 @@ class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
     An in-process provider (https://flagd.dev/reference/specifications/in-process-providers/)
     evaluates flags itself, with its own copy of flagd's evaluator, from the definitions this
     service sends: the tenant's flags as flagd's flag-definition JSON (``{"flags": {...}}``),
-    whole, when the stream opens and again after every change installed on this replica.
-    A tenant has one flag set: a ``flagd-selector`` (header or field) is accepted and not
-    used to choose among sets.
+    whole, when the stream opens and again after every change installed on this replica
+    that changes them. A selector (``flagd-selector`` header or the request's ``selector``,
+    :func:`selected_set`) limits them to one flag set, named in the document's
+    ``metadata.flagSetId``.
 
     Args:
         flag_sets: The replica's in-memory flag sets.
@@ -281,25 +328,34 @@ class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
     def __init__(self, flag_sets: FlagSets) -> None:
         self._sets = flag_sets
 
-    def _configuration(self, tenant: str) -> str:
-        return json.dumps({"flags": self._sets.of(tenant).definitions}, separators=(",", ":"))
+    def _configuration(self, tenant: str, flag_set: str | None) -> str:
+        document: dict[str, Any] = {"flags": self._sets.of(tenant).definitions_in(flag_set)}
+        if flag_set:
+            document["metadata"] = {"flagSetId": flag_set}
+        return json.dumps(document, separators=(",", ":"))
 
     async def SyncFlags(
         self, request: sync_pb2.SyncFlagsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[sync_pb2.SyncFlagsResponse]:
         """Streams the definitions now, then after each change; ends when the client goes."""
         tenant = caller_tenant()
+        flag_set = selected_set(context, request.selector)
         with self._sets.watch(tenant) as changes:
-            yield sync_pb2.SyncFlagsResponse(flag_configuration=self._configuration(tenant))
+            sent = self._configuration(tenant, flag_set)
+            yield sync_pb2.SyncFlagsResponse(flag_configuration=sent)
             while True:
                 if await changes.next(KEEPALIVE_SECONDS):
-                    yield sync_pb2.SyncFlagsResponse(flag_configuration=self._configuration(tenant))
+                    configuration = self._configuration(tenant, flag_set)
+                    if configuration != sent:  # a change to another flag set is none of this one's
+                        sent = configuration
+                        yield sync_pb2.SyncFlagsResponse(flag_configuration=sent)
 
     async def FetchAllFlags(
         self, request: sync_pb2.FetchAllFlagsRequest, context: grpc.aio.ServicerContext
     ) -> sync_pb2.FetchAllFlagsResponse:
         """Returns the definitions as they are now."""
-        return sync_pb2.FetchAllFlagsResponse(flag_configuration=self._configuration(caller_tenant()))
+        configuration = self._configuration(caller_tenant(), selected_set(context, request.selector))
+        return sync_pb2.FetchAllFlagsResponse(flag_configuration=configuration)
 
     async def GetMetadata(
         self, request: sync_pb2.GetMetadataRequest, context: grpc.aio.ServicerContext
@@ -309,9 +365,12 @@ class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
         return sync_pb2.GetMetadataResponse(metadata=struct_pb2.Struct())
 
 
-def register(server: grpc.aio.Server, flag_sets: FlagSets) -> None:
-    """Adds flagd's evaluation services and its sync service, over ``flag_sets``, to ``server``."""
-    evaluations = _Evaluations(flag_sets)
+def register(server: grpc.aio.Server, flag_sets: FlagSets, usage: UsageCounter) -> None:
+    """Adds flagd's evaluation services and its sync service, over ``flag_sets``, to ``server``.
+
+    Evaluations are counted in ``usage``; syncs are not (providers then evaluate on their own).
+    """
+    evaluations = _Evaluations(flag_sets, usage)
     v1_grpc.add_ServiceServicer_to_server(FlagdEvaluationV1(evaluations), server)
     v2_grpc.add_ServiceServicer_to_server(FlagdEvaluationV2(evaluations), server)
     sync_pb2_grpc.add_FlagSyncServiceServicer_to_server(FlagdSync(flag_sets), server)

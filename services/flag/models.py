@@ -60,11 +60,16 @@ class Flag(Base):
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     revision_id: Mapped[str] = mapped_column(String(63), default="")
+    flag_set: Mapped[str] = mapped_column(String(63), default="")
 
 
 @dataclass(frozen=True, slots=True)
 class FlagRow:
-    """A flag, as stored; ``revision_id`` is its current :class:`FlagRevision`'s."""
+    """A flag, as stored.
+
+    ``revision_id`` is its current :class:`FlagRevision`'s; ``flag_set`` its flag set's ID (flagd's
+    ``flagSetId``; empty: the tenant's default set).
+    """
 
     tenant_id: str
     key: str
@@ -76,6 +81,7 @@ class FlagRow:
     create_time: dt.datetime
     update_time: dt.datetime
     revision_id: str = ""
+    flag_set: str = ""
 
 
 class RevisionAction(StrEnum):
@@ -133,6 +139,38 @@ class FlagRevisionRow:
     rollback_revision_id: str
     request_id: str | None
     create_time: dt.datetime
+
+
+class FlagUsage(Base):
+    """Evaluations of a flag in one hour that served one variant for one reason.
+
+    ``hour`` is the start of the hour (UTC); replicas add their in-memory counts to ``count``
+    (:mod:`services.flag.usage`) and raise ``last_evaluate_time`` to their last evaluation's.
+    ``variant`` is empty when none was served (reasons ``DISABLED`` and ``ERROR``).
+    """
+
+    __tablename__ = "flag_usage"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    flag_key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    last_evaluate_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class FlagUsageRow:
+    """One hour's evaluations of a flag for one variant and reason, as stored."""
+
+    tenant_id: str
+    flag_key: str
+    hour: dt.datetime
+    variant: str
+    reason: str
+    count: int
+    last_evaluate_time: dt.datetime
 
 
 class FlagSet(Base):

@@ -45,6 +45,7 @@ from services.flag import limits
 from services.flag.evaluator import FlagSetEvaluator, Resolution
 from services.flag.flagd import caller_tenant
 from services.flag.flagsets import FlagSets
+from services.flag.usage import UsageCounter
 
 #: Response header naming the HTTP status of an OFREP answer (the gateway applies and removes it).
 STATUS_HEADER = "x-ofrep-status"
@@ -147,10 +148,19 @@ class OfrepService(pb_grpc.OfrepServiceServicer):
 
     Args:
         flag_sets: This replica's in-memory flag sets.
+        usage: This replica's evaluation counts.
     """
 
-    def __init__(self, flag_sets: FlagSets) -> None:
+    def __init__(self, flag_sets: FlagSets, usage: UsageCounter) -> None:
         self._sets = flag_sets
+        self._usage = usage
+
+    def _evaluate(
+        self, tenant: str, flags: FlagSetEvaluator, key: str, context: dict[str, Any]
+    ) -> Resolution:
+        result = flags.evaluate(key, context)
+        self._usage.record(tenant, key, result.variant, result.reason)
+        return result
 
     @staticmethod
     async def _answer(
@@ -174,7 +184,7 @@ class OfrepService(pb_grpc.OfrepServiceServicer):
         evaluation_ctx = evaluation_context(request.body, tenant)
         if isinstance(evaluation_ctx, tuple):
             return await self._answer(context, 400, _failure(key, *evaluation_ctx))
-        item = evaluation(flags, key, flags.evaluate(key, evaluation_ctx))
+        item = evaluation(flags, key, self._evaluate(tenant, flags, key, evaluation_ctx))
         return await self._answer(context, 400 if "errorCode" in item else 200, item)
 
     async def EvaluateOfrepFlags(
@@ -186,7 +196,10 @@ class OfrepService(pb_grpc.OfrepServiceServicer):
         evaluation_ctx = evaluation_context(request.body, tenant)
         if isinstance(evaluation_ctx, tuple):
             return await self._answer(context, 400, _failure(None, *evaluation_ctx))
-        items = [evaluation(flags, key, flags.evaluate(key, evaluation_ctx)) for key in sorted(flags.kinds)]
+        items = [
+            evaluation(flags, key, self._evaluate(tenant, flags, key, evaluation_ctx))
+            for key in sorted(flags.kinds)
+        ]
         body = _encode({"flags": items, "metadata": {}})
         etag = etag_of(body)
         if matches(_header(context.invocation_metadata(), "if-none-match"), etag):
@@ -195,6 +208,6 @@ class OfrepService(pb_grpc.OfrepServiceServicer):
         return httpbody_pb2.HttpBody(content_type=JSON, data=body)
 
 
-def register(server: grpc.aio.Server, flag_sets: FlagSets) -> None:
-    """Adds the OFREP service, over ``flag_sets``, to ``server``."""
-    pb_grpc.add_OfrepServiceServicer_to_server(OfrepService(flag_sets), server)
+def register(server: grpc.aio.Server, flag_sets: FlagSets, usage: UsageCounter) -> None:
+    """Adds the OFREP service, over ``flag_sets``, counting evaluations in ``usage``, to ``server``."""
+    pb_grpc.add_OfrepServiceServicer_to_server(OfrepService(flag_sets, usage), server)

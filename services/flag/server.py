@@ -10,6 +10,7 @@ from services.flag import flagd, ofrep
 from services.flag.flagsets import FlagSets
 from services.flag.models import AUDIT_OUTBOX
 from services.flag.service import FlagService
+from services.flag.usage import UsageCounter
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
@@ -19,10 +20,13 @@ NAME = "flag"
 
 
 class FlagSettings(MeshSettings):
-    """Mesh settings plus how fast other replicas' flag changes are picked up."""
+    """Mesh settings plus how fast other replicas' flag changes are picked up and counts are written."""
 
     flag_poll_interval_seconds: float = Field(
         0.2, gt=0, le=1, description="How often a replica looks for flag changes made elsewhere."
+    )
+    flag_usage_flush_seconds: float = Field(
+        5.0, gt=0, le=60, description="How often a replica adds its evaluation counts to the database."
     )
 
 
@@ -32,12 +36,13 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
     flag_sets = FlagSets(db, settings.flag_poll_interval_seconds)
-    servicer = FlagService(db, flag_sets)
+    usage = UsageCounter(db, settings.flag_usage_flush_seconds)
+    servicer = FlagService(db, flag_sets, usage)
 
     def register(server: grpc.aio.Server) -> None:
         flag_service_pb2_grpc.add_FlagServiceServicer_to_server(servicer, server)
-        flagd.register(server, flag_sets)
-        ofrep.register(server, flag_sets)
+        flagd.register(server, flag_sets, usage)
+        ofrep.register(server, flag_sets, usage)
 
     service = mesh_service(
         NAME,
@@ -46,7 +51,7 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[flag_sets.start],
-        on_stop=[flag_sets.stop],
+        on_start=[flag_sets.start, usage.start],
+        on_stop=[usage.stop, flag_sets.stop],
     )
     return service, settings

@@ -8,20 +8,29 @@ tenant's set on this replica at once (others follow within a poll interval).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf import empty_pb2, field_mask_pb2, struct_pb2
 from openfeature.exception import ErrorCode
 
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from services.flag import documents, errors, evaluator, limits, revisions, store
-from services.flag.definitions import FLAG_ID, FlagFields, fields_of_row, from_definition, to_definition
+from services.flag import documents, errors, evaluator, insight, limits, revisions, store
+from services.flag.definitions import (
+    FLAG_ID,
+    FLAG_SET_ID,
+    FLAG_SET_RULE,
+    fields_of_row,
+    from_definition,
+    to_definition,
+)
 from services.flag.flagsets import FlagSets
-from services.flag.models import FlagRevisionRow, FlagRow, FlagState, RevisionAction
+from services.flag.models import FlagRevisionRow, FlagRow, FlagState, FlagUsageRow, RevisionAction
+from services.flag.usage import UsageCounter
 from services.kit import jsonpatch
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
@@ -31,11 +40,13 @@ from services.kit.errors import invalid
 from services.kit.jsonvalue import from_struct, from_value, to_value
 from services.kit.names import TENANT, ResourceName
 from services.kit.pagination import page_of
-from services.kit.timestamps import to_timestamp, utcnow
+from services.kit.timestamps import from_timestamp, to_timestamp, utcnow
 
 FLAG = ResourceName.of(res.Flag)
 FLAG_REVISION = ResourceName.of(res.FlagRevision)
-MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description")
+FLAG_USAGE = ResourceName.of(res.FlagUsage)
+STALE_REASONS = EnumMap(insight.StaleReason, pb.StaleFlag.Reason, "REASON_")
+MUTABLE_FIELDS = ("state", "variants", "default_variant", "targeting", "description", "flag_set")
 # AIP-203: output-only and identifier fields named in an update mask are ignored.
 IGNORED_FIELDS = frozenset({"name", "create_time", "update_time", "revision_id"})
 FLAG_STATES = EnumMap(FlagState, res.Flag.State, "STATE_")
@@ -53,6 +64,7 @@ def flag_to_proto(flag: FlagRow) -> res.Flag:
         create_time=to_timestamp(flag.create_time),
         update_time=to_timestamp(flag.update_time),
         revision_id=flag.revision_id,
+        flag_set=flag.flag_set,
     )
     if flag.targeting:
         message.targeting.update(flag.targeting)
@@ -104,7 +116,11 @@ def _evaluation_to_proto(result: evaluator.Resolution) -> pb.EvaluateFlagRespons
 
 
 def _fields(message: res.Flag, paths: tuple[str, ...]) -> dict[str, Any]:
-    """Returns the mutable fields named in ``paths`` of a resource, as column values."""
+    """Returns the mutable fields named in ``paths`` of a resource, as column values.
+
+    Raises:
+        InvalidArgument: ``flag.flag_set`` is not a flag set ID.
+    """
     values: dict[str, Any] = {}
     for path in paths:
         if path == "state":
@@ -118,6 +134,10 @@ def _fields(message: res.Flag, paths: tuple[str, ...]) -> dict[str, Any]:
             values["targeting"] = from_struct(message.targeting) or None
         elif path == "description":
             values["description"] = message.description
+        elif path == "flag_set":
+            if message.flag_set and not FLAG_SET_ID.match(message.flag_set):
+                raise invalid("flag.flag_set", f"{FLAG_SET_RULE} (or be empty)")
+            values["flag_set"] = message.flag_set
     return values
 
 
@@ -144,12 +164,25 @@ def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
     return tuple(p for p in MUTABLE_FIELDS if p in paths)
 
 
-def _create(tx: Tx, row: FlagRow) -> FlagRow | None:
-    """Inserts a new flag and a revision of it; None when the key is taken (nothing is written)."""
+def _create(tx: Tx, row: FlagRow, request_id: str | None) -> FlagRow | None:
+    """Inserts a new flag and a revision of it; None when the key is taken (nothing is written).
+
+    A call whose ``request_id`` created the flag before gets the flag as it is now.
+    """
+    if request_id and store.flag_revision_of_request(tx, row.key, request_id) is not None:
+        return store.get_flag(tx, row.key)
     row = dataclasses.replace(row, revision_id=revisions.new_revision_id(tx, row.key))
     if not store.add_flag(tx, row):
         return None
-    revisions.append(tx, row.key, row.revision_id, RevisionAction.CREATE, fields_of_row(row), row.create_time)
+    revisions.append(
+        tx,
+        row.key,
+        row.revision_id,
+        RevisionAction.CREATE,
+        fields_of_row(row),
+        row.create_time,
+        request_id=request_id,
+    )
     return row
 
 
@@ -266,9 +299,11 @@ def _earlier_import(tx: Tx, request_id: str) -> ImportOutcome | None:
 
 
 def _import(
-    tx: Tx, flags: dict[str, FlagFields], delete_missing: bool, request_id: str | None
+    tx: Tx, document: documents.Document, delete_missing: bool, request_id: str | None
 ) -> ImportOutcome:
     """Creates, replaces and (``delete_missing``) deletes flags to match a document, in one transaction.
+
+    ``delete_missing`` deletes the flags of the document's flag set that it does not define.
 
     Each change makes a revision (``IMPORT``, or ``DELETE``) carrying ``request_id``; a flag the
     document defines as it is makes none. A call whose ``request_id`` made revisions before
@@ -280,6 +315,7 @@ def _import(
             return earlier
     outcome = ImportOutcome()
     now = utcnow()
+    flags = document.flags
     for key in sorted(flags):
         fields = flags[key]
         current = store.get_flag(tx, key, lock=True)
@@ -299,7 +335,9 @@ def _import(
         revisions.append(tx, key, revision_id, RevisionAction.IMPORT, fields, now, request_id=request_id)
     if delete_missing:
         for row in store.tenant_flags(tx):
-            if row.key not in flags and store.get_flag(tx, row.key, lock=True) is not None:
+            if row.flag_set != document.flag_set or row.key in flags:
+                continue
+            if store.get_flag(tx, row.key, lock=True) is not None:
                 store.delete_flag(tx, row.key)
                 revision_id = revisions.new_revision_id(tx, row.key)
                 revisions.append(
@@ -309,17 +347,36 @@ def _import(
     return outcome
 
 
+def _usage_of(
+    tx: Tx, key: str, start: dt.datetime, end: dt.datetime
+) -> tuple[FlagRow, list[FlagUsageRow], dt.datetime | None] | None:
+    """The flag, its stored counts in the window and its last stored evaluation; None without a flag."""
+    flag = store.get_flag(tx, key)
+    if flag is None:
+        return None
+    return flag, store.usage_of(tx, key, start, end), store.last_evaluations(tx, [key]).get(key)
+
+
+def _usage_since(
+    tx: Tx, since: dt.datetime
+) -> tuple[list[FlagRow], list[FlagUsageRow], dict[str, dt.datetime]]:
+    """The tenant's flags, their stored counts from ``since`` on and their last stored evaluations."""
+    return store.tenant_flags(tx), store.usage_since(tx, since), store.last_evaluations(tx)
+
+
 class FlagService(pb_grpc.FlagServiceServicer):
     """Per-tenant feature flags, defined and evaluated with flagd's semantics.
 
     Args:
         db: The flag database.
         flag_sets: This replica's in-memory flag sets.
+        usage: This replica's evaluation counts.
     """
 
-    def __init__(self, db: Database, flag_sets: FlagSets) -> None:
+    def __init__(self, db: Database, flag_sets: FlagSets, usage: UsageCounter) -> None:
         self._db = db
         self._sets = flag_sets
+        self._usage = usage
 
     async def CreateFlag(self, request: pb.CreateFlagRequest, context: grpc.aio.ServicerContext) -> res.Flag:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
@@ -340,7 +397,7 @@ class FlagService(pb_grpc.FlagServiceServicer):
         _check(row)
         name = FLAG.format(tenant_id, request.flag_id)
         note_resource(name)
-        created = await self._db.write(tenant_id, _create, row)
+        created = await self._db.write(tenant_id, _create, row, request.request_id or None)
         if created is None:
             raise errors.flag_exists(name)
         await self._sets.reload(tenant_id)
@@ -382,6 +439,7 @@ class FlagService(pb_grpc.FlagServiceServicer):
         require_tenant(tenant_id)
         if not await self._db.write(tenant_id, _delete, key):
             raise errors.flag_not_found(request.name)
+        self._usage.forget(tenant_id, key)
         await self._sets.reload(tenant_id)
         return empty_pb2.Empty()
 
@@ -425,10 +483,12 @@ class FlagService(pb_grpc.FlagServiceServicer):
         """Import a flagd flag-definition document, all or nothing (:mod:`services.flag.documents`)."""
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        flags = documents.read(tenant_id, request.body.data)
+        document = documents.read(tenant_id, request.body.data)
         outcome = await self._db.write(
-            tenant_id, _import, flags, request.delete_missing, request.request_id or None
+            tenant_id, _import, document, request.delete_missing, request.request_id or None
         )
+        for key in outcome.deleted:
+            self._usage.forget(tenant_id, key)
         await self._sets.reload(tenant_id)
         return pb.ImportFlagsResponse(
             created_flags=[FLAG.format(tenant_id, key) for key in outcome.created],
@@ -443,7 +503,70 @@ class FlagService(pb_grpc.FlagServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         flags = await self._db.read(tenant_id, store.tenant_flags)
-        return httpbody_pb2.HttpBody(content_type="application/json", data=documents.write(flags))
+        data = documents.write(flags, request.flag_set or None)
+        return httpbody_pb2.HttpBody(content_type="application/json", data=data)
+
+    async def GetFlagUsage(
+        self, request: pb.GetFlagUsageRequest, context: grpc.aio.ServicerContext
+    ) -> res.FlagUsage:
+        """Return a flag's evaluation counts by hour, variant and reason, stored and this replica's."""
+        tenant_id, key = FLAG_USAGE.parse(request.name, "name")
+        require_tenant(tenant_id)
+        end = insight.ceil_hour(
+            from_timestamp(request.end_time) if request.HasField("end_time") else utcnow()
+        )
+        start = insight.floor_hour(
+            from_timestamp(request.start_time)
+            if request.HasField("start_time")
+            else end - insight.DEFAULT_WINDOW
+        )
+        if start >= end:
+            raise invalid("start_time", "must be before end_time")
+        if end - start > insight.MAX_WINDOW:
+            raise invalid("end_time", f"the window may be at most {insight.MAX_WINDOW.days} days")
+        found = await self._db.read(tenant_id, _usage_of, key, start, end)
+        if found is None:
+            raise errors.flag_not_found(FLAG.format(tenant_id, key))
+        flag, rows, last = found
+        pending = self._usage.pending(tenant_id, key)
+        counted = insight.usage([*rows, *pending], start, end, last, flag.create_time)
+        message = res.FlagUsage(
+            name=request.name,
+            last_evaluate_time=to_timestamp(counted.last_evaluate_time),
+            start_time=to_timestamp(start),
+            end_time=to_timestamp(end),
+        )
+        for target, items in ((message.counts, counted.counts), (message.totals, counted.totals)):
+            for item in items:
+                target.add(
+                    start_time=to_timestamp(item.start),
+                    variant=item.variant,
+                    reason=item.reason,
+                    count=item.count,
+                )
+        return message
+
+    async def ReportStaleFlags(
+        self, request: pb.ReportStaleFlagsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReportStaleFlagsResponse:
+        """Report flags not evaluated, or serving one variant, in the last ``days`` days."""
+        (tenant_id,) = TENANT.parse(request.parent, "parent")
+        require_tenant(tenant_id)
+        since = insight.floor_hour(utcnow() - dt.timedelta(days=request.days or insight.DEFAULT_STALE_DAYS))
+        flags, rows, last = await self._db.read(tenant_id, _usage_since, since)
+        stale = insight.stale_flags(flags, [*rows, *self._usage.pending(tenant_id)], last, since)
+        return pb.ReportStaleFlagsResponse(
+            stale_flags=[
+                pb.StaleFlag(
+                    flag=FLAG.format(tenant_id, item.key),
+                    reason=STALE_REASONS.to_proto(item.reason),
+                    last_evaluate_time=to_timestamp(item.last_evaluate_time),
+                    variant=item.variant,
+                    evaluation_count=item.evaluation_count,
+                )
+                for item in stale
+            ]
+        )
 
     async def EvaluateFlag(
         self, request: pb.EvaluateFlagRequest, context: grpc.aio.ServicerContext
@@ -455,14 +578,22 @@ class FlagService(pb_grpc.FlagServiceServicer):
         if key not in flags:
             raise errors.flag_not_found(request.name)
         answer: pb.EvaluateFlagResponse | None = flags.memo.get(key)
-        if answer is not None:  # a static flag's answer, encoded once per flag set
-            return answer
+        if answer is None:
+            answer = self._evaluate(tenant_id, key, flags, request.context)
+        self._usage.record(tenant_id, key, answer.variant, answer.reason)
+        return answer
+
+    @staticmethod
+    def _evaluate(
+        tenant_id: str, key: str, flags: evaluator.FlagSetEvaluator, context: struct_pb2.Struct
+    ) -> pb.EvaluateFlagResponse:
         static = flags.static(key)
-        if static is not None:
-            answer = flags.memo[key] = _evaluation_to_proto(static)
+        if static is not None:  # a static flag's answer, encoded once per flag set
+            answer: pb.EvaluateFlagResponse = _evaluation_to_proto(static)
+            flags.memo[key] = answer
             return answer
-        evaluation_context = from_struct(request.context)
-        if limits.context_problem(evaluation_context, request.context.ByteSize()) is not None:
+        evaluation_context = from_struct(context)
+        if limits.context_problem(evaluation_context, context.ByteSize()) is not None:
             return _evaluation_to_proto(flags.refused(ErrorCode.INVALID_CONTEXT))
         evaluation_context["tenant"] = tenant_id
         return _evaluation_to_proto(flags.evaluate(key, evaluation_context))

@@ -5,13 +5,23 @@ Every flag query filters by the transaction's tenant.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from services.flag.models import Flag, FlagChangeSequence, FlagRevision, FlagRevisionRow, FlagRow, FlagSet
+from services.flag.models import (
+    Flag,
+    FlagChangeSequence,
+    FlagRevision,
+    FlagRevisionRow,
+    FlagRow,
+    FlagSet,
+    FlagUsage,
+    FlagUsageRow,
+)
 from services.kit.db import Tx
 from services.kit.pagination import Listing, Page
 from services.kit.repository import Order, Repository, table_of
@@ -22,6 +32,8 @@ _FLAGS = FLAGS.table
 REVISIONS = Repository(FlagRevision, FlagRevisionRow, order=(Order("sequence", descending=True),))
 _REVISIONS = REVISIONS.table
 _SETS = table_of(FlagSet)
+USAGE = Repository(FlagUsage, FlagUsageRow, order=(Order("hour"),))
+_USAGE = USAGE.table
 _SEQUENCE = table_of(FlagChangeSequence)
 _NEXT_CHANGE = (
     update(_SEQUENCE)
@@ -71,11 +83,59 @@ def update_flag(tx: Tx, key: str, values: Mapping[str, Any]) -> FlagRow | None:
 
 
 def delete_flag(tx: Tx, key: str) -> bool:
-    """Deletes a flag of the tenant; returns False when there was none."""
+    """Deletes a flag of the tenant and its usage counts; returns False when there was none."""
     if not FLAGS.delete(tx, key):
         return False
+    tx.execute(delete(_USAGE).where(_USAGE.c.tenant_id == tx.tenant_id, _USAGE.c.flag_key == key))
     _changed(tx)
     return True
+
+
+def add_usage(tx: Tx, rows: list[FlagUsageRow]) -> None:
+    """Adds evaluation counts of any tenants' flags to the stored ones (system work: a replica's flush).
+
+    Each row's ``count`` is added to its hour's, and ``last_evaluate_time`` raised to the row's.
+    """
+    if not rows:
+        return
+    postgres = tx.dialect == "postgresql"
+    statement = postgresql.insert(_USAGE) if postgres else sqlite.insert(_USAGE)
+    latest = func.greatest if postgres else func.max  # SQLite's max() of two values is scalar
+    tx.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(_USAGE.primary_key.columns),
+            set_={
+                "count": _USAGE.c.count + statement.excluded.count,
+                "last_evaluate_time": latest(
+                    _USAGE.c.last_evaluate_time, statement.excluded.last_evaluate_time
+                ),
+            },
+        ),
+        [USAGE.values(row) for row in rows],
+    )
+    tx.changed = True
+
+
+def usage_of(tx: Tx, key: str, start: dt.datetime, end: dt.datetime) -> list[FlagUsageRow]:
+    """Returns the stored counts of the tenant's flag ``key`` in hours ``start`` to before ``end``."""
+    return USAGE.find_all(tx, _USAGE.c.flag_key == key, _USAGE.c.hour >= start, _USAGE.c.hour < end)
+
+
+def last_evaluations(tx: Tx, keys: Collection[str] | None = None) -> dict[str, dt.datetime]:
+    """Returns flag key -> the time of its last stored evaluation, for the tenant's flags (of ``keys``)."""
+    query = (
+        select(_USAGE.c.flag_key, func.max(_USAGE.c.last_evaluate_time))
+        .where(_USAGE.c.tenant_id == tx.tenant_id)
+        .group_by(_USAGE.c.flag_key)
+    )
+    if keys is not None:
+        query = query.where(_USAGE.c.flag_key.in_(list(keys)))
+    return {key: last for key, last in tx.execute(query)}
+
+
+def usage_since(tx: Tx, start: dt.datetime) -> list[FlagUsageRow]:
+    """Returns the tenant's stored counts of every flag from the hour ``start`` on."""
+    return USAGE.find_all(tx, _USAGE.c.hour >= start)
 
 
 def add_flag_revision(tx: Tx, revision: FlagRevisionRow) -> bool:

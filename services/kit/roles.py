@@ -53,6 +53,7 @@ _VIEWER = frozenset(
         "flag.flags.evaluate",
         "flag.revisions.get",
         "flag.revisions.list",
+        "flag.usage.get",
         "billing.usage.get",
         "billing.meters.get",
         "billing.meters.list",

@@ -108,3 +108,25 @@ def test_a_flagd_file_moves_in_and_out_over_rest(http: httpx.Client) -> None:
     violations = [v for d in details for v in d.get("fieldViolations", [])]
     assert violations and all(v["field"] == "body" for v in violations)
     assert violations[0]["description"].startswith("/flags/x")
+
+
+def test_usage_and_stale_flags_over_rest(http: httpx.Client) -> None:
+    tenant = sign_up(http, "usage")
+    headers = auth(tenant.token)
+    flags = f"/v1/tenants/{tenant.tenant}/flags"
+    assert http.post(flags, params={"flagId": "tier"}, json=TIER, headers=headers).status_code == 200
+    for _ in range(3):
+        assert http.post(f"{flags}/tier:evaluate", json={}, headers=headers).status_code == 200
+    ofrep = http.post("/ofrep/v1/evaluate/flags/tier", json={"context": {}}, headers=headers)
+    assert ofrep.status_code == 200, ofrep.text
+    usage = http.get(f"{flags}/tier/usage", headers=headers)
+    assert usage.status_code == 200, usage.text
+    assert usage.json()["totals"] == [
+        {"startTime": usage.json()["startTime"], "variant": "basic", "reason": "STATIC", "count": "4"}
+    ]
+    assert "lastEvaluateTime" in usage.json()
+    report = http.get(f"{flags}:reportStale", params={"days": 7}, headers=headers)
+    assert report.status_code == 200, report.text
+    assert [(s["flag"], s["reason"], s["variant"]) for s in report.json()["staleFlags"]] == [
+        (f"tenants/{tenant.tenant}/flags/tier", "REASON_ONE_VARIANT", "basic")
+    ]

@@ -137,9 +137,12 @@ def credentials(token: str) -> grpc.ChannelCredentials:
     )
 
 
-def provider(stack: Stack, token: str, resolver: ResolverType = ResolverType.RPC) -> FlagdProvider:
+def provider(
+    stack: Stack, token: str, resolver: ResolverType = ResolverType.RPC, selector: str | None = None
+) -> FlagdProvider:
     """The flagd provider against the gateway: RPC mode (it asks for each evaluation) or
-    in-process mode (it syncs the definitions over ``flagd.sync.v1`` and evaluates itself)."""
+    in-process mode (it syncs the definitions over ``flagd.sync.v1`` and evaluates itself),
+    of one flag set when it has a ``selector``."""
     return FlagdProvider(
         resolver_type=resolver,
         host="127.0.0.1",
@@ -147,6 +150,7 @@ def provider(stack: Stack, token: str, resolver: ResolverType = ResolverType.RPC
         channel_credentials=credentials(token),
         deadline_ms=5000,
         cache=CacheType.DISABLED,
+        selector=selector,
     )
 
 
@@ -279,6 +283,28 @@ def test_another_tenants_token_sees_none_of_the_flags(
         connected.shutdown()
     with grpc.secure_channel(f"127.0.0.1:{gateway_port(stack)}", credentials(other.token)) as channel:
         assert v1_grpc.ServiceStub(channel).ResolveAll(v1.ResolveAllRequest(), timeout=10).flags == {}
+
+
+@pytest.mark.parametrize("resolver", [ResolverType.RPC, ResolverType.IN_PROCESS], ids=["rpc", "in-process"])
+def test_a_provider_with_a_selector_sees_only_its_flag_set(
+    stack: Stack, http: httpx.Client, owner: SignedUp, resolver: ResolverType
+) -> None:
+    flags = f"/v1/tenants/{owner.tenant}/flags"
+    beta = {**_rest_flag(FLAGS["dark-mode"]), "flagSet": "beta"}
+    created = http.post(flags, params={"flagId": "beta-only"}, json=beta, headers=auth(owner.token))
+    assert created.status_code == 200, created.text
+    domain = f"flagd-{owner.tenant}-beta-{resolver.value}"
+    connected = provider(stack, owner.token, resolver, selector="flagSetId=beta")
+    try:
+        api.set_provider_and_wait(connected, domain)
+        selected = api.get_client(domain)
+        inside = selected.get_boolean_details("beta-only", False)
+        assert (inside.value, inside.variant, inside.error_code) == (True, "on", None)
+        outside = selected.get_boolean_details("dark-mode", False)
+        assert (outside.value, outside.error_code) == (False, ErrorCode.FLAG_NOT_FOUND)
+    finally:
+        connected.shutdown()
+        http.delete(f"{flags}/beta-only", headers=auth(owner.token))
 
 
 @pytest.fixture(scope="module")

@@ -220,7 +220,7 @@ async def test_export_is_a_flagd_document_that_flagd_and_import_read(mesh: Mesh)
             "variants": {"on": True, "off": False},
             "defaultVariant": "off",
             "targeting": STAFF_RULE,
-            "metadata": {"description": "the new checkout"},
+            "metadata": {"description": "the new checkout", "flagSetId": "shop"},
         }
         core = FlagdCore()
         core.set_flags(json.loads(json.dumps(exported)))  # FlagdCore renames keys of what it is given
@@ -269,4 +269,5 @@ async def test_synced_definitions_are_a_flagd_document(mesh: Mesh) -> None:
         "state": "ENABLED",
         "variants": {"small": 10, "large": 100},
         "defaultVariant": "small",
+        "metadata": {"flagSetId": "shop"},
     }

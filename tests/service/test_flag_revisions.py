@@ -262,3 +262,19 @@ def test_the_migration_gives_existing_flags_a_first_revision(mesh: Mesh, tmp_pat
         "defaultVariant": "on",
         "metadata": {"description": "from before"},
     }
+
+
+async def test_a_create_retried_with_its_request_id_returns_the_flag(mesh: Mesh) -> None:
+    tenant = await new_tenant(mesh)
+    async with mesh.channel("flag") as channel:
+        stub = pb_grpc.FlagServiceStub(channel)
+        request = pb.CreateFlagRequest(
+            parent=tenant.name, flag_id="tier", flag=tier(), request_id=str(uuid.uuid4())
+        )
+        first = await stub.CreateFlag(request, metadata=tenant.metadata)
+        assert await stub.CreateFlag(request, metadata=tenant.metadata) == first
+        request.request_id = str(uuid.uuid4())
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.CreateFlag(request, metadata=tenant.metadata)
+        assert error_info(caught.value).reason == "FLAG_ALREADY_EXISTS"
+        assert len(await revisions_of(stub, tenant, first.name)) == 1

@@ -32,10 +32,11 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrall.api.v1 import annotations_pb2 as orchestrall_dot_api_dot_v1_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from orchestrall.flag.v1 import resources_pb2 as orchestrall_dot_flag_dot_v1_dot_resources__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/flag/v1/flag_service.proto\x12\x13orchestrall.flag.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#orchestrall/flag/v1/resources.proto\"\x8a\x01\n\x11\x43reateFlagRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x33\n\x04\x66lag\x18\x02 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\x07\x66lag_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\"M\n\x0eGetFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"n\n\x10ListFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"k\n\x11ListFlagsResponse\x12\x33\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x19.orchestrall.flag.v1.FlagB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\x7f\n\x11UpdateFlagRequest\x12\x33\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"P\n\x11\x44\x65leteFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x9b\x01\n\x18ListFlagRevisionsRequest\x12=\n\x06parent\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1e\n\tpage_size\x18\x02 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x84\x01\n\x19ListFlagRevisionsResponse\x12\x44\n\x0e\x66lag_revisions\x18\x01 \x03(\x0b\x32!.orchestrall.flag.v1.FlagRevisionB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"]\n\x16GetFlagRevisionRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!flag.orchestrall.dev/FlagRevision\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x98\x01\n\x13RollbackFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12#\n\x0brevision_id\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"\xa4\x01\n\x12ImportFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1c\n\x0e\x64\x65lete_missing\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"\x90\x01\n\x13ImportFlagsResponse\x12\'\n\rcreated_flags\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\xe8\x07\"\x05r\x03\x18\xf4\x03\x12\'\n\rupdated_flags\x18\x02 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\xe8\x07\"\x05r\x03\x18\xf4\x03\x12\'\n\rdeleted_flags\x18\x03 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\x90N\"\x05r\x03\x18\xf4\x03\"5\n\x12\x45xportFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x82\x01\n\x13\x45valuateFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"\x8e\x01\n\x14\x45valuateFlagResponse\x12%\n\x05value\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x19\n\x07variant\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1b\n\nerror_code\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"a\n\x18\x45valuateOfrepFlagRequest\x12\x1b\n\x03key\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12(\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x01\"E\n\x19\x45valuateOfrepFlagsRequest\x12(\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x01\x32\xde\x0e\n\x0b\x46lagService\x12\xa8\x01\n\nCreateFlag\x12&.orchestrall.flag.v1.CreateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"W\xda\x41\x13parent,flag,flag_id\xc2\xf3\x18\x13\x12\x11\x66lag.flags.create\x82\xd3\xe4\x93\x02$\"\x1c/v1/{parent=tenants/*}/flags:\x04\x66lag\x12\x8a\x01\n\x07GetFlag\x12#.orchestrall.flag.v1.GetFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"?\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x66lag.flags.get\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=tenants/*/flags/*}\x12\x9e\x01\n\tListFlags\x12%.orchestrall.flag.v1.ListFlagsRequest\x1a&.orchestrall.flag.v1.ListFlagsResponse\"B\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x66lag.flags.list\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{parent=tenants/*}/flags\x12\xaa\x01\n\nUpdateFlag\x12&.orchestrall.flag.v1.UpdateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"Y\xda\x41\x10\x66lag,update_mask\xc2\xf3\x18\x13\x12\x11\x66lag.flags.update\x82\xd3\xe4\x93\x02)2!/v1/{flag.name=tenants/*/flags/*}:\x04\x66lag\x12\x90\x01\n\nDeleteFlag\x12&.orchestrall.flag.v1.DeleteFlagRequest\x1a\x16.google.protobuf.Empty\"B\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x66lag.flags.delete\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/{name=tenants/*/flags/*}\x12\xc6\x01\n\x11ListFlagRevisions\x12-.orchestrall.flag.v1.ListFlagRevisionsRequest\x1a..orchestrall.flag.v1.ListFlagRevisionsResponse\"R\xda\x41\x06parent\xc2\xf3\x18\x15\x12\x13\x66lag.revisions.list\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=tenants/*/flags/*}/revisions\x12\xb2\x01\n\x0fGetFlagRevision\x12+.orchestrall.flag.v1.GetFlagRevisionRequest\x1a!.orchestrall.flag.v1.FlagRevision\"O\xda\x41\x04name\xc2\xf3\x18\x14\x12\x12\x66lag.revisions.get\x82\xd3\xe4\x93\x02*\x12(/v1/{name=tenants/*/flags/*/revisions/*}\x12\xaf\x01\n\x0cRollbackFlag\x12(.orchestrall.flag.v1.RollbackFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"Z\xda\x41\x10name,revision_id\xc2\xf3\x18\x13\x12\x11\x66lag.flags.update\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:rollback:\x01*\x12\xaa\x01\n\x0bImportFlags\x12\'.orchestrall.flag.v1.ImportFlagsRequest\x1a(.orchestrall.flag.v1.ImportFlagsResponse\"H\xc2\xf3\x18\x13\x12\x11\x66lag.flags.import\x82\xd3\xe4\x93\x02+\"#/v1/{parent=tenants/*}/flags:import:\x04\x62ody\x12\x8e\x01\n\x0b\x45xportFlags\x12\'.orchestrall.flag.v1.ExportFlagsRequest\x1a\x14.google.api.HttpBody\"@\xc2\xf3\x18\x11\x12\x0f\x66lag.flags.list\x82\xd3\xe4\x93\x02%\x12#/v1/{parent=tenants/*}/flags:export\x12\xae\x01\n\x0c\x45valuateFlag\x12(.orchestrall.flag.v1.EvaluateFlagRequest\x1a).orchestrall.flag.v1.EvaluateFlagResponse\"I\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:evaluate:\x01*\x1a\x17\xca\x41\x14\x66lag.orchestrall.dev2\xe7\x02\n\x0cOfrepService\x12\x9f\x01\n\x11\x45valuateOfrepFlag\x12-.orchestrall.flag.v1.EvaluateOfrepFlagRequest\x1a\x14.google.api.HttpBody\"E\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02&\"\x1e/ofrep/v1/evaluate/flags/{key}:\x04\x62ody\x12\x9b\x01\n\x12\x45valuateOfrepFlags\x12..orchestrall.flag.v1.EvaluateOfrepFlagsRequest\x1a\x14.google.api.HttpBody\"?\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02 \"\x18/ofrep/v1/evaluate/flags:\x04\x62ody\x1a\x17\xca\x41\x14\x66lag.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&orchestrall/flag/v1/flag_service.proto\x12\x13orchestrall.flag.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x17google/api/client.proto\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a$orchestrall/api/v1/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#orchestrall/flag/v1/resources.proto\"\xab\x01\n\x11\x43reateFlagRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x33\n\x04\x66lag\x18\x02 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1f\n\x07\x66lag_id\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"M\n\x0eGetFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"n\n\x10ListFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x17\n\tpage_size\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"k\n\x11ListFlagsResponse\x12\x33\n\x05\x66lags\x18\x01 \x03(\x0b\x32\x19.orchestrall.flag.v1.FlagB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"\x7f\n\x11UpdateFlagRequest\x12\x33\n\x04\x66lag\x18\x01 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x01\"P\n\x11\x44\x65leteFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x9b\x01\n\x18ListFlagRevisionsRequest\x12=\n\x06parent\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1e\n\tpage_size\x18\x02 \x01(\x05\x42\x0b\xe2\x41\x01\x01\xbaH\x04\x1a\x02(\x00\x12 \n\npage_token\x18\x03 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xe8\x07\"\x84\x01\n\x19ListFlagRevisionsResponse\x12\x44\n\x0e\x66lag_revisions\x18\x01 \x03(\x0b\x32!.orchestrall.flag.v1.FlagRevisionB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\x12!\n\x0fnext_page_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xe8\x07\"]\n\x16GetFlagRevisionRequest\x12\x43\n\x04name\x18\x01 \x01(\tB5\xe2\x41\x01\x02\xfa\x41#\n!flag.orchestrall.dev/FlagRevision\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\"\x98\x01\n\x13RollbackFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12#\n\x0brevision_id\x18\x02 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12\x1f\n\nrequest_id\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"\xa4\x01\n\x12ImportFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\n\xe2\x41\x01\x02\xbaH\x03\xc8\x01\x01\x12\x1c\n\x0e\x64\x65lete_missing\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x01\x12\x1f\n\nrequest_id\x18\x04 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18\x64\"\x90\x01\n\x13ImportFlagsResponse\x12\'\n\rcreated_flags\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\xe8\x07\"\x05r\x03\x18\xf4\x03\x12\'\n\rupdated_flags\x18\x02 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\xe8\x07\"\x05r\x03\x18\xf4\x03\x12\'\n\rdeleted_flags\x18\x03 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\x90N\"\x05r\x03\x18\xf4\x03\"T\n\x12\x45xportFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1d\n\x08\x66lag_set\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\"\xe3\x01\n\x13GetFlagUsageRequest\x12@\n\x04name\x18\x01 \x01(\tB2\xe2\x41\x01\x02\xfa\x41 \n\x1e\x66lag.orchestrall.dev/FlagUsage\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x45\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x15\xe2\x41\x01\x01\xbaH\x0e\xb2\x01\x0b\"\x07\x08\xf0\xe6\xd0\xff\xaf\x07\x32\x00\x12\x43\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x15\xe2\x41\x01\x01\xbaH\x0e\xb2\x01\x0b\"\x07\x08\xf0\xe6\xd0\xff\xaf\x07\x32\x00\"X\n\x17ReportStaleFlagsRequest\x12\x1f\n\x06parent\x18\x01 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12\x1c\n\x04\x64\x61ys\x18\x02 \x01(\x05\x42\x0e\xe2\x41\x01\x01\xbaH\x07\x1a\x05\x18\xed\x02(\x00\"Z\n\x18ReportStaleFlagsResponse\x12>\n\x0bstale_flags\x18\x01 \x03(\x0b\x32\x1e.orchestrall.flag.v1.StaleFlagB\t\xbaH\x06\x92\x01\x03\x10\xe8\x07\"\xe0\x02\n\tStaleFlag\x12\x34\n\x04\x66lag\x18\x01 \x01(\tB&\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x05r\x03\x18\xf4\x03\x12\x35\n\x06reason\x18\x02 \x01(\x0e\x32%.orchestrall.flag.v1.StaleFlag.Reason\x12T\n\x12last_evaluate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x1c\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12\x19\n\x07variant\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12!\n\x10\x65valuation_count\x18\x05 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"R\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14REASON_NOT_EVALUATED\x10\x01\x12\x16\n\x12REASON_ONE_VARIANT\x10\x02\"\x82\x01\n\x13\x45valuateFlagRequest\x12;\n\x04name\x18\x01 \x01(\tB-\xe2\x41\x01\x02\xfa\x41\x1b\n\x19\x66lag.orchestrall.dev/Flag\xbaH\x08r\x03\x18\xf4\x03\xc8\x01\x01\x12.\n\x07\x63ontext\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\"\x8e\x01\n\x14\x45valuateFlagResponse\x12%\n\x05value\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x19\n\x07variant\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x17\n\x06reason\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12\x1b\n\nerror_code\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\"a\n\x18\x45valuateOfrepFlagRequest\x12\x1b\n\x03key\x18\x01 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x02\x18?\xc8\x01\x01\x12(\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x01\"E\n\x19\x45valuateOfrepFlagsRequest\x12(\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x01\x32\xb8\x11\n\x0b\x46lagService\x12\xa8\x01\n\nCreateFlag\x12&.orchestrall.flag.v1.CreateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"W\xda\x41\x13parent,flag,flag_id\xc2\xf3\x18\x13\x12\x11\x66lag.flags.create\x82\xd3\xe4\x93\x02$\"\x1c/v1/{parent=tenants/*}/flags:\x04\x66lag\x12\x8a\x01\n\x07GetFlag\x12#.orchestrall.flag.v1.GetFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"?\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x66lag.flags.get\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{name=tenants/*/flags/*}\x12\x9e\x01\n\tListFlags\x12%.orchestrall.flag.v1.ListFlagsRequest\x1a&.orchestrall.flag.v1.ListFlagsResponse\"B\xda\x41\x06parent\xc2\xf3\x18\x11\x12\x0f\x66lag.flags.list\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/{parent=tenants/*}/flags\x12\xaa\x01\n\nUpdateFlag\x12&.orchestrall.flag.v1.UpdateFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"Y\xda\x41\x10\x66lag,update_mask\xc2\xf3\x18\x13\x12\x11\x66lag.flags.update\x82\xd3\xe4\x93\x02)2!/v1/{flag.name=tenants/*/flags/*}:\x04\x66lag\x12\x90\x01\n\nDeleteFlag\x12&.orchestrall.flag.v1.DeleteFlagRequest\x1a\x16.google.protobuf.Empty\"B\xda\x41\x04name\xc2\xf3\x18\x13\x12\x11\x66lag.flags.delete\x82\xd3\xe4\x93\x02\x1e*\x1c/v1/{name=tenants/*/flags/*}\x12\xc6\x01\n\x11ListFlagRevisions\x12-.orchestrall.flag.v1.ListFlagRevisionsRequest\x1a..orchestrall.flag.v1.ListFlagRevisionsResponse\"R\xda\x41\x06parent\xc2\xf3\x18\x15\x12\x13\x66lag.revisions.list\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=tenants/*/flags/*}/revisions\x12\xb2\x01\n\x0fGetFlagRevision\x12+.orchestrall.flag.v1.GetFlagRevisionRequest\x1a!.orchestrall.flag.v1.FlagRevision\"O\xda\x41\x04name\xc2\xf3\x18\x14\x12\x12\x66lag.revisions.get\x82\xd3\xe4\x93\x02*\x12(/v1/{name=tenants/*/flags/*/revisions/*}\x12\xaf\x01\n\x0cRollbackFlag\x12(.orchestrall.flag.v1.RollbackFlagRequest\x1a\x19.orchestrall.flag.v1.Flag\"Z\xda\x41\x10name,revision_id\xc2\xf3\x18\x13\x12\x11\x66lag.flags.update\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:rollback:\x01*\x12\xaa\x01\n\x0bImportFlags\x12\'.orchestrall.flag.v1.ImportFlagsRequest\x1a(.orchestrall.flag.v1.ImportFlagsResponse\"H\xc2\xf3\x18\x13\x12\x11\x66lag.flags.import\x82\xd3\xe4\x93\x02+\"#/v1/{parent=tenants/*}/flags:import:\x04\x62ody\x12\x8e\x01\n\x0b\x45xportFlags\x12\'.orchestrall.flag.v1.ExportFlagsRequest\x1a\x14.google.api.HttpBody\"@\xc2\xf3\x18\x11\x12\x0f\x66lag.flags.list\x82\xd3\xe4\x93\x02%\x12#/v1/{parent=tenants/*}/flags:export\x12\x9f\x01\n\x0cGetFlagUsage\x12(.orchestrall.flag.v1.GetFlagUsageRequest\x1a\x1e.orchestrall.flag.v1.FlagUsage\"E\xda\x41\x04name\xc2\xf3\x18\x10\x12\x0e\x66lag.usage.get\x82\xd3\xe4\x93\x02$\x12\"/v1/{name=tenants/*/flags/*/usage}\x12\xb5\x01\n\x10ReportStaleFlags\x12,.orchestrall.flag.v1.ReportStaleFlagsRequest\x1a-.orchestrall.flag.v1.ReportStaleFlagsResponse\"D\xc2\xf3\x18\x10\x12\x0e\x66lag.usage.get\x82\xd3\xe4\x93\x02*\x12(/v1/{parent=tenants/*}/flags:reportStale\x12\xae\x01\n\x0c\x45valuateFlag\x12(.orchestrall.flag.v1.EvaluateFlagRequest\x1a).orchestrall.flag.v1.EvaluateFlagResponse\"I\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02*\"%/v1/{name=tenants/*/flags/*}:evaluate:\x01*\x1a\x17\xca\x41\x14\x66lag.orchestrall.dev2\xe7\x02\n\x0cOfrepService\x12\x9f\x01\n\x11\x45valuateOfrepFlag\x12-.orchestrall.flag.v1.EvaluateOfrepFlagRequest\x1a\x14.google.api.HttpBody\"E\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02&\"\x1e/ofrep/v1/evaluate/flags/{key}:\x04\x62ody\x12\x9b\x01\n\x12\x45valuateOfrepFlags\x12..orchestrall.flag.v1.EvaluateOfrepFlagsRequest\x1a\x14.google.api.HttpBody\"?\xc2\xf3\x18\x15\x12\x13\x66lag.flags.evaluate\x82\xd3\xe4\x93\x02 \"\x18/ofrep/v1/evaluate/flags:\x04\x62ody\x1a\x17\xca\x41\x14\x66lag.orchestrall.devBFZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,6 +50,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEFLAGREQUEST'].fields_by_name['flag']._serialized_options = b'\342A\001\002\272H\003\310\001\001'
   _globals['_CREATEFLAGREQUEST'].fields_by_name['flag_id']._loaded_options = None
   _globals['_CREATEFLAGREQUEST'].fields_by_name['flag_id']._serialized_options = b'\342A\001\002\272H\007r\002\030?\310\001\001'
+  _globals['_CREATEFLAGREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEFLAGREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\001\272H\004r\002\030d'
   _globals['_GETFLAGREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_GETFLAGREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031flag.orchestrall.dev/Flag\272H\010r\003\030\364\003\310\001\001'
   _globals['_LISTFLAGSREQUEST'].fields_by_name['parent']._loaded_options = None
@@ -101,6 +104,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMPORTFLAGSRESPONSE'].fields_by_name['deleted_flags']._serialized_options = b'\272H\r\222\001\n\020\220N\"\005r\003\030\364\003'
   _globals['_EXPORTFLAGSREQUEST'].fields_by_name['parent']._loaded_options = None
   _globals['_EXPORTFLAGSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_EXPORTFLAGSREQUEST'].fields_by_name['flag_set']._loaded_options = None
+  _globals['_EXPORTFLAGSREQUEST'].fields_by_name['flag_set']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
+  _globals['_GETFLAGUSAGEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETFLAGUSAGEREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A \n\036flag.orchestrall.dev/FlagUsage\272H\010r\003\030\364\003\310\001\001'
+  _globals['_GETFLAGUSAGEREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_GETFLAGUSAGEREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001\272H\016\262\001\013\"\007\010\360\346\320\377\257\0072\000'
+  _globals['_GETFLAGUSAGEREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_GETFLAGUSAGEREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001\272H\016\262\001\013\"\007\010\360\346\320\377\257\0072\000'
+  _globals['_REPORTSTALEFLAGSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_REPORTSTALEFLAGSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002\272H\010r\003\030\364\003\310\001\001'
+  _globals['_REPORTSTALEFLAGSREQUEST'].fields_by_name['days']._loaded_options = None
+  _globals['_REPORTSTALEFLAGSREQUEST'].fields_by_name['days']._serialized_options = b'\342A\001\001\272H\007\032\005\030\355\002(\000'
+  _globals['_REPORTSTALEFLAGSRESPONSE'].fields_by_name['stale_flags']._loaded_options = None
+  _globals['_REPORTSTALEFLAGSRESPONSE'].fields_by_name['stale_flags']._serialized_options = b'\272H\006\222\001\003\020\350\007'
+  _globals['_STALEFLAG'].fields_by_name['flag']._loaded_options = None
+  _globals['_STALEFLAG'].fields_by_name['flag']._serialized_options = b'\372A\033\n\031flag.orchestrall.dev/Flag\272H\005r\003\030\364\003'
+  _globals['_STALEFLAG'].fields_by_name['last_evaluate_time']._loaded_options = None
+  _globals['_STALEFLAG'].fields_by_name['last_evaluate_time']._serialized_options = b'\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_STALEFLAG'].fields_by_name['variant']._loaded_options = None
+  _globals['_STALEFLAG'].fields_by_name['variant']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_STALEFLAG'].fields_by_name['evaluation_count']._loaded_options = None
+  _globals['_STALEFLAG'].fields_by_name['evaluation_count']._serialized_options = b'\272H\004\"\002(\000'
   _globals['_EVALUATEFLAGREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_EVALUATEFLAGREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\372A\033\n\031flag.orchestrall.dev/Flag\272H\010r\003\030\364\003\310\001\001'
   _globals['_EVALUATEFLAGREQUEST'].fields_by_name['context']._loaded_options = None
@@ -139,6 +164,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLAGSERVICE'].methods_by_name['ImportFlags']._serialized_options = b'\302\363\030\023\022\021flag.flags.import\202\323\344\223\002+\"#/v1/{parent=tenants/*}/flags:import:\004body'
   _globals['_FLAGSERVICE'].methods_by_name['ExportFlags']._loaded_options = None
   _globals['_FLAGSERVICE'].methods_by_name['ExportFlags']._serialized_options = b'\302\363\030\021\022\017flag.flags.list\202\323\344\223\002%\022#/v1/{parent=tenants/*}/flags:export'
+  _globals['_FLAGSERVICE'].methods_by_name['GetFlagUsage']._loaded_options = None
+  _globals['_FLAGSERVICE'].methods_by_name['GetFlagUsage']._serialized_options = b'\332A\004name\302\363\030\020\022\016flag.usage.get\202\323\344\223\002$\022\"/v1/{name=tenants/*/flags/*/usage}'
+  _globals['_FLAGSERVICE'].methods_by_name['ReportStaleFlags']._loaded_options = None
+  _globals['_FLAGSERVICE'].methods_by_name['ReportStaleFlags']._serialized_options = b'\302\363\030\020\022\016flag.usage.get\202\323\344\223\002*\022(/v1/{parent=tenants/*}/flags:reportStale'
   _globals['_FLAGSERVICE'].methods_by_name['EvaluateFlag']._loaded_options = None
   _globals['_FLAGSERVICE'].methods_by_name['EvaluateFlag']._serialized_options = b'\302\363\030\025\022\023flag.flags.evaluate\202\323\344\223\002*\"%/v1/{name=tenants/*/flags/*}:evaluate:\001*'
   _globals['_OFREPSERVICE']._loaded_options = None
@@ -147,42 +176,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OFREPSERVICE'].methods_by_name['EvaluateOfrepFlag']._serialized_options = b'\302\363\030\025\022\023flag.flags.evaluate\202\323\344\223\002&\"\036/ofrep/v1/evaluate/flags/{key}:\004body'
   _globals['_OFREPSERVICE'].methods_by_name['EvaluateOfrepFlags']._loaded_options = None
   _globals['_OFREPSERVICE'].methods_by_name['EvaluateOfrepFlags']._serialized_options = b'\302\363\030\025\022\023flag.flags.evaluate\202\323\344\223\002 \"\030/ofrep/v1/evaluate/flags:\004body'
-  _globals['_CREATEFLAGREQUEST']._serialized_start=403
-  _globals['_CREATEFLAGREQUEST']._serialized_end=541
-  _globals['_GETFLAGREQUEST']._serialized_start=543
-  _globals['_GETFLAGREQUEST']._serialized_end=620
-  _globals['_LISTFLAGSREQUEST']._serialized_start=622
-  _globals['_LISTFLAGSREQUEST']._serialized_end=732
-  _globals['_LISTFLAGSRESPONSE']._serialized_start=734
-  _globals['_LISTFLAGSRESPONSE']._serialized_end=841
-  _globals['_UPDATEFLAGREQUEST']._serialized_start=843
-  _globals['_UPDATEFLAGREQUEST']._serialized_end=970
-  _globals['_DELETEFLAGREQUEST']._serialized_start=972
-  _globals['_DELETEFLAGREQUEST']._serialized_end=1052
-  _globals['_LISTFLAGREVISIONSREQUEST']._serialized_start=1055
-  _globals['_LISTFLAGREVISIONSREQUEST']._serialized_end=1210
-  _globals['_LISTFLAGREVISIONSRESPONSE']._serialized_start=1213
-  _globals['_LISTFLAGREVISIONSRESPONSE']._serialized_end=1345
-  _globals['_GETFLAGREVISIONREQUEST']._serialized_start=1347
-  _globals['_GETFLAGREVISIONREQUEST']._serialized_end=1440
-  _globals['_ROLLBACKFLAGREQUEST']._serialized_start=1443
-  _globals['_ROLLBACKFLAGREQUEST']._serialized_end=1595
-  _globals['_IMPORTFLAGSREQUEST']._serialized_start=1598
-  _globals['_IMPORTFLAGSREQUEST']._serialized_end=1762
-  _globals['_IMPORTFLAGSRESPONSE']._serialized_start=1765
-  _globals['_IMPORTFLAGSRESPONSE']._serialized_end=1909
-  _globals['_EXPORTFLAGSREQUEST']._serialized_start=1911
-  _globals['_EXPORTFLAGSREQUEST']._serialized_end=1964
-  _globals['_EVALUATEFLAGREQUEST']._serialized_start=1967
-  _globals['_EVALUATEFLAGREQUEST']._serialized_end=2097
-  _globals['_EVALUATEFLAGRESPONSE']._serialized_start=2100
-  _globals['_EVALUATEFLAGRESPONSE']._serialized_end=2242
-  _globals['_EVALUATEOFREPFLAGREQUEST']._serialized_start=2244
-  _globals['_EVALUATEOFREPFLAGREQUEST']._serialized_end=2341
-  _globals['_EVALUATEOFREPFLAGSREQUEST']._serialized_start=2343
-  _globals['_EVALUATEOFREPFLAGSREQUEST']._serialized_end=2412
-  _globals['_FLAGSERVICE']._serialized_start=2415
-  _globals['_FLAGSERVICE']._serialized_end=4301
-  _globals['_OFREPSERVICE']._serialized_start=4304
-  _globals['_OFREPSERVICE']._serialized_end=4663
+  _globals['_CREATEFLAGREQUEST']._serialized_start=436
+  _globals['_CREATEFLAGREQUEST']._serialized_end=607
+  _globals['_GETFLAGREQUEST']._serialized_start=609
+  _globals['_GETFLAGREQUEST']._serialized_end=686
+  _globals['_LISTFLAGSREQUEST']._serialized_start=688
+  _globals['_LISTFLAGSREQUEST']._serialized_end=798
+  _globals['_LISTFLAGSRESPONSE']._serialized_start=800
+  _globals['_LISTFLAGSRESPONSE']._serialized_end=907
+  _globals['_UPDATEFLAGREQUEST']._serialized_start=909
+  _globals['_UPDATEFLAGREQUEST']._serialized_end=1036
+  _globals['_DELETEFLAGREQUEST']._serialized_start=1038
+  _globals['_DELETEFLAGREQUEST']._serialized_end=1118
+  _globals['_LISTFLAGREVISIONSREQUEST']._serialized_start=1121
+  _globals['_LISTFLAGREVISIONSREQUEST']._serialized_end=1276
+  _globals['_LISTFLAGREVISIONSRESPONSE']._serialized_start=1279
+  _globals['_LISTFLAGREVISIONSRESPONSE']._serialized_end=1411
+  _globals['_GETFLAGREVISIONREQUEST']._serialized_start=1413
+  _globals['_GETFLAGREVISIONREQUEST']._serialized_end=1506
+  _globals['_ROLLBACKFLAGREQUEST']._serialized_start=1509
+  _globals['_ROLLBACKFLAGREQUEST']._serialized_end=1661
+  _globals['_IMPORTFLAGSREQUEST']._serialized_start=1664
+  _globals['_IMPORTFLAGSREQUEST']._serialized_end=1828
+  _globals['_IMPORTFLAGSRESPONSE']._serialized_start=1831
+  _globals['_IMPORTFLAGSRESPONSE']._serialized_end=1975
+  _globals['_EXPORTFLAGSREQUEST']._serialized_start=1977
+  _globals['_EXPORTFLAGSREQUEST']._serialized_end=2061
+  _globals['_GETFLAGUSAGEREQUEST']._serialized_start=2064
+  _globals['_GETFLAGUSAGEREQUEST']._serialized_end=2291
+  _globals['_REPORTSTALEFLAGSREQUEST']._serialized_start=2293
+  _globals['_REPORTSTALEFLAGSREQUEST']._serialized_end=2381
+  _globals['_REPORTSTALEFLAGSRESPONSE']._serialized_start=2383
+  _globals['_REPORTSTALEFLAGSRESPONSE']._serialized_end=2473
+  _globals['_STALEFLAG']._serialized_start=2476
+  _globals['_STALEFLAG']._serialized_end=2828
+  _globals['_STALEFLAG_REASON']._serialized_start=2746
+  _globals['_STALEFLAG_REASON']._serialized_end=2828
+  _globals['_EVALUATEFLAGREQUEST']._serialized_start=2831
+  _globals['_EVALUATEFLAGREQUEST']._serialized_end=2961
+  _globals['_EVALUATEFLAGRESPONSE']._serialized_start=2964
+  _globals['_EVALUATEFLAGRESPONSE']._serialized_end=3106
+  _globals['_EVALUATEOFREPFLAGREQUEST']._serialized_start=3108
+  _globals['_EVALUATEOFREPFLAGREQUEST']._serialized_end=3205
+  _globals['_EVALUATEOFREPFLAGSREQUEST']._serialized_start=3207
+  _globals['_EVALUATEOFREPFLAGSREQUEST']._serialized_end=3276
+  _globals['_FLAGSERVICE']._serialized_start=3279
+  _globals['_FLAGSERVICE']._serialized_end=5511
+  _globals['_OFREPSERVICE']._serialized_start=5514
+  _globals['_OFREPSERVICE']._serialized_end=5873
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,5 @@
+import datetime
+
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import client_pb2 as _client_pb2
 from buf.validate import validate_pb2 as _validate_pb2
@@ -8,8 +10,10 @@ from google.protobuf import empty_pb2 as _empty_pb2
 from orchestrall.api.v1 import annotations_pb2 as _annotations_pb2_1
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from orchestrall.flag.v1 import resources_pb2 as _resources_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -18,14 +22,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateFlagRequest(_message.Message):
-    __slots__ = ("parent", "flag", "flag_id")
+    __slots__ = ("parent", "flag", "flag_id", "request_id")
     PARENT_FIELD_NUMBER: _ClassVar[int]
     FLAG_FIELD_NUMBER: _ClassVar[int]
     FLAG_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     parent: str
     flag: _resources_pb2.Flag
     flag_id: str
-    def __init__(self, parent: _Optional[str] = ..., flag: _Optional[_Union[_resources_pb2.Flag, _Mapping]] = ..., flag_id: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., flag: _Optional[_Union[_resources_pb2.Flag, _Mapping]] = ..., flag_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetFlagRequest(_message.Message):
     __slots__ = ("name",)
@@ -122,10 +128,58 @@ class ImportFlagsResponse(_message.Message):
     def __init__(self, created_flags: _Optional[_Iterable[str]] = ..., updated_flags: _Optional[_Iterable[str]] = ..., deleted_flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExportFlagsRequest(_message.Message):
-    __slots__ = ("parent",)
+    __slots__ = ("parent", "flag_set")
     PARENT_FIELD_NUMBER: _ClassVar[int]
+    FLAG_SET_FIELD_NUMBER: _ClassVar[int]
     parent: str
-    def __init__(self, parent: _Optional[str] = ...) -> None: ...
+    flag_set: str
+    def __init__(self, parent: _Optional[str] = ..., flag_set: _Optional[str] = ...) -> None: ...
+
+class GetFlagUsageRequest(_message.Message):
+    __slots__ = ("name", "start_time", "end_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReportStaleFlagsRequest(_message.Message):
+    __slots__ = ("parent", "days")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    days: int
+    def __init__(self, parent: _Optional[str] = ..., days: _Optional[int] = ...) -> None: ...
+
+class ReportStaleFlagsResponse(_message.Message):
+    __slots__ = ("stale_flags",)
+    STALE_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    stale_flags: _containers.RepeatedCompositeFieldContainer[StaleFlag]
+    def __init__(self, stale_flags: _Optional[_Iterable[_Union[StaleFlag, _Mapping]]] = ...) -> None: ...
+
+class StaleFlag(_message.Message):
+    __slots__ = ("flag", "reason", "last_evaluate_time", "variant", "evaluation_count")
+    class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        REASON_UNSPECIFIED: _ClassVar[StaleFlag.Reason]
+        REASON_NOT_EVALUATED: _ClassVar[StaleFlag.Reason]
+        REASON_ONE_VARIANT: _ClassVar[StaleFlag.Reason]
+    REASON_UNSPECIFIED: StaleFlag.Reason
+    REASON_NOT_EVALUATED: StaleFlag.Reason
+    REASON_ONE_VARIANT: StaleFlag.Reason
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVALUATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_COUNT_FIELD_NUMBER: _ClassVar[int]
+    flag: str
+    reason: StaleFlag.Reason
+    last_evaluate_time: _timestamp_pb2.Timestamp
+    variant: str
+    evaluation_count: int
+    def __init__(self, flag: _Optional[str] = ..., reason: _Optional[_Union[StaleFlag.Reason, str]] = ..., last_evaluate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variant: _Optional[str] = ..., evaluation_count: _Optional[int] = ...) -> None: ...
 
 class EvaluateFlagRequest(_message.Message):
     __slots__ = ("name", "context")

@@ -110,6 +110,16 @@ class FlagServiceStub:
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.GetFlagUsage = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/GetFlagUsage',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagUsageRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagUsage.FromString,
+                _registered_method=True)
+        self.ReportStaleFlags = channel.unary_unary(
+                '/orchestrall.flag.v1.FlagService/ReportStaleFlags',
+                request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsResponse.FromString,
+                _registered_method=True)
         self.EvaluateFlag = channel.unary_unary(
                 '/orchestrall.flag.v1.FlagService/EvaluateFlag',
                 request_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.EvaluateFlagRequest.SerializeToString,
@@ -144,12 +154,14 @@ class FlagServiceServicer:
     """
 
     def CreateFlag(self, request, context):
-        """Creates a flag.
+        """Creates a flag, and its first revision (`ListFlagRevisions`; a key deleted
+        before continues its history).
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`flag_id` not 1-63 of `A-Za-z0-9-_.`
-        starting with a letter) or `INVALID_FLAG_DEFINITION` (the flag is no valid flagd
+        starting with a letter, or `flag.flag_set` not empty or of that form) or `INVALID_FLAG_DEFINITION` (the flag is no valid flagd
         flag: its state, variants, default variant or targeting rule); ALREADY_EXISTS
-        `FLAG_ALREADY_EXISTS`; and the common reasons of `FlagService`.
+        `FLAG_ALREADY_EXISTS` (a retry with the first call's `request_id` gets the flag
+        instead); and the common reasons of `FlagService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -174,10 +186,12 @@ class FlagServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateFlag(self, request, context):
-        """Updates a flag's fields named in `update_mask` (AIP-134).
+        """Updates a flag's fields named in `update_mask` (AIP-134). An update that changes
+        a field makes a revision (AIP-162) and gives the flag its ID in `revision_id`; one
+        that changes nothing writes nothing and makes none.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
-        not one of `Flag`) or `INVALID_FLAG_DEFINITION` (the updated flag would be no valid
+        not one of `Flag`, or `flag.flag_set` is not a flag set ID) or `INVALID_FLAG_DEFINITION` (the updated flag would be no valid
         flagd flag; nothing is written); NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons
         of `FlagService`.
         """
@@ -186,7 +200,8 @@ class FlagServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteFlag(self, request, context):
-        """Deletes a flag.
+        """Deletes a flag, recording the deletion as a revision. Its revisions stay readable
+        (`ListFlagRevisions`, `GetFlagRevision`) and `RollbackFlag` can restore it.
 
         Errors: NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons of `FlagService`.
         """
@@ -248,8 +263,11 @@ class FlagServiceServicer:
         created, each that differs takes the document's definition, and, with
         `delete_missing`, each of the tenant's flags the document lacks is deleted; each
         change makes a revision. A flag's `metadata.description` is its description; other
-        flag metadata and the document's own `metadata` are not kept. A retry with the same
-        `request_id` returns the first call's answer and writes nothing.
+        flag metadata and the rest of the document's own `metadata` are not kept. A flag's
+        `metadata.flagSetId`, else the document's, is its flag set (`Flag.flag_set`);
+        `delete_missing` deletes only flags of the document's set (its
+        `metadata.flagSetId`, else the default set). A retry with the same `request_id`
+        returns the first call's answer and writes nothing.
 
         Errors: INVALID_ARGUMENT `INVALID_FLAG_DEFINITION` (the body is not JSON, breaks
         flagd's schema, names an unknown evaluator, or holds a flag that breaks the rules of
@@ -265,8 +283,33 @@ class FlagServiceServicer:
         """Exports the tenant's flags as a flagd flag-definition document (content type
         `application/json`): `{"$schema": "https://flagd.dev/schema/v0/flags.json",
         "flags": {...}}`, flags in key order, each with its state, variants,
-        `defaultVariant`, targeting and its description as `metadata.description`. flagd,
+        `defaultVariant`, targeting, its description as `metadata.description` and its flag
+        set as `metadata.flagSetId`; with `flag_set`, that set's flags only. flagd,
         its in-process providers and `ImportFlags` read it as it is.
+
+        Errors: only the common reasons of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFlagUsage(self, request, context):
+        """Gets how often a flag was evaluated, by hour, variant and reason, in a window of
+        at most 7 days (default: the last 24 hours), and when it was last evaluated.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`start_time` not before `end_time`,
+        or a window longer than 7 days); NOT_FOUND `FLAG_NOT_FOUND`; and the common reasons
+        of `FlagService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportStaleFlags(self, request, context):
+        """Reports the tenant's stale flags, in key order: flags created more than `days`
+        days ago that were not evaluated in the last `days` days (`NOT_EVALUATED`), and
+        flags whose evaluations in that time all served one variant (`ONE_VARIANT`: a
+        candidate to be removed from the code). Counts are those of `GetFlagUsage`.
 
         Errors: only the common reasons of `FlagService`.
         """
@@ -339,6 +382,16 @@ def add_FlagServiceServicer_to_server(servicer, server):
                     servicer.ExportFlags,
                     request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetFlagUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlagUsage,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagUsageRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagUsage.SerializeToString,
+            ),
+            'ReportStaleFlags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportStaleFlags,
+                    request_deserializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsRequest.FromString,
+                    response_serializer=orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsResponse.SerializeToString,
             ),
             'EvaluateFlag': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateFlag,
@@ -639,6 +692,60 @@ class FlagService:
             '/orchestrall.flag.v1.FlagService/ExportFlags',
             orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ExportFlagsRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlagUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/GetFlagUsage',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.GetFlagUsageRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_resources__pb2.FlagUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportStaleFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.flag.v1.FlagService/ReportStaleFlags',
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsRequest.SerializeToString,
+            orchestrall_dot_flag_dot_v1_dot_flag__service__pb2.ReportStaleFlagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

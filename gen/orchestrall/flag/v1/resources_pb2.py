@@ -29,7 +29,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrall/flag/v1/resources.proto\x12\x13orchestrall.flag.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x05\n\x04\x46lag\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1f.orchestrall.flag.v1.Flag.StateB\x04\xe2\x41\x01\x02\x12N\n\x08variants\x18\x03 \x03(\x0b\x32\'.orchestrall.flag.v1.Flag.VariantsEntryB\x13\xe2\x41\x01\x02\xbaH\x0c\x9a\x01\t\x10@\"\x05r\x03\x18\xc8\x01\x12%\n\x0f\x64\x65\x66\x61ult_variant\x18\x04 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xc8\x01\x12\x30\n\ttargeting\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12!\n\x0b\x64\x65scription\x18\x06 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xd0\x0f\x12Q\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12Q\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12 \n\x0brevision_id\x18\t \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x1aG\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"E\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_ENABLED\x10\x01\x12\x12\n\x0eSTATE_DISABLED\x10\x02:J\xea\x41G\n\x19\x66lag.orchestrall.dev/Flag\x12\x1dtenants/{tenant}/flags/{flag}*\x05\x66lags2\x04\x66lag\"\x9f\x05\n\x0c\x46lagRevision\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12>\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32(.orchestrall.flag.v1.FlagRevision.ActionB\x04\xe2\x41\x01\x03\x12-\n\x04\x66lag\x18\x03 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\x04\xe2\x41\x01\x03\x12\x44\n\x04\x64iff\x18\x04 \x03(\x0b\x32\'.orchestrall.flag.v1.JsonPatchOperationB\r\xe2\x41\x01\x03\xbaH\x06\x92\x01\x03\x10\x90N\x12\x1f\n\tprincipal\x18\x05 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xac\x02\x12Q\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12M\n\x11rollback_revision\x18\x07 \x01(\tB2\xe2\x41\x01\x03\xfa\x41#\n!flag.orchestrall.dev/FlagRevision\xbaH\x05r\x03\x18\xf4\x03\"\x81\x01\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x11\n\rACTION_CREATE\x10\x01\x12\x11\n\rACTION_UPDATE\x10\x02\x12\x11\n\rACTION_DELETE\x10\x03\x12\x13\n\x0f\x41\x43TION_ROLLBACK\x10\x04\x12\x11\n\rACTION_IMPORT\x10\x05:w\xea\x41t\n!flag.orchestrall.dev/FlagRevision\x12\x32tenants/{tenant}/flags/{flag}/revisions/{revision}*\rflagRevisions2\x0c\x66lagRevision\"w\n\x12JsonPatchOperation\x12\x17\n\x02op\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18\n\x12\x1b\n\x04path\x18\x02 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\xf0\xa2\x04\x12+\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x04\xe2\x41\x01\x03\x42\x46ZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#orchestrall/flag/v1/resources.proto\x12\x13orchestrall.flag.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x05\n\x04\x46lag\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x34\n\x05state\x18\x02 \x01(\x0e\x32\x1f.orchestrall.flag.v1.Flag.StateB\x04\xe2\x41\x01\x02\x12N\n\x08variants\x18\x03 \x03(\x0b\x32\'.orchestrall.flag.v1.Flag.VariantsEntryB\x13\xe2\x41\x01\x02\xbaH\x0c\x9a\x01\t\x10@\"\x05r\x03\x18\xc8\x01\x12%\n\x0f\x64\x65\x66\x61ult_variant\x18\x04 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\x18\xc8\x01\x12\x30\n\ttargeting\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x01\x12!\n\x0b\x64\x65scription\x18\x06 \x01(\tB\x0c\xe2\x41\x01\x01\xbaH\x05r\x03\x18\xd0\x0f\x12Q\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12Q\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12 \n\x0brevision_id\x18\t \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18?\x12\x1d\n\x08\x66lag_set\x18\n \x01(\tB\x0b\xe2\x41\x01\x01\xbaH\x04r\x02\x18?\x1aG\n\rVariantsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\"E\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_ENABLED\x10\x01\x12\x12\n\x0eSTATE_DISABLED\x10\x02:J\xea\x41G\n\x19\x66lag.orchestrall.dev/Flag\x12\x1dtenants/{tenant}/flags/{flag}*\x05\x66lags2\x04\x66lag\"\x9f\x05\n\x0c\x46lagRevision\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12>\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32(.orchestrall.flag.v1.FlagRevision.ActionB\x04\xe2\x41\x01\x03\x12-\n\x04\x66lag\x18\x03 \x01(\x0b\x32\x19.orchestrall.flag.v1.FlagB\x04\xe2\x41\x01\x03\x12\x44\n\x04\x64iff\x18\x04 \x03(\x0b\x32\'.orchestrall.flag.v1.JsonPatchOperationB\r\xe2\x41\x01\x03\xbaH\x06\x92\x01\x03\x10\x90N\x12\x1f\n\tprincipal\x18\x05 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xac\x02\x12Q\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12M\n\x11rollback_revision\x18\x07 \x01(\tB2\xe2\x41\x01\x03\xfa\x41#\n!flag.orchestrall.dev/FlagRevision\xbaH\x05r\x03\x18\xf4\x03\"\x81\x01\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x11\n\rACTION_CREATE\x10\x01\x12\x11\n\rACTION_UPDATE\x10\x02\x12\x11\n\rACTION_DELETE\x10\x03\x12\x13\n\x0f\x41\x43TION_ROLLBACK\x10\x04\x12\x11\n\rACTION_IMPORT\x10\x05:w\xea\x41t\n!flag.orchestrall.dev/FlagRevision\x12\x32tenants/{tenant}/flags/{flag}/revisions/{revision}*\rflagRevisions2\x0c\x66lagRevision\"w\n\x12JsonPatchOperation\x12\x17\n\x02op\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18\n\x12\x1b\n\x04path\x18\x02 \x01(\tB\r\xe2\x41\x01\x03\xbaH\x06r\x04\x18\xf0\xa2\x04\x12+\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x04\xe2\x41\x01\x03\"\x8f\x04\n\tFlagUsage\x12\x1a\n\x04name\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x08\xbaH\x05r\x03\x18\xf4\x03\x12X\n\x12last_evaluate_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12P\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12N\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12\x44\n\x06\x63ounts\x18\x05 \x03(\x0b\x32$.orchestrall.flag.v1.EvaluationCountB\x0e\xe2\x41\x01\x03\xbaH\x07\x92\x01\x04\x10\xa0\x8d\x06\x12\x43\n\x06totals\x18\x06 \x03(\x0b\x32$.orchestrall.flag.v1.EvaluationCountB\r\xe2\x41\x01\x03\xbaH\x06\x92\x01\x03\x10\xe8\x07:_\xea\x41\\\n\x1e\x66lag.orchestrall.dev/FlagUsage\x12#tenants/{tenant}/flags/{flag}/usage*\nflagUsages2\tflagUsage\"\xbb\x01\n\x0f\x45valuationCount\x12P\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampB \xe2\x41\x01\x03\xbaH\x19\xb2\x01\x16\"\x07\x08\xff\x82\xd1\xff\xaf\x07\x32\x0b\x08\x80\x92\xb8\xc3\x98\xfe\xff\xff\xff\x01\x12\x1d\n\x07variant\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x03\xbaH\x05r\x03\x18\xc8\x01\x12\x1b\n\x06reason\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x03\xbaH\x04r\x02\x18 \x12\x1a\n\x05\x63ount\x18\x04 \x01(\x03\x42\x0b\xe2\x41\x01\x03\xbaH\x04\"\x02(\x00\x42\x46ZDgithub.com/orchestrall/orchestrall/gen/go/orchestrall/flag/v1;flagv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,6 +57,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLAG'].fields_by_name['update_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
   _globals['_FLAG'].fields_by_name['revision_id']._loaded_options = None
   _globals['_FLAG'].fields_by_name['revision_id']._serialized_options = b'\342A\001\003\272H\004r\002\030?'
+  _globals['_FLAG'].fields_by_name['flag_set']._loaded_options = None
+  _globals['_FLAG'].fields_by_name['flag_set']._serialized_options = b'\342A\001\001\272H\004r\002\030?'
   _globals['_FLAG']._loaded_options = None
   _globals['_FLAG']._serialized_options = b'\352AG\n\031flag.orchestrall.dev/Flag\022\035tenants/{tenant}/flags/{flag}*\005flags2\004flag'
   _globals['_FLAGREVISION'].fields_by_name['name']._loaded_options = None
@@ -81,16 +83,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JSONPATCHOPERATION'].fields_by_name['path']._serialized_options = b'\342A\001\003\272H\006r\004\030\360\242\004'
   _globals['_JSONPATCHOPERATION'].fields_by_name['value']._loaded_options = None
   _globals['_JSONPATCHOPERATION'].fields_by_name['value']._serialized_options = b'\342A\001\003'
+  _globals['_FLAGUSAGE'].fields_by_name['name']._loaded_options = None
+  _globals['_FLAGUSAGE'].fields_by_name['name']._serialized_options = b'\342A\001\010\272H\005r\003\030\364\003'
+  _globals['_FLAGUSAGE'].fields_by_name['last_evaluate_time']._loaded_options = None
+  _globals['_FLAGUSAGE'].fields_by_name['last_evaluate_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_FLAGUSAGE'].fields_by_name['start_time']._loaded_options = None
+  _globals['_FLAGUSAGE'].fields_by_name['start_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_FLAGUSAGE'].fields_by_name['end_time']._loaded_options = None
+  _globals['_FLAGUSAGE'].fields_by_name['end_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_FLAGUSAGE'].fields_by_name['counts']._loaded_options = None
+  _globals['_FLAGUSAGE'].fields_by_name['counts']._serialized_options = b'\342A\001\003\272H\007\222\001\004\020\240\215\006'
+  _globals['_FLAGUSAGE'].fields_by_name['totals']._loaded_options = None
+  _globals['_FLAGUSAGE'].fields_by_name['totals']._serialized_options = b'\342A\001\003\272H\006\222\001\003\020\350\007'
+  _globals['_FLAGUSAGE']._loaded_options = None
+  _globals['_FLAGUSAGE']._serialized_options = b'\352A\\\n\036flag.orchestrall.dev/FlagUsage\022#tenants/{tenant}/flags/{flag}/usage*\nflagUsages2\tflagUsage'
+  _globals['_EVALUATIONCOUNT'].fields_by_name['start_time']._loaded_options = None
+  _globals['_EVALUATIONCOUNT'].fields_by_name['start_time']._serialized_options = b'\342A\001\003\272H\031\262\001\026\"\007\010\377\202\321\377\257\0072\013\010\200\222\270\303\230\376\377\377\377\001'
+  _globals['_EVALUATIONCOUNT'].fields_by_name['variant']._loaded_options = None
+  _globals['_EVALUATIONCOUNT'].fields_by_name['variant']._serialized_options = b'\342A\001\003\272H\005r\003\030\310\001'
+  _globals['_EVALUATIONCOUNT'].fields_by_name['reason']._loaded_options = None
+  _globals['_EVALUATIONCOUNT'].fields_by_name['reason']._serialized_options = b'\342A\001\003\272H\004r\002\030 '
+  _globals['_EVALUATIONCOUNT'].fields_by_name['count']._loaded_options = None
+  _globals['_EVALUATIONCOUNT'].fields_by_name['count']._serialized_options = b'\342A\001\003\272H\004\"\002(\000'
   _globals['_FLAG']._serialized_start=213
-  _globals['_FLAG']._serialized_end=925
-  _globals['_FLAG_VARIANTSENTRY']._serialized_start=707
-  _globals['_FLAG_VARIANTSENTRY']._serialized_end=778
-  _globals['_FLAG_STATE']._serialized_start=780
-  _globals['_FLAG_STATE']._serialized_end=849
-  _globals['_FLAGREVISION']._serialized_start=928
-  _globals['_FLAGREVISION']._serialized_end=1599
-  _globals['_FLAGREVISION_ACTION']._serialized_start=1349
-  _globals['_FLAGREVISION_ACTION']._serialized_end=1478
-  _globals['_JSONPATCHOPERATION']._serialized_start=1601
-  _globals['_JSONPATCHOPERATION']._serialized_end=1720
+  _globals['_FLAG']._serialized_end=956
+  _globals['_FLAG_VARIANTSENTRY']._serialized_start=738
+  _globals['_FLAG_VARIANTSENTRY']._serialized_end=809
+  _globals['_FLAG_STATE']._serialized_start=811
+  _globals['_FLAG_STATE']._serialized_end=880
+  _globals['_FLAGREVISION']._serialized_start=959
+  _globals['_FLAGREVISION']._serialized_end=1630
+  _globals['_FLAGREVISION_ACTION']._serialized_start=1380
+  _globals['_FLAGREVISION_ACTION']._serialized_end=1509
+  _globals['_JSONPATCHOPERATION']._serialized_start=1632
+  _globals['_JSONPATCHOPERATION']._serialized_end=1751
+  _globals['_FLAGUSAGE']._serialized_start=1754
+  _globals['_FLAGUSAGE']._serialized_end=2281
+  _globals['_EVALUATIONCOUNT']._serialized_start=2284
+  _globals['_EVALUATIONCOUNT']._serialized_end=2471
 # @@protoc_insertion_point(module_scope)

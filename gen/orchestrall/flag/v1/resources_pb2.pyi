@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Flag(_message.Message):
-    __slots__ = ("name", "state", "variants", "default_variant", "targeting", "description", "create_time", "update_time", "revision_id")
+    __slots__ = ("name", "state", "variants", "default_variant", "targeting", "description", "create_time", "update_time", "revision_id", "flag_set")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Flag.State]
@@ -40,6 +40,7 @@ class Flag(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    FLAG_SET_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: Flag.State
     variants: _containers.MessageMap[str, _struct_pb2.Value]
@@ -49,7 +50,8 @@ class Flag(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     revision_id: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Flag.State, str]] = ..., variants: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., default_variant: _Optional[str] = ..., targeting: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision_id: _Optional[str] = ...) -> None: ...
+    flag_set: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Flag.State, str]] = ..., variants: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., default_variant: _Optional[str] = ..., targeting: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision_id: _Optional[str] = ..., flag_set: _Optional[str] = ...) -> None: ...
 
 class FlagRevision(_message.Message):
     __slots__ = ("name", "action", "flag", "diff", "principal", "create_time", "rollback_revision")
@@ -92,3 +94,31 @@ class JsonPatchOperation(_message.Message):
     path: str
     value: _struct_pb2.Value
     def __init__(self, op: _Optional[str] = ..., path: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class FlagUsage(_message.Message):
+    __slots__ = ("name", "last_evaluate_time", "start_time", "end_time", "counts", "totals")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVALUATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    last_evaluate_time: _timestamp_pb2.Timestamp
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    counts: _containers.RepeatedCompositeFieldContainer[EvaluationCount]
+    totals: _containers.RepeatedCompositeFieldContainer[EvaluationCount]
+    def __init__(self, name: _Optional[str] = ..., last_evaluate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counts: _Optional[_Iterable[_Union[EvaluationCount, _Mapping]]] = ..., totals: _Optional[_Iterable[_Union[EvaluationCount, _Mapping]]] = ...) -> None: ...
+
+class EvaluationCount(_message.Message):
+    __slots__ = ("start_time", "variant", "reason", "count")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    variant: str
+    reason: str
+    count: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., variant: _Optional[str] = ..., reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
