@@ -109,7 +109,7 @@ async def _orchestrall(state: Path, database_url: str | None) -> dict[str, float
                 )
                 while run.state != res.RUN_STATE_SUCCEEDED:
                     assert run.state in (res.RUN_STATE_PENDING, res.RUN_STATE_RUNNING), run.error
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.05)  # the figures are the service's own timestamps
                     run = await stub.GetWorkflowRun(
                         pb.GetWorkflowRunRequest(name=run.name), metadata=metadata
                     )

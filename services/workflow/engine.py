@@ -69,14 +69,19 @@ RUNS_QUEUE = "orchestrall-workflow-runs"
 QUEUE_POLL_SECONDS = 0.05
 #: Seconds between two looks of DBOS's scheduler for schedules that changed (services.workflow.schedules).
 SCHEDULER_POLL_SECONDS = 0.5
-#: How often a waiting workflow asks whether a child has ended (seconds).
-POLL_SECONDS = 0.05
+#: How often a waiting workflow asks whether a child has ended (seconds; DBOS's ``wait_first``
+#: reads the system database each time): often while a child does work, seldom while every
+#: child waits for a person or a timer, so a run that waits days costs one query a second.
+POLL_SECONDS = 0.02
+SLOW_POLL_SECONDS = 1.0
 #: One WaitRun call waits at most this long (within the agent route's 300 s).
 WAIT_SECONDS = 60.0
 #: Between two WaitRun calls while an agent run waits for a person's approval.
 APPROVAL_POLL_SECONDS = 5.0
 #: Between two calls to an agent service that could not be reached, within an attempt (seconds).
 PEER_RETRY_SECONDS = 1.0
+#: The agent service's answers that mean "not now": an attempt asks again, with the same request ID.
+WAIT_FOR_PLACE = frozenset({"TOO_MANY_RUNS", "TENANT_BUSY"})
 #: Failure reasons retried when a retry policy names none.
 TRANSIENT = frozenset({"STEP_TIMEOUT", "TENANT_BUSY"})
 #: At most this many items a map fans out to.
@@ -444,12 +449,15 @@ async def _with_retries(
 
 
 async def _ride_out(outcome: Outcome, deadline: float) -> bool:
-    """Whether to ask the agent service again: it could not be reached and the attempt has time left.
+    """Whether to ask the agent service again: it could not take the call now, and the attempt has time left.
 
-    A restarting agent service costs the attempt nothing: the run it was making
-    goes on (or its lease runs out and it ends), and asking again is idempotent.
+    A restarting agent service costs the attempt nothing (the run it was making
+    goes on, or its lease runs out and it ends), nor does a tenant at its limit of
+    runs in progress (``TOO_MANY_RUNS``: the step waits for a place); asking again
+    is idempotent.
     """
-    if not outcome.get("error_reason", "").endswith("_UNAVAILABLE") or await _now() >= deadline:
+    reason = outcome.get("error_reason", "")
+    if not (reason.endswith("_UNAVAILABLE") or reason in WAIT_FOR_PLACE) or await _now() >= deadline:
         return False
     await DBOS.sleep_async(PEER_RETRY_SECONDS)
     return True
@@ -843,6 +851,14 @@ def _skipped(graph: definition.Graph, step: res.Workflow.Step, progress: _Progre
     return bool(step.depends_on) and all(progress.states[d] == RunState.SKIPPED for d in step.depends_on)
 
 
+def _waits_long(step: res.Workflow.Step) -> bool:
+    """Whether a step waits for a person or a timer of 10 s or more (its end needs no prompt notice)."""
+    kind = definition.kind(step)
+    if kind == "wait" and step.wait.WhichOneof("until") == "duration":
+        return step.wait.duration.ToTimedelta().total_seconds() >= 10 * SLOW_POLL_SECONDS
+    return kind in ("approval", "wait")
+
+
 @DBOS.workflow(name="orchestrall.workflow.run")
 async def run_workflow(tenant_id: str, run_id: str) -> dict[str, Any]:
     """One run of a workflow revision, from its first step to its output or its compensation.
@@ -916,7 +932,10 @@ async def run_workflow(tenant_id: str, run_id: str) -> dict[str, Any]:
                     await _emit(tenant_id, run_id, history.STEP_SCHEDULED, step_id, {})
         if not running:
             break
-        done = await DBOS.wait_first_async([*running.values(), timer], polling_interval_sec=POLL_SECONDS)
+        waiting = all(_waits_long(graph.steps[step_id]) for step_id in running)
+        done = await DBOS.wait_first_async(
+            [*running.values(), timer], polling_interval_sec=SLOW_POLL_SECONDS if waiting else POLL_SECONDS
+        )
         if done.workflow_id == timer.workflow_id:
             failure = failure or {
                 "error_reason": "RUN_TIMEOUT",

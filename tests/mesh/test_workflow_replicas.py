@@ -89,7 +89,7 @@ def test_two_replicas_share_the_runs_and_run_each_step_once(
         assert sorted(succeeded) == ["pause", "tell"], events
     dbos = engine.dbos_schema(schema_name(stack.config.settings("workflow"), "workflow"))
     ids = [name.rsplit("/", 1)[-1] for name in names]
-    executors = dict(
+    executors: dict[str, str] = dict(
         stored_rows(
             stack,
             "workflow",
