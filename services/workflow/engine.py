@@ -228,8 +228,13 @@ async def _load(tenant_id: str, run_id: str) -> dict[str, Any]:
         "workflow_id": run.workflow_id,
         "input": run.input,
         "definition": revision.definition,
-        "cancelled": run.cancel_time is not None,
         "ended": run.state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED),
+        "outcome": {
+            "state": run.state,
+            "output": run.output,
+            "error_reason": run.error_reason,
+            "error_message": run.error_message,
+        },
     }
 
 
@@ -876,8 +881,9 @@ async def run_workflow(tenant_id: str, run_id: str) -> dict[str, Any]:
         "workflow_id": loaded["workflow_id"],
     }
     progress = _Progress({sid: RunState.PENDING for sid in graph.order}, {}, {}, [])
-    if loaded["ended"]:
-        return {"state": RunState.SUCCEEDED, "output": ""}
+    if loaded["ended"]:  # enqueued again after it ended: nothing to do
+        outcome: dict[str, Any] = loaded["outcome"]
+        return outcome
     cancelled = await _emit(tenant_id, run_id, history.RUN_STARTED, "", {})
     run_timeout = _seconds(
         workflow.run_timeout if workflow.HasField("run_timeout") else None,

@@ -222,12 +222,12 @@ def list_events(tx: Tx, workflow_id: str, run_id: str, page: Page) -> Listing[Wo
 def add_signal(
     tx: Tx, run_id: str, name: str, payload: dict[str, Any], request_id: str | None, now: dt.datetime
 ) -> bool:
-    """Keeps a signal for a run; a repeated ``request_id`` adds nothing.
+    """Keeps a signal for a run and appends ``signal.received``; a repeated ``request_id`` adds nothing.
 
     Returns:
         Whether it was added.
     """
-    return SIGNALS.insert(
+    added = SIGNALS.insert(
         tx,
         WorkflowSignalRow(
             tenant_id=tx.tenant_id,
@@ -240,6 +240,10 @@ def add_signal(
             taken_by=None,
         ),
     )
+    if added:
+        data = {"request_id": request_id, "payload": payload}
+        append_event(tx, run_id, history.SIGNAL_RECEIVED, name, data, f"signal:{request_id}", now)
+    return added
 
 
 def take_signal(tx: Tx, run_id: str, name: str, taker: str) -> dict[str, Any] | None:

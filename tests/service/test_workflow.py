@@ -204,7 +204,7 @@ async def test_a_graph_branches_runs_in_parallel_waits_for_approval_and_compensa
     assert big.state == res.RUN_STATE_SUCCEEDED, big.error
     assert states(big)["small"] == "SKIPPED" and states(big)["book"] == "SUCCEEDED"
     assert json.loads(next(s for s in big.steps if s.step_id == "approve").output)["comment"] == "fine"
-    assert big_history.count(("signal.received", "approve")) == 0  # the approval records the decision itself
+    assert big_history.count(("signal.received", "approve")) == 1  # delivered twice, one request ID
     assert big_history.count(("approval.given", "approve")) == 1
     # The rejection fails the run; nothing succeeded that compensates (book never ran).
     assert rejected.state == res.RUN_STATE_FAILED
