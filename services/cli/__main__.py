@@ -1,4 +1,4 @@
-"""``orchestrall``: run the mesh on this machine, or the demo against it."""
+"""``orchestrall``: run the mesh on this machine, the demo against it, or look at a workflow run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import grpc
 import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from orchestrall.auth.v1.auth_service_pb2 import RotateSigningKeyRequest
 from orchestrall.auth.v1.auth_service_pb2_grpc import AuthServiceStub
@@ -131,6 +132,40 @@ def rotate_keys(
     console.print(
         f"New key {rotated.kid} is published; it signs from {activate}Z, replacing {rotated.previous_kid}."
     )
+
+
+workflow_app = typer.Typer(help="Workflows of a running stack, through its gateway.", no_args_is_help=True)
+app.add_typer(workflow_app, name="workflow")
+
+
+@workflow_app.command("show")
+def workflow_show(
+    run: str = typer.Argument(..., help="The run, tenants/{t}/workflows/{w}/runs/{r}."),
+    url: str = typer.Option("http://127.0.0.1:8080", help="Gateway of a running stack."),
+    token: str = typer.Option(..., envvar="ORCHESTRALL_TOKEN", help="A bearer token of the run's tenant."),
+) -> None:
+    """Print a run's steps, its graph (Mermaid) and its history."""
+    headers = {"authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+        answers = [http.get(f"/v1/{run}{suffix}") for suffix in ("", ":graph", "/events")]
+    for answer in answers:
+        if not answer.is_success:
+            console.print(f"[bold red]{answer.request.url.path}:[/] {answer.status_code} {answer.text[:300]}")
+            raise typer.Exit(1)
+    found, graph, events = (answer.json() for answer in answers)
+    table = Table("step", "state", "attempts", "error", title=f"{run}: {found['state']}")
+    for step in found.get("steps", []):
+        error = step.get("error", {}).get("message", "")
+        table.add_row(
+            step["stepId"], step["state"].removeprefix("RUN_STATE_"), str(step.get("attempts", 0)), error
+        )
+    console.print(table)
+    console.print(graph["mermaid"], markup=False)
+    for event in events.get("events", []):
+        kind = event["type"].removeprefix("dev.orchestrall.workflow.")
+        console.print(
+            f"{event['sequence']:>4}  {event['time']}  {kind:<24} {event.get('stepId', '')}", markup=False
+        )
 
 
 def main() -> None:

@@ -18,12 +18,14 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from typer.testing import CliRunner
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from services.agent.tools import route_distance
+from services.cli.__main__ import app as orchestrall_cli
 from services.cli.demo import DemoResult, run_demo
 from services.cli.stack import Stack, free_port
 from tests.mesh.conftest import auth, grpc_headers, stored_rows
@@ -55,6 +57,19 @@ def test_demo_runs_the_tool_and_chains_the_workflow(demo: DemoResult) -> None:
     plan, report = by_id["plan"], by_id["report"]
     assert json.loads(plan["output"]) in report["input"]
     assert demo.workflow_run["output"] == json.loads(report["output"])
+
+
+def test_orchestrall_workflow_show_prints_the_run_its_graph_and_its_history(
+    stack: Stack, demo: DemoResult
+) -> None:
+    shown = CliRunner().invoke(
+        orchestrall_cli,
+        ["workflow", "show", demo.workflow_run["name"], "--url", stack.config.gateway_url],
+        env={"ORCHESTRALL_TOKEN": demo.token, "COLUMNS": "200"},
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "flowchart TD" in shown.output and "plan -->" in shown.output
+    assert "run.succeeded" in shown.output.splitlines()[-1]
 
 
 def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.Client) -> None:
