@@ -894,8 +894,8 @@ async def run_workflow(tenant_id: str, run_id: str) -> dict[str, Any]:
     running: dict[str, Any] = {}
     failure: Outcome | None = None
     while True:
-        changed = failure is None and not cancelled
-        while changed:
+        changed, started, was_cancelled = True, False, cancelled
+        while changed and failure is None and not cancelled:
             changed = False
             for step_id in graph.order:
                 step = graph.steps[step_id]
@@ -929,13 +929,24 @@ async def run_workflow(tenant_id: str, run_id: str) -> dict[str, Any]:
                         {"output": json.dumps(outcome["output"])},
                     )
                 else:
+                    # Scheduled first, so the history reads in order; a cancellation the append
+                    # reports starts nothing more.
+                    if await _emit(tenant_id, run_id, history.STEP_SCHEDULED, step_id, {}):
+                        progress.states[step_id] = RunState.CANCELLED
+                        cancelled = True
+                        break
                     progress.states[step_id] = RunState.RUNNING
                     step_json = json_format.MessageToDict(step, preserving_proto_field_name=True)
                     with SetWorkflowID(f"{run_id}/{step_id}"):
                         running[step_id] = await DBOS.start_workflow_async(
                             run_step, tenant_id, run_id, step_json, _context(graph, step_id, base, progress)
                         )
-                    await _emit(tenant_id, run_id, history.STEP_SCHEDULED, step_id, {})
+                    started = True
+        if started and not cancelled and await _cancel_requested(tenant_id, run_id):
+            # A cancellation recorded between a step's scheduling and its start missed that step.
+            cancelled = True
+        if cancelled and not was_cancelled:
+            await cancel_steps(run_id, list(running))
         if not running:
             break
         waiting = all(_waits_long(graph.steps[step_id]) for step_id in running)
