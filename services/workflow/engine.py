@@ -586,7 +586,7 @@ async def _approval(tenant_id: str, run_id: str, step: res.Workflow.Step, contex
             decision = {
                 "approved": bool(payload.get("approved")),
                 "comment": str(payload.get("comment", "")),
-                "decided_by": str(payload.get("decided_by", "signal")),
+                "decided_by": str(payload.get("decided_by", "")),  # the signal's sender
             }
             break
         remaining = deadline - await _now()

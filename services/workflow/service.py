@@ -18,7 +18,7 @@ from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
 from services.kit.audit import note_resource
-from services.kit.auth import require_tenant
+from services.kit.auth import current_principal, require_tenant
 from services.kit.clients import MeshClients
 from services.kit.db import Database
 from services.kit.enums import EnumMap
@@ -437,7 +437,8 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
         run = await self._run(request.name)
         if request.signal_name not in {s["step_id"] for s in run.steps}:
             raise invalid("signal_name", f"names no step of the run ({request.signal_name!r})")
-        payload = json_format.MessageToDict(request.payload)
+        # Who decided is the caller, never what the payload claims.
+        payload = json_format.MessageToDict(request.payload) | {"decided_by": current_principal().subject}
         revision = await self._db.read(run.tenant_id, store.get_revision, run.workflow_id, run.revision_id)
         assert revision is not None
         step = next(s for s in definition.from_json(revision.definition).steps if s.id == request.signal_name)

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import grpc
+import jwt
 import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
@@ -167,7 +168,7 @@ async def test_a_graph_branches_runs_in_parallel_waits_for_approval_and_compensa
         small = await wait_for(stub, (await start(5)).name, tenant)
         big = await wait_for(stub, (await start(500)).name, tenant, (res.RUN_STATE_WAITING,))
         approval = struct_pb2.Struct()
-        approval.update({"approved": True, "comment": "fine"})
+        approval.update({"approved": True, "comment": "fine", "decided_by": "mallory"})
         for _ in range(2):  # a retried signal delivers nothing new
             await stub.SignalWorkflowRun(
                 pb.SignalWorkflowRunRequest(
@@ -203,7 +204,9 @@ async def test_a_graph_branches_runs_in_parallel_waits_for_approval_and_compensa
     }
     assert big.state == res.RUN_STATE_SUCCEEDED, big.error
     assert states(big)["small"] == "SKIPPED" and states(big)["book"] == "SUCCEEDED"
-    assert json.loads(next(s for s in big.steps if s.step_id == "approve").output)["comment"] == "fine"
+    decision = json.loads(next(s for s in big.steps if s.step_id == "approve").output)
+    subject = jwt.decode(tenant.token, options={"verify_signature": False})["sub"]
+    assert (decision["comment"], decision["decided_by"]) == ("fine", subject)  # not what the payload claimed
     assert big_history.count(("signal.received", "approve")) == 1  # delivered twice, one request ID
     assert big_history.count(("approval.given", "approve")) == 1
     # The rejection fails the run; nothing succeeded that compensates (book never ran).
