@@ -37,21 +37,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import grpc
 import httpx
 import openai
 
 from benchmark.harness import Goal, Row, Throughput
+from benchmark.inprocess import channel, tenant_metadata, workload_certificates
 from benchmark.mesh import Bench, drop_schemas
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.agent.v1 import resources_pb2 as agent_res
-from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
-from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
-from orchestrall.auth.v1 import resources_pb2 as auth_res
 from services.cli.inprocess import start_services
 from services.cli.stack import StackConfig, free_port, model_server_argv
-from services.kit import mtls
 from services.kit.config import SERVICES
 from services.kit.server import RunningServer
 
@@ -87,14 +83,6 @@ def _model_server(state: Path) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.2)
 
 
-def _channel(servers: dict[str, RunningServer], tls_dir: Path, service: str) -> grpc.aio.Channel:
-    return grpc.aio.secure_channel(
-        f"127.0.0.1:{servers[service].port}",
-        mtls.channel_credentials(mtls.TlsFiles.of(tls_dir, "gateway")),
-        options=[("grpc.ssl_target_name_override", service)],
-    )
-
-
 def _snapshot(servers: dict[str, RunningServer]) -> tuple[collections.Counter[str], collections.Counter[str]]:
     """Statements by ``service RPC`` and calls by RPC, summed over the services, now."""
     statements: collections.Counter[str] = collections.Counter()
@@ -113,22 +101,12 @@ async def _count(
     """Median statements and peer RPCs per run, the median statements by service, and the timings."""
     servers = await start_services(config, tls_dir, model_url, audit_relay_interval_seconds=3600)
     try:
-        async with _channel(servers, tls_dir, "auth") as channel:
-            auth = auth_grpc.AuthServiceStub(channel)
-            created = await auth.CreateTenant(
-                auth_pb.CreateTenantRequest(tenant_id="runs", tenant=auth_res.Tenant(display_name="Runs"))
-            )
-            token = await auth.IssueToken(
-                auth_pb.IssueTokenRequest(
-                    grant_type="client_credentials", client_secret=created.api_key_secret
-                )
-            )
-        metadata = (("authorization", f"Bearer {token.access_token}"),)
+        metadata = await tenant_metadata(servers, tls_dir, "runs")
         totals: list[int] = []
         peers: list[int] = []
         by_service: dict[str, list[int]] = collections.defaultdict(list)
-        async with _channel(servers, tls_dir, "agent") as channel:
-            agents = agent_grpc.AgentServiceStub(channel)
+        async with channel(servers, tls_dir, "agent") as agent_channel:
+            agents = agent_grpc.AgentServiceStub(agent_channel)
             await agents.CreateAgent(
                 agent_pb.CreateAgentRequest(
                     parent="tenants/runs",
@@ -295,9 +273,7 @@ class CreateRunCost:
         with tempfile.TemporaryDirectory() as tmp:
             state = Path(tmp)
             tls_dir = state / "tls"
-            mtls.ensure_ca(tls_dir, "orchestrall.local")
-            for name in (*SERVICES, "gateway"):
-                mtls.issue_workload_cert(tls_dir, name, "orchestrall.local", "orchestrall")
+            workload_certificates(tls_dir)
             model, model_url = _model_server(state)
             try:
                 for label, url in (("SQLite", None), ("PostgreSQL", self._bench.settings.database_url)):

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.harness import MEASURED_CORE, Goal, Row, Throughput, pinned
+from benchmark.inprocess import channel, tenant_metadata, workload_certificates
 from benchmark.mesh import Bench, drop_schemas
 
 STEPS = 10
@@ -41,57 +42,32 @@ SCHEMA_PREFIX = "bench_wf_"
 
 
 async def _orchestrall(state: Path, database_url: str | None) -> dict[str, float]:
+    # Imported here: the services' modules register their DBOS workflows on import, and the
+    # process that measures DBOS alone must not load them.
     from google.protobuf import duration_pb2
 
-    from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
-    from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
-    from orchestrall.auth.v1 import resources_pb2 as auth_res
     from orchestrall.workflow.v1 import resources_pb2 as res
     from orchestrall.workflow.v1 import workflow_service_pb2 as pb
     from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
     from services.cli.inprocess import start_services
     from services.cli.stack import StackConfig
-    from services.kit import mtls
-    from services.kit.config import SERVICES
 
     tls_dir = state / "tls"
-    mtls.ensure_ca(tls_dir, "orchestrall.local")
-    for name in (*SERVICES, "gateway"):
-        mtls.issue_workload_cert(tls_dir, name, "orchestrall.local", "orchestrall")
+    workload_certificates(tls_dir)
     config = StackConfig.ephemeral(
         state / "stack", database_url=database_url, schema_prefix=SCHEMA_PREFIX if database_url else ""
     )
     servers = await start_services(
         config, tls_dir, "http://127.0.0.1:9/v1", audit_relay_interval_seconds=3600
     )
-
-    def channel(service: str) -> object:
-        import grpc
-
-        return grpc.aio.secure_channel(
-            f"127.0.0.1:{servers[service].port}",
-            mtls.channel_credentials(mtls.TlsFiles.of(tls_dir, "gateway")),
-            options=[("grpc.ssl_target_name_override", service)],
-        )
-
     try:
-        async with channel("auth") as auth_channel:  # type: ignore[attr-defined]
-            auth = auth_grpc.AuthServiceStub(auth_channel)
-            created = await auth.CreateTenant(
-                auth_pb.CreateTenantRequest(tenant_id="steps", tenant=auth_res.Tenant(display_name="Steps"))
-            )
-            token = await auth.IssueToken(
-                auth_pb.IssueTokenRequest(
-                    grant_type="client_credentials", client_secret=created.api_key_secret
-                )
-            )
-        metadata = (("authorization", f"Bearer {token.access_token}"),)
+        metadata = await tenant_metadata(servers, tls_dir, "steps")
         empty = res.Workflow.Wait(duration=duration_pb2.Duration())
         steps = [
             res.Workflow.Step(id=f"s{i}", depends_on=[f"s{i - 1}"] if i else [], wait=empty)
             for i in range(STEPS)
         ]
-        async with channel("workflow") as workflow_channel:  # type: ignore[attr-defined]
+        async with channel(servers, tls_dir, "workflow") as workflow_channel:
             stub = pb_grpc.WorkflowServiceStub(workflow_channel)
             workflow = await stub.CreateWorkflow(
                 pb.CreateWorkflowRequest(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence, Set
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import empty_pb2, field_mask_pb2
+from google.protobuf import empty_pb2
 
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
@@ -42,6 +42,7 @@ from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
+from services.kit.fieldmask import update_paths
 from services.kit.jsonvalue import from_struct, to_value
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
@@ -151,23 +152,6 @@ def _agent_fields(agent: res.Agent) -> dict[str, Any]:
         "tool_choice": res.ToolChoice.Name(agent.tool_choice or res.TOOL_CHOICE_AUTO),
         "approval_required_tools": list(agent.approval_required_tools),
     }
-
-
-def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
-    """Returns the revision fields an update mask names; empty or ``*`` means all of them (AIP-134).
-
-    Raises:
-        InvalidArgument: A path is not a field of ``Agent``.
-    """
-    paths = list(mask.paths)
-    if not paths or paths == ["*"]:
-        return REVISION_FIELDS
-    unknown = sorted(set(paths) - set(REVISION_FIELDS) - IGNORED_FIELDS)
-    if unknown:
-        raise invalid(
-            "update_mask", f"unknown fields {unknown}; mutable fields: {', '.join(REVISION_FIELDS)}"
-        )
-    return tuple(p for p in REVISION_FIELDS if p in paths)
 
 
 def _update_agent(
@@ -402,7 +386,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
     ) -> res.Agent:
         tenant_id, agent_id = AGENT.parse(request.agent.name, "agent.name")
         require_tenant(tenant_id)
-        paths = _update_paths(request.update_mask)
+        paths = update_paths(request.update_mask, REVISION_FIELDS, IGNORED_FIELDS)
         note_resource(request.agent.name)
         agent = await self._db.write(
             tenant_id, _update_agent, agent_id, request.agent, paths, self._router.names
@@ -839,7 +823,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
     ) -> res.McpServer:
         tenant_id, server_id = MCP_SERVER.parse(request.mcp_server.name, "mcp_server.name")
         require_tenant(tenant_id)
-        paths = _mcp_update_paths(request.update_mask)
+        paths = update_paths(request.update_mask, MCP_SERVER_FIELDS, MCP_IGNORED_FIELDS)
         _validate_mcp_server(request.mcp_server, "", paths)
         values: dict[str, Any] = {
             field: getattr(request.mcp_server, field) for field in paths if field != "headers"
@@ -878,23 +862,6 @@ def mcp_server_to_proto(server: McpServerRow) -> res.McpServer:
         create_time=to_timestamp(server.create_time),
         update_time=to_timestamp(server.update_time),
     )
-
-
-def _mcp_update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
-    """Returns the fields of an MCP server an update mask names; empty or ``*`` means all (AIP-134).
-
-    Raises:
-        InvalidArgument: A path is not a field of ``McpServer``.
-    """
-    paths = list(mask.paths)
-    if not paths or paths == ["*"]:
-        return MCP_SERVER_FIELDS
-    unknown = sorted(set(paths) - set(MCP_SERVER_FIELDS) - MCP_IGNORED_FIELDS)
-    if unknown:
-        raise invalid(
-            "update_mask", f"unknown fields {unknown}; mutable fields: {', '.join(MCP_SERVER_FIELDS)}"
-        )
-    return tuple(p for p in MCP_SERVER_FIELDS if p in paths)
 
 
 def _validate_mcp_server(

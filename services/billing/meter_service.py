@@ -25,6 +25,7 @@ from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, invalid
+from services.kit.fieldmask import update_paths
 from services.kit.names import TENANT, ResourceName, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import from_timestamp, to_timestamp
@@ -95,21 +96,15 @@ def _checked(row: MeterRow, prefix: str = "meter") -> MeterRow:
 
 
 def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
-    """Returns the mutable fields an update mask names; empty or ``*`` means all of them (AIP-134).
+    """Returns the mutable fields an update mask names (:func:`services.kit.fieldmask.update_paths`).
 
     Raises:
         InvalidArgument: A path is not a field of ``Meter``, or is immutable.
     """
-    paths = list(mask.paths)
-    if not paths or paths == ["*"]:
-        return MUTABLE_FIELDS
-    immutable = sorted(set(paths) & set(IMMUTABLE_FIELDS))
+    immutable = sorted(set(mask.paths) & set(IMMUTABLE_FIELDS))
     if immutable:
         raise invalid("update_mask", f"{immutable} cannot change; create another meter instead")
-    unknown = sorted(set(paths) - set(MUTABLE_FIELDS) - IGNORED_FIELDS)
-    if unknown:
-        raise invalid("update_mask", f"unknown fields {unknown}; mutable fields: {', '.join(MUTABLE_FIELDS)}")
-    return tuple(p for p in MUTABLE_FIELDS if p in paths)
+    return update_paths(mask, MUTABLE_FIELDS, IGNORED_FIELDS)
 
 
 def _meter_name(name: str, field: str) -> tuple[str, str]:

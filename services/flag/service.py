@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 from google.api import httpbody_pb2
-from google.protobuf import empty_pb2, field_mask_pb2, struct_pb2
+from google.protobuf import empty_pb2, struct_pb2
 from openfeature.exception import ErrorCode
 
 from orchestrall.flag.v1 import flag_service_pb2 as pb
@@ -37,6 +37,7 @@ from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
 from services.kit.enums import EnumMap
 from services.kit.errors import invalid
+from services.kit.fieldmask import update_paths
 from services.kit.jsonvalue import from_struct, from_value, to_value
 from services.kit.names import TENANT, ResourceName
 from services.kit.pagination import page_of
@@ -145,23 +146,6 @@ def _check(row: FlagRow) -> None:
     violations = evaluator.violations(row)
     if violations:
         raise errors.invalid_definition(violations)
-
-
-def _update_paths(mask: field_mask_pb2.FieldMask) -> tuple[str, ...]:
-    """Return the mutable fields an update mask names; empty or ``*`` means all of them (AIP-134).
-
-    Output-only fields in the mask are ignored (AIP-203).
-
-    Raises:
-        InvalidArgument: A path is not a field of ``Flag``.
-    """
-    paths = list(mask.paths)
-    if not paths or paths == ["*"]:
-        return MUTABLE_FIELDS
-    unknown = sorted(set(paths) - set(MUTABLE_FIELDS) - IGNORED_FIELDS)
-    if unknown:
-        raise invalid("update_mask", f"unknown fields {unknown}; mutable fields: {', '.join(MUTABLE_FIELDS)}")
-    return tuple(p for p in MUTABLE_FIELDS if p in paths)
 
 
 def _create(tx: Tx, row: FlagRow, request_id: str | None) -> FlagRow | None:
@@ -425,7 +409,7 @@ class FlagService(pb_grpc.FlagServiceServicer):
         """Update the fields of a flag named in ``update_mask`` (AIP-134); the result must stay valid."""
         tenant_id, key = FLAG.parse(request.flag.name, "flag.name")
         require_tenant(tenant_id)
-        paths = _update_paths(request.update_mask)
+        paths = update_paths(request.update_mask, MUTABLE_FIELDS, IGNORED_FIELDS)
         row = await self._db.write(tenant_id, _update, key, request.flag, paths)
         if row is None:
             raise errors.flag_not_found(request.flag.name)

@@ -330,7 +330,11 @@ async def _wait_agent_run(tenant_id: str, name: str, seconds: float) -> Outcome:
 
 @DBOS.step(name="orchestrall.workflow.cancel_agent_run")
 async def _cancel_agent_run(tenant_id: str, name: str) -> None:
-    engine = current()
+    await _stop_agent_run(current(), tenant_id, name)
+
+
+async def _stop_agent_run(engine: Engine, tenant_id: str, name: str) -> None:
+    """Cancels an agent run; one that ended already, or an agent service away, leaves nothing to stop."""
     try:
         await engine.agents.CancelRun(
             agent_pb.CancelRunRequest(name=name),
@@ -338,7 +342,7 @@ async def _cancel_agent_run(tenant_id: str, name: str) -> None:
             metadata=MeshClients.for_tenant(tenant_id),
         )
     except grpc.aio.AioRpcError as error:
-        log.warning("could not cancel agent run %s: %s", name, error.details())
+        log.info("agent run %s was not cancelled: %s", name, error.details())
 
 
 @DBOS.step(name="orchestrall.workflow.call_tool")
@@ -372,11 +376,9 @@ async def _take_signal(tenant_id: str, run_id: str, name: str) -> dict[str, Any]
 async def _start_child_run(
     tenant_id: str, workflow_name: str, text: str, request_id: str, trigger: str
 ) -> Outcome:
-    from services.workflow.service import new_run  # the service owns how a run row is made
-
     workflow_id = workflow_name.rsplit("/", 1)[-1]
     run, _ = await current().db.write(
-        tenant_id, store.start_run, new_run(tenant_id, workflow_id, text, request_id, trigger)
+        tenant_id, store.start_run, store.new_run(tenant_id, workflow_id, text, request_id, trigger)
     )
     if run is None:
         return {"error_reason": "SUB_WORKFLOW_FAILED", "error_message": f"{workflow_name} does not exist"}
@@ -1063,16 +1065,9 @@ async def _cancel_agent_runs_step(tenant_id: str, run_id: str, step_ids: list[st
     run = await engine.db.read(tenant_id, store.get_run_by_id, run_id)
     if run is None:
         return
-    for record in run.steps:
-        if record["step_id"] in step_ids and record.get("agent_run", "").count("/agents/"):
-            try:
-                await engine.agents.CancelRun(
-                    agent_pb.CancelRunRequest(name=record["agent_run"]),
-                    timeout=engine.clients.timeout,
-                    metadata=MeshClients.for_tenant(tenant_id),
-                )
-            except grpc.aio.AioRpcError:
-                pass  # an ended agent run, or the agent service away: nothing left to stop
+    for record in run.steps:  # a sub-workflow step's `agent_run` names its child run instead
+        if record["step_id"] in step_ids and "/agents/" in record.get("agent_run", ""):
+            await _stop_agent_run(engine, tenant_id, record["agent_run"])
 
 
 async def _cancel_agent_runs(tenant_id: str, run_id: str, progress: _Progress) -> None:

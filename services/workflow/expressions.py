@@ -73,6 +73,11 @@ def _to_python(value: Any) -> Any:
     return str(value)
 
 
+def _is(value: Any, want: type) -> bool:
+    """Whether a result has the wanted type (a bool is no other type, though Python's is an int)."""
+    return isinstance(value, want) and (want is bool or not isinstance(value, bool))
+
+
 def evaluate(expression: str, variables: Mapping[str, Any], want: type) -> Any:
     """Evaluates an expression over JSON-able variables.
 
@@ -96,7 +101,7 @@ def evaluate(expression: str, variables: Mapping[str, Any], want: type) -> Any:
     except celpy.CELEvalError as error:
         raise ExpressionProblem(f"failed: {_short(error.args[0])}") from None
     value = _to_python(result)
-    if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+    if not _is(value, want):
         raise ExpressionProblem(f"yields {type(value).__name__}, not a {_KIND_NAMES[want]}")
     return value
 
@@ -132,5 +137,5 @@ def check(expression: str, step_outputs: Mapping[str, str], want: type, dynamic:
     if reads_dyn:
         return
     value = _to_python(result)
-    if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+    if not _is(value, want):
         raise ExpressionProblem(f"is of type {type(value).__name__}, not {_KIND_NAMES[want]}")

@@ -23,6 +23,7 @@ from services.kit.clients import MeshClients
 from services.kit.db import Database
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, Unavailable, error_status, invalid
+from services.kit.fieldmask import update_paths
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.sealing import Sealer
@@ -39,6 +40,7 @@ AGENT = ResourceName.of(agent_res.Agent)
 RUN_STATES = EnumMap(RunState, res.RunState, "RUN_STATE_")
 #: The fields `UpdateWorkflow` may replace (AIP-134).
 MUTABLE_FIELDS = ("display_name", *definition.DEFINITION_FIELDS)
+OUTPUT_ONLY_FIELDS = frozenset({"name", "create_time", "revision_id", "revision_create_time"})
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -111,30 +113,6 @@ def run_to_proto(run: WorkflowRunRow) -> res.WorkflowRun:
     )
 
 
-def new_run(
-    tenant_id: str, workflow_id: str, run_input: str, request_id: str | None, trigger: str
-) -> WorkflowRunRow:
-    """A pending run; :func:`store.start_run` pins it to the workflow's current revision."""
-    return WorkflowRunRow(
-        tenant_id=tenant_id,
-        id=new_id(),
-        workflow_id=workflow_id,
-        input=run_input,
-        state=RunState.PENDING,
-        steps=[],
-        output="",
-        error_reason="",
-        error_message="",
-        request_id=request_id,
-        create_time=utcnow(),
-        end_time=None,
-        revision_id="",
-        trigger=trigger,
-        cancel_time=None,
-        last_sequence=0,
-    )
-
-
 class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowServiceServicer):
     """Workflows, their runs, webhook triggers and schedules (the mixins of ``triggers`` and ``schedules``).
 
@@ -164,15 +142,15 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
             Unavailable: The agent service could not be asked.
         """
         violations = definition.check(workflow)
-        references: dict[str, list[str]] = {"agent": [], "workflow": [], "tool": []}
+        # (field path, name, ID) of each agent, tool and workflow the steps name, by kind.
+        named: dict[str, list[tuple[str, str, str]]] = {"agent": [], "workflow": [], "tool": []}
         for i, step in enumerate(workflow.steps):
             for path, value, kind in _references(step, f"workflow.steps[{i}]"):
                 if kind == "tool":
-                    references["tool"].append(path)
+                    named["tool"].append((path, value, value))
                     continue
-                pattern = AGENT if kind == "agent" else WORKFLOW
                 try:
-                    owner, referenced = pattern.parse(value, path)
+                    owner, referenced = (AGENT if kind == "agent" else WORKFLOW).parse(value, path)
                 except InvalidArgument as error:
                     violations += error.violations
                     continue
@@ -186,34 +164,28 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
                 elif kind == "workflow" and referenced == workflow_id:
                     violations.append(FieldViolation(path, "must be another workflow"))
                 else:
-                    references[kind].append(path)
+                    named[kind].append((path, value, referenced))
         if violations:
             raise InvalidArgument(violations)
-        values = {
-            path: value
-            for step_i, step in enumerate(workflow.steps)
-            for path, value, _ in _references(step, f"workflow.steps[{step_i}]")
-        }
-        agents = sorted({values[p] for p in references["agent"]})
-        found_agents, tools = await asyncio.gather(
+        agents = sorted({value for _, value, _ in named["agent"]})
+        found, tools = await asyncio.gather(
             asyncio.gather(*(self._agent_exists(tenant_id, a) for a in agents)),
-            self._builtin_tools() if references["tool"] else asyncio.sleep(0, set()),
+            self._builtin_tools() if named["tool"] else asyncio.sleep(0, set()),
         )
-        exists = dict(zip(agents, found_agents, strict=True))
+        exists = dict(zip(agents, found, strict=True))
         missing = [
-            FieldViolation(p, f"{values[p]} does not exist")
-            for p in references["agent"]
-            if not exists[values[p]]
+            FieldViolation(p, f"{value} does not exist")
+            for p, value, _ in named["agent"]
+            if not exists[value]
         ]
         missing += [
-            FieldViolation(p, f"{values[p]} is not a built-in tool")
-            for p in references["tool"]
-            if values[p] not in tools
+            FieldViolation(p, f"{value} is not a built-in tool")
+            for p, value, _ in named["tool"]
+            if value not in tools
         ]
-        for path in references["workflow"]:
-            _, referenced = WORKFLOW.parse(values[path], path)
+        for path, value, referenced in named["workflow"]:
             if await self._db.read(tenant_id, store.get_workflow, referenced) is None:
-                missing.append(FieldViolation(path, f"{values[path]} does not exist"))
+                missing.append(FieldViolation(path, f"{value} does not exist"))
         if missing:
             raise InvalidArgument(missing)
         return definition.to_json(workflow)
@@ -295,12 +267,7 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
     ) -> res.Workflow:
         tenant_id, workflow_id = WORKFLOW.parse(request.workflow.name, "workflow.name")
         require_tenant(tenant_id)
-        paths = list(request.update_mask.paths) or list(MUTABLE_FIELDS)
-        unknown = sorted(set(paths) - set(MUTABLE_FIELDS))
-        if unknown:
-            raise invalid(
-                "update_mask", f"unknown fields {unknown}; mutable fields: {', '.join(MUTABLE_FIELDS)}"
-            )
+        paths = update_paths(request.update_mask, MUTABLE_FIELDS, OUTPUT_ONLY_FIELDS)
         current = await self._db.read(tenant_id, store.get_workflow, workflow_id)
         if current is None:
             raise errors.workflow_not_found(request.workflow.name)
@@ -361,7 +328,7 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
         Raises:
             NotFound: ``WORKFLOW_NOT_FOUND``.
         """
-        run = new_run(tenant_id, workflow_id, run_input, request_id, trigger)
+        run = store.new_run(tenant_id, workflow_id, run_input, request_id, trigger)
         note_resource(WORKFLOW_RUN.format(tenant_id, workflow_id, run.id))
         stored, created = await self._db.write(tenant_id, store.start_run, run)
         if stored is None:

@@ -15,6 +15,7 @@ from services.kit.db import Tx
 from services.kit.names import new_id
 from services.kit.pagination import Listing, Page
 from services.kit.repository import NEWEST_FIRST, Order, Repository
+from services.kit.timestamps import utcnow
 from services.workflow import history
 from services.workflow.models import (
     ENDED,
@@ -119,6 +120,30 @@ def list_revisions(tx: Tx, workflow_id: str, page: Page) -> Listing[WorkflowRevi
 def get_revision(tx: Tx, workflow_id: str, revision_id: str) -> WorkflowRevisionRow | None:
     """Returns one revision of the tenant's workflow, or None."""
     return REVISIONS.get(tx, workflow_id, revision_id)
+
+
+def new_run(
+    tenant_id: str, workflow_id: str, run_input: str, request_id: str | None, trigger: str
+) -> WorkflowRunRow:
+    """A pending run; :func:`store.start_run` pins it to the workflow's current revision."""
+    return WorkflowRunRow(
+        tenant_id=tenant_id,
+        id=new_id(),
+        workflow_id=workflow_id,
+        input=run_input,
+        state=RunState.PENDING,
+        steps=[],
+        output="",
+        error_reason="",
+        error_message="",
+        request_id=request_id,
+        create_time=utcnow(),
+        end_time=None,
+        revision_id="",
+        trigger=trigger,
+        cancel_time=None,
+        last_sequence=0,
+    )
 
 
 def start_run(tx: Tx, run: WorkflowRunRow) -> tuple[WorkflowRunRow | None, bool]:

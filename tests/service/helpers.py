@@ -19,6 +19,9 @@ from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.auth.v1 import auth_service_pb2 as auth_pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as auth_grpc
 from orchestrall.auth.v1 import resources_pb2 as auth_res
+from orchestrall.workflow.v1 import resources_pb2 as workflow_res
+from orchestrall.workflow.v1 import workflow_service_pb2 as workflow_pb
+from orchestrall.workflow.v1 import workflow_service_pb2_grpc as workflow_grpc
 from services.agent.routing import Sleep
 from services.agent.server import AgentSettings, build
 from services.agent.tools import CATALOG, Tool
@@ -155,3 +158,27 @@ def agent_channel(mesh: Mesh, server: RunningServer) -> grpc.aio.Channel:
         mtls.channel_credentials(mtls.TlsFiles.of(mesh.tls_dir, "gateway")),
         options=[("grpc.ssl_target_name_override", "agent")],
     )
+
+
+async def one_step_workflow(mesh: Mesh, tenant: Tenant, workflow_id: str) -> str:
+    """Creates the agent ``clerk`` (four tokens) and a workflow of one step running it; returns its name."""
+    async with mesh.channel("agent") as channel:
+        await agent_grpc.AgentServiceStub(channel).CreateAgent(
+            agent_pb.CreateAgentRequest(
+                parent=tenant.name,
+                agent_id="clerk",
+                agent=agent_res.Agent(instructions="Answer in one word.", max_output_tokens=4, temperature=0),
+            ),
+            metadata=tenant.metadata,
+        )
+    step = workflow_res.Workflow.Step(
+        id="a", agent_run=workflow_res.Workflow.AgentRun(agent=f"{tenant.name}/agents/clerk")
+    )
+    async with mesh.channel("workflow") as channel:
+        workflow = await workflow_grpc.WorkflowServiceStub(channel).CreateWorkflow(
+            workflow_pb.CreateWorkflowRequest(
+                parent=tenant.name, workflow_id=workflow_id, workflow=workflow_res.Workflow(steps=[step])
+            ),
+            metadata=tenant.metadata,
+        )
+    return workflow.name

@@ -21,20 +21,16 @@ import pytest
 from dbos import DBOS, WorkflowHandleAsync
 from google.protobuf.duration_pb2 import Duration
 
-from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
-from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
-from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
 from services.kit.db import Database, create_engine
 from services.kit.timestamps import from_timestamp, utcnow
-from services.workflow import schedules, trigger_store
+from services.workflow import schedules, store, trigger_store
 from services.workflow.models import RunState
-from services.workflow.service import new_run
 from services.workflow.store import RUNS
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
+from tests.service.helpers import Tenant, error_info, field_violations, new_tenant, one_step_workflow
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,32 +49,9 @@ class Flow:
 @pytest.fixture
 async def flow(mesh: Mesh) -> AsyncIterator[Flow]:
     tenant = await new_tenant(mesh)
-    async with mesh.channel("agent") as channel:
-        await agent_grpc.AgentServiceStub(channel).CreateAgent(
-            agent_pb.CreateAgentRequest(
-                parent=tenant.name,
-                agent_id="clerk",
-                agent=agent_res.Agent(instructions="Answer in one word.", max_output_tokens=4, temperature=0),
-            ),
-            metadata=tenant.metadata,
-        )
+    workflow = await one_step_workflow(mesh, tenant, "nightly")
     async with mesh.channel("workflow") as channel:
-        stub = pb_grpc.WorkflowServiceStub(channel)
-        workflow = await stub.CreateWorkflow(
-            pb.CreateWorkflowRequest(
-                parent=tenant.name,
-                workflow_id="nightly",
-                workflow=res.Workflow(
-                    steps=[
-                        res.Workflow.Step(
-                            id="a", agent_run=res.Workflow.AgentRun(agent=f"{tenant.name}/agents/clerk")
-                        )
-                    ]
-                ),
-            ),
-            metadata=tenant.metadata,
-        )
-        yield Flow(tenant, workflow.name, stub)
+        yield Flow(tenant, workflow, pb_grpc.WorkflowServiceStub(channel))
 
 
 @pytest.fixture
@@ -208,7 +181,7 @@ async def test_a_six_field_cron_fires_every_second(flow: Flow) -> None:
 async def _hold_previous_run(db: Database, flow: Flow, schedule_id: str) -> str:
     """Makes a RUNNING run (no executor runs it) the schedule's previous run; returns its ID."""
     run = dataclasses.replace(
-        new_run(flow.tenant.id, flow.workflow_id, "held", None, "api"),
+        store.new_run(flow.tenant.id, flow.workflow_id, "held", None, "api"),
         id=f"held-{schedule_id}",
         state=RunState.RUNNING,
     )

@@ -10,44 +10,19 @@ import pytest
 from google.api import httpbody_pb2
 from standardwebhooks.webhooks import Webhook
 
-from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
-from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
-from orchestrall.agent.v1 import resources_pb2 as agent_res
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as pb_grpc
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, new_tenant
+from tests.service.helpers import Tenant, error_info, new_tenant, one_step_workflow
 
 
 async def _trigger(mesh: Mesh, tenant: Tenant) -> res.Trigger:
-    async with mesh.channel("agent") as channel:
-        await agent_grpc.AgentServiceStub(channel).CreateAgent(
-            agent_pb.CreateAgentRequest(
-                parent=tenant.name,
-                agent_id="clerk",
-                agent=agent_res.Agent(instructions="Answer in one word.", max_output_tokens=4, temperature=0),
-            ),
-            metadata=tenant.metadata,
-        )
+    workflow = await one_step_workflow(mesh, tenant, "intake")
     async with mesh.channel("workflow") as channel:
         stub = pb_grpc.WorkflowServiceStub(channel)
-        workflow = await stub.CreateWorkflow(
-            pb.CreateWorkflowRequest(
-                parent=tenant.name,
-                workflow_id="intake",
-                workflow=res.Workflow(
-                    steps=[
-                        res.Workflow.Step(
-                            id="a", agent_run=res.Workflow.AgentRun(agent=f"{tenant.name}/agents/clerk")
-                        )
-                    ]
-                ),
-            ),
-            metadata=tenant.metadata,
-        )
         return await stub.CreateTrigger(
-            pb.CreateTriggerRequest(parent=workflow.name, trigger_id="orders"), metadata=tenant.metadata
+            pb.CreateTriggerRequest(parent=workflow, trigger_id="orders"), metadata=tenant.metadata
         )
 
 
