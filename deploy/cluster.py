@@ -18,6 +18,9 @@ IMAGE = "orchestrall"
 UID = 10001
 #: Where the image keeps the code (``WORKDIR``) and the descriptor set Envoy transcodes with.
 IMAGE_ROOT = Path("/app")
+#: The image's virtualenv (the Containerfile's ``/opt/orchestrall``) and its packages.
+IMAGE_VENV = Path("/opt/orchestrall")
+IMAGE_SITE_PACKAGES = IMAGE_VENV / "lib" / "python3.11" / "site-packages"
 
 SERVICE_PORT = 50051
 #: Where the agent service serves the built-in tool catalog as an MCP server (streamable

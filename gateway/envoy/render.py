@@ -46,6 +46,8 @@ from google.api import annotations_pb2 as http_annotations
 from google.api import http_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 
+from gateway.docs import CONTENT_SECURITY_POLICY, DocsFiles, docs_routes
+from gateway.docs import MAX_BODY_BYTES as DOCS_MAX_BODY_BYTES
 from gateway.envoy.local_replies import local_replies
 from gateway.envoy.settings import GatewaySettings, TokenBucket
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
@@ -294,6 +296,7 @@ def render(
     trace_sampling: float = 100.0,
     edge_tls: tuple[Path, Path] | None = None,
     mcp_upstream: tuple[str, int] | None = None,
+    docs: DocsFiles | None = None,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -338,6 +341,9 @@ def render(
             :data:`MCP_PATH` go there (HTTP/1.1; mTLS checking the agent's SPIFFE ID when
             ``tls_dir`` is given), bearer token required like every other route, the
             transcoder off for them. None: not routed.
+        docs: The OpenAPI document and Swagger UI's files; the gateway then serves
+            ``/openapi.json`` and ``/docs`` itself, without a token (:mod:`gateway.docs`).
+            None: not served.
 
     Returns:
         The YAML text, for ``envoy -c``.
@@ -458,6 +464,9 @@ def render(
             else None
         ),
         max_request_headers_kb=max_request_headers_kb,
+        docs=docs_routes(docs) if docs else [],
+        docs_max_body_bytes=DOCS_MAX_BODY_BYTES,
+        docs_csp=CONTENT_SECURITY_POLICY,
         local_replies=local_replies(
             max_request_bytes=max_request_bytes, max_request_headers_kb=max_request_headers_kb
         ),

@@ -37,6 +37,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway.docs import DocsFiles
 from gateway.envoy.render import render
 from gateway.envoy.settings import GatewaySettings
 from services.kit import migrate, mtls
@@ -353,6 +354,7 @@ class Stack:
             trace_sampling=config.gateway.trace_sampling,
             edge_tls=(edge.cert, edge.key) if config.edge_tls else None,
             mcp_upstream=("127.0.0.1", config.mcp_port),
+            docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)

@@ -6,6 +6,11 @@ Usage::
     python -m services.kit.protogen --lint     # buf lint proto/
     python -m services.kit.protogen --out DIR  # generate into DIR (the staleness test)
 
+Besides the Python code and the descriptor set, gen/ holds ``openapi.json``, the REST
+API's description (:mod:`gateway.openapi`). It is written by a child interpreter that
+imports the code just generated, so the document always describes the contracts as
+they are now, not as the generating process had them imported.
+
 The googleapis protos (``google/api``, ``google/rpc``) come from the installed
 ``googleapis-common-protos`` wheel and the well-known types from ``grpcio-tools``;
 neither is copied into the repository. The field rules of ``buf/validate/validate.proto``
@@ -18,6 +23,7 @@ the project's own.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -26,12 +32,15 @@ import tempfile
 from pathlib import Path
 
 import grpc_tools
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "proto"
 GEN_DIR = ROOT / "gen"
 DESCRIPTOR_SET = "orchestrall.binpb"
+#: The REST API's OpenAPI document, in gen/ (:mod:`gateway.openapi`).
+OPENAPI_FILE = "openapi.json"
 # Compiled into the descriptor set so Envoy can render google.rpc.Status
 # details (ErrorInfo, BadRequest) into JSON error bodies.
 EXTRA_DESCRIPTOR_INPUTS = ("google/rpc/error_details.proto",)
@@ -42,8 +51,6 @@ VALIDATE_PROTO = "buf/validate/validate.proto"
 
 def _validate_descriptor_set(directory: Path) -> Path:
     """Writes the protovalidate rules' file descriptor, as the wheel ships it, into a descriptor set."""
-    from google.protobuf import descriptor_pb2
-
     # protovalidate keeps the compiled file in its generated module (protobuf-py's runtime).
     from protovalidate._gen.buf.validate import validate_pb
 
@@ -98,6 +105,26 @@ def generate(out: Path) -> None:
         while package != out:
             (package / "__init__.py").touch()
             package = package.parent
+    subprocess.run(
+        [sys.executable, "-m", "gateway.openapi", "--out", str(out / OPENAPI_FILE)],
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(out)])},
+    )
+
+
+def source_image() -> descriptor_pb2.FileDescriptorSet:
+    """Returns the contracts' descriptors with their imports and source info (the comments).
+
+    Returns:
+        A ``FileDescriptorSet``; ``source_code_info`` holds each element's leading comments.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "image.binpb"
+        _protoc(
+            [f"--descriptor_set_out={image}", "--include_imports", "--include_source_info", *proto_files()]
+        )
+        return descriptor_pb2.FileDescriptorSet.FromString(image.read_bytes())
 
 
 def buf_executable() -> str:
@@ -124,9 +151,7 @@ def lint() -> None:
     """
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image.binpb"
-        _protoc(
-            [f"--descriptor_set_out={image}", "--include_imports", "--include_source_info", *proto_files()]
-        )
+        image.write_bytes(source_image().SerializeToString())
         paths = [arg for f in proto_files() for arg in ("--path", f)]
         result = subprocess.run(
             [buf_executable(), "lint", f"{image}#format=binpb", "--config", str(ROOT / "buf.yaml"), *paths],

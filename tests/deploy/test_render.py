@@ -13,6 +13,8 @@ import yaml
 
 from deploy import cluster, render, workloads
 from deploy.cluster import Cluster
+from deploy.workloads import image_docs_files
+from gateway.docs import DocsFiles
 from gateway.envoy.render import MCP_CLUSTER
 from gateway.envoy.render import render as render_envoy
 from services.cli.stack import StackConfig
@@ -80,6 +82,7 @@ def _local_config(tmp_path: Path) -> str:
         anonymous_rate_limit=config.gateway.anonymous_rate_limit,
         cors_origins=config.gateway.cors_origins,
         mcp_upstream=("127.0.0.1", config.mcp_port),
+        docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
     )
 
 
@@ -105,6 +108,10 @@ def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
             endpoint = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
             endpoint["address"]["socket_address"]["port_value"] = "LISTEN_PORT"
     config["admin"]["address"]["socket_address"]["port_value"] = "ADMIN_PORT"
+    for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
+        body = route.get("direct_response", {}).get("body", {})
+        if "filename" in body:  # the documentation's files: gen/ and the venv's, here or in the image
+            body["filename"] = "FILE"
     return config
 
 
@@ -132,7 +139,10 @@ def test_cluster_config_is_valid_envoy(tmp_path: Path) -> None:
     image_descriptors = str(cluster.IMAGE_ROOT / "gen" / "orchestrall.binpb")
     assert image_descriptors in text
     config = tmp_path / "envoy.yaml"
-    config.write_text(text.replace(image_descriptors, str(ROOT / "gen" / "orchestrall.binpb")))
+    image_docs, local_docs = image_docs_files(), DocsFiles.installed(ROOT / "gen" / "openapi.json")
+    text = text.replace(image_descriptors, str(ROOT / "gen" / "orchestrall.binpb"))
+    text = text.replace(str(image_docs.openapi), str(local_docs.openapi))
+    config.write_text(text.replace(str(image_docs.assets), str(local_docs.assets)))
     result = subprocess.run(
         offline([str(tool("envoy")), "--mode", "validate", "-c", str(config), "--disable-hot-restart"]),
         capture_output=True,
