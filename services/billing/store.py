@@ -491,14 +491,20 @@ def reserve(
 
 
 def settle(
-    tx: Tx, reservation_id: str, usage: Mapping[str, float], now: dt.datetime
+    tx: Tx,
+    reservation_id: str,
+    usage: Mapping[str, float],
+    now: dt.datetime,
+    events: Sequence[EventRow] | None = None,
 ) -> ReservationRecord | None:
     """Records a reservation's usage and closes it as ``SETTLED``, once.
 
     The usage events (one per meter of ``usage`` above 0, source
-    :data:`RESERVATION_SOURCE`, id ``{reservation}:{meter}``, time ``now``) go through
-    :func:`add_usage_events`, so they add to the period's totals in this same
-    transaction and a repeated event would count once. The tenant's reservation lock
+    :data:`RESERVATION_SOURCE`, id ``{reservation}:{meter}``, time ``now``; or the
+    caller's own ``events``) go through :func:`add_usage_events`, so they add to the
+    period's totals in this same transaction and an event recorded before (by
+    ``IngestUsageEvents`` from the caller's outbox) or again counts once. With
+    ``events``, the settled quantities are their sum per built-in meter. The tenant's reservation lock
     is taken first: what the reservation held turns into usage at one instant for
     every concurrent :func:`reserve`. An expired reservation is settled like an
     active one (the usage happened).
@@ -506,8 +512,9 @@ def settle(
     Args:
         tx: The unit of work.
         reservation_id: The reservation.
-        usage: Meter to the quantity used, in the meter's unit.
+        usage: Meter to the quantity used, in the meter's unit (empty with ``events``).
         now: The settlement's time.
+        events: The caller's usage events of the work, of the transaction's tenant.
 
     Returns:
         The settled reservation (unchanged when it was settled before, with its first
@@ -522,22 +529,30 @@ def settle(
         return found
     if found.row.state == ReservationState.RELEASED:
         raise ReservationClosed(ReservationState.RELEASED)
-    add_usage_events(
-        tx,
-        [
-            meter_event(
-                tx.tenant_id,
-                RESERVATION_SOURCE,
-                f"{reservation_id}:{meter}",
-                METERS[meter],
-                quantity,
-                found.row.subject,
-                now,
-            )
-            for meter, quantity in usage.items()
-            if quantity > 0
-        ],
-    )
+    if events is not None:
+        add_usage_events(tx, events)
+        summed: dict[str, float] = {}
+        for event in events:
+            if event["meter"]:
+                summed[event["meter"]] = summed.get(event["meter"], 0.0) + event["quantity"]
+        usage = summed
+    else:
+        add_usage_events(
+            tx,
+            [
+                meter_event(
+                    tx.tenant_id,
+                    RESERVATION_SOURCE,
+                    f"{reservation_id}:{meter}",
+                    METERS[meter],
+                    quantity,
+                    found.row.subject,
+                    now,
+                )
+                for meter, quantity in usage.items()
+                if quantity > 0
+            ],
+        )
     values = {"state": ReservationState.SETTLED, "end_time": now, "settled_quantities": dict(usage)}
     row = RESERVATIONS.update(tx, (reservation_id,), values)
     assert row is not None, "the reservation was read locked in this transaction"

@@ -105,7 +105,7 @@ class CreateReservationRequest(_message.Message):
     def __init__(self, parent: _Optional[str] = ..., reservation: _Optional[_Union[_resources_pb2.Reservation, _Mapping]] = ..., reservation_id: _Optional[str] = ...) -> None: ...
 
 class SettleReservationRequest(_message.Message):
-    __slots__ = ("name", "quantities")
+    __slots__ = ("name", "quantities", "usage_events")
     class QuantitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,9 +115,11 @@ class SettleReservationRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUANTITIES_FIELD_NUMBER: _ClassVar[int]
+    USAGE_EVENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     quantities: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., quantities: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    usage_events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageEvent]
+    def __init__(self, name: _Optional[str] = ..., quantities: _Optional[_Mapping[str, float]] = ..., usage_events: _Optional[_Iterable[_Union[_resources_pb2.UsageEvent, _Mapping]]] = ...) -> None: ...
 
 class ReleaseReservationRequest(_message.Message):
     __slots__ = ("name",)

@@ -348,11 +348,21 @@ class BillingServiceServicer:
         reservation again records nothing and returns it as it is, with the quantities
         of the first settle. Internal: only mesh services may settle.
 
+        Instead of `quantities`, a caller that meters its work with its own usage
+        events (a transactional outbox relayed to `IngestUsageEvents`) passes those
+        events in `usage_events`: they are recorded with the settlement as
+        `IngestUsageEvents` records them, deduplicated by (`source`, `id`), so an
+        event the outbox delivered before or delivers after counts once, and what
+        the reservation held turns into usage at one instant. The settled
+        quantities are then the sum per built-in meter of those events.
+
         Errors: NOT_FOUND `RESERVATION_NOT_FOUND` (no such reservation of the tenant);
         FAILED_PRECONDITION `RESERVATION_RELEASED` (it was released: nothing is
         recorded; meter the usage with `IngestUsageEvents`); INVALID_ARGUMENT
-        `UNKNOWN_METER` (a meter that is unknown) or `INVALID_ARGUMENT` (a malformed
-        `name`, a negative or non-finite quantity); and the common reasons of
+        `UNKNOWN_METER` (a meter that is unknown), `INVALID_USAGE_EVENTS` (an event
+        that is not a valid usage event of the reservation's tenant) or
+        `INVALID_ARGUMENT` (a malformed `name`, a negative or non-finite quantity,
+        both `quantities` and `usage_events`); and the common reasons of
         `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
