@@ -62,6 +62,8 @@ class LiveRun:
         self.lost = False  # stopped because the run is no longer its executor's: nothing is written
         self.outcome: RunRow | None = None  # the run as the stretch's outcome wrote it, once written
         self.done = asyncio.Event()  # set once the stretch is over, its usage settled too
+        # The usage of a model call the stretch cut off, recorded with its outcome (metering.cut_off).
+        self.cut_off: list[UsageEventRow] = []
         self._clock = clock
         self._waiters: set[asyncio.Event] = set()
 

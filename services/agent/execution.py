@@ -348,13 +348,21 @@ class Executor:
                     run.input, outcome.tool_calls, outcome.output
                 )
             ]
+        counted = (
+            outcome.model_calls - run.model_calls,
+            outcome.input_tokens - run.input_tokens,
+            outcome.output_tokens - run.output_tokens,
+        )
+        cut_off = metering.cut_off(run, live.events, counted, live.last + 1, self.leases.clock())
+        usage = [*live.unstored_usage(), *cut_off]
         finished = await self._db.write(
-            run.tenant_id, store.finish_run, run, changes, appended, live.unstored(), live.unstored_usage()
+            run.tenant_id, store.finish_run, run, changes, appended, live.unstored(), usage
         )
         if finished is None:
             log.warning("run %s was taken from this replica before it finished; its outcome is lost", run.id)
         else:
             live.stored = live.last
+            live.cut_off = cut_off
         return finished
 
     async def _settle(self, live: LiveRun) -> None:
@@ -364,7 +372,7 @@ class Executor:
         run's own start (its hold held ``agent_runs``). Work it did but could not record
         (its run was taken meanwhile) is not metered, so billing matches what runs record.
         """
-        usage = live.stored_usage()
+        usage = [*live.stored_usage(), *live.cut_off]
         if live.first == 1:
             usage.insert(0, metering.run_started(live.run))
         await self._peers.settle(live.run.tenant_id, stretch_id(live.run), metering.run_name(live.run), usage)

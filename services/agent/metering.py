@@ -9,6 +9,10 @@ retry, a second relay or a settlement carrying them again counts nothing more.
   batch of events, or with the stretch's outcome): events
   ``model-call/{sequence}/model_calls`` (1), ``.../model_input_tokens`` and
   ``.../model_output_tokens`` (those above 0), ``{sequence}`` being the event's.
+* A model call **cut off** (the run cancelled or timed out while the model streamed)
+  has no ``model_call`` event, but the run's counters hold what it took (the tokens
+  streamed so far, the prompt estimated); it is metered with the stretch's outcome as
+  ``model-call/{sequence}/...``, ``{sequence}`` the one its event would have had.
 * A **tool call** is recorded when its ``tool_call_finished`` event is stored:
   ``tool-call/{sequence}/tool_calls`` (1).
 * A **run** is metered when it is created, in the transaction that inserts it:
@@ -87,6 +91,40 @@ def usage_of_events(run: RunRow, events: Iterable[res.RunEvent]) -> list[UsageEv
                     found.append(_event(run, step, meter, tokens, model, time))
         elif kind == "tool_call_finished":
             found.append(_event(run, f"tool-call/{event.sequence}", "tool_calls", 1, model, time))
+    return found
+
+
+def cut_off(
+    run: RunRow,
+    events: Iterable[res.RunEvent],
+    counted: tuple[int, int, int],
+    sequence: int,
+    time: dt.datetime,
+) -> list[UsageEventRow]:
+    """Returns the usage of a stretch's model call cut off before its ``model_call`` event, if any.
+
+    Args:
+        run: The run as the stretch started.
+        events: The stretch's events.
+        counted: The stretch's model calls, input and output tokens as its outcome counts them.
+        sequence: The sequence the cut-off call's event would have had.
+        time: When it was cut off.
+
+    Returns:
+        What ``counted`` holds beyond the ``model_call`` events (nothing when it holds no more).
+    """
+    calls = [e.model_call for e in events if e.WhichOneof("event") == "model_call"]
+    more_calls = counted[0] - len(calls)
+    if more_calls <= 0:
+        return []
+    step = f"model-call/{sequence}"
+    found = [_event(run, step, "model_calls", more_calls, run.model, time)]
+    for meter, total, recorded in (
+        ("model_input_tokens", counted[1], sum(c.input_tokens for c in calls)),
+        ("model_output_tokens", counted[2], sum(c.output_tokens for c in calls)),
+    ):
+        if total > recorded:
+            found.append(_event(run, step, meter, total - recorded, run.model, time))
     return found
 
 

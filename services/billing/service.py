@@ -13,6 +13,7 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import cloudevents, errors, store
+from services.billing.alert_service import AlertMethods, AlertSweeper
 from services.billing.meter_service import MeterMethods
 from services.billing.models import EventRow, ReservationRecord, ReservationRow, ReservationState
 from services.billing.plans import METERS, period_of, plan_of
@@ -108,16 +109,20 @@ def _ttl(request: pb.CreateReservationRequest) -> dt.timedelta:
     return ttl.ToTimedelta()
 
 
-class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
-    """Usage metering, meters and queries of them, plan entitlements and reservations of them.
+class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer):
+    """Usage metering, meters and queries of them, usage alerts, plan entitlements and reservations of them.
 
     Args:
         db: The billing database.
         clock: The time reservations are made, expire and end in (tests move it).
+        sweeper: Fires usage alerts; woken after usage is recorded. None: one on ``clock``.
     """
 
-    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self, db: Database, clock: Callable[[], dt.datetime] = utcnow, sweeper: AlertSweeper | None = None
+    ) -> None:
         MeterMethods.__init__(self, db, clock)
+        AlertMethods.__init__(self, db, clock, sweeper or AlertSweeper(db, clock))
 
     async def IngestUsageEvents(
         self, request: pb.IngestUsageEventsRequest, context: grpc.aio.ServicerContext
@@ -134,6 +139,8 @@ class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
         accepted = await self._db.write(
             None, write_per_tenant, rows, lambda row: row["tenant_id"], store.add_usage_events
         )
+        if accepted:
+            self.alerts.poke()
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
     async def IngestCloudEvents(
@@ -149,6 +156,8 @@ class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
         require_tenant(tenant_id)
         rows = cloudevents.from_http(request.body, tenant_id, self._clock())
         accepted = await self._db.write(tenant_id, store.add_usage_events, rows)
+        if accepted:
+            self.alerts.poke()
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
     async def sweep(self) -> int:
@@ -303,6 +312,7 @@ class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
             raise errors.reservation_released(request.name) from None
         if settled is None:
             raise errors.reservation_not_found(request.name)
+        self.alerts.poke()
         return reservation_to_proto(settled, now)
 
     async def ReleaseReservation(

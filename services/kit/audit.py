@@ -99,6 +99,32 @@ def tenant_of(principal: Principal, resource: str) -> str | None:
     return parts[1] if len(parts) >= 2 and parts[0] == "tenants" and parts[1] else None
 
 
+def system_record(service: str, tenant_id: str, action: str, resource: str, time: Any) -> dict[str, Any]:
+    """Returns an audit outbox row of something a service did on its own, for no caller (an alert firing).
+
+    The caller writes it into its ``audit_outbox`` in the transaction of the change it
+    records; the relay delivers it as any other.
+
+    Args:
+        service: The service; also the event's subject (principal kind ``service``).
+        tenant_id: Whose log it goes in.
+        action: What happened, in the method column (e.g. a CloudEvents ``type``).
+        resource: The resource it happened to.
+        time: When, an aware datetime.
+    """
+    return {
+        "id": str(uuid.uuid4()),
+        "tenant_id": tenant_id,
+        "time": time,
+        "subject": service,
+        "principal_kind": "service",
+        "method": action[:200],
+        "resource": resource[:MAX_RESOURCE],
+        "outcome": "OK",
+        "service": service,
+    }
+
+
 class AuditLog:
     """A service's audit outbox and its relay.
 

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, delete, select, tuple_
 
 from services.kit.db import Database, Tx
 
@@ -29,6 +29,27 @@ log = logging.getLogger(__name__)
 
 #: Delivers a batch of outbox rows (column name to value); raises when they were not taken.
 Deliver = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
+
+
+def cloudevents_table(metadata: MetaData, name: str) -> Table:
+    """Returns an outbox table of CloudEvents 1.0, defined on a service's metadata.
+
+    Its key is the event's CloudEvents key, ``(source, event_id)`` (section 3.1.1:
+    together they identify an event), so an event is in the outbox once; the other
+    columns are the event's ``type``, ``subject``, ``time`` (aware UTC) and ``data``
+    (a JSON object), and the tenant it belongs to.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("source", String(255), primary_key=True),
+        Column("event_id", String(255), primary_key=True),
+        Column("tenant_id", String(63), nullable=False),
+        Column("time", DateTime(timezone=True), nullable=False, index=True),
+        Column("type", String(255), nullable=False),
+        Column("subject", String(1024), nullable=False),
+        Column("data", JSON, nullable=False),
+    )
 
 
 class Relay:

@@ -18,9 +18,9 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
-from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table
+from sqlalchemy import MetaData, Table
 
-from services.kit.outbox import Deliver
+from services.kit.outbox import Deliver, cloudevents_table
 
 #: The CloudEvents ``type`` of usage of billing's built-in meter ``{meter}``, prefixed by this.
 USAGE_TYPE_PREFIX = "dev.orchestrall.usage."
@@ -29,26 +29,12 @@ QUANTITY_KEY = "quantity"
 
 
 def outbox_table(metadata: MetaData) -> Table:
-    """Returns the ``usage_outbox`` table, defined on a service's metadata (one per service database).
-
-    Its key is the event's CloudEvents key, ``(source, event_id)``: an event is in the
-    outbox once.
-    """
-    return Table(
-        "usage_outbox",
-        metadata,
-        Column("source", String(255), primary_key=True),
-        Column("event_id", String(255), primary_key=True),
-        Column("tenant_id", String(63), nullable=False),
-        Column("time", DateTime(timezone=True), nullable=False, index=True),
-        Column("type", String(255), nullable=False),
-        Column("subject", String(1024), nullable=False),
-        Column("data", JSON, nullable=False),
-    )
+    """Returns the ``usage_outbox`` table (:func:`services.kit.outbox.cloudevents_table`)."""
+    return cloudevents_table(metadata, "usage_outbox")
 
 
 class UsageEventRow(TypedDict):
-    """A usage event as the outbox holds it (``usage_outbox``' columns); ``time`` is aware UTC."""
+    """A CloudEvent as an outbox holds it (``services.kit.outbox.cloudevents_table``), ``time`` in UTC."""
 
     source: str
     event_id: str
