@@ -98,8 +98,8 @@ def load(dsn: str, schema: str, count: int) -> float:
                 found[1] += 1
         with conn.cursor() as cursor, cursor.copy(_COPY_ROLLUPS) as copy:
             copy.set_types(["text", "text", "timestamptz", "text", "text", "text", "float8", "int4"])
-            for (bucket, agent, model), (quantity, events) in sums.items():
-                copy.write_row([TENANT, METER, bucket, agent, model, "", quantity, int(events)])
+            for (bucket, agent, model), (total, events) in sums.items():
+                copy.write_row([TENANT, METER, bucket, agent, model, "", total, int(events)])
         conn.commit()
         conn.execute("ANALYZE usage_events")
         conn.execute("ANALYZE usage_rollups")

@@ -216,8 +216,10 @@ def test_an_operator_defines_a_meter_and_a_viewer_reads_usage_per_day_and_model(
     listed = http.get(f"/v1/tenants/{owner.tenant}/meters", headers=auth(owner.token))
     assert [m["name"].rsplit("/", 1)[1] for m in listed.json()["meters"]] == [
         "agent_runs",
+        "model_calls",
         "model_input_tokens",
         "model_output_tokens",
+        "tool_calls",
         "tokens",
     ]
 

@@ -3,7 +3,8 @@
 Events of a built-in meter are ingested through the real billing server (as the agent
 service sends them, duplicates included); the same query is asked once as the rollups
 answer it (grouped by model) and once as only the events can (naming every subject),
-in UTC and in a zone 45 minutes off the hour.
+in UTC and in a zone 45 minutes off the hour. (They differ only for events recorded
+more than the late-event grace after their window ended, which the rollups count.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from tests.conftest import Mesh
 from tests.service.helpers import new_tenant
 
 METER = "model_input_tokens"
-START = dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
+#: Nine days before today (UTC): recent enough that every event counts in its window (the
+#: built-in meters' late-event grace is 35 days).
+START = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(0), tzinfo=dt.UTC) - dt.timedelta(days=9)
 
 
 def _stamp(instant: dt.datetime) -> timestamp_pb2.Timestamp:
