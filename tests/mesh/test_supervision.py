@@ -199,7 +199,7 @@ def metered_once_relayed(supervised: Supervised, owner: SignedUp) -> dict[str, i
         assert time.monotonic() < deadline, "the usage outbox was not relayed"
         time.sleep(0.1)
     usage = supervised.http.get(f"/v1/tenants/{owner.tenant}/usageSummary", headers=auth(owner.token)).json()
-    return {m["meter"]: int(m["quantity"]) for m in usage["meters"]}
+    return {m["meter"]: int(m.get("quantity", 0)) for m in usage["meters"]}
 
 
 #: The chaos test's runs and the SIGKILLs it deals out while they go (the issue's minimum: 50 runs).
