@@ -48,6 +48,7 @@ from benchmark.loadgen import wrk_path
 from benchmark.mesh import Bench, EchoServer, MeshUnderTest, Settings, drop_schemas
 from benchmark.rpc import RpcFigures
 from benchmark.telemetry import TracingCost
+from benchmark.usage_query import UsageQueryLatency
 from benchmark.workflows import WorkflowSteps
 from services.cli.stack import free_port
 
@@ -56,6 +57,7 @@ from services.cli.stack import free_port
 GROUPS: list[Callable[[Bench], Group]] = [
     RpcFigures,
     IngestFigures,
+    UsageQueryLatency,
     FlagPropagation,
     CreateRunCost,
     TracingCost,

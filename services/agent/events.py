@@ -4,9 +4,10 @@ Every event of a run gets the next ``sequence`` (from 1, no gaps). While a run e
 this replica its events are also kept in memory (:class:`LiveRun`), so a follower here
 sees each one the moment it happens; they are stored in batches (every
 ``flush_seconds`` while the run produces events, and with its outcome), each batch in a
-transaction that also moves ``runs.last_sequence`` and holds only while the executor
-still owns the run. A follower of a run executing elsewhere reads the stored events
-every ``poll_seconds``.
+transaction that also moves ``runs.last_sequence``, puts their usage in the usage
+outbox (:mod:`services.agent.metering`) and holds only while the executor still owns
+the run. A follower of a run executing elsewhere reads the stored events every
+``poll_seconds``.
 
 The last event, ``run_finished``, is not stored: it is made from the ended run itself,
 with the sequence after its last stored event, so a run ended by whoever ended it (its
@@ -24,11 +25,12 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 
 from orchestrall.agent.v1 import resources_pb2 as res
-from services.agent import store
+from services.agent import metering, store
 from services.agent.models import RunEventRow, RunRow, RunState
 from services.agent.runner import ModelReply
 from services.kit.db import Database
 from services.kit.timestamps import to_timestamp
+from services.kit.usage import UsageEventRow
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class LiveRun:
         self.lost = False  # stopped because the run is no longer its executor's: nothing is written
         self.outcome: RunRow | None = None  # the run as the stretch's outcome wrote it, once written
         self.done = asyncio.Event()  # set once the stretch is over, its usage settled too
+        # The usage of a model call the stretch cut off, recorded with its outcome (metering.cut_off).
+        self.cut_off: list[UsageEventRow] = []
         self._clock = clock
         self._waiters: set[asyncio.Event] = set()
 
@@ -85,6 +89,14 @@ class LiveRun:
             RunEventRow(self.run.tenant_id, self.run.id, e.sequence, e.SerializeToString())
             for e in self.events[self.stored - self.first + 1 :]
         ]
+
+    def unstored_usage(self) -> list[UsageEventRow]:
+        """Returns the usage events of the events not yet written (:mod:`services.agent.metering`)."""
+        return metering.usage_of_events(self.run, self.events[self.stored - self.first + 1 :])
+
+    def stored_usage(self) -> list[UsageEventRow]:
+        """Returns the usage events of this stretch's events written so far."""
+        return metering.usage_of_events(self.run, self.events[: self.stored - self.first + 1])
 
     def stop(self, *, lost: bool = False) -> None:
         """Stops the agent loop, for ``CancelRun`` or because the executor lost the run.
@@ -211,10 +223,10 @@ class RunEvents:
         Returns:
             Whether it does, and whether ``CancelRun`` asked for the run to stop.
         """
-        rows = live.unstored()
+        rows, usage = live.unstored(), live.unstored_usage()
         if not rows:
             return await self._db.read(live.run.tenant_id, store.run_control, live.run)
-        control = await self._db.write(live.run.tenant_id, store.append_run_events, live.run, rows)
+        control = await self._db.write(live.run.tenant_id, store.append_run_events, live.run, rows, usage)
         if control.owned:
             live.stored = rows[-1].sequence
         return control

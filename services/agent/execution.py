@@ -4,7 +4,14 @@ A run's work comes in stretches: from ``CreateRun`` until the model answers or a
 needs approval, then again from each ``SubmitToolApprovals``. A stretch runs in a task of
 its own on the replica that started it, leased to that replica (:class:`RunLeases`); it
 ends by writing its outcome (and its last events) in one transaction that holds only
-while the replica still owns the run, then meters the tokens it used.
+while the replica still owns the run, then settles its quota hold.
+
+Metering and the hold are kept consistent so that usage counts once: every usage event
+goes into the usage outbox with what it meters (:mod:`services.agent.metering`), and the
+relay ingests it; the settlement of a stretch's hold carries the same events (same
+``source`` and ``id``), and billing records them with the settlement in one transaction,
+deduplicated against what the relay delivered before or delivers after. So what a hold
+held turns into usage at one instant, and neither path adds what the other added.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrall.agent.v1 import resources_pb2 as res
-from services.agent import store, threads
+from services.agent import metering, store, threads
 from services.agent import tools as catalog
 from services.agent.events import LiveRun, RunEvents
 from services.agent.models import AgentRevisionRow, MessageRow, RunRow, RunState
@@ -306,7 +313,7 @@ class Executor:
         try:
             written = await self._write_outcome(live, changes, outcome) if changes is not None else None
             live.end(written)  # followers get the run's end now; the usage is settled next
-            await self._meter(run, before, outcome)
+            await self._settle(live)
         finally:
             self.events.close(live)
 
@@ -341,23 +348,34 @@ class Executor:
                     run.input, outcome.tool_calls, outcome.output
                 )
             ]
+        counted = (
+            outcome.model_calls - run.model_calls,
+            outcome.input_tokens - run.input_tokens,
+            outcome.output_tokens - run.output_tokens,
+        )
+        cut_off = metering.cut_off(run, live.events, counted, live.last + 1, self.leases.clock())
+        usage = [*live.unstored_usage(), *cut_off]
         finished = await self._db.write(
-            run.tenant_id, store.finish_run, run, changes, appended, live.unstored()
+            run.tenant_id, store.finish_run, run, changes, appended, live.unstored(), usage
         )
         if finished is None:
             log.warning("run %s was taken from this replica before it finished; its outcome is lost", run.id)
+        else:
+            live.stored = live.last
+            live.cut_off = cut_off
         return finished
 
-    async def _meter(self, run: RunRow, before: Outcome, outcome: Outcome) -> None:
-        """Settles the stretch's hold with what it used, spent whether or not its outcome was kept."""
-        usage: dict[str, float] = {
-            "model_input_tokens": outcome.input_tokens - before.input_tokens,
-            "model_output_tokens": outcome.output_tokens - before.output_tokens,
-        }
-        if run.last_sequence == 0:
-            usage["agent_runs"] = 1
-        name = f"tenants/{run.tenant_id}/agents/{run.agent_id}/runs/{run.id}"
-        await self._peers.settle(run.tenant_id, stretch_id(run), name, usage)
+    async def _settle(self, live: LiveRun) -> None:
+        """Settles the stretch's hold with the usage events it recorded (see the module's docstring).
+
+        Those are the usage of the events it stored and, for the run's first stretch, the
+        run's own start (its hold held ``agent_runs``). Work it did but could not record
+        (its run was taken meanwhile) is not metered, so billing matches what runs record.
+        """
+        usage = [*live.stored_usage(), *live.cut_off]
+        if live.first == 1:
+            usage.insert(0, metering.run_started(live.run))
+        await self._peers.settle(live.run.tenant_id, stretch_id(live.run), metering.run_name(live.run), usage)
 
     async def _heartbeat(self, run: RunRow, stop: asyncio.Event) -> None:
         """Renews the run's lease until ``stop``, or until the run is no longer this replica's."""

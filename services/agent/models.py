@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.kit import usage
 from services.kit.audit import outbox_table
 from services.kit.db import new_metadata
 
@@ -39,6 +40,8 @@ class Base(DeclarativeBase):
 
 # Audit events of this service's calls, committed with their changes and relayed to auth.
 AUDIT_OUTBOX = outbox_table(Base.metadata)
+# Usage events of runs, committed with the run state they meter and relayed to billing.
+USAGE_OUTBOX = usage.outbox_table(Base.metadata)
 
 
 class Agent(Base):
@@ -197,6 +200,9 @@ class Run(Base):
     pending_tool_calls: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     approval_request_id: Mapped[str | None] = mapped_column(String(100))
     cancel_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The subject of the token that started the run (an API key, user or service account),
+    # which its usage events name for billing to group by.
+    principal: Mapped[str] = mapped_column(String(300), default="", server_default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +240,7 @@ class RunRow:
     pending_tool_calls: list[dict[str, Any]]  # the ToolCall fields of the calls awaiting decisions
     approval_request_id: str | None  # the request_id of the SubmitToolApprovals that last resumed it
     cancel_time: dt.datetime | None  # when CancelRun asked its executor to stop it
+    principal: str = ""  # the subject of the token that started it
 
 
 class RunEvent(Base):

@@ -6,14 +6,16 @@ entitlement is one call for every meter it spends.
 A run's quota is held by a billing reservation whose ID derives from the run ID
 (:func:`reservation_id`), so every call about it is idempotent: :meth:`Peers.reserve`
 before the run starts, then exactly one of :meth:`Peers.settle` (it spent something,
-whatever its outcome) or :meth:`Peers.release` (it spent nothing).
+whatever its outcome, carrying the usage events it recorded) or :meth:`Peers.release`
+(it spent nothing). The usage itself is metered by the usage outbox
+(:mod:`services.agent.metering`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import grpc
 from google.protobuf import duration_pb2, struct_pb2
@@ -27,15 +29,14 @@ from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from services.agent import errors
 from services.kit.clients import MeshClients
 from services.kit.names import TENANT, ResourceName
+from services.kit.usage import UsageEventRow
+from services.kit.usage import to_messages as usage_messages
 
 log = logging.getLogger(__name__)
 
 TOOLS_FLAG = "agent-tools"
 #: The tenant's string flag naming the model route of its agents that name no model.
 MODEL_ROUTE_FLAG = "agent-model-route"
-USAGE_SOURCE = "//agent.orchestrall.dev"
-#: The CloudEvents ``type`` of usage of billing's built-in meter ``{meter}``, prefixed by this.
-USAGE_TYPE_PREFIX = "dev.orchestrall.usage."
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _RESERVATION = ResourceName.of(billing_res.Reservation)
 
@@ -43,13 +44,6 @@ _RESERVATION = ResourceName.of(billing_res.Reservation)
 def reservation_id(run_id: str) -> str:
     """Returns the ID of a run's billing reservation, ``run-{run_id}`` (an AIP-122 ID for a UUID run ID)."""
     return f"run-{run_id}"
-
-
-def _quantity_data(quantity: float) -> struct_pb2.Struct:
-    """Returns the ``data`` of a built-in meter's usage event, ``{"quantity": quantity}``."""
-    data = struct_pb2.Struct()
-    data.update({"quantity": quantity})
-    return data
 
 
 def _quota_failure(error: grpc.aio.AioRpcError) -> error_details_pb2.QuotaFailure | None:
@@ -119,25 +113,33 @@ class Peers:
             raise errors.billing_unavailable() from None
         return answer.name
 
-    async def settle(self, tenant_id: str, run_id: str, run_name: str, usage: Mapping[str, float]) -> bool:
-        """Records what a run spent (meter to amount) against its reservation, exactly once.
+    async def settle(
+        self, tenant_id: str, run_id: str, run_name: str, usage: Sequence[UsageEventRow]
+    ) -> bool:
+        """Settles a run's reservation with the usage events the run recorded, once.
 
-        Billing records the usage and closes the reservation in one transaction; a retry
-        records nothing more. When billing has no hold for the run to settle (it was
-        released, or never made), the usage is metered with :meth:`record_usage` instead
-        (event IDs from the run), so it is recorded once all the same.
+        Billing records the events (deduplicated by ``source`` and ``id``, so events the
+        usage outbox delivers as well count once) and closes the reservation in one
+        transaction; a retry records nothing more. When billing has no hold for the run
+        (released, or never made), the usage outbox meters it all the same.
+
+        Args:
+            tenant_id: The tenant.
+            run_id: The ID the reservation derives from (:func:`reservation_id`).
+            run_name: The run's name, for logs.
+            usage: The usage events (:mod:`services.agent.metering`).
 
         Returns:
-            Whether billing acknowledged the usage; on False the caller may call again.
+            Whether the reservation holds nothing now; on False it is freed when it expires.
         """
         name = _RESERVATION.format(tenant_id, reservation_id(run_id))
-        request = billing_pb.SettleReservationRequest(name=name, quantities=dict(usage))
+        request = billing_pb.SettleReservationRequest(name=name, usage_events=usage_messages(usage))
         try:
             await self._billing.SettleReservation(request, timeout=self._clients.timeout)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-                return await self.record_usage(tenant_id, run_name, run_id, dict(usage))
-            log.error("usage of %s not settled: %s %s", run_name, error.code(), error.details())
+                return True
+            log.error("reservation of %s not settled: %s %s", run_name, error.code(), error.details())
             return False
         return True
 
@@ -157,33 +159,6 @@ class Peers:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
                 return True
             log.warning("reservation %s not released: %s", name, error.code())
-            return False
-        return True
-
-    async def record_usage(self, tenant_id: str, run_name: str, run_id: str, usage: dict[str, float]) -> bool:
-        """Meters a finished run as CloudEvents; event IDs derive from the run, so re-sending is harmless.
-
-        Returns:
-            Whether billing acknowledged the events.
-        """
-        events = [
-            billing_res.UsageEvent(
-                id=f"{run_id}:{meter}",
-                source=USAGE_SOURCE,
-                spec_version="1.0",
-                type=USAGE_TYPE_PREFIX + meter,
-                tenant=TENANT.format(tenant_id),
-                subject=run_name,
-                data=_quantity_data(quantity),
-            )
-            for meter, quantity in usage.items()
-        ]
-        try:
-            await self._billing.IngestUsageEvents(
-                billing_pb.IngestUsageEventsRequest(events=events), timeout=self._clients.timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            log.error("usage of %s not recorded: %s %s", run_name, error.code(), error.details())
             return False
         return True
 

@@ -16,7 +16,7 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.execution import RunLeases, RunLimits
 from services.agent.mcp import McpClient
 from services.agent.mcp_server import CatalogServer
-from services.agent.models import AUDIT_OUTBOX
+from services.agent.models import AUDIT_OUTBOX, USAGE_OUTBOX
 from services.agent.peers import Peers
 from services.agent.routing import ModelRouter, RetryPolicy, Route, RouteEndpoint, RouteName, Sleep
 from services.agent.service import AgentService
@@ -25,9 +25,11 @@ from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
 from services.kit.mtls import TlsFiles
 from services.kit.names import new_id
+from services.kit.outbox import Relay
 from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
+from services.kit.usage import deliver_to_billing
 
 NAME = "agent"
 
@@ -159,6 +161,15 @@ async def build(
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
 
+    # Runs' usage events, committed with the run state they meter, ingested by billing.
+    usage_relay = Relay(
+        f"usage-{NAME}",
+        db,
+        USAGE_OUTBOX,
+        deliver_to_billing(lambda: clients.channel("billing"), clients.timeout),
+        settings.audit_relay_interval_seconds,
+    )
+
     service = mesh_service(
         NAME,
         settings,
@@ -166,8 +177,8 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[servicer.executor.start_sweeping],
-        on_stop=[servicer.executor.stop, router.close],
+        on_start=[servicer.executor.start_sweeping, usage_relay.start],
+        on_stop=[servicer.executor.stop, usage_relay.stop, router.close],
     )
     if settings.mcp_listen:
         catalog = CatalogServer(

@@ -38,7 +38,7 @@ from services.agent.replay import replay
 from services.agent.routing import ROUTE_PREFIX, ModelRouter, route_of
 from services.agent.runner import Checkpoint, Decision
 from services.kit.audit import note_resource
-from services.kit.auth import require_tenant
+from services.kit.auth import current_principal, require_tenant
 from services.kit.db import Database, Tx
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
@@ -508,6 +508,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             pending_tool_calls=[],
             approval_request_id=None,
             cancel_time=None,
+            principal=current_principal().subject[:300],
         )
         note_resource(run_name)
         try:

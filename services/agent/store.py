@@ -9,8 +9,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, and_, delete, func, or_, select, update
 
+from services.agent import metering
 from services.agent.models import (
     REVISION_FIELDS,
+    USAGE_OUTBOX,
     Agent,
     AgentRevision,
     AgentRevisionRow,
@@ -30,6 +32,7 @@ from services.agent.models import (
 from services.kit.db import Tx
 from services.kit.pagination import Listing, Page
 from services.kit.repository import NEWEST_FIRST, Order, Repository
+from services.kit.usage import QUANTITY_KEY, USAGE_TYPE_PREFIX, UsageEventRow
 
 AGENTS = Repository(Agent, AgentRow, order=NEWEST_FIRST)
 REVISIONS = Repository(AgentRevision, AgentRevisionRow, order=NEWEST_FIRST)
@@ -43,6 +46,31 @@ _MESSAGES = MESSAGES.table
 _REVISIONS = REVISIONS.table
 _RUNS = RUNS.table
 _EVENTS = EVENTS.table
+_METER = USAGE_OUTBOX.insert()
+
+
+def _meter(tx: Tx, usage: Sequence[UsageEventRow]) -> None:
+    """Puts usage events in the usage outbox, in the caller's transaction (:mod:`services.agent.metering`)."""
+    if usage:
+        tx.execute(_METER, list(usage))
+
+
+#: The run's counter of each built-in meter its model calls add to.
+_COUNTERS = {
+    "model_calls": "model_calls",
+    "model_input_tokens": "input_tokens",
+    "model_output_tokens": "output_tokens",
+}
+
+
+def _counted(usage: Sequence[UsageEventRow]) -> dict[str, Any]:
+    """Returns what the model calls among ``usage`` add to a run's counters, as column updates."""
+    added: dict[str, int] = {}
+    for event in usage:
+        counter = _COUNTERS.get(event["type"].removeprefix(USAGE_TYPE_PREFIX))
+        if counter is not None:
+            added[counter] = added.get(counter, 0) + int(event["data"][QUANTITY_KEY])
+    return {counter: _RUNS.c[counter] + n for counter, n in added.items()}
 
 
 class AgentGone(Exception):
@@ -168,6 +196,8 @@ def start_run(tx: Tx, run: RunRow, max_running: int) -> RunRow:
     one query counts the tenant's runs in progress, the new one included, and checks that
     the agent was not deleted; either check failing rolls the insert back. The tenant's
     advisory lock, taken first, keeps two replicas from both admitting one run too many.
+    A new run is metered (``agent_runs``, :func:`metering.run_started`) in the same
+    transaction.
 
     Args:
         tx: The unit of work.
@@ -199,6 +229,7 @@ def start_run(tx: Tx, run: RunRow, max_running: int) -> RunRow:
         raise AgentGone(run.agent_id)
     if in_progress > max_running:
         raise TooManyRuns(max_running)
+    _meter(tx, [metering.run_started(created)])
     return created
 
 
@@ -235,6 +266,8 @@ INTERRUPTED = {
 
 def interrupt_expired(tx: Tx, now: dt.datetime) -> int:
     """Fails every run, of every tenant, whose lease expired before ``now`` (system work).
+
+    What the runs recorded was metered as they recorded it (:mod:`services.agent.metering`).
 
     Returns:
         How many runs were failed with ``RUN_INTERRUPTED``.
@@ -404,8 +437,18 @@ class Control:
     cancel: bool = False
 
 
-def append_run_events(tx: Tx, run: RunRow, events: Sequence[RunEventRow]) -> Control:
-    """Stores a batch of the run's events if its executor still owns it.
+def append_run_events(
+    tx: Tx, run: RunRow, events: Sequence[RunEventRow], usage: Sequence[UsageEventRow] = ()
+) -> Control:
+    """Stores a batch of the run's events and their usage if its executor still owns the run.
+
+    Args:
+        tx: The unit of work.
+        run: The run as this stretch of work started.
+        events: The events.
+        usage: Their usage events (:func:`metering.usage_of_events`), put in the usage
+            outbox; the run's model call and token counters grow by their model calls,
+            so the run records what it was metered for even if it never finishes.
 
     Returns:
         Whether it still owns the run (nothing is written when not) and whether its
@@ -414,13 +457,14 @@ def append_run_events(tx: Tx, run: RunRow, events: Sequence[RunEventRow]) -> Con
     statement = (
         update(_RUNS)
         .where(_owned(tx, run))
-        .values(last_sequence=events[-1].sequence)
+        .values(last_sequence=events[-1].sequence, **_counted(usage))
         .returning(_RUNS.c.cancel_time)
     )
     row = tx.execute(statement).first()
     if row is None:
         return Control(owned=False)
     EVENTS.insert_many(tx, [EVENTS.values(e) for e in events])
+    _meter(tx, usage)
     return Control(owned=True, cancel=row.cancel_time is not None)
 
 
@@ -441,8 +485,12 @@ def finish_run(
     changes: Mapping[str, Any],
     messages: Sequence[MessageRow] = (),
     events: Sequence[RunEventRow] = (),
+    usage: Sequence[UsageEventRow] = (),
 ) -> RunRow | None:
     """Writes the outcome of a stretch of a run's work, if its executor still holds it, and ends its lease.
+
+    The usage of ``events`` goes into the usage outbox in the same transaction
+    (:mod:`services.agent.metering`).
 
     Args:
         tx: The unit of work.
@@ -452,6 +500,7 @@ def finish_run(
         messages: What it appends to its thread (``run.thread_id``), in the same
             transaction; nothing is appended when the thread was deleted.
         events: Its events not yet stored.
+        usage: Their usage events (:func:`metering.usage_of_events`).
 
     Returns:
         The run with ``changes`` applied; None when the run is no longer this executor's
@@ -466,6 +515,7 @@ def finish_run(
     EVENTS.insert_many(tx, [EVENTS.values(e) for e in events])
     if messages and run.thread_id:
         append_messages(tx, run.thread_id, messages, changes.get("end_time") or run.create_time)
+    _meter(tx, usage)
     return RUNS.record(*row)
 
 

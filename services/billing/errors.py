@@ -136,3 +136,15 @@ def query_too_large(limit: int) -> InvalidArgument:
         ],
         reason="QUERY_TOO_LARGE",
     )
+
+
+def usage_alert_not_found(name: str) -> NotFound:
+    """Return the error for a usage alert the tenant does not have."""
+    return NotFound("USAGE_ALERT_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def usage_alert_exists(name: str) -> AlreadyExists:
+    """Return the error for a usage alert ID the tenant has an alert of."""
+    return AlreadyExists(
+        "USAGE_ALERT_ALREADY_EXISTS", f"{name} exists; choose another usage_alert_id", metadata={"name": name}
+    )

@@ -15,7 +15,7 @@ import datetime as dt
 import re
 
 from services.billing.models import Aggregation, MeterRow
-from services.billing.plans import METERS, QUANTITY_KEY
+from services.billing.plans import BUILT_IN_GROUP_BY, METERS, QUANTITY_KEY
 from services.kit.errors import FieldViolation
 
 #: The most member names of a path.
@@ -93,7 +93,7 @@ def built_in(tenant_id: str, meter_id: str) -> MeterRow | None:
         event_type=meter.event_type,
         aggregation=Aggregation.SUM,
         value_property=f"$.{QUANTITY_KEY}",
-        group_by={},
+        group_by=dict(BUILT_IN_GROUP_BY),
         late_event_grace_seconds=int(BUILT_IN_LATE_EVENT_GRACE.total_seconds()),
         unit=meter.unit,
         request_id=None,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.kit.audit import outbox_table
 from services.kit.db import new_metadata
+from services.kit.outbox import cloudevents_table
 from services.kit.timestamps import as_utc
 
 
@@ -114,6 +115,29 @@ class UsageTotal(Base):
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     meter: Mapped[str] = mapped_column(String(63), primary_key=True)
     period_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    quantity: Mapped[float] = mapped_column(Float)
+    event_count: Mapped[int] = mapped_column(Integer)
+
+
+class UsageRollup(Base):
+    """The built-in meters' usage per 15-minute bucket and group, kept with the events it adds up.
+
+    A pre-aggregation (what OpenMeter keeps in ClickHouse materialized views, here a table
+    updated in the same transaction as the events, :mod:`services.billing.rollups`):
+    ``QueryUsage`` of a built-in meter reads these rows instead of the events when its
+    windows start on quarter hours (every hour, day and month of every time zone does)
+    and it groups and filters by the built-in keys only. A group-by value the events
+    lack is ``""``.
+    """
+
+    __tablename__ = "usage_rollups"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    meter: Mapped[str] = mapped_column(String(63), primary_key=True)
+    bucket_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    agent: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(200), primary_key=True)
     quantity: Mapped[float] = mapped_column(Float)
     event_count: Mapped[int] = mapped_column(Integer)
 
@@ -300,3 +324,105 @@ class UsageValue:
     value: float
     subject: str
     groups: dict[str, str]
+
+
+class ThresholdType(StrEnum):
+    """What a usage alert threshold's value is; ``UsageAlert.Threshold.Type.TYPE_<value>`` on the wire."""
+
+    PERCENT = "PERCENT"
+    QUANTITY = "QUANTITY"
+
+
+class Threshold(TypedDict):
+    """One threshold of a usage alert: its :class:`ThresholdType` value and its value."""
+
+    type: str
+    value: float
+
+
+class UsageAlert(Base):
+    """A tenant's usage alert: thresholds of a built-in meter's usage in each billing period."""
+
+    __tablename__ = "usage_alerts"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    meter: Mapped[str] = mapped_column(String(63))
+    thresholds: Mapped[list[Threshold]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageAlertRow:
+    """A usage alert, as stored."""
+
+    tenant_id: str
+    id: str
+    display_name: str
+    meter: str
+    thresholds: list[Threshold]
+    request_id: str | None
+    create_time: dt.datetime
+
+
+class UsageAlertEvent(Base):
+    """One firing of a usage alert: a threshold a billing period's usage reached, once per both.
+
+    The unique key ``(tenant, alert, period, threshold)`` makes a firing happen once
+    whichever replica's sweep finds it first; its audit event and its notification are
+    written in the same transaction.
+    """
+
+    __tablename__ = "usage_alert_events"
+    __table_args__ = (
+        UniqueConstraint(
+            "tenant_id",
+            "alert_id",
+            "period_start",
+            "threshold_type",
+            "threshold_value",
+            name="uq_usage_alert_events_firing",
+        ),
+        ForeignKeyConstraint(
+            ["tenant_id", "alert_id"], ["usage_alerts.tenant_id", "usage_alerts.id"], ondelete="CASCADE"
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    meter: Mapped[str] = mapped_column(String(63))
+    threshold_type: Mapped[str] = mapped_column(String(20))
+    threshold_value: Mapped[float] = mapped_column(Float)
+    period_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    quantity: Mapped[float] = mapped_column(Float)
+    threshold_quantity: Mapped[float] = mapped_column(Float)
+    limit: Mapped[float] = mapped_column(Float)
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageAlertEventRow:
+    """A firing of a usage alert, as stored."""
+
+    tenant_id: str
+    alert_id: str
+    id: str
+    meter: str
+    threshold_type: str
+    threshold_value: float
+    period_start: dt.datetime
+    period_end: dt.datetime
+    quantity: float
+    threshold_quantity: float
+    limit: float
+    create_time: dt.datetime
+
+
+# Usage alerts' notifications (CloudEvents), committed with their firing and relayed to the
+# tenant's notification channel (services.billing.alerts.deliver).
+NOTIFICATION_OUTBOX = cloudevents_table(Base.metadata, "notification_outbox")

@@ -16,11 +16,18 @@ from dataclasses import dataclass
 USAGE_TYPE_PREFIX = "dev.orchestrall.usage."
 #: The key of ``data`` that holds a built-in meter's quantity.
 QUANTITY_KEY = "quantity"
+#: What the built-in meters group by: group-by key to its path in ``data`` (the agent
+#: service puts them beside ``quantity``, :mod:`services.kit.usage`): the model that
+#: answered, the agent's resource name, and the principal (API key, user or service
+#: account subject) that started the run.
+BUILT_IN_GROUP_BY: Mapping[str, str] = {"agent": "$.agent", "model": "$.model", "principal": "$.principal"}
 
 
 @dataclass(frozen=True)
 class Meter:
     """A built-in kind of metered usage: the sum of ``data.quantity`` of its events.
+
+    Every built-in meter groups by :data:`BUILT_IN_GROUP_BY`.
 
     Attributes:
         name: Meter name, e.g. ``agent_runs``.
@@ -53,8 +60,10 @@ METERS: Mapping[str, Meter] = {
     m.name: m
     for m in (
         Meter("agent_runs", "{run}"),
+        Meter("model_calls", "{call}"),
         Meter("model_input_tokens", "{token}"),
         Meter("model_output_tokens", "{token}"),
+        Meter("tool_calls", "{call}"),
     )
 }
 

@@ -11,12 +11,14 @@ from collections.abc import Callable
 import grpc
 
 from orchestrall.billing.v1 import billing_service_pb2_grpc
-from services.billing import store
-from services.billing.models import AUDIT_OUTBOX
+from services.billing import alerts, store
+from services.billing.alert_service import AlertSweeper
+from services.billing.models import AUDIT_OUTBOX, NOTIFICATION_OUTBOX
 from services.billing.service import BillingService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
+from services.kit.outbox import Relay
 from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
 
@@ -87,8 +89,17 @@ async def build(
     db = Database(create_engine(settings, NAME))
     db.session_setup("postgresql", store.BATCH_TABLE_DDL)
     clients = MeshClients(settings, NAME)
-    servicer = BillingService(db, clock)
+    alert_sweeper = AlertSweeper(db, clock)
+    servicer = BillingService(db, clock, alert_sweeper)
     sweeper = KeySweeper(servicer, sweep_interval)
+    # Usage alert notifications, committed with their firing, handed to the tenant's channel.
+    notifications = Relay(
+        "notifications-billing",
+        db,
+        NOTIFICATION_OUTBOX,
+        alerts.deliver_batch,
+        settings.audit_relay_interval_seconds,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         billing_service_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
@@ -100,7 +111,7 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[sweeper.start],
-        on_stop=[sweeper.stop],
+        on_start=[sweeper.start, alert_sweeper.start, notifications.start],
+        on_stop=[alert_sweeper.stop, sweeper.stop, notifications.stop],
     )
     return service, settings

@@ -13,8 +13,9 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import cloudevents, errors, store
+from services.billing.alert_service import AlertMethods, AlertSweeper
 from services.billing.meter_service import MeterMethods
-from services.billing.models import ReservationRecord, ReservationRow, ReservationState
+from services.billing.models import EventRow, ReservationRecord, ReservationRow, ReservationState
 from services.billing.plans import METERS, period_of, plan_of
 from services.kit.auth import require_tenant
 from services.kit.db import Database, write_per_tenant
@@ -108,16 +109,20 @@ def _ttl(request: pb.CreateReservationRequest) -> dt.timedelta:
     return ttl.ToTimedelta()
 
 
-class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
-    """Usage metering, meters and queries of them, plan entitlements and reservations of them.
+class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer):
+    """Usage metering, meters and queries of them, usage alerts, plan entitlements and reservations of them.
 
     Args:
         db: The billing database.
         clock: The time reservations are made, expire and end in (tests move it).
+        sweeper: Fires usage alerts; woken after usage is recorded. None: one on ``clock``.
     """
 
-    def __init__(self, db: Database, clock: Callable[[], dt.datetime] = utcnow) -> None:
+    def __init__(
+        self, db: Database, clock: Callable[[], dt.datetime] = utcnow, sweeper: AlertSweeper | None = None
+    ) -> None:
         MeterMethods.__init__(self, db, clock)
+        AlertMethods.__init__(self, db, clock, sweeper or AlertSweeper(db, clock))
 
     async def IngestUsageEvents(
         self, request: pb.IngestUsageEventsRequest, context: grpc.aio.ServicerContext
@@ -134,6 +139,8 @@ class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
         accepted = await self._db.write(
             None, write_per_tenant, rows, lambda row: row["tenant_id"], store.add_usage_events
         )
+        if accepted:
+            self.alerts.poke()
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
     async def IngestCloudEvents(
@@ -149,6 +156,8 @@ class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
         require_tenant(tenant_id)
         rows = cloudevents.from_http(request.body, tenant_id, self._clock())
         accepted = await self._db.write(tenant_id, store.add_usage_events, rows)
+        if accepted:
+            self.alerts.poke()
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
     async def sweep(self) -> int:
@@ -277,23 +286,33 @@ class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
 
         The usage is recorded as given, also above what was reserved: the work was done,
         and billing less than was used would hide it; a caller keeps a hard limit exact
-        by reserving its worst case. See :func:`services.billing.store.settle`.
+        by reserving its worst case. The usage is either ``quantities`` (recorded as
+        events of the reservation) or the caller's own ``usage_events``, recorded as
+        ``IngestUsageEvents`` records them (deduplicated by source and id). See
+        :func:`services.billing.store.settle`.
 
         Raises:
             InvalidArgument: A malformed ``name``, an unknown meter (``UNKNOWN_METER``), a
-                negative or non-finite quantity.
+                negative or non-finite quantity, both ``quantities`` and ``usage_events``;
+                ``INVALID_USAGE_EVENTS`` for an event that is invalid or of another tenant.
             NotFound: ``RESERVATION_NOT_FOUND``.
             FailedPrecondition: ``RESERVATION_RELEASED``; nothing was recorded.
         """
         tenant_id, reservation_id = _reservation_name(request.name)
         usage = _meter_quantities(request.quantities, "quantities")
         now = self._clock()
+        events = None
+        if request.usage_events:
+            if usage:
+                raise invalid("usage_events", "set either quantities or usage_events")
+            events = _settled_events(request, tenant_id, now)
         try:
-            settled = await self._db.write(tenant_id, store.settle, reservation_id, usage, now)
+            settled = await self._db.write(tenant_id, store.settle, reservation_id, usage, now, events)
         except store.ReservationClosed:
             raise errors.reservation_released(request.name) from None
         if settled is None:
             raise errors.reservation_not_found(request.name)
+        self.alerts.poke()
         return reservation_to_proto(settled, now)
 
     async def ReleaseReservation(
@@ -315,6 +334,30 @@ class BillingService(MeterMethods, pb_grpc.BillingServiceServicer):
         if released is None:
             raise errors.reservation_not_found(request.name)
         return reservation_to_proto(released, now)
+
+
+def _settled_events(request: pb.SettleReservationRequest, tenant_id: str, now: dt.datetime) -> list[EventRow]:
+    """Returns the ``usage_events`` of a settlement, validated as ``IngestUsageEvents`` validates them.
+
+    Raises:
+        InvalidArgument: ``INVALID_USAGE_EVENTS``: violations named ``usage_events[{i}]...``,
+            also for an event of a tenant other than the reservation's.
+    """
+    try:
+        events = cloudevents.from_messages(request.usage_events, now)
+    except InvalidArgument as error:
+        raise errors.invalid_usage_events(
+            [FieldViolation("usage_" + v.field, v.description) for v in error.violations]
+        ) from None
+    tenant = TENANT.format(tenant_id)
+    others = [
+        FieldViolation(f"usage_events[{i}].tenant", f"must be the reservation's tenant, {tenant}")
+        for i, row in enumerate(events)
+        if row["tenant_id"] != tenant_id
+    ]
+    if others:
+        raise errors.invalid_usage_events(others)
+    return events
 
 
 def _asked_quantities(request: pb.CheckEntitlementRequest) -> list[tuple[str, float]]:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.billing import rollups
 from services.billing.meters import SUBJECT_KEY, built_ins, path_names
 from services.billing.models import (
     Aggregation,
@@ -184,22 +185,27 @@ def _copy(tx: Tx, rows: Sequence[EventRow]) -> None:
             copy.write_row([row[name] for name in _COLUMNS])  # type: ignore[literal-required]
 
 
-def _copy_batch(tx: Tx, rows: Sequence[EventRow]) -> int:
+def _copy_batch(tx: Tx, rows: Sequence[EventRow]) -> Sequence[EventRow]:
     """Records rows through the staging table: copy, claim their keys, move the claimed ones.
 
     When some keys were seen before (rare: a retry), the staging table is emptied and
     only the rows of claimed keys are copied again, so the move needs no join.
+
+    Returns:
+        The rows recorded.
     """
     _copy(tx, rows)
     params = {"tenant_id": tx.tenant_id}
     claimed = tx.execute(_CLAIM_BATCH, params).all()
     if not claimed:
-        return 0
+        return []
     if len(claimed) < len(rows):
         keys = {(source, event_id) for source, event_id in claimed}
         tx.execute(_EMPTY_BATCH)
-        _copy(tx, [row for row in rows if (row["source"], row["event_id"]) in keys])
-    return int(tx.execute(_MOVE_BATCH, params).scalar_one())
+        rows = [row for row in rows if (row["source"], row["event_id"]) in keys]
+        _copy(tx, rows)
+    tx.execute(_MOVE_BATCH, params)
+    return rows
 
 
 def _first_of_each_key(rows: Sequence[EventRow]) -> list[EventRow]:
@@ -222,8 +228,9 @@ def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
     only the first of a key repeated within ``rows`` counts. Concurrent deliveries of
     one event record it once: each claims the key with ``ON CONFLICT DO NOTHING``, and
     only the events whose keys this call claimed are inserted and added to the totals
-    of their built-in meters. On PostgreSQL the batch is copied into the session's
-    staging table and recorded by one statement (:func:`_move_batch`), for 500 events
+    and rollups (:mod:`services.billing.rollups`) of their built-in meters. On
+    PostgreSQL the batch is copied into the session's staging table and recorded by one
+    statement (:func:`_move_batch`) and one upsert of its rollups, for 500 events
     about a tenth of the client CPU of any multi-row ``INSERT``; on SQLite the keys and
     events go in multi-row statements (SQLAlchemy's "insertmanyvalues") and the totals
     are summed here.
@@ -235,15 +242,17 @@ def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
     if not rows:
         return 0
     if tx.dialect == "postgresql":
-        inserted = _copy_batch(tx, rows)
-        tx.changed |= inserted > 0
-        return inserted
+        recorded = _copy_batch(tx, rows)
+        rollups.add(tx, recorded)
+        tx.changed |= bool(recorded)
+        return len(recorded)
     claimed = tx.execute(_CLAIM_KEYS, [{name: row[name] for name in _KEY_COLUMNS} for row in rows]).all()  # type: ignore[literal-required]
     if not claimed:
         return 0
     keys = {(source, event_id) for source, event_id in claimed}
     new = [row for row in rows if (row["source"], row["event_id"]) in keys]
     tx.execute(_INSERT_EVENTS, new)
+    rollups.add(tx, new)
     totals: dict[tuple[str, dt.datetime], tuple[float, int]] = {}
     for row in new:
         if not row["meter"]:
@@ -491,14 +500,20 @@ def reserve(
 
 
 def settle(
-    tx: Tx, reservation_id: str, usage: Mapping[str, float], now: dt.datetime
+    tx: Tx,
+    reservation_id: str,
+    usage: Mapping[str, float],
+    now: dt.datetime,
+    events: Sequence[EventRow] | None = None,
 ) -> ReservationRecord | None:
     """Records a reservation's usage and closes it as ``SETTLED``, once.
 
     The usage events (one per meter of ``usage`` above 0, source
-    :data:`RESERVATION_SOURCE`, id ``{reservation}:{meter}``, time ``now``) go through
-    :func:`add_usage_events`, so they add to the period's totals in this same
-    transaction and a repeated event would count once. The tenant's reservation lock
+    :data:`RESERVATION_SOURCE`, id ``{reservation}:{meter}``, time ``now``; or the
+    caller's own ``events``) go through :func:`add_usage_events`, so they add to the
+    period's totals in this same transaction and an event recorded before (by
+    ``IngestUsageEvents`` from the caller's outbox) or again counts once. With
+    ``events``, the settled quantities are their sum per built-in meter. The tenant's reservation lock
     is taken first: what the reservation held turns into usage at one instant for
     every concurrent :func:`reserve`. An expired reservation is settled like an
     active one (the usage happened).
@@ -506,8 +521,9 @@ def settle(
     Args:
         tx: The unit of work.
         reservation_id: The reservation.
-        usage: Meter to the quantity used, in the meter's unit.
+        usage: Meter to the quantity used, in the meter's unit (empty with ``events``).
         now: The settlement's time.
+        events: The caller's usage events of the work, of the transaction's tenant.
 
     Returns:
         The settled reservation (unchanged when it was settled before, with its first
@@ -522,22 +538,30 @@ def settle(
         return found
     if found.row.state == ReservationState.RELEASED:
         raise ReservationClosed(ReservationState.RELEASED)
-    add_usage_events(
-        tx,
-        [
-            meter_event(
-                tx.tenant_id,
-                RESERVATION_SOURCE,
-                f"{reservation_id}:{meter}",
-                METERS[meter],
-                quantity,
-                found.row.subject,
-                now,
-            )
-            for meter, quantity in usage.items()
-            if quantity > 0
-        ],
-    )
+    if events is not None:
+        add_usage_events(tx, events)
+        summed: dict[str, float] = {}
+        for event in events:
+            if event["meter"]:
+                summed[event["meter"]] = summed.get(event["meter"], 0.0) + event["quantity"]
+        usage = summed
+    else:
+        add_usage_events(
+            tx,
+            [
+                meter_event(
+                    tx.tenant_id,
+                    RESERVATION_SOURCE,
+                    f"{reservation_id}:{meter}",
+                    METERS[meter],
+                    quantity,
+                    found.row.subject,
+                    now,
+                )
+                for meter, quantity in usage.items()
+                if quantity > 0
+            ],
+        )
     values = {"state": ReservationState.SETTLED, "end_time": now, "settled_quantities": dict(usage)}
     row = RESERVATIONS.update(tx, (reservation_id,), values)
     assert row is not None, "the reservation was read locked in this transaction"
@@ -677,10 +701,18 @@ def query_usage(tx: Tx, query: UsageQuery) -> list[UsageValue]:
     Returns:
         The values, by window, then by group values (None before text).
 
+    A built-in meter's query is answered from its rollups when they can answer it
+    (:func:`services.billing.rollups.serves`).
+
     Raises:
         QueryTooLarge: More than ``query.limit`` windows and groups have events.
     """
     meter = query.meter
+    if meter.built_in and rollups.serves(query.windows, [*query.group_by, *query.filters], query.subjects):
+        rolled = rollups.query(tx, meter.id, query.windows, query.group_by, query.filters, query.limit)
+        if len(rolled) > query.limit:
+            raise QueryTooLarge()
+        return _in_order(rollups.values_of(rolled, query.group_by), query.group_by)
     grace = dt.timedelta(seconds=meter.late_event_grace_seconds)
     windows = (
         values(
@@ -762,7 +794,12 @@ def query_usage(tx: Tx, query: UsageQuery) -> list[UsageValue]:
                 groups={k: str(v) for k, v in named.items() if v is not None},
             )
         )
-    found.sort(key=lambda u: (u.window, [(v is not None, v or "") for v in group_of(u, query.group_by)]))
+    return _in_order(found, query.group_by)
+
+
+def _in_order(found: list[UsageValue], keys: Sequence[str]) -> list[UsageValue]:
+    """Returns usage values by window, then by group values (None before text)."""
+    found.sort(key=lambda u: (u.window, [(v is not None, v or "") for v in group_of(u, keys)]))
     return found
 
 

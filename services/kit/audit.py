@@ -4,9 +4,9 @@ Each service writes audit rows into its own ``audit_outbox`` table (a
 transactional outbox): the audit log registers a commit hook on the service's
 own :class:`~services.kit.db.Database`, which adds the row to the first write
 transaction of an audited call that changes data, so the record and the change
-commit or roll back together. A relay then delivers outbox rows to the auth
-service, which owns the tenant-visible log (``ListAuditEvents``); delivery is
-at least once and idempotent by event ID.
+commit or roll back together. A relay (:class:`services.kit.outbox.Relay`) then delivers outbox rows to the
+auth service, which owns the tenant-visible log (``ListAuditEvents``); delivery
+is at least once and idempotent by event ID.
 
 An RPC is audited when its permission's verb is ``create``, ``update``,
 ``delete`` or ``import``, or when it is anonymous and bound to an HTTP POST (sign-up, token
@@ -16,19 +16,19 @@ by the guard in a transaction of its own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
+from sqlalchemy import Column, DateTime, MetaData, String, Table, insert
 
 from services.kit.auth import Principal, current_principal
 from services.kit.db import Database, Tx
+from services.kit.outbox import Deliver, Relay
 from services.kit.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,30 @@ def tenant_of(principal: Principal, resource: str) -> str | None:
     return parts[1] if len(parts) >= 2 and parts[0] == "tenants" and parts[1] else None
 
 
-Deliver = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
+def system_record(service: str, tenant_id: str, action: str, resource: str, time: Any) -> dict[str, Any]:
+    """Returns an audit outbox row of something a service did on its own, for no caller (an alert firing).
+
+    The caller writes it into its ``audit_outbox`` in the transaction of the change it
+    records; the relay delivers it as any other.
+
+    Args:
+        service: The service; also the event's subject (principal kind ``service``).
+        tenant_id: Whose log it goes in.
+        action: What happened, in the method column (e.g. a CloudEvents ``type``).
+        resource: The resource it happened to.
+        time: When, an aware datetime.
+    """
+    return {
+        "id": str(uuid.uuid4()),
+        "tenant_id": tenant_id,
+        "time": time,
+        "subject": service,
+        "principal_kind": "service",
+        "method": action[:200],
+        "resource": resource[:MAX_RESOURCE],
+        "outcome": "OK",
+        "service": service,
+    }
 
 
 class AuditLog:
@@ -121,9 +144,7 @@ class AuditLog:
         self._db = db
         self._table = table
         self._insert = insert(table)
-        self._deliver = deliver
-        self._interval = interval_seconds
-        self._relay: asyncio.Task[None] | None = None
+        self._relay = Relay(f"audit-{service}", db, table, deliver, interval_seconds)
         db.before_commit(self._before_commit)
 
     def begin_call(self, method: str, request: Any) -> None:
@@ -180,53 +201,21 @@ class AuditLog:
         except Exception:  # never mask the call's own outcome
             log.exception("audit event of %s (%s) not recorded", call.method, outcome)
 
-    def _pending(self, tx: Tx, limit: int) -> list[dict[str, Any]]:
-        query = select(self._table).order_by(self._table.c.time).limit(limit)
-        return [dict(row._mapping) for row in tx.execute(query)]
-
-    def _forget(self, tx: Tx, ids: list[str]) -> None:
-        tx.execute(delete(self._table).where(self._table.c.id.in_(ids)))
-
     async def relay_once(self, limit: int = 500) -> int:
-        """Delivers up to ``limit`` outbox events, oldest first, then deletes them.
-
-        Delivery happens between two transactions, never inside one: a crash in
-        between delivers the events again, which the receiver ignores by ID.
+        """Delivers up to ``limit`` outbox events, oldest first, then deletes them (:meth:`Relay.relay_once`).
 
         Returns:
             How many were delivered.
         """
-        rows = await self._db.system(self._pending, limit)
-        if not rows:
-            return 0
-        await self._deliver(rows)
-        await self._db.system(self._forget, [row["id"] for row in rows])
-        return len(rows)
-
-    async def _relay_forever(self) -> None:
-        while True:
-            try:
-                while await self.relay_once() > 0:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # delivery is retried on the next tick
-                log.warning("audit relay of %s failed: %s", self.service, error)
-            await asyncio.sleep(self._interval)
+        return await self._relay.relay_once(limit)
 
     async def start(self) -> None:
         """Starts the relay in the background."""
-        self._relay = asyncio.create_task(self._relay_forever(), name=f"audit-relay-{self.service}")
+        await self._relay.start()
 
     async def stop(self) -> None:
         """Stops the relay after a last delivery attempt; undelivered events wait in the outbox."""
-        if self._relay is not None:
-            self._relay.cancel()
-            await asyncio.gather(self._relay, return_exceptions=True)
-        try:
-            await self.relay_once()
-        except Exception as error:
-            log.warning("final audit relay of %s failed: %s", self.service, error)
+        await self._relay.stop()
 
 
 def deliver_to_auth(channel_of: Callable[[], Any], timeout: float) -> Deliver:

@@ -57,6 +57,8 @@ _VIEWER = frozenset(
         "billing.usage.get",
         "billing.meters.get",
         "billing.meters.list",
+        "billing.usageAlerts.get",
+        "billing.usageAlerts.list",
     }
 )
 _DEVELOPER = _VIEWER | {
@@ -102,6 +104,8 @@ _ADMIN = _DEVELOPER | {
     "billing.meters.create",
     "billing.meters.update",
     "billing.meters.delete",
+    "billing.usageAlerts.create",
+    "billing.usageAlerts.delete",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

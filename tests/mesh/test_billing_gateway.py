@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,8 +216,10 @@ def test_an_operator_defines_a_meter_and_a_viewer_reads_usage_per_day_and_model(
     listed = http.get(f"/v1/tenants/{owner.tenant}/meters", headers=auth(owner.token))
     assert [m["name"].rsplit("/", 1)[1] for m in listed.json()["meters"]] == [
         "agent_runs",
+        "model_calls",
         "model_input_tokens",
         "model_output_tokens",
+        "tool_calls",
         "tokens",
     ]
 
@@ -262,3 +265,31 @@ def test_an_operator_defines_a_meter_and_a_viewer_reads_usage_per_day_and_model(
         headers=auth(viewer),
     )
     assert refused.status_code == 403 and violations(refused)[0] == "MISSING_PERMISSION"
+
+
+def test_an_admin_sets_a_usage_alert_and_a_viewer_sees_it_fire_once(
+    http: httpx.Client, tenants: Tenants
+) -> None:
+    owner, viewer = tenants.owner, tenants.viewer
+    alerts = f"/v1/tenants/{owner.tenant}/usageAlerts"
+    alert = {"meter": "model_calls", "thresholds": [{"type": "TYPE_QUANTITY", "value": 2}]}
+    refused = http.post(alerts, params={"usageAlertId": "calls"}, json=alert, headers=auth(viewer.token))
+    assert refused.status_code == 403, refused.text
+    made = http.post(alerts, params={"usageAlertId": "calls"}, json=alert, headers=auth(owner.token))
+    assert made.status_code == 200, made.text
+    name = made.json()["name"]
+    now = rfc3339(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    for event_id in ("a1", "a1", "a2"):  # the repeat is a duplicate: 2 calls in all
+        sent = post(http, owner, cloud_event(event_id, meter="model_calls", time=now), STRUCTURED)
+        assert sent.status_code == 200, sent.text
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)
+    while not (
+        events := http.get(f"/v1/{name}/events", headers=auth(viewer.token)).json().get("usageAlertEvents")
+    ):
+        assert dt.datetime.now(dt.UTC) < deadline, "the alert did not fire"
+        time.sleep(0.1)
+    assert [(e["threshold"], e["quantity"]) for e in events] == [({"type": "TYPE_QUANTITY", "value": 2}, 2)]
+    listed = http.get(alerts, headers=auth(viewer.token)).json()
+    assert [a["name"] for a in listed["usageAlerts"]] == [name]
+    assert http.delete(f"/v1/{name}", headers=auth(owner.token)).status_code == 200
+    assert http.get(f"/v1/{name}", headers=auth(owner.token)).status_code == 404

@@ -77,7 +77,8 @@ def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.C
     rows = stored_rows(
         stack,
         "agent",
-        "SELECT agent_id, state, input_tokens, output_tokens FROM runs WHERE tenant_id = :t",
+        "SELECT agent_id, state, input_tokens, output_tokens, model_calls, tool_calls FROM runs"
+        " WHERE tenant_id = :t",
         t=demo.tenant,
     )
     assert sorted(r[0] for r in rows) == ["dispatcher", "report-writer", "route-planner", "route-planner"]
@@ -88,10 +89,19 @@ def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.C
     assert meters["agent_runs"] == 4
     assert meters["model_input_tokens"] == sum(r[2] for r in rows)
     assert meters["model_output_tokens"] == sum(r[3] for r in rows)
-    events = stored_rows(
-        stack, "billing", "SELECT count(*) FROM usage_events WHERE tenant_id = :t", t=demo.tenant
+    # One event per run, per model call (and per token count of it) and per tool call, each once.
+    events = dict(
+        stored_rows(
+            stack,
+            "billing",
+            "SELECT meter, count(*) FROM usage_events WHERE tenant_id = :t GROUP BY meter",
+            t=demo.tenant,
+        )
     )
-    assert events == [(14,)]  # 3 meters per run, and 2 more for the resumption of the approved run
+    tool_calls = [json.loads(r[5]) if isinstance(r[5], str) else r[5] for r in rows]
+    assert events["agent_runs"] == 4
+    assert events["model_calls"] == events["model_input_tokens"] == sum(r[4] for r in rows)
+    assert events.get("tool_calls", 0) == sum(len(calls) for calls in tool_calls)
 
 
 def _reason(body: dict) -> str:

@@ -184,6 +184,22 @@ def test_a_run_whose_agent_service_is_killed_mid_stream_ends_interrupted(supervi
     with supervised.http.stream("GET", f"/v1/{name}:streamEvents", headers=headers) as events:
         last = [line for line in events.iter_lines() if line.startswith("data:")][-1]
     assert '"runFinished"' in last and "STATE_FAILED" in last
+    # The interrupted run is metered once, for what it recorded before its service died.
+    meters = metered_once_relayed(supervised, owner)
+    usage = ended.get("usage", {})
+    assert meters["agent_runs"] == 1
+    assert meters["model_output_tokens"] == int(usage.get("outputTokens", 0))
+
+
+def metered_once_relayed(supervised: Supervised, owner: SignedUp) -> dict[str, int]:
+    """Waits until the agent service's usage outbox holds nothing of the tenant; returns its usage summary."""
+    deadline = time.monotonic() + 20
+    query = "SELECT count(*) FROM usage_outbox WHERE tenant_id = :t"
+    while stored_rows(supervised.stack, "agent", query, t=owner.tenant)[0][0]:
+        assert time.monotonic() < deadline, "the usage outbox was not relayed"
+        time.sleep(0.1)
+    usage = supervised.http.get(f"/v1/tenants/{owner.tenant}/usageSummary", headers=auth(owner.token)).json()
+    return {m["meter"]: int(m.get("quantity", 0)) for m in usage["meters"]}
 
 
 #: The chaos test's runs and the SIGKILLs it deals out while they go (the issue's minimum: 50 runs).
@@ -220,7 +236,7 @@ def chaos_workflow(http: httpx.Client, owner: SignedUp) -> str:
 def test_runs_survive_repeated_sigkills_of_the_workflow_and_agent_services(supervised: Supervised) -> None:
     """50 runs finish through five SIGKILLs at random moments; each step's work is done and metered once."""
     owner = sign_up(supervised.http, "chaos")
-    t, headers = f"tenants/{owner.tenant}", auth(owner.token)
+    headers = auth(owner.token)
     workflow = chaos_workflow(supervised.http, owner)
     names = []
     for i in range(CHAOS_RUNS):
@@ -257,12 +273,17 @@ def test_runs_survive_repeated_sigkills_of_the_workflow_and_agent_services(super
             assert kinds.count((["step", "succeeded"], step)) == 1, (run_id, step, kinds)
         assert kinds.count((["run", "succeeded"], "")) == 1
     assert len(agent_runs) == len({request_id for request_id, _ in agent_runs})
-    usage = supervised.http.get(f"/v1/{t}/usageSummary", headers=headers).json()
-    meters = {m["meter"]: int(m["quantity"]) for m in usage["meters"]}
-    # Each agent run that finished is metered once. One its service's SIGKILL cut off ends
-    # RUN_INTERRUPTED when its lease runs out, and its quota hold expires unmetered.
-    finished_runs = [state for _, state in agent_runs if state == "SUCCEEDED"]
-    assert meters["agent_runs"] == len(finished_runs) == CHAOS_RUNS
+    # Every agent run is metered once with what it recorded, also those a SIGKILL cut off
+    # (RUN_INTERRUPTED once their lease ran out): their start, and the model calls they stored.
+    meters = metered_once_relayed(supervised, owner)
+    recorded = stored_rows(
+        supervised.stack,
+        "agent",
+        "SELECT sum(input_tokens), sum(output_tokens) FROM runs WHERE tenant_id = :t",
+        t=owner.tenant,
+    )[0]
+    assert meters["agent_runs"] == len(agent_runs) >= CHAOS_RUNS
+    assert (meters["model_input_tokens"], meters["model_output_tokens"]) == tuple(int(n) for n in recorded)
     retried = len(agent_runs) - CHAOS_RUNS
     print(
         f"chaos: {CHAOS_RUNS} runs, {len(CHAOS_KILLS)} SIGKILLs,"

@@ -164,16 +164,22 @@ async def test_meters_are_created_listed_changed_and_deleted_beside_the_built_in
         token = page.next_page_token
         if not token:
             break
-    assert pages == [["agent_runs", "model_input_tokens"], ["model_output_tokens", "calls"], ["tokens"]]
+    assert pages == [
+        ["agent_runs", "model_calls"],
+        ["model_input_tokens", "model_output_tokens"],
+        ["tool_calls", "calls"],
+        ["tokens"],
+    ]
 
     runs = await billing.GetMeter(
         pb.GetMeterRequest(name=f"{tenant.name}/meters/agent_runs"), metadata=tenant.metadata
     )
-    assert (runs.built_in, runs.event_type, runs.aggregation, runs.value_property) == (
+    assert (runs.built_in, runs.event_type, runs.aggregation, runs.value_property, dict(runs.group_by)) == (
         True,
         "dev.orchestrall.usage.agent_runs",
         SUM,
         "$.quantity",
+        {"agent": "$.agent", "model": "$.model", "principal": "$.principal"},
     )
 
     change = res.Meter(name=made.name, display_name="LLM tokens", group_by={"model": "$.model"})

@@ -30,6 +30,8 @@ from services.kit.errors import ResourceExhausted
 from services.kit.names import new_id
 from services.kit.server import RunningServer, start
 from services.kit.timestamps import utcnow
+from services.kit.usage import meter_event
+from services.kit.usage import to_messages as usage_messages
 from tests.conftest import Mesh
 from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
 
@@ -373,6 +375,44 @@ async def test_bad_input_gets_field_violations(mesh: Mesh, billing: pb_grpc.Bill
         ),
         (
             billing.SettleReservation(
+                pb.SettleReservationRequest(
+                    name=name_of(tenant, "r"),
+                    usage_events=[
+                        res.UsageEvent(
+                            id="1", source="//s", tenant="tenants/someone-else", meter=RUNS, quantity=1
+                        ),
+                        res.UsageEvent(source="//s", tenant=tenant.name, meter=RUNS, quantity=1),
+                    ],
+                )
+            ),
+            "INVALID_USAGE_EVENTS",
+            ["usage_events[1].id"],
+        ),
+        (
+            billing.SettleReservation(
+                pb.SettleReservationRequest(
+                    name=name_of(tenant, "r"),
+                    usage_events=[
+                        res.UsageEvent(id="1", source="//s", tenant="tenants/someone-else", meter=RUNS)
+                    ],
+                )
+            ),
+            "INVALID_USAGE_EVENTS",
+            ["usage_events[0].tenant"],
+        ),
+        (
+            billing.SettleReservation(
+                pb.SettleReservationRequest(
+                    name=name_of(tenant, "r"),
+                    quantities={RUNS: 1},
+                    usage_events=[res.UsageEvent(id="1", source="//s", tenant=tenant.name, meter=RUNS)],
+                )
+            ),
+            "INVALID_ARGUMENT",
+            ["usage_events"],
+        ),
+        (
+            billing.SettleReservation(
                 pb.SettleReservationRequest(name=name_of(tenant, "r"), quantities={RUNS: float("inf")})
             ),
             "INVALID_ARGUMENT",
@@ -410,15 +450,25 @@ async def test_the_agents_helpers_hold_a_run_settle_it_once_and_never_lose_usage
     with pytest.raises(ResourceExhausted) as refused:
         await peers.reserve(tenant.id, new_id(), run_name, {RUNS: 1}, ttl_seconds=60)
     assert refused.value.reason == "QUOTA_EXCEEDED" and refused.value.metadata["meter"] == RUNS
-    spent = {RUNS: 1, OUTPUT: 120, INPUT: 80}
+    now = utcnow()
+    spent = [
+        meter_event(
+            tenant.id, f"//agent.orchestrall.dev/{run_name}", f"{step}/{meter}", meter, q, run_name, now, {}
+        )
+        for step, meter, q in (("run", RUNS, 1), ("model-call/2", OUTPUT, 120), ("model-call/2", INPUT, 80))
+    ]
     assert await peers.settle(tenant.id, run_id, run_name, spent)
     assert await peers.settle(tenant.id, run_id, run_name, spent)  # a retry records nothing more
     assert await peers.release(tenant.id, run_id)  # settled: nothing is held either way
     assert (await usage(mesh, tenant))[OUTPUT] == (120, 1)
-    # A run whose hold was released (a cancel that raced its finish) still has its usage metered, once.
+    # The same events ingested again (the usage outbox's relay delivers them too) count once.
+    answer = await billing.IngestUsageEvents(pb.IngestUsageEventsRequest(events=usage_messages(spent)))
+    assert (answer.accepted_count, answer.duplicate_count) == (0, 3)
+    assert (await usage(mesh, tenant))[OUTPUT] == (120, 1)
+    # A hold released before its settlement (a cancel that raced the finish) records nothing: the
+    # outbox meters that usage.
     other = new_id()
     await peers.reserve(tenant.id, other, run_name, {OUTPUT: 50}, ttl_seconds=60)
     assert await peers.release(tenant.id, other) and await peers.release(tenant.id, other)
-    assert await peers.settle(tenant.id, other, run_name, {OUTPUT: 7})
-    assert await peers.settle(tenant.id, other, run_name, {OUTPUT: 7})
-    assert (await usage(mesh, tenant))[OUTPUT] == (127, 2)
+    assert await peers.settle(tenant.id, other, run_name, spent)
+    assert (await usage(mesh, tenant))[OUTPUT] == (120, 1)

@@ -105,7 +105,7 @@ class CreateReservationRequest(_message.Message):
     def __init__(self, parent: _Optional[str] = ..., reservation: _Optional[_Union[_resources_pb2.Reservation, _Mapping]] = ..., reservation_id: _Optional[str] = ...) -> None: ...
 
 class SettleReservationRequest(_message.Message):
-    __slots__ = ("name", "quantities")
+    __slots__ = ("name", "quantities", "usage_events")
     class QuantitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,9 +115,11 @@ class SettleReservationRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     QUANTITIES_FIELD_NUMBER: _ClassVar[int]
+    USAGE_EVENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     quantities: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., quantities: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    usage_events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageEvent]
+    def __init__(self, name: _Optional[str] = ..., quantities: _Optional[_Mapping[str, float]] = ..., usage_events: _Optional[_Iterable[_Union[_resources_pb2.UsageEvent, _Mapping]]] = ...) -> None: ...
 
 class ReleaseReservationRequest(_message.Message):
     __slots__ = ("name",)
@@ -219,3 +221,63 @@ class QueryUsageResponse(_message.Message):
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
     windows: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageWindow]
     def __init__(self, windows: _Optional[_Iterable[_Union[_resources_pb2.UsageWindow, _Mapping]]] = ...) -> None: ...
+
+class CreateUsageAlertRequest(_message.Message):
+    __slots__ = ("parent", "usage_alert", "usage_alert_id", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_ALERT_FIELD_NUMBER: _ClassVar[int]
+    USAGE_ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    usage_alert: _resources_pb2.UsageAlert
+    usage_alert_id: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., usage_alert: _Optional[_Union[_resources_pb2.UsageAlert, _Mapping]] = ..., usage_alert_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetUsageAlertRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListUsageAlertsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListUsageAlertsResponse(_message.Message):
+    __slots__ = ("usage_alerts", "next_page_token")
+    USAGE_ALERTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    usage_alerts: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageAlert]
+    next_page_token: str
+    def __init__(self, usage_alerts: _Optional[_Iterable[_Union[_resources_pb2.UsageAlert, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteUsageAlertRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListUsageAlertEventsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListUsageAlertEventsResponse(_message.Message):
+    __slots__ = ("usage_alert_events", "next_page_token")
+    USAGE_ALERT_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    usage_alert_events: _containers.RepeatedCompositeFieldContainer[_resources_pb2.UsageAlertEvent]
+    next_page_token: str
+    def __init__(self, usage_alert_events: _Optional[_Iterable[_Union[_resources_pb2.UsageAlertEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

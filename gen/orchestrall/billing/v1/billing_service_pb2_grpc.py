@@ -127,6 +127,31 @@ class BillingServiceStub:
                 request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ReleaseReservationRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
                 _registered_method=True)
+        self.CreateUsageAlert = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/CreateUsageAlert',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateUsageAlertRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.UsageAlert.FromString,
+                _registered_method=True)
+        self.GetUsageAlert = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/GetUsageAlert',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetUsageAlertRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.UsageAlert.FromString,
+                _registered_method=True)
+        self.ListUsageAlerts = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ListUsageAlerts',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertsResponse.FromString,
+                _registered_method=True)
+        self.DeleteUsageAlert = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/DeleteUsageAlert',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.DeleteUsageAlertRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListUsageAlertEvents = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ListUsageAlertEvents',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -348,11 +373,21 @@ class BillingServiceServicer:
         reservation again records nothing and returns it as it is, with the quantities
         of the first settle. Internal: only mesh services may settle.
 
+        Instead of `quantities`, a caller that meters its work with its own usage
+        events (a transactional outbox relayed to `IngestUsageEvents`) passes those
+        events in `usage_events`: they are recorded with the settlement as
+        `IngestUsageEvents` records them, deduplicated by (`source`, `id`), so an
+        event the outbox delivered before or delivers after counts once, and what
+        the reservation held turns into usage at one instant. The settled
+        quantities are then the sum per built-in meter of those events.
+
         Errors: NOT_FOUND `RESERVATION_NOT_FOUND` (no such reservation of the tenant);
         FAILED_PRECONDITION `RESERVATION_RELEASED` (it was released: nothing is
         recorded; meter the usage with `IngestUsageEvents`); INVALID_ARGUMENT
-        `UNKNOWN_METER` (a meter that is unknown) or `INVALID_ARGUMENT` (a malformed
-        `name`, a negative or non-finite quantity); and the common reasons of
+        `UNKNOWN_METER` (a meter that is unknown), `INVALID_USAGE_EVENTS` (an event
+        that is not a valid usage event of the reservation's tenant) or
+        `INVALID_ARGUMENT` (a malformed `name`, a negative or non-finite quantity,
+        both `quantities` and `usage_events`); and the common reasons of
         `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -368,6 +403,56 @@ class BillingServiceServicer:
         Errors: NOT_FOUND `RESERVATION_NOT_FOUND` (no such reservation of the tenant);
         FAILED_PRECONDITION `RESERVATION_SETTLED` (its usage was recorded already);
         and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUsageAlert(self, request, context):
+        """Creates a usage alert of the tenant on a built-in meter (admin). Usage already
+        past a threshold in the current period fires it at once.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`usage_alert_id` not 1-63 of
+        `a-z0-9-` starting with a letter, a threshold repeated) or `UNKNOWN_METER`
+        (`usage_alert.meter` is no built-in meter); ALREADY_EXISTS
+        `USAGE_ALERT_ALREADY_EXISTS`; and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUsageAlert(self, request, context):
+        """Gets a usage alert of the tenant.
+
+        Errors: NOT_FOUND `USAGE_ALERT_NOT_FOUND`; and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsageAlerts(self, request, context):
+        """Lists the tenant's usage alerts, by ID.
+
+        Errors: only the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteUsageAlert(self, request, context):
+        """Deletes a usage alert of the tenant and its events (admin).
+
+        Errors: NOT_FOUND `USAGE_ALERT_NOT_FOUND`; and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsageAlertEvents(self, request, context):
+        """Lists the times a usage alert fired, newest first: once per threshold and
+        billing period.
+
+        Errors: NOT_FOUND `USAGE_ALERT_NOT_FOUND`; and the common reasons of `BillingService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -440,6 +525,31 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ReleaseReservation,
                     request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ReleaseReservationRequest.FromString,
                     response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.SerializeToString,
+            ),
+            'CreateUsageAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUsageAlert,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateUsageAlertRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.UsageAlert.SerializeToString,
+            ),
+            'GetUsageAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsageAlert,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetUsageAlertRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.UsageAlert.SerializeToString,
+            ),
+            'ListUsageAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsageAlerts,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertsRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertsResponse.SerializeToString,
+            ),
+            'DeleteUsageAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUsageAlert,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.DeleteUsageAlertRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListUsageAlertEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsageAlertEvents,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -819,6 +929,141 @@ class BillingService:
             '/orchestrall.billing.v1.BillingService/ReleaseReservation',
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ReleaseReservationRequest.SerializeToString,
             orchestrall_dot_billing_dot_v1_dot_resources__pb2.Reservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUsageAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/CreateUsageAlert',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreateUsageAlertRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.UsageAlert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsageAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/GetUsageAlert',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetUsageAlertRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.UsageAlert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsageAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ListUsageAlerts',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertsRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUsageAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/DeleteUsageAlert',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.DeleteUsageAlertRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsageAlertEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ListUsageAlertEvents',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -184,3 +184,54 @@ class UsageWindow(_message.Message):
     subject: str
     group_by: _containers.ScalarMap[str, str]
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., subject: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UsageAlert(_message.Message):
+    __slots__ = ("name", "display_name", "meter", "thresholds", "create_time")
+    class Threshold(_message.Message):
+        __slots__ = ("type", "value")
+        class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+            __slots__ = ()
+            TYPE_UNSPECIFIED: _ClassVar[UsageAlert.Threshold.Type]
+            TYPE_PERCENT: _ClassVar[UsageAlert.Threshold.Type]
+            TYPE_QUANTITY: _ClassVar[UsageAlert.Threshold.Type]
+        TYPE_UNSPECIFIED: UsageAlert.Threshold.Type
+        TYPE_PERCENT: UsageAlert.Threshold.Type
+        TYPE_QUANTITY: UsageAlert.Threshold.Type
+        TYPE_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        type: UsageAlert.Threshold.Type
+        value: float
+        def __init__(self, type: _Optional[_Union[UsageAlert.Threshold.Type, str]] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    meter: str
+    thresholds: _containers.RepeatedCompositeFieldContainer[UsageAlert.Threshold]
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., meter: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[UsageAlert.Threshold, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class UsageAlertEvent(_message.Message):
+    __slots__ = ("name", "threshold", "meter", "period_start_time", "period_end_time", "quantity", "threshold_quantity", "limit", "create_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    threshold: UsageAlert.Threshold
+    meter: str
+    period_start_time: _timestamp_pb2.Timestamp
+    period_end_time: _timestamp_pb2.Timestamp
+    quantity: float
+    threshold_quantity: float
+    limit: float
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., threshold: _Optional[_Union[UsageAlert.Threshold, _Mapping]] = ..., meter: _Optional[str] = ..., period_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quantity: _Optional[float] = ..., threshold_quantity: _Optional[float] = ..., limit: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
