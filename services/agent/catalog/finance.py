@@ -198,7 +198,7 @@ def compliance_check(args: dict[str, Any]) -> dict[str, Any]:
     return {"compliant": not findings, "findings": findings, "rules_checked": len(rules)}
 
 
-TOOLS = (
+TOOLS: tuple[Tool, ...] = (
     Tool(
         id="value_at_risk",
         description=(

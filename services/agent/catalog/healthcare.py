@@ -117,7 +117,7 @@ def fhir_validate(args: dict[str, Any]) -> dict[str, Any]:
     return {"valid": not issues, "resource_type": kind, "fhir_version": version, "issues": issues}
 
 
-TOOLS = (
+TOOLS: tuple[Tool, ...] = (
     Tool(
         id="clinical_scores",
         description=(

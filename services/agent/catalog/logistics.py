@@ -124,7 +124,7 @@ def on_time_delivery(args: dict[str, Any]) -> dict[str, Any]:
 _LATITUDE = {"type": "number", "minimum": -90, "maximum": 90}
 _LONGITUDE = {"type": "number", "minimum": -180, "maximum": 180}
 
-TOOLS = (
+TOOLS: tuple[Tool, ...] = (
     Tool(
         id="route_eta",
         description=(

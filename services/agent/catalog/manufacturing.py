@@ -141,7 +141,7 @@ def reliability(args: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-TOOLS = (
+TOOLS: tuple[Tool, ...] = (
     Tool(
         id="control_chart",
         description=(

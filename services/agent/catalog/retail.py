@@ -171,7 +171,7 @@ def price_elasticity(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-TOOLS = (
+TOOLS: tuple[Tool, ...] = (
     Tool(
         id="reorder_plan",
         description=(

@@ -245,7 +245,7 @@ def secret_scan(args: dict[str, Any]) -> dict[str, Any]:
     return {"findings": findings[:100], "lines_scanned": len(lines), "clean": not findings}
 
 
-TOOLS = (
+TOOLS: tuple[Tool, ...] = (
     Tool(
         id="code_review",
         description=(

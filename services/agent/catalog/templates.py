@@ -104,6 +104,6 @@ def templates() -> tuple[AgentTemplate, ...]:
 
 
 def offered(industry: str) -> list[AgentTemplate]:
-    """Returns every template, those of ``industry`` (case and spaces ignored) first, else in catalog order."""
+    """Returns every template, those of ``industry`` (case and spaces ignored) first, else in order."""
     wanted = industry.strip().lower()
     return sorted(templates(), key=lambda t: t.industry != wanted)
