@@ -12,13 +12,18 @@ import celpy
 import numpy as np
 import yaml
 
+from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
 
 CONFIDENCES = [0.9, 0.95, 0.975, 0.99]
 
 
-def value_at_risk(args: dict[str, Any]) -> dict[str, Any]:
+def value_at_risk(args: dict[str, Any], method: str | None = None) -> dict[str, Any]:
     """Value at risk (VaR) of a portfolio, historical or parametric (variance-covariance).
+
+    ``method`` (or ``args["method"]``) is ``historical`` or ``parametric``; the
+    catalog offers each as its own tool (``historical_var``, ``parametric_var``), so
+    that a model calling one must give the arguments that one needs.
 
     Historical: the loss at the empirical ``1 - confidence`` quantile of the daily
     returns (the inverted empirical distribution, Hyndman and Fan's definition 1),
@@ -47,7 +52,8 @@ def value_at_risk(args: dict[str, Any]) -> dict[str, Any]:
     if horizon < 1:
         raise ToolError("horizon_days must be at least 1")
     scale = math.sqrt(horizon)
-    if args.get("method", "historical") == "historical":
+    if (method or args.get("method", "historical")) == "historical":
+        at_most(args.get("returns") or [], "returns")
         returns = np.asarray(args.get("returns") or [], dtype=float)
         value = float(args.get("portfolio_value", 0))
         if returns.size < 20:
@@ -65,6 +71,7 @@ def value_at_risk(args: dict[str, Any]) -> dict[str, Any]:
             "value_at_risk": round(max(0.0, -quantile) * value * scale, 2),
         }
     positions = args.get("positions") or []
+    at_most(positions, "positions", 50)
     if not positions:
         raise ToolError("parametric VaR needs at least one position")
     sigmas = np.array([float(p["value"]) * float(p["daily_volatility"]) for p in positions])
@@ -113,6 +120,7 @@ def transaction_anomalies(args: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ToolError: Fewer than 3 amounts, or all but half of them equal (MAD 0).
     """
+    at_most(args.get("amounts") or [], "amounts")
     amounts = np.asarray(args.get("amounts") or [], dtype=float)
     threshold = float(args.get("threshold", 3.5))
     if amounts.size < 3:
@@ -123,7 +131,7 @@ def transaction_anomalies(args: dict[str, Any]) -> dict[str, Any]:
         raise ToolError("more than half the amounts are equal (MAD is 0); the modified z-score is undefined")
     scores = MAD_CONSTANT * (amounts - median) / mad
     flagged = [
-        {"index": i, "amount": float(amounts[i]), "score": round(float(scores[i]), 4)}
+        {"index": int(i), "amount": float(amounts[i]), "score": round(float(scores[i]), 4)}
         for i in np.flatnonzero(np.abs(scores) > threshold)
     ]
     return {
@@ -179,8 +187,8 @@ def compliance_check(args: dict[str, Any]) -> dict[str, Any]:
         "currency": str(args.get("currency", "USD")).upper(),
         "type": str(args.get("type", "wire")),
         "country": str(args.get("country", "")).upper(),
-        "originator_name": str(args.get("originator_name", "")),
-        "originator_address": str(args.get("originator_address", "")),
+        "originator_name": str(args.get("originator_name", ""))[:500],
+        "originator_address": str(args.get("originator_address", ""))[:500],
         "customer_verified": bool(args.get("customer_verified", False)),
     }
     activation = {"transaction": celpy.json_to_cel(transaction)}
@@ -200,22 +208,17 @@ def compliance_check(args: dict[str, Any]) -> dict[str, Any]:
 
 TOOLS: tuple[Tool, ...] = (
     Tool(
-        id="value_at_risk",
+        id="parametric_var",
         description=(
-            "Value at risk of a portfolio: historical (from daily returns and the portfolio value) or "
-            "parametric (from positions with daily volatilities and their correlations)."
+            "Parametric (variance-covariance) value at risk of positions with daily volatilities and, "
+            "for several positions, their correlation matrix."
         ),
         parameters={
             "type": "object",
             "properties": {
-                "method": {"type": "string", "enum": ["historical", "parametric"]},
-                "confidence": {"type": "number", "enum": CONFIDENCES},
-                "horizon_days": {"type": "integer", "minimum": 1, "maximum": 250},
-                "portfolio_value": {"type": "number", "minimum": 0},
-                "returns": {"type": "array", "items": {"type": "number"}, "maxItems": 10000},
                 "positions": {
                     "type": "array",
-                    "maxItems": 50,
+                    "minItems": 1,
                     "items": {
                         "type": "object",
                         "properties": {
@@ -225,15 +228,28 @@ TOOLS: tuple[Tool, ...] = (
                         "required": ["value", "daily_volatility"],
                     },
                 },
-                "correlations": {
-                    "type": "array",
-                    "maxItems": 50,
-                    "items": {"type": "array", "items": {"type": "number"}, "maxItems": 50},
-                },
+                "confidence": {"type": "number", "enum": CONFIDENCES},
+                "horizon_days": {"type": "integer", "minimum": 1, "maximum": 250},
+                "correlations": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
             },
-            "required": ["method", "confidence"],
+            "required": ["positions", "confidence", "horizon_days"],
         },
-        function=value_at_risk,
+        function=functools.partial(value_at_risk, method="parametric"),
+    ),
+    Tool(
+        id="historical_var",
+        description="Historical-simulation value at risk of a portfolio from its daily returns (fractions).",
+        parameters={
+            "type": "object",
+            "properties": {
+                "returns": {"type": "array", "items": {"type": "number"}, "minItems": 20},
+                "portfolio_value": {"type": "number", "minimum": 0},
+                "confidence": {"type": "number", "enum": CONFIDENCES},
+                "horizon_days": {"type": "integer", "minimum": 1, "maximum": 250},
+            },
+            "required": ["returns", "portfolio_value", "confidence"],
+        },
+        function=functools.partial(value_at_risk, method="historical"),
     ),
     Tool(
         id="transaction_anomalies",
@@ -244,7 +260,7 @@ TOOLS: tuple[Tool, ...] = (
         parameters={
             "type": "object",
             "properties": {
-                "amounts": {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 10000},
+                "amounts": {"type": "array", "items": {"type": "number"}, "minItems": 3},
                 "threshold": {"type": "number", "minimum": 0},
             },
             "required": ["amounts"],
@@ -261,11 +277,11 @@ TOOLS: tuple[Tool, ...] = (
             "type": "object",
             "properties": {
                 "amount": {"type": "number", "minimum": 0},
-                "currency": {"type": "string", "maxLength": 3},
+                "currency": {"type": "string"},
                 "type": {"type": "string", "enum": ["cash", "wire", "card", "crypto"]},
-                "country": {"type": "string", "maxLength": 2},
-                "originator_name": {"type": "string", "maxLength": 200},
-                "originator_address": {"type": "string", "maxLength": 500},
+                "country": {"type": "string"},
+                "originator_name": {"type": "string"},
+                "originator_address": {"type": "string"},
                 "customer_verified": {"type": "boolean"},
             },
             "required": ["amount", "type", "country"],

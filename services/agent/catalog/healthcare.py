@@ -132,8 +132,10 @@ TOOLS: tuple[Tool, ...] = (
                 "age_years": {"type": "number", "minimum": 0, "maximum": 130},
                 "sex": {"type": "string", "enum": ["female", "male"]},
                 "serum_creatinine_mg_dl": {"type": "number", "exclusiveMinimum": 0, "maximum": 40},
-                "serum_creatinine_umol_l": {"type": "number", "exclusiveMinimum": 0, "maximum": 3500},
             },
+            # All five, so that a grammar-constrained model fills them all in; the function
+            # itself also computes either score alone (and takes creatinine in µmol/L).
+            "required": ["weight_kg", "height_cm", "age_years", "sex", "serum_creatinine_mg_dl"],
         },
         function=clinical_scores,
     ),
@@ -145,7 +147,11 @@ TOOLS: tuple[Tool, ...] = (
         parameters={
             "type": "object",
             "properties": {
-                "resource": {"type": "object"},
+                "resource": {
+                    "type": "object",
+                    "properties": {"resourceType": {"type": "string"}},
+                    "required": ["resourceType"],
+                },
                 "fhir_version": {"type": "string", "enum": ["R5", "R4B"]},
             },
             "required": ["resource"],

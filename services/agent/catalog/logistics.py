@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from geographiclib.geodesic import Geodesic
 
+from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
 
 
@@ -67,6 +68,7 @@ def fleet_utilisation(args: dict[str, Any]) -> dict[str, Any]:
     """
     vehicles = args.get("vehicles") or []
     target = float(args.get("target", 0.75))
+    at_most(vehicles, "vehicles")
     if not vehicles:
         raise ToolError("give at least one vehicle")
     rows, available, used, capacity, load = [], 0.0, 0.0, 0.0, 0.0
@@ -106,6 +108,7 @@ def on_time_delivery(args: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ToolError: No deliveries.
     """
+    at_most(args.get("delays_minutes") or [], "delays_minutes")
     delays = np.asarray(args.get("delays_minutes") or [], dtype=float)
     tolerance = float(args.get("tolerance_minutes", 0))
     if delays.size == 0:
@@ -158,11 +161,10 @@ TOOLS: tuple[Tool, ...] = (
                 "vehicles": {
                     "type": "array",
                     "minItems": 1,
-                    "maxItems": 10000,
                     "items": {
                         "type": "object",
                         "properties": {
-                            "id": {"type": "string", "maxLength": 100},
+                            "id": {"type": "string"},
                             "available_hours": {"type": "number", "exclusiveMinimum": 0},
                             "in_service_hours": {"type": "number", "minimum": 0},
                             "capacity_kg": {"type": "number", "minimum": 0},
@@ -190,7 +192,6 @@ TOOLS: tuple[Tool, ...] = (
                     "type": "array",
                     "items": {"type": "number"},
                     "minItems": 1,
-                    "maxItems": 10000,
                 },
                 "tolerance_minutes": {"type": "number", "minimum": 0},
             },

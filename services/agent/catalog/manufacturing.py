@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import special, stats
 
+from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
 
 #: d2 for moving ranges of two points: the mean range of two standard normal values, 2/sqrt(pi).
@@ -70,6 +71,7 @@ def control_chart(args: dict[str, Any]) -> dict[str, Any]:
         ToolError: Fewer than 2 values, a sigma that is not positive, or data with no
             variation to estimate sigma from.
     """
+    at_most(args.get("values") or [], "values")
     values = np.asarray(args.get("values") or [], dtype=float)
     if values.size < 2:
         raise ToolError("a control chart needs at least 2 values")
@@ -118,6 +120,7 @@ def reliability(args: dict[str, Any]) -> dict[str, Any]:
         if int(failures) < 1:
             raise ToolError("MTBF needs at least one failure")
         result["mtbf"] = round(float(hours) / int(failures), 2)
+    at_most(args.get("failure_times") or [], "failure_times")
     times = np.asarray(args.get("failure_times") or [], dtype=float)
     mission = args.get("mission_time")
     if times.size:
@@ -151,7 +154,7 @@ TOOLS: tuple[Tool, ...] = (
         parameters={
             "type": "object",
             "properties": {
-                "values": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 10000},
+                "values": {"type": "array", "items": {"type": "number"}, "minItems": 2},
                 "center": {"type": "number"},
                 "sigma": {"type": "number", "exclusiveMinimum": 0},
             },
@@ -170,9 +173,10 @@ TOOLS: tuple[Tool, ...] = (
             "properties": {
                 "operating_hours": {"type": "number", "exclusiveMinimum": 0},
                 "failures": {"type": "integer", "minimum": 0},
-                "failure_times": {"type": "array", "items": {"type": "number"}, "maxItems": 10000},
+                "failure_times": {"type": "array", "items": {"type": "number"}, "minItems": 3},
                 "mission_time": {"type": "number", "exclusiveMinimum": 0},
             },
+            "required": ["failure_times"],
         },
         function=reliability,
     ),

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
 
 
@@ -95,6 +96,7 @@ def rfm_segments(args: dict[str, Any]) -> dict[str, Any]:
         ToolError: Fewer than 5 customers (quintiles need five).
     """
     customers = args.get("customers") or []
+    at_most(customers, "customers")
     if len(customers) < 5:
         raise ToolError("RFM quintiles need at least 5 customers")
     recency = np.array([float(c["recency_days"]) for c in customers])
@@ -149,6 +151,7 @@ def price_elasticity(args: dict[str, Any]) -> dict[str, Any]:
         ToolError: Fewer than two observations, lists of unequal length, a price or
             quantity that is not positive, or prices that are all equal.
     """
+    at_most(args.get("prices") or [], "prices")
     prices = np.asarray(args.get("prices") or [], dtype=float)
     quantities = np.asarray(args.get("quantities") or [], dtype=float)
     if prices.size < 2 or prices.size != quantities.size:
@@ -205,11 +208,10 @@ TOOLS: tuple[Tool, ...] = (
                 "customers": {
                     "type": "array",
                     "minItems": 5,
-                    "maxItems": 10000,
                     "items": {
                         "type": "object",
                         "properties": {
-                            "id": {"type": "string", "maxLength": 100},
+                            "id": {"type": "string"},
                             "recency_days": {"type": "number", "minimum": 0},
                             "frequency": {"type": "number", "minimum": 0},
                             "monetary": {"type": "number", "minimum": 0},
@@ -231,12 +233,11 @@ TOOLS: tuple[Tool, ...] = (
         parameters={
             "type": "object",
             "properties": {
-                "prices": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 10000},
+                "prices": {"type": "array", "items": {"type": "number"}, "minItems": 2},
                 "quantities": {
                     "type": "array",
                     "items": {"type": "number"},
                     "minItems": 2,
-                    "maxItems": 10000,
                 },
             },
             "required": ["prices", "quantities"],

@@ -16,6 +16,7 @@ from detect_secrets import SecretsCollection
 from detect_secrets.settings import default_settings
 from ruff.__main__ import find_ruff_bin
 
+from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
 
 #: Limits of one checker run, as the kit's sandbox gives tenant logic (services/kit/sandbox.py):
@@ -163,6 +164,7 @@ def slo_burn_rate(args: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ToolError: No samples, an SLO outside (0, 1), or an interval that is not positive.
     """
+    at_most(args.get("latencies_ms") or [], "latencies_ms", 100_000)
     samples = np.asarray(args.get("latencies_ms") or [], dtype=float)
     slo = float(args.get("slo", 0.999))
     threshold = float(args.get("threshold_ms", 0))
@@ -233,7 +235,9 @@ def secret_scan(args: dict[str, Any]) -> dict[str, Any]:
     if len(text) > MAX_SNIPPET_CHARACTERS:
         raise ToolError(f"the text has over {MAX_SNIPPET_CHARACTERS} characters")
     lines = text.splitlines()
-    name = Path(str(args.get("file_name") or "snippet.txt")).name or "snippet.txt"
+    name = Path(str(args.get("file_name") or "")[:100]).name
+    if name in ("", ".", ".."):  # only a plain file name in the scan's own directory
+        name = "snippet.txt"
     collection = SecretsCollection()
     with tempfile.TemporaryDirectory(prefix="secrets-") as directory:
         path = Path(directory, name)
@@ -254,7 +258,7 @@ TOOLS: tuple[Tool, ...] = (
         ),
         parameters={
             "type": "object",
-            "properties": {"code": {"type": "string", "minLength": 1, "maxLength": MAX_SNIPPET_CHARACTERS}},
+            "properties": {"code": {"type": "string", "minLength": 1}},
             "required": ["code"],
         },
         function=code_review,
@@ -272,7 +276,6 @@ TOOLS: tuple[Tool, ...] = (
                     "type": "array",
                     "items": {"type": "number"},
                     "minItems": 1,
-                    "maxItems": 100000,
                 },
                 "threshold_ms": {"type": "number", "minimum": 0},
                 "slo": {"type": "number", "enum": [0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999]},
@@ -291,8 +294,8 @@ TOOLS: tuple[Tool, ...] = (
         parameters={
             "type": "object",
             "properties": {
-                "text": {"type": "string", "minLength": 1, "maxLength": MAX_SNIPPET_CHARACTERS},
-                "file_name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,100}$"},
+                "text": {"type": "string", "minLength": 1},
+                "file_name": {"type": "string"},
             },
             "required": ["text"],
         },
