@@ -16,6 +16,9 @@ from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
 
 CONFIDENCES = [0.9, 0.95, 0.975, 0.99]
+#: Horizons in trading days (Basel's 1 and 10, a week, a month, a quarter, a year), an enum
+#: because a grammar-constrained model keeps to an enum but not to a numeric maximum.
+HORIZONS = [1, 5, 10, 20, 60, 250]
 
 
 def value_at_risk(args: dict[str, Any], method: str | None = None) -> dict[str, Any]:
@@ -229,7 +232,7 @@ TOOLS: tuple[Tool, ...] = (
                     },
                 },
                 "confidence": {"type": "number", "enum": CONFIDENCES},
-                "horizon_days": {"type": "integer", "minimum": 1, "maximum": 250},
+                "horizon_days": {"type": "integer", "enum": HORIZONS},
                 "correlations": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
             },
             "required": ["positions", "confidence", "horizon_days"],
@@ -245,7 +248,7 @@ TOOLS: tuple[Tool, ...] = (
                 "returns": {"type": "array", "items": {"type": "number"}, "minItems": 20},
                 "portfolio_value": {"type": "number", "minimum": 0},
                 "confidence": {"type": "number", "enum": CONFIDENCES},
-                "horizon_days": {"type": "integer", "minimum": 1, "maximum": 250},
+                "horizon_days": {"type": "integer", "enum": HORIZONS},
             },
             "required": ["returns", "portfolio_value", "confidence"],
         },
