@@ -47,6 +47,11 @@ def thread_exists(name: str) -> AlreadyExists:
     return AlreadyExists("THREAD_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
 
 
+def agent_template_not_found(name: str) -> NotFound:
+    """No agent template of that name (``agentTemplates/{agent_template}``)."""
+    return NotFound("AGENT_TEMPLATE_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
 def tool_not_found(name: str) -> NotFound:
     """No built-in tool of that name (``tools/{tool}``)."""
     return NotFound("TOOL_NOT_FOUND", f"{name} not found", metadata={"name": name})

@@ -65,6 +65,7 @@ class Agent(Base):
     revision_create_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     delete_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     approval_required_tools: Mapped[list[str]] = mapped_column(JSON, default=list)
+    template: Mapped[str] = mapped_column(String(500), default="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,7 @@ class AgentRow:
     revision_create_time: dt.datetime | None
     delete_time: dt.datetime | None
     approval_required_tools: list[str]
+    template: str
 
 
 #: The columns of an agent that make up a revision, in order (``UpdateAgent``'s mutable fields).

@@ -19,6 +19,7 @@ from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import errors, mcp, store, threads
 from services.agent import tools as catalog
+from services.agent.catalog import templates as agent_templates
 from services.agent.events import RunEvents
 from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
 from services.agent.models import (
@@ -57,6 +58,7 @@ DEFAULT_MAX_OUTPUT_TOKENS = 256
 CANCEL_WAIT_SECONDS = 2.0
 AGENT = ResourceName.of(res.Agent)
 AGENT_REVISION = ResourceName.of(res.AgentRevision)
+AGENT_TEMPLATE = ResourceName.of(res.AgentTemplate)
 RUN = ResourceName.of(res.Run)
 THREAD = ResourceName.of(res.Thread)
 MESSAGE = ResourceName.of(res.Message)
@@ -87,10 +89,51 @@ def agent_to_proto(agent: AgentRow) -> res.Agent:
         revision_id=agent.revision_id,
         revision_create_time=to_timestamp(agent.revision_create_time),
         approval_required_tools=agent.approval_required_tools,
+        template=agent.template,
     )
     if agent.temperature is not None:
         message.temperature = agent.temperature
     return message
+
+
+def template_to_proto(template: agent_templates.AgentTemplate) -> res.AgentTemplate:
+    """Maps an agent template to its resource."""
+    return res.AgentTemplate(
+        name=template.name,
+        display_name=template.display_name,
+        industry=template.industry,
+        description=template.description,
+        instructions=template.instructions,
+        tools=template.tools,
+        tool_choice=res.ToolChoice.Value(template.tool_choice),
+        example_input=template.example_input,
+    )
+
+
+def from_template(agent: res.Agent) -> res.Agent:
+    """Returns the agent with the fields it leaves empty taken from its template (``agent.template``).
+
+    The display name, instructions, tools and tool choice come from the template
+    where the agent has none; an agent without a template is returned as it is.
+
+    Raises:
+        InvalidArgument: ``agent.template`` is not a template's name.
+    """
+    if not agent.template:
+        return agent
+    (template_id,) = AGENT_TEMPLATE.parse(agent.template, "agent.template")
+    template = _TEMPLATES.get(template_id)
+    if template is None:
+        raise invalid("agent.template", f"no agent template named {agent.template!r}; see ListAgentTemplates")
+    merged = res.Agent()
+    merged.CopyFrom(agent)
+    merged.display_name = agent.display_name or template.display_name
+    merged.instructions = agent.instructions or template.instructions
+    if not agent.tools:
+        merged.tools.extend(template.tools)
+    if agent.tool_choice == res.TOOL_CHOICE_UNSPECIFIED:
+        merged.tool_choice = res.ToolChoice.Value(template.tool_choice)
+    return merged
 
 
 def revision_to_proto(revision: AgentRevisionRow) -> res.AgentRevision:
@@ -341,20 +384,22 @@ class AgentService(pb_grpc.AgentServiceServicer):
     ) -> res.Agent:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
+        wanted = from_template(request.agent)
         servers = await self._db.read(
-            tenant_id, store.get_mcp_servers, _mcp_server_ids(request.agent.tools, tenant_id)
+            tenant_id, store.get_mcp_servers, _mcp_server_ids(wanted.tools, tenant_id)
         )
-        _validate_agent(request.agent, request.agent_id, tenant_id, self._router.names, servers)
+        _validate_agent(wanted, request.agent_id, tenant_id, self._router.names, servers)
         now = utcnow()
         agent = AgentRow(
             tenant_id=tenant_id,
             id=request.agent_id or new_id(),
-            **_agent_fields(request.agent),
+            **_agent_fields(wanted),
             request_id=request.request_id or None,
             create_time=now,
             revision_id=new_revision_id(),
             revision_create_time=now,
             delete_time=None,
+            template=wanted.template,
         )
         name = AGENT.format(tenant_id, agent.id)
         note_resource(name)
@@ -425,6 +470,27 @@ class AgentService(pb_grpc.AgentServiceServicer):
             raise errors.agent_not_found(request.parent)
         revisions, token = listed.messages(revision_to_proto)
         return pb.ListAgentRevisionsResponse(agent_revisions=revisions, next_page_token=token)
+
+    async def ListAgentTemplates(
+        self, request: pb.ListAgentTemplatesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListAgentTemplatesResponse:
+        page = page_of(request.page_size, request.page_token, "agentTemplates", request.industry)
+        offered = [_TEMPLATE_PROTOS[t.id] for t in agent_templates.offered(request.industry)]
+        start = 0
+        if page.after is not None:
+            start = next((i + 1 for i, t in enumerate(offered) if [t.name] == list(page.after)), len(offered))
+        listed = offered[start : start + page.size]
+        token = page.token_after([listed[-1].name]) if start + page.size < len(offered) else ""
+        return pb.ListAgentTemplatesResponse(agent_templates=listed, next_page_token=token)
+
+    async def GetAgentTemplate(
+        self, request: pb.GetAgentTemplateRequest, context: grpc.aio.ServicerContext
+    ) -> res.AgentTemplate:
+        (template_id,) = AGENT_TEMPLATE.parse(request.name, "name")
+        template = _TEMPLATE_PROTOS.get(template_id)
+        if template is None:
+            raise errors.agent_template_not_found(request.name)
+        return template
 
     async def CreateRun(self, request: pb.CreateRunRequest, context: grpc.aio.ServicerContext) -> res.Run:
         tenant_id, agent_id = AGENT.parse(request.parent, "parent")
@@ -975,3 +1041,6 @@ def _tool_to_proto(tool: catalog.Tool | mcp.McpTool) -> res.Tool:
 
 # The catalog is code: its resources are built once.
 _TOOL_PROTOS = {name: _tool_to_proto(tool) for name, tool in catalog.CATALOG.items()}
+# The templates are data shipped with the release: read, checked and built once, at start-up.
+_TEMPLATES = {template.id: template for template in agent_templates.templates()}
+_TEMPLATE_PROTOS = {template.id: template_to_proto(template) for template in _TEMPLATES.values()}

@@ -184,3 +184,8 @@ CATALOG: dict[str, Tool] = {
         ),
     )
 }
+
+# The industry tools of the agent templates (services/agent/catalog); their modules import Tool from here.
+from services.agent.catalog.registry import TOOLS as _INDUSTRY_TOOLS  # noqa: E402
+
+CATALOG.update((tool.name, tool) for tool in _INDUSTRY_TOOLS)

@@ -21,6 +21,8 @@ PLANNER_INSTRUCTIONS = (
     "then answer in one sentence with the distance in km and the drive time in hours."
 )
 WRITER_INSTRUCTIONS = "You write short, friendly customer updates (two sentences) from route facts."
+#: Agent templates of two industries the demo makes agents of and runs.
+DEMO_TEMPLATES = ("agentTemplates/logistics-route-planner", "agentTemplates/finance-compliance-checker")
 
 
 class DemoFailed(Exception):
@@ -37,6 +39,7 @@ class DemoResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     approved_run: dict[str, Any] = field(default_factory=dict)
     workflow_run: dict[str, Any] = field(default_factory=dict)
+    template_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
 
 
@@ -309,6 +312,22 @@ def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: f
     if run.get("state") != "RUN_STATE_SUCCEEDED":
         raise DemoFailed(f"the workflow run did not succeed: {run.get('error')}")
 
-    echo("8. The tenant's metered usage this month.")
+    echo("8. Ready-made agents: the templates of the tenant's industry come first; two templates")
+    echo("   of different industries become agents and run on their example inputs with their tools.")
+    offered = client.call("GET", "/v1/agentTemplates?industry=logistics&pageSize=3", quiet=True)
+    echo("\n$ GET /v1/agentTemplates?industry=logistics&pageSize=3")
+    echo("\n".join(f"  {t['name']}: {t['description']}" for t in offered["agentTemplates"]))
+    for template in DEMO_TEMPLATES:
+        shown = client.call("GET", f"/v1/{template}")
+        agent = client.call("POST", f"/v1/{t}/agents", {"template": template, "temperature": 0})
+        started = client.call("POST", f"/v1/{agent['name']}/runs", {"input": shown["exampleInput"]})
+        ended = client.call(
+            "POST", f"/v1/{started['name']}:wait", {"timeout": f"{min(poll_timeout, 300):.0f}s"}
+        )
+        if ended.get("state") != "STATE_SUCCEEDED" or not ended.get("toolCalls"):
+            raise DemoFailed(f"the run of {template} did not call its tool and succeed: {ended}")
+        result.template_runs[template] = ended
+
+    echo("9. The tenant's metered usage this month.")
     result.usage = client.call("GET", f"/v1/{t}/usageSummary")
     return result

@@ -38,6 +38,8 @@ _VIEWER = frozenset(
         "agent.threads.list",
         "agent.messages.list",
         "agent.tools.list",
+        "agent.templates.list",
+        "agent.templates.get",
         "agent.mcpServers.get",
         "agent.mcpServers.list",
         "workflow.workflows.get",

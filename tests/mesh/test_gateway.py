@@ -24,9 +24,9 @@ from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
-from services.agent.tools import route_distance
+from services.agent.tools import CATALOG, route_distance
 from services.cli.__main__ import app as orchestrall_cli
-from services.cli.demo import DemoResult, run_demo
+from services.cli.demo import DEMO_TEMPLATES, DemoResult, run_demo
 from services.cli.stack import Stack, free_port
 from tests.mesh.conftest import auth, grpc_headers, stored_rows
 
@@ -57,6 +57,20 @@ def test_demo_runs_the_tool_and_chains_the_workflow(demo: DemoResult) -> None:
     plan, report = by_id["plan"], by_id["report"]
     assert json.loads(plan["output"]) in report["input"]
     assert demo.workflow_run["output"] == json.loads(report["output"])
+
+
+TEMPLATE_TOOLS = {
+    "agentTemplates/logistics-route-planner": "tools/route_eta",
+    "agentTemplates/finance-compliance-checker": "tools/compliance_check",
+}
+
+
+def test_demo_runs_agents_of_two_industries_templates_with_their_tools(demo: DemoResult) -> None:
+    assert list(demo.template_runs) == list(DEMO_TEMPLATES)
+    for template, run in demo.template_runs.items():
+        call = run["toolCalls"][0]
+        assert call["tool"] == TEMPLATE_TOOLS[template] and "failed" not in call, call
+        assert json.loads(call["result"]) == CATALOG[call["tool"]].function(json.loads(call["arguments"]))
 
 
 def test_orchestrall_workflow_show_prints_the_run_its_graph_and_its_history(

@@ -68,6 +68,7 @@ async def test_a_failing_unit_of_work_writes_nothing(mesh: Mesh) -> None:
         revision_create_time=None,
         delete_time=None,
         approval_required_tools=[],
+        template="",
     )
 
     def insert_then_fail(tx: Tx) -> None:

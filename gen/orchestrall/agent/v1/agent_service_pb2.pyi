@@ -93,6 +93,30 @@ class ListAgentRevisionsResponse(_message.Message):
     next_page_token: str
     def __init__(self, agent_revisions: _Optional[_Iterable[_Union[_resources_pb2.AgentRevision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class ListAgentTemplatesRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "industry")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INDUSTRY_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    industry: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., industry: _Optional[str] = ...) -> None: ...
+
+class ListAgentTemplatesResponse(_message.Message):
+    __slots__ = ("agent_templates", "next_page_token")
+    AGENT_TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    agent_templates: _containers.RepeatedCompositeFieldContainer[_resources_pb2.AgentTemplate]
+    next_page_token: str
+    def __init__(self, agent_templates: _Optional[_Iterable[_Union[_resources_pb2.AgentTemplate, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetAgentTemplateRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class CreateRunRequest(_message.Message):
     __slots__ = ("parent", "run", "request_id", "agent_revision")
     PARENT_FIELD_NUMBER: _ClassVar[int]

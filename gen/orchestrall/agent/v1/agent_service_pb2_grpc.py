@@ -94,6 +94,16 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.FromString,
                 _registered_method=True)
+        self.ListAgentTemplates = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListAgentTemplates',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentTemplatesRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentTemplatesResponse.FromString,
+                _registered_method=True)
+        self.GetAgentTemplate = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetAgentTemplate',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentTemplateRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentTemplate.FromString,
+                _registered_method=True)
         self.CreateRun = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/CreateRun',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateRunRequest.SerializeToString,
@@ -223,9 +233,13 @@ class AgentServiceServicer:
     """
 
     def CreateAgent(self, request, context):
-        """Creates an agent.
+        """Creates an agent. With `agent.template`, the agent is made from that template
+        (`ListAgentTemplates`): its display name, instructions, tools and tool choice
+        are the template's wherever `agent` leaves them empty, and the agent records the
+        template it came from.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`agent_id` not an AIP-122 ID,
+        `agent.template` naming no template,
         `agent.instructions` empty or over 32000 characters, an unknown tool (neither
         built in nor an allowed tool of a registered MCP server of the agent's tenant),
         `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
@@ -298,6 +312,27 @@ class AgentServiceServicer:
 
         Errors: NOT_FOUND `AGENT_NOT_FOUND` (the agent never existed); and the common
         reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentTemplates(self, request, context):
+        """Lists the agent templates (ready-made agents for finance, healthcare, retail,
+        manufacturing, logistics and technology), the templates of `industry` first,
+        then the others, each group by industry and in catalog order. The templates are
+        the same for every tenant and change only with a release.
+
+        Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgentTemplate(self, request, context):
+        """Gets an agent template.
+
+        Errors: NOT_FOUND `AGENT_TEMPLATE_NOT_FOUND`; and the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -624,6 +659,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.FromString,
                     response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.SerializeToString,
             ),
+            'ListAgentTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentTemplates,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentTemplatesRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentTemplatesResponse.SerializeToString,
+            ),
+            'GetAgentTemplate': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgentTemplate,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentTemplateRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentTemplate.SerializeToString,
+            ),
             'CreateRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateRun,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateRunRequest.FromString,
@@ -937,6 +982,60 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/ListAgentRevisions',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsRequest.SerializeToString,
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentRevisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListAgentTemplates',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentTemplatesRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListAgentTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgentTemplate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetAgentTemplate',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetAgentTemplateRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.AgentTemplate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,7 +26,7 @@ TOOL_CHOICE_AUTO: ToolChoice
 TOOL_CHOICE_REQUIRED: ToolChoice
 
 class Agent(_message.Message):
-    __slots__ = ("name", "display_name", "model", "instructions", "tools", "temperature", "max_output_tokens", "tool_choice", "create_time", "revision_id", "revision_create_time", "approval_required_tools")
+    __slots__ = ("name", "display_name", "model", "instructions", "tools", "temperature", "max_output_tokens", "tool_choice", "create_time", "revision_id", "revision_create_time", "approval_required_tools", "template")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class Agent(_message.Message):
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_REQUIRED_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     model: str
@@ -51,7 +52,28 @@ class Agent(_message.Message):
     revision_id: str
     revision_create_time: _timestamp_pb2.Timestamp
     approval_required_tools: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tool_choice: _Optional[_Union[ToolChoice, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision_id: _Optional[str] = ..., revision_create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approval_required_tools: _Optional[_Iterable[str]] = ...) -> None: ...
+    template: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., instructions: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., max_output_tokens: _Optional[int] = ..., tool_choice: _Optional[_Union[ToolChoice, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision_id: _Optional[str] = ..., revision_create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approval_required_tools: _Optional[_Iterable[str]] = ..., template: _Optional[str] = ...) -> None: ...
+
+class AgentTemplate(_message.Message):
+    __slots__ = ("name", "display_name", "industry", "description", "instructions", "tools", "tool_choice", "example_input")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    INDUSTRY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_INPUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    industry: str
+    description: str
+    instructions: str
+    tools: _containers.RepeatedScalarFieldContainer[str]
+    tool_choice: ToolChoice
+    example_input: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., industry: _Optional[str] = ..., description: _Optional[str] = ..., instructions: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., tool_choice: _Optional[_Union[ToolChoice, str]] = ..., example_input: _Optional[str] = ...) -> None: ...
 
 class AgentRevision(_message.Message):
     __slots__ = ("name", "snapshot", "create_time")
