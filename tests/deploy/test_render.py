@@ -16,8 +16,8 @@ from deploy.cluster import Cluster
 from gateway.envoy.render import ADMIN_CLUSTER, MCP_CLUSTER, SELF_CLUSTER, EdgeTls
 from gateway.envoy.render import render as render_envoy
 from services.cli.stack import EDGE_IDENTITY, StackConfig
-from services.kit.config import SERVICES
 from services.kit import mtls
+from services.kit.config import SERVICES
 from services.kit.mtls import TlsFiles
 from tests.deploy.conftest import ROOT, kustomize, offline, tool
 
