@@ -390,6 +390,8 @@ class Executor:
         swept = await self._db.system(store.interrupt_expired, self.leases.clock())
         if swept:
             log.warning("failed %d runs whose executor stopped renewing their lease", swept)
+            if self._outcomes is not None:
+                self._outcomes.ended(RunState.FAILED, swept)
         return swept
 
     async def start_sweeping(self) -> None:

@@ -184,7 +184,8 @@ class RunOutcomes:
 
     The state is the run's as the API names it, lower case (``succeeded``, ``failed``,
     ``cancelled``; agent runs also ``requires_action`` when a stretch of work stops for
-    approvals). Counted once per ended stretch on the replica that wrote it.
+    approvals). Counted once per ended stretch on the replica that wrote it; a run whose
+    replica died is counted as failed by the replica that sweeps it.
 
     Args:
         registry: The service's registry.
@@ -201,6 +202,6 @@ class RunOutcomes:
         )
         self._service = service
 
-    def ended(self, state: str) -> None:
-        """Counts one run that ended in ``state`` (a RunState value)."""
-        self._counter.labels(self._service, state.lower()).inc()
+    def ended(self, state: str, runs: int = 1) -> None:
+        """Counts ``runs`` runs that ended in ``state`` (a RunState value)."""
+        self._counter.labels(self._service, state.lower()).inc(runs)
