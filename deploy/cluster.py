@@ -30,17 +30,23 @@ MCP_PORT = 8081
 #: Prometheus exporter port).
 METRICS_PORT = 9464
 GATEWAY_PORT = 8080
-#: Port of the gateway's Kubernetes Service (the edge).
-GATEWAY_SERVICE_PORT = 80
+#: Port of the gateway's Kubernetes Service (the edge, HTTPS).
+GATEWAY_SERVICE_PORT = 443
 ENVOY_ADMIN_PORT = 9901
+#: Where Envoy serves its own metrics (``/stats/prometheus`` only; the admin port stays on loopback).
+ENVOY_STATS_PORT = 9902
+#: The ``kubernetes.io/tls`` Secret with the gateway's edge certificate (``tls.crt``, ``tls.key``,
+#: ``ca.crt``): what a cert-manager ``Certificate`` writes (see the README), or ``kubectl create
+#: secret tls`` plus ``ca.crt``.
+EDGE_TLS_SECRET = "gateway-edge-tls"
+EDGE_TLS_DIR = "/etc/orchestrall/edge-tls"
 ENVOY_CONFIG_DIR = "/etc/orchestrall/gateway"
 ENVOY_CONCURRENCY = 2
 STATE_DIR = "/var/lib/orchestrall"
 
 #: Settings that put a service behind the Istio sidecar: listen and dial in plaintext (the
 #: sidecars do mTLS) and take the caller's SPIFFE ID from the sidecar's
-#: ``x-forwarded-client-cert`` header. NOT YET READ by services/kit (see the README section
-#: "Deploying to Kubernetes with Istio"); until it is, the services expect their own certificates.
+#: ``x-forwarded-client-cert`` header (``services.kit.config.MeshSettings.mesh_tls``).
 SIDECAR_TRANSPORT = {"ORCHESTRALL_MESH_TLS": "istio"}
 
 #: Kubernetes Secret the operator creates (see the README): services' and migrations' URLs.
@@ -98,7 +104,7 @@ class Cluster:
 
     namespace: str = "orchestrall"
     trust_domain: str = "cluster.local"
-    issuer: str = "http://gateway.orchestrall.svc.cluster.local"
+    issuer: str = "https://gateway.orchestrall.svc.cluster.local"
     audience: str = "orchestrall"
     edge: GatewaySettings = field(default_factory=lambda: default_edge())
 
@@ -112,8 +118,13 @@ class Cluster:
 
     @property
     def jwks_uri(self) -> str:
-        """Where istiod fetches auth's JWKS: the gateway's Service inside the cluster."""
-        return f"http://{self.host('gateway')}/.well-known/jwks.json"
+        """Where istiod fetches auth's JWKS: the gateway's Service inside the cluster, over HTTPS.
+
+        istiod checks the gateway's certificate against its own trust store, so the edge
+        certificate must name ``gateway.<namespace>.svc.cluster.local`` and chain to a CA
+        istiod trusts (see the README).
+        """
+        return f"https://{self.host('gateway')}/.well-known/jwks.json"
 
 
 class _DefaultGatewaySettings(GatewaySettings):

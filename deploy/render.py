@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cluster = Cluster(
         namespace=args.namespace,
         trust_domain=args.trust_domain,
-        issuer=args.issuer or f"http://gateway.{args.namespace}.svc.cluster.local",
+        issuer=args.issuer or f"https://gateway.{args.namespace}.svc.cluster.local",
         audience=args.audience,
         edge=GatewaySettings(),
     )

@@ -19,10 +19,13 @@ import swagger_ui_bundle
 from deploy.cluster import (
     CHECKOV_SKIPS,
     DATABASE_SECRET,
+    EDGE_TLS_DIR,
+    EDGE_TLS_SECRET,
     ENCRYPTION_SECRET,
     ENVOY_ADMIN_PORT,
     ENVOY_CONCURRENCY,
     ENVOY_CONFIG_DIR,
+    ENVOY_STATS_PORT,
     GATEWAY_PORT,
     GATEWAY_SERVICE_PORT,
     IMAGE,
@@ -49,6 +52,7 @@ from deploy.cluster import (
     selector,
 )
 from gateway.docs import DocsFiles
+from gateway.envoy.render import READY_PATH, STATS_PATH, EdgeTls
 from gateway.envoy.render import render as render_envoy
 from services.kit.config import SERVICES
 from services.kit.contracts import descriptors_of
@@ -365,8 +369,11 @@ def envoy_config(cluster: Cluster) -> str:
     """The gateway's Envoy config in the cluster: the local template, cluster addresses.
 
     Upstreams are the Services (``<svc>.<namespace>.svc.cluster.local:50051``, STRICT_DNS), in
-    plaintext to the gateway's own sidecar, which does mTLS with Istio's certificates.
+    plaintext to the gateway's own sidecar, which does mTLS with Istio's certificates. The
+    listener serves TLS with the edge Secret's files (:data:`EDGE_TLS_SECRET`), as ``up --tls``
+    does with the local CA's; Envoy's stats listener binds every address, for Prometheus.
     """
+    tls = Path(EDGE_TLS_DIR)
     edge = cluster.edge
     return render_envoy(
         listen_port=GATEWAY_PORT,
@@ -384,6 +391,9 @@ def envoy_config(cluster: Cluster) -> str:
         anonymous_rate_limit=edge.anonymous_rate_limit,
         cors_origins=edge.cors_origins,
         listen_address="0.0.0.0",
+        edge_tls=EdgeTls(tls / "tls.crt", tls / "tls.key", tls / "ca.crt"),
+        stats_port=ENVOY_STATS_PORT,
+        stats_address="0.0.0.0",
     )
 
 
@@ -400,7 +410,14 @@ def gateway_objects(cluster: Cluster) -> list[dict[str, Any]]:
     volumes, mounts = _scratch_volumes()
     volumes.append({"name": "envoy", "configMap": {"name": "gateway-envoy"}})
     mounts.append({"name": "envoy", "mountPath": ENVOY_CONFIG_DIR, "readOnly": True})
+    # The edge certificate; the pod's group (fsGroup) may read it, nobody else. Envoy reads the
+    # files at start, so a renewed certificate serves from the next rollout on (see the README).
+    volumes.append({"name": "edge-tls", "secret": {"secretName": EDGE_TLS_SECRET, "defaultMode": 0o440}})
+    mounts.append({"name": "edge-tls", "mountPath": EDGE_TLS_DIR, "readOnly": True})
     tcp = {"tcpSocket": {"port": GATEWAY_PORT}}
+    # Over the edge's own TLS (the kubelet does not check the certificate): admin's /ready
+    # through the listener, so the pod is ready once its TLS listener serves, unready draining.
+    ready = {"httpGet": {"port": "https", "path": READY_PATH, "scheme": "HTTPS"}}
     container = {
         "name": name,
         "image": IMAGE,
@@ -412,17 +429,32 @@ def gateway_objects(cluster: Cluster) -> list[dict[str, Any]]:
             "--concurrency",
             str(ENVOY_CONCURRENCY),
         ],
-        "ports": [{"name": "http", "containerPort": GATEWAY_PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "https", "containerPort": GATEWAY_PORT, "protocol": "TCP"},
+            {"name": "http-envoy-prom", "containerPort": ENVOY_STATS_PORT, "protocol": "TCP"},
+        ],
         # Envoy opens its listener once its config is loaded; the admin port stays on loopback.
-        "startupProbe": {**tcp, "periodSeconds": 2, "failureThreshold": 30},
-        "readinessProbe": {**tcp, "periodSeconds": 5, "failureThreshold": 2},
+        "startupProbe": {**ready, "periodSeconds": 2, "failureThreshold": 30},
+        "readinessProbe": {**ready, "periodSeconds": 5, "failureThreshold": 2},
         "livenessProbe": {**tcp, "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3},
         "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
         "resources": RESOURCES[name],
         "securityContext": _container_security(),
         "volumeMounts": mounts,
     }
-    deployment = _deployment(name, component, cluster, container, volumes=volumes)
+    # Envoy's stats, merged by Istio into its sidecar's scrape endpoint like the services' metrics.
+    deployment = _deployment(
+        name,
+        component,
+        cluster,
+        container,
+        volumes=volumes,
+        pod_annotations={
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(ENVOY_STATS_PORT),
+            "prometheus.io/path": STATS_PATH,
+        },
+    )
     deployment["metadata"]["annotations"] = _checkov_skips("CKV_K8S_43")
     service = {
         "apiVersion": "v1",
@@ -436,11 +468,11 @@ def gateway_objects(cluster: Cluster) -> list[dict[str, Any]]:
             "selector": selector(name, cluster),
             "ports": [
                 {
-                    "name": "http",
+                    "name": "https",
                     "port": GATEWAY_SERVICE_PORT,
-                    "targetPort": "http",
+                    "targetPort": "https",
                     "protocol": "TCP",
-                    "appProtocol": "http",
+                    "appProtocol": "https",
                 }
             ],
         },

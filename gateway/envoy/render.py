@@ -90,6 +90,31 @@ OFREP_STATUS_HEADER = "x-ofrep-status"
 OFREP_STATUSES = (200, 304, 400, 404)
 #: Cluster without endpoints behind the REST catch-all route (see the template).
 UNROUTED_CLUSTER = "unrouted"
+#: Cluster of Envoy's own admin interface (loopback), behind the two paths below only.
+ADMIN_CLUSTER = "envoy_admin"
+#: Readiness on the gateway's listener (the admin's ``/ready``: 200 once serving, 503 draining).
+READY_PATH = "/ready"
+#: Envoy's metrics in Prometheus' text format, the one path the stats listener serves.
+STATS_PATH = "/stats/prometheus"
+
+
+@dataclass(frozen=True)
+class EdgeTls:
+    """The certificate the gateway's listener serves TLS with, as PEM files.
+
+    The names are those of a ``kubernetes.io/tls`` Secret, which cert-manager writes
+    (``tls.crt``, ``tls.key``, ``ca.crt``); locally the local CA's files.
+
+    Attributes:
+        cert: Certificate chain, leaf first.
+        key: Its private key.
+        ca: The CA that signed the chain: the gateway trusts it when it fetches the JWKS
+            through its own listener.
+    """
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 #: Distinct tenants / addresses whose buckets are kept (LRU); an evicted one restarts full.
@@ -294,9 +319,11 @@ def render(
     jwt_clock_skew_seconds: int = JWT_CLOCK_SKEW_SECONDS,
     otlp_endpoint: str | None = None,
     trace_sampling: float = 100.0,
-    edge_tls: tuple[Path, Path] | None = None,
+    edge_tls: EdgeTls | None = None,
     mcp_upstream: tuple[str, int] | None = None,
     docs: DocsFiles | None = None,
+    stats_port: int | None = None,
+    stats_address: str = "127.0.0.1",
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -334,8 +361,8 @@ def render(
         trace_sampling: Percent of requests the gateway samples (Envoy's ``random_sampling``;
             it decides afresh even when a caller's ``traceparent`` says sampled). Unsampled
             requests still carry a ``traceparent``, which tells the services not to record.
-        edge_tls: Certificate chain and private key (PEM files) the listener serves TLS
-            with (1.2 and 1.3, HTTP/2 or HTTP/1.1 by ALPN). None: plain HTTP.
+        edge_tls: The certificate the listener serves TLS with (1.2 and 1.3, HTTP/2 or
+            HTTP/1.1 by ALPN). None: plain HTTP (loopback only).
         mcp_upstream: ``(host, port)`` of the agent service's MCP server (the built-in tool
             catalog over streamable HTTP, :mod:`services.agent.mcp_server`); requests to
             :data:`MCP_PATH` go there (HTTP/1.1; mTLS checking the agent's SPIFFE ID when
@@ -344,6 +371,10 @@ def render(
         docs: The OpenAPI document and Swagger UI's files; the gateway then serves
             ``/openapi.json`` and ``/docs`` itself, without a token (:mod:`gateway.docs`).
             None: not served.
+        stats_port: Port of a second listener that serves Envoy's own metrics at
+            :data:`STATS_PATH` (Prometheus text, from the admin interface, which stays on
+            loopback) and answers 404 to any other path. None: no such listener.
+        stats_address: Address the stats listener binds (``0.0.0.0`` in a container).
 
     Returns:
         The YAML text, for ``envoy -c``.
@@ -448,7 +479,16 @@ def render(
         max_response_bytes=MAX_RESPONSE_BYTES,
         otlp=_otlp_address(otlp_endpoint),
         trace_sampling=trace_sampling,
-        edge_tls={"cert": str(edge_tls[0]), "key": str(edge_tls[1])} if edge_tls else None,
+        edge_tls=(
+            {"cert": str(edge_tls.cert), "key": str(edge_tls.key), "ca": str(edge_tls.ca)}
+            if edge_tls
+            else None
+        ),
+        admin_cluster=ADMIN_CLUSTER,
+        ready_path=READY_PATH,
+        stats_path=STATS_PATH,
+        stats_port=stats_port,
+        stats_address=stats_address,
         mcp=(
             {
                 "path": MCP_PATH,

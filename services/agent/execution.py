@@ -42,6 +42,7 @@ from services.agent.runner import (
     run_agent,
 )
 from services.kit.db import Database
+from services.kit.metrics import RunOutcomes
 from services.kit.names import new_id
 from services.kit.timestamps import utcnow
 
@@ -120,6 +121,7 @@ class Executor:
         mcp_tools: Resolves an agent's MCP tools for its tenant
             (:func:`services.agent.mcp.resolve_tools`, never raising for a broken server);
             None offers built-in tools only.
+        outcomes: Counts each stretch of work's end by the state it wrote (the service's metrics).
     """
 
     def __init__(
@@ -131,8 +133,10 @@ class Executor:
         leases: RunLeases,
         events: RunEvents,
         mcp_tools: McpToolResolver | None = None,
+        outcomes: RunOutcomes | None = None,
     ) -> None:
         self._db = db
+        self._outcomes = outcomes
         self._mcp_tools = mcp_tools
         self._router = router
         self._peers = peers
@@ -312,6 +316,8 @@ class Executor:
             await asyncio.gather(heartbeat, flusher, return_exceptions=True)
         try:
             written = await self._write_outcome(live, changes, outcome) if changes is not None else None
+            if written is not None and self._outcomes is not None:
+                self._outcomes.ended(written.state)
             live.end(written)  # followers get the run's end now; the usage is settled next
             await self._settle(live)
         finally:
@@ -402,6 +408,8 @@ class Executor:
         swept = await self._db.system(store.interrupt_expired, self.leases.clock())
         if swept:
             log.warning("failed %d runs whose executor stopped renewing their lease", swept)
+            if self._outcomes is not None:
+                self._outcomes.ended(RunState.FAILED, swept)
         return swept
 
     async def start_sweeping(self) -> None:

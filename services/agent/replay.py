@@ -41,6 +41,7 @@ from services.agent.runner import (
     RunTool,
     run_agent,
 )
+from services.kit.metrics import ModelMetrics
 
 
 class ReplayDiverged(Exception):
@@ -63,6 +64,8 @@ class RecordedModel:
     """
 
     base_url = httpx.URL("replay://recorded")
+    #: A replay makes no model call, so it records none in the metrics (the router's attribute).
+    metrics: ModelMetrics | None = None
 
     def __init__(self, events: Iterable[res.RunEvent]) -> None:
         self._replies: deque[_Reply] = deque()

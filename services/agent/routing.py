@@ -40,6 +40,7 @@ from openai.types.chat import ChatCompletionChunk
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
 
 from services.agent.model_tracing import model_http_client
+from services.kit.metrics import ModelMetrics
 
 #: The prefix of a route in an agent's ``model``: ``routes/{route}``.
 ROUTE_PREFIX = "routes/"
@@ -244,6 +245,8 @@ class ModelRouter:
         sleep: Waits the backoffs (tests inject one that does not wait).
         jitter: Returns a random number in [0, 1) for the backoffs.
         http_client: Makes each endpoint's HTTP client (traced when tracing is on).
+        metrics: Where each model call's duration and tokens are recorded (the runner records
+            them, :func:`services.agent.runner.run_agent`); None: nowhere.
     """
 
     routes: Mapping[str, Route]
@@ -253,6 +256,7 @@ class ModelRouter:
     sleep: Sleep = asyncio.sleep
     jitter: Callable[[], float] = random.random
     http_client: Callable[[], httpx.AsyncClient | None] = model_http_client
+    metrics: ModelMetrics | None = None
 
     def __post_init__(self) -> None:
         self._deployment = self._endpoint(self.deployment)

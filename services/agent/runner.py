@@ -406,9 +406,30 @@ async def _complete(
     ``chat <model>`` span (:mod:`services.agent.model_tracing`); its server is the first
     endpoint the call goes to.
     """
-    with chat_span(request["model"], router.endpoint_url(request["model"])) as span:
-        reply = await _stream(router, request, sink, outcome)
-        record_reply(span, reply.model, reply.input_tokens, reply.output_tokens, reply.finish_reason)
+    url = router.endpoint_url(request["model"])
+    began = time.monotonic()
+    try:
+        with chat_span(request["model"], url) as span:
+            reply = await _stream(router, request, sink, outcome)
+            record_reply(span, reply.model, reply.input_tokens, reply.output_tokens, reply.finish_reason)
+    except ModelError as error:
+        if router.metrics is not None:
+            router.metrics.failed(
+                request_model=request["model"],
+                server_address=url.host,
+                seconds=time.monotonic() - began,
+                error_type=error.reason,
+            )
+        raise
+    if router.metrics is not None:
+        router.metrics.answered(
+            request_model=request["model"],
+            response_model=reply.model,
+            server_address=url.host,
+            seconds=reply.latency,
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
+        )
     return reply
 
 

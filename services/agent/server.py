@@ -23,6 +23,7 @@ from services.agent.service import AgentService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
+from services.kit.metrics import RpcMetrics
 from services.kit.mtls import TlsFiles
 from services.kit.names import new_id
 from services.kit.outbox import Relay
@@ -121,6 +122,7 @@ async def build(
     settings = settings or AgentSettings()
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
+    metrics = RpcMetrics(NAME)
     router = ModelRouter(
         settings.model_routes,
         RouteEndpoint(
@@ -132,6 +134,7 @@ async def build(
         RetryPolicy(),  # two attempts, as the openai client's max_retries=1 made before routes
         read_timeout_seconds=settings.model_timeout_seconds,
         sleep=backoff_sleep,
+        metrics=metrics.model_calls(),
     )
     limits = RunLimits(
         timeout_seconds=settings.run_timeout_seconds,
@@ -156,6 +159,7 @@ async def build(
         leases,
         McpClient(settings.mcp_timeout_seconds),
         sealer,
+        outcomes=metrics.run_outcomes("agent"),
     )
 
     def register(server: grpc.aio.Server) -> None:
@@ -179,11 +183,12 @@ async def build(
         AUDIT_OUTBOX,
         on_start=[servicer.executor.start_sweeping, usage_relay.start],
         on_stop=[servicer.executor.stop, usage_relay.stop, router.close],
+        metrics=metrics,
     )
     if settings.mcp_listen:
-        catalog = CatalogServer(
-            settings.mcp_listen, service.verifier, settings.issuer, TlsFiles.of(settings.tls_dir, NAME)
-        )
+        # Behind Istio's sidecar the MCP server is plaintext to it, as the gRPC server is.
+        tls = None if settings.mesh_tls == "istio" else TlsFiles.of(settings.tls_dir, NAME)
+        catalog = CatalogServer(settings.mcp_listen, service.verifier, settings.issuer, tls)
         service.on_start.append(catalog.start)
         service.on_stop.insert(0, catalog.stop)
     return service, settings

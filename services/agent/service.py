@@ -45,6 +45,7 @@ from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
 from services.kit.fieldmask import update_paths
 from services.kit.jsonvalue import from_struct, to_value
+from services.kit.metrics import RunOutcomes
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.sealing import Sealer
@@ -347,6 +348,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         leases: Leases of runs in progress.
         mcp_client: Lists and calls the tools of tenants' MCP servers.
         sealer: Encrypts MCP servers' headers at rest.
+        outcomes: Counts the runs' ends by state (the service's metrics).
     """
 
     def __init__(
@@ -359,6 +361,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         leases: RunLeases,
         mcp_client: mcp.McpClient,
         sealer: Sealer,
+        outcomes: RunOutcomes | None = None,
     ) -> None:
         self._db = db
         self._mcp = mcp_client
@@ -377,6 +380,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             leases,
             self._events,
             mcp_tools=functools.partial(mcp.resolve_tools, db, sealer, mcp_client),
+            outcomes=outcomes,
         )
 
     async def CreateAgent(

@@ -16,7 +16,7 @@ from rich.table import Table
 from orchestrall.auth.v1.auth_service_pb2 import RotateSigningKeyRequest
 from orchestrall.auth.v1.auth_service_pb2_grpc import AuthServiceStub
 from services.cli.demo import DemoFailed, run_demo
-from services.cli.stack import CLI_IDENTITY, Stack, StackConfig
+from services.cli.stack import CLI_IDENTITY, Stack, StackConfig, telemetry_summary
 from services.kit.config import SERVICES
 from services.kit.mtls import TlsFiles, channel_credentials
 
@@ -26,12 +26,16 @@ app = typer.Typer(
 console = Console(highlight=False)
 
 
-def _config(state_dir: Path, http_port: int, service_port_base: int, tls: bool = False) -> StackConfig:
+def _config(
+    state_dir: Path, http_port: int, service_port_base: int, tls: bool = False, traces: Path | None = None
+) -> StackConfig:
     return StackConfig(
         state_dir=state_dir,
         http_port=http_port,
         edge_tls=tls,
+        traces_file=traces,
         admin_port=http_port + 1821,
+        stats_port=http_port + 1822,
         mcp_port=http_port + 1,
         service_ports={name: service_port_base + i for i, name in enumerate(SERVICES)},
         database_url=os.environ.get("DATABASE_URL"),
@@ -43,7 +47,9 @@ def _config(state_dir: Path, http_port: int, service_port_base: int, tls: bool =
 def up(
     state_dir: Path = typer.Option(Path(".state"), help="SQLite files, certificates, logs."),
     http_port: int = typer.Option(
-        8080, help="Gateway port (REST and gRPC); Envoy admin is this + 1821, the agent's MCP server + 1."
+        8080,
+        help="Gateway port (REST and gRPC); Envoy admin is this + 1821, Envoy's Prometheus stats + 1822, "
+        "the agent's MCP server + 1.",
     ),
     service_port_base: int = typer.Option(
         50051, help="auth listens here, agent, workflow, flag, billing after it."
@@ -52,25 +58,23 @@ def up(
         False,
         help="Serve the gateway over TLS, its certificate from the local CA (<state-dir>/tls/ca.pem).",
     ),
+    traces: Path | None = typer.Option(
+        None,
+        help="Write every span (gateway and services) to this file, one OTLP JSON line per export; "
+        "the gateway samples ORCHESTRALL_GATEWAY_TRACE_SAMPLING percent of requests (default 10).",
+    ),
 ) -> None:
     """Start the model server, the five services and Envoy; Ctrl-C or SIGTERM stops them all."""
-    stack = Stack(_config(state_dir, http_port, service_port_base, tls), log=console.print)
+    stack = Stack(_config(state_dir, http_port, service_port_base, tls, traces), log=console.print)
     console.print("Starting Orchestrall ...")
     stack.start()
     t, url = stack.timings, stack.config.gateway_url
-    traces = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "off (set OTEL_EXPORTER_OTLP_ENDPOINT)"
     console.print(
         f"[bold green]Orchestrall is up[/] in {t['total']:.1f}s (gRPC SERVING at {t['services']:.1f}s)\n"
         f"  REST  {url}   e.g. curl {url}/.well-known/openid-configuration\n"
         f"  gRPC  127.0.0.1:{stack.config.http_port} (through Envoy, same JWT)\n"
         f"  MCP   {url}/mcp (the built-in tools for MCP clients, streamable HTTP, same JWT)\n"
-        f"  logs  {stack.config.state_dir / 'logs'} (one JSON line per RPC)\n"
-        f"  metrics  "
-        + ", ".join(
-            f"{name} http://127.0.0.1:{port}/metrics" for name, port in stack.config.metrics_ports.items()
-        )
-        + f", gateway http://127.0.0.1:{stack.config.admin_port}/stats/prometheus\n"
-        f"  traces  {traces}"
+        f"  logs  {stack.config.state_dir / 'logs'} (one JSON line per RPC)\n" + telemetry_summary(stack)
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -38,8 +38,9 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.docs import DocsFiles
-from gateway.envoy.render import render
+from gateway.envoy.render import STATS_PATH, EdgeTls, render
 from gateway.envoy.settings import GatewaySettings
+from services.cli.traces import TraceFile
 from services.kit import migrate, mtls
 from services.kit.config import SERVICES, MeshSettings
 from services.kit.mtls import TlsFiles
@@ -105,7 +106,8 @@ class StackConfig:
     Attributes:
         state_dir: SQLite files, TLS material, logs and the rendered Envoy config.
         http_port: Gateway port (REST/JSON and gRPC).
-        admin_port: Envoy admin port.
+        admin_port: Envoy admin port (loopback; not for Prometheus).
+        stats_port: Port where Envoy serves its own metrics, ``/stats/prometheus`` only.
         model_port: Local model server port.
         service_ports: Port per service.
         metrics_ports: Port per service where Prometheus scrapes ``/metrics``.
@@ -116,6 +118,9 @@ class StackConfig:
         openai_base_url: External model endpoint; None starts the local model server.
         edge_tls: The gateway serves TLS (1.2/1.3, HTTP/2 by ALPN) with a certificate from the
             local CA (``tls/edge.pem``, for ``localhost`` and 127.0.0.1) instead of plain HTTP.
+        traces_file: Every process's spans are written there as OTLP JSON lines (a receiver
+            in this process, :mod:`services.cli.traces`), instead of to
+            ``OTEL_EXPORTER_OTLP_ENDPOINT``. None: as the environment says.
         gateway: The gateway's rate limits and CORS origins, read from the environment
             (``ORCHESTRALL_GATEWAY_*``) when the config is made, so a bad value fails
             before anything starts.
@@ -124,6 +129,7 @@ class StackConfig:
     state_dir: Path = Path(".state")
     http_port: int = 8080
     admin_port: int = 9901
+    stats_port: int = 9902
     model_port: int = 8000
     service_ports: dict[str, int] = field(
         default_factory=lambda: {name: 50051 + i for i, name in enumerate(SERVICES)}
@@ -136,6 +142,7 @@ class StackConfig:
     schema_prefix: str = ""
     openai_base_url: str | None = None
     edge_tls: bool = False
+    traces_file: Path | None = None
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
     @classmethod
@@ -145,6 +152,7 @@ class StackConfig:
             state_dir=state_dir,
             http_port=free_port(),
             admin_port=free_port(),
+            stats_port=free_port(),
             model_port=free_port(),
             service_ports={name: free_port() for name in SERVICES},
             metrics_ports={name: free_port() for name in SERVICES},
@@ -159,6 +167,12 @@ class StackConfig:
         """Base URL of the REST gateway; also the token issuer."""
         scheme = "https" if self.edge_tls else "http"
         return f"{scheme}://{'localhost' if self.edge_tls else '127.0.0.1'}:{self.http_port}"
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Returns where Prometheus scrapes each process: every service's ``/metrics``, and Envoy's."""
+        urls = {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.metrics_ports.items()}
+        urls["gateway"] = f"http://127.0.0.1:{self.stats_port}{STATS_PATH}"
+        return urls
 
     @property
     def tls_dir(self) -> Path:
@@ -237,7 +251,15 @@ class Stack:
         self._log = log
         self._children: dict[str, Child] = {}
         self._supervisor: Supervisor | None = None
+        self._traces: TraceFile | None = None
         self.timings: dict[str, float] = {}
+
+    @property
+    def otlp_endpoint(self) -> str | None:
+        """Where the stack's processes export spans: the traces file's receiver, or the environment's."""
+        if self._traces is not None:
+            return self._traces.endpoint
+        return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
 
     @property
     def pids(self) -> dict[str, int]:
@@ -280,10 +302,16 @@ class Stack:
         try:
             self.prepare()
             self.timings["prepare"] = time.monotonic() - began
+            if self.config.traces_file is not None:
+                self._traces = TraceFile(self.config.traces_file)
+                self._traces.start()
             if self.config.openai_base_url is None:
                 self._start_model()
             for name in SERVICES:
-                self._spawn(name, [sys.executable, "-m", f"services.{name}"], self.config.environment(name))
+                env = self.config.environment(name)
+                if self._traces is not None:
+                    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self._traces.endpoint
+                self._spawn(name, [sys.executable, "-m", f"services.{name}"], env)
             self._start_gateway()
             deadline = began + timeout
             asyncio.run(self._wait_services(deadline))
@@ -350,11 +378,12 @@ class Stack:
             tenant_rate_limit=config.gateway.tenant_rate_limit,
             anonymous_rate_limit=config.gateway.anonymous_rate_limit,
             cors_origins=config.gateway.cors_origins,
-            otlp_endpoint=os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            otlp_endpoint=self.otlp_endpoint,
             trace_sampling=config.gateway.trace_sampling,
-            edge_tls=(edge.cert, edge.key) if config.edge_tls else None,
+            edge_tls=EdgeTls(edge.cert, edge.key, edge.ca) if config.edge_tls else None,
             mcp_upstream=("127.0.0.1", config.mcp_port),
             docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
+            stats_port=config.stats_port,
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)
@@ -429,6 +458,9 @@ class Stack:
                 child.process.kill()
                 child.process.wait()
         self._children.clear()
+        if self._traces is not None:  # after the processes, which flush their spans as they stop
+            self._traces.stop()
+            self._traces = None
 
     def __enter__(self) -> Stack:
         self.start()
@@ -436,6 +468,25 @@ class Stack:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def telemetry_summary(stack: Stack) -> str:
+    """Returns the lines ``up`` prints about where the stack's metrics and traces are.
+
+    One Prometheus URL per process (each service's ``/metrics``, Envoy's stats listener), then
+    where spans go: the traces file, the OTLP endpoint, or nowhere.
+    """
+    lines = ["  metrics (Prometheus text format)"]
+    for name, url in stack.config.metrics_urls().items():
+        lines.append(f"    {name:<9} {url}" + ("  (Envoy's stats)" if name == "gateway" else ""))
+    if stack.config.traces_file is not None:
+        traces = f"{stack.config.traces_file} (OTLP JSON, one line per export)"
+    elif stack.otlp_endpoint:
+        traces = f"exported to {stack.otlp_endpoint} (OTLP/gRPC)"
+    else:
+        traces = "off (up --traces FILE, or OTEL_EXPORTER_OTLP_ENDPOINT)"
+    lines.append(f"  traces   {traces}")
+    return "\n".join(lines)
 
 
 class Child:

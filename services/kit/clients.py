@@ -1,4 +1,4 @@
-"""Calls to peer services over mutual TLS.
+"""Calls to peer services over mutual TLS (the kit's own, or Istio's sidecar's).
 
 Channels are made once per peer and reused. Every call gets the configured
 deadline and rides out a peer that restarts: it waits for a ready channel
@@ -6,8 +6,9 @@ instead of failing at once (``waitForReady``), the channel reconnects within
 :data:`MAX_RECONNECT_BACKOFF_MS`, and UNAVAILABLE is retried by gRPC's own retry
 policy (gRFC A6), which is safe because every retried write in the mesh carries
 an idempotency key. Nothing outlives the deadline: a peer that stays down fails
-the call with DEADLINE_EXCEEDED or UNAVAILABLE when it passes. In a cluster the
-sidecar retries too (deploy/ renders the same policy).
+the call with DEADLINE_EXCEEDED or UNAVAILABLE when it passes. Behind Istio's sidecar
+(``mesh_tls=istio``) channels are plaintext to it and the kit does not retry: the sidecar does,
+with the same policy (deploy/ renders it), so retries do not multiply.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from services.kit.config import MeshSettings
 from services.kit.mtls import TlsFiles, channel_credentials
 from services.kit.tracing import client_interceptors
 
+#: Behind Istio's sidecar (``mesh_tls=istio``): the sidecar retries (deploy/ renders the same
+#: policy into the VirtualServices), so the client only waits for a ready channel.
+_SIDECAR_SERVICE_CONFIG = json.dumps({"methodConfig": [{"name": [{}], "waitForReady": True}]})
 _RETRY_SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
@@ -92,7 +96,11 @@ class MeshClients:
 
     def __init__(self, settings: MeshSettings, workload: str) -> None:
         self._settings = settings
-        self._credentials = channel_credentials(TlsFiles.of(settings.tls_dir, workload))
+        self._credentials = (
+            None
+            if settings.mesh_tls == "istio"
+            else channel_credentials(TlsFiles.of(settings.tls_dir, workload))
+        )
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[type[Any], str], Any] = {}
         self.timeout = settings.call_timeout_seconds
@@ -100,18 +108,33 @@ class MeshClients:
     def channel(self, service: str) -> grpc.aio.Channel:
         """The channel to ``service``; its certificate must carry DNS name ``service``."""
         if service not in self._channels:
-            self._channels[service] = grpc.aio.secure_channel(
-                self._settings.address_of(service),
-                self._credentials,
-                options=[
-                    ("grpc.ssl_target_name_override", service),
-                    ("grpc.service_config", _RETRY_SERVICE_CONFIG),
-                    ("grpc.enable_retries", 1),
-                    ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
-                    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
-                ],
-                interceptors=client_interceptors(),
-            )
+            address = self._settings.address_of(service)
+            reconnect = [
+                ("grpc.initial_reconnect_backoff_ms", INITIAL_RECONNECT_BACKOFF_MS),
+                ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
+            ]
+            if self._credentials is None:  # plaintext to the Istio sidecar, which does mTLS and retries
+                self._channels[service] = grpc.aio.insecure_channel(
+                    address,
+                    options=[
+                        ("grpc.service_config", _SIDECAR_SERVICE_CONFIG),
+                        ("grpc.enable_retries", 0),
+                        *reconnect,
+                    ],
+                    interceptors=client_interceptors(),
+                )
+            else:
+                self._channels[service] = grpc.aio.secure_channel(
+                    address,
+                    self._credentials,
+                    options=[
+                        ("grpc.ssl_target_name_override", service),
+                        ("grpc.service_config", _RETRY_SERVICE_CONFIG),
+                        ("grpc.enable_retries", 1),
+                        *reconnect,
+                    ],
+                    interceptors=client_interceptors(),
+                )
         return self._channels[service]
 
     def stub(self, stub_type: type[S], service: str) -> S:

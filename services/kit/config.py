@@ -7,6 +7,7 @@ fails start-up with a pydantic validation error naming the variable.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,16 @@ class MeshSettings(BaseSettings):
     )
     schema_prefix: str = Field("", description="Prefix of each service's PostgreSQL schema (tests use one).")
     tls_dir: Path = Field(Path(".state/tls"), description="ca.pem, <service>.pem and <service>-key.pem.")
+    mesh_tls: Literal["kit", "istio"] = Field(
+        "kit",
+        description=(
+            "Who does the mesh's mTLS. kit: the service itself, with the certificates in tls_dir (the "
+            "peer's SPIFFE ID from its certificate; the kit's clients retry UNAVAILABLE). istio: the Istio "
+            "sidecar; the service listens and dials in plaintext, takes the caller's SPIFFE ID from the "
+            "sidecar's x-forwarded-client-cert header (services.kit.sidecar) and leaves retries to the "
+            "sidecar (the DestinationRule's), so they do not multiply."
+        ),
+    )
     trust_domain: str = Field("orchestrall.local", description="SPIFFE trust domain of mesh identities.")
     namespace: str = Field("orchestrall", description="Kubernetes namespace in SPIFFE IDs.")
     addresses: dict[str, str] = Field(

@@ -10,7 +10,7 @@ handler is built once). Per call it:
 1. opens the audit context of audited RPCs (:mod:`services.kit.audit`);
 2. admits the caller per the RPC's rule (:mod:`services.kit.auth`): a verified
    JWT whose roles grant the permission, or a mesh identity the policy table
-   allows, from the TLS peer certificate;
+   allows, from the TLS peer certificate (or Istio's sidecar's header, :func:`caller_identity`);
 3. binds the :class:`~services.kit.auth.Principal` for the handler;
 4. refuses a request that breaks its fields' rules in the contract, or that
    could not be decoded (:mod:`services.kit.validation`), before any work, and
@@ -44,17 +44,42 @@ from grpc_status import rpc_status
 from services.kit import auth, validation
 from services.kit.audit import AuditLog
 from services.kit.calls import CURRENT_RPC
+from services.kit.config import MeshSettings
 from services.kit.errors import DomainError, TooBusy, Unauthenticated, internal_status
 from services.kit.logs import RpcLog
 from services.kit.metrics import RpcMetrics
-from services.kit.mtls import peer_spiffe_id
+from services.kit.mtls import peer_spiffe_id, spiffe_id
 from services.kit.policy import may_call
+from services.kit.sidecar import forwarded_spiffe_id
 from services.kit.tracing import end_server_span, traced
 
 log = logging.getLogger(__name__)
 
 Unary = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 Streaming = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+#: Reads the SPIFFE ID of a call's caller (None: no mesh identity).
+PeerIdentity = Callable[[grpc.aio.ServicerContext], str | None]
+
+
+def tls_peer_identity(context: grpc.aio.ServicerContext) -> str | None:
+    """Returns the SPIFFE ID of the call's TLS peer certificate (the kit's own mTLS), or None."""
+    return peer_spiffe_id(context.auth_context())
+
+
+def caller_identity(settings: MeshSettings, service: str) -> PeerIdentity:
+    """Returns how service ``service`` learns its callers' SPIFFE IDs, chosen once at start-up.
+
+    With ``mesh_tls=kit`` from the peer certificate; with ``mesh_tls=istio`` from the
+    ``x-forwarded-client-cert`` element its own sidecar appended (:mod:`services.kit.sidecar`).
+    """
+    if settings.mesh_tls == "kit":
+        return tls_peer_identity
+    own = spiffe_id(settings.trust_domain, settings.namespace, service)
+
+    def forwarded(context: grpc.aio.ServicerContext) -> str | None:
+        return forwarded_spiffe_id(context.invocation_metadata() or (), own)
+
+    return forwarded
 
 
 async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
@@ -75,6 +100,8 @@ class Guard:
             at once; one more is refused with RESOURCE_EXHAUSTED (``TENANT_BUSY``), so no
             tenant holds all of a service's work.
         metrics: Where each call's duration is recorded.
+        peer_identity: Reads a caller's SPIFFE ID (:func:`caller_identity`); by default from
+            the TLS peer certificate.
     """
 
     def __init__(
@@ -86,8 +113,10 @@ class Guard:
         audit: AuditLog | None,
         tenant_concurrency: int = 32,
         metrics: RpcMetrics | None = None,
+        peer_identity: PeerIdentity = tls_peer_identity,
     ) -> None:
         self._domain = domain
+        self._peer_identity = peer_identity
         self._metrics = metrics
         self._rpc_log = RpcLog()
         self._tenant_concurrency = tenant_concurrency
@@ -238,8 +267,8 @@ class Guard:
             del self._in_flight[tenant]
 
     def _peer_service(self, context: grpc.aio.ServicerContext) -> str | None:
-        """The mesh service name of the TLS peer, or None (read only when a rule needs it)."""
-        return auth.service_name_of(peer_spiffe_id(context.auth_context()), self._trust_domain)
+        """The mesh service name of the caller, or None (read only when a rule needs it)."""
+        return auth.service_name_of(self._peer_identity(context), self._trust_domain)
 
     async def _admit(
         self, rule: auth.MethodRule, method: str, context: grpc.aio.ServicerContext

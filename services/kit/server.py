@@ -1,6 +1,7 @@
 """Builds and runs one service's gRPC server.
 
-Every service gets the same shape: mTLS with client certificates required,
+Every service gets the same shape: mTLS with client certificates required (or, behind
+Istio's sidecar, plaintext to it and the caller's identity from its header),
 every handler inside the kit's guard (admission, errors, audit; wrapped once,
 at registration), ``grpc.health.v1`` and reflection, and a graceful stop on
 SIGTERM/SIGINT (health goes NOT_SERVING first, then in-flight RPCs get
@@ -30,7 +31,7 @@ from services.kit.config import MeshSettings
 from services.kit.contracts import descriptors_of
 from services.kit.db import Database
 from services.kit.errors import domain_of
-from services.kit.interceptors import Guard, GuardedRegistrar
+from services.kit.interceptors import Guard, GuardedRegistrar, caller_identity
 from services.kit.jwks import auth_jwks_fetcher
 from services.kit.logs import configure_logging
 from services.kit.metrics import RpcMetrics
@@ -62,6 +63,7 @@ class Service:
         on_stop: Awaited after the server stopped (close pools, channels).
         audit: The audit log; its relay runs while the server does.
         db: The service's database, if it has one.
+        metrics: Its metrics registry, which its domain's metrics share; a new one when None.
     """
 
     name: str
@@ -72,6 +74,7 @@ class Service:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     audit: AuditLog | None = None
     db: Database | None = None
+    metrics: RpcMetrics | None = None
 
 
 def mesh_service(
@@ -84,6 +87,7 @@ def mesh_service(
     *,
     on_start: Sequence[Callable[[], Awaitable[None]]] = (),
     on_stop: Sequence[Callable[[], Awaitable[None]]] = (),
+    metrics: RpcMetrics | None = None,
 ) -> Service:
     """A service other than auth: it verifies tokens against auth's JWKS and relays its audit log to auth.
 
@@ -96,6 +100,7 @@ def mesh_service(
         outbox: Its ``audit_outbox`` table.
         on_start: Extra start hooks.
         on_stop: Extra stop hooks, run before the database and channels close.
+        metrics: The registry its domain's metrics are in (:class:`RpcMetrics`); None: a new one.
     """
     return Service(
         name=name,
@@ -112,6 +117,7 @@ def mesh_service(
             settings.audit_relay_interval_seconds,
         ),
         db=db,
+        metrics=metrics,
     )
 
 
@@ -149,7 +155,7 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     key = settings.page_token_key
     pagination.use_key(key.get_secret_value().encode() if key is not None else None)
     rules = method_rules(service.descriptors)
-    metrics = RpcMetrics(service.name)
+    metrics = service.metrics or RpcMetrics(service.name)
     if service.db is not None:
         metrics.watch_database(service.db)
     guard = Guard(
@@ -160,6 +166,7 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
         service.audit,
         settings.tenant_concurrency,
         metrics,
+        peer_identity=caller_identity(settings, service.name),
     )
     server = grpc.aio.server(
         options=[
@@ -179,9 +186,12 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [d.full_name for d in service.descriptors]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_secure_port(
-        settings.listen, server_credentials(TlsFiles.of(settings.tls_dir, service.name))
-    )
+    if settings.mesh_tls == "istio":  # plaintext to the sidecar in front, which does the mTLS
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(
+            settings.listen, server_credentials(TlsFiles.of(settings.tls_dir, service.name))
+        )
     if service.audit is not None:
         await service.audit.start()
     for hook in service.on_start:  # before the port serves: load state, resume work

@@ -55,6 +55,7 @@ from orchestrall.workflow.v1 import resources_pb2 as res
 from services.kit.clients import MeshClients, peer_failure
 from services.kit.config import MeshSettings
 from services.kit.db import Database, database_url, schema_name
+from services.kit.metrics import RunOutcomes
 from services.kit.sandbox import Sandbox, SandboxFailed, SandboxTimeout
 from services.kit.timestamps import utcnow
 from services.workflow import definition, expressions, history, store, templates
@@ -135,12 +136,15 @@ class Engine:
         clients: mTLS channels (the agent service).
         sandbox: Where templates are rendered, out of the event loop.
         template_timeout: Seconds a template may take to render.
+        outcomes: Counts the runs that end (in the step that appends their last event, which
+            DBOS runs once, not again when it replays a recovered workflow).
     """
 
     db: Database
     clients: MeshClients
     sandbox: Sandbox
     template_timeout: float
+    outcomes: RunOutcomes | None = None
 
     def __post_init__(self) -> None:
         self.agents = self.clients.stub(agent_grpc.AgentServiceStub, "agent")
@@ -238,11 +242,22 @@ async def _load(tenant_id: str, run_id: str) -> dict[str, Any]:
     }
 
 
+#: The events that end a run, and the state each leaves it in.
+_RUN_ENDS = {
+    history.RUN_SUCCEEDED: RunState.SUCCEEDED,
+    history.RUN_FAILED: RunState.FAILED,
+    history.RUN_CANCELLED: RunState.CANCELLED,
+}
+
+
 @DBOS.step(name="orchestrall.workflow.emit")
 async def _emit(tenant_id: str, run_id: str, kind: str, step_id: str, data: dict[str, Any]) -> bool:
     """Appends an event; returns whether the run's cancellation was requested."""
     key = f"{DBOS.workflow_id}#{DBOS.step_id}"
-    run = await current().db.write(tenant_id, store.append_event, run_id, kind, step_id, data, key, utcnow())
+    engine = current()
+    run = await engine.db.write(tenant_id, store.append_event, run_id, kind, step_id, data, key, utcnow())
+    if engine.outcomes is not None and kind in _RUN_ENDS:
+        engine.outcomes.ended(_RUN_ENDS[kind])
     return run is not None and run.cancel_time is not None
 
 

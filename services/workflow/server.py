@@ -9,6 +9,7 @@ from orchestrall.workflow.v1 import workflow_service_pb2_grpc
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
+from services.kit.metrics import RpcMetrics
 from services.kit.sandbox import Sandbox
 from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
@@ -47,7 +48,10 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
     sandbox = Sandbox(workers=2, memory_bytes=settings.template_memory_megabytes * 1024 * 1024)
-    durable = engine.Engine(db, clients, sandbox, settings.template_timeout_seconds)
+    metrics = RpcMetrics(NAME)
+    durable = engine.Engine(
+        db, clients, sandbox, settings.template_timeout_seconds, outcomes=metrics.run_outcomes("workflow")
+    )
     key = settings.encryption_key
     servicer = WorkflowService(
         db, clients, Sealer.from_hex(key.get_secret_value() if key is not None else None)
@@ -70,5 +74,6 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
         AUDIT_OUTBOX,
         on_start=[launch],
         on_stop=[engine.shutdown, sandbox.close],
+        metrics=metrics,
     )
     return service, settings

@@ -24,7 +24,27 @@ def exported_samples() -> set[str]:
     metrics = RpcMetrics("agent")
     metrics.observe("/orchestrall.agent.v1.AgentService/GetAgent", "OK", 0.001)
     metrics.watch_database(_Pool())
-    return {sample.name for family in metrics.registry.collect() for sample in family.samples}
+    models = metrics.model_calls()
+    models.answered(
+        request_model="smollm2",
+        response_model="smollm2",
+        server_address="127.0.0.1",
+        seconds=0.4,
+        input_tokens=30,
+        output_tokens=5,
+    )
+    models.failed(
+        request_model="smollm2", server_address="127.0.0.1", seconds=1.0, error_type="MODEL_UNAVAILABLE"
+    )
+    metrics.run_outcomes("agent").ended("SUCCEEDED")
+    workflow = RpcMetrics("workflow")
+    workflow.run_outcomes("workflow").ended("FAILED")
+    return {
+        sample.name
+        for registry in (metrics.registry, workflow.registry)
+        for family in registry.collect()
+        for sample in family.samples
+    }
 
 
 def test_every_query_reads_an_exported_metric() -> None:
@@ -42,9 +62,12 @@ def test_the_dashboard_is_well_formed() -> None:
     assert len(ids) == len(set(ids))
     variables = {v["name"] for v in dashboard["templating"]["list"]}
     assert variables == {"datasource", "service"}
-    for panel in dashboard["panels"]:
+    rows = [i for i, panel in enumerate(dashboard["panels"]) if panel["type"] == "row"]
+    assert [dashboard["panels"][i].get("repeat") for i in rows] == ["service", None]
+    for i, panel in enumerate(dashboard["panels"]):
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}"
-            assert "$service" in target["expr"]
+            # The repeated row's panels are per service; the models-and-runs row's are not.
+            assert ("$service" in target["expr"]) == (i < rows[1])

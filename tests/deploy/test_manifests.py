@@ -224,7 +224,7 @@ def test_the_overlay_puts_every_pod_in_the_mesh(built: dict[str, list[dict[str, 
     (jwt,) = of_kind(mesh, "RequestAuthentication")["orchestrall"]["spec"]["jwtRules"]
     assert jwt == {
         "issuer": CLUSTER.issuer,
-        "jwksUri": "http://gateway.orchestrall.svc.cluster.local/.well-known/jwks.json",
+        "jwksUri": "https://gateway.orchestrall.svc.cluster.local/.well-known/jwks.json",
         "audiences": ["orchestrall"],
         "forwardOriginalToken": True,
     }
@@ -235,3 +235,46 @@ def test_the_overlay_puts_every_pod_in_the_mesh(built: dict[str, list[dict[str, 
     assert gateway["traffic.sidecar.istio.io/excludeInboundPorts"] == str(cluster.GATEWAY_PORT)
     for obj in mesh:
         assert obj["kind"] == "Namespace" or obj["metadata"]["namespace"] == CLUSTER.namespace
+
+
+def test_the_gateway_serves_https_with_the_edge_secret(mesh: list[dict[str, Any]]) -> None:
+    deployment = of_kind(mesh, "Deployment")["gateway"]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    # A kubernetes.io/tls Secret as cert-manager writes it, readable by the pod's group only.
+    assert volumes["edge-tls"]["secret"] == {"secretName": cluster.EDGE_TLS_SECRET, "defaultMode": 0o440}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["edge-tls"] == {"name": "edge-tls", "mountPath": cluster.EDGE_TLS_DIR, "readOnly": True}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"https": cluster.GATEWAY_PORT, "http-envoy-prom": cluster.ENVOY_STATS_PORT}
+    ready = {"port": "https", "path": "/ready", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == container["startupProbe"]["httpGet"] == ready
+    (port,) = of_kind(mesh, "Service")["gateway"]["spec"]["ports"]
+    assert port == {
+        "name": "https",
+        "port": 443,
+        "targetPort": "https",
+        "protocol": "TCP",
+        "appProtocol": "https",
+    }
+    assert CLUSTER.issuer.startswith("https://") and CLUSTER.jwks_uri.startswith("https://")
+
+
+def test_envoy_stats_are_scraped_through_the_stats_listener(mesh: list[dict[str, Any]]) -> None:
+    annotations = of_kind(mesh, "Deployment")["gateway"]["spec"]["template"]["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")} == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(cluster.ENVOY_STATS_PORT),
+        "prometheus.io/path": "/stats/prometheus",
+    }
+    # The admin interface is not a port of the pod.
+    (container,) = of_kind(mesh, "Deployment")["gateway"]["spec"]["template"]["spec"]["containers"]
+    assert cluster.ENVOY_ADMIN_PORT not in {p["containerPort"] for p in container["ports"]}
+
+
+def test_services_run_behind_the_sidecar_in_istio_mode(mesh: list[dict[str, Any]]) -> None:
+    for name in SERVICES:
+        (container,) = of_kind(mesh, "Deployment")[name]["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["ORCHESTRALL_MESH_TLS"] == "istio", name

@@ -15,10 +15,12 @@ from deploy import cluster, render, workloads
 from deploy.cluster import Cluster
 from deploy.workloads import image_docs_files
 from gateway.docs import DocsFiles
-from gateway.envoy.render import MCP_CLUSTER
+from gateway.envoy.render import ADMIN_CLUSTER, MCP_CLUSTER, SELF_CLUSTER, EdgeTls
 from gateway.envoy.render import render as render_envoy
-from services.cli.stack import StackConfig
+from services.cli.stack import EDGE_IDENTITY, StackConfig
+from services.kit import mtls
 from services.kit.config import SERVICES
+from services.kit.mtls import TlsFiles
 from tests.deploy.conftest import ROOT, kustomize, offline, tool
 
 
@@ -66,8 +68,9 @@ def test_another_installation_renders_and_builds(tmp_path: Path) -> None:
 
 
 def _local_config(tmp_path: Path) -> str:
-    """The config `orchestrall up` renders (services.cli.stack.Stack._start_gateway), on fixed ports."""
-    config = StackConfig(state_dir=tmp_path)
+    """The config `orchestrall up --tls` renders (services.cli.stack.Stack._start_gateway), on fixed ports."""
+    config = StackConfig(state_dir=tmp_path, edge_tls=True)
+    edge = TlsFiles.of(config.tls_dir, EDGE_IDENTITY)
     return render_envoy(
         listen_port=config.http_port,
         admin_port=config.admin_port,
@@ -83,14 +86,25 @@ def _local_config(tmp_path: Path) -> str:
         cors_origins=config.gateway.cors_origins,
         mcp_upstream=("127.0.0.1", config.mcp_port),
         docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
+        edge_tls=EdgeTls(edge.cert, edge.key, edge.ca),
+        stats_port=config.stats_port,
     )
 
 
+def _endpoint(cluster: dict[str, Any]) -> dict[str, Any]:
+    return cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
+        "socket_address"
+    ]
+
+
 def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
-    """The config with every address-like value (and the upstream TLS that goes with them) blanked."""
+    """The config with every address and file path (and the upstream TLS that goes with them) blanked."""
     config = copy.deepcopy(config)
-    listener = config["static_resources"]["listeners"][0]
+    listener, stats = config["static_resources"]["listeners"]
     listener["address"]["socket_address"] = "LISTEN"
+    stats["address"]["socket_address"] = "STATS_LISTEN"
+    edge = listener["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+    edge["tls_certificates"] = "EDGE_CERTIFICATE"
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
     filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
     filters["envoy.filters.http.grpc_json_transcoder"]["proto_descriptor"] = "DESCRIPTORS"
@@ -104,9 +118,13 @@ def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
             upstream["type"] = "DISCOVERY"
             endpoint = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
             endpoint["address"]["socket_address"] = "UPSTREAM"
-        elif upstream["name"] == "gateway_self":
-            endpoint = upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
-            endpoint["address"]["socket_address"]["port_value"] = "LISTEN_PORT"
+        elif upstream["name"] == SELF_CLUSTER:
+            _endpoint(upstream)["port_value"] = "LISTEN_PORT"
+            upstream["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"] = (
+                "EDGE_CA"
+            )
+        elif upstream["name"] == ADMIN_CLUSTER:
+            _endpoint(upstream)["port_value"] = "ADMIN_PORT"
     config["admin"]["address"]["socket_address"]["port_value"] = "ADMIN_PORT"
     for route in manager["route_config"]["virtual_hosts"][0]["routes"]:
         body = route.get("direct_response", {}).get("body", {})
@@ -131,6 +149,31 @@ def test_cluster_and_local_configs_differ_only_in_addresses(tmp_path: Path) -> N
         }
     local_upstreams = [c for c in local["static_resources"]["clusters"] if c["name"] in SERVICES]
     assert all(c["type"] == "STATIC" and "transport_socket" in c for c in local_upstreams)
+    # The edge certificate: the local CA's files locally, the cert-manager Secret's in the cluster.
+    listener, stats = in_cluster["static_resources"]["listeners"]
+    tls = listener["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+    secret = f"{cluster.EDGE_TLS_DIR}/"
+    assert tls["tls_certificates"] == [
+        {
+            "certificate_chain": {"filename": secret + "tls.crt"},
+            "private_key": {"filename": secret + "tls.key"},
+        }
+    ]
+    assert tls["alpn_protocols"] == ["h2", "http/1.1"]
+    assert tls["tls_params"] == {
+        "tls_minimum_protocol_version": "TLSv1_2",
+        "tls_maximum_protocol_version": "TLSv1_3",
+    }
+    (self_cluster,) = [c for c in in_cluster["static_resources"]["clusters"] if c["name"] == SELF_CLUSTER]
+    validation = self_cluster["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+    assert validation == {"trusted_ca": {"filename": secret + "ca.crt"}}
+    # Prometheus reaches Envoy's stats on every address in the pod, the admin interface on loopback only.
+    assert stats["address"]["socket_address"] == {
+        "address": "0.0.0.0",
+        "port_value": cluster.ENVOY_STATS_PORT,
+    }
+    assert in_cluster["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert listener["address"]["socket_address"]["address"] == "0.0.0.0"
 
 
 def test_cluster_config_is_valid_envoy(tmp_path: Path) -> None:
@@ -138,11 +181,20 @@ def test_cluster_config_is_valid_envoy(tmp_path: Path) -> None:
     text = (ROOT / "deploy" / "base" / "gateway" / "envoy.yaml").read_text()
     image_descriptors = str(cluster.IMAGE_ROOT / "gen" / "orchestrall.binpb")
     assert image_descriptors in text
+    # Envoy reads the edge Secret's files: a certificate from a CA of the test's, named as the Secret's.
+    secret = tmp_path / "edge-tls"
+    mtls.ensure_ca(secret, "orchestrall.local")
+    files = mtls.issue_workload_cert(secret, "gateway", "orchestrall.local", "orchestrall")
+    files.cert.rename(secret / "tls.crt")
+    files.key.rename(secret / "tls.key")
+    files.ca.rename(secret / "ca.crt")
+    assert cluster.EDGE_TLS_DIR in text
     config = tmp_path / "envoy.yaml"
     image_docs, local_docs = image_docs_files(), DocsFiles.installed(ROOT / "gen" / "openapi.json")
     text = text.replace(image_descriptors, str(ROOT / "gen" / "orchestrall.binpb"))
     text = text.replace(str(image_docs.openapi), str(local_docs.openapi))
-    config.write_text(text.replace(str(image_docs.assets), str(local_docs.assets)))
+    text = text.replace(str(image_docs.assets), str(local_docs.assets))
+    config.write_text(text.replace(cluster.EDGE_TLS_DIR, str(secret)))
     result = subprocess.run(
         offline([str(tool("envoy")), "--mode", "validate", "-c", str(config), "--disable-hot-restart"]),
         capture_output=True,

@@ -78,5 +78,5 @@ def test_every_service_has_connection_pools_and_outlier_detection(mesh: list[dic
         connect = float(policy["connectionPool"]["tcp"]["connectTimeout"].removesuffix("s"))
         deadline = MeshSettings.model_fields["call_timeout_seconds"].default
         assert connect * _client_policy()["maxAttempts"] <= deadline
-    # The gateway's listener is outside its sidecar: plain HTTP from in-mesh clients.
+    # The gateway's listener is outside its sidecar and serves TLS itself: the client sidecar passes it on.
     assert rules["gateway"]["spec"]["trafficPolicy"]["tls"] == {"mode": "DISABLE"}

@@ -1,10 +1,12 @@
 """One REST request is one trace across every hop, with metrics and logs that name it.
 
-A stack of its own exports to an OTLP/gRPC collector run by the test (the
-collector service of ``opentelemetry-proto``, the wire protocol a real
-collector speaks). The request carries a W3C ``traceparent``; the gateway, the
-agent service, the two peers it calls (billing, flag) and the model call must
-all report spans of that trace.
+A stack of its own writes every span to a file (``orchestrall up --traces FILE``: an OTLP/gRPC
+receiver in the stack's process, :mod:`services.cli.traces`, which the gateway and the services
+export to as to a collector). The request carries a W3C ``traceparent``; the gateway, the agent
+service, the two peers it calls (billing, flag) and the model call must all report spans of
+that trace. The same run shows in the agent's metrics (model tokens and latency by model, the
+run's outcome), a workflow run in the workflow service's, and Envoy serves its own stats on the
+stats listener only.
 """
 
 from __future__ import annotations
@@ -12,93 +14,91 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
-import grpc
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
-from opentelemetry.proto.common.v1 import common_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
-from services.cli.stack import Stack, StackConfig, free_port
+from services.cli.stack import Stack, StackConfig, telemetry_summary
 from tests.conftest import SCHEMA_PREFIX, Backend
-from tests.mesh.conftest import auth
+from tests.mesh.conftest import auth, run_to_end
 from tests.mesh.test_access_gateway import sign_up
 
 pytestmark = pytest.mark.mesh
 HOPS = {"orchestrall-gateway", "orchestrall-agent", "orchestrall-billing", "orchestrall-flag"}
 #: Text only the prompt holds: no span, attribute or log line may carry it.
 PROMPT_MARKER = f"marker-{secrets.token_hex(4)}"
+#: ``Span.kind`` SPAN_KIND_SERVER in OTLP's JSON encoding (enums as integers).
+SERVER = 2
 
 
-def _value(value: common_pb2.AnyValue) -> object:
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
+def _value(value: dict[str, object]) -> object:
+    """An OTLP JSON ``AnyValue``: int64 values come as decimal strings."""
+    for kind, inner in value.items():
+        return int(str(inner)) if kind == "intValue" else inner
+    return None
 
 
 @dataclass
 class Span:
     service: str
-    span: trace_pb2.Span
-    attributes: dict[str, object] = field(default_factory=dict)
+    name: str
+    kind: int
+    trace_id: str
+    attributes: dict[str, object]
 
 
-class Collector(trace_service_pb2_grpc.TraceServiceServicer):
-    """Keeps every span exported to it."""
-
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-        self._lock = threading.Lock()
-
-    def Export(  # noqa: N802  (the OTLP service's method name)
-        self, request: trace_service_pb2.ExportTraceServiceRequest, context: grpc.ServicerContext
-    ) -> trace_service_pb2.ExportTraceServiceResponse:
-        with self._lock:
-            for resource_spans in request.resource_spans:
-                resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
-                for scope_spans in resource_spans.scope_spans:
-                    for span in scope_spans.spans:
-                        attributes = {a.key: _value(a.value) for a in span.attributes}
-                        self.spans.append(Span(str(resource.get("service.name")), span, attributes))
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-    def of_trace(self, trace_id: str) -> list[Span]:
-        with self._lock:
-            return [s for s in self.spans if s.span.trace_id.hex() == trace_id]
+def spans_in(path: Path) -> list[Span]:
+    """Every span in an OTLP JSON lines file (a line still being written is left for later)."""
+    text = path.read_text() if path.exists() else ""
+    spans = []
+    for line in text[: text.rfind("\n") + 1].splitlines():
+        for resource_spans in json.loads(line)["resourceSpans"]:
+            resource = {a["key"]: _value(a["value"]) for a in resource_spans["resource"]["attributes"]}
+            for scope_spans in resource_spans["scopeSpans"]:
+                for span in scope_spans["spans"]:
+                    attributes = {a["key"]: _value(a["value"]) for a in span.get("attributes", [])}
+                    spans.append(
+                        Span(
+                            str(resource["service.name"]),
+                            span["name"],
+                            span["kind"],
+                            span["traceId"],
+                            attributes,
+                        )
+                    )
+    return spans
 
 
 @dataclass
 class Traced:
     stack: Stack
-    collector: Collector
     http: httpx.Client
+
+    def of_trace(self, trace_id: str) -> list[Span]:
+        assert self.stack.config.traces_file is not None
+        return [s for s in spans_in(self.stack.config.traces_file) if s.trace_id == trace_id]
 
 
 @pytest.fixture(scope="module")
 def traced(tmp_path_factory: pytest.TempPathFactory, stack: Stack, backend: Backend) -> Iterator[Traced]:
-    collector = Collector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(collector, server)
-    port = free_port()
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    server.start()
     variables = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "ORCHESTRALL_GATEWAY_TRACE_SAMPLING": "100",  # every request, so this one is traced
     }
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)  # the stack hands its environment to its children
+    state = tmp_path_factory.mktemp(f"traced-{backend.name}")
     config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp(f"traced-{backend.name}"),
+        state,
         database_url=backend.database_url,
         schema_prefix=f"{SCHEMA_PREFIX}traced_",
         openai_base_url=f"http://127.0.0.1:{stack.config.model_port}/v1",
+        traces_file=state / "traces.jsonl",
     )
     running = Stack(config, log=lambda _line: None)
     try:
@@ -110,9 +110,8 @@ def traced(tmp_path_factory: pytest.TempPathFactory, stack: Stack, backend: Back
             else:
                 os.environ[name] = value
     with httpx.Client(base_url=config.gateway_url, timeout=120) as http:
-        yield Traced(running, collector, http)
+        yield Traced(running, http)
     running.stop()
-    server.stop(grace=None)
 
 
 def test_one_rest_request_is_one_trace_across_every_hop(traced: Traced) -> None:
@@ -132,28 +131,22 @@ def test_one_rest_request_is_one_trace_across_every_hop(traced: Traced) -> None:
     run_name = run.json()["name"]
 
     deadline = time.monotonic() + 20
-    while {s.service for s in traced.collector.of_trace(trace_id)} < HOPS or not _model_spans(
-        traced, trace_id
-    ):
+    while {s.service for s in traced.of_trace(trace_id)} < HOPS or not _model_spans(traced, trace_id):
         assert time.monotonic() < deadline, (
-            f"services seen: {sorted({s.service for s in traced.collector.of_trace(trace_id)})}"
+            f"services seen: {sorted({s.service for s in traced.of_trace(trace_id)})}"
         )
         time.sleep(0.1)
-    spans = traced.collector.of_trace(trace_id)
+    spans = traced.of_trace(trace_id)
 
-    agent_server = [
-        s
-        for s in spans
-        if s.service == "orchestrall-agent" and s.span.kind == trace_pb2.Span.SPAN_KIND_SERVER
-    ]
-    assert [s.span.name for s in agent_server] == ["/orchestrall.agent.v1.AgentService/CreateRun"]
+    agent_server = [s for s in spans if s.service == "orchestrall-agent" and s.kind == SERVER]
+    assert [s.name for s in agent_server] == ["/orchestrall.agent.v1.AgentService/CreateRun"]
     assert agent_server[0].attributes["tenant.id"] == owner.tenant
     (model,) = _model_spans(traced, trace_id)
     assert model.attributes["gen_ai.operation.name"] == "chat"
     assert isinstance(model.attributes["gen_ai.usage.output_tokens"], int)
     assert all(PROMPT_MARKER not in json.dumps(s.attributes, default=str) for s in spans)
     dialect = "sqlite" if traced.stack.config.database_url is None else "postgresql"
-    transactions = [s.span.name for s in spans if s.attributes.get("db.system.name") == dialect]
+    transactions = [s.name for s in spans if s.attributes.get("db.system.name") == dialect]
     assert "write start_run" in transactions
 
     # The same call in the agent's metrics and its JSON log line, with the trace's id.
@@ -173,7 +166,7 @@ def test_one_rest_request_is_one_trace_across_every_hop(traced: Traced) -> None:
 
 
 def _model_spans(traced: Traced, trace_id: str) -> list[Span]:
-    return [s for s in traced.collector.of_trace(trace_id) if s.span.name.startswith("chat ")]
+    return [s for s in traced.of_trace(trace_id) if s.name.startswith("chat ")]
 
 
 def _rpc_log_line(traced: Traced, trace_id: str) -> dict[str, object]:
@@ -192,3 +185,99 @@ def _rpc_log_line(traced: Traced, trace_id: str) -> dict[str, object]:
 
 def _agent_log(traced: Traced) -> str:
     return (traced.stack.config.state_dir / "logs" / "agent.log").read_text()
+
+
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _scrape(url: str) -> Series:
+    answer = httpx.get(url, timeout=5)
+    assert answer.status_code == 200, answer.text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def _total(series: Series, name: str, **labels: str) -> float:
+    return sum(v for (n, found), v in series.items() if n == name and set(labels.items()) <= found)
+
+
+def test_model_calls_and_run_outcomes_show_in_the_metrics(traced: Traced) -> None:
+    owner = sign_up(traced.http, "metered")
+    t, headers = f"tenants/{owner.tenant}", auth(owner.token)
+    agent = {"instructions": "Answer in one word.", "maxOutputTokens": 8, "temperature": 0}
+    created = traced.http.post(f"/v1/{t}/agents", params={"agentId": "m"}, json=agent, headers=headers)
+    assert created.status_code == 200, created.text
+    steps = [{"id": "note", "notification": {"channel": "ops", "messageTemplate": "hello"}}]
+    workflow = traced.http.post(
+        f"/v1/{t}/workflows", params={"workflowId": "w"}, json={"steps": steps}, headers=headers
+    )
+    assert workflow.status_code == 200, workflow.text
+    urls = traced.stack.config.metrics_urls()
+    agent_before, workflow_before = _scrape(urls["agent"]), _scrape(urls["workflow"])
+
+    run = run_to_end(traced.http, f"{t}/agents/m", {"input": "Say hi."}, headers)
+    assert run["state"] == "STATE_SUCCEEDED", run
+    started = traced.http.post(f"/v1/{workflow.json()['name']}/runs", json={"input": "x"}, headers=headers)
+    assert started.status_code == 200, started.text
+    deadline = time.monotonic() + 60
+    while (body := traced.http.get(f"/v1/{started.json()['name']}", headers=headers).json())["state"] in (
+        "RUN_STATE_PENDING",
+        "RUN_STATE_RUNNING",
+    ):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+    assert body["state"] == "RUN_STATE_SUCCEEDED", body
+    agent_after, workflow_after = _scrape(urls["agent"]), _scrape(urls["workflow"])
+
+    def grew(name: str, **labels: str) -> float:
+        return _total(agent_after, name, **labels) - _total(agent_before, name, **labels)
+
+    call = {
+        "gen_ai_operation_name": "chat",
+        "gen_ai_provider_name": "openai",
+        "gen_ai_response_model": run["model"],
+    }
+    usage = run["usage"]
+    for kind, tokens in (("input", usage.get("inputTokens", 0)), ("output", usage.get("outputTokens", 0))):
+        assert grew("gen_ai_client_token_usage_count", gen_ai_token_type=kind, **call) == 1
+        assert grew("gen_ai_client_token_usage_sum", gen_ai_token_type=kind, **call) == int(tokens)
+    assert grew("gen_ai_client_operation_duration_seconds_count", error_type="", **call) == 1
+    assert 0 < grew("gen_ai_client_operation_duration_seconds_sum", **call) < 120
+    assert grew("orchestrall_agent_runs_ended_total", state="succeeded") == 1
+    assert grew("orchestrall_agent_runs_ended_total", state="failed") == 0
+    ended = "orchestrall_workflow_runs_ended_total"
+    assert (
+        _total(workflow_after, ended, state="succeeded") - _total(workflow_before, ended, state="succeeded")
+        == 1
+    )
+    # The database pools of both, as the dashboard reads them.
+    assert _total(agent_after, "db_client_connection_count", rpc_service="agent") >= 1
+
+
+def test_envoy_serves_its_stats_on_the_stats_listener_only(traced: Traced) -> None:
+    url = traced.stack.config.metrics_urls()["gateway"]
+    answer = httpx.get(url, timeout=5)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    families = {family.name for family in text_string_to_metric_families(answer.text)}
+    assert "envoy_http_downstream_rq" in families and "envoy_cluster_upstream_rq" in families
+    base = url.removesuffix("/stats/prometheus")
+    for path in ("/stats", "/config_dump", "/certs", "/ready", "/"):
+        assert httpx.get(base + path, timeout=5).status_code == 404, path
+    assert httpx.post(base + "/quitquitquit", timeout=5).status_code == 404
+    assert httpx.post(url, timeout=5).status_code == 404
+    # Readiness is on the gateway's own listener.
+    ready = traced.http.get("/ready")
+    assert ready.status_code == 200 and ready.text.strip() == "LIVE"
+
+
+def test_up_prints_where_metrics_and_traces_are(traced: Traced) -> None:
+    summary = telemetry_summary(traced.stack)
+    urls = traced.stack.config.metrics_urls()
+    assert set(urls) == {"auth", "agent", "workflow", "flag", "billing", "gateway"}
+    for name, url in urls.items():
+        assert f"{name:<9} {url}" in summary
+        assert httpx.get(url, timeout=5).status_code == 200, url
+    assert f"traces   {traced.stack.config.traces_file} (OTLP JSON" in summary

@@ -171,6 +171,11 @@ async def test_a_dead_replicas_run_is_swept_while_a_live_one_keeps_its_lease(
     assert swept.end_time.ToDatetime(dt.UTC) >= clock() - dt.timedelta(seconds=LEASE)
     assert still.state == res.Run.STATE_RUNNING, "its replica renewed its lease all along"
     assert finished.state == res.Run.STATE_SUCCEEDED and finished.name == still.name
+    # The replica's metrics count both ends: the run it swept as failed, its own as succeeded.
+    registry = replica.metrics.registry
+    for state in ("failed", "succeeded"):
+        labels = {"rpc_service": "agent", "state": state}
+        assert registry.get_sample_value("orchestrall_agent_runs_ended_total", labels) == 1, state
 
 
 async def test_start_up_sweeps_and_a_retry_of_an_expired_run_says_it_was_interrupted(
