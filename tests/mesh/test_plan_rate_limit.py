@@ -91,7 +91,8 @@ class Edges:
 
 
 async def _billing(config: StackConfig, tls_dir: Path, counters: WindowCounters) -> RunningServer:
-    settings = config.settings("billing").model_copy(update={"tls_dir": tls_dir, "listen": "127.0.0.1:0"})
+    update = {"tls_dir": tls_dir, "listen": "127.0.0.1:0", "metrics_listen": None}
+    settings = config.settings("billing").model_copy(update=update)
     service, mesh_settings = await build_billing(
         settings, counters=counters, request_rate_of=rate_of, rate_clock=lambda: NOW
     )
@@ -200,7 +201,8 @@ async def test_two_gateways_share_one_count_through_redis(edges: Edges) -> None:
         answers = [await _get(client, url, tenant, headers) for url in (left, right) * 3]
     assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 429]
     assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["3", "2", "1", "0", "0", "0"]
-    assert {a.headers["x-ratelimit-limit"] for a in answers} == {"4"}
+    # draft 03: the limit, then the quota policy (4 requests in a window of 1 second).
+    assert {a.headers["x-ratelimit-limit"] for a in answers} == {"4, 4;w=1"}
     refused = answers[-1]
     assert refused.headers["retry-after"] == "1"
     assert refused.headers["x-ratelimit-reset"] == "1"
