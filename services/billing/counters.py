@@ -10,9 +10,15 @@ long as one replica serves them (``orchestrall up``).
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from services.kit.errors import Unavailable
+
+log = logging.getLogger(__name__)
 
 #: Prefix of the rate limit service's keys in Redis (the database may be shared).
 KEY_PREFIX = "orchestrall:ratelimit:"
@@ -84,13 +90,20 @@ class RedisCounters:
         """Adds ``hits`` to ``key``'s count in the window; returns the count after it.
 
         Raises:
-            redis.RedisError: Redis could not be reached or refused the commands.
+            Unavailable: ``RATE_COUNTERS_UNAVAILABLE``, Redis could not be reached or refused the
+                commands (the gateway then lets the request through to its local bucket).
         """
         name = f"{KEY_PREFIX}{key}:{window_start}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(name, hits)
-            pipe.expire(name, self._keep_seconds or 2 * window_seconds)
-            count, _ = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(name, hits)
+                pipe.expire(name, self._keep_seconds or 2 * window_seconds)
+                count, _ = await pipe.execute()
+        except RedisError as error:
+            log.warning("rate limit counters unavailable: %s", error)
+            raise Unavailable(
+                "RATE_COUNTERS_UNAVAILABLE", "the rate limit counters cannot be reached; retry later"
+            ) from None
         return int(count)
 
     async def ping(self) -> None:

@@ -131,7 +131,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
         Raises:
             InvalidArgument: A tenant descriptor's value is not a tenant ID (Envoy then lets the
                 request through: failure_mode_deny is off).
-            redis.RedisError: Redis could not count (the same).
+            Unavailable: ``RATE_COUNTERS_UNAVAILABLE``, Redis could not count (the same).
         """
         now = self._clock()
         window = math.floor(now / WINDOW_SECONDS) * WINDOW_SECONDS

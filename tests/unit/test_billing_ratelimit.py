@@ -16,7 +16,8 @@ from envoy_api.envoy.service.ratelimit.v3 import rls_pb2
 from services.billing import plans
 from services.billing.counters import KEY_PREFIX, MemoryCounters, RedisCounters, WindowCounters
 from services.billing.ratelimit import DOMAIN, TENANT_KEY, PlanRates, RateLimitServicer
-from services.kit.errors import InvalidArgument
+from services.cli.stack import free_port
+from services.kit.errors import InvalidArgument, Unavailable
 from tests.conftest import redis_or_skip
 
 OK = rls_pb2.RateLimitResponse.OK
@@ -197,3 +198,13 @@ async def test_a_descriptor_that_is_not_a_tenant_id_is_refused() -> None:
     limiter = servicer({}, MemoryCounters(), Clock(T0))
     with pytest.raises(InvalidArgument):
         await limiter.ShouldRateLimit(tenant_request("Not:A:Tenant"), None)  # type: ignore[arg-type]
+
+
+async def test_unreachable_redis_is_unavailable_not_an_internal_error() -> None:
+    counters = RedisCounters(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await counters.add("t", 100, 1, 1)
+    finally:
+        await counters.close()
+    assert raised.value.reason == "RATE_COUNTERS_UNAVAILABLE"
