@@ -234,6 +234,8 @@ class MeshUnderTest:
             schema_prefix=schema_prefix,
             openai_base_url=f"http://127.0.0.1:{free_port()}/v1",
             gateway=GatewaySettings(tenant_rate=UNLIMITED_RATE, tenant_burst=UNLIMITED_RATE),
+            # The free plan's rate would refuse the load; the figures are of the services.
+            plan_rate_limit=False,
         )
         self.stack = Stack(self.config, log=lambda _line: None)
         self.token = ""

@@ -49,6 +49,8 @@ IMAGE_ROOTS = (
     "swagger-ui-bundle",
     # The IANA time zone database for zoneinfo (billing's usage windows), whatever the OS image has.
     "tzdata",
+    # Billing's rate limit counters in Redis.
+    "redis",
 )
 
 

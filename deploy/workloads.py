@@ -381,6 +381,7 @@ def envoy_config(cluster: Cluster) -> str:
         upstreams={name: (cluster.host(name), SERVICE_PORT) for name in SERVICES},
         mcp_upstream=(cluster.host("agent"), MCP_PORT),
         docs=image_docs_files(),
+        rate_limit_upstream=(cluster.host("billing"), SERVICE_PORT),
         tls_dir=None,
         descriptor_set=IMAGE_ROOT / "gen" / "orchestrall.binpb",
         issuer=cluster.issuer,

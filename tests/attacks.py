@@ -138,12 +138,14 @@ def internal_targets() -> list[InternalTarget]:
     """Every internal RPC, with the callers the policy table names for it."""
     rules = method_rules(service_descriptors())
     found = []
-    for service in service_descriptors():
-        for method in service.methods:
-            path = f"/{service.full_name}/{method.name}"
-            if rules[path].internal:
-                callers = frozenset(c for c, methods in SERVICE_CALLS.items() if path in methods)
-                found.append(InternalTarget(service.full_name.split(".")[1], method, callers))
+    # By mesh service: an adopted protocol's package (Envoy's rate limit service) names none.
+    for name, descriptors in all_descriptors().items():
+        for service in descriptors:
+            for method in service.methods:
+                path = f"/{service.full_name}/{method.name}"
+                if rules[path].internal:
+                    callers = frozenset(c for c, methods in SERVICE_CALLS.items() if path in methods)
+                    found.append(InternalTarget(name, method, callers))
     return found
 
 

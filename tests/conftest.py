@@ -85,6 +85,23 @@ def postgres_or_skip() -> str:
     return POSTGRES_URL
 
 
+REDIS_URL = os.environ.get("ORCHESTRALL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_or_skip() -> str:
+    """The Redis URL the tests count in; fails under CI when Redis is unreachable, else skips."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis is required in CI and unreachable: {error}")
+        pytest.skip(f"Redis unreachable: {error}")
+    return REDIS_URL
+
+
 @dataclass(frozen=True)
 class Backend:
     """A database backend for a test session."""

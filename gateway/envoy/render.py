@@ -6,9 +6,14 @@ turns into gRPC from the ``google.api.http`` annotations, and for native gRPC,
 which passes through. ``jwt_authn`` verifies bearer tokens against auth's JWKS,
 fetched through the gateway itself.
 
-Edge protection (all in Envoy, no external service): a token bucket per tenant
-(the verified ``tenant`` claim) and one per client address on the anonymous
-credential RPCs (sign-up, token), answered with HTTP 429 and ``Retry-After``;
+Edge protection: a token bucket per tenant (the verified ``tenant`` claim) and
+one per client address on the anonymous credential RPCs (sign-up, token), in
+each Envoy process, answered with HTTP 429 and ``Retry-After``; then the tenant's
+plan rate, counted for every gateway replica together by the rate limit service
+(the billing service, Envoy's ``envoy.service.ratelimit.v3`` protocol,
+:mod:`services.billing.ratelimit`), which Envoy asks over mTLS on its own
+identity; when that service cannot answer in time the request goes on and the
+local bucket alone holds (``failure_mode_deny: false``);
 CORS for the browser console's origins; a request body cap (413) and a request
 header cap (431). The buckets and the CORS origins are settings from the
 environment (:class:`gateway.envoy.settings.GatewaySettings`); :func:`render`
@@ -117,12 +122,25 @@ class EdgeTls:
     ca: Path
 
 
+#: The rate limit service's domain (``RateLimitRequest.domain``), and the descriptor entry that
+#: names the tenant (``services.billing.ratelimit`` reads the same names).
+RATE_LIMIT_DOMAIN = "orchestrall"
+RATE_LIMIT_TENANT_KEY = "tenant"
+#: Cluster of the rate limit service (the billing service's address, its own connection pool).
+RATE_LIMIT_CLUSTER = "ratelimit"
+#: How long Envoy waits for the rate limit service before letting the request through, in
+#: milliseconds (Envoy's default is 20): one billing round trip, with room for a busy core.
+RATE_LIMIT_TIMEOUT_MS = 100
+#: Response headers of the rate limit filter (``enable_x_ratelimit_headers: DRAFT_VERSION_03``,
+#: draft-ietf-httpapi-ratelimit-headers-03): the plan's limit, what is left of it, seconds to reset.
+RATE_LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
 #: Distinct tenants / addresses whose buckets are kept (LRU); an evicted one restarts full.
 MAX_DYNAMIC_DESCRIPTORS = 10_000
 CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
 CORS_ALLOW_HEADERS = ("authorization", "content-type", "if-none-match", "x-request-id")
 #: Response headers a browser script may read (Retry-After on a 429, an OFREP bulk answer's ETag).
-CORS_EXPOSE_HEADERS = ("etag", "retry-after", "x-request-id")
+CORS_EXPOSE_HEADERS = ("etag", "retry-after", "x-request-id", *RATE_LIMIT_HEADERS)
 CORS_MAX_AGE_SECONDS = 600
 #: Largest request body (REST JSON or gRPC message); larger gets 413.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -324,6 +342,8 @@ def render(
     docs: DocsFiles | None = None,
     stats_port: int | None = None,
     stats_address: str = "127.0.0.1",
+    rate_limit_upstream: tuple[str, int] | None = None,
+    rate_limit_timeout_ms: int = RATE_LIMIT_TIMEOUT_MS,
 ) -> str:
     """Render the gateway's Envoy configuration (bootstrap YAML).
 
@@ -375,6 +395,12 @@ def render(
             :data:`STATS_PATH` (Prometheus text, from the admin interface, which stays on
             loopback) and answers 404 to any other path. None: no such listener.
         stats_address: Address the stats listener binds (``0.0.0.0`` in a container).
+        rate_limit_upstream: ``(host, port)`` of the rate limit service, the billing service
+            (mTLS checking billing's SPIFFE ID when ``tls_dir`` is given): every request with a
+            verified tenant is counted there against the tenant's plan rate, after the local
+            bucket let it pass. None: the local buckets only.
+        rate_limit_timeout_ms: How long a request waits for the rate limit service before it
+            goes on uncounted by it (the local bucket still applies).
 
     Returns:
         The YAML text, for ``envoy -c``.
@@ -383,7 +409,16 @@ def render(
         ValueError: An upstream names an unknown service, or a limit is not positive.
 
     """
-    if min(max_request_bytes, max_request_headers_kb, max_dynamic_descriptors, jwt_cache_size) < 1:
+    if (
+        min(
+            max_request_bytes,
+            max_request_headers_kb,
+            max_dynamic_descriptors,
+            jwt_cache_size,
+            rate_limit_timeout_ms,
+        )
+        < 1
+    ):
         raise ValueError("request size limits, max_dynamic_descriptors and jwt_cache_size must be positive")
     # Envoy reads 0 as "not set" (60 s).
     if jwt_clock_skew_seconds < 1:
@@ -400,12 +435,32 @@ def render(
             "dns": "STATIC" if _is_ip(host) else "STRICT_DNS",
             "sni": name,
             "spiffe_id": spiffe_id(trust_domain, namespace, name),
-            "grpc_services": [s.full_name for s in descriptors[name]],
+            # A service whose every RPC is internal (Envoy's rate limit protocol) is not routed at all.
+            "grpc_services": [
+                s.full_name
+                for s in descriptors[name]
+                if any(not r.internal for r in rpcs if r.grpc_path.startswith(f"/{s.full_name}/"))
+            ],
             "streaming": [r.grpc_path for r in rpcs if r.service == name and r.streaming and not r.internal],
             "timeout": ROUTE_TIMEOUT_SECONDS.get(name, DEFAULT_ROUTE_TIMEOUT_SECONDS),
         }
         for name, (host, port) in upstreams.items()
     ]
+    if rate_limit_upstream is not None:
+        host, port = rate_limit_upstream
+        clusters.append(
+            {
+                "name": RATE_LIMIT_CLUSTER,
+                "host": host,
+                "port": port,
+                "dns": "STATIC" if _is_ip(host) else "STRICT_DNS",
+                "sni": "billing",
+                "spiffe_id": spiffe_id(trust_domain, namespace, "billing"),
+                "grpc_services": [],
+                "streaming": [],
+                "timeout": DEFAULT_ROUTE_TIMEOUT_SECONDS,
+            }
+        )
     # Anonymous RPCs of auth that change state (sign-up, token): targets of credential stuffing.
     # Webhook deliveries (workflow's DeliverWebhook) are not counted: each is checked by its
     # trigger's signature, and one bucket per address would throttle every tenant whose
@@ -470,6 +525,16 @@ def render(
             },
         ],
         max_dynamic_descriptors=max_dynamic_descriptors,
+        rate_limit=(
+            {
+                "domain": RATE_LIMIT_DOMAIN,
+                "key": RATE_LIMIT_TENANT_KEY,
+                "cluster": RATE_LIMIT_CLUSTER,
+                "timeout": f"{rate_limit_timeout_ms / 1000:g}s",  # JSON duration: seconds only
+            }
+            if rate_limit_upstream is not None
+            else None
+        ),
         cors_origins=list(cors_origins),
         cors_allow_methods=", ".join(CORS_ALLOW_METHODS),
         cors_allow_headers=", ".join(CORS_ALLOW_HEADERS),

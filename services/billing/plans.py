@@ -45,15 +45,19 @@ class Meter:
 
 @dataclass(frozen=True)
 class Plan:
-    """A plan: a limit per meter for each billing period.
+    """A plan: a limit per meter for each billing period, and a request rate at the gateway.
 
     Attributes:
         name: Plan name, e.g. ``free``.
         limits: Meter name to the most that may be used in one period; 0 means unlimited.
+        request_rate: Requests per second each tenant on the plan may make through the
+            gateway, every gateway replica together (:mod:`services.billing.ratelimit`);
+            0 means unlimited.
     """
 
     name: str
     limits: Mapping[str, float]
+    request_rate: int = 0
 
 
 METERS: Mapping[str, Meter] = {
@@ -73,12 +77,24 @@ METER_OF_TYPE: Mapping[str, Meter] = {m.event_type: m for m in METERS.values()}
 FREE = Plan(
     "free",
     {"agent_runs": 1000, "model_input_tokens": 2_000_000, "model_output_tokens": 500_000},
+    # The gateway's own default per-replica rate (ORCHESTRALL_GATEWAY_TENANT_RATE), now for all replicas.
+    request_rate=200,
 )
 
 
 def plan_of(tenant_id: str) -> Plan:
     """Return the tenant's plan; every tenant is on ``free`` for now."""
     return FREE
+
+
+async def request_rate_of(tenant_id: str) -> int:
+    """Returns the request rate of the tenant's plan, in requests per second; 0 means unlimited.
+
+    The one place the rate limit service reads a plan's rate (it caches the answer for
+    ``services.billing.ratelimit.RATE_CACHE_SECONDS``); a coroutine, so that it can read the
+    tenant's subscription from the database.
+    """
+    return plan_of(tenant_id).request_rate
 
 
 def period_of(instant: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

@@ -6,14 +6,19 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
 import grpc
+from envoy_api.envoy.service.ratelimit.v3 import rls_pb2_grpc
+from pydantic import AliasChoices, Field
 
 from orchestrall.billing.v1 import billing_service_pb2_grpc
-from services.billing import alerts, store
+from services.billing import alerts, plans, store
 from services.billing.alert_service import AlertSweeper
+from services.billing.counters import WindowCounters, counters_for
 from services.billing.models import AUDIT_OUTBOX, NOTIFICATION_OUTBOX
+from services.billing.ratelimit import PlanRates, RateLimitServicer
 from services.billing.service import BillingService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
@@ -27,6 +32,19 @@ NAME = "billing"
 SWEEP_INTERVAL_SECONDS = 3600.0
 
 log = logging.getLogger(__name__)
+
+
+class BillingSettings(MeshSettings):
+    """Mesh settings plus where the rate limit service keeps its counts."""
+
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ORCHESTRALL_REDIS_URL", "REDIS_URL"),
+        description=(
+            "Redis URL (redis://host:port/db) where the rate limit service counts each tenant's "
+            "requests, shared by every billing replica; unset means this process's memory."
+        ),
+    )
 
 
 class KeySweeper:
@@ -76,16 +94,25 @@ async def build(
     settings: MeshSettings | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
     sweep_interval: float = SWEEP_INTERVAL_SECONDS,
+    *,
+    counters: WindowCounters | None = None,
+    request_rate_of: Callable[[str], Awaitable[int]] = plans.request_rate_of,
+    rate_clock: Callable[[], float] = time.time,
 ) -> tuple[Service, MeshSettings]:
     """Build the billing service; it verifies tokens against the auth service's JWKS, fetched over mTLS.
 
     Args:
-        settings: Its settings; from the environment when None.
+        settings: Its settings; from the environment when None. A :class:`BillingSettings`
+            with a ``redis_url`` counts the gateway's requests in Redis.
         clock: The time events are recorded in and reservations are made, expire and end
             in; the deduplication window ends at it (tests move it).
         sweep_interval: Seconds between sweeps of the deduplication keys (one at start).
+        counters: Where the rate limit service counts; by default Redis at ``redis_url``, or
+            memory.
+        request_rate_of: A tenant's plan rate (tests give tenants their own).
+        rate_clock: Unix seconds the rate limit windows are taken from (tests hold it still).
     """
-    settings = settings or MeshSettings()
+    settings = settings or BillingSettings()
     db = Database(create_engine(settings, NAME))
     db.session_setup("postgresql", store.BATCH_TABLE_DDL)
     clients = MeshClients(settings, NAME)
@@ -100,9 +127,13 @@ async def build(
         alerts.deliver_batch,
         settings.audit_relay_interval_seconds,
     )
+    if counters is None:
+        counters = counters_for(settings.redis_url if isinstance(settings, BillingSettings) else None)
+    limiter = RateLimitServicer(PlanRates(request_rate_of), counters, rate_clock)
 
     def register(server: grpc.aio.Server) -> None:
         billing_service_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(limiter, server)
 
     service = mesh_service(
         NAME,
@@ -112,6 +143,6 @@ async def build(
         clients,
         AUDIT_OUTBOX,
         on_start=[sweeper.start, alert_sweeper.start, notifications.start],
-        on_stop=[alert_sweeper.stop, sweeper.stop, notifications.stop],
+        on_stop=[alert_sweeper.stop, sweeper.stop, notifications.stop, counters.close],
     )
     return service, settings

@@ -124,6 +124,10 @@ class StackConfig:
         gateway: The gateway's rate limits and CORS origins, read from the environment
             (``ORCHESTRALL_GATEWAY_*``) when the config is made, so a bad value fails
             before anything starts.
+        plan_rate_limit: The gateway asks the billing service's rate limit service about
+            each tenant's plan rate (counted in Redis with ``ORCHESTRALL_REDIS_URL``, else in
+            billing's memory). Off, only the gateway's local buckets limit (benchmarks that
+            measure something else).
     """
 
     state_dir: Path = Path(".state")
@@ -144,6 +148,7 @@ class StackConfig:
     edge_tls: bool = False
     traces_file: Path | None = None
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    plan_rate_limit: bool = True
 
     @classmethod
     def ephemeral(cls, state_dir: Path, **overrides: object) -> StackConfig:
@@ -384,6 +389,9 @@ class Stack:
             mcp_upstream=("127.0.0.1", config.mcp_port),
             docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
             stats_port=config.stats_port,
+            rate_limit_upstream=("127.0.0.1", config.service_ports["billing"])
+            if config.plan_rate_limit
+            else None,
         )
         path = config.state_dir / "envoy.yaml"
         path.write_text(yaml_text)

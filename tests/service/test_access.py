@@ -164,6 +164,7 @@ async def call_internal(
 def test_the_internal_matrix_covers_every_internal_rpc() -> None:
     names = {t.method.name for t in INTERNAL_TARGETS}
     assert {"IngestUsageEvents", "CreateReservation", "SettleReservation", "ReleaseReservation"} <= names
+    assert {t.service for t in INTERNAL_TARGETS if t.method.name == "ShouldRateLimit"} == {"billing"}
     assert all(t.callers for t in INTERNAL_TARGETS), "an internal RPC nobody may call"
 
 

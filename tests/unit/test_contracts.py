@@ -8,7 +8,7 @@ from pathlib import Path
 from google.api import annotations_pb2 as http_annotations
 
 from services.kit import protogen
-from services.kit.auth import method_rules
+from services.kit.auth import MethodRule, method_rules
 from services.kit.contracts import (
     adopted_descriptors_of,
     adopted_permissions,
@@ -58,6 +58,7 @@ def test_every_rpc_is_external_with_http_or_internal_by_policy() -> None:
         "/orchestrall.billing.v1.BillingService/ReleaseReservation",
         "/orchestrall.auth.v1.AuthService/IngestAuditEvents",
         "/orchestrall.auth.v1.AuthService/RotateSigningKey",
+        "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
     }
     anonymous = {method.rsplit("/", 1)[1] for method, rule in rules.items() if rule.anonymous}
     assert anonymous == {"CreateTenant", "IssueToken", "GetJwks", "GetOpenIdConfiguration", "DeliverWebhook"}
@@ -79,8 +80,20 @@ def test_flagds_protocols_are_served_by_flag_with_a_token_and_no_rest_binding() 
         rule = rules[method]
         assert not rule.anonymous and not rule.internal and not rule.audited, method
         assert rule.permission in permissions_of(["viewer"]), method
-    for name in ("auth", "agent", "workflow", "billing"):
+    for name in ("auth", "agent", "workflow"):
         assert adopted_descriptors_of(name) == []
+
+
+def test_envoys_rate_limit_protocol_is_served_by_billing_to_the_gateway_alone() -> None:
+    assert [d.full_name for d in adopted_descriptors_of("billing")] == [
+        "envoy.service.ratelimit.v3.RateLimitService"
+    ]
+    path = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
+    assert method_rules(descriptors_of("billing"))[path] == MethodRule(
+        anonymous=False, internal=True, permission="", audited=False
+    )
+    assert [caller for caller, methods in SERVICE_CALLS.items() if path in methods] == ["gateway"]
+    assert SERVICE_CALLS["gateway"] == {path}
 
 
 #: Paths a protocol owned elsewhere fixes: OFREP's (open-feature/protocol), served by OfrepService only.
