@@ -83,7 +83,6 @@ def chunk(blocks: list[Block]) -> list[Piece]:
     section: str | None = None
 
     def emit() -> None:
-        nonlocal size
         if current and section is not None:
             pieces.append(Piece(section, "\n\n".join(current)))
 
