@@ -166,7 +166,7 @@ class KnowledgeFigures:
                     f"knowledge ingestion, {chunks} chunks (parse, chunk, embed, store), {label}",
                     figures["chunks_per_second"],
                     "chunks/s",
-                    goal=Goal(">= 500", min_value=500),
+                    goal=Goal(">= 1000", min_value=1000),
                 )
             )
             rows.append(
