@@ -44,6 +44,7 @@ from benchmark.harness import (
     share_text,
 )
 from benchmark.ingest import IngestFigures
+from benchmark.knowledge import KnowledgeFigures
 from benchmark.loadgen import wrk_path
 from benchmark.mesh import Bench, EchoServer, MeshUnderTest, Settings, drop_schemas
 from benchmark.rpc import RpcFigures
@@ -62,6 +63,7 @@ GROUPS: list[Callable[[Bench], Group]] = [
     CreateRunCost,
     TracingCost,
     WorkflowSteps,
+    KnowledgeFigures,
     # More figures go here: a module of benchmark/ with a Group class, listed in this list.
 ]
 

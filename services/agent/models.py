@@ -379,3 +379,8 @@ class McpServerRow:
 #: The columns of an MCP server that ``UpdateMcpServer`` may change (``headers`` is stored
 #: as ``header_names`` and ``headers_sealed``).
 MCP_SERVER_FIELDS = ("display_name", "url", "headers", "allowed_tools")
+
+
+# The knowledge tables (knowledge bases, documents, chunks) join this metadata, so the
+# lineage's migrations and schema checks cover them.
+from services.agent.knowledge import models as _knowledge_models  # noqa: E402, F401

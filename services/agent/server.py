@@ -14,6 +14,11 @@ from pydantic_settings import SettingsConfigDict
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.execution import RunLeases, RunLimits
+from services.agent.knowledge.embedding import Embedder, OpenAIEmbedder, StaticEmbedder
+from services.agent.knowledge.index import VectorIndex
+from services.agent.knowledge.ingest import Ingestor
+from services.agent.knowledge.search import Searcher
+from services.agent.knowledge.service import Knowledge
 from services.agent.mcp import McpClient
 from services.agent.mcp_server import CatalogServer
 from services.agent.models import AUDIT_OUTBOX, USAGE_OUTBOX
@@ -100,6 +105,34 @@ class AgentSettings(MeshSettings):
         ),
     )
 
+    embedding_base_url: str | None = Field(
+        None,
+        description=(
+            "An OpenAI-compatible endpoint (base URL, e.g. https://api.example.com/v1) whose "
+            "/embeddings embed knowledge bases' chunks; unset: the packaged local static model."
+        ),
+    )
+    embedding_model: str = Field(
+        "text-embedding-3-small", description="The model asked of embedding_base_url."
+    )
+    embedding_api_key: SecretStr = Field(
+        SecretStr("not-needed-locally"), description="API key of embedding_base_url."
+    )
+    embedding_timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="Deadline of one embedding request."
+    )
+    knowledge_lease_seconds: float = Field(
+        60.0, gt=0, description="How long a replica's claim on a document it ingests holds without a renewal."
+    )
+    knowledge_poll_seconds: float = Field(
+        2.0, gt=0, le=60, description="How often a replica looks for documents waiting for ingestion."
+    )
+    knowledge_cache_chunks: int = Field(
+        500_000,
+        ge=0,
+        description="The most chunks a replica keeps in memory for searches, over all knowledge bases.",
+    )
+
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> AgentSettings:
         if self.run_heartbeat_seconds * 2 > self.run_lease_seconds:
@@ -148,6 +181,27 @@ async def build(
         executor=f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()}",
         clock=clock,
     )
+    embedder: Embedder
+    if settings.embedding_base_url:
+        embedder = OpenAIEmbedder(
+            settings.embedding_base_url,
+            settings.embedding_model,
+            settings.embedding_api_key.get_secret_value(),
+            settings.embedding_timeout_seconds,
+        )
+    else:
+        embedder = StaticEmbedder()
+    ingestor = Ingestor(
+        db,
+        embedder,
+        leases.executor,
+        lease_seconds=settings.knowledge_lease_seconds,
+        poll_seconds=settings.knowledge_poll_seconds,
+        clock=clock,
+    )
+    knowledge = Knowledge(
+        embedder, Searcher(db, embedder, VectorIndex(settings.knowledge_cache_chunks)), ingestor
+    )
     key = settings.encryption_key
     sealer = Sealer.from_hex(key.get_secret_value() if key is not None else None)
     servicer = AgentService(
@@ -159,6 +213,7 @@ async def build(
         leases,
         McpClient(settings.mcp_timeout_seconds),
         sealer,
+        knowledge,
         outcomes=metrics.run_outcomes("agent"),
     )
 
@@ -181,8 +236,8 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[servicer.executor.start_sweeping, usage_relay.start],
-        on_stop=[servicer.executor.stop, usage_relay.stop, router.close],
+        on_start=[servicer.executor.start_sweeping, usage_relay.start, ingestor.start],
+        on_stop=[servicer.executor.stop, ingestor.stop, usage_relay.stop, router.close, embedder.close],
         metrics=metrics,
     )
     if settings.mcp_listen:

@@ -22,6 +22,8 @@ from services.agent import tools as catalog
 from services.agent.catalog import templates as agent_templates
 from services.agent.events import RunEvents
 from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
+from services.agent.knowledge import tool as knowledge_tool
+from services.agent.knowledge.service import Knowledge, KnowledgeRpcs
 from services.agent.models import (
     MCP_SERVER_FIELDS,
     REVISION_FIELDS,
@@ -37,7 +39,7 @@ from services.agent.models import (
 from services.agent.peers import Peers
 from services.agent.replay import replay
 from services.agent.routing import ROUTE_PREFIX, ModelRouter, route_of
-from services.agent.runner import Checkpoint, Decision
+from services.agent.runner import Checkpoint, Decision, RunTool
 from services.kit.audit import note_resource
 from services.kit.auth import current_principal, require_tenant
 from services.kit.db import Database, Tx
@@ -272,6 +274,9 @@ def _tool_violation(tool: str, tenant_id: str, servers: Mapping[str, McpServerRo
     """Returns why an agent of ``tenant_id`` may not name ``tool``, or None when it may."""
     if tool in catalog.CATALOG:
         return None
+    if knowledge_tool.is_knowledge_tool(tool):
+        owner = tool.split("/")[1]
+        return None if owner == tenant_id else f"{tool} is not a knowledge base of tenants/{tenant_id}"
     if not mcp.is_mcp_tool(tool):
         return f"unknown tool {tool!r}; see ListTools"
     tool_tenant, server_id, tool_id = tool.split("/")[1::2]
@@ -336,8 +341,8 @@ def _validate_agent(
         raise InvalidArgument(violations)
 
 
-class AgentService(pb_grpc.AgentServiceServicer):
-    """Agents and runs.
+class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
+    """Agents and runs; knowledge bases through :class:`KnowledgeRpcs`.
 
     Args:
         db: The agent database.
@@ -348,6 +353,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         leases: Leases of runs in progress.
         mcp_client: Lists and calls the tools of tenants' MCP servers.
         sealer: Encrypts MCP servers' headers at rest.
+        knowledge: Knowledge bases' embedding model, search and ingestion.
         outcomes: Counts the runs' ends by state (the service's metrics).
     """
 
@@ -361,9 +367,11 @@ class AgentService(pb_grpc.AgentServiceServicer):
         leases: RunLeases,
         mcp_client: mcp.McpClient,
         sealer: Sealer,
+        knowledge: Knowledge,
         outcomes: RunOutcomes | None = None,
     ) -> None:
         self._db = db
+        self._knowledge = knowledge
         self._mcp = mcp_client
         self._sealer = sealer
         self._limits = limits
@@ -379,9 +387,17 @@ class AgentService(pb_grpc.AgentServiceServicer):
             limits,
             leases,
             self._events,
-            mcp_tools=functools.partial(mcp.resolve_tools, db, sealer, mcp_client),
+            mcp_tools=functools.partial(self._tenant_tools, sealer),
             outcomes=outcomes,
         )
+
+    async def _tenant_tools(self, sealer: Sealer, tenant_id: str, names: Sequence[str]) -> list[RunTool]:
+        """Returns an agent's MCP and knowledge base tools, resolved together."""
+        mcp_tools, knowledge_tools = await asyncio.gather(
+            mcp.resolve_tools(self._db, sealer, self._mcp, tenant_id, names),
+            knowledge_tool.resolve_tools(self._db, self._knowledge.searcher, tenant_id, names),
+        )
+        return [*mcp_tools, *knowledge_tools]
 
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext

@@ -5,9 +5,10 @@ Every RPC names its permission in the contract
 roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
-* ``viewer``    reads agents, runs, workflows, flags, meters and usage; evaluates flags;
-* ``developer`` also creates and changes agents, runs, MCP servers, workflows (and their
-  runs, schedules and triggers) and flags, and calls tools;
+* ``viewer``    reads agents, runs, knowledge bases (and searches them), workflows, flags, meters
+                and usage; evaluates flags;
+* ``developer`` also creates and changes agents, runs, MCP servers, knowledge bases and their
+  documents, workflows (and their runs, schedules and triggers) and flags, and calls tools;
 * ``admin``     also manages users, service accounts, API keys, reads the audit log and
                 records usage events of its own (an operator feeding usage from elsewhere) and
                 manages the tenant's meters;
@@ -42,6 +43,11 @@ _VIEWER = frozenset(
         "agent.templates.get",
         "agent.mcpServers.get",
         "agent.mcpServers.list",
+        "agent.knowledgeBases.get",
+        "agent.knowledgeBases.list",
+        "agent.knowledgeBases.search",
+        "agent.documents.get",
+        "agent.documents.list",
         "workflow.workflows.get",
         "workflow.workflows.list",
         "workflow.runs.get",
@@ -75,6 +81,12 @@ _DEVELOPER = _VIEWER | {
     "agent.mcpServers.create",
     "agent.mcpServers.update",
     "agent.mcpServers.delete",
+    "agent.knowledgeBases.create",
+    "agent.knowledgeBases.update",
+    "agent.knowledgeBases.delete",
+    "agent.documents.create",
+    "agent.documents.update",
+    "agent.documents.delete",
     "agent.tools.call",
     "workflow.workflows.create",
     "workflow.workflows.update",

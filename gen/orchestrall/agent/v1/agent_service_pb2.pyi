@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from orchestrall.api.v1 import annotations_pb2 as _annotations_pb2_1
+from orchestrall.agent.v1 import knowledge_pb2 as _knowledge_pb2
 from orchestrall.agent.v1 import resources_pb2 as _resources_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor

@@ -5,6 +5,7 @@ import warnings
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrall.agent.v1 import agent_service_pb2 as orchestrall_dot_agent_dot_v1_dot_agent__service__pb2
+from orchestrall.agent.v1 import knowledge_pb2 as orchestrall_dot_agent_dot_v1_dot_knowledge__pb2
 from orchestrall.agent.v1 import resources_pb2 as orchestrall_dot_agent_dot_v1_dot_resources__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -202,6 +203,61 @@ class AgentServiceStub:
         self.DeleteMcpServer = channel.unary_unary(
                 '/orchestrall.agent.v1.AgentService/DeleteMcpServer',
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteMcpServerRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateKnowledgeBase = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CreateKnowledgeBase',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.FromString,
+                _registered_method=True)
+        self.GetKnowledgeBase = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetKnowledgeBase',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.GetKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.FromString,
+                _registered_method=True)
+        self.ListKnowledgeBases = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListKnowledgeBases',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListKnowledgeBasesRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListKnowledgeBasesResponse.FromString,
+                _registered_method=True)
+        self.UpdateKnowledgeBase = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/UpdateKnowledgeBase',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.FromString,
+                _registered_method=True)
+        self.DeleteKnowledgeBase = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/DeleteKnowledgeBase',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SearchKnowledgeBase = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/SearchKnowledgeBase',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.SearchKnowledgeBaseRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.SearchKnowledgeBaseResponse.FromString,
+                _registered_method=True)
+        self.CreateDocument = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CreateDocument',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.CreateDocumentRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.FromString,
+                _registered_method=True)
+        self.GetDocument = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetDocument',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.GetDocumentRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.FromString,
+                _registered_method=True)
+        self.ListDocuments = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListDocuments',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListDocumentsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListDocumentsResponse.FromString,
+                _registered_method=True)
+        self.UpdateDocument = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/UpdateDocument',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.UpdateDocumentRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.FromString,
+                _registered_method=True)
+        self.DeleteDocument = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/DeleteDocument',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteDocumentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
 
@@ -621,6 +677,130 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateKnowledgeBase(self, request, context):
+        """Creates a knowledge base: documents go in with `CreateDocument`, agents search it by
+        naming it in their `tools` (the `knowledge_search` tool), clients with
+        `SearchKnowledgeBase`. Its `embedding_model` is the deployment's now.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`knowledge_base_id` not an AIP-122 ID);
+        ALREADY_EXISTS `KNOWLEDGE_BASE_ALREADY_EXISTS`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKnowledgeBase(self, request, context):
+        """Gets a knowledge base.
+
+        Errors: NOT_FOUND `KNOWLEDGE_BASE_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKnowledgeBases(self, request, context):
+        """Lists the tenant's knowledge bases, newest first.
+
+        Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateKnowledgeBase(self, request, context):
+        """Updates the knowledge base's fields named in `update_mask` (AIP-134).
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not a mutable field of `KnowledgeBase`); NOT_FOUND `KNOWLEDGE_BASE_NOT_FOUND`; and
+        the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKnowledgeBase(self, request, context):
+        """Deletes a knowledge base; with `force`, its documents and chunks too. Agents that
+        name it keep the name; a run then fails its `knowledge_search` calls.
+
+        Errors: NOT_FOUND `KNOWLEDGE_BASE_NOT_FOUND`; FAILED_PRECONDITION
+        `KNOWLEDGE_BASE_NOT_EMPTY` (it has documents and `force` is not set); and the common
+        reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchKnowledgeBase(self, request, context):
+        """Returns the chunks of the knowledge base's documents closest to `query` (exact
+        cosine similarity of embeddings), highest score first. Documents still ingesting
+        are searched with their chunks of the last ingestion, if any.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`query` blank); NOT_FOUND
+        `KNOWLEDGE_BASE_NOT_FOUND`; FAILED_PRECONDITION `EMBEDDING_MODEL_CHANGED` (the
+        deployment's embedding model is not the knowledge base's); UNAVAILABLE
+        `EMBEDDING_FAILED` (the embedding endpoint failed); and the common reasons of
+        `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDocument(self, request, context):
+        """Adds a document to a knowledge base and returns it in STATE_PENDING: it is parsed,
+        chunked and embedded in the background (`GetDocument` shows `state` and
+        `chunks_done` of `chunks_total`), also after a restart of the service.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`document_id` not an AIP-122 ID;
+        `document.mime_type` not one of the supported types; `document.content` empty,
+        over 655,360 bytes, text that is not UTF-8 or blank, or a PDF that does not start
+        with `%PDF-`); NOT_FOUND `KNOWLEDGE_BASE_NOT_FOUND`; ALREADY_EXISTS
+        `DOCUMENT_ALREADY_EXISTS`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDocument(self, request, context):
+        """Gets a document, with its ingestion's progress.
+
+        Errors: NOT_FOUND `DOCUMENT_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDocuments(self, request, context):
+        """Lists a knowledge base's documents, newest first.
+
+        Errors: NOT_FOUND `KNOWLEDGE_BASE_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDocument(self, request, context):
+        """Updates the document's fields named in `update_mask` (AIP-134). New `content` or
+        `mime_type` ingests it again (STATE_PENDING): its old chunks stay searchable until
+        the new ones replace them, all at once.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not a mutable field of `Document`, or the updated document breaks a rule of
+        `CreateDocument`); NOT_FOUND `DOCUMENT_NOT_FOUND`; and the common reasons of
+        `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDocument(self, request, context):
+        """Deletes a document and its chunks.
+
+        Errors: NOT_FOUND `DOCUMENT_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -767,6 +947,61 @@ def add_AgentServiceServicer_to_server(servicer, server):
             'DeleteMcpServer': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteMcpServer,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteMcpServerRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateKnowledgeBase,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.CreateKnowledgeBaseRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.SerializeToString,
+            ),
+            'GetKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKnowledgeBase,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.GetKnowledgeBaseRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.SerializeToString,
+            ),
+            'ListKnowledgeBases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKnowledgeBases,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListKnowledgeBasesRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListKnowledgeBasesResponse.SerializeToString,
+            ),
+            'UpdateKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateKnowledgeBase,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.UpdateKnowledgeBaseRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.SerializeToString,
+            ),
+            'DeleteKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKnowledgeBase,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteKnowledgeBaseRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SearchKnowledgeBase': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchKnowledgeBase,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.SearchKnowledgeBaseRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.SearchKnowledgeBaseResponse.SerializeToString,
+            ),
+            'CreateDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDocument,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.CreateDocumentRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.SerializeToString,
+            ),
+            'GetDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDocument,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.GetDocumentRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.SerializeToString,
+            ),
+            'ListDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDocuments,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListDocumentsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListDocumentsResponse.SerializeToString,
+            ),
+            'UpdateDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDocument,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.UpdateDocumentRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.SerializeToString,
+            ),
+            'DeleteDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDocument,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteDocumentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -1575,6 +1810,303 @@ class AgentService:
             target,
             '/orchestrall.agent.v1.AgentService/DeleteMcpServer',
             orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteMcpServerRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CreateKnowledgeBase',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.CreateKnowledgeBaseRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetKnowledgeBase',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.GetKnowledgeBaseRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKnowledgeBases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListKnowledgeBases',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListKnowledgeBasesRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListKnowledgeBasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/UpdateKnowledgeBase',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.UpdateKnowledgeBaseRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.KnowledgeBase.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/DeleteKnowledgeBase',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteKnowledgeBaseRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchKnowledgeBase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/SearchKnowledgeBase',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.SearchKnowledgeBaseRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.SearchKnowledgeBaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CreateDocument',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.CreateDocumentRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetDocument',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.GetDocumentRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListDocuments',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListDocumentsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.ListDocumentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/UpdateDocument',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.UpdateDocumentRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.Document.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/DeleteDocument',
+            orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteDocumentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
