@@ -23,6 +23,8 @@ from services.kit.timestamps import utcnow
 NAME = "billing"
 #: Seconds between two sweeps of the deduplication keys older than the window.
 SWEEP_INTERVAL_SECONDS = 3600.0
+#: Seconds between two sweeps that draft the invoices of the period just ended.
+INVOICE_SWEEP_INTERVAL_SECONDS = 600.0
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +72,51 @@ class KeySweeper:
             log.info("swept %d usage event keys older than the deduplication window", deleted)
 
 
+class InvoiceSweeper:
+    """Drafts the invoices of the billing period just ended: at start, then every ``interval`` seconds.
+
+    Every replica sweeps; each tenant's draft is made once (its ID is its period's,
+    :func:`services.billing.plan_store.draft_invoice`), so replicas sweeping at once
+    make one invoice per tenant and period.
+
+    Args:
+        servicer: The service whose :meth:`BillingService.close_periods` runs.
+        interval: Seconds between sweeps.
+    """
+
+    def __init__(self, servicer: BillingService, interval: float) -> None:
+        self._servicer = servicer
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Starts sweeping in the background (the first sweep at once)."""
+        self._task = asyncio.create_task(self._loop(), name="billing-invoice-sweep")
+
+    async def stop(self) -> None:
+        """Stops sweeping."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                drafted = await self._servicer.close_periods()
+            except Exception:  # the next sweep tries again; nothing else depends on it
+                log.exception("drafting the invoices of the last period failed")
+            else:
+                if drafted:
+                    log.info("drafted the last period's invoices of %d tenants", drafted)
+            await asyncio.sleep(self._interval)
+
+
 async def build(
     settings: MeshSettings | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
     sweep_interval: float = SWEEP_INTERVAL_SECONDS,
+    invoice_sweep_interval: float = INVOICE_SWEEP_INTERVAL_SECONDS,
 ) -> tuple[Service, MeshSettings]:
     """Build the billing service; it verifies tokens against the auth service's JWKS, fetched over mTLS.
 
@@ -82,6 +125,7 @@ async def build(
         clock: The time events are recorded in and reservations are made, expire and end
             in; the deduplication window ends at it (tests move it).
         sweep_interval: Seconds between sweeps of the deduplication keys (one at start).
+        invoice_sweep_interval: Seconds between sweeps drafting the last period's invoices.
     """
     settings = settings or MeshSettings()
     db = Database(create_engine(settings, NAME))
@@ -89,6 +133,7 @@ async def build(
     clients = MeshClients(settings, NAME)
     servicer = BillingService(db, clock)
     sweeper = KeySweeper(servicer, sweep_interval)
+    invoicer = InvoiceSweeper(servicer, invoice_sweep_interval)
 
     def register(server: grpc.aio.Server) -> None:
         billing_service_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
@@ -100,7 +145,7 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[sweeper.start],
-        on_stop=[sweeper.stop],
+        on_start=[sweeper.start, invoicer.start],
+        on_stop=[invoicer.stop, sweeper.stop],
     )
     return service, settings

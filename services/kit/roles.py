@@ -5,12 +5,13 @@ Every RPC names its permission in the contract
 roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
-* ``viewer``    reads agents, runs, workflows, flags, meters and usage; evaluates flags;
+* ``viewer``    reads agents, runs, workflows, flags, meters, usage, plans, the subscription and
+                invoices; evaluates flags;
 * ``developer`` also creates and changes agents, runs, MCP servers, workflows (and their
   runs, schedules and triggers) and flags, and calls tools;
 * ``admin``     also manages users, service accounts, API keys, reads the audit log and
                 records usage events of its own (an operator feeding usage from elsewhere) and
-                manages the tenant's meters;
+                manages the tenant's meters and changes its subscription (plan, cancel);
 * ``owner``     everything an admin may, and may grant ``owner``.
 
 A caller may grant (to a key, user or service account) only roles at or
@@ -57,6 +58,11 @@ _VIEWER = frozenset(
         "billing.usage.get",
         "billing.meters.get",
         "billing.meters.list",
+        "billing.plans.get",
+        "billing.plans.list",
+        "billing.subscription.get",
+        "billing.invoices.get",
+        "billing.invoices.list",
     }
 )
 _DEVELOPER = _VIEWER | {
@@ -102,6 +108,7 @@ _ADMIN = _DEVELOPER | {
     "billing.meters.create",
     "billing.meters.update",
     "billing.meters.delete",
+    "billing.subscription.update",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
