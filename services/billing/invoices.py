@@ -30,6 +30,7 @@ from decimal import Decimal
 
 from services.billing import pricing
 from services.billing.models import ChargeJson, LineJson, PlanChangeRow, PlanRow, SubscriptionRow
+from services.kit.timestamps import as_utc
 
 DAY = dt.timedelta(days=1)
 
@@ -117,8 +118,10 @@ def build(inputs: InvoiceInputs, start: dt.datetime, end: dt.datetime) -> Draft:
         start: The period's start, midnight UTC.
         end: The period's end, midnight UTC.
     """
+    start, end = as_utc(start), as_utc(end)
     period_days = (end - start) // DAY
     trial_end = inputs.subscription.trial_end_time
+    trial_end = None if trial_end is None else as_utc(trial_end)
     free = trial_days(start, end, trial_end)
     first = inputs.plans[inputs.changes[0].from_plan_id] if inputs.changes else inputs.plan_at_end
     lines: list[LineJson] = []
@@ -134,7 +137,7 @@ def build(inputs: InvoiceInputs, start: dt.datetime, end: dt.datetime) -> Draft:
             )
         )
     for change in inputs.changes:
-        day = dt.datetime.combine(change.change_time.astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+        day = dt.datetime.combine(as_utc(change.change_time).date(), dt.time(), dt.UTC)
         # The days from the change's day to the period's end that are not trial days.
         days = max(period_days - max((max(day, start) - start) // DAY, free), 0)
         old, new = inputs.plans[change.from_plan_id], inputs.plans[change.to_plan_id]

@@ -43,7 +43,7 @@ from services.kit.errors import FieldViolation, invalid
 from services.kit.fieldmask import update_paths
 from services.kit.names import TENANT, ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
-from services.kit.timestamps import from_timestamp, to_timestamp
+from services.kit.timestamps import as_utc, from_timestamp, to_timestamp
 
 PLAN = ResourceName.of(res.Plan)
 SUBSCRIPTION = ResourceName.of(res.Subscription)
@@ -227,7 +227,11 @@ def subscription_to_proto(row: SubscriptionRow, now: dt.datetime) -> res.Subscri
     """Maps a subscription to its resource; its current period is the calendar month (UTC) of ``now``."""
     start, end = period_of(now)
     state = row.state
-    if state == SubscriptionState.TRIALING and row.trial_end_time is not None and row.trial_end_time <= now:
+    if (
+        state == SubscriptionState.TRIALING
+        and row.trial_end_time is not None
+        and as_utc(row.trial_end_time) <= now
+    ):
         state = SubscriptionState.ACTIVE
     message = res.Subscription(
         name=SUBSCRIPTION.format(row.tenant_id),

@@ -34,6 +34,7 @@ from services.billing.plans import period_of
 from services.kit.db import Tx
 from services.kit.pagination import Listing, Page
 from services.kit.repository import Order, Repository, table_of
+from services.kit.timestamps import as_utc
 
 PLANS = Repository(PricePlan, PlanRow, order=(Order("id"),), tenant_column=None)
 SUBSCRIPTIONS = Repository(TenantSubscription, SubscriptionRow)
@@ -344,9 +345,8 @@ def finalize_invoice(tx: Tx, invoice_id: str, issuer: str, now: dt.datetime) -> 
     found = get_invoice(tx, invoice_id, lock=True)
     if found is None or found.state != "DRAFT":
         return found
-    draft = invoices.build(
-        invoice_inputs(tx, found.period_start, found.period_end), found.period_start, found.period_end
-    )
+    start, end = as_utc(found.period_start), as_utc(found.period_end)
+    draft = invoices.build(invoice_inputs(tx, start, end), start, end)
     number = invoices.invoice_number(issuer, now.year, next_number(tx, issuer, now.year))
     return INVOICES.update(
         tx,
