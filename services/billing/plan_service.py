@@ -302,8 +302,8 @@ def _update_subscription(
 # Invoices ------------------------------------------------------------------------------------------
 
 
-def invoice_to_proto(row: InvoiceRow) -> res.Invoice:
-    """Maps an invoice (stored or a preview) to its resource."""
+def invoice_to_proto(row: InvoiceRow, *, preview: bool = False) -> res.Invoice:
+    """Maps an invoice to its resource; a ``preview``, never stored, has no ``create_time``."""
     message = res.Invoice(
         name=INVOICE.format(row.tenant_id, row.id),
         number=row.number or "",
@@ -314,8 +314,9 @@ def invoice_to_proto(row: InvoiceRow) -> res.Invoice:
         plan=PLAN.format(row.plan_id),
         subtotal=row.subtotal,
         total=row.total,
-        create_time=to_timestamp(row.create_time),
     )
+    if not preview:
+        message.create_time.CopyFrom(to_timestamp(row.create_time))
     for line in row.lines:
         message.lines.add(
             kind=res.InvoiceLine.Kind.Value(f"KIND_{line['kind']}"),
@@ -509,7 +510,7 @@ class PlanMethods:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         tenant_id = validate_id(tenant_id, "parent")
         _require_member(tenant_id)
-        return invoice_to_proto(await self._db.read(tenant_id, _preview, self._clock()))
+        return invoice_to_proto(await self._db.read(tenant_id, _preview, self._clock()), preview=True)
 
     async def _invoice(self, name: str) -> InvoiceRow:
         tenant_id, invoice_id = INVOICE.parse(name, "name")

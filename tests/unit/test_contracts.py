@@ -56,6 +56,12 @@ def test_every_rpc_is_external_with_http_or_internal_by_policy() -> None:
         "/orchestrall.billing.v1.BillingService/CreateReservation",
         "/orchestrall.billing.v1.BillingService/SettleReservation",
         "/orchestrall.billing.v1.BillingService/ReleaseReservation",
+        "/orchestrall.billing.v1.BillingService/CreatePlan",
+        "/orchestrall.billing.v1.BillingService/UpdatePlan",
+        "/orchestrall.billing.v1.BillingService/ArchivePlan",
+        "/orchestrall.billing.v1.BillingService/FinalizeInvoice",
+        "/orchestrall.billing.v1.BillingService/MarkInvoicePaid",
+        "/orchestrall.billing.v1.BillingService/VoidInvoice",
         "/orchestrall.auth.v1.AuthService/IngestAuditEvents",
         "/orchestrall.auth.v1.AuthService/RotateSigningKey",
     }
