@@ -262,7 +262,7 @@ def _update_subscription(
     current = plan_store.lock_subscription(tx)
     values: dict[str, Any] = {"update_time": now}
     change = None
-    if "plan" in paths:
+    if "plan" in paths and message.plan:
         (plan_id,) = PLAN.parse(message.plan, "subscription.plan")
         plan = plan_store.get_plan(tx, plan_id)
         if plan is None:
