@@ -18,12 +18,12 @@ from google.protobuf import empty_pb2
 
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import resources_pb2 as res
-from services.billing import alerts, errors
+from services.billing import alerts, errors, plan_store
 from services.billing.models import Threshold, ThresholdType, UsageAlertEventRow, UsageAlertRow
-from services.billing.plans import METERS, plan_of
+from services.billing.plans import METERS
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
-from services.kit.db import Database
+from services.kit.db import Database, Tx
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument
 from services.kit.names import TENANT, ResourceName, validate_id
@@ -126,10 +126,7 @@ class AlertSweeper:
 
     async def sweep(self) -> list[UsageAlertEventRow]:
         """Fires what is due now (:func:`services.billing.alerts.fire_crossed`); returns the new firings."""
-        # The plan's limits: the one place alerts read them (plans become data in another change).
-        return await self._db.system(
-            alerts.fire_crossed, self._clock(), lambda tenant: plan_of(tenant).limits
-        )
+        return await self._db.system(alerts.fire_crossed, self._clock(), _hard_limits_of)
 
     def poke(self) -> None:
         """Asks for a sweep soon (after usage was recorded)."""
@@ -256,3 +253,8 @@ class AlertMethods:
             raise errors.usage_alert_not_found(request.parent)
         found, token = listing.messages(event_to_proto)
         return pb.ListUsageAlertEventsResponse(usage_alert_events=found, next_page_token=token)
+
+
+def _hard_limits_of(tx: Tx, tenant_id: str) -> dict[str, float]:
+    """Returns the hard limit of each meter of the tenant's plan now (100 % of a percent threshold)."""
+    return plan_store.hard_limits(plan_store.plan_of_tenant(tx, tenant_id))

@@ -137,14 +137,14 @@ def notification(event: UsageAlertEventRow, display_name: str) -> UsageEventRow:
 
 
 def fire_crossed(
-    tx: Tx, now: dt.datetime, limits_of: Callable[[str], Mapping[str, float]]
+    tx: Tx, now: dt.datetime, limits_of: Callable[[Tx, str], Mapping[str, float]]
 ) -> list[UsageAlertEventRow]:
     """Fires every threshold of every tenant's alerts that the current period's usage reached (system work).
 
     Args:
         tx: A system transaction (every tenant's rows).
         now: The instant whose billing period is looked at; the firings' time.
-        limits_of: The limit of each meter in a tenant's plan (0 or absent: unlimited).
+        limits_of: The limit of each meter in a tenant's plan (0 or absent: unlimited), read in ``tx``.
 
     Returns:
         The firings made by this call; those made before (by any replica) are not repeated.
@@ -175,7 +175,7 @@ def fire_crossed(
     dialect = postgresql if tx.dialect == "postgresql" else sqlite
     made: list[UsageAlertEventRow] = []
     for tenant_id, alert_id, display_name, meter, thresholds, quantity in watched:
-        limit = float(limits_of(tenant_id).get(meter, 0))
+        limit = float(limits_of(tx, tenant_id).get(meter, 0))
         for threshold in thresholds:
             key = (tenant_id, alert_id, threshold["type"], float(threshold["value"]))
             level = threshold_quantity(threshold, limit)

@@ -12,6 +12,7 @@ from services.kit.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     QuotaExceeded,
     QuotaViolation,
 )
@@ -147,4 +148,69 @@ def usage_alert_exists(name: str) -> AlreadyExists:
     """Return the error for a usage alert ID the tenant has an alert of."""
     return AlreadyExists(
         "USAGE_ALERT_ALREADY_EXISTS", f"{name} exists; choose another usage_alert_id", metadata={"name": name}
+    )
+
+
+def invalid_plan(violations: Sequence[FieldViolation]) -> InvalidArgument:
+    """Return the error for a plan that breaks a rule of :mod:`services.billing.pricing` or of currencies."""
+    return InvalidArgument(violations, reason="INVALID_PLAN")
+
+
+def plan_not_found(name: str) -> NotFound:
+    """Return the error for a plan the price list does not have."""
+    return NotFound("PLAN_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def plan_exists(name: str) -> AlreadyExists:
+    """Return the error for a plan ID the price list has a plan of."""
+    return AlreadyExists(
+        "PLAN_ALREADY_EXISTS", f"{name} exists; choose another plan_id", metadata={"name": name}
+    )
+
+
+def plan_archived(name: str) -> FailedPrecondition:
+    """Return the error for subscribing to an archived plan."""
+    return FailedPrecondition(
+        "PLAN_ARCHIVED", f"{name} is archived; choose an active plan (ListPlans)", metadata={"name": name}
+    )
+
+
+def default_plan(name: str) -> FailedPrecondition:
+    """Return the error for archiving the default plan."""
+    return FailedPrecondition(
+        "DEFAULT_PLAN",
+        f"{name} is the default plan; make another plan the default before archiving it",
+        metadata={"name": name},
+    )
+
+
+def currency_mismatch(name: str, current: str, wanted: str) -> FailedPrecondition:
+    """Return the error for a plan change to a plan of another currency (one invoice has one currency)."""
+    return FailedPrecondition(
+        "CURRENCY_MISMATCH",
+        f"{name} is priced in {wanted}, the current plan in {current}; a plan change keeps the currency",
+        metadata={"name": name, "currency_code": wanted},
+    )
+
+
+def operator_only_field(fields: Sequence[str]) -> PermissionDenied:
+    """Return the error for a tenant caller setting subscription fields only the operator sets."""
+    return PermissionDenied(
+        "OPERATOR_ONLY_FIELD",
+        f"only the operator sets {', '.join(fields)}",
+        metadata={"fields": ",".join(fields)},
+    )
+
+
+def invoice_not_found(name: str) -> NotFound:
+    """Return the error for an invoice the tenant does not have."""
+    return NotFound("INVOICE_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def invoice_not_open(name: str, state: str) -> FailedPrecondition:
+    """Return the error for paying or voiding an invoice that is not finalized and unpaid."""
+    return FailedPrecondition(
+        "INVOICE_NOT_OPEN",
+        f"{name} is {state.lower()}; only a finalized, unpaid invoice is paid or voided",
+        metadata={"name": name, "state": state},
     )

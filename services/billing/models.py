@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypedDict
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKeyConstraint, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -426,3 +437,230 @@ class UsageAlertEventRow:
 # Usage alerts' notifications (CloudEvents), committed with their firing and relayed to the
 # tenant's notification channel (services.billing.alerts.deliver).
 NOTIFICATION_OUTBOX = cloudevents_table(Base.metadata, "notification_outbox")
+
+
+# Plans, subscriptions and invoices ------------------------------------------------------------------
+
+
+class PlanState(StrEnum):
+    """Whether a plan is offered; ``Plan.State.STATE_<value>`` on the wire."""
+
+    ACTIVE = "ACTIVE"
+    ARCHIVED = "ARCHIVED"
+
+
+class TierJson(TypedDict):
+    """A tier of a charge as stored: decimals as text (minor units), ``up_to`` None when open."""
+
+    up_to: str | None
+    unit_amount: str
+    flat_amount: str
+
+
+class ChargeJson(TypedDict):
+    """A charge of a plan as stored (``plans.charges``); decimals as text, quantities as numbers.
+
+    ``model`` is a :class:`services.billing.pricing.ChargeModel` value.
+    """
+
+    meter: str
+    model: str
+    unit_amount: str
+    package_size: int
+    tiers: list[TierJson]
+    included_quantity: float
+    hard_limit: float
+    soft_limit: float
+
+
+class PricePlan(Base):
+    """A plan of the price list; global (operator-managed), so no tenant and no row-level security.
+
+    ``charges`` is a list of :class:`ChargeJson`; money is integer minor units of
+    ``currency_code`` or decimal text of them. At most one row has ``is_default``.
+    """
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("request_id"),)
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    currency_code: Mapped[str] = mapped_column(String(3))
+    fixed_fee: Mapped[int] = mapped_column(BigInteger)
+    charges: Mapped[list[ChargeJson]] = mapped_column(JSON)
+    request_rate: Mapped[float] = mapped_column(Float)
+    is_default: Mapped[bool] = mapped_column(Boolean)
+    trial_days: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """A plan, as stored."""
+
+    id: str
+    display_name: str
+    description: str
+    currency_code: str
+    fixed_fee: int
+    charges: list[ChargeJson]
+    request_rate: float
+    is_default: bool
+    trial_days: int
+    state: str  # a PlanState value
+    request_id: str | None
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+class SubscriptionState(StrEnum):
+    """Where a subscription is; ``Subscription.State.STATE_<value>`` on the wire."""
+
+    TRIALING = "TRIALING"
+    ACTIVE = "ACTIVE"
+    CANCELED = "CANCELED"
+
+
+class TenantSubscription(Base):
+    """A tenant's subscription, once it was changed; a tenant without a row is on the default plan."""
+
+    __tablename__ = "subscriptions"
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    plan_id: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(20))
+    trial_end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean)
+    cancel_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRow:
+    """A subscription, as stored (or the default one of a tenant without a row: ``create_time`` None)."""
+
+    tenant_id: str
+    plan_id: str
+    state: str  # a SubscriptionState value
+    trial_end_time: dt.datetime | None
+    cancel_at_period_end: bool
+    cancel_time: dt.datetime | None
+    create_time: dt.datetime | None
+    update_time: dt.datetime | None
+
+
+class PlanChange(Base):
+    """A change of a tenant's plan: the period's invoice prorates the fixed fees by it."""
+
+    __tablename__ = "plan_changes"
+    __table_args__ = (Index("ix_plan_changes_tenant_id_change_time", "tenant_id", "change_time"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    change_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    from_plan_id: Mapped[str] = mapped_column(String(63))
+    to_plan_id: Mapped[str] = mapped_column(String(63))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChangeRow:
+    """A plan change, as stored."""
+
+    tenant_id: str
+    id: str
+    change_time: dt.datetime
+    from_plan_id: str
+    to_plan_id: str
+
+
+class InvoiceState(StrEnum):
+    """Where an invoice is; ``Invoice.State.STATE_<value>`` on the wire (``OPEN``: finalized)."""
+
+    DRAFT = "DRAFT"
+    OPEN = "OPEN"
+    PAID = "PAID"
+    VOID = "VOID"
+
+
+class LineTierJson(TypedDict):
+    """The part of a usage line one tier priced (``amount``: decimal text of minor units, unrounded)."""
+
+    tier: int
+    quantity: float
+    amount: str
+
+
+class LineJson(TypedDict):
+    """A line item as stored (``invoices.lines``); ``kind`` is an ``InvoiceLine.Kind`` suffix."""
+
+    kind: str
+    description: str
+    plan_id: str
+    meter: str
+    quantity: float
+    included_quantity: float
+    tiers: list[LineTierJson]
+    amount: int
+
+
+class TenantInvoice(Base):
+    """A tenant's invoice for one billing period (one per period: the ID is ``period-{yyyy}-{mm}``).
+
+    ``number`` is unique across tenants (gapless per issuer and year, allocated from
+    :class:`InvoiceNumberCounter` in the finalizing transaction); None for a draft.
+    """
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("number"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    number: Mapped[str | None] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(20))
+    currency_code: Mapped[str] = mapped_column(String(3))
+    period_start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    plan_id: Mapped[str] = mapped_column(String(63))
+    lines: Mapped[list[LineJson]] = mapped_column(JSON)
+    subtotal: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finalize_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    paid_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    void_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    """An invoice, as stored (a preview has ``create_time`` of its making and is never stored)."""
+
+    tenant_id: str
+    id: str
+    number: str | None
+    state: str  # an InvoiceState value
+    currency_code: str
+    period_start: dt.datetime
+    period_end: dt.datetime
+    plan_id: str
+    lines: list[LineJson]
+    subtotal: int
+    total: int
+    create_time: dt.datetime
+    finalize_time: dt.datetime | None
+    paid_time: dt.datetime | None
+    void_time: dt.datetime | None
+
+
+class InvoiceNumberCounter(Base):
+    """The last invoice number an issuer gave in a year; global, locked by each finalization."""
+
+    __tablename__ = "invoice_number_counters"
+
+    issuer: Mapped[str] = mapped_column(String(20), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_number: Mapped[int] = mapped_column(Integer)

@@ -1,15 +1,21 @@
-"""Meters, plans and billing periods; code constants for now.
+"""Built-in meters, the built-in free plan's limits, billing periods, and a plan's edge rate.
 
 Units are UCUM annotations, as OpenTelemetry metric units use them (``{run}``,
 ``{token}``). Limits are per billing period, the calendar month in UTC; a limit
-of 0 means unlimited.
+of 0 means unlimited. Plans are data (``plans`` rows, :mod:`services.billing.plan_store`);
+:data:`FREE` is the ``free`` plan the billing migrations seed as the default plan.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from services.billing.models import PlanRow
 
 #: The CloudEvents ``type`` prefix of the built-in meters' events (reverse DNS of
 #: orchestrall.dev, as CloudEvents 1.0 section 3.1.1 recommends for ``type``).
@@ -74,6 +80,7 @@ METERS: Mapping[str, Meter] = {
 #: Built-in meter by the CloudEvents ``type`` of its events.
 METER_OF_TYPE: Mapping[str, Meter] = {m.event_type: m for m in METERS.values()}
 
+#: The limits of the built-in ``free`` plan, as migration 0011 seeds it (the default plan).
 FREE = Plan(
     "free",
     {"agent_runs": 1000, "model_input_tokens": 2_000_000, "model_output_tokens": 500_000},
@@ -82,19 +89,14 @@ FREE = Plan(
 )
 
 
-def plan_of(tenant_id: str) -> Plan:
-    """Return the tenant's plan; every tenant is on ``free`` for now."""
-    return FREE
+def edge_rate_of(plan: PlanRow) -> int:
+    """Returns the requests per second a plan's tenants may send through every gateway; 0: no plan rate.
 
-
-async def request_rate_of(tenant_id: str) -> int:
-    """Returns the request rate of the tenant's plan, in requests per second; 0 means unlimited.
-
-    The one place the rate limit service reads a plan's rate (it caches the answer for
-    ``services.billing.ratelimit.RATE_CACHE_SECONDS``); a coroutine, so that it can read the
-    tenant's subscription from the database.
+    Fractions round up (a plan of 0.5/s admits one request a second, the rate limit
+    service's smallest unit). The rate limit service reads a tenant's plan with
+    :func:`services.billing.plan_store.tenant_plan` (its subscription's, or the default plan).
     """
-    return plan_of(tenant_id).request_rate
+    return math.ceil(plan.request_rate)
 
 
 def period_of(instant: dt.datetime) -> tuple[dt.datetime, dt.datetime]:

@@ -63,7 +63,7 @@ class PlanRates:
     :data:`RATE_CACHE_ENTRIES` tenants at most and is emptied when it is full.
 
     Args:
-        rate_of: Returns a tenant's plan rate (:func:`services.billing.plans.request_rate_of`).
+        rate_of: Returns a tenant's plan rate (its plan's, :func:`services.billing.plans.edge_rate_of`).
         ttl: Seconds an entry is used.
         clock: Monotonic seconds (tests move it).
     """

@@ -12,13 +12,21 @@ from google.protobuf.duration_pb2 import Duration
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
-from services.billing import cloudevents, errors, store
+from services.billing import cloudevents, errors, plan_store, store
 from services.billing.alert_service import AlertMethods, AlertSweeper
 from services.billing.meter_service import MeterMethods
-from services.billing.models import EventRow, ReservationRecord, ReservationRow, ReservationState
-from services.billing.plans import METERS, period_of, plan_of
+from services.billing.models import (
+    EventRow,
+    MeterTotal,
+    PlanRow,
+    ReservationRecord,
+    ReservationRow,
+    ReservationState,
+)
+from services.billing.plan_service import PlanMethods
+from services.billing.plans import METERS, period_of
 from services.kit.auth import require_tenant
-from services.kit.db import Database, write_per_tenant
+from services.kit.db import Database, Tx, write_per_tenant
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, invalid
 from services.kit.names import TENANT, ResourceName, validate_id
@@ -109,8 +117,8 @@ def _ttl(request: pb.CreateReservationRequest) -> dt.timedelta:
     return ttl.ToTimedelta()
 
 
-class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer):
-    """Usage metering, meters and queries of them, usage alerts, plan entitlements and reservations of them.
+class BillingService(MeterMethods, AlertMethods, PlanMethods, pb_grpc.BillingServiceServicer):
+    """Usage metering, meters and their queries, usage alerts, plans, subscriptions, invoices, reservations.
 
     Args:
         db: The billing database.
@@ -123,6 +131,7 @@ class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer)
     ) -> None:
         MeterMethods.__init__(self, db, clock)
         AlertMethods.__init__(self, db, clock, sweeper or AlertSweeper(db, clock))
+        PlanMethods.__init__(self, db, clock)
 
     async def IngestUsageEvents(
         self, request: pb.IngestUsageEventsRequest, context: grpc.aio.ServicerContext
@@ -176,10 +185,10 @@ class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer)
         require_tenant(tenant_id)
         instant = from_timestamp(request.period_time) if request.HasField("period_time") else utcnow()
         start, end = period_of(instant)
-        plan = plan_of(tenant_id)
-        usage = await self._db.read(tenant_id, store.usage_totals, plan.limits.keys(), start)
+        plan, usage = await self._db.read(tenant_id, _plan_and_usage, start)
+        limits = {c["meter"]: c["hard_limit"] for c in plan.charges if c["meter"] in METERS}
         meters = []
-        for meter in sorted(plan.limits):
+        for meter in sorted(limits):
             total = usage.get(meter)
             meters.append(
                 res.MeterUsage(
@@ -187,12 +196,12 @@ class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer)
                     unit=METERS[meter].unit,
                     quantity=total.quantity if total else 0.0,
                     event_count=total.event_count if total else 0,
-                    limit=plan.limits[meter],
+                    limit=limits[meter],
                 )
             )
         return res.UsageSummary(
             name=request.name,
-            plan=plan.name,
+            plan=plan.id,
             start_time=to_timestamp(start),
             end_time=to_timestamp(end),
             meters=meters,
@@ -211,13 +220,13 @@ class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer)
         """
         tenant_id = _tenant_id(request.tenant, "tenant")
         asked = _asked_quantities(request)
-        limits = plan_of(tenant_id).limits
         now = self._clock()
         start, _ = period_of(now)
         # An internal RPC (the agent service, bound to no tenant) that names the tenant.
-        usage, held = await self._db.read(
-            tenant_id, store.used_and_held, [meter for meter, _ in asked], start, now
+        plan, usage, held = await self._db.read(
+            tenant_id, plan_store.entitlement_inputs, [meter for meter, _ in asked], start, now
         )
+        limits = plan_store.hard_limits(plan)
         meters = []
         for meter, quantity in asked:
             limit = limits.get(meter, 0)
@@ -256,7 +265,6 @@ class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer)
         reservation_id = validate_id(request.reservation_id, "reservation_id")
         quantities = _meter_quantities(request.reservation.quantities, "reservation.quantities")
         now = self._clock()
-        plan = plan_of(tenant_id)
         record = ReservationRecord(
             ReservationRow(
                 tenant_id=tenant_id,
@@ -272,9 +280,9 @@ class BillingService(MeterMethods, AlertMethods, pb_grpc.BillingServiceServicer)
         )
         start, _ = period_of(now)
         try:
-            made = await self._db.write(tenant_id, store.reserve, record, plan.limits, start)
-        except store.QuotaShortfall as short:
-            raise errors.quota_exceeded(request.parent, plan.name, short.shortfalls) from None
+            _, made = await self._db.write(tenant_id, plan_store.reserve_on_plan, record, start)
+        except plan_store.PlanShortfall as short:
+            raise errors.quota_exceeded(request.parent, short.plan_id, short.shortfalls) from None
         if made is not record and (made.quantities != quantities or made.row.subject != record.row.subject):
             raise errors.reservation_exists(RESERVATION.format(tenant_id, reservation_id))
         return reservation_to_proto(made, now)
@@ -358,6 +366,12 @@ def _settled_events(request: pb.SettleReservationRequest, tenant_id: str, now: d
     if others:
         raise errors.invalid_usage_events(others)
     return events
+
+
+def _plan_and_usage(tx: Tx, start: dt.datetime) -> tuple[PlanRow, dict[str, MeterTotal]]:
+    """Returns the tenant's plan in effect and its usage of the plan's meters in the period from ``start``."""
+    plan = plan_store.tenant_plan(tx)
+    return plan, store.usage_totals(tx, [c["meter"] for c in plan.charges], start)
 
 
 def _asked_quantities(request: pb.CheckEntitlementRequest) -> list[tuple[str, float]]:

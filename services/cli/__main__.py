@@ -1,4 +1,4 @@
-"""``orchestrall``: run the mesh on this machine, the demo against it, or look at a workflow run."""
+"""``orchestrall``: run the mesh here, the demo against it; look at workflow runs, plans and invoices."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.table import Table
 
 from orchestrall.auth.v1.auth_service_pb2 import RotateSigningKeyRequest
 from orchestrall.auth.v1.auth_service_pb2_grpc import AuthServiceStub
+from services.cli.billing import invoices_app, plans_app
 from services.cli.demo import DemoFailed, run_demo
 from services.cli.stack import CLI_IDENTITY, Stack, StackConfig, telemetry_summary
 from services.kit.config import SERVICES
@@ -140,6 +141,8 @@ def rotate_keys(
 
 workflow_app = typer.Typer(help="Workflows of a running stack, through its gateway.", no_args_is_help=True)
 app.add_typer(workflow_app, name="workflow")
+app.add_typer(plans_app, name="plans")
+app.add_typer(invoices_app, name="invoices")
 
 
 @workflow_app.command("show")

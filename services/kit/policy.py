@@ -49,8 +49,26 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
     "auth": frozenset(),
     # Envoy's rate limit filter asking billing for the tenant's plan rate (services/billing/ratelimit.py).
     "gateway": frozenset({"/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"}),
-    # The operator's identity (`orchestrall rotate-keys` presents the CLI certificate).
-    "cli": frozenset({"/orchestrall.auth.v1.AuthService/RotateSigningKey"}),
+    # The operator's identity (`orchestrall rotate-keys`, `orchestrall plans`, `orchestrall
+    # invoices` present the CLI certificate): signing keys, the price list, any tenant's
+    # subscription and the invoice lifecycle.
+    "cli": frozenset(
+        {
+            "/orchestrall.auth.v1.AuthService/RotateSigningKey",
+            "/orchestrall.billing.v1.BillingService/CreatePlan",
+            "/orchestrall.billing.v1.BillingService/UpdatePlan",
+            "/orchestrall.billing.v1.BillingService/ArchivePlan",
+            "/orchestrall.billing.v1.BillingService/GetPlan",
+            "/orchestrall.billing.v1.BillingService/ListPlans",
+            "/orchestrall.billing.v1.BillingService/GetSubscription",
+            "/orchestrall.billing.v1.BillingService/UpdateSubscription",
+            "/orchestrall.billing.v1.BillingService/GetInvoice",
+            "/orchestrall.billing.v1.BillingService/ListInvoices",
+            "/orchestrall.billing.v1.BillingService/FinalizeInvoice",
+            "/orchestrall.billing.v1.BillingService/MarkInvoicePaid",
+            "/orchestrall.billing.v1.BillingService/VoidInvoice",
+        }
+    ),
 }
 
 

@@ -5,13 +5,13 @@ Every RPC names its permission in the contract
 roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
-* ``viewer``    reads agents, runs, knowledge bases (and searches them), workflows, flags, meters
-                and usage; evaluates flags;
+* ``viewer``    reads agents, runs, knowledge bases (and searches them), workflows, flags, meters,
+                usage, plans, the subscription and invoices; evaluates flags;
 * ``developer`` also creates and changes agents, runs, MCP servers, knowledge bases and their
   documents, workflows (and their runs, schedules and triggers) and flags, and calls tools;
 * ``admin``     also manages users, service accounts, API keys, reads the audit log and
                 records usage events of its own (an operator feeding usage from elsewhere) and
-                manages the tenant's meters;
+                manages the tenant's meters and usage alerts and changes its subscription (plan, cancel);
 * ``owner``     everything an admin may, and may grant ``owner``.
 
 A caller may grant (to a key, user or service account) only roles at or
@@ -67,6 +67,11 @@ _VIEWER = frozenset(
         "billing.meters.list",
         "billing.usageAlerts.get",
         "billing.usageAlerts.list",
+        "billing.plans.get",
+        "billing.plans.list",
+        "billing.subscription.get",
+        "billing.invoices.get",
+        "billing.invoices.list",
     }
 )
 _DEVELOPER = _VIEWER | {
@@ -120,6 +125,7 @@ _ADMIN = _DEVELOPER | {
     "billing.meters.delete",
     "billing.usageAlerts.create",
     "billing.usageAlerts.delete",
+    "billing.subscription.update",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

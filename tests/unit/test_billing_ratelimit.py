@@ -13,7 +13,6 @@ import pytest
 from envoy_api.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2 as descriptors_pb2
 from envoy_api.envoy.service.ratelimit.v3 import rls_pb2
 
-from services.billing import plans
 from services.billing.counters import KEY_PREFIX, MemoryCounters, RedisCounters, WindowCounters
 from services.billing.ratelimit import DOMAIN, TENANT_KEY, PlanRates, RateLimitServicer
 from services.cli.stack import free_port
@@ -123,10 +122,6 @@ async def test_plan_rates_are_read_again_after_their_ttl() -> None:
     clock.now = 5.0
     assert await rates.of("t") == 9
     assert reads == ["t", "t"]
-
-
-async def test_the_free_plan_sets_the_request_rate() -> None:
-    assert await plans.request_rate_of("acme") == plans.FREE.request_rate == 200
 
 
 def servicer(rates: dict[str, int], counters: WindowCounters, clock: Clock) -> RateLimitServicer:

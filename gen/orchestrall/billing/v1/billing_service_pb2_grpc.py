@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from orchestrall.billing.v1 import billing_service_pb2 as orchestrall_dot_billing_dot_v1_dot_billing__service__pb2
 from orchestrall.billing.v1 import resources_pb2 as orchestrall_dot_billing_dot_v1_dot_resources__pb2
@@ -151,6 +152,81 @@ class BillingServiceStub:
                 '/orchestrall.billing.v1.BillingService/ListUsageAlertEvents',
                 request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsRequest.SerializeToString,
                 response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsResponse.FromString,
+                _registered_method=True)
+        self.GetPlan = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/GetPlan',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetPlanRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+                _registered_method=True)
+        self.ListPlans = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ListPlans',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListPlansRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListPlansResponse.FromString,
+                _registered_method=True)
+        self.CreatePlan = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/CreatePlan',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreatePlanRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+                _registered_method=True)
+        self.UpdatePlan = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/UpdatePlan',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdatePlanRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+                _registered_method=True)
+        self.ArchivePlan = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ArchivePlan',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ArchivePlanRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+                _registered_method=True)
+        self.GetSubscription = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/GetSubscription',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetSubscriptionRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Subscription.FromString,
+                _registered_method=True)
+        self.UpdateSubscription = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/UpdateSubscription',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdateSubscriptionRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Subscription.FromString,
+                _registered_method=True)
+        self.PreviewInvoice = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/PreviewInvoice',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.PreviewInvoiceRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.GetInvoice = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/GetInvoice',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetInvoiceRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.ListInvoices = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ListInvoices',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListInvoicesRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListInvoicesResponse.FromString,
+                _registered_method=True)
+        self.GetInvoicePdf = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/GetInvoicePdf',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetInvoicePdfRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ExportInvoices = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/ExportInvoices',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ExportInvoicesRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.FinalizeInvoice = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/FinalizeInvoice',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.FinalizeInvoiceRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.MarkInvoicePaid = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/MarkInvoicePaid',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.MarkInvoicePaidRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+                _registered_method=True)
+        self.VoidInvoice = channel.unary_unary(
+                '/orchestrall.billing.v1.BillingService/VoidInvoice',
+                request_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.VoidInvoiceRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
                 _registered_method=True)
 
 
@@ -458,6 +534,178 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPlan(self, request, context):
+        """Gets a plan of the price list (any member of a tenant may read it).
+
+        Errors: NOT_FOUND `PLAN_NOT_FOUND`; and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPlans(self, request, context):
+        """Lists the plans of the price list by ID, the archived ones only when asked.
+
+        Errors: only the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePlan(self, request, context):
+        """Creates a plan (the operator: the CLI's mTLS identity). Idempotent by
+        `request_id`. A plan created `default` becomes the one default plan.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`plan_id` not 1-63 of `a-z0-9-`
+        starting with a letter) or `INVALID_PLAN` (an unknown ISO 4217
+        `currency_code`; a charge of an unknown meter, of a meter named twice, whose
+        tiers break their rules, a package model without `package_size`, a
+        `soft_limit` above its `hard_limit`); ALREADY_EXISTS `PLAN_ALREADY_EXISTS`;
+        and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePlan(self, request, context):
+        """Updates the fields of a plan named in `update_mask` (empty or `*`: every
+        mutable one): `display_name`, `description`, `fixed_fee`, `charges`,
+        `request_rate`, `default` (only to true: another plan becomes the default by
+        being made so), `trial_days`. Its subscribers' limits change at once; invoices
+        already finalized do not (the operator).
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that
+        is not one of `Plan` or is immutable, or sets `default` to false) or
+        `INVALID_PLAN` (as `CreatePlan`); NOT_FOUND `PLAN_NOT_FOUND`; and the common
+        reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchivePlan(self, request, context):
+        """Archives a plan (AIP-164 soft delete as a state): subscribers keep it, no new
+        subscription may choose it. Idempotent (the operator).
+
+        Errors: NOT_FOUND `PLAN_NOT_FOUND`; FAILED_PRECONDITION `DEFAULT_PLAN` (the
+        default plan is not archived: make another the default first); and the common
+        reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubscription(self, request, context):
+        """Gets the tenant's subscription; a tenant that never changed it is on the
+        default plan.
+
+        Errors: only the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSubscription(self, request, context):
+        """Updates the fields of the tenant's subscription named in `update_mask`
+        (empty or `*`: `plan` and `cancel_at_period_end`). A tenant admin may change
+        `plan` (to an active plan; prorated by the day) and `cancel_at_period_end`;
+        the operator (the CLI's mTLS identity) may also set `state` and
+        `trial_end_time`. Changing `plan` to the plan it is on changes nothing.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that
+        is not one of `Subscription` or is output only); PERMISSION_DENIED
+        `OPERATOR_ONLY_FIELD` (a tenant caller names `state` or `trial_end_time`);
+        NOT_FOUND `PLAN_NOT_FOUND`; FAILED_PRECONDITION `PLAN_ARCHIVED` (the plan is
+        archived); and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewInvoice(self, request, context):
+        """Returns the invoice the current period would have if it ended now, rated by
+        the tenant's plan (not stored, no number).
+
+        Errors: only the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInvoice(self, request, context):
+        """Gets an invoice of the tenant.
+
+        Errors: NOT_FOUND `INVOICE_NOT_FOUND`; and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListInvoices(self, request, context):
+        """Lists the tenant's invoices, the latest period first.
+
+        Errors: only the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInvoicePdf(self, request, context):
+        """Returns an invoice as a PDF document (`application/pdf`), with its number,
+        period, lines and totals; a draft is marked as such.
+
+        Errors: NOT_FOUND `INVOICE_NOT_FOUND`; and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportInvoices(self, request, context):
+        """Returns the line items of the tenant's invoices as CSV (`text/csv`, RFC 4180,
+        a header row), the latest period first: invoice, number, state, period,
+        currency, kind, plan, meter, quantity, included quantity, amount.
+
+        Errors: only the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinalizeInvoice(self, request, context):
+        """Finalizes a draft invoice (the operator): rates its period again, gives it the
+        issuer's next number in the same transaction (gapless: a failed finalization
+        uses none) and makes it immutable, `STATE_OPEN`. Idempotent: an invoice
+        finalized before is returned as it is, with its number.
+
+        Errors: NOT_FOUND `INVOICE_NOT_FOUND`; and the common reasons of
+        `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkInvoicePaid(self, request, context):
+        """Marks a finalized invoice paid (the operator). Idempotent.
+
+        Errors: NOT_FOUND `INVOICE_NOT_FOUND`; FAILED_PRECONDITION `INVOICE_NOT_OPEN`
+        (a draft or void invoice); and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoidInvoice(self, request, context):
+        """Voids a finalized invoice (the operator); its number stays used. Idempotent.
+
+        Errors: NOT_FOUND `INVOICE_NOT_FOUND`; FAILED_PRECONDITION `INVOICE_NOT_OPEN`
+        (a draft or paid invoice); and the common reasons of `BillingService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -550,6 +798,81 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ListUsageAlertEvents,
                     request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsRequest.FromString,
                     response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsResponse.SerializeToString,
+            ),
+            'GetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlan,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetPlanRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.SerializeToString,
+            ),
+            'ListPlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlans,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListPlansRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListPlansResponse.SerializeToString,
+            ),
+            'CreatePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePlan,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreatePlanRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.SerializeToString,
+            ),
+            'UpdatePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePlan,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdatePlanRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.SerializeToString,
+            ),
+            'ArchivePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchivePlan,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ArchivePlanRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.SerializeToString,
+            ),
+            'GetSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubscription,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetSubscriptionRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Subscription.SerializeToString,
+            ),
+            'UpdateSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSubscription,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdateSubscriptionRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Subscription.SerializeToString,
+            ),
+            'PreviewInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewInvoice,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.PreviewInvoiceRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.SerializeToString,
+            ),
+            'GetInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInvoice,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetInvoiceRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.SerializeToString,
+            ),
+            'ListInvoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListInvoices,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListInvoicesRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListInvoicesResponse.SerializeToString,
+            ),
+            'GetInvoicePdf': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInvoicePdf,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetInvoicePdfRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ExportInvoices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportInvoices,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ExportInvoicesRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'FinalizeInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinalizeInvoice,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.FinalizeInvoiceRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.SerializeToString,
+            ),
+            'MarkInvoicePaid': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkInvoicePaid,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.MarkInvoicePaidRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.SerializeToString,
+            ),
+            'VoidInvoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidInvoice,
+                    request_deserializer=orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.VoidInvoiceRequest.FromString,
+                    response_serializer=orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1064,6 +1387,411 @@ class BillingService:
             '/orchestrall.billing.v1.BillingService/ListUsageAlertEvents',
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsRequest.SerializeToString,
             orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListUsageAlertEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/GetPlan',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetPlanRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ListPlans',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListPlansRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/CreatePlan',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.CreatePlanRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/UpdatePlan',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdatePlanRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchivePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ArchivePlan',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ArchivePlanRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/GetSubscription',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetSubscriptionRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Subscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/UpdateSubscription',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.UpdateSubscriptionRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Subscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/PreviewInvoice',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.PreviewInvoiceRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/GetInvoice',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetInvoiceRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListInvoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ListInvoices',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListInvoicesRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ListInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInvoicePdf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/GetInvoicePdf',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.GetInvoicePdfRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportInvoices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/ExportInvoices',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.ExportInvoicesRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinalizeInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/FinalizeInvoice',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.FinalizeInvoiceRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkInvoicePaid(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/MarkInvoicePaid',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.MarkInvoicePaidRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoidInvoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.billing.v1.BillingService/VoidInvoice',
+            orchestrall_dot_billing_dot_v1_dot_billing__service__pb2.VoidInvoiceRequest.SerializeToString,
+            orchestrall_dot_billing_dot_v1_dot_resources__pb2.Invoice.FromString,
             options,
             channel_credentials,
             insecure,

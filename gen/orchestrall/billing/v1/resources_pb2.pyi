@@ -235,3 +235,197 @@ class UsageAlertEvent(_message.Message):
     limit: float
     create_time: _timestamp_pb2.Timestamp
     def __init__(self, name: _Optional[str] = ..., threshold: _Optional[_Union[UsageAlert.Threshold, _Mapping]] = ..., meter: _Optional[str] = ..., period_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., quantity: _Optional[float] = ..., threshold_quantity: _Optional[float] = ..., limit: _Optional[float] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Plan(_message.Message):
+    __slots__ = ("name", "display_name", "description", "currency_code", "fixed_fee", "charges", "request_rate", "default", "trial_days", "state", "create_time", "update_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Plan.State]
+        STATE_ACTIVE: _ClassVar[Plan.State]
+        STATE_ARCHIVED: _ClassVar[Plan.State]
+    STATE_UNSPECIFIED: Plan.State
+    STATE_ACTIVE: Plan.State
+    STATE_ARCHIVED: Plan.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    FIXED_FEE_FIELD_NUMBER: _ClassVar[int]
+    CHARGES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_RATE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_DAYS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    currency_code: str
+    fixed_fee: int
+    charges: _containers.RepeatedCompositeFieldContainer[Charge]
+    request_rate: float
+    default: bool
+    trial_days: int
+    state: Plan.State
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., currency_code: _Optional[str] = ..., fixed_fee: _Optional[int] = ..., charges: _Optional[_Iterable[_Union[Charge, _Mapping]]] = ..., request_rate: _Optional[float] = ..., default: _Optional[bool] = ..., trial_days: _Optional[int] = ..., state: _Optional[_Union[Plan.State, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Charge(_message.Message):
+    __slots__ = ("meter", "model", "unit_amount", "package_size", "tiers", "included_quantity", "hard_limit", "soft_limit")
+    class Model(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        MODEL_UNSPECIFIED: _ClassVar[Charge.Model]
+        MODEL_PER_UNIT: _ClassVar[Charge.Model]
+        MODEL_GRADUATED: _ClassVar[Charge.Model]
+        MODEL_VOLUME: _ClassVar[Charge.Model]
+        MODEL_PACKAGE: _ClassVar[Charge.Model]
+    MODEL_UNSPECIFIED: Charge.Model
+    MODEL_PER_UNIT: Charge.Model
+    MODEL_GRADUATED: Charge.Model
+    MODEL_VOLUME: Charge.Model
+    MODEL_PACKAGE: Charge.Model
+    METER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    UNIT_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    HARD_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    SOFT_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    meter: str
+    model: Charge.Model
+    unit_amount: str
+    package_size: int
+    tiers: _containers.RepeatedCompositeFieldContainer[PriceTier]
+    included_quantity: float
+    hard_limit: float
+    soft_limit: float
+    def __init__(self, meter: _Optional[str] = ..., model: _Optional[_Union[Charge.Model, str]] = ..., unit_amount: _Optional[str] = ..., package_size: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., included_quantity: _Optional[float] = ..., hard_limit: _Optional[float] = ..., soft_limit: _Optional[float] = ...) -> None: ...
+
+class PriceTier(_message.Message):
+    __slots__ = ("up_to", "unit_amount", "flat_amount")
+    UP_TO_FIELD_NUMBER: _ClassVar[int]
+    UNIT_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    FLAT_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    up_to: float
+    unit_amount: str
+    flat_amount: str
+    def __init__(self, up_to: _Optional[float] = ..., unit_amount: _Optional[str] = ..., flat_amount: _Optional[str] = ...) -> None: ...
+
+class Subscription(_message.Message):
+    __slots__ = ("name", "plan", "state", "trial_end_time", "current_period_start_time", "current_period_end_time", "cancel_at_period_end", "cancel_time", "update_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Subscription.State]
+        STATE_TRIALING: _ClassVar[Subscription.State]
+        STATE_ACTIVE: _ClassVar[Subscription.State]
+        STATE_CANCELED: _ClassVar[Subscription.State]
+    STATE_UNSPECIFIED: Subscription.State
+    STATE_TRIALING: Subscription.State
+    STATE_ACTIVE: Subscription.State
+    STATE_CANCELED: Subscription.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PERIOD_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PERIOD_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_AT_PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    plan: str
+    state: Subscription.State
+    trial_end_time: _timestamp_pb2.Timestamp
+    current_period_start_time: _timestamp_pb2.Timestamp
+    current_period_end_time: _timestamp_pb2.Timestamp
+    cancel_at_period_end: bool
+    cancel_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., plan: _Optional[str] = ..., state: _Optional[_Union[Subscription.State, str]] = ..., trial_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_period_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_at_period_end: _Optional[bool] = ..., cancel_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Invoice(_message.Message):
+    __slots__ = ("name", "number", "state", "currency_code", "period_start_time", "period_end_time", "plan", "lines", "subtotal", "total", "create_time", "finalize_time", "paid_time", "void_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Invoice.State]
+        STATE_DRAFT: _ClassVar[Invoice.State]
+        STATE_OPEN: _ClassVar[Invoice.State]
+        STATE_PAID: _ClassVar[Invoice.State]
+        STATE_VOID: _ClassVar[Invoice.State]
+    STATE_UNSPECIFIED: Invoice.State
+    STATE_DRAFT: Invoice.State
+    STATE_OPEN: Invoice.State
+    STATE_PAID: Invoice.State
+    STATE_VOID: Invoice.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_CODE_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    SUBTOTAL_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FINALIZE_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAID_TIME_FIELD_NUMBER: _ClassVar[int]
+    VOID_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    number: str
+    state: Invoice.State
+    currency_code: str
+    period_start_time: _timestamp_pb2.Timestamp
+    period_end_time: _timestamp_pb2.Timestamp
+    plan: str
+    lines: _containers.RepeatedCompositeFieldContainer[InvoiceLine]
+    subtotal: int
+    total: int
+    create_time: _timestamp_pb2.Timestamp
+    finalize_time: _timestamp_pb2.Timestamp
+    paid_time: _timestamp_pb2.Timestamp
+    void_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[Invoice.State, str]] = ..., currency_code: _Optional[str] = ..., period_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., subtotal: _Optional[int] = ..., total: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paid_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class InvoiceLine(_message.Message):
+    __slots__ = ("kind", "description", "plan", "meter", "quantity", "included_quantity", "tiers", "amount")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[InvoiceLine.Kind]
+        KIND_FIXED_FEE: _ClassVar[InvoiceLine.Kind]
+        KIND_PRORATION: _ClassVar[InvoiceLine.Kind]
+        KIND_USAGE: _ClassVar[InvoiceLine.Kind]
+    KIND_UNSPECIFIED: InvoiceLine.Kind
+    KIND_FIXED_FEE: InvoiceLine.Kind
+    KIND_PRORATION: InvoiceLine.Kind
+    KIND_USAGE: InvoiceLine.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    METER_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    kind: InvoiceLine.Kind
+    description: str
+    plan: str
+    meter: str
+    quantity: float
+    included_quantity: float
+    tiers: _containers.RepeatedCompositeFieldContainer[InvoiceLineTier]
+    amount: int
+    def __init__(self, kind: _Optional[_Union[InvoiceLine.Kind, str]] = ..., description: _Optional[str] = ..., plan: _Optional[str] = ..., meter: _Optional[str] = ..., quantity: _Optional[float] = ..., included_quantity: _Optional[float] = ..., tiers: _Optional[_Iterable[_Union[InvoiceLineTier, _Mapping]]] = ..., amount: _Optional[int] = ...) -> None: ...
+
+class InvoiceLineTier(_message.Message):
+    __slots__ = ("tier", "quantity", "amount")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    tier: int
+    quantity: float
+    amount: str
+    def __init__(self, tier: _Optional[int] = ..., quantity: _Optional[float] = ..., amount: _Optional[str] = ...) -> None: ...
