@@ -103,9 +103,11 @@ class AgentFlags:
         def on_ready(_details: EventDetails) -> None:
             ready.set()
 
+        await asyncio.to_thread(api.set_provider, self._provider, self._domain)
+        # Bound first: a READY handler runs at once for a provider that is ready, the unbound
+        # domain's no-op provider included.
         self._client.add_handler(ProviderEvent.PROVIDER_READY, on_ready)
         try:
-            await asyncio.to_thread(api.set_provider, self._provider, self._domain)
             if not await asyncio.to_thread(ready.wait, FIRST_SYNC_MS / 1000):
                 log.warning("no flags synced from the flag service yet: serving with the defaults")
         finally:
