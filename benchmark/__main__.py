@@ -30,6 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benchmark.createrun import CreateRunCost
+from benchmark.flagd import FlagdFigures
 from benchmark.flags import FlagPropagation
 from benchmark.harness import (
     OTHER_CORE,
@@ -60,6 +61,7 @@ GROUPS: list[Callable[[Bench], Group]] = [
     IngestFigures,
     UsageQueryLatency,
     FlagPropagation,
+    FlagdFigures.of,
     CreateRunCost,
     TracingCost,
     WorkflowSteps,
@@ -203,6 +205,9 @@ def main() -> None:
         "limit is PostgreSQL itself (its backends on core 1).",
         "flag: from UpdateFlag's reply on replica 1 to the first EvaluateFlag on replica 2 that returns the "
         "new variant (nearest-rank percentiles).",
+        "flagd: RPC latencies one call at a time; in-process = OpenFeature client on the flagd in-process "
+        "provider vs FlagdCore alone, same document, flags and contexts, alternating rounds on core 0; "
+        "flag change -> provider = UpdateFlag's reply to the provider's configuration-changed event.",
     ):
         print(textwrap.fill(note, width=110, subsequent_indent="  "))
     findings = limit_checks(rows)

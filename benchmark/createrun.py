@@ -6,13 +6,13 @@ guards can be read: each database counts the statements its connections send
 per RPC (:meth:`services.kit.db.Database.statements`, ``BEGIN`` and ``COMMIT``
 included), each guard the calls it admitted (:attr:`services.kit.interceptors.Guard.calls`).
 A run is ``CreateRun`` of an agent with one tool (so the tools flag is
-evaluated) on a one-line question, waited for with ``WaitRun``; the figure is the
+evaluated, in memory: no peer RPC) on a one-line question, waited for with ``WaitRun``; the figure is the
 median over the runs of statements sent for the ``CreateRun`` itself (its background
 execution included: it runs under the RPC's context) and for the peer RPCs it made,
 and of those peer RPCs. ``WaitRun`` and background work (the audit relay, the flag
-replicas' change poll) are counted apart. The peer calls before a run starts (the
-quota hold, the tools flag and the tenant's model route flag) are awaited together
-(``asyncio.gather`` in :meth:`services.agent.service.AgentService.CreateRun`).
+replicas' change poll) are counted apart. The one peer call before a run starts is
+the quota hold; the tools flag and the tenant's model route flag are read from the
+agent's in-process flagd provider (:mod:`services.agent.flags`).
 
 Time, on SQLite: the same question to an agent without tools (16 tokens, temperature
 0, so the model writes the same reply both ways) streamed through ``CreateRun`` +
@@ -298,10 +298,9 @@ class CreateRunCost:
                             goal=Goal("<= 15", max_value=15.5),
                         )
                     )
-                    # No goal of its own: the issue asks that the peers be awaited together.
                     rows.append(
                         Row(
-                            f"peer RPCs per CreateRun, {label} (the first 3 awaited together)",
+                            f"peer RPCs per CreateRun, {label} (the quota hold first; flags in memory)",
                             peers,
                             "",
                         )

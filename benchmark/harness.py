@@ -202,12 +202,14 @@ class Goal:
     Attributes:
         text: How the goal reads in the table, e.g. ``>= 0.45``.
         min_ratio: The ratio must be at least this, when set.
+        max_ratio: The ratio must be at most this, when set (a cost against a baseline).
         min_value: The value must be at least this, when set.
         max_value: The value must be below this, when set.
     """
 
     text: str
     min_ratio: float | None = None
+    max_ratio: float | None = None
     min_value: float | None = None
     max_value: float | None = None
 
@@ -217,9 +219,12 @@ class Goal:
         Returns:
             None for a goal without a threshold (the baseline's ``(baseline)``).
         """
-        if self.min_ratio is None and self.min_value is None and self.max_value is None:
+        thresholds = (self.min_ratio, self.max_ratio, self.min_value, self.max_value)
+        if all(threshold is None for threshold in thresholds):
             return None
         if self.min_ratio is not None and (ratio is None or ratio < self.min_ratio):
+            return False
+        if self.max_ratio is not None and (ratio is None or ratio > self.max_ratio):
             return False
         if self.min_value is not None and value < self.min_value:
             return False
@@ -233,7 +238,7 @@ class Row:
     Attributes:
         figure: What was measured, e.g. ``GetAgent direct gRPC ÷ echo, SQLite``.
         value: The figure's value in ``unit``.
-        unit: ``/s`` (calls or requests per second), ``ev/s`` (events per second), ``ms``.
+        unit: ``/s`` (calls or requests per second), ``ev/s`` (events per second), ``ms``, ``µs``.
         baseline: The baseline's value in the same unit, for ratio figures.
         goal: The figure's target; None for a context row (no goal: what the others rest on).
         sample: The median run, for the CPU columns; None where they do not apply.

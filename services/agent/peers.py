@@ -1,4 +1,4 @@
-"""The agent service's calls to billing and flag, on its own mesh identity.
+"""The agent service's calls to billing, on its own mesh identity (its flags: :mod:`services.agent.flags`).
 
 Stubs are made once, with the channels (:meth:`MeshClients.stub`); a run's
 entitlement is one call for every meter it spends.
@@ -18,14 +18,12 @@ import math
 from collections.abc import Mapping, Sequence
 
 import grpc
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from orchestrall.billing.v1 import billing_service_pb2 as billing_pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from orchestrall.billing.v1 import resources_pb2 as billing_res
-from orchestrall.flag.v1 import flag_service_pb2 as flag_pb
-from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from services.agent import errors
 from services.kit.clients import MeshClients
 from services.kit.names import TENANT, ResourceName
@@ -34,9 +32,6 @@ from services.kit.usage import to_messages as usage_messages
 
 log = logging.getLogger(__name__)
 
-TOOLS_FLAG = "agent-tools"
-#: The tenant's string flag naming the model route of its agents that name no model.
-MODEL_ROUTE_FLAG = "agent-model-route"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _RESERVATION = ResourceName.of(billing_res.Reservation)
 
@@ -58,7 +53,7 @@ def _quota_failure(error: grpc.aio.AioRpcError) -> error_details_pb2.QuotaFailur
 
 
 class Peers:
-    """Entitlement checks, usage metering and the tools flag.
+    """Entitlement checks and usage metering.
 
     Args:
         clients: mTLS channels of this workload.
@@ -67,7 +62,6 @@ class Peers:
     def __init__(self, clients: MeshClients) -> None:
         self._clients = clients
         self._billing = clients.stub(billing_grpc.BillingServiceStub, "billing")
-        self._flags = clients.stub(flag_grpc.FlagServiceStub, "flag")
 
     async def reserve(
         self, tenant_id: str, run_id: str, run_name: str, quantities: Mapping[str, float], ttl_seconds: float
@@ -162,42 +156,3 @@ class Peers:
             return False
         return True
 
-    async def _evaluate(self, tenant_id: str, flag: str, agent_name: str) -> struct_pb2.Value | None:
-        """Evaluates one of the tenant's flags for an agent; returns its value, or None on any error."""
-        request = flag_pb.EvaluateFlagRequest(name=f"{TENANT.format(tenant_id)}/flags/{flag}")
-        request.context.update({"targetingKey": agent_name, "agent": agent_name})
-        try:
-            answer = await self._flags.EvaluateFlag(
-                request, timeout=self._clients.timeout, metadata=MeshClients.for_tenant(tenant_id)
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.NOT_FOUND:
-                log.warning("flag %s not evaluated: %s", flag, error.code())
-            return None
-        return answer.value
-
-    async def tools_enabled(self, tenant_id: str, agent_name: str) -> bool:
-        """Evaluates the tenant's ``agent-tools`` flag; absent or broken means enabled.
-
-        OpenFeature semantics: on any evaluation error the caller's default
-        (``True``) is used (specification section 1.4.10).
-        """
-        value = await self._evaluate(tenant_id, TOOLS_FLAG, agent_name)
-        if value is None or value.WhichOneof("kind") != "bool_value":
-            return True
-        return value.bool_value
-
-    async def model_route(self, tenant_id: str, agent_name: str) -> str:
-        """Evaluates the tenant's ``agent-model-route`` flag: the route of its agents that name no model.
-
-        OpenFeature semantics as for :meth:`tools_enabled`: an absent flag, an evaluation
-        error or a value that is not a string gives the caller's default, ``""`` (the
-        deployment's default). Whether the route exists is the caller's to check.
-
-        Returns:
-            The route's name, e.g. ``fast``; ``""`` for the deployment's default.
-        """
-        value = await self._evaluate(tenant_id, MODEL_ROUTE_FLAG, agent_name)
-        if value is None or value.WhichOneof("kind") != "string_value":
-            return ""
-        return value.string_value

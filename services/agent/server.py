@@ -14,6 +14,7 @@ from pydantic_settings import SettingsConfigDict
 
 from orchestrall.agent.v1 import agent_service_pb2_grpc
 from services.agent.execution import RunLeases, RunLimits
+from services.agent.flags import AgentFlags
 from services.agent.knowledge.embedding import Embedder, OpenAIEmbedder, StaticEmbedder
 from services.agent.knowledge.index import VectorIndex
 from services.agent.knowledge.ingest import Ingestor
@@ -174,11 +175,13 @@ async def build(
         max_running=settings.max_running_runs,
         history_tokens=settings.thread_history_tokens,
     )
+    executor_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()}"
+    flags = AgentFlags(settings, NAME, domain=f"{NAME}:{executor_id}")
     leases = RunLeases(
         lease_seconds=settings.run_lease_seconds,
         heartbeat_seconds=settings.run_heartbeat_seconds,
         sweep_seconds=settings.run_sweep_seconds,
-        executor=f"{socket.gethostname()[:40]}:{os.getpid()}:{new_id()}",
+        executor=executor_id,
         clock=clock,
     )
     embedder: Embedder
@@ -209,6 +212,7 @@ async def build(
         router,
         settings.default_model,
         Peers(clients),
+        flags,
         limits,
         leases,
         McpClient(settings.mcp_timeout_seconds),
@@ -236,8 +240,15 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[servicer.executor.start_sweeping, usage_relay.start, ingestor.start],
-        on_stop=[servicer.executor.stop, ingestor.stop, usage_relay.stop, router.close, embedder.close],
+        on_start=[flags.start, servicer.executor.start_sweeping, usage_relay.start, ingestor.start],
+        on_stop=[
+            servicer.executor.stop,
+            ingestor.stop,
+            usage_relay.stop,
+            router.close,
+            embedder.close,
+            flags.stop,
+        ],
         metrics=metrics,
     )
     if settings.mcp_listen:

@@ -9,7 +9,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence, Set
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -22,6 +22,7 @@ from services.agent import tools as catalog
 from services.agent.catalog import templates as agent_templates
 from services.agent.events import RunEvents
 from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
+from services.agent.flags import AgentFlags
 from services.agent.knowledge import tool as knowledge_tool
 from services.agent.knowledge.service import Knowledge, KnowledgeRpcs
 from services.agent.models import (
@@ -54,7 +55,6 @@ from services.kit.sealing import Sealer
 from services.kit.timestamps import to_timestamp, utcnow
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 DEFAULT_MAX_OUTPUT_TOKENS = 256
 # How long CancelRun waits for the run's executor to stop it before returning it as it is.
@@ -348,7 +348,8 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         db: The agent database.
         router: Opens every model call on the endpoint that answers it; knows the routes.
         default_model: Model ID used when an agent names none (and no ``default`` route is configured).
-        peers: Billing and flag calls.
+        peers: Billing calls.
+        flags: The tenants' ``agent-tools`` and ``agent-model-route`` flags, evaluated in memory.
         limits: Limits of runs.
         leases: Leases of runs in progress.
         mcp_client: Lists and calls the tools of tenants' MCP servers.
@@ -363,6 +364,7 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         router: ModelRouter,
         default_model: str,
         peers: Peers,
+        flags: AgentFlags,
         limits: RunLimits,
         leases: RunLeases,
         mcp_client: mcp.McpClient,
@@ -379,6 +381,7 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         self._router = router
         self._default_model = router.default_model(default_model)
         self._peers = peers
+        self._flags = flags
         self._events = RunEvents(db, run_to_proto)
         self.executor = Executor(
             db,
@@ -554,19 +557,18 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         history = threads.chat_messages(threads.window(subject.history, self._limits.history_tokens))
         run_id = new_id()
         run_name = RUN.format(tenant_id, agent_id, run_id)
-        # Independent peer calls, awaited together: a hold on the quota for the most the
-        # run may spend, the tools flag (for an agent with tools) and the tenant's model
-        # route (for an agent that names no model).
-        reserved = self._peers.reserve(
+        # A hold on the quota for the most the run may spend; the tools flag (for an agent
+        # with tools) and the tenant's model route (for an agent that names no model) are
+        # evaluated in memory, from the flags the agent syncs (services.agent.flags).
+        await self._peers.reserve(
             tenant_id,
             run_id,
             run_name,
             {"agent_runs": 1, **self.executor.hold(revision)},
             self.executor.hold_seconds,
         )
-        tools = self._peers.tools_enabled(tenant_id, request.parent) if revision.tools else _constant(False)
-        route = self._peers.model_route(tenant_id, request.parent) if not revision.model else _constant("")
-        _, tools_enabled, tenant_route = await asyncio.gather(reserved, tools, route)
+        tools_enabled = bool(revision.tools) and self._flags.tools_enabled(tenant_id, request.parent)
+        tenant_route = "" if revision.model else self._flags.model_route(tenant_id, request.parent)
         run = RunRow(
             tenant_id=tenant_id,
             id=run_id,
@@ -1014,11 +1016,6 @@ def _decisions(
     if violations:
         raise InvalidArgument(violations)
     return decisions
-
-
-async def _constant(value: _T) -> _T:
-    """Returns ``value``: a peer call not needed, in an ``asyncio.gather`` with those that are."""
-    return value
 
 
 def _is_json_object(text: str) -> bool:

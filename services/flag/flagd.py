@@ -40,10 +40,10 @@ from openfeature.schemas.protobuf.flagd.evaluation.v2 import evaluation_pb2 as v
 from openfeature.schemas.protobuf.flagd.evaluation.v2 import evaluation_pb2_grpc as v2_grpc
 from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 
-from services.flag import limits
+from services.flag import everyone, limits
 from services.flag.errors import FlagdError
 from services.flag.evaluator import FlagSetEvaluator, Resolution
-from services.flag.flagsets import FlagSets
+from services.flag.flagsets import Changes, FlagSets
 from services.flag.usage import UsageCounter
 from services.kit.auth import current_principal, require_tenant
 from services.kit.jsonvalue import from_struct
@@ -321,6 +321,11 @@ class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
     :func:`selected_set`) limits them to one flag set, named in the document's
     ``metadata.flagSetId``.
 
+    A mesh service calling on its own identity, with no token and no tenant (the agent
+    service: :data:`services.kit.policy.SERVICE_CALLS` grants it ``SyncFlags`` alone),
+    syncs every tenant's flags in one document, keys ``<tenant>/<flag>``
+    (:mod:`services.flag.everyone`, which says why).
+
     Args:
         flag_sets: The replica's in-memory flag sets.
     """
@@ -334,21 +339,24 @@ class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
             document["metadata"] = {"flagSetId": flag_set}
         return json.dumps(document, separators=(",", ":"))
 
+    def _everyone(self) -> str:
+        return json.dumps(everyone.document(self._sets.tenants()), separators=(",", ":"))
+
     async def SyncFlags(
         self, request: sync_pb2.SyncFlagsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[sync_pb2.SyncFlagsResponse]:
         """Streams the definitions now, then after each change; ends when the client goes."""
+        principal = current_principal()
+        if principal.kind == "service" and principal.tenant is None:
+            with self._sets.watch_all() as changes:
+                async for response in _stream(changes, self._everyone):
+                    yield response
+            return
         tenant = caller_tenant()
         flag_set = selected_set(context, request.selector)
         with self._sets.watch(tenant) as changes:
-            sent = self._configuration(tenant, flag_set)
-            yield sync_pb2.SyncFlagsResponse(flag_configuration=sent)
-            while True:
-                if await changes.next(KEEPALIVE_SECONDS):
-                    configuration = self._configuration(tenant, flag_set)
-                    if configuration != sent:  # a change to another flag set is none of this one's
-                        sent = configuration
-                        yield sync_pb2.SyncFlagsResponse(flag_configuration=sent)
+            async for response in _stream(changes, lambda: self._configuration(tenant, flag_set)):
+                yield response
 
     async def FetchAllFlags(
         self, request: sync_pb2.FetchAllFlagsRequest, context: grpc.aio.ServicerContext
@@ -363,6 +371,20 @@ class FlagdSync(sync_pb2_grpc.FlagSyncServiceServicer):
         """Returns no sync metadata (flagd deprecated the call; providers ask it first)."""
         caller_tenant()
         return sync_pb2.GetMetadataResponse(metadata=struct_pb2.Struct())
+
+
+async def _stream(
+    changes: Changes, configuration: Callable[[], str]
+) -> AsyncIterator[sync_pb2.SyncFlagsResponse]:
+    """Yields ``configuration()`` now, then again after each change that alters it."""
+    sent = configuration()
+    yield sync_pb2.SyncFlagsResponse(flag_configuration=sent)
+    while True:
+        if await changes.next(KEEPALIVE_SECONDS):
+            now = configuration()
+            if now != sent:  # a change to another flag set is none of this one's
+                sent = now
+                yield sync_pb2.SyncFlagsResponse(flag_configuration=sent)
 
 
 def register(server: grpc.aio.Server, flag_sets: FlagSets, usage: UsageCounter) -> None:

@@ -19,7 +19,8 @@ the tenant as soon as the change commits, so a client reads its own writes.
 
 Watchers: a flagd event stream watches its tenant (:meth:`FlagSets.watch`) and is
 told which flag keys an installed change wrote, updated or deleted, whichever
-replica made it.
+replica made it. The mesh's own sync stream watches every tenant
+(:meth:`FlagSets.watch_all`) and is told the same, keys as ``<tenant>/<flag>``.
 
 Invalidation: an entry is replaced whole when its tenant's revision moves, and
 never by an older revision (a poll that read before a local change committed
@@ -119,6 +120,7 @@ class FlagSets:
         self._seen = 0
         self._poller: asyncio.Task[None] | None = None
         self._watchers: dict[str, set[Changes]] = {}
+        self._all_watchers: set[Changes] = set()
 
     def of(self, tenant_id: str) -> FlagSetEvaluator:
         """Returns the tenant's flag set (empty when it has no flags)."""
@@ -141,6 +143,24 @@ class FlagSets:
             watchers.discard(changes)
             if not watchers:
                 del self._watchers[tenant_id]
+
+    def tenants(self) -> dict[str, FlagSetEvaluator]:
+        """Returns every tenant's flag set, by tenant ID (tenants whose flags were all deleted included)."""
+        return {tenant: entry[1] for tenant, entry in self._sets.items()}
+
+    @contextlib.contextmanager
+    def watch_all(self) -> Iterator[Changes]:
+        """Follows every tenant's flag changes installed on this replica while the block runs.
+
+        Yields:
+            The watcher's :class:`Changes`, whose keys are ``<tenant>/<flag>``.
+        """
+        changes = Changes()
+        self._all_watchers.add(changes)
+        try:
+            yield changes
+        finally:
+            self._all_watchers.discard(changes)
 
     async def start(self) -> None:
         """Loads every tenant's flags, then follows changes in the background."""
@@ -165,12 +185,15 @@ class FlagSets:
         if current is None or revision > current[0]:
             installed = FlagSetEvaluator(flags)
             self._sets[tenant_id] = (revision, installed)
-            watchers = self._watchers.get(tenant_id)
-            if watchers:
+            watchers = self._watchers.get(tenant_id, ())
+            if watchers or self._all_watchers:
                 changed = changed_keys(_EMPTY if current is None else current[1], installed)
                 if changed:
                     for changes in watchers:
                         changes.add(changed)
+                    everyone = {f"{tenant_id}/{key}": kind for key, kind in changed.items()}
+                    for changes in self._all_watchers:
+                        changes.add(everyone)
 
     async def poll_once(self) -> int:
         """Reloads the tenants changed since the last poll.

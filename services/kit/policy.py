@@ -29,7 +29,8 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             "/orchestrall.billing.v1.BillingService/IngestUsageEvents",
             "/orchestrall.billing.v1.BillingService/ReleaseReservation",
             "/orchestrall.billing.v1.BillingService/SettleReservation",
-            "/orchestrall.flag.v1.FlagService/EvaluateFlag",
+            # Every tenant's flags in one stream, for its in-process flagd provider (services/agent/flags.py).
+            "/flagd.sync.v1.FlagSyncService/SyncFlags",
         }
     ),
     "workflow": frozenset(

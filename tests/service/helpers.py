@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
+from openfeature.event import EventDetails, ProviderEvent
 
 from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
@@ -22,6 +24,7 @@ from orchestrall.auth.v1 import resources_pb2 as auth_res
 from orchestrall.workflow.v1 import resources_pb2 as workflow_res
 from orchestrall.workflow.v1 import workflow_service_pb2 as workflow_pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as workflow_grpc
+from services.agent.flags import AgentFlags, flag_key
 from services.agent.routing import Sleep
 from services.agent.server import AgentSettings, build
 from services.agent.tools import CATALOG, Tool
@@ -182,3 +185,38 @@ async def one_step_workflow(mesh: Mesh, tenant: Tenant, workflow_id: str) -> str
             metadata=tenant.metadata,
         )
     return workflow.name
+
+
+def agent_flags(server: RunningServer) -> AgentFlags:
+    """Returns the flags of an agent server (its provider starts as one of the server's start hooks)."""
+    for hook in server.service.on_start:
+        owner = getattr(hook, "__self__", None)
+        if isinstance(owner, AgentFlags):
+            return owner
+    raise AssertionError("the agent server reads no flags")
+
+
+@asynccontextmanager
+async def flag_synced(
+    server: RunningServer, tenant: Tenant, flag: str, timeout: float = 5.0
+) -> AsyncIterator[None]:
+    """Waits, as the block ends, until the agent server's provider installed a change of the tenant's flag.
+
+    The provider says so with OpenFeature's ``PROVIDER_CONFIGURATION_CHANGED`` event naming the flag's key.
+    """
+    client = agent_flags(server).client
+    key = flag_key(tenant.id, flag)
+    installed = threading.Event()
+
+    def on_change(details: EventDetails) -> None:
+        if key in (details.flags_changed or ()):
+            installed.set()
+
+    client.add_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, on_change)
+    try:
+        yield
+        assert await asyncio.to_thread(installed.wait, timeout), (
+            f"the agent did not sync {key} in {timeout} s"
+        )
+    finally:
+        client.remove_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, on_change)

@@ -18,7 +18,7 @@ from orchestrall.flag.v1 import flag_service_pb2_grpc as flag_grpc
 from orchestrall.flag.v1 import resources_pb2 as flag_res
 from services.agent.tools import route_distance
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, field_violations, new_tenant, run_to_end
+from tests.service.helpers import Tenant, error_info, field_violations, flag_synced, new_tenant, run_to_end
 
 PLANNER = res.Agent(
     display_name="Route planner",
@@ -82,7 +82,7 @@ async def test_run_calls_the_tool_and_meters_usage(mesh: Mesh) -> None:
 
 async def test_the_agent_tools_flag_turns_tools_off(mesh: Mesh) -> None:
     tenant = await new_tenant(mesh)
-    async with mesh.channel("flag") as channel:
+    async with mesh.channel("flag") as channel, flag_synced(mesh.servers["agent"], tenant, "agent-tools"):
         variants = {"on": struct_pb2.Value(bool_value=True), "off": struct_pb2.Value(bool_value=False)}
         await flag_grpc.FlagServiceStub(channel).CreateFlag(
             flag_pb.CreateFlagRequest(

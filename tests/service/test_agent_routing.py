@@ -41,6 +41,7 @@ from tests.service.helpers import (
     agent_channel,
     agent_replica,
     field_violations,
+    flag_synced,
     new_tenant,
     run_to_end,
 )
@@ -321,8 +322,8 @@ async def test_a_run_resumed_after_approvals_keeps_its_route(
     assert len(calls) >= 2 and all((c.route, c.endpoint) == ("house", "house-local") for c in calls)
 
 
-async def _route_flag(mesh: Mesh, tenant: Tenant, route: str) -> None:
-    async with mesh.channel("flag") as channel:
+async def _route_flag(mesh: Mesh, server: RunningServer, tenant: Tenant, route: str) -> None:
+    async with mesh.channel("flag") as channel, flag_synced(server, tenant, "agent-model-route"):
         await flag_grpc.FlagServiceStub(channel).CreateFlag(
             flag_pb.CreateFlagRequest(
                 parent=tenant.name,
@@ -342,8 +343,8 @@ async def test_the_tenant_default_route_serves_its_agents_that_name_no_model(
 ) -> None:
     server, _ = routed
     tenant, other = await new_tenant(mesh), await new_tenant(mesh)
-    await _route_flag(mesh, tenant, "house")
-    await _route_flag(mesh, other, "nowhere")  # not a configured route: the deployment's default
+    await _route_flag(mesh, server, tenant, "house")
+    await _route_flag(mesh, server, other, "nowhere")  # not a configured route: the deployment's default
     async with agent_channel(mesh, server) as channel:
         stub = pb_grpc.AgentServiceStub(channel)
         unnamed = await _agent(stub, tenant, "unnamed", "")
