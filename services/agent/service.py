@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 import secrets
@@ -17,10 +16,11 @@ from google.protobuf import empty_pb2
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
-from services.agent import errors, mcp, store, threads
+from services.agent import errors, http_tool_store, http_tools, mcp, store, threads
 from services.agent import tools as catalog
 from services.agent.events import RunEvents
 from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
+from services.agent.http_tool_handlers import HttpToolHandlers
 from services.agent.models import (
     MCP_SERVER_FIELDS,
     REVISION_FIELDS,
@@ -33,13 +33,21 @@ from services.agent.models import (
     RunState,
     ThreadRow,
 )
+from services.agent.notifications.handlers import (
+    SEND_NOTIFICATION,
+    SEND_NOTIFICATION_DESCRIPTION,
+    SEND_NOTIFICATION_PARAMETERS,
+    NotificationHandlers,
+)
+from services.agent.notifications.outbox import Notifier
 from services.agent.peers import Peers
 from services.agent.replay import replay
 from services.agent.routing import ROUTE_PREFIX, ModelRouter, route_of
-from services.agent.runner import Checkpoint, Decision
+from services.agent.runner import Checkpoint, Decision, RunTool
 from services.kit.audit import note_resource
 from services.kit.auth import require_tenant
 from services.kit.db import Database, Tx
+from services.kit.egress import EgressPolicy
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
 from services.kit.fieldmask import update_paths
@@ -176,7 +184,8 @@ def _update_agent(
         return agent
     updated = dataclasses.replace(agent, **changed)
     servers = store.get_mcp_servers(tx, _mcp_server_ids(updated.tools, agent.tenant_id))
-    _validate_agent(agent_to_proto(updated), "", agent.tenant_id, routes, servers)
+    http = http_tool_store.get_http_tools(tx, http_tools.tool_ids(updated.tools, agent.tenant_id))
+    _validate_agent(agent_to_proto(updated), "", agent.tenant_id, routes, servers, {t.id for t in http})
     now = utcnow()
     for _ in range(5):  # an 8-character ID taken by an earlier revision of this agent: draw again
         revision = AgentRevisionRow(
@@ -224,9 +233,16 @@ def _mcp_server_ids(tools: Sequence[str], tenant_id: str) -> list[str]:
     return [name.split("/")[3] for name in tools if mcp.is_mcp_tool(name) and name.split("/")[1] == tenant_id]
 
 
-def _tool_violation(tool: str, tenant_id: str, servers: Mapping[str, McpServerRow]) -> str | None:
+def _tool_violation(
+    tool: str, tenant_id: str, servers: Mapping[str, McpServerRow], http_tool_ids: Set[str] = frozenset()
+) -> str | None:
     """Returns why an agent of ``tenant_id`` may not name ``tool``, or None when it may."""
-    if tool in catalog.CATALOG:
+    if tool in catalog.CATALOG or tool == SEND_NOTIFICATION:
+        return None
+    if http_tools.is_http_tool(tool):
+        tool_tenant, tool_id = tool.split("/")[1::2]
+        if tool_tenant != tenant_id or tool_id not in http_tool_ids:
+            return f"{tool} is not an HTTP tool of tenants/{tenant_id}"
         return None
     if not mcp.is_mcp_tool(tool):
         return f"unknown tool {tool!r}; see ListTools"
@@ -243,7 +259,12 @@ def _tool_violation(tool: str, tenant_id: str, servers: Mapping[str, McpServerRo
 
 
 def _validate_agent(
-    agent: res.Agent, agent_id: str, tenant_id: str, routes: Set[str], servers: Sequence[McpServerRow] = ()
+    agent: res.Agent,
+    agent_id: str,
+    tenant_id: str,
+    routes: Set[str],
+    servers: Sequence[McpServerRow] = (),
+    http_tool_ids: Set[str] = frozenset(),
 ) -> None:
     """Checks an agent against the rules the contract's bounds cannot state.
 
@@ -254,6 +275,7 @@ def _validate_agent(
         routes: The model routes it may name (``routes/{route}``), configured by the operator.
         servers: The tenant's MCP servers its MCP tools name (read by the caller); a
             tool of another server, or of another tenant's, is a violation.
+        http_tool_ids: The IDs of the tenant's HTTP tools it names that exist.
 
     Raises:
         InvalidArgument: With a violation per bad field.
@@ -272,7 +294,7 @@ def _validate_agent(
     if not agent.instructions.strip():  # its length is the contract's rule, checked by the guard
         violations.append(FieldViolation("agent.instructions", "must not be blank"))
     for i, tool in enumerate(agent.tools):
-        problem = _tool_violation(tool, tenant_id, by_id)
+        problem = _tool_violation(tool, tenant_id, by_id, http_tool_ids)
         if problem is not None:
             violations.append(FieldViolation(f"agent.tools[{i}]", problem))
     if agent.HasField("temperature") and not 0 <= agent.temperature <= 2:
@@ -292,7 +314,7 @@ def _validate_agent(
         raise InvalidArgument(violations)
 
 
-class AgentService(pb_grpc.AgentServiceServicer):
+class AgentService(HttpToolHandlers, NotificationHandlers, pb_grpc.AgentServiceServicer):
     """Agents and runs.
 
     Args:
@@ -303,7 +325,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         limits: Limits of runs.
         leases: Leases of runs in progress.
         mcp_client: Lists and calls the tools of tenants' MCP servers.
-        sealer: Encrypts MCP servers' headers at rest.
+        sealer: Encrypts MCP servers' headers, HTTP tools' auth headers and channels' secrets at rest.
+        egress: The outbound rules of HTTP tools and notifications.
+        notifier: Sends notifications and relays their retries.
     """
 
     def __init__(
@@ -316,10 +340,14 @@ class AgentService(pb_grpc.AgentServiceServicer):
         leases: RunLeases,
         mcp_client: mcp.McpClient,
         sealer: Sealer,
+        egress: EgressPolicy,
+        notifier: Notifier,
     ) -> None:
         self._db = db
         self._mcp = mcp_client
         self._sealer = sealer
+        self._egress = egress
+        self.notifier = notifier
         self._limits = limits
         self._leases = leases
         self._router = router
@@ -333,18 +361,37 @@ class AgentService(pb_grpc.AgentServiceServicer):
             limits,
             leases,
             self._events,
-            mcp_tools=functools.partial(mcp.resolve_tools, db, sealer, mcp_client),
+            mcp_tools=self._tenant_tools,
         )
+
+    async def _tenant_tools(self, tenant_id: str, tool_names: Sequence[str]) -> list[RunTool]:
+        """Returns the agent's tools that are not pure built-ins: its MCP and HTTP tools and ``send_notification``.
+
+        MCP servers are asked and HTTP tools read at once; none of them raises for a
+        broken tool (it fails its calls instead).
+        """
+        mcp_tools, http = await asyncio.gather(
+            mcp.resolve_tools(self._db, self._sealer, self._mcp, tenant_id, tool_names),
+            http_tools.resolve_tools(self._db, self._sealer, self._egress, tenant_id, tool_names),
+        )
+        tools: list[RunTool] = [*mcp_tools, *http]
+        if SEND_NOTIFICATION in tool_names:
+            tools.append(self.send_notification_tool(tenant_id))
+        return tools
 
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> res.Agent:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        servers = await self._db.read(
-            tenant_id, store.get_mcp_servers, _mcp_server_ids(request.agent.tools, tenant_id)
+        servers, http = await asyncio.gather(
+            self._db.read(tenant_id, store.get_mcp_servers, _mcp_server_ids(request.agent.tools, tenant_id)),
+            self._db.read(
+                tenant_id, http_tool_store.get_http_tools, http_tools.tool_ids(request.agent.tools, tenant_id)
+            ),
         )
-        _validate_agent(request.agent, request.agent_id, tenant_id, self._router.names, servers)
+        http_ids = {tool.id for tool in http}
+        _validate_agent(request.agent, request.agent_id, tenant_id, self._router.names, servers, http_ids)
         now = utcnow()
         agent = AgentRow(
             tenant_id=tenant_id,
@@ -732,8 +779,12 @@ class AgentService(pb_grpc.AgentServiceServicer):
                     endpoints.append(mcp.McpEndpoint.of(row, self._sealer))
                 except Exception:  # the stored headers do not open (the key changed)
                     unavailable.append(MCP_SERVER.format(row.tenant_id, row.id))
-            offered, failed = await mcp.catalog_of(endpoints, self._mcp)
+            (offered, failed), http = await asyncio.gather(
+                mcp.catalog_of(endpoints, self._mcp),
+                self._db.read(tenant_id, http_tool_store.all_http_tools, mcp.MAX_SERVERS),
+            )
             tools += [_tool_to_proto(tool) for tool in offered]
+            tools += [_tool_to_proto(http_tools.HttpTool.of(row, self._sealer, self._egress)) for row in http]
             unavailable += failed
         start = 0
         if page.after is not None:
@@ -747,17 +798,24 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def CallTool(
         self, request: pb.CallToolRequest, context: grpc.aio.ServicerContext
     ) -> pb.CallToolResponse:
-        """Calls a built-in tool for the tenant in ``parent``, as a run's tool call would.
+        """Calls a built-in tool or an HTTP tool for the tenant in ``parent``, as a run's tool call would.
 
         Raises:
             InvalidArgument: ``arguments`` break the tool's JSON Schema (one violation per
-                error, under ``arguments``), or the tool refused them (``ToolError``).
-            NotFound: ``TOOL_NOT_FOUND``, no built-in tool of that name.
+                error, under ``arguments``), or a built-in tool refused them (``ToolError``).
+            NotFound: ``TOOL_NOT_FOUND``, no built-in tool or HTTP tool of the tenant of that name.
+            Unavailable: ``TOOL_FAILED``, an HTTP tool's call or ``send_notification`` failed.
             PermissionDenied: ``parent`` is not the caller's tenant.
         """
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        tool = catalog.CATALOG.get(request.name)
+        tool: RunTool | None
+        if http_tools.is_http_tool(request.name):
+            tool = await self.http_tool_of(tenant_id, request.name)
+        elif request.name == SEND_NOTIFICATION:
+            tool = self.send_notification_tool(tenant_id)
+        else:
+            tool = catalog.CATALOG.get(request.name)
         if tool is None:
             raise errors.tool_not_found(request.name)
         arguments = from_struct(request.arguments)
@@ -767,7 +825,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         try:
             result = await tool.call(arguments)
         except catalog.ToolError as error:
-            raise invalid("arguments", str(error)) from None
+            if isinstance(tool, catalog.Tool):
+                raise invalid("arguments", str(error)) from None
+            raise errors.tool_failed(request.name, str(error)) from None
         return pb.CallToolResponse(result=to_value(result))
 
     async def CreateMcpServer(
@@ -941,7 +1001,7 @@ def _is_json_object(text: str) -> bool:
         return False
 
 
-def argument_violations(tool: catalog.Tool, arguments: Mapping[str, Any]) -> list[FieldViolation]:
+def argument_violations(tool: RunTool, arguments: Mapping[str, Any]) -> list[FieldViolation]:
     """Checks a tool call's arguments against the tool's JSON Schema (2020-12).
 
     Returns:
@@ -966,7 +1026,7 @@ def argument_violations(tool: catalog.Tool, arguments: Mapping[str, Any]) -> lis
     return list(violations.values())
 
 
-def _tool_to_proto(tool: catalog.Tool | mcp.McpTool) -> res.Tool:
+def _tool_to_proto(tool: RunTool) -> res.Tool:
     message = res.Tool(name=tool.name, description=tool.description, function_name=tool.function_name)
     message.parameters.update(tool.parameters)
     return message
@@ -974,3 +1034,7 @@ def _tool_to_proto(tool: catalog.Tool | mcp.McpTool) -> res.Tool:
 
 # The catalog is code: its resources are built once.
 _TOOL_PROTOS = {name: _tool_to_proto(tool) for name, tool in catalog.CATALOG.items()}
+_TOOL_PROTOS[SEND_NOTIFICATION] = res.Tool(
+    name=SEND_NOTIFICATION, description=SEND_NOTIFICATION_DESCRIPTION, function_name="send_notification"
+)
+_TOOL_PROTOS[SEND_NOTIFICATION].parameters.update(SEND_NOTIFICATION_PARAMETERS)

@@ -16,7 +16,6 @@ by the guard in a transaction of its own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +28,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert
 
 from services.kit.auth import Principal, current_principal
 from services.kit.db import Database, Tx
+from services.kit.relay import Relay
 from services.kit.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,7 @@ class AuditLog:
         self._table = table
         self._insert = insert(table)
         self._deliver = deliver
-        self._interval = interval_seconds
-        self._relay: asyncio.Task[None] | None = None
+        self._relay = Relay(f"audit-{service}", self.relay_once, interval_seconds)
         db.before_commit(self._before_commit)
 
     def begin_call(self, method: str, request: Any) -> None:
@@ -203,30 +202,13 @@ class AuditLog:
         await self._db.system(self._forget, [row["id"] for row in rows])
         return len(rows)
 
-    async def _relay_forever(self) -> None:
-        while True:
-            try:
-                while await self.relay_once() > 0:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # delivery is retried on the next tick
-                log.warning("audit relay of %s failed: %s", self.service, error)
-            await asyncio.sleep(self._interval)
-
     async def start(self) -> None:
         """Starts the relay in the background."""
-        self._relay = asyncio.create_task(self._relay_forever(), name=f"audit-relay-{self.service}")
+        await self._relay.start()
 
     async def stop(self) -> None:
         """Stops the relay after a last delivery attempt; undelivered events wait in the outbox."""
-        if self._relay is not None:
-            self._relay.cancel()
-            await asyncio.gather(self._relay, return_exceptions=True)
-        try:
-            await self.relay_once()
-        except Exception as error:
-            log.warning("final audit relay of %s failed: %s", self.service, error)
+        await self._relay.stop()
 
 
 def deliver_to_auth(channel_of: Callable[[], Any], timeout: float) -> Deliver:

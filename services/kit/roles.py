@@ -6,8 +6,9 @@ roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
 * ``viewer``    reads agents, runs, workflows, flags, meters and usage; evaluates flags;
-* ``developer`` also creates and changes agents, runs, MCP servers, workflows (and their
-  runs, schedules and triggers) and flags, and calls tools;
+* ``developer`` also creates and changes agents, runs, MCP servers, HTTP tools,
+  notification channels, workflows (and their runs, schedules and triggers) and flags,
+  calls tools and sends notifications;
 * ``admin``     also manages users, service accounts, API keys, reads the audit log and
                 records usage events of its own (an operator feeding usage from elsewhere) and
                 manages the tenant's meters;
@@ -40,6 +41,12 @@ _VIEWER = frozenset(
         "agent.tools.list",
         "agent.mcpServers.get",
         "agent.mcpServers.list",
+        "agent.httpTools.get",
+        "agent.httpTools.list",
+        "agent.notificationChannels.get",
+        "agent.notificationChannels.list",
+        "agent.notificationDeliveries.get",
+        "agent.notificationDeliveries.list",
         "workflow.workflows.get",
         "workflow.workflows.list",
         "workflow.runs.get",
@@ -71,6 +78,13 @@ _DEVELOPER = _VIEWER | {
     "agent.mcpServers.create",
     "agent.mcpServers.update",
     "agent.mcpServers.delete",
+    "agent.httpTools.create",
+    "agent.httpTools.update",
+    "agent.httpTools.delete",
+    "agent.notificationChannels.create",
+    "agent.notificationChannels.update",
+    "agent.notificationChannels.delete",
+    "agent.notificationDeliveries.create",
     "agent.tools.call",
     "workflow.workflows.create",
     "workflow.workflows.update",
