@@ -73,7 +73,9 @@ def _validate(tool: res.HttpTool, tool_id: str, paths: Sequence[str] = HTTP_TOOL
         if not schema_violations:
             properties = schema.get("properties") or {}
             violations += http_tools.template_violations(
-                tool.url_template, properties if isinstance(properties, dict) else {}, "http_tool.url_template"
+                tool.url_template,
+                properties if isinstance(properties, dict) else {},
+                "http_tool.url_template",
             )
     if {"auth_header_name", "auth_header_value"} & set(paths):
         violations += http_tools.header_violations(
@@ -99,6 +101,7 @@ class HttpToolHandlers:
     async def CreateHttpTool(
         self, request: pb.CreateHttpToolRequest, context: grpc.aio.ServicerContext
     ) -> res.HttpTool:
+        """Creates an HTTP tool, its auth header sealed; idempotent by ``request_id``."""
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         _validate(request.http_tool, request.http_tool_id)
@@ -128,7 +131,10 @@ class HttpToolHandlers:
             raise errors.http_tool_exists(name)
         return http_tool_to_proto(created)
 
-    async def GetHttpTool(self, request: pb.GetHttpToolRequest, context: grpc.aio.ServicerContext) -> res.HttpTool:
+    async def GetHttpTool(
+        self, request: pb.GetHttpToolRequest, context: grpc.aio.ServicerContext
+    ) -> res.HttpTool:
+        """Returns an HTTP tool without its auth header's value."""
         tenant_id, tool_id = HTTP_TOOL.parse(request.name, "name")
         require_tenant(tenant_id)
         tool = await self._db.read(tenant_id, http_tool_store.get_http_tool, tool_id)
@@ -139,6 +145,7 @@ class HttpToolHandlers:
     async def ListHttpTools(
         self, request: pb.ListHttpToolsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListHttpToolsResponse:
+        """Returns a page of the tenant's HTTP tools, newest first."""
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
@@ -149,6 +156,7 @@ class HttpToolHandlers:
     async def UpdateHttpTool(
         self, request: pb.UpdateHttpToolRequest, context: grpc.aio.ServicerContext
     ) -> res.HttpTool:
+        """Updates the fields of the mask; the result is checked as a new tool would be."""
         name = request.http_tool.name
         tenant_id, tool_id = HTTP_TOOL.parse(name, "http_tool.name")
         require_tenant(tenant_id)
@@ -192,6 +200,7 @@ class HttpToolHandlers:
     async def DeleteHttpTool(
         self, request: pb.DeleteHttpToolRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
+        """Deletes an HTTP tool."""
         tenant_id, tool_id = HTTP_TOOL.parse(request.name, "name")
         require_tenant(tenant_id)
         if not await self._db.write(tenant_id, http_tool_store.delete_http_tool, tool_id):
@@ -205,7 +214,11 @@ class HttpToolHandlers:
             NotFound: ``TOOL_NOT_FOUND``, no such tool of ``tenant_id`` (another tenant's included).
         """
         owner, tool_id = HTTP_TOOL.parse(name, "name")
-        row = await self._db.read(tenant_id, http_tool_store.get_http_tool, tool_id) if owner == tenant_id else None
+        row = (
+            await self._db.read(tenant_id, http_tool_store.get_http_tool, tool_id)
+            if owner == tenant_id
+            else None
+        )
         if row is None:
             raise errors.tool_not_found(name)
         return http_tools.HttpTool.of(row, self._sealer, self._egress)

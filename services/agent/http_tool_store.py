@@ -1,4 +1,4 @@
-"""SQL of tenants' HTTP tools, through the kit's repository; every query filters by the transaction's tenant."""
+"""SQL of tenants' HTTP tools, through the kit's repository; every query filters by the tenant."""
 
 from __future__ import annotations
 

@@ -86,11 +86,15 @@ def template_violations(template: str, properties: Mapping[str, Any], path: str)
         name = expression[len(operator) :]
         if operator not in LEVEL_2_OPERATORS:
             violations.append(
-                FieldViolation(path, f"{{{expression}}} uses operator {operator!r}; only levels 1-2 (none, + or #)")
+                FieldViolation(
+                    path, f"{{{expression}}} uses operator {operator!r}; only levels 1-2 (none, + or #)"
+                )
             )
         elif not _VARIABLE_NAME.match(name):
             violations.append(
-                FieldViolation(path, f"{{{expression}}} must name one variable of A-Za-z0-9_, without modifiers")
+                FieldViolation(
+                    path, f"{{{expression}}} must name one variable of A-Za-z0-9_, without modifiers"
+                )
             )
         elif name not in properties:
             violations.append(FieldViolation(path, f"the variable {name!r} is not a property of parameters"))
@@ -98,7 +102,9 @@ def template_violations(template: str, properties: Mapping[str, Any], path: str)
         return violations
     scheme, separator, rest = template.partition("://")
     if not separator or "{" in scheme or "{" in rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]:
-        return [FieldViolation(path, "must start with a fixed scheme and host, e.g. https://api.example.com/")]
+        return [
+            FieldViolation(path, "must start with a fixed scheme and host, e.g. https://api.example.com/")
+        ]
     sample = URITemplate(template).expand({name.lstrip("+#"): "x" for name in expressions})
     return mcp.url_violations(sample, path)
 
@@ -116,7 +122,7 @@ def parameter_violations(schema: Mapping[str, Any], path: str) -> list[FieldViol
 
 
 def header_violations(name: str, value: str, path: str) -> list[FieldViolation]:
-    """Returns what is wrong with the auth header: an RFC 9110 name the client does not set, a one-line value."""
+    """Returns what is wrong with the auth header: a name of RFC 9110 the client does not set."""
     if not name:
         return [FieldViolation(f"{path}_name", "is required with a value")] if value else []
     if not mcp.HEADER_NAME.match(name):
@@ -170,7 +176,7 @@ class HttpEndpoint:
         """Returns the URL and the JSON body (None for none) of a call with ``arguments``."""
         template = URITemplate(self.url_template)
         named = template.variable_names
-        values = {k: _text(v) for k, v in arguments.items() if k in named and v is not None}
+        values: dict[str, Any] = {k: _text(v) for k, v in arguments.items() if k in named and v is not None}
         body = {k: v for k, v in arguments.items() if k not in named} if self.method in BODY_METHODS else None
         return template.expand(values), body
 
@@ -200,7 +206,9 @@ class HttpEndpoint:
             raise ToolError(f"{self.name} could not be reached: {type(error).__name__}") from None
         text = data.decode("utf-8", errors="replace")
         if response.is_redirect:
-            raise ToolError(f"{self.name} answered a redirect (HTTP {response.status_code}), which is not followed")
+            raise ToolError(
+                f"{self.name} answered a redirect (HTTP {response.status_code}), which is not followed"
+            )
         if not response.is_success:
             raise ToolError(f"{self.name} answered HTTP {response.status_code}: {text[:1000]}")
         try:
@@ -323,7 +331,9 @@ async def resolve_tools(
         tenant, tool_id = name.split("/")[1::2]
         row = by_id.get(tool_id) if tenant == tenant_id else None
         if row is None:
-            resolved.append(_failing(name, function_name_of(tool_id), f"{name} is not an HTTP tool of the tenant"))
+            resolved.append(
+                _failing(name, function_name_of(tool_id), f"{name} is not an HTTP tool of the tenant")
+            )
         else:
             resolved.append(HttpTool.of(row, sealer, policy))
     return resolved

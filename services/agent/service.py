@@ -365,7 +365,7 @@ class AgentService(HttpToolHandlers, NotificationHandlers, pb_grpc.AgentServiceS
         )
 
     async def _tenant_tools(self, tenant_id: str, tool_names: Sequence[str]) -> list[RunTool]:
-        """Returns the agent's tools that are not pure built-ins: its MCP and HTTP tools and ``send_notification``.
+        """Returns the agent's tools bound to its tenant: MCP, HTTP and ``send_notification``.
 
         MCP servers are asked and HTTP tools read at once; none of them raises for a
         broken tool (it fails its calls instead).

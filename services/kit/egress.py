@@ -113,8 +113,10 @@ class EgressPolicy:
             try:
                 infos = await loop.getaddrinfo(literal, port, type=socket.SOCK_STREAM)
             except OSError as error:
-                raise EgressRefused(f"the host {host!r} does not resolve: {error.strerror or error}") from None
-            addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+                raise EgressRefused(
+                    f"the host {host!r} does not resolve: {error.strerror or error}"
+                ) from None
+            addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
         if not addresses:
             raise EgressRefused(f"the host {host!r} has no address")
         for address in addresses:
@@ -134,7 +136,9 @@ class EgressPolicy:
                 (webhooks and other deliveries that carry secrets or signatures).
         """
         transport = PinnedTransport(self, require_tls=require_tls)
-        return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+        return httpx.AsyncClient(
+            transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+        )
 
 
 class PinnedTransport(httpx.AsyncBaseTransport):

@@ -27,6 +27,14 @@ DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 7 * 86_400.0
 
 
+_NOTIFICATION_CHANNEL = re.compile(r"^tenants/[^/]+/notificationChannels/[^/]+$")
+
+
+def is_notification_channel(channel: str) -> bool:
+    """Whether a notification step's ``channel`` names a notification channel (else: free text)."""
+    return bool(_NOTIFICATION_CHANNEL.match(channel))
+
+
 def to_json(workflow: res.Workflow) -> dict[str, Any]:
     """The definition fields of a workflow as JSON (proto field names)."""
     definition = res.Workflow()
@@ -191,6 +199,15 @@ def _check_step(
         )
         if not step.notification.channel.strip():
             violations.append(FieldViolation(f"{path}.notification.channel", "must not be blank"))
+        elif step.notification.channel.startswith("tenants/") and not is_notification_channel(
+            step.notification.channel
+        ):
+            violations.append(
+                FieldViolation(
+                    f"{path}.notification.channel",
+                    "must be tenants/{tenant}/notificationChannels/{notification_channel} or free text",
+                )
+            )
     elif which == "sub_workflow":
         violations += _check_template(
             step.sub_workflow.input_template, f"{path}.sub_workflow.input_template", earlier

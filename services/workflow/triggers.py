@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
+
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
 from services.kit.audit import note_resource

@@ -38,7 +38,9 @@ E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 #: An address of RFC 5321's ``Mailbox`` shape, without quoting or comments (what senders accept in practice).
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 #: A host name (RFC 1123 labels) or an IPv4 literal.
-HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+HOST = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 TWILIO_SID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 
@@ -152,7 +154,9 @@ def _sms_violations(sms: res.NotificationChannel.Sms, at: str) -> list[FieldViol
     if not sms.auth_token.strip():
         found.append(FieldViolation(f"{at}.auth_token", "is required"))
     if not E164.match(sms.from_number):
-        found.append(FieldViolation(f"{at}.from_number", "is not a phone number in E.164 (+ and 8-15 digits)"))
+        found.append(
+            FieldViolation(f"{at}.from_number", "is not a phone number in E.164 (+ and 8-15 digits)")
+        )
     if not sms.to_numbers:
         found.append(FieldViolation(f"{at}.to_numbers", "must name at least one recipient"))
     found += [

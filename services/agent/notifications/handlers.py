@@ -1,4 +1,4 @@
-"""The notification RPCs of :class:`~services.agent.service.AgentService` (a mixin), and the ``send_notification`` tool.
+"""The notification RPCs of :class:`~services.agent.service.AgentService` (a mixin); ``send_notification``.
 
 Channels have the standard methods (AIP-131..135); ``SendNotification`` records a
 delivery and makes its first attempt (:mod:`.outbox`); deliveries are read with
@@ -82,6 +82,7 @@ class NotificationHandlers:
     async def CreateNotificationChannel(
         self, request: pb.CreateNotificationChannelRequest, context: grpc.aio.ServicerContext
     ) -> res.NotificationChannel:
+        """Creates a channel, its secrets sealed; idempotent by ``request_id``."""
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         _check(request.notification_channel, request.notification_channel_id)
@@ -109,6 +110,7 @@ class NotificationHandlers:
     async def GetNotificationChannel(
         self, request: pb.GetNotificationChannelRequest, context: grpc.aio.ServicerContext
     ) -> res.NotificationChannel:
+        """Returns a channel without its secrets."""
         tenant_id, channel_id = CHANNEL.parse(request.name, "name")
         require_tenant(tenant_id)
         channel = await self._db.read(tenant_id, store.get_channel, channel_id)
@@ -119,6 +121,7 @@ class NotificationHandlers:
     async def ListNotificationChannels(
         self, request: pb.ListNotificationChannelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListNotificationChannelsResponse:
+        """Returns a page of the tenant's channels, newest first."""
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
@@ -129,6 +132,7 @@ class NotificationHandlers:
     async def UpdateNotificationChannel(
         self, request: pb.UpdateNotificationChannelRequest, context: grpc.aio.ServicerContext
     ) -> res.NotificationChannel:
+        """Updates the display name and replaces the kind's configuration, as the mask says."""
         name = request.notification_channel.name
         tenant_id, channel_id = CHANNEL.parse(name, "notification_channel.name")
         require_tenant(tenant_id)
@@ -165,6 +169,7 @@ class NotificationHandlers:
     async def DeleteNotificationChannel(
         self, request: pb.DeleteNotificationChannelRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
+        """Deletes a channel; its deliveries stay."""
         tenant_id, channel_id = CHANNEL.parse(request.name, "name")
         require_tenant(tenant_id)
         if not await self._db.write(tenant_id, store.delete_channel, channel_id):
@@ -174,11 +179,14 @@ class NotificationHandlers:
     async def SendNotification(
         self, request: pb.SendNotificationRequest, context: grpc.aio.ServicerContext
     ) -> res.NotificationDelivery:
+        """Records a delivery and makes its first attempt (:meth:`notify`)."""
         tenant_id, channel_id = CHANNEL.parse(request.name, "name")
         require_tenant(tenant_id)
         if not request.message.strip():
             raise invalid("message", "must not be blank")
-        delivery = await self.notify(tenant_id, channel_id, request.subject, request.message, request.request_id)
+        delivery = await self.notify(
+            tenant_id, channel_id, request.subject, request.message, request.request_id
+        )
         return delivery_to_proto(delivery)
 
     async def notify(
@@ -221,6 +229,7 @@ class NotificationHandlers:
     async def GetNotificationDelivery(
         self, request: pb.GetNotificationDeliveryRequest, context: grpc.aio.ServicerContext
     ) -> res.NotificationDelivery:
+        """Returns a delivery."""
         tenant_id, channel_id, delivery_id = DELIVERY.parse(request.name, "name")
         require_tenant(tenant_id)
         delivery = await self._db.read(tenant_id, outbox.get_delivery, channel_id, delivery_id)
@@ -231,6 +240,7 @@ class NotificationHandlers:
     async def ListNotificationDeliveries(
         self, request: pb.ListNotificationDeliveriesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListNotificationDeliveriesResponse:
+        """Returns a page of a channel's deliveries, newest first."""
         tenant_id, channel_id = CHANNEL.parse(request.parent, "parent")
         require_tenant(tenant_id)
         page = page_of(request.page_size, request.page_token, request.parent)
@@ -263,7 +273,7 @@ SEND_NOTIFICATION_DESCRIPTION = (
 
 @dataclass(frozen=True)
 class SendNotificationTool:
-    """The built-in ``tools/send_notification``, bound to a tenant (a :class:`services.agent.runner.RunTool`)."""
+    """The built-in ``tools/send_notification``, bound to a tenant (a ``RunTool``)."""
 
     tenant_id: str
     handlers: NotificationHandlers = field(repr=False, compare=False)
@@ -276,7 +286,7 @@ class SendNotificationTool:
     )
 
     async def call(self, arguments: dict[str, Any]) -> Any:
-        """Sends the notification; returns its delivery's ``name``, ``state``, ``attempts`` and ``last_error``.
+        """Sends the notification; returns its delivery, state, attempts and last error.
 
         Raises:
             ToolError: The channel does not exist.

@@ -62,7 +62,7 @@ class Claimed:
 
 
 def create_delivery(tx: Tx, delivery: DeliveryRow) -> tuple[DeliveryRow, bool] | None:
-    """Inserts a delivery of an existing channel, or finds the one of an earlier request with its ``request_id``.
+    """Inserts a delivery of an existing channel, or finds an earlier request's by ``request_id``.
 
     Returns:
         The delivery and whether it is new; None when the channel does not exist.
@@ -124,14 +124,23 @@ def _record(tx: Tx, delivery: DeliveryRow, outcome: DeliveryFailed | None, now: 
     """Records an attempt's outcome on the delivery (a system transaction: the relay spans tenants)."""
     attempts = delivery.attempts + 1
     if outcome is None:
-        values = {"state": DeliveryState.SUCCEEDED, "next_attempt_time": None, "end_time": now, "last_error": ""}
+        values = {
+            "state": DeliveryState.SUCCEEDED,
+            "next_attempt_time": None,
+            "end_time": now,
+            "last_error": "",
+        }
     elif not outcome.retry or attempts >= MAX_ATTEMPTS:
         values = {"state": DeliveryState.FAILED, "next_attempt_time": None, "end_time": now}
         values["last_error"] = str(outcome)
     else:
         due = now + dt.timedelta(seconds=backoff_seconds(attempts))
         values = {"state": DeliveryState.PENDING, "next_attempt_time": due, "last_error": str(outcome)}
-    key = (_D.c.tenant_id == delivery.tenant_id, _D.c.channel_id == delivery.channel_id, _D.c.id == delivery.id)
+    key = (
+        _D.c.tenant_id == delivery.tenant_id,
+        _D.c.channel_id == delivery.channel_id,
+        _D.c.id == delivery.id,
+    )
     row = tx.execute(update(_D).where(*key).values(attempts=attempts, **values).returning(*_D.c)).first()
     tx.changed = True
     assert row is not None, "deliveries are never deleted"
@@ -148,7 +157,9 @@ class Notifier:
         clock: The time deliveries are scheduled in (tests move it).
     """
 
-    def __init__(self, db: Database, sealer: Sealer, senders: Senders, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(
+        self, db: Database, sealer: Sealer, senders: Senders, clock: Callable[[], dt.datetime]
+    ) -> None:
         self._db = db
         self._sealer = sealer
         self._senders = senders
@@ -174,10 +185,14 @@ class Notifier:
                 log.warning("the stored secrets of channel %s do not open", channel.id)
                 opened = None
             name = DELIVERY.format(delivery.tenant_id, delivery.channel_id, delivery.id)
-            notification = Notification(name, delivery.id, delivery.subject, delivery.message, delivery.create_time)
+            notification = Notification(
+                name, delivery.id, delivery.subject, delivery.message, delivery.create_time
+            )
             try:
                 if opened is None:
-                    raise DeliveryFailed("the channel's stored secrets cannot be read; set them again", retry=False)
+                    raise DeliveryFailed(
+                        "the channel's stored secrets cannot be read; set them again", retry=False
+                    )
                 await self._senders.deliver(opened, notification)
                 outcome = None
             except DeliveryFailed as failed:

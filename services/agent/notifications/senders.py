@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class TwilioProvider:
 
 
 def _retried(status: int) -> bool:
-    """Whether an HTTP error status is worth another attempt: 5xx and the statuses of :data:`RETRIED_STATUSES`."""
+    """Whether an HTTP error status is worth another attempt: 5xx and :data:`RETRIED_STATUSES`."""
     return status >= 500 or status in RETRIED_STATUSES
 
 
@@ -184,7 +185,9 @@ class Senders:
             return
         host = urlsplit(url).hostname
         if response.is_redirect:
-            raise DeliveryFailed(f"{host} answered a redirect (HTTP {response.status_code}), not followed", retry=False)
+            raise DeliveryFailed(
+                f"{host} answered a redirect (HTTP {response.status_code}), not followed", retry=False
+            )
         raise DeliveryFailed(
             f"{host} answered HTTP {response.status_code}: {response.text[:300]}",
             retry=_retried(response.status_code),
@@ -206,14 +209,21 @@ class Senders:
         message["Subject"] = notification.subject
         message["Message-ID"] = f"<{notification.delivery_id}@orchestrall>"
         message.set_content(notification.message)
-        # Connect to the checked address; TLS verifies the certificate for the host's name.
+        # Connect to the checked address ourselves; aiosmtplib speaks SMTP over that socket
+        # and verifies TLS for ``hostname``, the host's name.
+        sock = socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (str(address), port))
+        except OSError:
+            sock.close()
+            raise
         smtp = aiosmtplib.SMTP(
-            hostname=str(address),
-            port=port,
+            hostname=host,
+            sock=sock,
             use_tls=security == "SECURITY_TLS",
             start_tls=security == "SECURITY_STARTTLS",
             tls_context=self.policy.tls,
-            server_hostname=host,
             timeout=self.timeout_seconds,
         )
         async with smtp:
