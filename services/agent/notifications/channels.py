@@ -114,10 +114,7 @@ def violations_of(channel: res.NotificationChannel, path: str) -> list[FieldViol
     if kind == "email":
         return _email_violations(channel.email, at)
     if kind == "slack":
-        found = mcp.url_violations(channel.slack.webhook_url, f"{at}.webhook_url")
-        if not found and not channel.slack.webhook_url.startswith("https://"):
-            found.append(FieldViolation(f"{at}.webhook_url", "must be an https URL"))
-        return found
+        return mcp.url_violations(channel.slack.webhook_url, f"{at}.webhook_url")
     if kind == "webhook":
         found = mcp.url_violations(channel.webhook.url, f"{at}.url")
         problem = secret_problem(channel.webhook.secret)
