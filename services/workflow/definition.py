@@ -144,8 +144,15 @@ def _check_task(
     if isinstance(task, res.Workflow.AgentRun):
         return _check_template(task.input_template, f"{path}.input_template", earlier, variables)
     violations = []
-    if not re.fullmatch(r"tools/[a-z][a-z0-9_-]{0,62}", task.tool):
-        violations.append(FieldViolation(f"{path}.tool", "must be a built-in tool, tools/{tool}"))
+    if not re.fullmatch(
+        r"tools/[a-z][a-z0-9_-]{0,62}|tenants/[^/]+/httpTools/[a-z][a-z0-9-]{0,62}", task.tool
+    ):
+        violations.append(
+            FieldViolation(
+                f"{path}.tool",
+                "must be a built-in tool, tools/{tool}, or an HTTP tool, tenants/{t}/httpTools/{tool}",
+            )
+        )
     if task.arguments_template:
         violations += _check_template(
             task.arguments_template, f"{path}.arguments_template", earlier, variables
