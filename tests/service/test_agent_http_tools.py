@@ -1,4 +1,4 @@
-"""Tenants' HTTP tools over real gRPC: a real HTTP API on 127.0.0.1 (the test stack's allow-list), the real model.
+"""Tenants' HTTP tools over real gRPC: a real HTTP API on 127.0.0.1 (allow-listed), the real model.
 
 A tenant defines a tool as a call to its API; the call expands the URL template, sends
 the other arguments as JSON and the auth header from the sealed secret; an agent run
@@ -264,7 +264,10 @@ async def test_bad_http_tools_are_field_violations(mesh: Mesh, stub: pb_grpc.Age
         (_tool("https://{order_id}.example.com/"), ["http_tool.url_template"]),  # the host templated
         (_tool("ftp://api.example.com/{order_id}"), ["http_tool.url_template"]),
         (_tool("https://user:pw@api.example.com/{order_id}"), ["http_tool.url_template"]),
-        (_tool("https://api.example.com/", parameters=_struct({"type": "objekt"})), ["http_tool.parameters.type"]),
+        (
+            _tool("https://api.example.com/", parameters=_struct({"type": "objekt"})),
+            ["http_tool.parameters.type"],
+        ),
         (
             _tool("https://api.example.com/", parameters=_struct({"type": "string"})),
             ["http_tool.parameters.type"],
