@@ -715,9 +715,9 @@ class AgentServiceServicer:
         """Creates a notification channel of a tenant.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`notification_channel_id` not an
-        AIP-122 ID; no `kind`; a URL that is not an absolute `https` URL without user
-        information (`http` for a webhook is allowed, and delivered only to the
-        operator's allow-list); a Slack URL that is not `https`; an email address, a phone
+        AIP-122 ID; no `kind`; a URL that is not an absolute `http` or `https` URL without
+        user information (plain `http` is delivered only to the operator's allow-list); an
+        email address, a phone
         number (E.164), a host name or a webhook secret (`whsec_` and base64 of 24-64 bytes)
         that is malformed; no recipients; a password without a user);
         ALREADY_EXISTS `NOTIFICATION_CHANNEL_ALREADY_EXISTS`; and the common reasons of
