@@ -116,7 +116,8 @@ class EgressPolicy:
                 raise EgressRefused(
                     f"the host {host!r} does not resolve: {error.strerror or error}"
                 ) from None
-            addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
+            found = (ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos)
+            addresses = list(dict.fromkeys(found))
         if not addresses:
             raise EgressRefused(f"the host {host!r} has no address")
         for address in addresses:
