@@ -312,7 +312,7 @@ async def test_mcp_servers_are_created_once_updated_and_deleted(
     )
     assert list(rekeyed.header_names) == ["authorization"]
     catalog = await stub.ListTools(pb.ListToolsRequest(parent=tenant.name), metadata=md)
-    assert [t.name for t in catalog.tools][2:] == [f"{made.name}/tools/lookup_hub"]
+    assert [t.name for t in catalog.tools][3:] == [f"{made.name}/tools/lookup_hub"]
 
     # Agents may name allowed tools of the tenant's registered servers only.
     other = await new_tenant(mesh)
