@@ -25,10 +25,11 @@ from sqlalchemy import select
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
+from orchestrall.agent.v1.resources_pb2 import NotificationChannel as Channel
 from orchestrall.workflow.v1 import resources_pb2 as wf_res
 from orchestrall.workflow.v1 import workflow_service_pb2 as wf_pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as wf_grpc
-from services.agent.models import NotificationChannel
+from services.agent.models import NotificationChannel as ChannelTable
 from services.agent.notifications.channels import split
 from services.cli.stack import free_port
 from services.kit.clients import MeshClients
@@ -48,7 +49,6 @@ from tests.service.helpers import (
 from tests.service.receivers import Answer, Receiver, json_answer, receiver, twilio_answer
 from tests.service.test_workflow import events_of, wait_for
 
-Channel = res.NotificationChannel
 SID, TOKEN = "AC0123456789abcdef0123456789abcdef", "twilio-token-4711"
 SMTP_PASSWORD = "smtp-password-1234"
 
@@ -149,7 +149,7 @@ async def _settled(
 
 def _stored_secrets(mesh: Mesh, tenant: Tenant) -> list[bytes]:
     engine = create_engine(mesh.config.settings("agent"), "agent", admin=True)
-    table = NotificationChannel.__table__
+    table = ChannelTable.__table__
     try:
         with engine.connect() as connection:
             rows = connection.execute(
