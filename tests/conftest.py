@@ -33,6 +33,11 @@ POSTGRES_URL = os.environ.get(
     "ORCHESTRALL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 SCHEMA_PREFIX = "pytest_"
+#: The operator's egress allow-list of the test stacks: the tests' own servers on 127.0.0.1
+#: (tenants' HTTP tools, webhook receivers, SMTP). Everything else stays refused; tests of the
+#: refusals of 127.0.0.1 itself start a replica without the allow-list.
+TEST_EGRESS_ALLOWED = '["127.0.0.1/32"]'
+os.environ.setdefault("ORCHESTRALL_EGRESS_ALLOWED_NETWORKS", TEST_EGRESS_ALLOWED)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

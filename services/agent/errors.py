@@ -119,3 +119,35 @@ RUN_FAILURE_CODES = {
     "RUN_CANCELLED": grpc.StatusCode.CANCELLED,
     "RUN_FAILED": grpc.StatusCode.INTERNAL,
 }
+
+
+def http_tool_not_found(name: str) -> NotFound:
+    """No such HTTP tool in the caller's tenant."""
+    return NotFound("HTTP_TOOL_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def http_tool_exists(name: str) -> AlreadyExists:
+    """An HTTP tool with that ID exists."""
+    return AlreadyExists("HTTP_TOOL_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name})
+
+
+def tool_failed(name: str, message: str) -> Unavailable:
+    """A tenant's tool was called and failed (its endpoint refused, unreachable, slow or erring)."""
+    return Unavailable("TOOL_FAILED", message, metadata={"name": name})
+
+
+def channel_not_found(name: str) -> NotFound:
+    """No such notification channel in the caller's tenant."""
+    return NotFound("NOTIFICATION_CHANNEL_NOT_FOUND", f"{name} not found", metadata={"name": name})
+
+
+def channel_exists(name: str) -> AlreadyExists:
+    """A notification channel with that ID exists."""
+    return AlreadyExists(
+        "NOTIFICATION_CHANNEL_ALREADY_EXISTS", f"{name} already exists", metadata={"name": name}
+    )
+
+
+def delivery_not_found(name: str) -> NotFound:
+    """No such notification delivery in the caller's tenant."""
+    return NotFound("NOTIFICATION_DELIVERY_NOT_FOUND", f"{name} not found", metadata={"name": name})

@@ -381,6 +381,151 @@ class McpServerRow:
 MCP_SERVER_FIELDS = ("display_name", "url", "headers", "allowed_tools")
 
 
+class HttpTool(Base):
+    """A tenant's tool that is one HTTP call; ``auth_sealed`` is its auth header's value, encrypted."""
+
+    __tablename__ = "http_tools"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(String(2000))
+    method: Mapped[str] = mapped_column(String(10))
+    url_template: Mapped[str] = mapped_column(String(2000))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    auth_header_name: Mapped[str] = mapped_column(String(100), default="")
+    auth_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    timeout_seconds: Mapped[float] = mapped_column(Float)
+    max_response_bytes: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class HttpToolRow:
+    """An HTTP tool, as stored; ``auth_sealed`` is sealed for the tool's resource name (None: no header)."""
+
+    tenant_id: str
+    id: str
+    display_name: str
+    description: str
+    method: str  # GET, POST, PUT, PATCH or DELETE
+    url_template: str
+    parameters: dict[str, Any]
+    auth_header_name: str
+    auth_sealed: bytes | None
+    timeout_seconds: float
+    max_response_bytes: int
+    request_id: str | None
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+#: The fields of an HTTP tool that ``UpdateHttpTool`` may change.
+HTTP_TOOL_FIELDS = (
+    "display_name",
+    "description",
+    "method",
+    "url_template",
+    "parameters",
+    "auth_header_name",
+    "auth_header_value",
+    "timeout",
+    "max_response_bytes",
+)
+
+
+class NotificationChannel(Base):
+    """A tenant's notification channel: its kind, its settings, and its secrets encrypted."""
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (UniqueConstraint("tenant_id", "request_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(20))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    secrets_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationChannelRow:
+    """A notification channel, as stored.
+
+    ``settings`` is the kind's message as JSON without its secret fields;
+    ``secrets_sealed`` the JSON object of those, sealed for the channel's resource name.
+    """
+
+    tenant_id: str
+    id: str
+    display_name: str
+    kind: str  # email, slack, webhook or sms
+    settings: dict[str, Any]
+    secrets_sealed: bytes
+    request_id: str | None
+    create_time: dt.datetime
+    update_time: dt.datetime
+
+
+#: The fields of a channel that ``UpdateNotificationChannel`` may change.
+CHANNEL_FIELDS = ("display_name", "email", "slack", "webhook", "sms")
+
+
+class DeliveryState(StrEnum):
+    """Where a notification's delivery is (``NotificationDelivery.State``)."""
+
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class NotificationDelivery(Base):
+    """A notification sent on a channel: the outbox row its relay delivers, and its delivery's record."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "channel_id", "request_id"),
+        Index("ix_notification_deliveries_due", "state", "next_attempt_time"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    message: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(2000), default="")
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    end_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A notification's delivery, as stored; ``next_attempt_time`` is set while it is pending."""
+
+    tenant_id: str
+    channel_id: str
+    id: str
+    subject: str
+    message: str
+    state: str  # a DeliveryState value
+    attempts: int
+    last_error: str
+    request_id: str | None
+    create_time: dt.datetime
+    next_attempt_time: dt.datetime | None
+    end_time: dt.datetime | None
+
+
 # The knowledge tables (knowledge bases, documents, chunks) join this metadata, so the
 # lineage's migrations and schema checks cover them.
 from services.agent.knowledge import models as _knowledge_models  # noqa: E402, F401

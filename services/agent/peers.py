@@ -155,4 +155,3 @@ class Peers:
             log.warning("reservation %s not released: %s", name, error.code())
             return False
         return True
-

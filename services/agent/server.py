@@ -23,16 +23,20 @@ from services.agent.knowledge.service import Knowledge
 from services.agent.mcp import McpClient
 from services.agent.mcp_server import CatalogServer
 from services.agent.models import AUDIT_OUTBOX, USAGE_OUTBOX
+from services.agent.notifications.outbox import Notifier
+from services.agent.notifications.senders import Senders, TwilioProvider
 from services.agent.peers import Peers
 from services.agent.routing import ModelRouter, RetryPolicy, Route, RouteEndpoint, RouteName, Sleep
 from services.agent.service import AgentService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
+from services.kit.egress import EgressPolicy, parse_networks
 from services.kit.metrics import RpcMetrics
 from services.kit.mtls import TlsFiles
 from services.kit.names import new_id
-from services.kit.outbox import Relay
+from services.kit.outbox import OutboxRelay
+from services.kit.relay import Relay
 from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
@@ -134,6 +138,29 @@ class AgentSettings(MeshSettings):
         description="The most chunks a replica keeps in memory for searches, over all knowledge bases.",
     )
 
+    egress_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "JSON list of networks (CIDR, or one address) that tenants' HTTP tools and notification "
+            "channels may reach although they are loopback, private, link-local or otherwise not "
+            'global, e.g. ["10.20.0.0/16"]; empty allows only global addresses (services/kit/egress.py).'
+        ),
+    )
+    notification_timeout_seconds: float = Field(
+        10.0, gt=0, le=120, description="Deadline of one attempt to deliver a notification."
+    )
+    notification_relay_interval_seconds: float = Field(
+        1.0, gt=0, description="How often a replica looks for notification deliveries due for a retry."
+    )
+    twilio_base_url: str = Field(
+        "https://api.twilio.com", description="Origin of Twilio's API, which SMS channels are sent through."
+    )
+
+    @model_validator(mode="after")
+    def _networks_parse(self) -> AgentSettings:
+        parse_networks(self.egress_allowed_networks)  # ValueError names the bad value
+        return self
+
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> AgentSettings:
         if self.run_heartbeat_seconds * 2 > self.run_lease_seconds:
@@ -150,7 +177,7 @@ async def build(
 
     Args:
         settings: Its settings; from the environment when None.
-        clock: The time run leases are measured in (tests move it).
+        clock: The time run leases and notification retries are measured in (tests move it).
         backoff_sleep: Waits the backoffs between attempts of a model call (tests record them).
     """
     settings = settings or AgentSettings()
@@ -207,6 +234,9 @@ async def build(
     )
     key = settings.encryption_key
     sealer = Sealer.from_hex(key.get_secret_value() if key is not None else None)
+    egress = EgressPolicy(parse_networks(settings.egress_allowed_networks))
+    senders = Senders(egress, TwilioProvider(settings.twilio_base_url), settings.notification_timeout_seconds)
+    notifier = Notifier(db, sealer, senders, clock)
     servicer = AgentService(
         db,
         router,
@@ -217,15 +247,18 @@ async def build(
         leases,
         McpClient(settings.mcp_timeout_seconds),
         sealer,
+        egress,
+        notifier,
         knowledge,
         outcomes=metrics.run_outcomes("agent"),
     )
+    relay = Relay("notifications", notifier.relay_once, settings.notification_relay_interval_seconds)
 
     def register(server: grpc.aio.Server) -> None:
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
 
     # Runs' usage events, committed with the run state they meter, ingested by billing.
-    usage_relay = Relay(
+    usage_relay = OutboxRelay(
         f"usage-{NAME}",
         db,
         USAGE_OUTBOX,
@@ -240,8 +273,15 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[flags.start, servicer.executor.start_sweeping, usage_relay.start, ingestor.start],
+        on_start=[
+            flags.start,
+            servicer.executor.start_sweeping,
+            usage_relay.start,
+            ingestor.start,
+            relay.start,
+        ],
         on_stop=[
+            relay.stop,
             servicer.executor.stop,
             ingestor.stop,
             usage_relay.stop,

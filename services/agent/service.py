@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 import secrets
@@ -17,12 +16,13 @@ from google.protobuf import empty_pb2
 from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
-from services.agent import errors, mcp, store, threads
+from services.agent import errors, http_tool_store, http_tools, mcp, store, threads
 from services.agent import tools as catalog
 from services.agent.catalog import templates as agent_templates
 from services.agent.events import RunEvents
 from services.agent.execution import Executor, RunLeases, RunLimits, stretch_id
 from services.agent.flags import AgentFlags
+from services.agent.http_tool_handlers import HttpToolHandlers
 from services.agent.knowledge import tool as knowledge_tool
 from services.agent.knowledge.service import Knowledge, KnowledgeRpcs
 from services.agent.models import (
@@ -37,6 +37,13 @@ from services.agent.models import (
     RunState,
     ThreadRow,
 )
+from services.agent.notifications.handlers import (
+    SEND_NOTIFICATION,
+    SEND_NOTIFICATION_DESCRIPTION,
+    SEND_NOTIFICATION_PARAMETERS,
+    NotificationHandlers,
+)
+from services.agent.notifications.outbox import Notifier
 from services.agent.peers import Peers
 from services.agent.replay import replay
 from services.agent.routing import ROUTE_PREFIX, ModelRouter, route_of
@@ -44,6 +51,7 @@ from services.agent.runner import Checkpoint, Decision, RunTool
 from services.kit.audit import note_resource
 from services.kit.auth import current_principal, require_tenant
 from services.kit.db import Database, Tx
+from services.kit.egress import EgressPolicy
 from services.kit.enums import EnumMap
 from services.kit.errors import FieldViolation, InvalidArgument, error_status, invalid
 from services.kit.fieldmask import update_paths
@@ -222,7 +230,8 @@ def _update_agent(
         return agent
     updated = dataclasses.replace(agent, **changed)
     servers = store.get_mcp_servers(tx, _mcp_server_ids(updated.tools, agent.tenant_id))
-    _validate_agent(agent_to_proto(updated), "", agent.tenant_id, routes, servers)
+    http = http_tool_store.get_http_tools(tx, http_tools.tool_ids(updated.tools, agent.tenant_id))
+    _validate_agent(agent_to_proto(updated), "", agent.tenant_id, routes, servers, {t.id for t in http})
     now = utcnow()
     for _ in range(5):  # an 8-character ID taken by an earlier revision of this agent: draw again
         revision = AgentRevisionRow(
@@ -270,9 +279,16 @@ def _mcp_server_ids(tools: Sequence[str], tenant_id: str) -> list[str]:
     return [name.split("/")[3] for name in tools if mcp.is_mcp_tool(name) and name.split("/")[1] == tenant_id]
 
 
-def _tool_violation(tool: str, tenant_id: str, servers: Mapping[str, McpServerRow]) -> str | None:
+def _tool_violation(
+    tool: str, tenant_id: str, servers: Mapping[str, McpServerRow], http_tool_ids: Set[str] = frozenset()
+) -> str | None:
     """Returns why an agent of ``tenant_id`` may not name ``tool``, or None when it may."""
-    if tool in catalog.CATALOG:
+    if tool in catalog.CATALOG or tool == SEND_NOTIFICATION:
+        return None
+    if http_tools.is_http_tool(tool):
+        tool_tenant, tool_id = tool.split("/")[1::2]
+        if tool_tenant != tenant_id or tool_id not in http_tool_ids:
+            return f"{tool} is not an HTTP tool of tenants/{tenant_id}"
         return None
     if knowledge_tool.is_knowledge_tool(tool):
         owner = tool.split("/")[1]
@@ -292,7 +308,12 @@ def _tool_violation(tool: str, tenant_id: str, servers: Mapping[str, McpServerRo
 
 
 def _validate_agent(
-    agent: res.Agent, agent_id: str, tenant_id: str, routes: Set[str], servers: Sequence[McpServerRow] = ()
+    agent: res.Agent,
+    agent_id: str,
+    tenant_id: str,
+    routes: Set[str],
+    servers: Sequence[McpServerRow] = (),
+    http_tool_ids: Set[str] = frozenset(),
 ) -> None:
     """Checks an agent against the rules the contract's bounds cannot state.
 
@@ -303,6 +324,7 @@ def _validate_agent(
         routes: The model routes it may name (``routes/{route}``), configured by the operator.
         servers: The tenant's MCP servers its MCP tools name (read by the caller); a
             tool of another server, or of another tenant's, is a violation.
+        http_tool_ids: The IDs of the tenant's HTTP tools it names that exist.
 
     Raises:
         InvalidArgument: With a violation per bad field.
@@ -321,7 +343,7 @@ def _validate_agent(
     if not agent.instructions.strip():  # its length is the contract's rule, checked by the guard
         violations.append(FieldViolation("agent.instructions", "must not be blank"))
     for i, tool in enumerate(agent.tools):
-        problem = _tool_violation(tool, tenant_id, by_id)
+        problem = _tool_violation(tool, tenant_id, by_id, http_tool_ids)
         if problem is not None:
             violations.append(FieldViolation(f"agent.tools[{i}]", problem))
     if agent.HasField("temperature") and not 0 <= agent.temperature <= 2:
@@ -341,8 +363,8 @@ def _validate_agent(
         raise InvalidArgument(violations)
 
 
-class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
-    """Agents and runs; knowledge bases through :class:`KnowledgeRpcs`.
+class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grpc.AgentServiceServicer):
+    """Agents and runs; knowledge bases, HTTP tools and notification channels through their mixins.
 
     Args:
         db: The agent database.
@@ -353,7 +375,9 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         limits: Limits of runs.
         leases: Leases of runs in progress.
         mcp_client: Lists and calls the tools of tenants' MCP servers.
-        sealer: Encrypts MCP servers' headers at rest.
+        sealer: Encrypts MCP servers' headers, HTTP tools' auth headers and channels' secrets at rest.
+        egress: The outbound rules of HTTP tools and notifications.
+        notifier: Sends notifications and relays their retries.
         knowledge: Knowledge bases' embedding model, search and ingestion.
         outcomes: Counts the runs' ends by state (the service's metrics).
     """
@@ -369,6 +393,8 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         leases: RunLeases,
         mcp_client: mcp.McpClient,
         sealer: Sealer,
+        egress: EgressPolicy,
+        notifier: Notifier,
         knowledge: Knowledge,
         outcomes: RunOutcomes | None = None,
     ) -> None:
@@ -376,6 +402,8 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         self._knowledge = knowledge
         self._mcp = mcp_client
         self._sealer = sealer
+        self._egress = egress
+        self.notifier = notifier
         self._limits = limits
         self._leases = leases
         self._router = router
@@ -390,17 +418,25 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
             limits,
             leases,
             self._events,
-            mcp_tools=functools.partial(self._tenant_tools, sealer),
+            mcp_tools=self._tenant_tools,
             outcomes=outcomes,
         )
 
-    async def _tenant_tools(self, sealer: Sealer, tenant_id: str, names: Sequence[str]) -> list[RunTool]:
-        """Returns an agent's MCP and knowledge base tools, resolved together."""
-        mcp_tools, knowledge_tools = await asyncio.gather(
-            mcp.resolve_tools(self._db, sealer, self._mcp, tenant_id, names),
-            knowledge_tool.resolve_tools(self._db, self._knowledge.searcher, tenant_id, names),
+    async def _tenant_tools(self, tenant_id: str, tool_names: Sequence[str]) -> list[RunTool]:
+        """Returns the agent's tools bound to its tenant: MCP, HTTP, knowledge and ``send_notification``.
+
+        MCP servers are asked and HTTP tools and knowledge bases read at once; none of them
+        raises for a broken tool (it fails its calls instead).
+        """
+        mcp_tools, http, knowledge = await asyncio.gather(
+            mcp.resolve_tools(self._db, self._sealer, self._mcp, tenant_id, tool_names),
+            http_tools.resolve_tools(self._db, self._sealer, self._egress, tenant_id, tool_names),
+            knowledge_tool.resolve_tools(self._db, self._knowledge.searcher, tenant_id, tool_names),
         )
-        return [*mcp_tools, *knowledge_tools]
+        tools: list[RunTool] = [*mcp_tools, *http, *knowledge]
+        if SEND_NOTIFICATION in tool_names:
+            tools.append(self.send_notification_tool(tenant_id))
+        return tools
 
     async def CreateAgent(
         self, request: pb.CreateAgentRequest, context: grpc.aio.ServicerContext
@@ -408,10 +444,14 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
         wanted = from_template(request.agent)
-        servers = await self._db.read(
-            tenant_id, store.get_mcp_servers, _mcp_server_ids(wanted.tools, tenant_id)
+        servers, http = await asyncio.gather(
+            self._db.read(tenant_id, store.get_mcp_servers, _mcp_server_ids(wanted.tools, tenant_id)),
+            self._db.read(
+                tenant_id, http_tool_store.get_http_tools, http_tools.tool_ids(wanted.tools, tenant_id)
+            ),
         )
-        _validate_agent(wanted, request.agent_id, tenant_id, self._router.names, servers)
+        http_ids = {tool.id for tool in http}
+        _validate_agent(wanted, request.agent_id, tenant_id, self._router.names, servers, http_ids)
         now = utcnow()
         agent = AgentRow(
             tenant_id=tenant_id,
@@ -821,8 +861,12 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
                     endpoints.append(mcp.McpEndpoint.of(row, self._sealer))
                 except Exception:  # the stored headers do not open (the key changed)
                     unavailable.append(MCP_SERVER.format(row.tenant_id, row.id))
-            offered, failed = await mcp.catalog_of(endpoints, self._mcp)
+            (offered, failed), http = await asyncio.gather(
+                mcp.catalog_of(endpoints, self._mcp),
+                self._db.read(tenant_id, http_tool_store.all_http_tools, mcp.MAX_SERVERS),
+            )
             tools += [_tool_to_proto(tool) for tool in offered]
+            tools += [_tool_to_proto(http_tools.HttpTool.of(row, self._sealer, self._egress)) for row in http]
             unavailable += failed
         start = 0
         if page.after is not None:
@@ -836,17 +880,24 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
     async def CallTool(
         self, request: pb.CallToolRequest, context: grpc.aio.ServicerContext
     ) -> pb.CallToolResponse:
-        """Calls a built-in tool for the tenant in ``parent``, as a run's tool call would.
+        """Calls a built-in tool or an HTTP tool for the tenant in ``parent``, as a run's tool call would.
 
         Raises:
             InvalidArgument: ``arguments`` break the tool's JSON Schema (one violation per
-                error, under ``arguments``), or the tool refused them (``ToolError``).
-            NotFound: ``TOOL_NOT_FOUND``, no built-in tool of that name.
+                error, under ``arguments``), or a built-in tool refused them (``ToolError``).
+            NotFound: ``TOOL_NOT_FOUND``, no built-in tool or HTTP tool of the tenant of that name.
+            Unavailable: ``TOOL_FAILED``, an HTTP tool's call or ``send_notification`` failed.
             PermissionDenied: ``parent`` is not the caller's tenant.
         """
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        tool = catalog.CATALOG.get(request.name)
+        tool: RunTool | None
+        if http_tools.is_http_tool(request.name):
+            tool = await self.http_tool_of(tenant_id, request.name)
+        elif request.name == SEND_NOTIFICATION:
+            tool = self.send_notification_tool(tenant_id)
+        else:
+            tool = catalog.CATALOG.get(request.name)
         if tool is None:
             raise errors.tool_not_found(request.name)
         arguments = from_struct(request.arguments)
@@ -856,7 +907,9 @@ class AgentService(KnowledgeRpcs, pb_grpc.AgentServiceServicer):
         try:
             result = await tool.call(arguments)
         except catalog.ToolError as error:
-            raise invalid("arguments", str(error)) from None
+            if isinstance(tool, catalog.Tool):
+                raise invalid("arguments", str(error)) from None
+            raise errors.tool_failed(request.name, str(error)) from None
         return pb.CallToolResponse(result=to_value(result))
 
     async def CreateMcpServer(
@@ -1025,7 +1078,7 @@ def _is_json_object(text: str) -> bool:
         return False
 
 
-def argument_violations(tool: catalog.Tool, arguments: Mapping[str, Any]) -> list[FieldViolation]:
+def argument_violations(tool: RunTool, arguments: Mapping[str, Any]) -> list[FieldViolation]:
     """Checks a tool call's arguments against the tool's JSON Schema (2020-12).
 
     Returns:
@@ -1050,7 +1103,7 @@ def argument_violations(tool: catalog.Tool, arguments: Mapping[str, Any]) -> lis
     return list(violations.values())
 
 
-def _tool_to_proto(tool: catalog.Tool | mcp.McpTool) -> res.Tool:
+def _tool_to_proto(tool: RunTool) -> res.Tool:
     message = res.Tool(name=tool.name, description=tool.description, function_name=tool.function_name)
     message.parameters.update(tool.parameters)
     return message
@@ -1061,3 +1114,7 @@ _TOOL_PROTOS = {name: _tool_to_proto(tool) for name, tool in catalog.CATALOG.ite
 # The templates are data shipped with the release: read, checked and built once, at start-up.
 _TEMPLATES = {template.id: template for template in agent_templates.templates()}
 _TEMPLATE_PROTOS = {template.id: template_to_proto(template) for template in _TEMPLATES.values()}
+_TOOL_PROTOS[SEND_NOTIFICATION] = res.Tool(
+    name=SEND_NOTIFICATION, description=SEND_NOTIFICATION_DESCRIPTION, function_name="send_notification"
+)
+_TOOL_PROTOS[SEND_NOTIFICATION].parameters.update(SEND_NOTIFICATION_PARAMETERS)

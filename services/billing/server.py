@@ -23,7 +23,7 @@ from services.billing.service import BillingService
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.db import Database, create_engine
-from services.kit.outbox import Relay
+from services.kit.outbox import OutboxRelay
 from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
 
@@ -166,7 +166,7 @@ async def build(
     sweeper = KeySweeper(servicer, sweep_interval)
     invoicer = InvoiceSweeper(servicer, invoice_sweep_interval)
     # Usage alert notifications, committed with their firing, handed to the tenant's channel.
-    notifications = Relay(
+    notifications = OutboxRelay(
         "notifications-billing",
         db,
         NOTIFICATION_OUTBOX,

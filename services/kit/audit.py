@@ -4,7 +4,8 @@ Each service writes audit rows into its own ``audit_outbox`` table (a
 transactional outbox): the audit log registers a commit hook on the service's
 own :class:`~services.kit.db.Database`, which adds the row to the first write
 transaction of an audited call that changes data, so the record and the change
-commit or roll back together. A relay (:class:`services.kit.outbox.Relay`) then delivers outbox rows to the
+commit or roll back together. A relay (:class:`services.kit.outbox.OutboxRelay`) then delivers
+outbox rows to the
 auth service, which owns the tenant-visible log (``ListAuditEvents``); delivery
 is at least once and idempotent by event ID.
 
@@ -28,7 +29,7 @@ from sqlalchemy import Column, DateTime, MetaData, String, Table, insert
 
 from services.kit.auth import Principal, current_principal
 from services.kit.db import Database, Tx
-from services.kit.outbox import Deliver, Relay
+from services.kit.outbox import Deliver, OutboxRelay
 from services.kit.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class AuditLog:
         self._db = db
         self._table = table
         self._insert = insert(table)
-        self._relay = Relay(f"audit-{service}", db, table, deliver, interval_seconds)
+        self._relay = OutboxRelay(f"audit-{service}", db, table, deliver, interval_seconds)
         db.before_commit(self._before_commit)
 
     def begin_call(self, method: str, request: Any) -> None:
@@ -202,7 +203,7 @@ class AuditLog:
             log.exception("audit event of %s (%s) not recorded", call.method, outcome)
 
     async def relay_once(self, limit: int = 500) -> int:
-        """Delivers up to ``limit`` outbox events, oldest first, then deletes them (:meth:`Relay.relay_once`).
+        """Delivers up to ``limit`` outbox events, oldest first, then deletes them (the relay's pass).
 
         Returns:
             How many were delivered.

@@ -1,7 +1,7 @@
 """A transactional outbox's relay: rows written with the changes they record, delivered afterwards.
 
 A service writes an outbox row in the same transaction as the change it records, so
-both commit or neither does (the "transactional outbox" pattern). A :class:`Relay`
+both commit or neither does (the "transactional outbox" pattern). An :class:`OutboxRelay`
 then reads the oldest rows in one transaction, delivers them with no transaction
 open, and deletes what it delivered in another. Delivery is therefore at least
 once: a crash (or a failed delete) between delivery and deletion delivers the rows
@@ -16,7 +16,6 @@ Used by the audit log (:mod:`services.kit.audit`) and the usage metering outbox
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, delete, select, tuple_
 
 from services.kit.db import Database, Tx
+from services.kit.relay import Relay
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def cloudevents_table(metadata: MetaData, name: str) -> Table:
     )
 
 
-class Relay:
-    """Delivers an outbox table's rows, oldest first, then deletes them.
+class OutboxRelay:
+    """Delivers an outbox table's rows, oldest first, and deletes them (the loop: ``kit.relay.Relay``).
 
     Args:
         name: What the outbox holds, for logs and the task's name (``audit-agent``).
@@ -79,10 +79,8 @@ class Relay:
         self._table = table
         self._key = list(table.primary_key.columns)
         self._deliver = deliver
-        self._interval = interval_seconds
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._loop = Relay(name, self.relay_once, interval_seconds)
 
     def _pending(self, tx: Tx, limit: int) -> list[dict[str, Any]]:
         query = select(self._table).order_by(self._table.c.time, *self._key).limit(limit)
@@ -125,32 +123,12 @@ class Relay:
 
     def poke(self) -> None:
         """Wakes the relay now rather than at its next tick (after a write that added rows)."""
-        self._wake.set()
-
-    async def _relay_forever(self) -> None:
-        while True:
-            try:
-                await self.drain()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # delivery is retried on the next tick
-                log.warning("relay of the %s outbox failed: %s", self.name, error)
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+        self._loop.poke()
 
     async def start(self) -> None:
         """Starts the relay in the background."""
-        self._task = asyncio.create_task(self._relay_forever(), name=f"relay-{self.name}")
+        await self._loop.start()
 
     async def stop(self) -> None:
         """Stops the relay after a last delivery attempt; undelivered rows wait in the outbox."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        try:
-            await self.relay_once()
-        except Exception as error:
-            log.warning("final relay of the %s outbox failed: %s", self.name, error)
+        await self._loop.stop()

@@ -40,13 +40,16 @@ SERVICE_CALLS: dict[str, frozenset[str]] = {
             "/orchestrall.agent.v1.AgentService/GetAgent",
             "/orchestrall.agent.v1.AgentService/ListTools",
             "/orchestrall.agent.v1.AgentService/CallTool",
+            "/orchestrall.agent.v1.AgentService/GetHttpTool",
+            "/orchestrall.agent.v1.AgentService/SendNotification",
             "/orchestrall.agent.v1.AgentService/CreateRun",
             "/orchestrall.agent.v1.AgentService/WaitRun",
             "/orchestrall.agent.v1.AgentService/CancelRun",
         }
     ),
     "flag": frozenset({_JWKS, _AUDIT}),
-    "billing": frozenset({_JWKS, _AUDIT}),
+    # Usage alerts are sent through the tenant's notification channels.
+    "billing": frozenset({_JWKS, _AUDIT, "/orchestrall.agent.v1.AgentService/SendNotification"}),
     "auth": frozenset(),
     # Envoy's rate limit filter asking billing for the tenant's plan rate (services/billing/ratelimit.py).
     "gateway": frozenset({"/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"}),

@@ -5,10 +5,12 @@ Every RPC names its permission in the contract
 roles grant it. Roles are ordered, each granting everything the one below it
 grants (as Zitadel's and Keycloak's composite roles do):
 
-* ``viewer``    reads agents, runs, knowledge bases (and searches them), workflows, flags, meters,
-                usage, plans, the subscription and invoices; evaluates flags;
-* ``developer`` also creates and changes agents, runs, MCP servers, knowledge bases and their
-  documents, workflows (and their runs, schedules and triggers) and flags, and calls tools;
+* ``viewer``    reads agents, runs, knowledge bases (and searches them), HTTP tools, notification
+                channels and deliveries, workflows, flags, meters, usage, plans, the subscription
+                and invoices; evaluates flags;
+* ``developer`` also creates and changes agents, runs, MCP servers, HTTP tools, notification
+  channels, knowledge bases and their documents, workflows (and their runs, schedules and
+  triggers) and flags, calls tools and sends notifications;
 * ``admin``     also manages users, service accounts, API keys, reads the audit log and
                 records usage events of its own (an operator feeding usage from elsewhere) and
                 manages the tenant's meters and usage alerts and changes its subscription (plan, cancel);
@@ -48,6 +50,12 @@ _VIEWER = frozenset(
         "agent.knowledgeBases.search",
         "agent.documents.get",
         "agent.documents.list",
+        "agent.httpTools.get",
+        "agent.httpTools.list",
+        "agent.notificationChannels.get",
+        "agent.notificationChannels.list",
+        "agent.notificationDeliveries.get",
+        "agent.notificationDeliveries.list",
         "workflow.workflows.get",
         "workflow.workflows.list",
         "workflow.runs.get",
@@ -92,6 +100,13 @@ _DEVELOPER = _VIEWER | {
     "agent.documents.create",
     "agent.documents.update",
     "agent.documents.delete",
+    "agent.httpTools.create",
+    "agent.httpTools.update",
+    "agent.httpTools.delete",
+    "agent.notificationChannels.create",
+    "agent.notificationChannels.update",
+    "agent.notificationChannels.delete",
+    "agent.notificationDeliveries.create",
     "agent.tools.call",
     "workflow.workflows.create",
     "workflow.workflows.update",

@@ -27,6 +27,14 @@ DEFAULT_STEP_TIMEOUT_SECONDS = 300.0
 DEFAULT_APPROVAL_TIMEOUT_SECONDS = 7 * 86_400.0
 
 
+_NOTIFICATION_CHANNEL = re.compile(r"^tenants/[^/]+/notificationChannels/[^/]+$")
+
+
+def is_notification_channel(channel: str) -> bool:
+    """Whether a notification step's ``channel`` names a notification channel (else: free text)."""
+    return bool(_NOTIFICATION_CHANNEL.match(channel))
+
+
 def to_json(workflow: res.Workflow) -> dict[str, Any]:
     """The definition fields of a workflow as JSON (proto field names)."""
     definition = res.Workflow()
@@ -136,8 +144,15 @@ def _check_task(
     if isinstance(task, res.Workflow.AgentRun):
         return _check_template(task.input_template, f"{path}.input_template", earlier, variables)
     violations = []
-    if not re.fullmatch(r"tools/[a-z][a-z0-9_-]{0,62}", task.tool):
-        violations.append(FieldViolation(f"{path}.tool", "must be a built-in tool, tools/{tool}"))
+    if not re.fullmatch(
+        r"tools/[a-z][a-z0-9_-]{0,62}|tenants/[^/]+/httpTools/[a-z][a-z0-9-]{0,62}", task.tool
+    ):
+        violations.append(
+            FieldViolation(
+                f"{path}.tool",
+                "must be a built-in tool, tools/{tool}, or an HTTP tool, tenants/{t}/httpTools/{tool}",
+            )
+        )
     if task.arguments_template:
         violations += _check_template(
             task.arguments_template, f"{path}.arguments_template", earlier, variables
@@ -191,6 +206,15 @@ def _check_step(
         )
         if not step.notification.channel.strip():
             violations.append(FieldViolation(f"{path}.notification.channel", "must not be blank"))
+        elif step.notification.channel.startswith("tenants/") and not is_notification_channel(
+            step.notification.channel
+        ):
+            violations.append(
+                FieldViolation(
+                    f"{path}.notification.channel",
+                    "must be tenants/{tenant}/notificationChannels/{notification_channel} or free text",
+                )
+            )
     elif which == "sub_workflow":
         violations += _check_template(
             step.sub_workflow.input_template, f"{path}.sub_workflow.input_template", earlier

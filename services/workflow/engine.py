@@ -642,18 +642,46 @@ async def _notification(
     step_id: str,
     notification: res.Workflow.Notification,
     context: dict[str, Any],
+    key: str,
 ) -> Outcome:
+    """Renders the message; a channel that names a notification channel gets it through ``SendNotification``.
+
+    The delivery's ``request_id`` is ``key`` (the step's, or its compensation's), so a
+    step executed again sends nothing twice. A delivery whose first attempt failed is
+    retried by the agent service; only one that failed for good fails the step.
+    """
     rendered = await _render(tenant_id, notification.message_template, context)
     if "error_reason" in rendered:
         return rendered
-    await _emit(
-        tenant_id,
-        run_id,
-        history.NOTIFICATION_SENT,
-        step_id,
-        {"channel": notification.channel, "message": rendered["output"]},
-    )
+    data: dict[str, Any] = {"channel": notification.channel, "message": rendered["output"]}
+    if definition.is_notification_channel(notification.channel):
+        sent = await _send_notification(tenant_id, notification.channel, rendered["output"], key)
+        if "error_reason" in sent:
+            return sent
+        data |= sent["output"]
+    await _emit(tenant_id, run_id, history.NOTIFICATION_SENT, step_id, data)
     return {"output": rendered["output"]}
+
+
+@DBOS.step(name="orchestrall.workflow.send_notification")
+async def _send_notification(tenant_id: str, channel: str, message: str, request_id: str) -> Outcome:
+    """Sends ``message`` on ``channel`` (``SendNotification``); ``output``: the delivery and its state."""
+    engine = current()
+    try:
+        delivery = await engine.agents.SendNotification(
+            agent_pb.SendNotificationRequest(name=channel, message=message, request_id=request_id),
+            timeout=engine.clients.timeout,
+            metadata=MeshClients.for_tenant(tenant_id),
+        )
+    except grpc.aio.AioRpcError as error:
+        return _failure(error)
+    state = agent_res.NotificationDelivery.State.Name(delivery.state)
+    if delivery.state == agent_res.NotificationDelivery.STATE_FAILED:
+        return {
+            "error_reason": "NOTIFICATION_FAILED",
+            "error_message": delivery.last_error or "delivery failed",
+        }
+    return {"output": {"delivery": delivery.name, "state": state}}
 
 
 async def _sub_workflow(
@@ -778,7 +806,7 @@ async def run_step(
     elif kind == "wait":
         outcome = await _wait(tenant_id, run_id, step, context)
     elif kind == "notification":
-        outcome = await _notification(tenant_id, run_id, step.id, step.notification, context)
+        outcome = await _notification(tenant_id, run_id, step.id, step.notification, context, key)
     elif kind == "sub_workflow":
         outcome = await _sub_workflow(tenant_id, run_id, step, context)
     else:  # map
@@ -803,7 +831,10 @@ async def run_compensation(
     action = step.compensation.WhichOneof("action")
     await _emit(tenant_id, run_id, history.COMPENSATION_STARTED, step.id, {"action": action})
     if action == "notification":
-        outcome = await _notification(tenant_id, run_id, step.id, step.compensation.notification, context)
+        key = f"{run_id}:{step.id}:compensation"
+        outcome = await _notification(
+            tenant_id, run_id, step.id, step.compensation.notification, context, key
+        )
     else:
         task = getattr(step.compensation, action)
         key = f"{run_id}:{step.id}:compensation"

@@ -37,6 +37,8 @@ WORKFLOW = ResourceName.of(res.Workflow)
 WORKFLOW_RUN = ResourceName.of(res.WorkflowRun)
 WORKFLOW_RUN_EVENT = ResourceName.of(res.WorkflowRunEvent)
 AGENT = ResourceName.of(agent_res.Agent)
+HTTP_TOOL = ResourceName.of(agent_res.HttpTool)
+CHANNEL = ResourceName.of(agent_res.NotificationChannel)
 RUN_STATES = EnumMap(RunState, res.RunState, "RUN_STATE_")
 #: The fields `UpdateWorkflow` may replace (AIP-134).
 MUTABLE_FIELDS = ("display_name", *definition.DEFINITION_FIELDS)
@@ -143,11 +145,27 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
         """
         violations = definition.check(workflow)
         # (field path, name, ID) of each agent, tool and workflow the steps name, by kind.
-        named: dict[str, list[tuple[str, str, str]]] = {"agent": [], "workflow": [], "tool": []}
+        named: dict[str, list[tuple[str, str, str]]] = {
+            "agent": [],
+            "workflow": [],
+            "tool": [],
+            "http_tool": [],
+        }
         for i, step in enumerate(workflow.steps):
             for path, value, kind in _references(step, f"workflow.steps[{i}]"):
-                if kind == "tool":
+                if kind == "tool" and not value.startswith("tenants/"):
                     named["tool"].append((path, value, value))
+                    continue
+                if kind in ("tool", "channel"):  # a tenant's HTTP tool, a notification channel
+                    try:
+                        owner, _ = (HTTP_TOOL if kind == "tool" else CHANNEL).parse(value, path)
+                    except InvalidArgument as error:
+                        violations += error.violations
+                        continue
+                    if owner != tenant_id:
+                        violations.append(FieldViolation(path, "must be of the same tenant"))
+                    elif kind == "tool":
+                        named["http_tool"].append((path, value, value))
                     continue
                 try:
                     owner, referenced = (AGENT if kind == "agent" else WORKFLOW).parse(value, path)
@@ -167,7 +185,7 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
                     named[kind].append((path, value, referenced))
         if violations:
             raise InvalidArgument(violations)
-        agents = sorted({value for _, value, _ in named["agent"]})
+        agents = sorted({value for _, value, _ in named["agent"] + named["http_tool"]})
         found, tools = await asyncio.gather(
             asyncio.gather(*(self._agent_exists(tenant_id, a) for a in agents)),
             self._builtin_tools() if named["tool"] else asyncio.sleep(0, set()),
@@ -175,7 +193,7 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
         exists = dict(zip(agents, found, strict=True))
         missing = [
             FieldViolation(p, f"{value} does not exist")
-            for p, value, _ in named["agent"]
+            for p, value, _ in named["agent"] + named["http_tool"]
             if not exists[value]
         ]
         missing += [
@@ -191,12 +209,20 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
         return definition.to_json(workflow)
 
     async def _agent_exists(self, tenant_id: str, agent: str) -> bool:
+        """Whether the agent, or the HTTP tool, ``agent`` names exists (asked of the agent service)."""
         try:
-            await self._agents.GetAgent(
-                agent_pb.GetAgentRequest(name=agent),
-                timeout=self._clients.timeout,
-                metadata=MeshClients.for_tenant(tenant_id),
-            )
+            if agent.split("/")[2:3] == ["httpTools"]:
+                await self._agents.GetHttpTool(
+                    agent_pb.GetHttpToolRequest(name=agent),
+                    timeout=self._clients.timeout,
+                    metadata=MeshClients.for_tenant(tenant_id),
+                )
+            else:
+                await self._agents.GetAgent(
+                    agent_pb.GetAgentRequest(name=agent),
+                    timeout=self._clients.timeout,
+                    metadata=MeshClients.for_tenant(tenant_id),
+                )
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return False
@@ -459,9 +485,10 @@ class WorkflowService(TriggerHandlers, ScheduleHandlers, pb_grpc.WorkflowService
 
 
 def _references(step: res.Workflow.Step, path: str) -> list[tuple[str, str, str]]:
-    """``(field path, value, kind)`` of each agent, tool and workflow a step names.
+    """``(field path, value, kind)`` of each agent, tool, workflow and notification channel a step names.
 
-    ``kind`` is ``agent``, ``tool`` or ``workflow``.
+    ``kind`` is ``agent``, ``tool``, ``workflow`` or ``channel`` (a notification's
+    channel that names a notification channel; free text names none).
     """
     found: list[tuple[str, str, str]] = []
 
@@ -480,10 +507,15 @@ def _references(step: res.Workflow.Step, path: str) -> list[tuple[str, str, str]
             task(getattr(step.map, which), f"{path}.map.{which}")
     elif kind == "sub_workflow":
         found.append((f"{path}.sub_workflow.workflow", step.sub_workflow.workflow, "workflow"))
+    elif kind == "notification" and definition.is_notification_channel(step.notification.channel):
+        found.append((f"{path}.notification.channel", step.notification.channel, "channel"))
     if step.HasField("compensation"):
         action = step.compensation.WhichOneof("action")
         if action in ("agent_run", "tool_call"):
             task(getattr(step.compensation, action), f"{path}.compensation.{action}")
+        channel = step.compensation.notification.channel
+        if action == "notification" and definition.is_notification_channel(channel):
+            found.append((f"{path}.compensation.notification.channel", channel, "channel"))
     return found
 
 

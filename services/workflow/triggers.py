@@ -12,8 +12,8 @@ specifies. The sender sends three headers,
 and the body, which becomes the run's input. The secret is ``whsec_`` and the
 base64 of 32 random bytes; it is returned once, by ``CreateTrigger``, and stored
 sealed (:mod:`services.kit.sealing`, AES-256-GCM bound to the trigger's name).
-Signatures are checked by the ``standardwebhooks`` library (``Webhook.verify``,
-constant-time comparison); a delivery whose timestamp is more than
+Signatures are checked by :mod:`services.kit.webhooks` (the ``standardwebhooks``
+library, constant-time comparison); a delivery whose timestamp is more than
 :data:`TOLERANCE_SECONDS` from now is refused, so a captured delivery cannot be
 replayed later. The delivery's ``webhook-id`` is the run's ``request_id``: a
 repeated delivery finds the run the first one started.
@@ -21,16 +21,13 @@ repeated delivery finds the run the first one started.
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 import time
 from typing import TYPE_CHECKING
 
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf import empty_pb2
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from orchestrall.workflow.v1 import resources_pb2 as res
 from orchestrall.workflow.v1 import workflow_service_pb2 as pb
@@ -42,6 +39,8 @@ from services.kit.names import ResourceName, new_id, validate_id
 from services.kit.pagination import page_of
 from services.kit.sealing import Sealer, SealError
 from services.kit.timestamps import to_timestamp, utcnow
+from services.kit.webhooks import HEADERS, SignatureMismatch, new_secret
+from services.kit.webhooks import verify as verify_signature
 from services.workflow import errors, trigger_store
 from services.workflow.models import TriggerRow
 
@@ -51,21 +50,13 @@ if TYPE_CHECKING:
 TRIGGER = ResourceName.of(res.Trigger)
 WORKFLOW = ResourceName.of(res.Workflow)
 WORKFLOW_RUN = ResourceName.of(res.WorkflowRun)
-SECRET_PREFIX = "whsec_"
-SECRET_BYTES = 32
 #: How far a delivery's ``webhook-timestamp`` may be from now (Standard Webhooks 1.0 suggests 5 minutes).
 TOLERANCE_SECONDS = 300
 #: The most characters of a ``webhook-id`` (it is stored as the run's request ID).
 MAX_DELIVERY_ID = 100
 #: The most characters of a run's input (``WorkflowRun.input``).
 MAX_INPUT = 32_000
-_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 JSON = "application/json"
-
-
-def new_secret() -> str:
-    """Returns a signing secret: ``whsec_`` and the base64 of 32 random bytes (Standard Webhooks 1.0)."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
 
 
 def trigger_to_proto(trigger: TriggerRow, secret: str = "") -> res.Trigger:
@@ -87,9 +78,9 @@ def delivery_headers(metadata: tuple[tuple[str, str | bytes], ...] | None) -> di
     """
     found: dict[str, str] = {}
     for key, value in metadata or ():
-        if key in _HEADERS and isinstance(value, str):
+        if key in HEADERS and isinstance(value, str):
             found[key] = value
-    if any(not found.get(header) for header in _HEADERS):
+    if any(not found.get(header) for header in HEADERS):
         raise errors.invalid_signature()
     return found
 
@@ -112,14 +103,14 @@ def check_timestamp(header: str, now: float) -> None:
 
 
 def verify(secret: str, body: str, headers: dict[str, str]) -> None:
-    """Checks a delivery's signature with ``standardwebhooks`` (``Webhook.verify``).
+    """Checks a delivery's signature (:func:`services.kit.webhooks.verify`).
 
     Raises:
         Unauthenticated: ``INVALID_SIGNATURE``, no ``v1`` signature matches, or one is malformed.
     """
     try:
-        Webhook(secret).verify(body, headers, json_parse=False)
-    except (WebhookVerificationError, ValueError):  # ValueError: a signature without "," or bad base64
+        verify_signature(secret, body, headers)
+    except SignatureMismatch:
         raise errors.invalid_signature() from None
 
 

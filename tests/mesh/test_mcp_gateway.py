@@ -64,6 +64,7 @@ def test_mcp_servers_over_rest_never_return_their_headers(stack: Stack, http: ht
     assert [t["name"] for t in http.get("/v1/tools", headers=headers).json()["tools"]] == [
         "tools/route_distance",
         "tools/invoice_total",
+        "tools/send_notification",
     ]
     bad = http.post(f"{base}/mcpServers", json={"url": "ftp://example.com/mcp"}, headers=headers)
     assert bad.status_code == 400, bad.text

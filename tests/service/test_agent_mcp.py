@@ -205,17 +205,22 @@ async def test_an_agent_calls_a_tool_of_a_registered_mcp_server(
     assert names == [
         "tools/route_distance",
         "tools/invoice_total",
+        "tools/send_notification",
         tool_name,
         f"{server.name}/tools/slow_hub",
     ]
     assert not catalog.unavailable_mcp_servers
-    lookup = catalog.tools[2]
+    lookup = catalog.tools[3]
     assert lookup.function_name == "fleet__lookup_hub"
     assert lookup.description.startswith("Looks up a logistics hub")
     assert dict(lookup.parameters)["required"] == ["hub"]
     built_in = await stub.ListTools(pb.ListToolsRequest(), metadata=md)
-    assert [t.name for t in built_in.tools] == names[:2]
-    assert [t.function_name for t in built_in.tools] == ["route_distance", "invoice_total"]
+    assert [t.name for t in built_in.tools] == names[:3]
+    assert [t.function_name for t in built_in.tools] == [
+        "route_distance",
+        "invoice_total",
+        "send_notification",
+    ]
     paged = await stub.ListTools(pb.ListToolsRequest(parent=tenant.name, page_size=3), metadata=md)
     rest = await stub.ListTools(
         pb.ListToolsRequest(parent=tenant.name, page_size=3, page_token=paged.next_page_token), metadata=md
@@ -307,7 +312,7 @@ async def test_mcp_servers_are_created_once_updated_and_deleted(
     )
     assert list(rekeyed.header_names) == ["authorization"]
     catalog = await stub.ListTools(pb.ListToolsRequest(parent=tenant.name), metadata=md)
-    assert [t.name for t in catalog.tools][2:] == [f"{made.name}/tools/lookup_hub"]
+    assert [t.name for t in catalog.tools][3:] == [f"{made.name}/tools/lookup_hub"]
 
     # Agents may name allowed tools of the tenant's registered servers only.
     other = await new_tenant(mesh)

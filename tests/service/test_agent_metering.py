@@ -30,7 +30,7 @@ from services.billing.plans import period_of
 from services.kit.clients import MeshClients
 from services.kit.db import Database, Tx
 from services.kit.names import new_id
-from services.kit.outbox import Relay
+from services.kit.outbox import OutboxRelay
 from services.kit.timestamps import utcnow
 from services.kit.usage import deliver_to_billing, outbox_table
 from tests.conftest import Mesh
@@ -232,10 +232,10 @@ async def test_a_relay_that_dies_after_delivering_delivers_again_and_billing_cou
 
     try:
         with pytest.raises(ConnectionError):
-            await Relay("usage-test", db, table, deliver_then_die).relay_once()
+            await OutboxRelay("usage-test", db, table, deliver_then_die).relay_once()
         assert sent == [4]  # the run, its model call and its two token counts
-        assert await Relay("usage-test", db, table, deliver).drain() == 4  # sent again
-        assert await Relay("usage-test", db, table, deliver).drain() == 0
+        assert await OutboxRelay("usage-test", db, table, deliver).drain() == 4  # sent again
+        assert await OutboxRelay("usage-test", db, table, deliver).drain() == 0
     finally:
         await clients.close()
         await db.close()

@@ -347,3 +347,139 @@ class DeleteMcpServerRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateHttpToolRequest(_message.Message):
+    __slots__ = ("parent", "http_tool", "http_tool_id", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    HTTP_TOOL_FIELD_NUMBER: _ClassVar[int]
+    HTTP_TOOL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    http_tool: _resources_pb2.HttpTool
+    http_tool_id: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., http_tool: _Optional[_Union[_resources_pb2.HttpTool, _Mapping]] = ..., http_tool_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetHttpToolRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListHttpToolsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListHttpToolsResponse(_message.Message):
+    __slots__ = ("http_tools", "next_page_token")
+    HTTP_TOOLS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    http_tools: _containers.RepeatedCompositeFieldContainer[_resources_pb2.HttpTool]
+    next_page_token: str
+    def __init__(self, http_tools: _Optional[_Iterable[_Union[_resources_pb2.HttpTool, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateHttpToolRequest(_message.Message):
+    __slots__ = ("http_tool", "update_mask")
+    HTTP_TOOL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    http_tool: _resources_pb2.HttpTool
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, http_tool: _Optional[_Union[_resources_pb2.HttpTool, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteHttpToolRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class CreateNotificationChannelRequest(_message.Message):
+    __slots__ = ("parent", "notification_channel", "notification_channel_id", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATION_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATION_CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    notification_channel: _resources_pb2.NotificationChannel
+    notification_channel_id: str
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., notification_channel: _Optional[_Union[_resources_pb2.NotificationChannel, _Mapping]] = ..., notification_channel_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetNotificationChannelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListNotificationChannelsRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListNotificationChannelsResponse(_message.Message):
+    __slots__ = ("notification_channels", "next_page_token")
+    NOTIFICATION_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    notification_channels: _containers.RepeatedCompositeFieldContainer[_resources_pb2.NotificationChannel]
+    next_page_token: str
+    def __init__(self, notification_channels: _Optional[_Iterable[_Union[_resources_pb2.NotificationChannel, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateNotificationChannelRequest(_message.Message):
+    __slots__ = ("notification_channel", "update_mask")
+    NOTIFICATION_CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    notification_channel: _resources_pb2.NotificationChannel
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, notification_channel: _Optional[_Union[_resources_pb2.NotificationChannel, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteNotificationChannelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SendNotificationRequest(_message.Message):
+    __slots__ = ("name", "subject", "message", "request_id")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subject: str
+    message: str
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., subject: _Optional[str] = ..., message: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetNotificationDeliveryRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListNotificationDeliveriesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListNotificationDeliveriesResponse(_message.Message):
+    __slots__ = ("notification_deliveries", "next_page_token")
+    NOTIFICATION_DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    notification_deliveries: _containers.RepeatedCompositeFieldContainer[_resources_pb2.NotificationDelivery]
+    next_page_token: str
+    def __init__(self, notification_deliveries: _Optional[_Iterable[_Union[_resources_pb2.NotificationDelivery, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

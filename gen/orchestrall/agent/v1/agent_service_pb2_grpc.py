@@ -260,6 +260,71 @@ class AgentServiceStub:
                 request_serializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteDocumentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreateHttpTool = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CreateHttpTool',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateHttpToolRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.FromString,
+                _registered_method=True)
+        self.GetHttpTool = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetHttpTool',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetHttpToolRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.FromString,
+                _registered_method=True)
+        self.ListHttpTools = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListHttpTools',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListHttpToolsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListHttpToolsResponse.FromString,
+                _registered_method=True)
+        self.UpdateHttpTool = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/UpdateHttpTool',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateHttpToolRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.FromString,
+                _registered_method=True)
+        self.DeleteHttpTool = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/DeleteHttpTool',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteHttpToolRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateNotificationChannel = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/CreateNotificationChannel',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateNotificationChannelRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.FromString,
+                _registered_method=True)
+        self.GetNotificationChannel = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetNotificationChannel',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetNotificationChannelRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.FromString,
+                _registered_method=True)
+        self.ListNotificationChannels = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListNotificationChannels',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationChannelsRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationChannelsResponse.FromString,
+                _registered_method=True)
+        self.UpdateNotificationChannel = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/UpdateNotificationChannel',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateNotificationChannelRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.FromString,
+                _registered_method=True)
+        self.DeleteNotificationChannel = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/DeleteNotificationChannel',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteNotificationChannelRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SendNotification = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/SendNotification',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SendNotificationRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationDelivery.FromString,
+                _registered_method=True)
+        self.GetNotificationDelivery = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/GetNotificationDelivery',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetNotificationDeliveryRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationDelivery.FromString,
+                _registered_method=True)
+        self.ListNotificationDeliveries = channel.unary_unary(
+                '/orchestrall.agent.v1.AgentService/ListNotificationDeliveries',
+                request_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationDeliveriesRequest.SerializeToString,
+                response_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -297,7 +362,8 @@ class AgentServiceServicer:
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`agent_id` not an AIP-122 ID,
         `agent.template` naming no template,
         `agent.instructions` empty or over 32000 characters, an unknown tool (neither
-        built in nor an allowed tool of a registered MCP server of the agent's tenant),
+        built in, nor an allowed tool of a registered MCP server, nor an HTTP tool or a
+        knowledge base of the agent's tenant),
         `agent.temperature` outside 0-2, `agent.max_output_tokens` outside 0-4096,
         `TOOL_CHOICE_REQUIRED` without tools, a tool of `agent.approval_required_tools` not
         in `agent.tools`, `agent.model` naming a model route, `routes/{route}`, that the
@@ -607,12 +673,16 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CallTool(self, request, context):
-        """Calls one built-in tool (`tools/{tool}`) with JSON arguments, as an agent's run
+        """Calls one built-in tool (`tools/{tool}`) or one of the tenant's HTTP tools
+        (`tenants/{tenant}/httpTools/{http_tool}`) with JSON arguments, as an agent's run
         would, for the tenant in `parent` (a workflow's tool step calls this).
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`arguments` break the tool's JSON
         Schema, with the violation's path; or the tool refused them as meaningless);
-        NOT_FOUND `TOOL_NOT_FOUND`; and the common reasons of `AgentService`.
+        NOT_FOUND `TOOL_NOT_FOUND` (also an HTTP tool of another tenant); UNAVAILABLE
+        `TOOL_FAILED` (an HTTP tool's endpoint refused by the outbound rules, unreachable,
+        slower than its timeout, answering with an HTTP error or too much); and the
+        common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -796,6 +866,154 @@ class AgentServiceServicer:
         """Deletes a document and its chunks.
 
         Errors: NOT_FOUND `DOCUMENT_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateHttpTool(self, request, context):
+        """Creates an HTTP tool of a tenant.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`http_tool_id` not an AIP-122 ID;
+        `http_tool.description` blank; `http_tool.method` unset; `http_tool.url_template`
+        not an RFC 6570 template of level 1-2, a variable that is not a property of
+        `parameters`, or an expansion that is not an absolute `http(s)` URL without user
+        information; `http_tool.parameters` not a JSON Schema or not of type `object`;
+        `http_tool.auth_header_name` not an HTTP header name, or one the transport sets;
+        a value without a name); ALREADY_EXISTS `HTTP_TOOL_ALREADY_EXISTS`; and the common
+        reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHttpTool(self, request, context):
+        """Gets an HTTP tool (never its auth header's value).
+
+        Errors: NOT_FOUND `HTTP_TOOL_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListHttpTools(self, request, context):
+        """Lists a tenant's HTTP tools, newest first.
+
+        Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateHttpTool(self, request, context):
+        """Updates the HTTP tool's fields named in `update_mask`; runs started afterwards
+        call it so.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not a mutable field of `HttpTool`, or the updated tool breaks a rule of
+        `CreateHttpTool`; nothing is written); NOT_FOUND `HTTP_TOOL_NOT_FOUND`; and the
+        common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteHttpTool(self, request, context):
+        """Deletes an HTTP tool; agents that name it get a tool error when they call it.
+
+        Errors: NOT_FOUND `HTTP_TOOL_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateNotificationChannel(self, request, context):
+        """Creates a notification channel of a tenant.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`notification_channel_id` not an
+        AIP-122 ID; no `kind`; a URL that is not an absolute `http` or `https` URL without
+        user information (plain `http` is delivered only to the operator's allow-list); an
+        email address, a phone
+        number (E.164), a host name or a webhook secret (`whsec_` and base64 of 24-64 bytes)
+        that is malformed; no recipients; a password without a user);
+        ALREADY_EXISTS `NOTIFICATION_CHANNEL_ALREADY_EXISTS`; and the common reasons of
+        `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotificationChannel(self, request, context):
+        """Gets a notification channel (never its secrets).
+
+        Errors: NOT_FOUND `NOTIFICATION_CHANNEL_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotificationChannels(self, request, context):
+        """Lists a tenant's notification channels, newest first.
+
+        Errors: only the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNotificationChannel(self, request, context):
+        """Updates the channel's fields named in `update_mask`: `display_name`, and its kind
+        (`email`, `slack`, `webhook` or `sms`), which replaces the whole configuration,
+        secrets included; the kind may change. Pending deliveries use the channel as it
+        is when they are next attempted.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`update_mask` names a field that is
+        not a mutable field, names two kinds, or the updated channel breaks a rule of
+        `CreateNotificationChannel`; nothing is written); NOT_FOUND
+        `NOTIFICATION_CHANNEL_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNotificationChannel(self, request, context):
+        """Deletes a notification channel; its deliveries stay readable, and those still
+        pending fail at their next attempt.
+
+        Errors: NOT_FOUND `NOTIFICATION_CHANNEL_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendNotification(self, request, context):
+        """Sends a notification on a channel: records its delivery and makes the first
+        attempt before answering; a failed attempt is retried in the background (see
+        `NotificationDelivery`). A retry with the same `request_id` returns the first
+        delivery as it is now and sends nothing again. The workflow and billing services
+        call it on their own identity for the tenant named in `name`.
+
+        Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (`message` blank); NOT_FOUND
+        `NOTIFICATION_CHANNEL_NOT_FOUND`; and the common reasons of `AgentService`. A
+        delivery that fails is no error of the call: the delivery says so.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNotificationDelivery(self, request, context):
+        """Gets a notification's delivery.
+
+        Errors: NOT_FOUND `NOTIFICATION_DELIVERY_NOT_FOUND`; and the common reasons of `AgentService`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNotificationDeliveries(self, request, context):
+        """Lists a channel's deliveries, newest first, also of a deleted channel.
+
+        Errors: only the common reasons of `AgentService`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1003,6 +1221,71 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.DeleteDocument,
                     request_deserializer=orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteDocumentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateHttpTool': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateHttpTool,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateHttpToolRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.SerializeToString,
+            ),
+            'GetHttpTool': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHttpTool,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetHttpToolRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.SerializeToString,
+            ),
+            'ListHttpTools': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListHttpTools,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListHttpToolsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListHttpToolsResponse.SerializeToString,
+            ),
+            'UpdateHttpTool': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateHttpTool,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateHttpToolRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.SerializeToString,
+            ),
+            'DeleteHttpTool': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteHttpTool,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteHttpToolRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateNotificationChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNotificationChannel,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateNotificationChannelRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.SerializeToString,
+            ),
+            'GetNotificationChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationChannel,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetNotificationChannelRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.SerializeToString,
+            ),
+            'ListNotificationChannels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotificationChannels,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationChannelsRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationChannelsResponse.SerializeToString,
+            ),
+            'UpdateNotificationChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotificationChannel,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateNotificationChannelRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.SerializeToString,
+            ),
+            'DeleteNotificationChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNotificationChannel,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteNotificationChannelRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SendNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendNotification,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SendNotificationRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationDelivery.SerializeToString,
+            ),
+            'GetNotificationDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationDelivery,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetNotificationDeliveryRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationDelivery.SerializeToString,
+            ),
+            'ListNotificationDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotificationDeliveries,
+                    request_deserializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationDeliveriesRequest.FromString,
+                    response_serializer=orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2108,6 +2391,357 @@ class AgentService:
             '/orchestrall.agent.v1.AgentService/DeleteDocument',
             orchestrall_dot_agent_dot_v1_dot_knowledge__pb2.DeleteDocumentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateHttpTool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CreateHttpTool',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateHttpToolRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHttpTool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetHttpTool',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetHttpToolRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListHttpTools(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListHttpTools',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListHttpToolsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListHttpToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateHttpTool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/UpdateHttpTool',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateHttpToolRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.HttpTool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteHttpTool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/DeleteHttpTool',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteHttpToolRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNotificationChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/CreateNotificationChannel',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.CreateNotificationChannelRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetNotificationChannel',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetNotificationChannelRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotificationChannels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListNotificationChannels',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationChannelsRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationChannelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNotificationChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/UpdateNotificationChannel',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.UpdateNotificationChannelRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationChannel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNotificationChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/DeleteNotificationChannel',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.DeleteNotificationChannelRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/SendNotification',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.SendNotificationRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/GetNotificationDelivery',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.GetNotificationDeliveryRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_resources__pb2.NotificationDelivery.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotificationDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orchestrall.agent.v1.AgentService/ListNotificationDeliveries',
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationDeliveriesRequest.SerializeToString,
+            orchestrall_dot_agent_dot_v1_dot_agent__service__pb2.ListNotificationDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -326,3 +326,155 @@ class ToolApproval(_message.Message):
     reason: str
     arguments: str
     def __init__(self, tool_call_id: _Optional[str] = ..., decision: _Optional[_Union[ToolApproval.Decision, str]] = ..., reason: _Optional[str] = ..., arguments: _Optional[str] = ...) -> None: ...
+
+class HttpTool(_message.Message):
+    __slots__ = ("name", "display_name", "description", "method", "url_template", "parameters", "auth_header_name", "auth_header_value", "timeout", "max_response_bytes", "create_time", "update_time")
+    class Method(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        METHOD_UNSPECIFIED: _ClassVar[HttpTool.Method]
+        METHOD_GET: _ClassVar[HttpTool.Method]
+        METHOD_POST: _ClassVar[HttpTool.Method]
+        METHOD_PUT: _ClassVar[HttpTool.Method]
+        METHOD_PATCH: _ClassVar[HttpTool.Method]
+        METHOD_DELETE: _ClassVar[HttpTool.Method]
+    METHOD_UNSPECIFIED: HttpTool.Method
+    METHOD_GET: HttpTool.Method
+    METHOD_POST: HttpTool.Method
+    METHOD_PUT: HttpTool.Method
+    METHOD_PATCH: HttpTool.Method
+    METHOD_DELETE: HttpTool.Method
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_HEADER_NAME_FIELD_NUMBER: _ClassVar[int]
+    AUTH_HEADER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    description: str
+    method: HttpTool.Method
+    url_template: str
+    parameters: _struct_pb2.Struct
+    auth_header_name: str
+    auth_header_value: str
+    timeout: _duration_pb2.Duration
+    max_response_bytes: int
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., method: _Optional[_Union[HttpTool.Method, str]] = ..., url_template: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., auth_header_name: _Optional[str] = ..., auth_header_value: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_response_bytes: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NotificationChannel(_message.Message):
+    __slots__ = ("name", "display_name", "email", "slack", "webhook", "sms", "create_time", "update_time")
+    class Email(_message.Message):
+        __slots__ = ("smtp_host", "smtp_port", "security", "username", "password", "from_address", "to_addresses")
+        class Security(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+            __slots__ = ()
+            SECURITY_UNSPECIFIED: _ClassVar[NotificationChannel.Email.Security]
+            SECURITY_STARTTLS: _ClassVar[NotificationChannel.Email.Security]
+            SECURITY_TLS: _ClassVar[NotificationChannel.Email.Security]
+            SECURITY_NONE: _ClassVar[NotificationChannel.Email.Security]
+        SECURITY_UNSPECIFIED: NotificationChannel.Email.Security
+        SECURITY_STARTTLS: NotificationChannel.Email.Security
+        SECURITY_TLS: NotificationChannel.Email.Security
+        SECURITY_NONE: NotificationChannel.Email.Security
+        SMTP_HOST_FIELD_NUMBER: _ClassVar[int]
+        SMTP_PORT_FIELD_NUMBER: _ClassVar[int]
+        SECURITY_FIELD_NUMBER: _ClassVar[int]
+        USERNAME_FIELD_NUMBER: _ClassVar[int]
+        PASSWORD_FIELD_NUMBER: _ClassVar[int]
+        FROM_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+        TO_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+        smtp_host: str
+        smtp_port: int
+        security: NotificationChannel.Email.Security
+        username: str
+        password: str
+        from_address: str
+        to_addresses: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, smtp_host: _Optional[str] = ..., smtp_port: _Optional[int] = ..., security: _Optional[_Union[NotificationChannel.Email.Security, str]] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., from_address: _Optional[str] = ..., to_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+    class Slack(_message.Message):
+        __slots__ = ("webhook_url",)
+        WEBHOOK_URL_FIELD_NUMBER: _ClassVar[int]
+        webhook_url: str
+        def __init__(self, webhook_url: _Optional[str] = ...) -> None: ...
+    class Webhook(_message.Message):
+        __slots__ = ("url", "secret")
+        URL_FIELD_NUMBER: _ClassVar[int]
+        SECRET_FIELD_NUMBER: _ClassVar[int]
+        url: str
+        secret: str
+        def __init__(self, url: _Optional[str] = ..., secret: _Optional[str] = ...) -> None: ...
+    class Sms(_message.Message):
+        __slots__ = ("provider", "account_sid", "auth_token", "from_number", "to_numbers")
+        class Provider(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+            __slots__ = ()
+            PROVIDER_UNSPECIFIED: _ClassVar[NotificationChannel.Sms.Provider]
+            PROVIDER_TWILIO: _ClassVar[NotificationChannel.Sms.Provider]
+        PROVIDER_UNSPECIFIED: NotificationChannel.Sms.Provider
+        PROVIDER_TWILIO: NotificationChannel.Sms.Provider
+        PROVIDER_FIELD_NUMBER: _ClassVar[int]
+        ACCOUNT_SID_FIELD_NUMBER: _ClassVar[int]
+        AUTH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+        FROM_NUMBER_FIELD_NUMBER: _ClassVar[int]
+        TO_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+        provider: NotificationChannel.Sms.Provider
+        account_sid: str
+        auth_token: str
+        from_number: str
+        to_numbers: _containers.RepeatedScalarFieldContainer[str]
+        def __init__(self, provider: _Optional[_Union[NotificationChannel.Sms.Provider, str]] = ..., account_sid: _Optional[str] = ..., auth_token: _Optional[str] = ..., from_number: _Optional[str] = ..., to_numbers: _Optional[_Iterable[str]] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    SLACK_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    SMS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    email: NotificationChannel.Email
+    slack: NotificationChannel.Slack
+    webhook: NotificationChannel.Webhook
+    sms: NotificationChannel.Sms
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[_Union[NotificationChannel.Email, _Mapping]] = ..., slack: _Optional[_Union[NotificationChannel.Slack, _Mapping]] = ..., webhook: _Optional[_Union[NotificationChannel.Webhook, _Mapping]] = ..., sms: _Optional[_Union[NotificationChannel.Sms, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class NotificationDelivery(_message.Message):
+    __slots__ = ("name", "subject", "message", "state", "attempts", "last_error", "create_time", "next_attempt_time", "end_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[NotificationDelivery.State]
+        STATE_PENDING: _ClassVar[NotificationDelivery.State]
+        STATE_SUCCEEDED: _ClassVar[NotificationDelivery.State]
+        STATE_FAILED: _ClassVar[NotificationDelivery.State]
+    STATE_UNSPECIFIED: NotificationDelivery.State
+    STATE_PENDING: NotificationDelivery.State
+    STATE_SUCCEEDED: NotificationDelivery.State
+    STATE_FAILED: NotificationDelivery.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subject: str
+    message: str
+    state: NotificationDelivery.State
+    attempts: int
+    last_error: str
+    create_time: _timestamp_pb2.Timestamp
+    next_attempt_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., subject: _Optional[str] = ..., message: _Optional[str] = ..., state: _Optional[_Union[NotificationDelivery.State, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
