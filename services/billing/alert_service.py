@@ -30,6 +30,9 @@ from services.kit.names import TENANT, ResourceName, validate_id
 from services.kit.pagination import page_of
 from services.kit.timestamps import to_timestamp
 
+#: A notification channel of the agent service, which sends the firings.
+NOTIFICATION_CHANNEL = ResourceName("tenants/{tenant}/notificationChannels/{notification_channel}")
+
 log = logging.getLogger(__name__)
 
 USAGE_ALERT = ResourceName.of(res.UsageAlert)
@@ -50,6 +53,7 @@ def alert_to_proto(row: UsageAlertRow) -> res.UsageAlert:
         meter=row.meter,
         thresholds=[_threshold_to_proto(t["type"], t["value"]) for t in row.thresholds],
         create_time=to_timestamp(row.create_time),
+        notification_channels=row.notification_channels,
     )
 
 
@@ -95,6 +99,31 @@ def _thresholds(alert: res.UsageAlert) -> list[Threshold]:
     if violations:
         raise InvalidArgument(violations)
     return found
+
+
+def _channels(alert: res.UsageAlert, tenant_id: str) -> list[str]:
+    """Returns an alert's notification channels, each one of the tenant's, named once.
+
+    Raises:
+        InvalidArgument: A name not of ``tenants/{tenant}/notificationChannels/{id}`` of the
+            alert's tenant, or one named twice. Whether the channel exists is the agent
+            service's to say when a firing is sent (a missing one fails that delivery).
+    """
+    violations = []
+    for i, name in enumerate(alert.notification_channels):
+        field = f"usage_alert.notification_channels[{i}]"
+        try:
+            (owner, _) = NOTIFICATION_CHANNEL.parse(name, field)
+        except InvalidArgument as error:
+            violations += error.violations
+            continue
+        if owner != tenant_id:
+            violations.append(FieldViolation(field, f"must be a channel of tenants/{tenant_id}"))
+        elif name in alert.notification_channels[:i]:
+            violations.append(FieldViolation(field, "repeats an earlier channel"))
+    if violations:
+        raise InvalidArgument(violations)
+    return list(alert.notification_channels)
 
 
 def _alert_name(name: str, field: str) -> tuple[str, str]:
@@ -191,6 +220,7 @@ class AlertMethods:
             thresholds=_thresholds(request.usage_alert),
             request_id=request.request_id or None,
             create_time=self._clock(),
+            notification_channels=_channels(request.usage_alert, tenant_id),
         )
         name = alerts.alert_name(tenant_id, alert_id)
         note_resource(name)

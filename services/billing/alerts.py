@@ -17,13 +17,17 @@ same so a receiver can drop repeats.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import grpc
 from sqlalchemy import and_, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
+from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_pb_grpc
 from services.billing.models import (
     AUDIT_OUTBOX,
     NOTIFICATION_OUTBOX,
@@ -37,6 +41,7 @@ from services.billing.models import (
 )
 from services.billing.plans import period_of
 from services.kit.audit import system_record
+from services.kit.clients import MeshClients
 from services.kit.db import Tx
 from services.kit.names import new_id
 from services.kit.pagination import Listing, Page
@@ -107,11 +112,12 @@ def threshold_quantity(threshold: Threshold, limit: float) -> float | None:
     return threshold["value"] / 100 * limit if limit > 0 else None
 
 
-def notification(event: UsageAlertEventRow, display_name: str) -> UsageEventRow:
+def notification(event: UsageAlertEventRow, display_name: str, channels: Sequence[str] = ()) -> UsageEventRow:
     """Returns the CloudEvent of a firing, for the notification outbox.
 
     ``source`` is the alert's URI reference and ``id`` names the period and the
-    threshold, so the same firing always has the same key.
+    threshold, so the same firing always has the same key. ``data.notificationChannels``
+    are the channels it is sent on (:class:`ChannelDelivery`).
     """
     name = alert_name(event.tenant_id, event.alert_id)
     threshold = {"type": event.threshold_type, "value": event.threshold_value}
@@ -132,6 +138,7 @@ def notification(event: UsageAlertEventRow, display_name: str) -> UsageEventRow:
             "limit": event.limit,
             "periodStartTime": event.period_start.isoformat(),
             "periodEndTime": event.period_end.isoformat(),
+            "notificationChannels": list(channels),
         },
     )
 
@@ -153,6 +160,7 @@ def fire_crossed(
     watched = tx.execute(
         select(
             _ALERTS.c.tenant_id, _ALERTS.c.id, _ALERTS.c.display_name, _ALERTS.c.meter, _ALERTS.c.thresholds,
+            _ALERTS.c.notification_channels,
             _TOTALS.c.quantity,
         ).join(
             _TOTALS,
@@ -174,7 +182,7 @@ def fire_crossed(
     }
     dialect = postgresql if tx.dialect == "postgresql" else sqlite
     made: list[UsageAlertEventRow] = []
-    for tenant_id, alert_id, display_name, meter, thresholds, quantity in watched:
+    for tenant_id, alert_id, display_name, meter, thresholds, channels, quantity in watched:
         limit = float(limits_of(tx, tenant_id).get(meter, 0))
         for threshold in thresholds:
             key = (tenant_id, alert_id, threshold["type"], float(threshold["value"]))
@@ -202,31 +210,71 @@ def fire_crossed(
             if inserted is None:
                 continue
             name = alert_name(tenant_id, alert_id)
-            tx.execute(_NOTIFY, dict(notification(event, display_name)))
+            tx.execute(_NOTIFY, dict(notification(event, display_name, channels)))
             tx.execute(_AUDIT, system_record("billing", tenant_id, CROSSED_TYPE, name, now))
             made.append(event)
     tx.changed |= bool(made)
     return made
 
 
-async def deliver(event: Mapping[str, Any]) -> None:
-    """Delivers one usage alert notification (a CloudEvent, a ``notification_outbox`` row) to its tenant.
-
-    The seam the tenant's notification channel plugs into; until one is wired, the
-    notification is logged (its firing is recorded and audited all the same). Raising
-    leaves it in the outbox for the next try.
-    """
-    log.info(
-        "usage alert %s: %s %s (%s of %s)",
-        event["source"].removeprefix(SOURCE_PREFIX),
-        event["type"],
-        event["event_id"],
-        event["data"].get("quantity"),
-        event["data"].get("meter"),
+def message_of(event: Mapping[str, Any]) -> tuple[str, str]:
+    """Returns the subject and text a person reads for a firing (a ``notification_outbox`` row)."""
+    data = event["data"]
+    threshold = data["threshold"]
+    percent = threshold["type"] == ThresholdType.PERCENT
+    level = f"{threshold['value']:g} %" if percent else f"{threshold['value']:g}"
+    title = data.get("displayName") or data["alert"]
+    subject = f"Usage alert: {title} reached {level}"
+    text = (
+        f"{data['meter']} is at {data['quantity']:g} in the billing period from {data['periodStartTime']} "
+        f"to {data['periodEndTime']}: threshold {level} ({data['thresholdQuantity']:g}"
+        + (f" of the plan's limit {data['limit']:g})" if data["limit"] else ")")
+        + f". Alert {data['alert']}, event {event['source'].removeprefix(SOURCE_PREFIX)} {event['event_id']}."
     )
+    return subject[:200], text[:4000]
 
 
-async def deliver_batch(rows: Sequence[Mapping[str, Any]]) -> None:
-    """Delivers a batch of notifications one by one (:func:`deliver`), for the outbox relay."""
-    for row in rows:
-        await deliver(row)
+class ChannelDelivery:
+    """Sends usage alert firings on the tenant's notification channels: the relay's receiver.
+
+    Each firing goes to each of its ``data.notificationChannels`` through the agent
+    service's ``SendNotification``, as the billing service's own identity acting for the
+    tenant, with the request ID ``{source}#{id}@{channel}``: the relay delivers at least
+    once, and a repeat returns the first delivery (the agent service retries a failing
+    channel itself, with backoff). A firing without channels is only logged.
+
+    Args:
+        stub: The agent service's stub over billing's mTLS channel.
+        timeout: Deadline of one call, in seconds.
+    """
+
+    def __init__(self, stub: agent_pb_grpc.AgentServiceStub, timeout: float) -> None:
+        self._stub = stub
+        self._timeout = timeout
+
+    async def deliver(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Sends a batch; raises (and the rows stay in the outbox) when the agent service fails."""
+        for event in rows:
+            channels = event["data"].get("notificationChannels") or []
+            log.info("usage alert %s %s: %d channels", event["source"], event["event_id"], len(channels))
+            subject, text = message_of(event)
+            for channel in channels:
+                key = hashlib.sha256(f"{event['source']}#{event['event_id']}@{channel}".encode()).hexdigest()
+                request = agent_pb.SendNotificationRequest(
+                    name=channel, subject=subject, message=text, request_id=key[:64]
+                )
+                try:
+                    await self._stub.SendNotification(
+                        request, timeout=self._timeout, metadata=MeshClients.for_tenant(event["tenant_id"])
+                    )
+                except grpc.aio.AioRpcError as error:
+                    if error.code() in _PERMANENT:  # a deleted or bad channel: retrying changes nothing
+                        log.warning("usage alert not sent on %s: %s", channel, error.code())
+                        continue
+                    raise
+
+
+#: Answers of ``SendNotification`` that another try would get again.
+_PERMANENT = frozenset(
+    {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED}
+)

@@ -364,11 +364,12 @@ class UsageAlert(Base):
     thresholds: Mapped[list[Threshold]] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(100))
     create_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    notification_channels: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 @dataclass(frozen=True, slots=True)
 class UsageAlertRow:
-    """A usage alert, as stored."""
+    """A usage alert, as stored; ``notification_channels`` are channel resource names."""
 
     tenant_id: str
     id: str
@@ -377,6 +378,7 @@ class UsageAlertRow:
     thresholds: list[Threshold]
     request_id: str | None
     create_time: dt.datetime
+    notification_channels: list[str]
 
 
 class UsageAlertEvent(Base):

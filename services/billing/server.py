@@ -13,6 +13,7 @@ import grpc
 from envoy_api.envoy.service.ratelimit.v3 import rls_pb2_grpc
 from pydantic import AliasChoices, Field
 
+from orchestrall.agent.v1 import agent_service_pb2_grpc
 from orchestrall.billing.v1 import billing_service_pb2_grpc
 from services.billing import alerts, plan_store, plans, store
 from services.billing.alert_service import AlertSweeper
@@ -170,7 +171,9 @@ async def build(
         "notifications-billing",
         db,
         NOTIFICATION_OUTBOX,
-        alerts.deliver_batch,
+        alerts.ChannelDelivery(
+            clients.stub(agent_service_pb2_grpc.AgentServiceStub, "agent"), settings.call_timeout_seconds
+        ).deliver,
         settings.audit_relay_interval_seconds,
     )
     if counters is None:

@@ -15,6 +15,9 @@ import grpc
 import pytest
 from sqlalchemy import select
 
+from orchestrall.agent.v1 import agent_service_pb2 as agent_pb
+from orchestrall.agent.v1 import agent_service_pb2_grpc as agent_grpc
+from orchestrall.agent.v1.resources_pb2 import NotificationChannel as Channel
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
@@ -26,6 +29,7 @@ from services.kit.timestamps import utcnow
 from services.kit.usage import meter_event, to_messages
 from tests.conftest import Mesh
 from tests.service.helpers import Tenant, error_info, field_violations, new_tenant
+from tests.service.receivers import receiver
 from tests.service.test_principals import audit_events
 
 RUNS = "agent_runs"
@@ -212,3 +216,69 @@ async def test_bad_alerts_are_refused_and_other_tenants_alerts_are_out_of_reach(
             pb.ListUsageAlertEventsRequest(parent=f"{tenant.name}/usageAlerts/none"), metadata=tenant.metadata
         )
     assert error_info(missing.value).reason == "USAGE_ALERT_NOT_FOUND"
+
+
+async def test_a_firing_is_sent_once_on_each_of_the_alerts_channels(
+    mesh: Mesh, billing: pb_grpc.BillingServiceStub
+) -> None:
+    tenant = await new_tenant(mesh, "ac")
+    async with receiver() as http, mesh.channel("agent") as channel:
+        agent = agent_grpc.AgentServiceStub(channel)
+        slack = await agent.CreateNotificationChannel(
+            agent_pb.CreateNotificationChannelRequest(
+                parent=tenant.name,
+                notification_channel_id="ops",
+                notification_channel=Channel(slack=Channel.Slack(webhook_url=f"{http.url}/services/T/B")),
+            ),
+            metadata=tenant.metadata,
+        )
+        alert = await billing.CreateUsageAlert(
+            pb.CreateUsageAlertRequest(
+                parent=tenant.name,
+                usage_alert_id="runs",
+                usage_alert=res.UsageAlert(
+                    display_name="Run budget",
+                    meter=RUNS,
+                    thresholds=[res.UsageAlert.Threshold(type=QUANTITY, value=3)],
+                    notification_channels=[slack.name],
+                ),
+            ),
+            metadata=tenant.metadata,
+        )
+        assert list(alert.notification_channels) == [slack.name]
+        await ingest(mesh, tenant, 0, 3)
+        assert len(await fired(billing, tenant, alert.name, 1)) == 1
+        for _ in range(200):  # the notification relay sends after the firing committed
+            if http.on("/services/T/B"):
+                break
+            await asyncio.sleep(0.05)
+        await ingest(mesh, tenant, 3, 2)  # past the threshold again: no second firing, no second message
+        await asyncio.sleep(0.5)
+        posts = http.on("/services/T/B")
+        assert len(posts) == 1
+        assert posts[0].json()["text"].startswith("*Usage alert: Run budget reached 3*\nagent_runs is at 3 ")
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await billing.CreateUsageAlert(
+                pb.CreateUsageAlertRequest(
+                    parent=tenant.name,
+                    usage_alert_id="other",
+                    usage_alert=res.UsageAlert(
+                        meter=RUNS,
+                        thresholds=[res.UsageAlert.Threshold(type=QUANTITY, value=3)],
+                        notification_channels=[
+                            "tenants/someone-else/notificationChannels/ops",
+                            slack.name,
+                            slack.name,
+                            "notificationChannels/ops",
+                        ],
+                    ),
+                ),
+                metadata=tenant.metadata,
+            )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert sorted(field_violations(refused.value)) == [
+        "usage_alert.notification_channels[0]",
+        "usage_alert.notification_channels[2]",
+        "usage_alert.notification_channels[3]",
+    ]

@@ -186,7 +186,7 @@ class UsageWindow(_message.Message):
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., subject: _Optional[str] = ..., group_by: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class UsageAlert(_message.Message):
-    __slots__ = ("name", "display_name", "meter", "thresholds", "create_time")
+    __slots__ = ("name", "display_name", "meter", "thresholds", "create_time", "notification_channels")
     class Threshold(_message.Message):
         __slots__ = ("type", "value")
         class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -207,12 +207,14 @@ class UsageAlert(_message.Message):
     METER_FIELD_NUMBER: _ClassVar[int]
     THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATION_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     meter: str
     thresholds: _containers.RepeatedCompositeFieldContainer[UsageAlert.Threshold]
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., meter: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[UsageAlert.Threshold, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    notification_channels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., meter: _Optional[str] = ..., thresholds: _Optional[_Iterable[_Union[UsageAlert.Threshold, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., notification_channels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UsageAlertEvent(_message.Message):
     __slots__ = ("name", "threshold", "meter", "period_start_time", "period_end_time", "quantity", "threshold_quantity", "limit", "create_time")
