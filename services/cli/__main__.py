@@ -28,13 +28,19 @@ console = Console(highlight=False)
 
 
 def _config(
-    state_dir: Path, http_port: int, service_port_base: int, tls: bool = False, traces: Path | None = None
+    state_dir: Path,
+    http_port: int,
+    service_port_base: int,
+    tls: bool = False,
+    traces: Path | None = None,
+    plan_rate_limit: bool = False,
 ) -> StackConfig:
     return StackConfig(
         state_dir=state_dir,
         http_port=http_port,
         edge_tls=tls,
         traces_file=traces,
+        plan_rate_limit=plan_rate_limit,
         admin_port=http_port + 1821,
         stats_port=http_port + 1822,
         mcp_port=http_port + 1,
@@ -64,9 +70,15 @@ def up(
         help="Write every span (gateway and services) to this file, one OTLP JSON line per export; "
         "the gateway samples ORCHESTRALL_GATEWAY_TRACE_SAMPLING percent of requests (default 10).",
     ),
+    plan_rate_limit: bool = typer.Option(
+        False,
+        help="Hold each tenant to its plan's request rate over every gateway (billing's rate limit "
+        "service; counted in Redis with ORCHESTRALL_REDIS_URL, else in billing's memory).",
+    ),
 ) -> None:
     """Start the model server, the five services and Envoy; Ctrl-C or SIGTERM stops them all."""
-    stack = Stack(_config(state_dir, http_port, service_port_base, tls, traces), log=console.print)
+    config = _config(state_dir, http_port, service_port_base, tls, traces, plan_rate_limit)
+    stack = Stack(config, log=console.print)
     console.print("Starting Orchestrall ...")
     stack.start()
     t, url = stack.timings, stack.config.gateway_url

@@ -319,7 +319,10 @@ def run_demo(base_url: str, echo: Callable[[str], None] = print, poll_timeout: f
     echo("\n".join(f"  {t['name']}: {t['description']}" for t in offered["agentTemplates"]))
     for template in DEMO_TEMPLATES:
         shown = client.call("GET", f"/v1/{template}")
-        agent = client.call("POST", f"/v1/{t}/agents", {"template": template, "temperature": 0})
+        agent_id = template.removeprefix("agentTemplates/")
+        agent = client.call(
+            "POST", f"/v1/{t}/agents?agentId={agent_id}", {"template": template, "temperature": 0}
+        )
         started = client.call("POST", f"/v1/{agent['name']}/runs", {"input": shown["exampleInput"]})
         ended = client.call(
             "POST", f"/v1/{started['name']}:wait", {"timeout": f"{min(poll_timeout, 300):.0f}s"}

@@ -95,12 +95,19 @@ def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.C
         " WHERE tenant_id = :t",
         t=demo.tenant,
     )
-    assert sorted(r[0] for r in rows) == ["dispatcher", "report-writer", "route-planner", "route-planner"]
+    assert sorted(r[0] for r in rows) == [
+        "dispatcher",
+        "finance-compliance-checker",
+        "logistics-route-planner",
+        "report-writer",
+        "route-planner",
+        "route-planner",
+    ]
     assert {r[1] for r in rows} == {"SUCCEEDED"}
     listed = http.get(f"/v1/{tenant}/agents/route-planner/runs", headers=auth(demo.token)).json()
     assert len(listed["runs"]) == 2
     meters = {m["meter"]: m["quantity"] for m in demo.usage["meters"]}
-    assert meters["agent_runs"] == 4
+    assert meters["agent_runs"] == len(rows) == 6
     assert meters["model_input_tokens"] == sum(r[2] for r in rows)
     assert meters["model_output_tokens"] == sum(r[3] for r in rows)
     # One event per run, per model call (and per token count of it) and per tool call, each once.
@@ -113,7 +120,7 @@ def test_demo_rows_and_usage_agree(stack: Stack, demo: DemoResult, http: httpx.C
         )
     )
     tool_calls = [json.loads(r[5]) if isinstance(r[5], str) else r[5] for r in rows]
-    assert events["agent_runs"] == 4
+    assert events["agent_runs"] == len(rows)
     assert events["model_calls"] == events["model_input_tokens"] == sum(r[4] for r in rows)
     assert events.get("tool_calls", 0) == sum(len(calls) for calls in tool_calls)
 
@@ -166,6 +173,8 @@ def test_native_grpc_through_the_gateway(stack: Stack, demo: DemoResult) -> None
             "route-planner",
             "report-writer",
             "dispatcher",
+            "logistics-route-planner",
+            "finance-compliance-checker",
         }
         with pytest.raises(grpc.RpcError) as caught:
             agents.GetAgent(

@@ -10,7 +10,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from services.agent.tools import route_distance
+from services.agent.notifications.handlers import SEND_NOTIFICATION
+from services.agent.tools import CATALOG, route_distance
 from services.cli.stack import Stack
 from tests.mesh.conftest import auth, stored_rows
 from tests.mesh.test_access_gateway import sign_up
@@ -34,7 +35,7 @@ def test_an_mcp_client_uses_the_built_in_catalog_through_the_gateway(
     signed = sign_up(http, "mcp")
     url = f"{stack.config.gateway_url}/mcp"
     names, result = asyncio.run(_catalog(url, signed.token))
-    assert names == ["route_distance", "invoice_total"]
+    assert names == [tool.id for tool in CATALOG.values()]
     assert result == route_distance({"origin": "Hamburg", "destination": "Vienna"})
     # Envoy's jwt_authn refuses a request without a valid token before it reaches the agent.
     listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
@@ -62,9 +63,8 @@ def test_mcp_servers_over_rest_never_return_their_headers(stack: Stack, http: ht
         assert response.status_code == 200, response.text
         assert "s3cr3t" not in response.text
     assert [t["name"] for t in http.get("/v1/tools", headers=headers).json()["tools"]] == [
-        "tools/route_distance",
-        "tools/invoice_total",
-        "tools/send_notification",
+        *CATALOG,
+        SEND_NOTIFICATION,
     ]
     bad = http.post(f"{base}/mcpServers", json={"url": "ftp://example.com/mcp"}, headers=headers)
     assert bad.status_code == 400, bad.text

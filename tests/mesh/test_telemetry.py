@@ -3,10 +3,11 @@
 A stack of its own writes every span to a file (``orchestrall up --traces FILE``: an OTLP/gRPC
 receiver in the stack's process, :mod:`services.cli.traces`, which the gateway and the services
 export to as to a collector). The request carries a W3C ``traceparent``; the gateway, the agent
-service, the two peers it calls (billing, flag) and the model call must all report spans of
-that trace. The same run shows in the agent's metrics (model tokens and latency by model, the
-run's outcome), a workflow run in the workflow service's, and Envoy serves its own stats on the
-stats listener only.
+service, the peer it calls (billing) and the model call must all report spans of that
+trace. The flag service is no hop of a run: the agent evaluates its flags in process, from
+the flag service's sync stream (services/agent/flags.py). The same run shows in the agent's
+metrics (model tokens and latency by model, the run's outcome), a workflow run in the
+workflow service's, and Envoy serves its own stats on the stats listener only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.mesh.conftest import auth, run_to_end
 from tests.mesh.test_access_gateway import sign_up
 
 pytestmark = pytest.mark.mesh
-HOPS = {"orchestrall-gateway", "orchestrall-agent", "orchestrall-billing", "orchestrall-flag"}
+HOPS = {"orchestrall-gateway", "orchestrall-agent", "orchestrall-billing"}
 #: Text only the prompt holds: no span, attribute or log line may carry it.
 PROMPT_MARKER = f"marker-{secrets.token_hex(4)}"
 #: ``Span.kind`` SPAN_KIND_SERVER in OTLP's JSON encoding (enums as integers).

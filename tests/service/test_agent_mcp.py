@@ -28,6 +28,7 @@ from orchestrall.agent.v1 import agent_service_pb2 as pb
 from orchestrall.agent.v1 import agent_service_pb2_grpc as pb_grpc
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent.models import McpServer
+from services.agent.notifications.handlers import SEND_NOTIFICATION
 from services.agent.server import AgentSettings, build
 from services.agent.tools import CATALOG, route_distance
 from services.cli.stack import free_port
@@ -36,6 +37,9 @@ from services.kit.db import create_engine
 from services.kit.server import RunningServer, start
 from tests.conftest import Mesh
 from tests.service.helpers import Tenant, error_info, field_violations, new_tenant, run_to_end
+
+#: The built-in tools, in ListTools' order: the catalog's, then send_notification.
+BUILT_IN = [*CATALOG, SEND_NOTIFICATION]
 
 SECRET = "Bearer fleet-secret-4711"
 #: The replica's deadline for one MCP request, in seconds.
@@ -202,30 +206,24 @@ async def test_an_agent_calls_a_tool_of_a_registered_mcp_server(
     tool_name = f"{server.name}/tools/lookup_hub"
     names = [t.name for t in catalog.tools]
     # The built-in tools first, then the server's allowed tools in its order; broken_hub is not allowed.
-    assert names == [
-        "tools/route_distance",
-        "tools/invoice_total",
-        "tools/send_notification",
-        tool_name,
-        f"{server.name}/tools/slow_hub",
-    ]
+    assert names == [*BUILT_IN, tool_name, f"{server.name}/tools/slow_hub"]
     assert not catalog.unavailable_mcp_servers
-    lookup = catalog.tools[3]
+    lookup = catalog.tools[len(BUILT_IN)]
     assert lookup.function_name == "fleet__lookup_hub"
     assert lookup.description.startswith("Looks up a logistics hub")
     assert dict(lookup.parameters)["required"] == ["hub"]
     built_in = await stub.ListTools(pb.ListToolsRequest(), metadata=md)
-    assert [t.name for t in built_in.tools] == names[:3]
-    assert [t.function_name for t in built_in.tools] == [
-        "route_distance",
-        "invoice_total",
-        "send_notification",
-    ]
-    paged = await stub.ListTools(pb.ListToolsRequest(parent=tenant.name, page_size=3), metadata=md)
-    rest = await stub.ListTools(
-        pb.ListToolsRequest(parent=tenant.name, page_size=3, page_token=paged.next_page_token), metadata=md
-    )
-    assert [t.name for t in [*paged.tools, *rest.tools]] == names
+    assert [t.name for t in built_in.tools] == names[: len(BUILT_IN)]
+    assert [t.function_name for t in built_in.tools] == [name.removeprefix("tools/") for name in BUILT_IN]
+    paged, token = [], ""
+    while True:  # pages of 3 across the built-in tools and the server's
+        page = await stub.ListTools(
+            pb.ListToolsRequest(parent=tenant.name, page_size=3, page_token=token), metadata=md
+        )
+        paged += [t.name for t in page.tools]
+        if not (token := page.next_page_token):
+            break
+    assert paged == names
 
     before = len(fleet.calls)
     run = await _run_with(stub, tenant, tool_name)
@@ -312,7 +310,7 @@ async def test_mcp_servers_are_created_once_updated_and_deleted(
     )
     assert list(rekeyed.header_names) == ["authorization"]
     catalog = await stub.ListTools(pb.ListToolsRequest(parent=tenant.name), metadata=md)
-    assert [t.name for t in catalog.tools][3:] == [f"{made.name}/tools/lookup_hub"]
+    assert [t.name for t in catalog.tools][len(BUILT_IN) :] == [f"{made.name}/tools/lookup_hub"]
 
     # Agents may name allowed tools of the tenant's registered servers only.
     other = await new_tenant(mesh)
@@ -454,7 +452,7 @@ async def test_the_built_in_catalog_is_an_mcp_server(mesh: Mesh, catalog_server:
     async with httpx2.AsyncClient(verify=tls, headers={"authorization": f"Bearer {tenant.token}"}) as http:
         async with Client(streamable_http_client(catalog_server, http_client=http), cache=None) as client:
             listed = await client.list_tools()
-            assert [t.name for t in listed.tools] == ["route_distance", "invoice_total"]
+            assert [t.name for t in listed.tools] == [tool.id for tool in CATALOG.values()]
             assert listed.tools[0].input_schema == CATALOG["tools/route_distance"].parameters
             arguments = {"origin": "Rotterdam", "destination": "Berlin"}
             result = await client.call_tool("route_distance", arguments)

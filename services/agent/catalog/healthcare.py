@@ -5,10 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fhir.resources import get_fhir_model_class
-from fhir.resources.R4B import get_fhir_model_class as get_r4b_model_class
-from pydantic import ValidationError
-
 from services.agent.tools import Tool, ToolError
 
 #: mg/dL of creatinine per µmol/L (molar mass 113.12 g/mol).
@@ -103,6 +99,11 @@ def fhir_validate(args: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         raise ToolError("resource must be a JSON object with a resourceType")
     kind = resource["resourceType"]
+    # Imported on first use: the agent service starts without loading FHIR's models.
+    from fhir.resources import get_fhir_model_class
+    from fhir.resources.R4B import get_fhir_model_class as get_r4b_model_class
+    from pydantic import ValidationError
+
     try:
         model = (get_fhir_model_class if version == "R5" else get_r4b_model_class)(kind)
     except (KeyError, ValueError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from geographiclib.geodesic import Geodesic
 
 from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
@@ -32,6 +31,9 @@ def route_eta(args: dict[str, Any]) -> dict[str, Any]:
     factor = float(args.get("detour_factor", 1.0))
     if speed <= 0:
         raise ToolError("speed_kmh must be positive")
+    # Imported on first use: the agent service starts without loading geographiclib.
+    from geographiclib.geodesic import Geodesic
+
     line = Geodesic.WGS84.Inverse(
         float(args["origin_lat"]),
         float(args["origin_lon"]),

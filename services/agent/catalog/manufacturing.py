@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import special, stats
 
 from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
@@ -126,6 +125,9 @@ def reliability(args: dict[str, Any]) -> dict[str, Any]:
     if times.size:
         if times.size < 3 or (times <= 0).any():
             raise ToolError("a Weibull fit needs at least 3 positive failure times")
+        # Imported on first use: the agent service starts without loading SciPy.
+        from scipy import special, stats
+
         beta, _, eta = stats.weibull_min.fit(times, floc=0)
         mode = "infant mortality" if beta < 0.95 else "random" if beta <= 1.05 else "wear-out"
         result["weibull"] = {

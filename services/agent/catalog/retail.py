@@ -7,7 +7,6 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from services.agent.catalog.bounds import at_most
 from services.agent.tools import Tool, ToolError
@@ -76,6 +75,9 @@ SEGMENTS = (
 
 def _quintile_scores(values: np.ndarray, higher_is_better: bool) -> np.ndarray:
     """Scores 1-5 by quintile of rank (ties share their average rank)."""
+    # Imported on first use: the agent service starts without loading SciPy.
+    from scipy import stats
+
     ranks = stats.rankdata(values if higher_is_better else -values, method="average")
     return np.ceil(5 * ranks / len(values)).astype(int).clip(1, 5)
 
@@ -164,6 +166,9 @@ def price_elasticity(args: dict[str, Any]) -> dict[str, Any]:
         (p1, p2), (q1, q2) = prices, quantities
         value = ((q2 - q1) / ((q1 + q2) / 2)) / ((p2 - p1) / ((p1 + p2) / 2))
         return {"elasticity": round(float(value), 4), "method": "midpoint", "kind": _kind(value)}
+    # Imported on first use: the agent service starts without loading SciPy.
+    from scipy import stats
+
     fit = stats.linregress(np.log(prices), np.log(quantities))
     return {
         "elasticity": round(float(fit.slope), 4),

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from detect_secrets import SecretsCollection
-from detect_secrets.settings import default_settings
 from ruff.__main__ import find_ruff_bin
 
 from services.agent.catalog.bounds import at_most
@@ -238,6 +236,10 @@ def secret_scan(args: dict[str, Any]) -> dict[str, Any]:
     name = Path(str(args.get("file_name") or "")[:100]).name
     if name in ("", ".", ".."):  # only a plain file name in the scan's own directory
         name = "snippet.txt"
+    # Imported on first use: the agent service starts without loading detect-secrets.
+    from detect_secrets import SecretsCollection
+    from detect_secrets.settings import default_settings
+
     collection = SecretsCollection()
     with tempfile.TemporaryDirectory(prefix="secrets-") as directory:
         path = Path(directory, name)

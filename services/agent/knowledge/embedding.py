@@ -67,13 +67,16 @@ def unit_rows(vectors: Vectors) -> Vectors:
 
 
 class StaticEmbedder:
-    """The packaged static model (see the module docs); loads its files when made."""
+    """The packaged static model (see the module docs); loads its files on the first embedding.
+
+    Not at start-up: loading takes about a second, which every agent start (and restart
+    after a crash) would pay before serving; the first ingestion or search pays it once.
+    """
 
     model = STATIC_MODEL
 
     def __init__(self) -> None:
         self._directory = str(Path(static_model.__file__).resolve().parent / "model")
-        _static_model.encode_batch(self._directory, ["warm-up"], STATIC_MAX_TOKENS)  # loads the files
 
     def embed_now(self, texts: Sequence[str]) -> Vectors:
         """Embeds in this thread (about 50 µs a text); returns unit vectors, shape ``(n, 64)``."""
