@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import httpx
@@ -79,14 +80,19 @@ def _drop_test_schemas() -> None:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
+def unreachable(what: str, error: Exception) -> NoReturn:
+    """Fails the test under CI (where ``what`` must run), skips it on a developer machine."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required in CI and unreachable: {error}")
+    pytest.skip(f"{what} unreachable: {error}")
+
+
 def postgres_or_skip() -> str:
     """The PostgreSQL URL with its test schemas dropped; fails under CI when unreachable."""
     try:
         _drop_test_schemas()
     except psycopg.OperationalError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL is required in CI and unreachable: {error}")
-        pytest.skip(f"PostgreSQL unreachable: {error}")
+        unreachable("PostgreSQL", error)
     return POSTGRES_URL
 
 
@@ -101,9 +107,7 @@ def redis_or_skip() -> str:
         with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2) as client:
             client.ping()
     except redis.RedisError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Redis is required in CI and unreachable: {error}")
-        pytest.skip(f"Redis unreachable: {error}")
+        unreachable("Redis", error)
     return REDIS_URL
 
 

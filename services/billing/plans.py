@@ -3,7 +3,7 @@
 Units are UCUM annotations, as OpenTelemetry metric units use them (``{run}``,
 ``{token}``). Limits are per billing period, the calendar month in UTC; a limit
 of 0 means unlimited. Plans are data (``plans`` rows, :mod:`services.billing.plan_store`);
-:data:`FREE` is the ``free`` plan the billing migrations seed as the default plan.
+:data:`FREE_LIMITS` are the limits of the ``free`` plan the migrations seed as the default.
 """
 
 from __future__ import annotations
@@ -49,23 +49,6 @@ class Meter:
         return USAGE_TYPE_PREFIX + self.name
 
 
-@dataclass(frozen=True)
-class Plan:
-    """A plan: a limit per meter for each billing period, and a request rate at the gateway.
-
-    Attributes:
-        name: Plan name, e.g. ``free``.
-        limits: Meter name to the most that may be used in one period; 0 means unlimited.
-        request_rate: Requests per second each tenant on the plan may make through the
-            gateway, every gateway replica together (:mod:`services.billing.ratelimit`);
-            0 means unlimited.
-    """
-
-    name: str
-    limits: Mapping[str, float]
-    request_rate: int = 0
-
-
 METERS: Mapping[str, Meter] = {
     m.name: m
     for m in (
@@ -80,13 +63,13 @@ METERS: Mapping[str, Meter] = {
 #: Built-in meter by the CloudEvents ``type`` of its events.
 METER_OF_TYPE: Mapping[str, Meter] = {m.event_type: m for m in METERS.values()}
 
-#: The limits of the built-in ``free`` plan, as migration 0011 seeds it (the default plan).
-FREE = Plan(
-    "free",
-    {"agent_runs": 1000, "model_input_tokens": 2_000_000, "model_output_tokens": 500_000},
-    # The gateway's own default per-replica rate (ORCHESTRALL_GATEWAY_TENANT_RATE), now for all replicas.
-    request_rate=200,
-)
+#: The hard limits per period of the built-in ``free`` plan, as billing migration 0011 seeds
+#: it (the default plan); the migration keeps its own copy, as migrations never import code.
+FREE_LIMITS: Mapping[str, float] = {
+    "agent_runs": 1000,
+    "model_input_tokens": 2_000_000,
+    "model_output_tokens": 500_000,
+}
 
 
 def edge_rate_of(plan: PlanRow) -> int:

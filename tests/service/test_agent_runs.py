@@ -24,7 +24,7 @@ from orchestrall.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from orchestrall.billing.v1 import resources_pb2 as billing_res
 from services.agent.runner import MAX_TOOL_ROUNDS
 from services.agent.tools import route_distance
-from services.billing.plans import FREE
+from services.billing.plans import FREE_LIMITS
 from services.kit.db import Database
 from tests.conftest import Mesh
 from tests.service.helpers import (
@@ -418,7 +418,7 @@ async def test_a_parallel_burst_of_runs_never_overshoots_the_output_token_quota(
     tenant = await new_tenant(mesh)
     brief = res.Agent(instructions="Answer in a few words.", temperature=0, max_output_tokens=16)
     hold = brief.max_output_tokens * (MAX_TOOL_ROUNDS + 1)  # the most one run's model calls may write
-    limit = FREE.limits["model_output_tokens"]
+    limit = FREE_LIMITS["model_output_tokens"]
     spent = limit - 3 * hold - hold // 2  # room for three runs' holds, not four
     async with mesh.channel("billing", identity="agent") as channel:
         await billing_grpc.BillingServiceStub(channel).IngestUsageEvents(

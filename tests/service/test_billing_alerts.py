@@ -23,7 +23,7 @@ from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.billing import alerts
 from services.billing.models import NOTIFICATION_OUTBOX
-from services.billing.plans import FREE
+from services.billing.plans import FREE_LIMITS
 from services.kit.db import Database, Tx, create_engine
 from services.kit.timestamps import utcnow
 from services.kit.usage import meter_event, to_messages
@@ -87,7 +87,7 @@ async def test_thresholds_fire_once_per_period_audited_and_notified(
     mesh: Mesh, billing: pb_grpc.BillingServiceStub, billing_db: Database
 ) -> None:
     tenant = await new_tenant(mesh)
-    limit = FREE.limits[RUNS]
+    limit = FREE_LIMITS[RUNS]
     alert = await billing.CreateUsageAlert(
         pb.CreateUsageAlertRequest(
             parent=tenant.name,
@@ -126,7 +126,7 @@ async def test_thresholds_fire_once_per_period_audited_and_notified(
     assert (second[0].threshold_quantity, second[0].limit) == (0.8 * limit, limit)
 
     # Replicas sweeping at once, and again: each threshold fired once in the period.
-    limits = lambda _tx, _tenant: FREE.limits  # noqa: E731
+    limits = lambda _tx, _tenant: FREE_LIMITS  # noqa: E731
     sweeps = await asyncio.gather(
         *(billing_db.system(alerts.fire_crossed, utcnow(), limits) for _ in range(4))
     )

@@ -24,7 +24,7 @@ from google.protobuf import field_mask_pb2
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
-from services.billing.plans import FREE, period_of
+from services.billing.plans import FREE_LIMITS, period_of
 from services.billing.service import BillingService
 from services.kit.db import Database, create_engine
 from services.kit.timestamps import utcnow
@@ -143,7 +143,7 @@ async def test_the_price_list_is_the_operators_and_every_tenant_reads_it(
     read = await billing.GetPlan(pb.GetPlanRequest(name=made.name), metadata=tenant.metadata)
     assert read == made
     free = await billing.GetPlan(pb.GetPlanRequest(name="plans/free"), metadata=tenant.metadata)
-    assert free.default and {c.meter: c.hard_limit for c in free.charges} == FREE.limits
+    assert free.default and {c.meter: c.hard_limit for c in free.charges} == FREE_LIMITS
     listed = await billing.ListPlans(pb.ListPlansRequest(page_size=1000), metadata=tenant.metadata)
     assert {"plans/free", made.name} <= {p.name for p in listed.plans}
 
@@ -231,7 +231,7 @@ async def test_a_tenant_changes_plan_and_its_hard_limits_hold_under_a_burst(
     )
     assert canceled.state == res.Subscription.STATE_CANCELED and canceled.HasField("cancel_time")
     check = await agent.CheckEntitlement(pb.CheckEntitlementRequest(tenant=tenant.name, meter="agent_runs"))
-    assert check.limit == FREE.limits["agent_runs"], "a canceled subscription is limited as the default plan"
+    assert check.limit == FREE_LIMITS["agent_runs"], "a canceled subscription is limited as the default plan"
 
 
 async def test_a_period_is_invoiced_finalized_once_and_rendered(

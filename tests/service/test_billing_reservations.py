@@ -21,7 +21,7 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
 from services.agent.peers import Peers, reservation_id
-from services.billing.plans import FREE
+from services.billing.plans import FREE_LIMITS
 from services.billing.server import build
 from services.billing.store import RESERVATION_SOURCE
 from services.kit import mtls
@@ -121,7 +121,7 @@ async def leave_only(stub: pb_grpc.BillingServiceStub, tenant: Tenant, meter: st
         source="//test",
         tenant=tenant.name,
         meter=meter,
-        quantity=FREE.limits[meter] - remaining,
+        quantity=FREE_LIMITS[meter] - remaining,
     )
     await stub.IngestUsageEvents(pb.IngestUsageEventsRequest(events=[event]))
 
@@ -182,7 +182,7 @@ async def test_a_parallel_burst_gets_exactly_what_fits_and_the_rest_quota_failur
             RUNS,
             f"free/{RUNS}",
         )
-        assert violation.quota_value == FREE.limits[RUNS]
+        assert violation.quota_value == FREE_LIMITS[RUNS]
     assert await remaining(billing, tenant, RUNS) == 1  # what the three hold counts as used
 
 
@@ -194,11 +194,11 @@ async def test_a_reservation_holds_every_meter_or_none(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await billing.CreateReservation(create(tenant, "both", {RUNS: 1, OUTPUT: 101}))
     assert [v.quota_metric for v in quota_failure(caught.value).violations] == [OUTPUT]
-    assert await remaining(billing, tenant, RUNS) == FREE.limits[RUNS], "agent_runs must not be held"
+    assert await remaining(billing, tenant, RUNS) == FREE_LIMITS[RUNS], "agent_runs must not be held"
     fits = await billing.CreateReservation(create(tenant, "fits", {RUNS: 1, OUTPUT: 100}))
     assert fits.state == ACTIVE
     assert (await remaining(billing, tenant, RUNS), await remaining(billing, tenant, OUTPUT)) == (
-        FREE.limits[RUNS] - 1,
+        FREE_LIMITS[RUNS] - 1,
         0,
     )
 
@@ -224,7 +224,7 @@ async def test_settle_records_the_usage_once_under_retries(
     tenant = await new_tenant(mesh)
     made = await billing.CreateReservation(create(tenant, "run-1", {RUNS: 1, OUTPUT: 500}))
     held = await remaining(billing, tenant, OUTPUT)
-    assert held == FREE.limits[OUTPUT] - 500
+    assert held == FREE_LIMITS[OUTPUT] - 500
     spent = {RUNS: 1, OUTPUT: 620, INPUT: 90}  # more output than reserved, and a meter not reserved
     settle = pb.SettleReservationRequest(name=made.name, quantities=spent)
     answers = await asyncio.gather(*(billing.SettleReservation(settle) for _ in range(5)))
@@ -239,7 +239,7 @@ async def test_settle_records_the_usage_once_under_retries(
     recorded = await usage(mesh, tenant)
     assert recorded[RUNS] == (1, 1) and recorded[OUTPUT] == (620, 1) and recorded[INPUT] == (90, 1)
     # The hold became the usage: 620 used, nothing held.
-    assert await remaining(billing, tenant, OUTPUT) == FREE.limits[OUTPUT] - 620
+    assert await remaining(billing, tenant, OUTPUT) == FREE_LIMITS[OUTPUT] - 620
     # The usage events are the reservation's, so an ingestion of the same ones counts nothing more.
     duplicate = res.UsageEvent(
         id="run-1:model_output_tokens",
@@ -273,14 +273,14 @@ async def test_release_frees_the_hold_and_each_close_is_final(
         await billing.SettleReservation(pb.SettleReservationRequest(name=first.name, quantities={RUNS: 2}))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(caught.value).reason == "RESERVATION_RELEASED"
-    assert (await usage(mesh, tenant))[RUNS] == (FREE.limits[RUNS] - 2, 1)
+    assert (await usage(mesh, tenant))[RUNS] == (FREE_LIMITS[RUNS] - 2, 1)
     # Release after settle: the usage stays.
     await billing.SettleReservation(pb.SettleReservationRequest(name=second.name, quantities={RUNS: 2}))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await billing.ReleaseReservation(pb.ReleaseReservationRequest(name=second.name))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_info(caught.value).reason == "RESERVATION_SETTLED"
-    assert (await usage(mesh, tenant))[RUNS] == (FREE.limits[RUNS], 2)
+    assert (await usage(mesh, tenant))[RUNS] == (FREE_LIMITS[RUNS], 2)
 
 
 async def test_expired_reservations_stop_counting(
@@ -300,7 +300,7 @@ async def test_expired_reservations_stop_counting(
     # The work of an expired reservation did happen: settling it records the usage.
     late = await clocked.SettleReservation(pb.SettleReservationRequest(name=held.name, quantities={RUNS: 1}))
     assert late.state == SETTLED
-    assert (await usage(mesh, tenant))[RUNS] == (FREE.limits[RUNS] - 2, 2)
+    assert (await usage(mesh, tenant))[RUNS] == (FREE_LIMITS[RUNS] - 2, 2)
     # Releasing an expired one closes it without usage.
     clock.advance(3600)
     gone = await clocked.ReleaseReservation(pb.ReleaseReservationRequest(name=name_of(tenant, "next")))
@@ -325,8 +325,8 @@ async def test_another_tenants_reservation_is_not_found_and_untouched(
     own = await billing.CreateReservation(create(attacker, "run-v", {RUNS: 1}))
     assert own.name == name_of(attacker, "run-v") and dict(own.quantities) == {RUNS: 1}
     assert await billing.CreateReservation(create(victim, "run-v", {RUNS: 5})) == held
-    assert await remaining(billing, victim, RUNS) == FREE.limits[RUNS] - 5
-    assert await remaining(billing, attacker, RUNS) == FREE.limits[RUNS] - 1
+    assert await remaining(billing, victim, RUNS) == FREE_LIMITS[RUNS] - 5
+    assert await remaining(billing, attacker, RUNS) == FREE_LIMITS[RUNS] - 1
     assert RUNS not in {m for m, (q, _) in (await usage(mesh, victim)).items() if q}
 
 
@@ -427,7 +427,7 @@ async def test_bad_input_gets_field_violations(mesh: Mesh, billing: pb_grpc.Bill
         )
         assert error_info(error).reason == reason, fields
         assert field_violations(error) == fields
-    assert await remaining(billing, tenant, RUNS) == FREE.limits[RUNS], "nothing was held"
+    assert await remaining(billing, tenant, RUNS) == FREE_LIMITS[RUNS], "nothing was held"
 
 
 @pytest.fixture
