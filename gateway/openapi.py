@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 from buf.validate import validate_pb2
-from google.api import annotations_pb2 as http_annotations
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, MethodDescriptor
@@ -283,11 +282,11 @@ class _Builder:
     # Operations
 
     def operation(
-        self, method: MethodDescriptor, binding: HttpBinding, rule: Any, anonymous: bool, operation_id: str
+        self, method: MethodDescriptor, binding: HttpBinding, anonymous: bool, operation_id: str
     ) -> tuple[str, dict[str, Any]]:
         """Returns ``(OpenAPI path, operation object)`` of one binding."""
         path, parameters, path_fields = self._path(method.input_type, binding.template)
-        body = rule.body
+        body = binding.body
         request_body: dict[str, Any] | None = None
         if body == "*":
             request_body = self._request_body(self.body_of(method.input_type, path_fields))
@@ -320,7 +319,7 @@ class _Builder:
             "summary": _summary(description),
             "description": description,
             "parameters": parameters,
-            "responses": {"200": self._response(method, rule), "default": _error_response()},
+            "responses": {"200": self._response(method, binding), "default": _error_response()},
         }
         if request_body is not None:
             operation["requestBody"] = request_body
@@ -331,10 +330,10 @@ class _Builder:
     def _request_body(self, schema: dict[str, Any]) -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {"schema": schema}}}
 
-    def _response(self, method: MethodDescriptor, rule: Any) -> dict[str, Any]:
+    def _response(self, method: MethodDescriptor, binding: HttpBinding) -> dict[str, Any]:
         output = method.output_type
-        if rule.response_body:
-            field = output.fields_by_name[rule.response_body]
+        if binding.response_body:
+            field = output.fields_by_name[binding.response_body]
             schema = self.field(field)
         elif output.full_name == _HTTP_BODY:
             return {"description": "The body as the service sends it.", "content": {"*/*": {"schema": {}}}}
@@ -461,10 +460,9 @@ def document(image: descriptor_pb2.FileDescriptorSet | None = None) -> dict[str,
         rpc = rpcs[f"/{method.containing_service.full_name}/{method.name}"]
         if rpc.internal:
             continue
-        rules = _rules_of(method)
-        for i, (binding, rule) in enumerate(zip(rpc.bindings, rules, strict=True)):
+        for i, binding in enumerate(rpc.bindings):
             operation_id = f"{method.containing_service.name}_{method.name}" + (f"_{i + 1}" if i else "")
-            path, operation = builder.operation(method, binding, rule, rpc.anonymous, operation_id)
+            path, operation = builder.operation(method, binding, rpc.anonymous, operation_id)
             verb = binding.method.lower()
             if verb in paths.setdefault(path, {}):
                 raise ValueError(f"{binding.method} {path} is bound twice")
@@ -494,21 +492,6 @@ def document(image: descriptor_pb2.FileDescriptorSet | None = None) -> dict[str,
             "schemas": dict(sorted(builder.schemas.items())),
         },
     }
-
-
-def _rules_of(method: MethodDescriptor) -> list[Any]:
-    """The ``HttpRule`` of each binding, primary first (the order of ``rpcs_of``)."""
-    rule = method.GetOptions().Extensions[http_annotations.http]
-    found: list[Any] = []
-
-    def walk(r: Any) -> None:
-        if r.WhichOneof("pattern"):
-            found.append(r)
-        for extra in r.additional_bindings:
-            walk(extra)
-
-    walk(rule)
-    return found
 
 
 def render(image: descriptor_pb2.FileDescriptorSet | None = None) -> str:

@@ -178,11 +178,15 @@ class HttpBinding:
     Attributes:
         method: HTTP method, upper case (``GET``).
         template: Path template, e.g. ``/v1/{name=tenants/*}``.
+        body: The request field the HTTP body maps to (``*``: the whole request; empty: none).
+        response_body: The response field the HTTP body is (empty: the whole response).
 
     """
 
     method: str
     template: str
+    body: str = ""
+    response_body: str = ""
 
     @property
     def exact_path(self) -> str | None:
@@ -253,9 +257,9 @@ def _bindings(rule: http_pb2.HttpRule) -> list[HttpBinding]:
     kind = rule.WhichOneof("pattern")
     found: list[HttpBinding] = []
     if kind == "custom":
-        found.append(HttpBinding(rule.custom.kind.upper(), rule.custom.path))
+        found.append(HttpBinding(rule.custom.kind.upper(), rule.custom.path, rule.body, rule.response_body))
     elif kind:
-        found.append(HttpBinding(kind.upper(), getattr(rule, kind)))
+        found.append(HttpBinding(kind.upper(), getattr(rule, kind), rule.body, rule.response_body))
     for extra in rule.additional_bindings:
         found.extend(_bindings(extra))
     return found
