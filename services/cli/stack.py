@@ -21,6 +21,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -61,11 +62,44 @@ SERVING = "SERVING"
 NOT_SERVING = "NOT_SERVING"
 
 
+#: Ports :func:`free_port` handed out in this process (it never hands one out twice).
+_HANDED_OUT: set[int] = set()
+#: How many ports below the kernel's ephemeral range :func:`free_port` picks from.
+_PORT_SPAN = 12_000
+
+
+def _ephemeral_start() -> int:
+    """Returns the first port of the kernel's range for outgoing connections' local ports."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """Returns a TCP port free on 127.0.0.1 now, below the ephemeral range, not handed out before.
+
+    What binding port 0 returns is an ephemeral port, which the kernel may give to any
+    outgoing connection as its local port before the server that was meant to listen
+    there binds it (``EADDRINUSE`` at start-up on a busy machine). A port below that
+    range is only ever taken by a listener that asks for it by number.
+
+    Raises:
+        RuntimeError: No port in the span is free.
+    """
+    top = _ephemeral_start()
+    span = range(max(1024, top - _PORT_SPAN), top)
+    for port in random.sample(span, len(span)):
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {span.start}-{span.stop - 1}")
 
 
 def model_path() -> Path:

@@ -13,7 +13,7 @@ from services.kit.metrics import RpcMetrics
 from services.kit.sandbox import Sandbox
 from services.kit.sealing import Sealer
 from services.kit.server import Service, mesh_service
-from services.workflow import engine, schedules
+from services.workflow import engine, schedules, templates
 from services.workflow.models import AUDIT_OUTBOX
 from services.workflow.service import WorkflowService, resume_runs
 
@@ -47,7 +47,11 @@ async def build(settings: MeshSettings | None = None) -> tuple[Service, MeshSett
     settings = WorkflowSettings() if settings is None else WorkflowSettings(**settings.model_dump())
     db = Database(create_engine(settings, NAME))
     clients = MeshClients(settings, NAME)
-    sandbox = Sandbox(workers=2, memory_bytes=settings.template_memory_megabytes * 1024 * 1024)
+    sandbox = Sandbox(
+        workers=2,
+        memory_bytes=settings.template_memory_megabytes * 1024 * 1024,
+        preload=[templates.__name__],
+    )
     metrics = RpcMetrics(NAME)
     durable = engine.Engine(
         db, clients, sandbox, settings.template_timeout_seconds, outcomes=metrics.run_outcomes("workflow")

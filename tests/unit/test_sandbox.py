@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,20 @@ async def test_owners_take_turns_at_a_busy_worker() -> None:
     finally:
         await sandbox.close()
     assert finished == ["a0", "a1", "b0", "a2", "a3"]
+
+
+async def test_a_deadline_does_not_pay_for_the_worker_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module that takes longer to import than the run's deadline (as a big import on a
+    # loaded machine does): preloaded, the worker has imported it before the clock starts.
+    module = tmp_path / "slow_to_import.py"
+    module.write_text("import time\ntime.sleep(1.0)\n\ndef answer() -> str:\n    return 'ready'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_to_import  # type: ignore[import-not-found]
+
+    sandbox = Sandbox(workers=1, memory_bytes=256 * 1024 * 1024, preload=["slow_to_import"])
+    try:
+        assert await sandbox.run(slow_to_import.answer, timeout=0.5) == "ready"
+    finally:
+        await sandbox.close()
