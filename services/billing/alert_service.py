@@ -155,7 +155,7 @@ class AlertSweeper:
 
     async def sweep(self) -> list[UsageAlertEventRow]:
         """Fires what is due now (:func:`services.billing.alerts.fire_crossed`); returns the new firings."""
-        return await self._db.system(alerts.fire_crossed, self._clock(), _hard_limits_of)
+        return await self._db.system(alerts.fire_crossed, self._clock(), _limits_of)
 
     def poke(self) -> None:
         """Asks for a sweep soon (after usage was recorded)."""
@@ -285,6 +285,7 @@ class AlertMethods:
         return pb.ListUsageAlertEventsResponse(usage_alert_events=found, next_page_token=token)
 
 
-def _hard_limits_of(tx: Tx, tenant_id: str) -> dict[str, float]:
-    """Returns the hard limit of each meter of the tenant's plan now (100 % of a percent threshold)."""
-    return plan_store.hard_limits(plan_store.plan_of_tenant(tx, tenant_id))
+def _limits_of(tx: Tx, tenant_id: str) -> alerts.Limits:
+    """Returns the hard and soft limit of each meter of the tenant's plan now."""
+    plan = plan_store.plan_of_tenant(tx, tenant_id)
+    return alerts.Limits(hard=plan_store.hard_limits(plan), soft=plan_store.soft_limits(plan))

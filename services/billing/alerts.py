@@ -1,12 +1,13 @@
 """Usage alerts: their SQL, when they fire, and the seam their notifications leave by.
 
 An alert names a built-in meter and thresholds, each a quantity or a percentage of the
-meter's limit in the tenant's plan (OpenMeter's ``PERCENT`` and ``NUMBER`` balance
-thresholds). A sweep (:func:`fire_crossed`, one system transaction, on every replica
-after each ingestion and every few seconds) compares each alert with its meter's
-running total of the current billing period (``usage_totals``, kept with the events)
-and fires every threshold reached and not yet fired in the period. A firing is a row
-of ``usage_alert_events`` whose unique key ``(tenant, alert, period, threshold)``
+meter's hard or soft limit in the tenant's plan (OpenMeter's ``PERCENT`` and ``NUMBER``
+balance thresholds; a plan's soft limit refuses nothing, it is what alerts are set at).
+A sweep (:func:`fire_crossed`, one system transaction, on every replica after each
+ingestion and every few seconds) compares each alert with its meter's running total of
+the current billing period (``usage_totals``, kept with the events) and fires every
+threshold reached and not yet fired in the period. A firing is a row of
+``usage_alert_events`` whose unique key ``(tenant, alert, period, threshold)``
 makes it happen once however many replicas sweep at once or again; in the same
 transaction it writes an audit event (:func:`services.kit.audit.system_record`) and a
 CloudEvent of type :data:`CROSSED_TYPE` into ``notification_outbox``, which a relay
@@ -20,7 +21,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 from sqlalchemy import and_, insert, select
@@ -105,6 +106,21 @@ def list_events(tx: Tx, alert_id: str, page: Page) -> Listing[UsageAlertEventRow
     return EVENTS.list_page(tx, page, _EVENTS.c.alert_id == alert_id)
 
 
+class Limits(NamedTuple):
+    """A tenant's plan's hard and soft limits: meter to quantity (absent: none)."""
+
+    hard: Mapping[str, float]
+    soft: Mapping[str, float]
+
+    def of(self, threshold: Threshold, meter: str) -> float:
+        """Returns the limit a firing of ``threshold`` reports and a percentage is of (0: none).
+
+        That is the soft limit for a ``SOFT_LIMIT_PERCENT`` threshold, else the hard limit.
+        """
+        chosen = self.soft if threshold["type"] == ThresholdType.SOFT_LIMIT_PERCENT else self.hard
+        return float(chosen.get(meter, 0))
+
+
 def threshold_quantity(threshold: Threshold, limit: float) -> float | None:
     """Returns the usage a threshold stands for, or None for a percentage of no limit (0: unlimited)."""
     if threshold["type"] == ThresholdType.QUANTITY:
@@ -144,14 +160,14 @@ def notification(event: UsageAlertEventRow, display_name: str, channels: Sequenc
 
 
 def fire_crossed(
-    tx: Tx, now: dt.datetime, limits_of: Callable[[Tx, str], Mapping[str, float]]
+    tx: Tx, now: dt.datetime, limits_of: Callable[[Tx, str], Limits]
 ) -> list[UsageAlertEventRow]:
     """Fires every threshold of every tenant's alerts that the current period's usage reached (system work).
 
     Args:
         tx: A system transaction (every tenant's rows).
         now: The instant whose billing period is looked at; the firings' time.
-        limits_of: The limit of each meter in a tenant's plan (0 or absent: unlimited), read in ``tx``.
+        limits_of: The hard and soft limits of each meter in a tenant's plan, read in ``tx``.
 
     Returns:
         The firings made by this call; those made before (by any replica) are not repeated.
@@ -183,9 +199,10 @@ def fire_crossed(
     dialect = postgresql if tx.dialect == "postgresql" else sqlite
     made: list[UsageAlertEventRow] = []
     for tenant_id, alert_id, display_name, meter, thresholds, channels, quantity in watched:
-        limit = float(limits_of(tx, tenant_id).get(meter, 0))
+        limits = limits_of(tx, tenant_id)
         for threshold in thresholds:
             key = (tenant_id, alert_id, threshold["type"], float(threshold["value"]))
+            limit = limits.of(threshold, meter)
             level = threshold_quantity(threshold, limit)
             if key in fired_before or level is None or quantity < level:
                 continue
@@ -221,14 +238,15 @@ def message_of(event: Mapping[str, Any]) -> tuple[str, str]:
     """Returns the subject and text a person reads for a firing (a ``notification_outbox`` row)."""
     data = event["data"]
     threshold = data["threshold"]
-    percent = threshold["type"] == ThresholdType.PERCENT
+    soft = threshold["type"] == ThresholdType.SOFT_LIMIT_PERCENT
+    percent = soft or threshold["type"] == ThresholdType.PERCENT
     level = f"{threshold['value']:g} %" if percent else f"{threshold['value']:g}"
     title = data.get("displayName") or data["alert"]
     subject = f"Usage alert: {title} reached {level}"
     text = (
         f"{data['meter']} is at {data['quantity']:g} in the billing period from {data['periodStartTime']} "
         f"to {data['periodEndTime']}: threshold {level} ({data['thresholdQuantity']:g}"
-        + (f" of the plan's limit {data['limit']:g})" if data["limit"] else ")")
+        + (f" of the plan's {'soft ' if soft else ''}limit {data['limit']:g})" if data["limit"] else ")")
         + f". Alert {data['alert']}, event {event['source'].removeprefix(SOURCE_PREFIX)} {event['event_id']}."
     )
     return subject[:200], text[:4000]

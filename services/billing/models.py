@@ -342,6 +342,7 @@ class ThresholdType(StrEnum):
 
     PERCENT = "PERCENT"
     QUANTITY = "QUANTITY"
+    SOFT_LIMIT_PERCENT = "SOFT_LIMIT_PERCENT"
 
 
 class Threshold(TypedDict):

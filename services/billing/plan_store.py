@@ -140,6 +140,11 @@ def hard_limits(plan: PlanRow) -> dict[str, float]:
     return {c["meter"]: float(c["hard_limit"]) for c in plan.charges if c["hard_limit"] > 0}
 
 
+def soft_limits(plan: PlanRow) -> dict[str, float]:
+    """Returns meter to soft limit of each charge of the plan with one (0: none, left out)."""
+    return {c["meter"]: float(c["soft_limit"]) for c in plan.charges if c["soft_limit"] > 0}
+
+
 def tenant_plan(tx: Tx) -> PlanRow:
     """Returns the plan in effect for the tenant now."""
     return plan_in_effect(tx, subscription_of(tx))

@@ -126,7 +126,7 @@ async def test_thresholds_fire_once_per_period_audited_and_notified(
     assert (second[0].threshold_quantity, second[0].limit) == (0.8 * limit, limit)
 
     # Replicas sweeping at once, and again: each threshold fired once in the period.
-    limits = lambda _tx, _tenant: FREE_LIMITS  # noqa: E731
+    limits = lambda _tx, _tenant: alerts.Limits(hard=FREE_LIMITS, soft={})  # noqa: E731
     sweeps = await asyncio.gather(
         *(billing_db.system(alerts.fire_crossed, utcnow(), limits) for _ in range(4))
     )

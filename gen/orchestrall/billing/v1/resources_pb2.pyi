@@ -194,9 +194,11 @@ class UsageAlert(_message.Message):
             TYPE_UNSPECIFIED: _ClassVar[UsageAlert.Threshold.Type]
             TYPE_PERCENT: _ClassVar[UsageAlert.Threshold.Type]
             TYPE_QUANTITY: _ClassVar[UsageAlert.Threshold.Type]
+            TYPE_SOFT_LIMIT_PERCENT: _ClassVar[UsageAlert.Threshold.Type]
         TYPE_UNSPECIFIED: UsageAlert.Threshold.Type
         TYPE_PERCENT: UsageAlert.Threshold.Type
         TYPE_QUANTITY: UsageAlert.Threshold.Type
+        TYPE_SOFT_LIMIT_PERCENT: UsageAlert.Threshold.Type
         TYPE_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
         type: UsageAlert.Threshold.Type
