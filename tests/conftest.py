@@ -41,17 +41,31 @@ TEST_EGRESS_ALLOWED = '["127.0.0.1/32"]'
 os.environ.setdefault("ORCHESTRALL_EGRESS_ALLOWED_NETWORKS", TEST_EGRESS_ALLOWED)
 
 
+#: The backends a test runs on unless it says otherwise with ``@pytest.mark.backends(...)``.
+#: Service tests run on both: they are where each store's SQL is exercised. Tests through
+#: the whole stack run on PostgreSQL, the cluster's store: what they add (Envoy, processes,
+#: mTLS, the edge) does not depend on the store, and a second stack per module doubled the
+#: suite's time. Those about the embedded default (``orchestrall up`` with nothing configured,
+#: which is SQLite) name both.
+DEFAULT_BACKENDS = {"service": ("sqlite", "postgres"), "mesh": ("postgres",)}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drops the SQLite instances of ``postgres_only`` tests: they are not generated, not skipped."""
-    dropped = [
-        item
-        for item in items
-        if item.get_closest_marker("postgres_only")
-        and getattr(getattr(item, "callspec", None), "params", {}).get("backend") == "sqlite"
-    ]
+    """Drops each test's instances on a backend it does not run on: they are not generated, not skipped."""
+
+    def runs(item: pytest.Item) -> bool:
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("backend")
+        if backend is None:
+            return True
+        marker = item.get_closest_marker("backends")
+        kind = "mesh" if item.get_closest_marker("mesh") else "service"
+        wanted = marker.args if marker else DEFAULT_BACKENDS[kind]
+        return backend in wanted
+
+    dropped = [item for item in items if not runs(item)]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in dropped]
+        items[:] = [item for item in items if runs(item)]
 
 
 def make_tls(tls_dir: Path) -> Path:

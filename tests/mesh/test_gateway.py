@@ -30,7 +30,8 @@ from services.cli.demo import DEMO_TEMPLATES, DemoResult, run_demo
 from services.cli.stack import Stack, free_port
 from tests.mesh.conftest import auth, grpc_headers, stored_rows
 
-pytestmark = pytest.mark.mesh
+#: Also on SQLite: what this tests is what ``orchestrall up`` does with nothing configured.
+pytestmark = [pytest.mark.mesh, pytest.mark.backends("sqlite", "postgres")]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ from tests.conftest import SCHEMA_PREFIX, Backend
 from tests.mesh.conftest import auth, stored_rows
 from tests.mesh.test_access_gateway import SignedUp, sign_up
 
-pytestmark = pytest.mark.mesh
+#: Also on SQLite: what this tests is what ``orchestrall up`` does with nothing configured.
+pytestmark = [pytest.mark.mesh, pytest.mark.backends("sqlite", "postgres")]
 #: The bound: serving again this soon after the crash, without a hand restart. It was 5 s;
 #: the agent now starts the flagd in-process provider, the knowledge ingestor, the usage and
 #: notification relays and imports the catalog's tools, and measured 5.8 s on a loaded
@@ -236,6 +237,7 @@ def chaos_workflow(http: httpx.Client, owner: SignedUp) -> str:
     return f"{t}/workflows/chaos"
 
 
+@pytest.mark.backends("postgres")  # the exactly-once proof on the cluster's store; 50 model runs
 def test_runs_survive_repeated_sigkills_of_the_workflow_and_agent_services(supervised: Supervised) -> None:
     """50 runs finish through five SIGKILLs at random moments; each step's work is done and metered once."""
     owner = sign_up(supervised.http, "chaos")

@@ -73,7 +73,6 @@ MODEL_LIMITED = {
 }
 
 
-@pytest.mark.postgres_only  # one stack: 16 model runs are the suite's time, the database adds nothing here
 @pytest.mark.parametrize(
     "template", [t for t in templates() if t.id not in MODEL_LIMITED], ids=lambda t: t.id
 )

@@ -23,7 +23,7 @@ from services.workflow import engine
 from tests.mesh.conftest import auth, stored_rows
 from tests.mesh.test_access_gateway import sign_up
 
-pytestmark = [pytest.mark.mesh, pytest.mark.postgres_only]
+pytestmark = pytest.mark.mesh
 RUNS = 24
 
 

@@ -84,7 +84,7 @@ async def test_a_failing_unit_of_work_writes_nothing(mesh: Mesh) -> None:
     assert stored == []
 
 
-@pytest.mark.postgres_only
+@pytest.mark.backends("postgres")
 async def test_a_connection_the_server_dropped_costs_no_failed_call(mesh: Mesh) -> None:
     tenant = await new_tenant(mesh)
     async with mesh.channel("agent") as channel:

@@ -1,6 +1,6 @@
 """Tenant isolation in depth: PostgreSQL row-level security under the stores' tenant filters.
 
-The tests run with the ``mesh`` fixture's ``postgres`` backend only (``postgres_only``
+The tests run with the ``mesh`` fixture's ``postgres`` backend only (``backends``
 marker: SQLite has no row-level security); that backend fails under ``CI=true`` when
 PostgreSQL is unreachable (``tests.conftest.postgres_or_skip``).
 """
@@ -29,7 +29,7 @@ from services.kit.timestamps import utcnow
 from tests.conftest import SCHEMA_PREFIX, Mesh
 from tests.service.helpers import Tenant, new_tenant
 
-pytestmark = pytest.mark.postgres_only
+pytestmark = pytest.mark.backends("postgres")
 AGENTS = table_of(Agent)
 
 
