@@ -26,6 +26,31 @@ SERVICE_PORT = 50051
 #: Where the agent service serves the built-in tool catalog as an MCP server (streamable
 #: HTTP at /mcp; services.agent.mcp_server), routed by the gateway.
 MCP_PORT = 8081
+#: Where the auth service serves the token endpoint as OAuth clients call it (form-encoded,
+#: HTTP Basic; services.auth.oauth), routed by the gateway.
+OAUTH_PORT = 8082
+
+
+@dataclass(frozen=True)
+class HttpPort:
+    """An HTTP port a service serves beside its gRPC port, for the gateway.
+
+    Attributes:
+        name: The port's name in the pod and the Service (``http-`` prefix: Istio's protocol).
+        number: The port.
+        setting: The environment variable that binds it (``0.0.0.0:<number>``).
+    """
+
+    name: str
+    number: int
+    setting: str
+
+
+#: The HTTP ports per service: the agent's MCP catalog, auth's form-encoded token endpoint.
+HTTP_PORTS: dict[str, HttpPort] = {
+    "agent": HttpPort("http-mcp", MCP_PORT, "ORCHESTRALL_MCP_LISTEN"),
+    "auth": HttpPort("http-oauth", OAUTH_PORT, "ORCHESTRALL_OAUTH_LISTEN"),
+}
 #: Where each service serves Prometheus metrics (services.kit.metrics; OpenTelemetry's
 #: Prometheus exporter port).
 METRICS_PORT = 9464

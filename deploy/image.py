@@ -36,6 +36,8 @@ IMAGE_ROOTS = (
     # MCP: the client of tenants' servers and the server of the built-in catalog (under uvicorn).
     "mcp",
     "uvicorn",
+    # auth's form-encoded OAuth token endpoint (services/auth/oauth.py), under uvicorn.
+    "starlette",
     # flagd's protocol modules, which the flag service serves.
     "openfeature-provider-flagd",
     # The workflow service: durable execution (DBOS), schedules' cron times (croniter), step

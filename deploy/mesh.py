@@ -15,14 +15,14 @@ from typing import Any
 
 from deploy.cluster import (
     GATEWAY_PORT,
-    MCP_PORT,
+    HTTP_PORTS,
     PART_OF,
     SERVICE_PORT,
     Cluster,
     labels,
     selector,
 )
-from gateway.envoy.render import MCP_PATH
+from gateway.envoy.render import MCP_PATH, token_path
 from services.kit import clients
 from services.kit.auth import method_rules
 from services.kit.config import SERVICES
@@ -173,6 +173,8 @@ def authorization_policies(cluster: Cluster) -> list[dict[str, Any]]:
             rules.append(
                 _rule([cluster.principal("gateway")], [MCP_PATH], request_principals=[f"{cluster.issuer}/*"])
             )
+        if name == "auth":  # the form-encoded token endpoint: the gateway, anonymous as IssueToken is
+            rules.append(_rule([cluster.principal("gateway")], [token_path()]))
         policies.append(
             {
                 "apiVersion": "security.istio.io/v1",
@@ -294,22 +296,15 @@ def virtual_services(cluster: Cluster) -> list[dict[str, Any]]:
                 "hosts": [cluster.host(name)],
                 "http": [
                     *(
-                        [
-                            {
-                                "name": "mcp",
-                                "match": [{"port": MCP_PORT}],
-                                "route": [
-                                    {
-                                        "destination": {
-                                            "host": cluster.host(name),
-                                            "port": {"number": MCP_PORT},
-                                        }
-                                    }
-                                ],
-                            }
-                        ]
-                        if name == "agent"
-                        else []
+                        {
+                            "name": http.name.removeprefix("http-"),
+                            "match": [{"port": http.number}],
+                            "route": [
+                                {"destination": {"host": cluster.host(name), "port": {"number": http.number}}}
+                            ],
+                        }
+                        for http in [HTTP_PORTS.get(name)]
+                        if http is not None
                     ),
                     {
                         "name": "grpc",

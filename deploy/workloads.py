@@ -28,6 +28,7 @@ from deploy.cluster import (
     ENVOY_STATS_PORT,
     GATEWAY_PORT,
     GATEWAY_SERVICE_PORT,
+    HTTP_PORTS,
     IMAGE,
     IMAGE_ROOT,
     IMAGE_SITE_PACKAGES,
@@ -38,6 +39,7 @@ from deploy.cluster import (
     MODEL_CONFIG,
     MODEL_DEFAULTS,
     MODEL_SECRET,
+    OAUTH_PORT,
     PAGE_TOKEN_SECRET,
     PART_OF,
     RESOURCES,
@@ -231,8 +233,9 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
             "valueFrom": {"secretKeyRef": {"name": PAGE_TOKEN_SECRET, "key": "key"}},
         },
     ]
-    if name == "agent":
-        env.append({"name": "ORCHESTRALL_MCP_LISTEN", "value": f"0.0.0.0:{MCP_PORT}"})
+    http = HTTP_PORTS.get(name)
+    if http is not None:
+        env.append({"name": http.setting, "value": f"0.0.0.0:{http.number}"})
     if name in ("agent", "workflow"):
         # Stored secrets (MCP server headers, webhook triggers' signing secrets) must open on
         # every replica (services.kit.sealing).
@@ -257,10 +260,10 @@ def mesh_environment(name: str, cluster: Cluster) -> list[dict[str, Any]]:
 
 
 def service_ports(name: str) -> list[dict[str, Any]]:
-    """The TCP ports service ``name`` takes traffic on: gRPC, and the agent's MCP server."""
+    """The TCP ports service ``name`` takes traffic on: gRPC, and its HTTP port (:data:`HTTP_PORTS`)."""
     ports = [{"protocol": "TCP", "port": SERVICE_PORT}]
-    if name == "agent":
-        ports.append({"protocol": "TCP", "port": MCP_PORT})
+    if name in HTTP_PORTS:
+        ports.append({"protocol": "TCP", "port": HTTP_PORTS[name].number})
     return ports
 
 
@@ -273,6 +276,7 @@ def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
     """ServiceAccount, Deployment, Service, PodDisruptionBudget and HorizontalPodAutoscaler of a service."""
     component = "grpc-service"
     volumes, mounts = _scratch_volumes()
+    http = HTTP_PORTS.get(name)
     container = {
         "name": name,
         "image": IMAGE,
@@ -281,11 +285,7 @@ def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
         "ports": [
             {"name": "grpc", "containerPort": SERVICE_PORT, "protocol": "TCP"},
             {"name": "http-metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
-            *(
-                [{"name": "http-mcp", "containerPort": MCP_PORT, "protocol": "TCP"}]
-                if name == "agent"
-                else []
-            ),
+            *([{"name": http.name, "containerPort": http.number, "protocol": "TCP"}] if http else []),
         ],
         "env": mesh_environment(name, cluster),
         # grpc.health.v1 on the server's own port (Kubernetes' native gRPC probes; Istio rewrites
@@ -327,14 +327,14 @@ def service_objects(name: str, cluster: Cluster) -> list[dict[str, Any]]:
                 *(
                     [
                         {
-                            "name": "http-mcp",
-                            "port": MCP_PORT,
-                            "targetPort": "http-mcp",
+                            "name": http.name,
+                            "port": http.number,
+                            "targetPort": http.name,
                             "protocol": "TCP",
                             "appProtocol": "http",
                         }
                     ]
-                    if name == "agent"
+                    if http
                     else []
                 ),
             ],
@@ -380,6 +380,7 @@ def envoy_config(cluster: Cluster) -> str:
         admin_port=ENVOY_ADMIN_PORT,
         upstreams={name: (cluster.host(name), SERVICE_PORT) for name in SERVICES},
         mcp_upstream=(cluster.host("agent"), MCP_PORT),
+        oauth_upstream=(cluster.host("auth"), OAUTH_PORT),
         docs=image_docs_files(),
         rate_limit_upstream=(cluster.host("billing"), SERVICE_PORT),
         tls_dir=None,

@@ -71,6 +71,12 @@ DEFAULT_ROUTE_TIMEOUT_SECONDS = 30
 #: Where MCP clients reach the built-in tool catalog (services.agent.mcp_server.MCP_PATH).
 MCP_PATH = "/mcp"
 MCP_CLUSTER = "agent_mcp"
+#: The RPC whose REST binding also takes form-encoded OAuth token requests (services.auth.oauth).
+TOKEN_RPC = "/orchestrall.auth.v1.AuthService/IssueToken"
+#: Cluster of the auth service's form-encoded token endpoint (services.auth.oauth).
+OAUTH_CLUSTER = "auth_oauth"
+#: The content type OAuth clients send token requests in (RFC 6749 sections 4.3.2, 4.4.2).
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 #: Cluster that reaches this gateway's own listener (for the JWKS fetch).
 SELF_CLUSTER = "gateway_self"
@@ -311,6 +317,26 @@ def rpcs_of(descriptors: Mapping[str, Sequence[ServiceDescriptor]]) -> list[Rpc]
     return rpcs
 
 
+def _token_path(rpcs: Iterable[Rpc]) -> str | None:
+    """``IssueToken``'s REST path among ``rpcs``, or None when it is not one of them."""
+    return next(
+        (b.exact_path for r in rpcs if r.grpc_path == TOKEN_RPC for b in r.bindings if b.method == "POST"),
+        None,
+    )
+
+
+def token_path() -> str:
+    """Returns the token endpoint's path, ``IssueToken``'s REST binding in the contract.
+
+    Raises:
+        ValueError: The contract binds ``IssueToken`` to no fixed POST path.
+    """
+    path = _token_path(rpcs_of(service_descriptors(["auth"])))
+    if path is None:
+        raise ValueError(f"{TOKEN_RPC} has no POST binding without variables")
+    return path
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -343,6 +369,7 @@ def render(
     trace_sampling: float = 100.0,
     edge_tls: EdgeTls | None = None,
     mcp_upstream: tuple[str, int] | None = None,
+    oauth_upstream: tuple[str, int] | None = None,
     docs: DocsFiles | None = None,
     stats_port: int | None = None,
     stats_address: str = "127.0.0.1",
@@ -392,6 +419,11 @@ def render(
             :data:`MCP_PATH` go there (HTTP/1.1; mTLS checking the agent's SPIFFE ID when
             ``tls_dir`` is given), bearer token required like every other route, the
             transcoder off for them. None: not routed.
+        oauth_upstream: ``(host, port)`` of the auth service's token endpoint for OAuth clients
+            (:mod:`services.auth.oauth`): a POST to ``IssueToken``'s REST path whose content type
+            is ``application/x-www-form-urlencoded`` goes there (HTTP/1.1, the transcoder off;
+            mTLS checking auth's SPIFFE ID when ``tls_dir`` is given), counted by the anonymous
+            bucket like the JSON request; JSON ones are transcoded as before. None: not routed.
         docs: The OpenAPI document and Swagger UI's files; the gateway then serves
             ``/openapi.json`` and ``/docs`` itself, without a token (:mod:`gateway.docs`).
             None: not served.
@@ -477,6 +509,28 @@ def render(
         and not r.internal
         and any(b.method != "GET" for b in r.bindings)
     ]
+    token_path = _token_path(rpcs)
+    if oauth_upstream is not None and token_path is None:
+        raise ValueError("oauth_upstream needs the auth service among the upstreams")
+    oauth = (
+        {
+            "what": "The auth service's form-encoded token endpoint",
+            "path": token_path,
+            "content_type": FORM_CONTENT_TYPE,
+            "cluster": OAUTH_CLUSTER,
+            "host": oauth_upstream[0],
+            "port": oauth_upstream[1],
+            "dns": "STATIC" if _is_ip(oauth_upstream[0]) else "STRICT_DNS",
+            "sni": "auth",
+            "spiffe_id": spiffe_id(trust_domain, namespace, "auth"),
+            "timeout": DEFAULT_ROUTE_TIMEOUT_SECONDS,
+        }
+        if oauth_upstream is not None and token_path is not None
+        else None
+    )
+    # The anonymous bucket's paths: the gRPC paths (after the transcoder, REST and native gRPC
+    # alike), and the token endpoint's REST path, which the form route keeps (no transcoder).
+    limited_paths = [*credential_paths, *([token_path] if oauth is not None and token_path else [])]
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent),
         undefined=jinja2.StrictUndefined,
@@ -524,7 +578,7 @@ def render(
                 "group": "anonymous_credentials",
                 "paths": credential_paths,
                 # Whole-path match (RE2); a query string must not slip past it.
-                "paths_regex": "(?:" + "|".join(re.escape(p) for p in credential_paths) + r")(?:\?.*)?",
+                "paths_regex": "(?:" + "|".join(re.escape(p) for p in limited_paths) + r")(?:\?.*)?",
                 "bucket": anonymous_rate_limit,
             },
         ],
@@ -558,8 +612,10 @@ def render(
         stats_path=STATS_PATH,
         stats_port=stats_port,
         stats_address=stats_address,
+        oauth=oauth,
         mcp=(
             {
+                "what": "The agent service's MCP server",
                 "path": MCP_PATH,
                 "cluster": MCP_CLUSTER,
                 "host": mcp_upstream[0],

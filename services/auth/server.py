@@ -15,12 +15,14 @@ from pydantic import Field, model_validator
 from orchestrall.auth.v1 import auth_service_pb2_grpc
 from services.auth.keyring import KeyRing
 from services.auth.models import AUDIT_OUTBOX
+from services.auth.oauth import OAuthServer, loopback_address
 from services.auth.service import AuthService
 from services.kit.audit import AuditLog
 from services.kit.auth import JwtVerifier
 from services.kit.config import MeshSettings
 from services.kit.contracts import descriptors_of
 from services.kit.db import Database, create_engine
+from services.kit.mtls import TlsFiles
 from services.kit.server import Service
 
 NAME = "auth"
@@ -42,11 +44,27 @@ class AuthSettings(MeshSettings):
         description="How often a replica reloads the signing keys (to learn keys other replicas made).",
     )
 
+    oauth_listen: str | None = Field(
+        None,
+        description=(
+            '"host:port" where the token endpoint is served as OAuth clients send it (form-urlencoded, '
+            "HTTP Basic, RFC 6749 errors; services/auth/oauth.py), behind the gateway's /v1/oauth2/token; "
+            "mTLS with the auth certificate. Needs a fixed gRPC port (ORCHESTRALL_LISTEN). Unset: not served."
+        ),
+    )
+
     @model_validator(mode="after")
     def _refresh_before_signing(self) -> AuthSettings:
         # A replica must know a key another replica made before that key signs.
         if 0 < self.key_publish_delay_seconds <= self.key_refresh_seconds:
             raise ValueError("key_refresh_seconds must be shorter than key_publish_delay_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _oauth_dials_a_known_port(self) -> AuthSettings:
+        # The token endpoint calls IssueToken on the service's own port, so it must be known now.
+        if self.oauth_listen:
+            loopback_address(self.listen)
         return self
 
 
@@ -94,4 +112,10 @@ async def build(settings: AuthSettings | None = None) -> tuple[Service, MeshSett
         audit=AuditLog(NAME, db, AUDIT_OUTBOX, deliver, settings.audit_relay_interval_seconds),
         db=db,
     )
+    if settings.oauth_listen:
+        # Behind Istio's sidecar the endpoint is plaintext to it, as the gRPC server is.
+        tls = None if settings.mesh_tls == "istio" else TlsFiles.of(settings.tls_dir, NAME)
+        endpoint = OAuthServer(settings.oauth_listen, settings.listen, tls)
+        service.on_start.append(endpoint.start)
+        service.on_stop.insert(0, endpoint.stop)
     return service, settings

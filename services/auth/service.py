@@ -27,6 +27,9 @@ from services.kit.roles import ROLE_ORDER, may_grant
 from services.kit.timestamps import as_utc, from_timestamp, to_timestamp, utcnow
 
 FIRST_KEY_ROLES = ["owner"]
+#: How clients authenticate at the token endpoint (RFC 8414 section 2): HTTP Basic and the form
+#: body (RFC 6749 section 2.3.1), both served by services.auth.oauth.
+TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 API_KEY = ResourceName.of(res.ApiKey)
 USER = ResourceName.of(res.User)
 SERVICE_ACCOUNT = ResourceName.of(res.ServiceAccount)
@@ -199,6 +202,8 @@ class AuthService(pb_grpc.AuthServiceServicer):
             id_token_signing_alg_values_supported=["EdDSA"],
             response_types_supported=["token"],
             subject_types_supported=["public"],
+            token_endpoint_auth_methods_supported=list(TOKEN_ENDPOINT_AUTH_METHODS),
+            scopes_supported=list(ROLE_ORDER),
         )
 
     # Signing keys -------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ def _config(
         admin_port=http_port + 1821,
         stats_port=http_port + 1822,
         mcp_port=http_port + 1,
+        oauth_port=http_port + 2,
         service_ports={name: service_port_base + i for i, name in enumerate(SERVICES)},
         database_url=os.environ.get("DATABASE_URL"),
         openai_base_url=os.environ.get("OPENAI_BASE_URL"),
@@ -56,7 +57,7 @@ def up(
     http_port: int = typer.Option(
         8080,
         help="Gateway port (REST and gRPC); Envoy admin is this + 1821, Envoy's Prometheus stats + 1822, "
-        "the agent's MCP server + 1.",
+        "the agent's MCP server + 1, auth's OAuth token endpoint (form-encoded) + 2.",
     ),
     service_port_base: int = typer.Option(
         50051, help="auth listens here, agent, workflow, flag, billing after it."

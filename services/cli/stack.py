@@ -147,6 +147,9 @@ class StackConfig:
         metrics_ports: Port per service where Prometheus scrapes ``/metrics``.
         mcp_port: Port of the agent service's MCP server (the built-in tool catalog), which
             the gateway routes ``/mcp`` to.
+        oauth_port: Port of the auth service's form-encoded OAuth token endpoint
+            (:mod:`services.auth.oauth`), which the gateway routes form POSTs to
+            ``/v1/oauth2/token`` to.
         database_url: PostgreSQL URL, or None for SQLite.
         schema_prefix: Prefix of the PostgreSQL schemas.
         openai_base_url: External model endpoint; None starts the local model server.
@@ -178,6 +181,7 @@ class StackConfig:
         default_factory=lambda: {name: 9464 + i for i, name in enumerate(SERVICES)}
     )
     mcp_port: int = 8081
+    oauth_port: int = 8082
     database_url: str | None = None
     schema_prefix: str = ""
     openai_base_url: str | None = None
@@ -198,6 +202,7 @@ class StackConfig:
             service_ports={name: free_port() for name in SERVICES},
             metrics_ports={name: free_port() for name in SERVICES},
             mcp_port=free_port(),
+            oauth_port=free_port(),
         )
         for key, value in overrides.items():
             setattr(config, key, value)
@@ -273,6 +278,8 @@ class StackConfig:
         )
         if service == "agent":
             env["ORCHESTRALL_MCP_LISTEN"] = f"127.0.0.1:{self.mcp_port}"
+        if service == "auth":
+            env["ORCHESTRALL_OAUTH_LISTEN"] = f"127.0.0.1:{self.oauth_port}"
         env.pop("DATABASE_URL", None)
         if self.database_url:
             env["ORCHESTRALL_DATABASE_URL"] = self.database_url
@@ -423,6 +430,7 @@ class Stack:
             trace_sampling=config.gateway.trace_sampling,
             edge_tls=EdgeTls(edge.cert, edge.key, edge.ca) if config.edge_tls else None,
             mcp_upstream=("127.0.0.1", config.mcp_port),
+            oauth_upstream=("127.0.0.1", config.oauth_port),
             docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
             stats_port=config.stats_port,
             rate_limit_upstream=("127.0.0.1", config.service_ports["billing"])

@@ -157,9 +157,13 @@ def test_services_are_probed_on_grpc_health_and_exposed_as_grpc(mesh: list[dict[
         assert container["args"] == [name]
         service_port, *others = services[name]["spec"]["ports"]
         assert service_port["appProtocol"] == "grpc" and service_port["targetPort"] == "grpc"
-        # The agent also serves the built-in tool catalog as an MCP server (HTTP), for the gateway.
-        expected = [{"name": "http-mcp", "port": cluster.MCP_PORT, "targetPort": "http-mcp"}] * (
-            name == "agent"
+        # The agent also serves the built-in tool catalog as an MCP server (HTTP), and auth the
+        # form-encoded OAuth token endpoint, for the gateway.
+        extra = {"agent": ("http-mcp", cluster.MCP_PORT), "auth": ("http-oauth", cluster.OAUTH_PORT)}
+        expected = (
+            [{"name": extra[name][0], "port": extra[name][1], "targetPort": extra[name][0]}]
+            if name in extra
+            else []
         )
         assert [{k: p[k] for k in ("name", "port", "targetPort")} for p in others] == expected
         assert services[name]["spec"]["selector"] == deployments[name]["spec"]["selector"]["matchLabels"]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from deploy.cluster import Cluster
+from gateway.envoy.render import token_path
 from services.kit import mtls
 from services.kit.auth import Principal, method_rules
 from services.kit.config import SERVICES
@@ -148,6 +149,16 @@ def test_internal_rpcs_take_no_token_from_anyone_the_table_does_not_name(mesh: l
     rotate = "/orchestrall.auth.v1.AuthService/RotateSigningKey"
     for caller in CALLERS:
         assert mesh_allows(mesh, "auth", caller, rotate, TOKEN) == (caller == "cli")
+
+
+def test_only_the_gateway_reaches_the_form_token_endpoint(mesh: list[dict[str, Any]]) -> None:
+    """Auth's form-encoded token endpoint (services/auth/oauth.py) is for the gateway's route alone."""
+    path = token_path()
+    for caller in CALLERS:
+        for token in (None, TOKEN):
+            assert mesh_allows(mesh, "auth", caller, path, token) == (caller == "gateway"), (caller, token)
+    # Its path is nothing on any other service.
+    assert not mesh_allows(mesh, "agent", "gateway", path, None)
 
 
 def test_another_namespace_is_denied_by_the_mesh(mesh: list[dict[str, Any]]) -> None:

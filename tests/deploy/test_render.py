@@ -15,7 +15,14 @@ from deploy import cluster, render, workloads
 from deploy.cluster import Cluster
 from deploy.workloads import image_docs_files
 from gateway.docs import DocsFiles
-from gateway.envoy.render import ADMIN_CLUSTER, MCP_CLUSTER, RATE_LIMIT_CLUSTER, SELF_CLUSTER, EdgeTls
+from gateway.envoy.render import (
+    ADMIN_CLUSTER,
+    MCP_CLUSTER,
+    OAUTH_CLUSTER,
+    RATE_LIMIT_CLUSTER,
+    SELF_CLUSTER,
+    EdgeTls,
+)
 from gateway.envoy.render import render as render_envoy
 from services.cli.stack import EDGE_IDENTITY, StackConfig
 from services.kit import mtls
@@ -85,6 +92,7 @@ def _local_config(tmp_path: Path) -> str:
         anonymous_rate_limit=config.gateway.anonymous_rate_limit,
         cors_origins=config.gateway.cors_origins,
         mcp_upstream=("127.0.0.1", config.mcp_port),
+        oauth_upstream=("127.0.0.1", config.oauth_port),
         docs=DocsFiles.installed(ROOT / "gen" / "openapi.json"),
         edge_tls=EdgeTls(edge.cert, edge.key, edge.ca),
         stats_port=config.stats_port,
@@ -113,7 +121,7 @@ def _without_addresses(config: dict[str, Any]) -> dict[str, Any]:
     provider["issuer"] = "ISSUER"
     provider["remote_jwks"]["http_uri"]["uri"] = "JWKS"
     for upstream in config["static_resources"]["clusters"]:
-        if upstream["name"] in (*SERVICES, MCP_CLUSTER, RATE_LIMIT_CLUSTER):
+        if upstream["name"] in (*SERVICES, MCP_CLUSTER, OAUTH_CLUSTER, RATE_LIMIT_CLUSTER):
             upstream.pop("transport_socket", None)  # mTLS locally; the sidecar's in the cluster
             upstream.pop("dns_lookup_family", None)
             upstream["type"] = "DISCOVERY"

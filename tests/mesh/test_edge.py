@@ -88,7 +88,11 @@ class Edge:
 async def edge(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> AsyncIterator[Edge]:
     state = tmp_path_factory.mktemp("edge")
     config = StackConfig.ephemeral(state)
-    settings = AuthSettings(**config.settings("auth").model_dump(), key_publish_delay_seconds=0)
+    settings = AuthSettings(
+        **config.settings("auth").model_dump(),
+        key_publish_delay_seconds=0,
+        oauth_listen=f"127.0.0.1:{config.oauth_port}",
+    )
     settings = settings.model_copy(update={"tls_dir": tls_dir})
     migrate.upgrade(settings, "auth")
     service, mesh_settings = await build(settings)
@@ -102,6 +106,7 @@ async def edge(tmp_path_factory: pytest.TempPathFactory, tls_dir: Path) -> Async
             listen_port=config.http_port,
             admin_port=admin_port,
             upstreams={"auth": ("127.0.0.1", auth.port)},
+            oauth_upstream=("127.0.0.1", config.oauth_port),
             tls_dir=tls_dir,
             descriptor_set=ROOT / "gen" / "orchestrall.binpb",
             issuer=config.gateway_url,
@@ -231,6 +236,9 @@ async def test_anonymous_credential_calls_are_limited_per_address(
     refused = await http.post("/v1/oauth2/token", json=guess)
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "60"
+    # The form-encoded token request (OAuth clients', services/auth/oauth.py) shares the bucket.
+    form = await http.post("/v1/oauth2/token", data=guess)
+    assert form.status_code == 429, form.text
     # Sign-up shares the address's bucket.
     signup = await http.post(
         f"/v1/tenants?tenantId=edge-{secrets.token_hex(4)}", json={"displayName": "Edge"}
@@ -243,6 +251,8 @@ async def test_anonymous_credential_calls_are_limited_per_address(
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
     async with httpx.AsyncClient(base_url=edge.url, transport=transport, timeout=10) as other:
         assert (await other.post("/v1/oauth2/token", json=guess)).status_code != 429
+        form = await other.post("/v1/oauth2/token", data=guess)
+        assert form.status_code == 401 and form.json()["error"] == "invalid_client", form.text
 
 
 async def test_cors_preflight_is_answered_for_the_console_only(edge: Edge, http: httpx.AsyncClient) -> None:

@@ -333,7 +333,12 @@ class AuthServiceServicer:
         """Exchanges credentials for a short-lived signed JWT (RFC 6749): an API key
         or service account secret (`client_credentials`, section 4.4) or a user's
         password (`password`, section 4.3). Errors carry the RFC 6749 section 5.2
-        error code as ErrorInfo reason.
+        error code as ErrorInfo reason. OAuth clients may POST the same path as
+        `application/x-www-form-urlencoded`, with the client's credentials in the
+        body or in HTTP Basic (section 2.3.1): the gateway routes those to the
+        auth service's form endpoint, which calls this RPC and answers RFC 6749
+        section 5.1 JSON, or section 5.2 `{error, error_description}` with HTTP 400
+        (401 and `WWW-Authenticate: Basic` for `invalid_client`).
 
         Errors: INVALID_ARGUMENT `UNSUPPORTED_GRANT_TYPE` (`grant_type` neither
         `client_credentials` nor `password`), `INVALID_REQUEST` (`client_credentials`

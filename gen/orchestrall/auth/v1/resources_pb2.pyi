@@ -113,7 +113,7 @@ class JsonWebKeySet(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[JsonWebKey, _Mapping]]] = ...) -> None: ...
 
 class OpenIdConfiguration(_message.Message):
-    __slots__ = ("issuer", "jwks_uri", "token_endpoint", "grant_types_supported", "id_token_signing_alg_values_supported", "response_types_supported", "subject_types_supported")
+    __slots__ = ("issuer", "jwks_uri", "token_endpoint", "grant_types_supported", "id_token_signing_alg_values_supported", "response_types_supported", "subject_types_supported", "token_endpoint_auth_methods_supported", "scopes_supported")
     ISSUER_FIELD_NUMBER: _ClassVar[int]
     JWKS_URI_FIELD_NUMBER: _ClassVar[int]
     TOKEN_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,8 @@ class OpenIdConfiguration(_message.Message):
     ID_TOKEN_SIGNING_ALG_VALUES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_TYPES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_TYPES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_SUPPORTED_FIELD_NUMBER: _ClassVar[int]
     issuer: str
     jwks_uri: str
     token_endpoint: str
@@ -128,4 +130,6 @@ class OpenIdConfiguration(_message.Message):
     id_token_signing_alg_values_supported: _containers.RepeatedScalarFieldContainer[str]
     response_types_supported: _containers.RepeatedScalarFieldContainer[str]
     subject_types_supported: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, issuer: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., token_endpoint: _Optional[str] = ..., grant_types_supported: _Optional[_Iterable[str]] = ..., id_token_signing_alg_values_supported: _Optional[_Iterable[str]] = ..., response_types_supported: _Optional[_Iterable[str]] = ..., subject_types_supported: _Optional[_Iterable[str]] = ...) -> None: ...
+    token_endpoint_auth_methods_supported: _containers.RepeatedScalarFieldContainer[str]
+    scopes_supported: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, issuer: _Optional[str] = ..., jwks_uri: _Optional[str] = ..., token_endpoint: _Optional[str] = ..., grant_types_supported: _Optional[_Iterable[str]] = ..., id_token_signing_alg_values_supported: _Optional[_Iterable[str]] = ..., response_types_supported: _Optional[_Iterable[str]] = ..., subject_types_supported: _Optional[_Iterable[str]] = ..., token_endpoint_auth_methods_supported: _Optional[_Iterable[str]] = ..., scopes_supported: _Optional[_Iterable[str]] = ...) -> None: ...
