@@ -9,9 +9,15 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from gateway.envoy.settings import GatewaySettings
 from services.cli.stack import Stack, StackConfig
 from services.kit.db import connect_args, database_url
 from tests.conftest import SCHEMA_PREFIX, Backend
+
+#: The shared stacks' edge: every module signs up its tenants and asks for tokens from
+#: 127.0.0.1, hundreds in a session, which the default per-address bucket (5/s) would make
+#: wait; the bucket itself is tested on a stack of its own (test_edge).
+SUITE_EDGE = GatewaySettings(anonymous_rate=200, anonymous_burst=400)
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +26,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
         tmp_path_factory.mktemp(f"mesh-{backend.name}"),
         database_url=backend.database_url,
         schema_prefix=f"{SCHEMA_PREFIX}mesh_",
+        gateway=SUITE_EDGE,
     )
     running = Stack(config, log=lambda _line: None)
     running.start()
