@@ -16,11 +16,13 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import bs4
-import pypdf
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+
+if TYPE_CHECKING:
+    import bs4
 
 #: The media types a document may have.
 TEXT = "text/plain"
@@ -178,6 +180,8 @@ def parse_html(content: bytes) -> list[Block]:
     other blocks (a list item with a nested list) gives its own loose text as a block
     and then its children's.
     """
+    import bs4  # on first use: the agent starts without it (0.1 s)
+
     soup = bs4.BeautifulSoup(decode_text(content), "html.parser")
     for line_break in soup.find_all("br"):
         line_break.replace_with("\n")
@@ -237,6 +241,8 @@ def parse_pdf(content: bytes) -> list[Block]:
     Raises:
         DocumentUnreadable: pypdf cannot read it, or it is encrypted with a password.
     """
+    import pypdf  # on first use: the agent starts without it (0.25 s)
+
     try:
         reader = pypdf.PdfReader(io.BytesIO(content))
         if reader.is_encrypted and not reader.decrypt(""):
