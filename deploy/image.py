@@ -40,6 +40,8 @@ IMAGE_ROOTS = (
     "starlette",
     # flagd's protocol modules, which the flag service serves.
     "openfeature-provider-flagd",
+    # The agent's flag evaluations as span events of its traces.
+    "openfeature-hooks-opentelemetry",
     # The workflow service: durable execution (DBOS), schedules' cron times (croniter), step
     # conditions (CEL), webhook signatures (Standard Webhooks).
     "dbos",

@@ -33,6 +33,7 @@ import threading
 
 from openfeature import api
 from openfeature.client import OpenFeatureClient
+from openfeature.contrib.hook.opentelemetry import TracingHook
 from openfeature.contrib.provider.flagd import FlagdProvider
 from openfeature.contrib.provider.flagd.config import CacheType, ResolverType
 from openfeature.evaluation_context import EvaluationContext
@@ -86,6 +87,9 @@ class AgentFlags:
             sync_metadata_disabled=True,
         )
         self._client: OpenFeatureClient = api.get_client(domain)
+        # Each evaluation is a feature_flag.evaluation event on the span it happens in (OpenTelemetry's
+        # feature flag semantic conventions), so a run's trace shows the flags it read in-process.
+        self._client.add_hooks([TracingHook()])
 
     @property
     def client(self) -> OpenFeatureClient:

@@ -52,6 +52,8 @@ class Span:
     kind: int
     trace_id: str
     attributes: dict[str, object]
+    #: The span's events: name and attributes of each.
+    events: list[tuple[str, dict[str, object]]]
 
 
 def spans_in(path: Path) -> list[Span]:
@@ -71,6 +73,10 @@ def spans_in(path: Path) -> list[Span]:
                             span["kind"],
                             span["traceId"],
                             attributes,
+                            [
+                                (e["name"], {a["key"]: _value(a["value"]) for a in e.get("attributes", [])})
+                                for e in span.get("events", [])
+                            ],
                         )
                     )
     return spans
@@ -147,6 +153,18 @@ def test_one_rest_request_is_one_trace_across_every_hop(traced: Traced) -> None:
     assert model.attributes["gen_ai.operation.name"] == "chat"
     assert isinstance(model.attributes["gen_ai.usage.output_tokens"], int)
     assert all(PROMPT_MARKER not in json.dumps(s.attributes, default=str) for s in spans)
+    # The flags the run read from the agent's in-process provider (no flag RPC per run), as
+    # OpenTelemetry's feature_flag.evaluation events in the agent's spans.
+    flags = {
+        str(attributes["feature_flag.key"]): attributes
+        for s in spans
+        if s.service == "orchestrall-agent"
+        for name, attributes in s.events
+        if name == "feature_flag.evaluation"
+    }
+    tools = flags[f"{owner.tenant}/agent-tools"]  # the all-tenant sync keys flags <tenant>/<flag>
+    assert tools["feature_flag.context.id"] == f"tenants/{owner.tenant}/agents/a"
+    assert tools["feature_flag.provider.name"] == "FlagdProvider"
     dialect = "sqlite" if traced.stack.config.database_url is None else "postgresql"
     transactions = [s.name for s in spans if s.attributes.get("db.system.name") == dialect]
     assert "write start_run" in transactions
