@@ -45,7 +45,7 @@ UNAVAILABLE_TRANSPORT_RETRY_ON = ("connect-failure", "refused-stream", "reset")
 # --- the Istio overlay ----------------------------------------------------------------------
 
 HEALTH_PATHS = ("/grpc.health.v1.Health/*",)
-REFLECTION_PATHS = ("/grpc.reflection.v1alpha.ServerReflection/*",)
+REFLECTION_PATHS = ("/grpc.reflection.v1.ServerReflection/*", "/grpc.reflection.v1alpha.ServerReflection/*")
 
 
 def _istio_metadata(name: str, target: str, cluster: Cluster) -> dict[str, Any]:

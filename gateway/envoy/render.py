@@ -78,6 +78,11 @@ OAUTH_CLUSTER = "auth_oauth"
 #: The content type OAuth clients send token requests in (RFC 6749 sections 4.3.2, 4.4.2).
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
+#: Server reflection's two names (grpcurl, Postman): routed to the auth service, which answers the
+#: gateway's calls with the public API (services.kit.reflection); a token is required as anywhere.
+REFLECTION_SERVICES = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
+REFLECTION_UPSTREAM = "auth"
+
 #: Cluster that reaches this gateway's own listener (for the JWKS fetch).
 SELF_CLUSTER = "gateway_self"
 JWT_PROVIDER = "orchestrall"
@@ -629,6 +634,11 @@ def render(
             else None
         ),
         max_request_headers_kb=max_request_headers_kb,
+        reflection=(
+            {"cluster": REFLECTION_UPSTREAM, "prefixes": [f"/{name}/" for name in REFLECTION_SERVICES]}
+            if REFLECTION_UPSTREAM in upstreams
+            else None
+        ),
         docs=docs_routes(docs) if docs else [],
         docs_max_body_bytes=DOCS_MAX_BODY_BYTES,
         docs_csp=CONTENT_SECURITY_POLICY,

@@ -111,6 +111,8 @@ async def build(settings: AuthSettings | None = None) -> tuple[Service, MeshSett
         on_stop=[stop_schedule, db.close],
         audit=AuditLog(NAME, db, AUDIT_OUTBOX, deliver, settings.audit_relay_interval_seconds),
         db=db,
+        # The gateway routes reflection here: the public API for calls on its identity.
+        public_reflection=True,
     )
     if settings.oauth_listen:
         # Behind Istio's sidecar the endpoint is plaintext to it, as the gRPC server is.

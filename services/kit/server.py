@@ -20,18 +20,17 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from sqlalchemy import Table
 
-from services.kit import pagination
+from services.kit import auth, pagination, reflection
 from services.kit.audit import AuditLog, deliver_to_auth
 from services.kit.auth import JwtVerifier, method_rules
 from services.kit.clients import MeshClients
 from services.kit.config import MeshSettings
 from services.kit.contracts import descriptors_of
 from services.kit.db import Database
-from services.kit.errors import domain_of
-from services.kit.interceptors import Guard, GuardedRegistrar, caller_identity
+from services.kit.errors import DomainError, Unauthenticated, domain_of
+from services.kit.interceptors import Guard, GuardedRegistrar, PeerIdentity, abort_with, caller_identity
 from services.kit.jwks import auth_jwks_fetcher
 from services.kit.logs import configure_logging
 from services.kit.metrics import RpcMetrics
@@ -64,6 +63,9 @@ class Service:
         audit: The audit log; its relay runs while the server does.
         db: The service's database, if it has one.
         metrics: Its metrics registry, which its domain's metrics share; a new one when None.
+        public_reflection: Reflection answers a call on the gateway's identity, which must carry
+            a valid bearer token, with the platform's public API
+            (:func:`services.kit.reflection.public_catalog`); other peers get the service's own.
     """
 
     name: str
@@ -75,6 +77,7 @@ class Service:
     audit: AuditLog | None = None
     db: Database | None = None
     metrics: RpcMetrics | None = None
+    public_reflection: bool = False
 
 
 def mesh_service(
@@ -185,7 +188,11 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [d.full_name for d in service.descriptors]
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflection.enable(
+        server,
+        reflection.own_catalog(service.descriptors, [health.SERVICE_NAME]),
+        _public_for_gateway(service, settings) if service.public_reflection else None,
+    )
     if settings.mesh_tls == "istio":  # plaintext to the sidecar in front, which does the mTLS
         port = server.add_insecure_port(settings.listen)
     else:
@@ -202,6 +209,35 @@ async def start(service: Service, settings: MeshSettings) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("%s serving on port %d", service.name, port)
     return RunningServer(server, port, health_servicer, service, guard, metrics, metrics_server)
+
+
+def _public_for_gateway(service: Service, settings: MeshSettings) -> reflection.Chooser:
+    """Chooses the public catalog for reflection calls on the gateway's identity, with a token.
+
+    Returns:
+        A chooser for :func:`services.kit.reflection.enable`: the gateway's calls get
+        :func:`~services.kit.reflection.public_catalog` once their bearer token is verified
+        (RFC 6750 section 2.1), and end UNAUTHENTICATED (``MISSING_CREDENTIALS``, or the
+        verifier's reason) without a valid one; any other peer gets the service's own.
+    """
+    peer_identity: PeerIdentity = caller_identity(settings, service.name)
+    own = reflection.own_catalog(service.descriptors, [health.SERVICE_NAME])
+    domain = domain_of(service.name)
+
+    async def choose(context: grpc.aio.ServicerContext) -> reflection.Catalog:
+        if auth.service_name_of(peer_identity(context), settings.trust_domain) != "gateway":
+            return own
+        try:
+            token = auth.bearer_token(context.invocation_metadata() or ())
+            if token is None:
+                raise Unauthenticated("MISSING_CREDENTIALS", "a bearer token is required (RFC 6750)")
+            if service.verifier.cached(token) is None:
+                await service.verifier.verify(token)
+        except DomainError as error:
+            await abort_with(context, error.to_status(domain))
+        return reflection.public_catalog()
+
+    return choose
 
 
 async def serve_forever(build: Callable[[], Awaitable[tuple[Service, MeshSettings]]]) -> None:

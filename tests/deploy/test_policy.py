@@ -33,7 +33,11 @@ TOKEN = "header.payload.signature"
 #: the migrations Job and one the table has never heard of.
 CALLERS = (*SERVICES, "gateway", "cli", "migrate", "intruder")
 #: Served by every server outside the guard, to any peer with a mesh certificate.
-UNGUARDED = ("/grpc.health.v1.Health/Check", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+UNGUARDED = (
+    "/grpc.health.v1.Health/Check",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
 CREATE_RUN = "/orchestrall.agent.v1.AgentService/CreateRun"
 
 
