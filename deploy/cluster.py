@@ -60,6 +60,9 @@ GATEWAY_SERVICE_PORT = 443
 ENVOY_ADMIN_PORT = 9901
 #: Where Envoy serves its own metrics (``/stats/prometheus`` only; the admin port stays on loopback).
 ENVOY_STATS_PORT = 9902
+#: Where an Istio sidecar serves the workload's metrics merged with its own (Istio's metrics
+#: merging rewrites the ``prometheus.io`` annotations to it), what Prometheus scrapes in the mesh.
+ISTIO_MERGED_METRICS_PORT = 15020
 #: The ``kubernetes.io/tls`` Secret with the gateway's edge certificate (``tls.crt``, ``tls.key``,
 #: ``ca.crt``): what a cert-manager ``Certificate`` writes (see the README), or ``kubectl create
 #: secret tls`` plus ``ca.crt``.
@@ -125,6 +128,8 @@ class Cluster:
             (``/.well-known/openid-configuration``).
         audience: ``aud`` of tokens.
         edge: The gateway's rate limits and CORS origins.
+        monitoring_namespace: The namespace whose Prometheus scrapes the metrics ports (the
+            network policies let it, and nothing else from outside, reach them).
     """
 
     namespace: str = "orchestrall"
@@ -132,6 +137,7 @@ class Cluster:
     issuer: str = "https://gateway.orchestrall.svc.cluster.local"
     audience: str = "orchestrall"
     edge: GatewaySettings = field(default_factory=lambda: default_edge())
+    monitoring_namespace: str = "monitoring"
 
     def host(self, name: str) -> str:
         """Cluster DNS name of a Service in this namespace."""

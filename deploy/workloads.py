@@ -32,6 +32,7 @@ from deploy.cluster import (
     IMAGE,
     IMAGE_ROOT,
     IMAGE_SITE_PACKAGES,
+    ISTIO_MERGED_METRICS_PORT,
     MAX_REPLICAS,
     MCP_PORT,
     METRICS_PORT,
@@ -548,10 +549,20 @@ def network_policies(cluster: Cluster) -> list[dict[str, Any]]:
     """Ingress at layer 4, beneath Istio's checks at layer 7: nothing reaches a pod unless listed here.
 
     The services take gRPC from the namespace's own workloads, the gateway takes HTTP from
-    anywhere, nothing else takes anything (the migrations Job included). Egress stays open:
-    PostgreSQL and the model endpoint are wherever the operator runs them.
+    anywhere, the metrics ports (each service's, Envoy's stats, an Istio sidecar's merged
+    metrics) take scrapes from the monitoring namespace, nothing else takes anything (the
+    migrations Job included). Egress stays open: PostgreSQL and the model endpoint are
+    wherever the operator runs them.
     """
     ours = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": PART_OF}}}
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": cluster.monitoring_namespace}}
+    }
+
+    def scrapes(port: int) -> dict[str, Any]:
+        ports = [{"protocol": "TCP", "port": p} for p in (port, ISTIO_MERGED_METRICS_PORT)]
+        return {"from": [monitoring], "ports": ports}
+
     policies: list[dict[str, Any]] = [
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -569,7 +580,7 @@ def network_policies(cluster: Cluster) -> list[dict[str, Any]]:
                 "spec": {
                     "podSelector": {"matchLabels": selector(name, cluster)},
                     "policyTypes": ["Ingress"],
-                    "ingress": [{"from": [ours], "ports": service_ports(name)}],
+                    "ingress": [{"from": [ours], "ports": service_ports(name)}, scrapes(METRICS_PORT)],
                 },
             }
         )
@@ -582,7 +593,10 @@ def network_policies(cluster: Cluster) -> list[dict[str, Any]]:
                 "podSelector": {"matchLabels": selector("gateway", cluster)},
                 "policyTypes": ["Ingress"],
                 # The edge: any client, on the listener only (the admin port is on loopback anyway).
-                "ingress": [{"ports": [{"protocol": "TCP", "port": GATEWAY_PORT}]}],
+                "ingress": [
+                    {"ports": [{"protocol": "TCP", "port": GATEWAY_PORT}]},
+                    scrapes(ENVOY_STATS_PORT),
+                ],
             },
         }
     )

@@ -262,3 +262,16 @@ def test_the_readmes_overlay_builds(tmp_path: Path) -> None:
         if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("orchestrall-model")
     ]
     assert model["data"]["ORCHESTRALL_DEFAULT_MODEL"] == "qwen2.5-7b-instruct"
+
+
+def test_only_the_monitoring_namespace_reaches_the_metrics_ports() -> None:
+    policies = {p["metadata"]["name"]: p for p in workloads.network_policies(Cluster())}
+    metrics = {cluster.METRICS_PORT, cluster.ENVOY_STATS_PORT, cluster.ISTIO_MERGED_METRICS_PORT}
+    monitoring = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    for name in (*SERVICES, "gateway"):
+        rules = policies[name]["spec"]["ingress"]
+        scraped = {port["port"] for rule in rules if rule.get("from") == monitoring for port in rule["ports"]}
+        own = cluster.ENVOY_STATS_PORT if name == "gateway" else cluster.METRICS_PORT
+        assert scraped == {own, cluster.ISTIO_MERGED_METRICS_PORT}, name
+        others = {port["port"] for rule in rules if rule.get("from") != monitoring for port in rule["ports"]}
+        assert not others & metrics, name
