@@ -20,14 +20,11 @@ served without a bearer token, which a browser does not attach by itself.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import ssl
 from typing import Any
 
 import mcp_types
-import uvicorn
 from jsonschema.exceptions import best_match
 from mcp.server import Server
 from mcp.server.auth.provider import AccessToken
@@ -38,6 +35,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from services.agent import tools as catalog
 from services.kit.auth import JwtVerifier
 from services.kit.errors import DomainError
+from services.kit.http_listener import HttpListener
 from services.kit.mtls import TlsFiles
 from services.kit.roles import permissions_of
 
@@ -141,7 +139,7 @@ def catalog_app(verifier: JwtVerifier, issuer: str) -> Any:
     )
 
 
-class CatalogServer:
+class CatalogServer(HttpListener):
     """Runs :func:`catalog_app` under uvicorn on ``listen``, with mTLS when ``tls`` is given.
 
     Args:
@@ -152,48 +150,4 @@ class CatalogServer:
     """
 
     def __init__(self, listen: str, verifier: JwtVerifier, issuer: str, tls: TlsFiles | None) -> None:
-        host, _, port = listen.rpartition(":")
-        options: dict[str, Any] = {}
-        if tls is not None:
-            options = {
-                "ssl_certfile": str(tls.cert),
-                "ssl_keyfile": str(tls.key),
-                "ssl_ca_certs": str(tls.ca),
-                "ssl_cert_reqs": ssl.CERT_REQUIRED,
-            }
-        config = uvicorn.Config(
-            catalog_app(verifier, issuer),
-            host=host,
-            port=int(port),
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=2,
-            **options,
-        )
-        self._server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Starts serving and returns once the port is bound.
-
-        Raises:
-            RuntimeError: The server did not start (the port is taken).
-        """
-        self._task = asyncio.create_task(self._server.serve(), name="mcp-catalog")
-        while not self._server.started:
-            if self._task.done():
-                raise RuntimeError("the MCP catalog server did not start") from self._task.exception()
-            await asyncio.sleep(0.01)
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port 0)."""
-        sockets = [s for server in self._server.servers for s in server.sockets]
-        return int(sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        """Stops serving, letting requests in progress finish."""
-        if self._task is not None:
-            self._server.should_exit = True
-            await self._task
+        super().__init__("MCP catalog server", catalog_app(verifier, issuer), listen, tls, lifespan="on")

@@ -19,20 +19,16 @@ reason is the RFC 6749 code, upper-cased) becomes the section 5.2 answer.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import logging
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 import grpc
-import uvicorn
 from google.api import annotations_pb2 as http_annotations
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
@@ -44,6 +40,7 @@ from starlette.routing import Route
 
 from orchestrall.auth.v1 import auth_service_pb2 as pb
 from orchestrall.auth.v1 import auth_service_pb2_grpc as pb_grpc
+from services.kit.http_listener import HttpListener
 from services.kit.mtls import TlsFiles, channel_credentials
 
 log = logging.getLogger(__name__)
@@ -325,7 +322,7 @@ def loopback_channel(listen: str, tls: TlsFiles | None) -> grpc.aio.Channel:
     )
 
 
-class OAuthServer:
+class OAuthServer(HttpListener):
     """Runs :class:`TokenEndpoint` under uvicorn on ``listen``, with mTLS when ``tls`` is given.
 
     Args:
@@ -336,50 +333,10 @@ class OAuthServer:
     """
 
     def __init__(self, listen: str, grpc_listen: str, tls: TlsFiles | None) -> None:
-        host, _, port = listen.rpartition(":")
         self._channel = loopback_channel(grpc_listen, tls)
-        options: dict[str, Any] = {}
-        if tls is not None:
-            options = {
-                "ssl_certfile": str(tls.cert),
-                "ssl_keyfile": str(tls.key),
-                "ssl_ca_certs": str(tls.ca),
-                "ssl_cert_reqs": ssl.CERT_REQUIRED,
-            }
-        config = uvicorn.Config(
-            TokenEndpoint(self._channel).app(),
-            host=host,
-            port=int(port),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-            **options,
-        )
-        self._server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Starts serving and returns once the port is bound.
-
-        Raises:
-            RuntimeError: The server did not start (the port is taken).
-        """
-        self._task = asyncio.create_task(self._server.serve(), name="oauth-token-endpoint")
-        while not self._server.started:
-            if self._task.done():
-                raise RuntimeError("the OAuth token endpoint did not start") from self._task.exception()
-            await asyncio.sleep(0.01)
-
-    @property
-    def port(self) -> int:
-        """The bound port (useful with port 0)."""
-        sockets = [s for server in self._server.servers for s in server.sockets]
-        return int(sockets[0].getsockname()[1])
+        super().__init__("OAuth token endpoint", TokenEndpoint(self._channel).app(), listen, tls)
 
     async def stop(self) -> None:
         """Stops serving, letting requests in progress finish, then closes the channel."""
-        if self._task is not None:
-            self._server.should_exit = True
-            await self._task
+        await super().stop()
         await self._channel.close()

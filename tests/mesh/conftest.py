@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -32,6 +34,56 @@ def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterato
     running.start()
     yield running
     running.stop()
+
+
+@contextmanager
+def own_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    shared: Stack,
+    backend: Backend,
+    name: str,
+    environment: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = lambda _line: None,
+    **overrides: object,
+) -> Iterator[Stack]:
+    """Runs a stack of a module's own beside the shared one, whose model server it uses.
+
+    Args:
+        tmp_path_factory: Where its state folder is made.
+        shared: The session's stack of the same backend.
+        backend: The database backend; its schemas are ``{SCHEMA_PREFIX}{name}_*``.
+        name: Its name, in its state folder and schemas.
+        environment: Variables set while it runs (its processes read them when spawned,
+            restarts included), restored afterwards.
+        log: Where the supervisor's lines go.
+        **overrides: Further :class:`StackConfig` fields.
+
+    Yields:
+        The started stack; it is stopped on exit.
+    """
+    variables = dict(environment or {})
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)  # first: the config reads some of them (the gateway's settings)
+    try:
+        config = StackConfig.ephemeral(
+            tmp_path_factory.mktemp(f"{name}-{backend.name}"),
+            database_url=backend.database_url,
+            schema_prefix=f"{SCHEMA_PREFIX}{name}_",
+            openai_base_url=f"http://127.0.0.1:{shared.config.model_port}/v1",
+            **overrides,
+        )
+        running = Stack(config, log=log)
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture

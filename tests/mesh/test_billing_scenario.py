@@ -22,14 +22,11 @@ import pytest
 from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from orchestrall.billing.v1 import resources_pb2 as res
-from services.billing.plans import period_of
-from services.billing.service import BillingService
 from services.cli.stack import MODEL_ALIAS, Stack
-from services.kit.db import Database, create_engine
 from services.kit.timestamps import utcnow
 from tests.mesh.conftest import auth
 from tests.mesh.test_access_gateway import sign_up
-from tests.mesh.test_invoices_gateway import operator_channel
+from tests.mesh.test_invoices_gateway import close_this_period, operator_channel
 
 pytestmark = pytest.mark.mesh
 RUNS_LIMIT = 5
@@ -139,12 +136,7 @@ async def test_a_tenant_on_a_graduated_plan_is_alerted_refused_at_its_limit_and_
         # By hand: 5 runs, 2 free then 3 x 100 cents; every output token 1 cent.
         runs_amount, tokens_amount = 3 * 100, tokens * 1
         total = runs_amount + tokens_amount
-        _, end = period_of(utcnow())
-        db = Database(create_engine(stack.config.settings("billing"), "billing"))
-        try:
-            await BillingService(db, lambda: end + dt.timedelta(minutes=5)).close_periods()
-        finally:
-            await db.close()
+        await close_this_period(stack)
         (invoice,) = http.get(f"{t}/invoices", headers=headers).json()["invoices"]
         lines = {line["meter"]: int(line["amount"]) for line in invoice["lines"]}
         assert lines == {"agent_runs": runs_amount, "model_output_tokens": tokens_amount}

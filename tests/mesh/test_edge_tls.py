@@ -15,8 +15,9 @@ import grpc
 import httpx
 import pytest
 
-from services.cli.stack import Stack, StackConfig
-from tests.conftest import SCHEMA_PREFIX, Backend
+from services.cli.stack import Stack
+from tests.conftest import Backend
+from tests.mesh.conftest import own_stack
 from tests.mesh.test_access_gateway import sign_up
 
 #: On SQLite: TLS at the edge does not depend on the store, and its stack starts in a third of the time.
@@ -25,17 +26,8 @@ pytestmark = [pytest.mark.mesh, pytest.mark.backends("sqlite")]
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory, stack: Stack, backend: Backend) -> Iterator[Stack]:
-    config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp(f"edge-tls-{backend.name}"),
-        database_url=backend.database_url,
-        schema_prefix=f"{SCHEMA_PREFIX}edge_",
-        openai_base_url=f"http://127.0.0.1:{stack.config.model_port}/v1",
-        edge_tls=True,
-    )
-    running = Stack(config, log=lambda _line: None)
-    running.start()
-    yield running
-    running.stop()
+    with own_stack(tmp_path_factory, stack, backend, "edge", edge_tls=True) as running:
+        yield running
 
 
 def handshake(edge: Stack, version: ssl.TLSVersion, alpn: list[str]) -> tuple[str | None, str | None]:

@@ -30,10 +30,10 @@ import httpx
 import pytest
 
 from gateway.envoy.settings import GatewaySettings
-from services.cli.stack import Stack, StackConfig
+from services.cli.stack import Stack
 from services.flag.limits import MAX_CONTEXT_ITEMS, MAX_RULE_COST, rule_violations
-from tests.conftest import SCHEMA_PREFIX, Backend
-from tests.mesh.conftest import auth
+from tests.conftest import Backend
+from tests.mesh.conftest import auth, own_stack
 from tests.mesh.test_access_gateway import SignedUp, sign_up
 
 #: On SQLite, which runs in the stack's processes on its core: PostgreSQL's server processes
@@ -173,26 +173,17 @@ def flooded(
     tmp_path_factory: pytest.TempPathFactory, stack: Stack, backend: Backend
 ) -> Iterator[tuple[Stack, httpx.Client, Tenants]]:
     """A stack of its own whose edge holds each tenant to :data:`FLOOD_LIMITS`, pinned, and its tenants."""
-    config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp(f"flooded-{backend.name}"),
-        database_url=backend.database_url,
-        schema_prefix=f"{SCHEMA_PREFIX}flooded_",
-        openai_base_url=f"http://127.0.0.1:{stack.config.model_port}/v1",
-        gateway=FLOOD_LIMITS,
-    )
-    running = Stack(config, log=lambda _line: None)
-    running.start()
-    try:
+    with own_stack(tmp_path_factory, stack, backend, "flooded", gateway=FLOOD_LIMITS) as running:
         for pid in running.pids.values():
             pin(pid, {STACK_CPU})
         for pid in stack.pids.values():  # the session stack's idle work off the measured core
             pin(pid, {LOAD_CPU})
-        with httpx.Client(base_url=config.gateway_url, timeout=60) as http:
-            yield running, http, make_tenants(http)
-    finally:
-        for pid in stack.pids.values():
-            pin(pid, {STACK_CPU})
-        running.stop()
+        try:
+            with httpx.Client(base_url=running.config.gateway_url, timeout=60) as http:
+                yield running, http, make_tenants(http)
+        finally:
+            for pid in stack.pids.values():
+                pin(pid, {STACK_CPU})
 
 
 def p99_of_b(client: httpx.Client, b: SignedUp, path: str, pace: float = 0.0) -> float:

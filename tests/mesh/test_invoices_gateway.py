@@ -40,6 +40,16 @@ def operator_channel(stack: Stack) -> grpc.aio.Channel:
     )
 
 
+async def close_this_period(stack: Stack) -> None:
+    """Runs the period-end sweep on the stack's billing database, on a clock just past this period."""
+    _, end = period_of(utcnow())
+    db = Database(create_engine(stack.config.settings("billing"), "billing"))
+    try:
+        await BillingService(db, lambda: end + dt.timedelta(minutes=5)).close_periods()
+    finally:
+        await db.close()
+
+
 def usage_event(event_id: str, meter: str, quantity: float) -> dict:
     return {
         "specversion": "1.0",
@@ -85,12 +95,7 @@ async def test_a_finalized_invoice_pdf_has_the_hand_computed_totals(stack: Stack
         lines = {line["meter"]: int(line["amount"]) for line in preview.json()["lines"]}
         assert lines == expected and int(preview.json()["total"]) == 5469
 
-        _, end = period_of(utcnow())
-        db = Database(create_engine(stack.config.settings("billing"), "billing"))
-        try:
-            await BillingService(db, lambda: end + dt.timedelta(minutes=5)).close_periods()
-        finally:
-            await db.close()
+        await close_this_period(stack)
         listed = http.get(f"/v1/tenants/{owner.tenant}/invoices", headers=auth(owner.token))
         assert listed.status_code == 200, listed.text
         (invoice,) = listed.json()["invoices"]

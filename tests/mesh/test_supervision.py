@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from services.cli.stack import NOT_SERVING, SERVING, Stack, StackConfig
-from tests.conftest import SCHEMA_PREFIX, Backend
-from tests.mesh.conftest import auth, stored_rows
+from services.cli.stack import NOT_SERVING, SERVING, Stack
+from tests.conftest import Backend
+from tests.mesh.conftest import auth, own_stack, stored_rows
 from tests.mesh.test_access_gateway import SignedUp, sign_up
 
 #: Also on SQLite: what this tests is what ``orchestrall up`` does with nothing configured.
@@ -62,32 +62,15 @@ class Supervised:
 def supervised(
     tmp_path_factory: pytest.TempPathFactory, stack: Stack, backend: Backend
 ) -> Iterator[Supervised]:
-    config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp(f"supervised-{backend.name}"),
-        database_url=backend.database_url,
-        schema_prefix=f"{SCHEMA_PREFIX}supervised_",
-        openai_base_url=f"http://127.0.0.1:{stack.config.model_port}/v1",
-    )
     log: list[str] = []
     # Short run leases, so that a run whose agent service died is swept within seconds
     # (each process reads them when it is spawned, restarts included).
     leases = {"ORCHESTRALL_RUN_LEASE_SECONDS": "2", "ORCHESTRALL_RUN_HEARTBEAT_SECONDS": "0.5"}
     leases["ORCHESTRALL_RUN_SWEEP_SECONDS"] = "0.5"
-    saved = {name: os.environ.get(name) for name in leases}
-    os.environ.update(leases)
-    running = Stack(config, log=log.append)
-    try:
-        running.start()
+    with own_stack(tmp_path_factory, stack, backend, "supervised", leases, log.append) as running:
         handle = Supervised(running, log)
         yield handle
         handle.http.close()
-        running.stop()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def two_step_workflow(http: httpx.Client, owner: SignedUp) -> str:

@@ -13,7 +13,6 @@ workflow service's, and Envoy serves its own stats on the stats listener only.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -24,9 +23,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.cli.stack import Stack, StackConfig, telemetry_summary
-from tests.conftest import SCHEMA_PREFIX, Backend
-from tests.mesh.conftest import auth, run_to_end
+from services.cli.stack import Stack, telemetry_summary
+from tests.conftest import Backend
+from tests.mesh.conftest import auth, own_stack, run_to_end
 from tests.mesh.test_access_gateway import sign_up
 
 #: On SQLite: traces and metrics do not depend on the store, and its stack starts in a third of the time.
@@ -98,28 +97,12 @@ def traced(tmp_path_factory: pytest.TempPathFactory, stack: Stack, backend: Back
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "ORCHESTRALL_GATEWAY_TRACE_SAMPLING": "100",  # every request, so this one is traced
     }
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)  # the stack hands its environment to its children
-    state = tmp_path_factory.mktemp(f"traced-{backend.name}")
-    config = StackConfig.ephemeral(
-        state,
-        database_url=backend.database_url,
-        schema_prefix=f"{SCHEMA_PREFIX}traced_",
-        openai_base_url=f"http://127.0.0.1:{stack.config.model_port}/v1",
-        traces_file=state / "traces.jsonl",
-    )
-    running = Stack(config, log=lambda _line: None)
-    try:
-        running.start()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    with httpx.Client(base_url=config.gateway_url, timeout=120) as http:
+    traces = tmp_path_factory.mktemp(f"traces-{backend.name}") / "traces.jsonl"
+    with (
+        own_stack(tmp_path_factory, stack, backend, "traced", variables, traces_file=traces) as running,
+        httpx.Client(base_url=running.config.gateway_url, timeout=120) as http,
+    ):
         yield Traced(running, http)
-    running.stop()
 
 
 def test_one_rest_request_is_one_trace_across_every_hop(traced: Traced) -> None:
