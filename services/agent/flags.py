@@ -88,8 +88,10 @@ class AgentFlags:
         )
         self._client: OpenFeatureClient = api.get_client(domain)
         # Each evaluation is a feature_flag.evaluation event on the span it happens in (OpenTelemetry's
-        # feature flag semantic conventions), so a run's trace shows the flags it read in-process.
-        self._client.add_hooks([TracingHook()])
+        # feature flag semantic conventions), so a run's trace shows the flags it read in-process. A
+        # flag the tenant never set is the common case, not an exception: the event's error.type
+        # (flag_not_found) says it, with no exception event beside it.
+        self._client.add_hooks([TracingHook(exclude_exceptions=True)])
 
     @property
     def client(self) -> OpenFeatureClient:
