@@ -68,6 +68,8 @@ GROUPS: list[Callable[[Bench], Group]] = [
     KnowledgeFigures,
     # More figures go here: a module of benchmark/ with a Group class, listed in this list.
 ]
+#: Each group by the name of its module in benchmark/ (what ``--only`` takes).
+_GROUP_NAMES = {make.__module__.rsplit(".", 1)[-1]: make for make in GROUPS}
 
 
 def _arguments() -> Settings:
@@ -85,6 +87,13 @@ def _arguments() -> Settings:
         "--flag-changes", type=int, default=defaults.flag_changes, help="flag changes timed (p50, p99)"
     )
     parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="MODULE",
+        choices=sorted(_GROUP_NAMES),
+        help="measure only these figure groups, by module of benchmark/ (default: all)",
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("ORCHESTRALL_TEST_DATABASE_URL", defaults.database_url),
         help="PostgreSQL admin URL (default: $ORCHESTRALL_TEST_DATABASE_URL, as the tests, or %(default)s)",
@@ -97,6 +106,7 @@ def _arguments() -> Settings:
         concurrency=args.concurrency,
         flag_changes=args.flag_changes,
         database_url=args.database_url,
+        only=tuple(args.only or ()),
     )
 
 
@@ -159,7 +169,8 @@ def main() -> None:
         bench = Bench(
             settings=settings, work_dir=work, echo=echo, sqlite=meshes[0], postgres=meshes[1], traced=traced
         )
-        groups = [make(bench) for make in GROUPS]
+        chosen = [_GROUP_NAMES[name] for name in settings.only] or GROUPS
+        groups = [make(bench) for make in chosen]
         throughputs = [figure for group in groups for figure in group.throughputs()]
         for run in range(1, settings.runs + 1):
             for figure in throughputs:

@@ -379,6 +379,7 @@ class Settings:
         ingest_batch: Events per ``IngestUsageEvents`` call and per raw ``executemany``.
         ingest_concurrency: Batches in flight for ingestion, service and raw alike.
         flag_changes: Flag changes timed for the propagation figure.
+        only: The figure groups measured, by module name; empty for all.
     """
 
     runs: int = 3
@@ -390,6 +391,7 @@ class Settings:
     ingest_batch: int = 500
     ingest_concurrency: int = 4
     flag_changes: int = 30
+    only: tuple[str, ...] = ()
 
 
 @dataclass
