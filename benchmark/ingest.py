@@ -4,9 +4,9 @@ Both insert the same events (same IDs, tenant, type, data, quantities, subjects
 and times, :func:`events`) into the same ``usage_events`` table of the PostgreSQL
 stack's billing schema, in batches of ``ingest_batch`` (500) with
 ``ingest_concurrency`` batches in flight, one transaction per batch, after the
-table and the deduplication keys are emptied (``TRUNCATE``), so each run inserts
-fresh rows. The service also claims each event's key in ``usage_event_keys`` and
-adds to the running totals; the baseline inserts the events only:
+table is emptied (``TRUNCATE``), so each run inserts fresh rows. The service inserts
+only events whose keys are new (``ON CONFLICT DO NOTHING``) and adds them to the
+running totals and rollups; the baseline inserts the events only:
 
 * the service: the billing process on core 0 called over mTLS with the agent's
   workload certificate (``IngestUsageEvents`` is internal; the agent may call it,
@@ -232,7 +232,7 @@ class IngestFigures:
     def _truncate(self) -> None:
         url = plain_url(self._bench.settings.database_url)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f'TRUNCATE "{self._schema}".usage_events, "{self._schema}".usage_event_keys')
+            conn.execute(f'TRUNCATE "{self._schema}".usage_events')
 
     def _check_stored(self, expected: int, who: str) -> None:
         """Checks that the run stored every event it was credited with (no silent duplicates).

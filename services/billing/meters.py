@@ -22,7 +22,8 @@ from services.kit.errors import FieldViolation
 MAX_PATH_DEPTH = 8
 #: How long after a window ends its events still count in it, when a meter names no grace.
 DEFAULT_LATE_EVENT_GRACE = dt.timedelta(days=1)
-#: The built-in meters' grace: the deduplication window, so their windows count what their totals do.
+#: The built-in meters' grace: 35 days, past the end of any billing period, so their windows count
+#: what their totals do.
 BUILT_IN_LATE_EVENT_GRACE = dt.timedelta(days=35)
 #: The group-by key of the events' CloudEvents ``subject``, which every meter has.
 SUBJECT_KEY = "subject"

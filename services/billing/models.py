@@ -53,8 +53,9 @@ class UsageEvent(Base):
     when the usage happened; ``ingest_time``: when it was recorded). ``meter`` and
     ``quantity`` are what it counts towards a built-in meter (:mod:`services.billing.plans`):
     the meter of its ``type`` and its ``data.quantity``, or ``""`` and 0 for other types.
-    Deduplication is :class:`UsageEventKey`'s: the key here includes ``ingest_time``, so
-    an event sent again after the deduplication window is a second row.
+    ``(tenant_id, source, event_id)`` is its key (CloudEvents 1.0 section 3.1.1: ``source``
+    and ``id`` identify an event), so an event sent again is a duplicate for as long as
+    it is kept; one tenant's event IDs never hide another's.
     """
 
     __tablename__ = "usage_events"
@@ -66,7 +67,7 @@ class UsageEvent(Base):
     tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     source: Mapped[str] = mapped_column(String(255), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     type: Mapped[str] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(String(1024), default="")
     time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
@@ -92,24 +93,6 @@ class EventRow(TypedDict):
     data: dict[str, Any]
     meter: str
     quantity: float
-
-
-class UsageEventKey(Base):
-    """The key of a usage event recorded in the deduplication window: ``(tenant_id, source, event_id)``.
-
-    An event whose key is here is a duplicate (CloudEvents 1.0 section 3.1.1: ``source``
-    and ``id`` identify an event). Keys are swept once their ``ingest_time`` is older
-    than the window (:data:`services.billing.store.DEDUPLICATION_WINDOW`), so this index
-    stays the size of the window's traffic while the events stay.
-    """
-
-    __tablename__ = "usage_event_keys"
-
-    # The tenant is part of the key: one tenant's event IDs never hide another's.
-    tenant_id: Mapped[str] = mapped_column(String(63), primary_key=True)
-    source: Mapped[str] = mapped_column(String(255), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    ingest_time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class UsageTotal(Base):

@@ -6,7 +6,7 @@ field keeps pre-aggregates instead (OpenMeter: ClickHouse materialized views per
 window, subject and group-by values). Here the built-in meters, whose events the
 agent service sends in volume, are added up per tenant, meter, 15-minute bucket (UTC)
 and value of each built-in group-by key (:data:`services.billing.plans.BUILT_IN_GROUP_BY`)
-in the same transaction as the events (:func:`add`, called by
+in the same transaction as the events (:func:`sums` and :func:`upsert`, called by
 :func:`services.billing.store.add_usage_events` with the events it recorded), so a
 rollup always equals the sum of its events, duplicates never count, and a query of such
 a meter reads at most one row per bucket and group (:func:`query`).
@@ -16,8 +16,8 @@ window of every IANA zone: offsets are whole quarter hours), it groups and filte
 built-in keys only (not ``subject``) and names no subjects; otherwise it reads the
 events. Rollups count events by their ``time`` whenever they arrive, as the period
 totals (and so limits and invoices) do; the events' own windows leave out events
-recorded more than the built-in meters' late-event grace (35 days, the deduplication
-window) after their window ended, which the rollup cannot tell apart.
+recorded more than the built-in meters' late-event grace (35 days) after their window
+ended, which the rollup cannot tell apart.
 Group-by values are kept as text of at most :data:`MAX_VALUE` characters (strings as
 they are, other JSON values as JSON), a missing one as ``""``.
 """
@@ -81,13 +81,13 @@ def value_text(value: Any) -> str:
     return text[:MAX_VALUE]
 
 
-def add(tx: Tx, rows: Sequence[EventRow]) -> None:
-    """Adds newly recorded events of built-in meters to their rollups, in the caller's transaction.
+def sums(rows: Sequence[EventRow]) -> list[dict[str, Any]]:
+    """Returns what events of built-in meters add to their rollups: a row per rollup, in key order.
 
-    Rows are upserted in key order, so concurrent batches of a tenant wait for each
-    other rather than deadlock.
+    In key order, so concurrent batches of a tenant that upsert them (:func:`upsert`) wait
+    for each other rather than deadlock.
     """
-    sums: dict[tuple[Any, ...], list[float]] = {}
+    found: dict[tuple[Any, ...], list[float]] = {}
     for row in rows:
         if not row["meter"]:
             continue
@@ -98,17 +98,19 @@ def add(tx: Tx, rows: Sequence[EventRow]) -> None:
             bucket_of(row["time"]),
             *(value_text(data.get(BUILT_IN_GROUP_BY[k][2:])) for k in KEYS),
         )
-        found = sums.setdefault(key, [0.0, 0])
-        found[0] += row["quantity"]
-        found[1] += 1
-    if sums:
-        tx.execute(
-            _UPSERT[tx.dialect],
-            [
-                {**dict(zip(_KEY, key, strict=True)), "quantity": q, "event_count": int(n)}
-                for key, (q, n) in sorted(sums.items())
-            ],
-        )
+        total = found.setdefault(key, [0.0, 0])
+        total[0] += row["quantity"]
+        total[1] += 1
+    return [
+        {**dict(zip(_KEY, key, strict=True)), "quantity": q, "event_count": int(n)}
+        for key, (q, n) in sorted(found.items())
+    ]
+
+
+def upsert(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Adds :func:`sums` of newly recorded events to the stored rollups, in the caller's transaction."""
+    if rows:
+        tx.execute(_UPSERT[tx.dialect], rows)
 
 
 def serves(

@@ -29,8 +29,6 @@ from services.kit.server import Service, mesh_service
 from services.kit.timestamps import utcnow
 
 NAME = "billing"
-#: Seconds between two sweeps of the deduplication keys older than the window.
-SWEEP_INTERVAL_SECONDS = 3600.0
 #: Seconds between two sweeps that draft the invoices of the period just ended.
 INVOICE_SWEEP_INTERVAL_SECONDS = 600.0
 
@@ -48,49 +46,6 @@ class BillingSettings(MeshSettings):
             "requests, shared by every billing replica; unset means this process's memory."
         ),
     )
-
-
-class KeySweeper:
-    """Sweeps the deduplication keys older than the window: at start, then every ``interval`` seconds.
-
-    Every replica sweeps; a sweep is one idempotent ``DELETE``, so replicas sweeping at
-    once delete each key once.
-
-    Args:
-        servicer: The service whose :meth:`BillingService.sweep` runs.
-        interval: Seconds between sweeps.
-    """
-
-    def __init__(self, servicer: BillingService, interval: float) -> None:
-        self._servicer = servicer
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Sweeps once, then goes on in the background."""
-        await self._sweep()
-        self._task = asyncio.create_task(self._loop(), name="billing-key-sweep")
-
-    async def stop(self) -> None:
-        """Stops sweeping."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self._sweep()
-
-    async def _sweep(self) -> None:
-        try:
-            deleted = await self._servicer.sweep()
-        except Exception:  # the next sweep tries again; ingestion does not depend on it
-            log.exception("sweeping usage event keys failed")
-            return
-        if deleted:
-            log.info("swept %d usage event keys older than the deduplication window", deleted)
 
 
 class InvoiceSweeper:
@@ -136,7 +91,6 @@ class InvoiceSweeper:
 async def build(
     settings: MeshSettings | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
-    sweep_interval: float = SWEEP_INTERVAL_SECONDS,
     invoice_sweep_interval: float = INVOICE_SWEEP_INTERVAL_SECONDS,
     *,
     counters: WindowCounters | None = None,
@@ -150,7 +104,6 @@ async def build(
             with a ``redis_url`` counts the gateway's requests in Redis.
         clock: The time events are recorded in and reservations are made, expire and end
             in; the deduplication window ends at it (tests move it).
-        sweep_interval: Seconds between sweeps of the deduplication keys (one at start).
         invoice_sweep_interval: Seconds between sweeps drafting the last period's invoices.
         counters: Where the rate limit service counts; by default Redis at ``redis_url``, or
             memory.
@@ -164,7 +117,6 @@ async def build(
     clients = MeshClients(settings, NAME)
     alert_sweeper = AlertSweeper(db, clock)
     servicer = BillingService(db, clock, alert_sweeper)
-    sweeper = KeySweeper(servicer, sweep_interval)
     invoicer = InvoiceSweeper(servicer, invoice_sweep_interval)
     # Usage alert notifications, committed with their firing, handed to the tenant's channel.
     notifications = OutboxRelay(
@@ -196,7 +148,7 @@ async def build(
         db,
         clients,
         AUDIT_OUTBOX,
-        on_start=[sweeper.start, invoicer.start, alert_sweeper.start, notifications.start],
-        on_stop=[alert_sweeper.stop, invoicer.stop, sweeper.stop, notifications.stop, counters.close],
+        on_start=[invoicer.start, alert_sweeper.start, notifications.start],
+        on_stop=[alert_sweeper.stop, invoicer.stop, notifications.stop, counters.close],
     )
     return service, settings

@@ -169,14 +169,6 @@ class BillingService(MeterMethods, AlertMethods, PlanMethods, pb_grpc.BillingSer
             self.alerts.poke()
         return pb.IngestUsageEventsResponse(accepted_count=accepted, duplicate_count=len(rows) - accepted)
 
-    async def sweep(self) -> int:
-        """Deletes the deduplication keys older than the window (:data:`store.DEDUPLICATION_WINDOW`).
-
-        Returns:
-            How many keys were deleted.
-        """
-        return await self._db.system(store.sweep_event_keys, self._clock() - store.DEDUPLICATION_WINDOW)
-
     async def GetUsageSummary(
         self, request: pb.GetUsageSummaryRequest, context: grpc.aio.ServicerContext
     ) -> res.UsageSummary:

@@ -1,9 +1,8 @@
 """SQL of the billing service. Every usage query filters by the transaction's tenant.
 
-Usage events, their deduplication keys and the running totals they add to are
-written in one transaction, so a total always equals the sum of its period's
-events, and duplicates (an event whose ``(tenant, source, id)`` was recorded in
-the deduplication window) add nothing.
+Usage events and the running totals they add to are written in one transaction,
+so a total always equals the sum of its period's events, and duplicates (an event
+whose ``(tenant, source, id)`` was recorded before) add nothing.
 Reservations are decided under a per-tenant lock against those totals plus what
 the tenant's other reservations hold, and a settlement records its usage events
 and closes its reservation in one transaction.
@@ -26,7 +25,6 @@ from sqlalchemy import (
     case,
     cast,
     column,
-    delete,
     distinct,
     func,
     literal_column,
@@ -53,7 +51,6 @@ from services.billing.models import (
     ReservationState,
     TenantMeter,
     UsageEvent,
-    UsageEventKey,
     UsageTotal,
     UsageValue,
 )
@@ -65,14 +62,7 @@ from services.kit.repository import Order, Repository, table_of
 from services.kit.timestamps import as_utc
 
 _EVENTS = table_of(UsageEvent)
-_KEYS = table_of(UsageEventKey)
 _TOTALS = table_of(UsageTotal)
-
-#: How long an event's key is kept after it was recorded: an event sent again within it is a
-#: duplicate. 35 days cover a billing period (a month) and a few days of a producer's retries.
-DEDUPLICATION_WINDOW = dt.timedelta(days=35)
-
-_KEY_COLUMNS = ["tenant_id", "source", "event_id", "ingest_time"]
 
 
 def _add_totals(dialect: Any) -> Any:
@@ -107,47 +97,35 @@ _BATCH_TYPES = [
 _COPY = f"COPY {BATCH_TABLE} ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
-def _claim_batch() -> Any:
-    """The statement that claims the deduplication keys of a copied batch of the transaction's tenant.
-
-    ``INSERT INTO usage_event_keys ... ON CONFLICT DO NOTHING RETURNING`` returns the keys
-    not seen in the window (a concurrent claim of the same key waits for the other
-    transaction, then skips it). Keys are claimed in key order, so two batches of a
-    tenant that share keys wait for each other rather than deadlock.
-    """
-    return (
-        postgresql.insert(_KEYS)
-        .from_select(
-            _KEY_COLUMNS,
-            select(*(_BATCH.c[name] for name in _KEY_COLUMNS))
-            .where(_BATCH.c.tenant_id == bindparam("tenant_id"))
-            .order_by(_BATCH.c.source, _BATCH.c.event_id),
-        )
-        .on_conflict_do_nothing()
-        .returning(_KEYS.c.source, _KEYS.c.event_id)
-    )
-
-
 def _move_batch() -> Any:
-    """The statement that records the copied batch of the transaction's tenant, whose keys it claimed.
+    """The statement that records the copied batch of the transaction's tenant, but for events seen before.
 
-    ``INSERT ... SELECT ... RETURNING`` inserts the events; a second data-modifying CTE adds
-    those of built-in meters to their periods' totals (``date_trunc('month')`` in UTC, the
-    billing period of :func:`period_of`); the statement returns how many were inserted.
-    PostgreSQL runs every data-modifying CTE to completion, read or not (PostgreSQL docs,
-    "WITH Queries"). The batch holds only claimed keys, so no join with the claim is
-    needed (the planner, without statistics of the staging table, nests such a join:
-    half a million comparisons for 500 events).
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING`` inserts the events whose
+    keys are new (a concurrent insert of the same key waits for the other transaction,
+    then skips the event; events go in key order, so two batches of a tenant that share
+    keys wait for each other rather than deadlock). A second data-modifying CTE adds those
+    of built-in meters to their periods' totals (``date_trunc('month')`` in UTC, the
+    billing period of :func:`period_of`); PostgreSQL runs every data-modifying CTE to
+    completion, read or not (PostgreSQL docs, "WITH Queries"). The statement returns the
+    keys of the events it inserted.
     """
     inserted = (
         postgresql.insert(_EVENTS)
         .from_select(
             _COLUMNS,
-            select(*(_BATCH.c[name] for name in _COLUMNS)).where(
-                _BATCH.c.tenant_id == bindparam("tenant_id")
-            ),
+            select(*(_BATCH.c[name] for name in _COLUMNS))
+            .where(_BATCH.c.tenant_id == bindparam("tenant_id"))
+            .order_by(_BATCH.c.source, _BATCH.c.event_id),
         )
-        .returning(_EVENTS.c.tenant_id, _EVENTS.c.meter, _EVENTS.c.quantity, _EVENTS.c.time)
+        .on_conflict_do_nothing()
+        .returning(
+            _EVENTS.c.tenant_id,
+            _EVENTS.c.source,
+            _EVENTS.c.event_id,
+            _EVENTS.c.meter,
+            _EVENTS.c.quantity,
+            _EVENTS.c.time,
+        )
         .cte("inserted")
     )
     month = func.timezone("UTC", func.date_trunc("month", func.timezone("UTC", inserted.c.time)))
@@ -164,16 +142,17 @@ def _move_batch() -> Any:
             "event_count": _TOTALS.c.event_count + added.excluded.event_count,
         },
     )
-    return select(func.count()).select_from(inserted).add_cte(added.returning(_TOTALS.c.meter).cte("added"))
+    return select(inserted.c.source, inserted.c.event_id).add_cte(
+        added.returning(_TOTALS.c.meter).cte("added")
+    )
 
 
 # Built once: the statements of an ingestion.
-_CLAIM_KEYS = sqlite.insert(_KEYS).on_conflict_do_nothing().returning(_KEYS.c.source, _KEYS.c.event_id)
-_INSERT_EVENTS = sqlite.insert(_EVENTS)
+_INSERT_NEW_EVENTS = (
+    sqlite.insert(_EVENTS).on_conflict_do_nothing().returning(_EVENTS.c.source, _EVENTS.c.event_id)
+)
 _ADD_TOTALS = _add_totals(sqlite)
-_CLAIM_BATCH = _claim_batch()
 _MOVE_BATCH = _move_batch()
-_EMPTY_BATCH = delete(_BATCH)
 
 
 def _copy(tx: Tx, rows: Sequence[EventRow]) -> None:
@@ -183,29 +162,6 @@ def _copy(tx: Tx, rows: Sequence[EventRow]) -> None:
         copy.set_types(_BATCH_TYPES)
         for row in rows:
             copy.write_row([row[name] for name in _COLUMNS])  # type: ignore[literal-required]
-
-
-def _copy_batch(tx: Tx, rows: Sequence[EventRow]) -> Sequence[EventRow]:
-    """Records rows through the staging table: copy, claim their keys, move the claimed ones.
-
-    When some keys were seen before (rare: a retry), the staging table is emptied and
-    only the rows of claimed keys are copied again, so the move needs no join.
-
-    Returns:
-        The rows recorded.
-    """
-    _copy(tx, rows)
-    params = {"tenant_id": tx.tenant_id}
-    claimed = tx.execute(_CLAIM_BATCH, params).all()
-    if not claimed:
-        return []
-    if len(claimed) < len(rows):
-        keys = {(source, event_id) for source, event_id in claimed}
-        tx.execute(_EMPTY_BATCH)
-        rows = [row for row in rows if (row["source"], row["event_id"]) in keys]
-        _copy(tx, rows)
-    tx.execute(_MOVE_BATCH, params)
-    return rows
 
 
 def _first_of_each_key(rows: Sequence[EventRow]) -> list[EventRow]:
@@ -220,20 +176,29 @@ def _first_of_each_key(rows: Sequence[EventRow]) -> list[EventRow]:
     return first
 
 
-def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
-    """Records usage events of the transaction's tenant not seen in the window, and adds them to the totals.
+def _recorded(rows: list[EventRow], keys: Sequence[Any]) -> list[EventRow]:
+    """Returns the rows whose ``(source, event_id)`` is among ``keys``, the keys an insert returned."""
+    if len(keys) == len(rows):
+        return rows
+    new = {(source, event_id) for source, event_id in keys}
+    return [row for row in rows if (row["source"], row["event_id"]) in new]
 
-    An event is new when its ``(source, event_id)`` key is not in ``usage_event_keys``
-    (recorded within :data:`DEDUPLICATION_WINDOW`, CloudEvents 1.0 section 3.1.1), and
-    only the first of a key repeated within ``rows`` counts. Concurrent deliveries of
-    one event record it once: each claims the key with ``ON CONFLICT DO NOTHING``, and
-    only the events whose keys this call claimed are inserted and added to the totals
-    and rollups (:mod:`services.billing.rollups`) of their built-in meters. On
-    PostgreSQL the batch is copied into the session's staging table and recorded by one
-    statement (:func:`_move_batch`) and one upsert of its rollups, for 500 events
-    about a tenth of the client CPU of any multi-row ``INSERT``; on SQLite the keys and
-    events go in multi-row statements (SQLAlchemy's "insertmanyvalues") and the totals
-    are summed here.
+
+def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
+    """Records usage events of the transaction's tenant not seen before, and adds them to the totals.
+
+    An event is new when no event of its ``(source, event_id)`` key is recorded
+    (CloudEvents 1.0 section 3.1.1; the key of ``usage_events``), and only the first of a
+    key repeated within ``rows`` counts. Concurrent deliveries of one event record it
+    once: each inserts it with ``ON CONFLICT DO NOTHING``, and only the events this call
+    inserted are added to the totals and rollups (:mod:`services.billing.rollups`) of
+    their built-in meters. On PostgreSQL the batch is copied into the session's staging
+    table and recorded by one statement (:func:`_move_batch`) and one upsert of its
+    rollups, for 500 events about a tenth of the client CPU of any multi-row ``INSERT``;
+    the rollups are summed before the events are recorded, so that the totals' row,
+    which every batch of the tenant's month updates, stays locked for as short a time as
+    can be. On SQLite the events go in one multi-row statement (SQLAlchemy's
+    "insertmanyvalues") and the totals are summed here.
 
     Returns:
         How many events were recorded; the others were duplicates, also within ``rows``.
@@ -242,17 +207,16 @@ def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
     if not rows:
         return 0
     if tx.dialect == "postgresql":
-        recorded = _copy_batch(tx, rows)
-        rollups.add(tx, recorded)
+        sums = rollups.sums(rows)
+        _copy(tx, rows)
+        recorded = _recorded(rows, tx.execute(_MOVE_BATCH, {"tenant_id": tx.tenant_id}).all())
+        rollups.upsert(tx, sums if len(recorded) == len(rows) else rollups.sums(recorded))
         tx.changed |= bool(recorded)
         return len(recorded)
-    claimed = tx.execute(_CLAIM_KEYS, [{name: row[name] for name in _KEY_COLUMNS} for row in rows]).all()  # type: ignore[literal-required]
-    if not claimed:
+    new = _recorded(rows, tx.execute(_INSERT_NEW_EVENTS, rows).all())
+    if not new:
         return 0
-    keys = {(source, event_id) for source, event_id in claimed}
-    new = [row for row in rows if (row["source"], row["event_id"]) in keys]
-    tx.execute(_INSERT_EVENTS, new)
-    rollups.add(tx, new)
+    rollups.upsert(tx, rollups.sums(new))
     totals: dict[tuple[str, dt.datetime], tuple[float, int]] = {}
     for row in new:
         if not row["meter"]:
@@ -276,20 +240,6 @@ def add_usage_events(tx: Tx, rows: Sequence[EventRow]) -> int:
         )
     tx.changed = True
     return len(new)
-
-
-def sweep_event_keys(tx: Tx, before: dt.datetime) -> int:
-    """Deletes the deduplication keys of every tenant recorded before ``before``; the events stay.
-
-    Run in a system transaction (:meth:`services.kit.db.Database.system`). From then on
-    an event with such a key is recorded again when it is sent again.
-
-    Returns:
-        How many keys were deleted.
-    """
-    deleted = tx.execute(delete(_KEYS).where(_KEYS.c.ingest_time < before)).rowcount
-    tx.changed |= deleted > 0
-    return int(deleted)
 
 
 def meter_event(

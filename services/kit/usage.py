@@ -6,8 +6,8 @@ stored, a run ended), so the work is recorded and metered together or not at all
 :class:`~services.kit.outbox.Relay` then sends pending rows in batches to
 ``BillingService.IngestUsageEvents`` and deletes them. Delivery is at least once
 (a crash after sending sends again); billing records an event once by its CloudEvents
-``source`` and ``id`` (section 3.1.1: together they identify an event) within its
-35-day deduplication window, so every event counts exactly once. Event IDs must
+``source`` and ``id`` (section 3.1.1: together they identify an event) for as long
+as it keeps the event, so every event counts exactly once. Event IDs must
 therefore derive from the work (``model-call/7/model_input_tokens`` of a run's source),
 never from the attempt.
 """

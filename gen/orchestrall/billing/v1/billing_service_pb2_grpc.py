@@ -261,9 +261,9 @@ class BillingServiceServicer:
 
     def IngestUsageEvents(self, request, context):
         """Records a batch of usage events, CloudEvents 1.0 of any tenant, all or
-        nothing. Idempotent: an event whose tenant, `source` and `id` were recorded in
-        the last 35 days (the deduplication window) counts as a duplicate and is not
-        recorded again (CloudEvents 1.0 section 3.1.1: `source` + `id` identify an
+        nothing. Idempotent: an event whose tenant, `source` and `id` were recorded
+        before counts as a duplicate and is not recorded again, for as long as the
+        event is kept (CloudEvents 1.0 section 3.1.1: `source` + `id` identify an
         event). Internal: only mesh services may meter usage.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (not 1-1000 events) or
@@ -289,7 +289,7 @@ class BillingServiceServicer:
         `subject`, `time` as RFC 3339, `datacontenttype` JSON, `data` a JSON object;
         extension attributes are accepted and not stored). The request body is the
         HTTP body as sent. Recording is `IngestUsageEvents`'s: all or nothing,
-        deduplicated by `source` and `id` for 35 days; the answer counts the events
+        deduplicated by `source` and `id`; the answer counts the events
         recorded and the duplicates. For an operator feeding usage from elsewhere
         (admin).
 
