@@ -917,7 +917,7 @@ class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grp
     ) -> res.McpServer:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        _validate_mcp_server(request.mcp_server, request.mcp_server_id)
+        _validate_mcp_server(request.mcp_server, request.mcp_server_id, self._egress)
         server_id = request.mcp_server_id or new_id()
         name = MCP_SERVER.format(tenant_id, server_id)
         now = utcnow()
@@ -966,7 +966,7 @@ class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grp
         tenant_id, server_id = MCP_SERVER.parse(request.mcp_server.name, "mcp_server.name")
         require_tenant(tenant_id)
         paths = update_paths(request.update_mask, MCP_SERVER_FIELDS, MCP_IGNORED_FIELDS)
-        _validate_mcp_server(request.mcp_server, "", paths)
+        _validate_mcp_server(request.mcp_server, "", self._egress, paths)
         values: dict[str, Any] = {
             field: getattr(request.mcp_server, field) for field in paths if field != "headers"
         }
@@ -1007,11 +1007,12 @@ def mcp_server_to_proto(server: McpServerRow) -> res.McpServer:
 
 
 def _validate_mcp_server(
-    server: res.McpServer, server_id: str, paths: Sequence[str] = MCP_SERVER_FIELDS
+    server: res.McpServer, server_id: str, egress: EgressPolicy, paths: Sequence[str] = MCP_SERVER_FIELDS
 ) -> None:
     """Checks an MCP server against the rules of ``CreateMcpServer`` (the fields in ``paths``).
 
-    Lengths and counts are the contract's rules (checked before); these are the rest.
+    Lengths and counts are the contract's rules (checked before); these are the rest, and
+    the egress policy's refusal of a URL whose host is an internal address literal.
 
     Raises:
         InvalidArgument: With a violation per bad field.
