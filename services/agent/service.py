@@ -537,8 +537,10 @@ class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grp
     async def ListAgentTemplates(
         self, request: pb.ListAgentTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentTemplatesResponse:
-        page = page_of(request.page_size, request.page_token, "agentTemplates", request.industry)
-        offered = [_TEMPLATE_PROTOS[t.id] for t in agent_templates.offered(request.industry)]
+        # Without an industry asked for, the caller's tenant's (its token's claim) comes first.
+        industry = request.industry or current_principal().industry
+        page = page_of(request.page_size, request.page_token, "agentTemplates", industry)
+        offered = [_TEMPLATE_PROTOS[t.id] for t in agent_templates.offered(industry)]
         start = 0
         if page.after is not None:
             start = next((i + 1 for i, t in enumerate(offered) if [t.name] == list(page.after)), len(offered))
@@ -1024,7 +1026,7 @@ def _validate_mcp_server(
         except InvalidArgument as error:
             violations += error.violations
     if "url" in paths:
-        violations += mcp.url_violations(server.url, "mcp_server.url")
+        violations += mcp.url_violations(server.url, "mcp_server.url", egress)
     if "headers" in paths:
         violations += mcp.header_violations(server.headers, "mcp_server.headers")
     if "allowed_tools" in paths:
