@@ -17,7 +17,12 @@ something that is not MCP, or with a tool error fails the operation with
 can fail a run or the service.
 
 Server-side request forgery (a tenant naming an internal address as its server's URL)
-is issue 12's: URLs are checked for their scheme only, so tests can use 127.0.0.1.
+is guarded as for HTTP tools and notification channels, by the service's
+:class:`~services.kit.egress.EgressPolicy`: a URL whose host is an address literal (or
+``localhost``) the policy refuses is a field violation when it is written
+(:func:`url_violations` with the policy), and every connection resolves the host, checks
+each address and goes to the checked one, following no redirects; loopback, link-local
+and private addresses are reached only when the operator's allow-list names them.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx2
 import mcp_types
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -45,6 +49,7 @@ from services.agent import store
 from services.agent.models import McpServerRow
 from services.agent.tools import ToolError
 from services.kit.db import Database
+from services.kit.egress import EgressPolicy
 from services.kit.errors import FieldViolation
 from services.kit.names import ResourceName
 from services.kit.sealing import Sealer
@@ -97,8 +102,15 @@ def function_name_of(server_id: str, tool: str) -> str:
     return name
 
 
-def url_violations(url: str, path: str) -> list[FieldViolation]:
-    """Returns what is wrong with an MCP server URL: it must be absolute ``http(s)`` without user info."""
+def url_violations(url: str, path: str, policy: EgressPolicy | None = None) -> list[FieldViolation]:
+    """Returns what is wrong with a URL a tenant names: it must be absolute ``http(s)`` without user info.
+
+    Args:
+        url: The URL as written.
+        path: Its field path in the request.
+        policy: When given, a host the policy refuses without resolving it (an address
+            literal, ``localhost``; :meth:`EgressPolicy.url_refusal`) is a violation too.
+    """
     try:
         parts = urlsplit(url)
         _ = parts.port  # a port that is not a number in range raises ValueError
@@ -112,7 +124,8 @@ def url_violations(url: str, path: str) -> list[FieldViolation]:
         return [FieldViolation(path, "must not hold user information; send credentials in headers")]
     if any(c.isspace() for c in url):
         return [FieldViolation(path, "must not contain white space")]
-    return []
+    refusal = policy.url_refusal(url) if policy is not None else None
+    return [FieldViolation(path, refusal)] if refusal else []
 
 
 def header_violations(headers: Mapping[str, str], path: str) -> list[FieldViolation]:
@@ -198,10 +211,12 @@ class McpClient:
     Args:
         timeout_seconds: Deadline of one listing or call: connecting, the protocol
             handshake and the answer together.
+        policy: The outbound rules every connection to a server keeps to.
     """
 
-    def __init__(self, timeout_seconds: float) -> None:
+    def __init__(self, timeout_seconds: float, policy: EgressPolicy) -> None:
         self.timeout_seconds = timeout_seconds
+        self.policy = policy
 
     async def list_tools(self, endpoint: McpEndpoint) -> list[mcp_types.Tool]:
         """Returns the server's tools that agents may use (``allowed_tools``), in the server's order.
@@ -261,7 +276,7 @@ class McpClient:
         timeout = self.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                async with httpx2.AsyncClient(headers=dict(endpoint.headers), timeout=timeout) as http:
+                async with self.policy.httpx2_client(timeout, dict(endpoint.headers)) as http:
                     transport = streamable_http_client(endpoint.url, http_client=http)
                     async with Client(transport, cache=None, read_timeout_seconds=timeout) as client:
                         return await work(client)

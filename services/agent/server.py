@@ -245,7 +245,7 @@ async def build(
         flags,
         limits,
         leases,
-        McpClient(settings.mcp_timeout_seconds),
+        McpClient(settings.mcp_timeout_seconds, egress),
         sealer,
         egress,
         notifier,

@@ -537,8 +537,10 @@ class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grp
     async def ListAgentTemplates(
         self, request: pb.ListAgentTemplatesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAgentTemplatesResponse:
-        page = page_of(request.page_size, request.page_token, "agentTemplates", request.industry)
-        offered = [_TEMPLATE_PROTOS[t.id] for t in agent_templates.offered(request.industry)]
+        # Without an industry asked for, the caller's tenant's (its token's claim) comes first.
+        industry = request.industry or current_principal().industry
+        page = page_of(request.page_size, request.page_token, "agentTemplates", industry)
+        offered = [_TEMPLATE_PROTOS[t.id] for t in agent_templates.offered(industry)]
         start = 0
         if page.after is not None:
             start = next((i + 1 for i, t in enumerate(offered) if [t.name] == list(page.after)), len(offered))
@@ -917,7 +919,7 @@ class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grp
     ) -> res.McpServer:
         (tenant_id,) = TENANT.parse(request.parent, "parent")
         require_tenant(tenant_id)
-        _validate_mcp_server(request.mcp_server, request.mcp_server_id)
+        _validate_mcp_server(request.mcp_server, request.mcp_server_id, self._egress)
         server_id = request.mcp_server_id or new_id()
         name = MCP_SERVER.format(tenant_id, server_id)
         now = utcnow()
@@ -966,7 +968,7 @@ class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grp
         tenant_id, server_id = MCP_SERVER.parse(request.mcp_server.name, "mcp_server.name")
         require_tenant(tenant_id)
         paths = update_paths(request.update_mask, MCP_SERVER_FIELDS, MCP_IGNORED_FIELDS)
-        _validate_mcp_server(request.mcp_server, "", paths)
+        _validate_mcp_server(request.mcp_server, "", self._egress, paths)
         values: dict[str, Any] = {
             field: getattr(request.mcp_server, field) for field in paths if field != "headers"
         }
@@ -1007,11 +1009,12 @@ def mcp_server_to_proto(server: McpServerRow) -> res.McpServer:
 
 
 def _validate_mcp_server(
-    server: res.McpServer, server_id: str, paths: Sequence[str] = MCP_SERVER_FIELDS
+    server: res.McpServer, server_id: str, egress: EgressPolicy, paths: Sequence[str] = MCP_SERVER_FIELDS
 ) -> None:
     """Checks an MCP server against the rules of ``CreateMcpServer`` (the fields in ``paths``).
 
-    Lengths and counts are the contract's rules (checked before); these are the rest.
+    Lengths and counts are the contract's rules (checked before); these are the rest, and
+    the egress policy's refusal of a URL whose host is an internal address literal.
 
     Raises:
         InvalidArgument: With a violation per bad field.
@@ -1023,7 +1026,7 @@ def _validate_mcp_server(
         except InvalidArgument as error:
             violations += error.violations
     if "url" in paths:
-        violations += mcp.url_violations(server.url, "mcp_server.url")
+        violations += mcp.url_violations(server.url, "mcp_server.url", egress)
     if "headers" in paths:
         violations += mcp.header_violations(server.headers, "mcp_server.headers")
     if "allowed_tools" in paths:

@@ -441,6 +441,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
                     "scope", f"may only name the credential's roles {roles}", reason="INVALID_SCOPE"
                 )
             roles = asked
+        tenant = await self._db.read(grant.tenant_id, store.get_tenant)
         signer = await self._keys.signer()
         token, lifetime = tokens.sign(
             signer.key,
@@ -452,6 +453,7 @@ class AuthService(pb_grpc.AuthServiceServicer):
             roles=roles,
             now=utcnow(),
             not_after=grant.not_after,
+            industry=tenant.industry if tenant is not None else "",
         )
         return pb.IssueTokenResponse(
             access_token=token, token_type="Bearer", expires_in=lifetime, scope=" ".join(roles)

@@ -46,6 +46,8 @@ class Principal:
         tenant: Tenant ID the call is scoped to, or None (anonymous, internal calls).
         roles: Roles from the JWT ``roles`` claim.
         token: The raw JWT, for forwarding to peers; empty for services.
+        industry: The tenant's industry from the JWT ``industry`` claim (auth puts the
+            tenant's ``industry`` there when it issues the token); empty without one.
     """
 
     kind: str
@@ -53,6 +55,7 @@ class Principal:
     tenant: str | None = None
     roles: tuple[str, ...] = ()
     token: str = field(default="", repr=False)
+    industry: str = ""
 
 
 ANONYMOUS = Principal(kind="anonymous", subject="anonymous")
@@ -256,8 +259,14 @@ class JwtVerifier:
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated("INVALID_TOKEN", "the token has no tenant claim")
         roles = claims.get("roles") or []
+        industry = claims.get("industry")
         principal = Principal(
-            kind="user", subject=claims["sub"], tenant=tenant, roles=tuple(roles), token=token
+            kind="user",
+            subject=claims["sub"],
+            tenant=tenant,
+            roles=tuple(roles),
+            token=token,
+            industry=industry if isinstance(industry, str) else "",
         )
         return principal, float(claims["exp"])
 

@@ -18,9 +18,15 @@ loopback, the cluster's private network. So every such connection goes through a
   verifies the certificate against it (httpcore's ``sni_hostname`` extension);
 * redirects are not followed (a 3xx answer is the caller's error to report), so an
   answer cannot send the mesh to an address nobody checked;
-* each connection is made by a client of its own (:meth:`EgressPolicy.client`), so a
+* each connection is made by a client of its own (:meth:`EgressPolicy.client`, or
+  :meth:`EgressPolicy.httpx2_client` for the ``mcp`` SDK, which speaks httpx2), so a
   pooled connection verified for one name is never reused for another name on the
   same address.
+
+A URL a tenant writes is checked once more when it is written
+(:meth:`EgressPolicy.url_refusal`): an address literal, or a name of the special-use
+``localhost`` domain (RFC 6761), that the policy refuses is refused then, with the same
+reason, so a tenant learns of it at once rather than at the first call.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import httpx2
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -128,6 +135,40 @@ class EgressPolicy:
                 )
         return addresses
 
+    def url_refusal(self, url: str) -> str | None:
+        """Returns why a URL's host is refused without resolving it, or None (checked again on connecting).
+
+        The host is refused when it is an address literal the policy does not allow, or
+        ``localhost`` or a name under it (RFC 6761: always loopback) unless the
+        allow-list names 127.0.0.1. Other names are left to :meth:`resolve`.
+        """
+        host = (httpx.URL(url).host if "://" in url else url).strip("[]").rstrip(".").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            address: IPAddress = ipaddress.IPv4Address("127.0.0.1")
+        else:
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                return None
+        if self.allows(address):
+            return None
+        return f"names {host}, a {refusal_of(address)} address, which outbound calls may not reach"
+
+    async def pin(self, url: httpx.URL | httpx2.URL, *, require_tls: bool = False) -> tuple[str, str]:
+        """Returns the checked address a request to ``url`` must go to, and the name it is for.
+
+        Raises:
+            EgressRefused: The scheme or the host is not allowed, or plain HTTP where TLS is required.
+        """
+        if url.scheme not in ("http", "https"):
+            raise EgressRefused(f"the scheme {url.scheme!r} is not allowed")
+        host = url.host
+        port = url.port or (443 if url.scheme == "https" else 80)
+        address = (await self.resolve(host, port))[0]
+        if require_tls and url.scheme == "http" and not self.allow_listed(address):
+            raise EgressRefused(f"plain http to {host!r} is not allowed; use https")
+        return str(address), host
+
     def client(self, timeout: float, *, require_tls: bool = False) -> httpx.AsyncClient:
         """Returns a new client whose every connection is checked and pinned, following no redirects.
 
@@ -139,6 +180,21 @@ class EgressPolicy:
         transport = PinnedTransport(self, require_tls=require_tls)
         return httpx.AsyncClient(
             transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+        )
+
+    def httpx2_client(self, timeout: float, headers: dict[str, str]) -> httpx2.AsyncClient:
+        """Returns a new httpx2 client (the ``mcp`` SDK's) that keeps to the policy as :meth:`client` does.
+
+        Args:
+            timeout: Seconds for each of connecting, writing and reading.
+            headers: Sent with every request.
+        """
+        return httpx2.AsyncClient(
+            transport=PinnedTransport2(self),
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
         )
 
 
@@ -162,15 +218,37 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             EgressRefused: The host is not allowed, or plain HTTP where TLS is required.
         """
         url = request.url
-        if url.scheme not in ("http", "https"):
-            raise EgressRefused(f"the scheme {url.scheme!r} is not allowed")
-        host = url.host
-        port = url.port or (443 if url.scheme == "https" else 80)
-        addresses = await self._policy.resolve(host, port)
-        address = addresses[0]
-        if self._require_tls and url.scheme == "http" and not self._policy.allow_listed(address):
-            raise EgressRefused(f"plain http to {host!r} is not allowed; use https")
-        request.url = url.copy_with(host=str(address))
+        address, host = await self._policy.pin(url, require_tls=self._require_tls)
+        request.url = url.copy_with(host=address)
+        if url.scheme == "https":
+            request.extensions = {**request.extensions, "sni_hostname": host}
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Closes the pooled connections."""
+        await self._inner.aclose()
+
+
+class PinnedTransport2(httpx2.AsyncBaseTransport):
+    """:class:`PinnedTransport` for httpx2, the ``mcp`` SDK's client (the same :meth:`EgressPolicy.pin`).
+
+    Args:
+        policy: Says which addresses are allowed.
+    """
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self._policy = policy
+        self._inner = httpx2.AsyncHTTPTransport(verify=policy.tls, trust_env=False, retries=0)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Resolves and checks the request's host, then sends it to the first address.
+
+        Raises:
+            EgressRefused: The host is not allowed.
+        """
+        url = request.url
+        address, host = await self._policy.pin(url)
+        request.url = url.copy_with(host=address)
         if url.scheme == "https":
             request.extensions = {**request.extensions, "sni_hostname": host}
         return await self._inner.handle_async_request(request)

@@ -51,13 +51,15 @@ class Tenant:
         return (("authorization", f"Bearer {self.token}"),)
 
 
-async def new_tenant(mesh: Mesh, prefix: str = "t") -> Tenant:
-    """Signs up a tenant with a random ID and gets a token for its admin key."""
+async def new_tenant(mesh: Mesh, prefix: str = "t", industry: str = "") -> Tenant:
+    """Signs up a tenant (of ``industry``, if given) with a random ID and gets a token for its admin key."""
     tenant_id = f"{prefix}-{secrets.token_hex(4)}"
     async with mesh.channel("auth") as channel:
         stub = auth_grpc.AuthServiceStub(channel)
         created = await stub.CreateTenant(
-            auth_pb.CreateTenantRequest(tenant_id=tenant_id, tenant=auth_res.Tenant(display_name="Test Co"))
+            auth_pb.CreateTenantRequest(
+                tenant_id=tenant_id, tenant=auth_res.Tenant(display_name="Test Co", industry=industry)
+            )
         )
         token = await stub.IssueToken(
             auth_pb.IssueTokenRequest(grant_type="client_credentials", client_secret=created.api_key_secret)

@@ -19,6 +19,7 @@ import httpx2
 import pytest
 import uvicorn
 from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2, status_pb2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
@@ -36,7 +37,15 @@ from services.kit import mtls
 from services.kit.db import create_engine
 from services.kit.server import RunningServer, start
 from tests.conftest import Mesh
-from tests.service.helpers import Tenant, error_info, field_violations, new_tenant, run_to_end
+from tests.service.helpers import (
+    Tenant,
+    agent_channel,
+    agent_replica,
+    error_info,
+    field_violations,
+    new_tenant,
+    run_to_end,
+)
 
 #: The built-in tools, in ListTools' order: the catalog's, then send_notification.
 BUILT_IN = [*CATALOG, SEND_NOTIFICATION]
@@ -422,6 +431,89 @@ async def test_bad_mcp_servers_are_invalid_arguments(
     assert field_violations(caught.value) == fields
     listed = await stub.ListMcpServers(pb.ListMcpServersRequest(parent=tenant.name), metadata=tenant.metadata)
     assert not listed.mcp_servers
+
+
+def _violation_texts(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The field violations of an error's BadRequest detail, field to description."""
+    status = status_pb2.Status.FromString(dict(error.trailing_metadata())["grpc-status-details-bin"])
+    bad = error_details_pb2.BadRequest()
+    for detail in status.details:
+        if detail.Unpack(bad):
+            return {v.field: v.description for v in bad.field_violations}
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.2:8000/mcp", "a loopback address"),  # the allow-list names 127.0.0.1 only
+        ("http://169.254.169.254/latest/mcp", "a link-local address"),
+        ("http://10.1.2.3/mcp", "a private address"),
+        ("https://[::1]:8443/mcp", "a loopback address"),
+        ("http://[::ffff:169.254.169.254]/mcp", "a link-local address"),
+    ],
+)
+async def test_internal_mcp_server_urls_outside_the_allow_list_are_refused_when_written(
+    mesh: Mesh, stub: pb_grpc.AgentServiceStub, fleet: FleetServer, url: str, reason: str
+) -> None:
+    tenant = await new_tenant(mesh)
+    with pytest.raises(grpc.aio.AioRpcError) as created:
+        await _register(stub, tenant, "internal", url)
+    assert created.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    description = _violation_texts(created.value)["mcp_server.url"]
+    assert reason in description and "which outbound calls may not reach" in description
+
+    # An update to such a URL is refused alike, and the server keeps its URL.
+    server = await _register(stub, tenant, "fleet", fleet.url)
+    with pytest.raises(grpc.aio.AioRpcError) as updated:
+        await stub.UpdateMcpServer(
+            pb.UpdateMcpServerRequest(
+                mcp_server=res.McpServer(name=server.name, url=url),
+                update_mask=field_mask_pb2.FieldMask(paths=["url"]),
+            ),
+            metadata=tenant.metadata,
+        )
+    assert reason in _violation_texts(updated.value)["mcp_server.url"]
+    got = await stub.GetMcpServer(pb.GetMcpServerRequest(name=server.name), metadata=tenant.metadata)
+    assert got.url == fleet.url
+
+
+async def test_without_the_allow_list_an_mcp_server_on_loopback_is_refused_when_connecting(
+    mesh: Mesh, model_url: str, stub: pb_grpc.AgentServiceStub, fleet: FleetServer
+) -> None:
+    tenant = await new_tenant(mesh)
+    # Registered while the allow-list named 127.0.0.1 (here: the fixture's replica, which does).
+    server = await _register(stub, tenant, "fleet", fleet.url)
+    by_name = await _register(stub, tenant, "by-name", fleet.url.replace("127.0.0.1", "localhost"))
+    tool_name = f"{server.name}/tools/lookup_hub"
+    strict = await agent_replica(mesh, model_url, egress_allowed_networks=[])
+    try:
+        async with agent_channel(mesh, strict) as channel:
+            strict_stub = pb_grpc.AgentServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as written:
+                await _register(strict_stub, tenant, "again", fleet.url)
+            assert "a loopback address" in _violation_texts(written.value)["mcp_server.url"]
+
+            before = list(fleet.calls)
+            catalog = await strict_stub.ListTools(
+                pb.ListToolsRequest(parent=tenant.name), metadata=tenant.metadata
+            )
+            assert sorted(catalog.unavailable_mcp_servers) == sorted([server.name, by_name.name])
+            assert [t.name for t in catalog.tools] == BUILT_IN
+
+            run = await _run_with(strict_stub, tenant, tool_name)
+            (call,) = run.tool_calls
+            assert call.failed and call.tool == tool_name
+            error = json.loads(call.result)["error"]
+            assert f"the MCP server {server.name} failed" in error
+            assert "resolves to 127.0.0.1, a loopback address, which outbound calls may not reach" in error
+            assert fleet.calls == before, "nothing reached the server"
+    finally:
+        await strict.stop(0)
+
+    # The replica whose allow-list names 127.0.0.1 reaches the same server.
+    run = await _run_with(stub, tenant, tool_name)
+    assert not run.tool_calls[0].failed, run.tool_calls[0].result
 
 
 @pytest.fixture(scope="module")

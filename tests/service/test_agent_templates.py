@@ -61,6 +61,29 @@ async def test_eighteen_templates_three_per_industry_the_callers_industry_first(
         assert field_violations(malformed.value) == ["name"]
 
 
+async def test_the_tenants_stored_industry_picks_the_templates_offered_first(mesh: Mesh) -> None:
+    healthcare = await new_tenant(mesh, industry="Healthcare")
+    none = await new_tenant(mesh)
+    async with mesh.channel("agent") as channel:
+        stub = pb_grpc.AgentServiceStub(channel)
+        # No filter: the industry the tenant signed up with (its token carries it) comes first.
+        listed = await _all(stub, healthcare.metadata)
+        assert [t.name for t in listed][:3] == [
+            "agentTemplates/healthcare-data-processor",
+            "agentTemplates/healthcare-medical-analyzer",
+            "agentTemplates/healthcare-report-generator",
+        ]
+        assert [t.industry for t in listed] == ["healthcare"] * 3 + [
+            industry for industry in INDUSTRIES if industry != "healthcare" for _ in range(3)
+        ]
+        # A filter asked for wins over the tenant's industry.
+        retail_first = await _all(stub, healthcare.metadata, industry="retail")
+        assert [t.industry for t in retail_first][:4] == ["retail"] * 3 + ["finance"]
+        # A tenant without an industry gets the catalog order.
+        plain = await _all(stub, none.metadata)
+        assert [t.industry for t in plain] == [industry for industry in INDUSTRIES for _ in range(3)]
+
+
 async def test_an_agent_made_from_a_template_copies_it_and_records_it(mesh: Mesh) -> None:
     tenant = await new_tenant(mesh)
     async with mesh.channel("agent") as channel:

@@ -441,7 +441,8 @@ class AgentServiceServicer:
 
     def ListAgentTemplates(self, request, context):
         """Lists the agent templates (ready-made agents for finance, healthcare, retail,
-        manufacturing, logistics and technology), the templates of `industry` first,
+        manufacturing, logistics and technology), the templates of `industry` first
+        (without one, the caller's tenant's `industry`, which its token carries),
         then the others, each group by industry and in catalog order. The templates are
         the same for every tenant and change only with a release.
 
