@@ -17,6 +17,10 @@ LLAMA_PIN := $(shell grep -i '^llama[-_]cpp[-_]python==' requirements.lock)
 
 .PHONY: venv checkov deploy proto lint test demo up bench clean
 
+# The commit whose contracts `make lint` checks proto/ against with buf breaking (a clone
+# without it, shallow or at the first commit, compares against HEAD and says so).
+BREAKING_AGAINST ?= HEAD~1
+
 venv: $(STAMP)
 
 # Pinned dependencies from requirements.lock, then the project itself (editable).
@@ -49,6 +53,7 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m services.kit.protogen --lint
+	$(PY) -m services.kit.protogen --breaking $(BREAKING_AGAINST)
 	$(VENV)/bin/ruff check services gateway tests benchmark deploy
 	$(VENV)/bin/ruff format --check services gateway tests benchmark deploy
 	$(VENV)/bin/mypy services tests gateway benchmark deploy
