@@ -15,7 +15,11 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 LLAMA_PIN := $(shell grep -i '^llama[-_]cpp[-_]python==' requirements.lock)
 
-.PHONY: venv checkov deploy proto lint test demo up bench clean
+.PHONY: venv checkov deploy proto lint test browser demo up bench clean
+
+# The commit whose contracts `make lint` checks proto/ against with buf breaking (a clone
+# without it, shallow or at the first commit, compares against HEAD and says so).
+BREAKING_AGAINST ?= HEAD~1
 
 venv: $(STAMP)
 
@@ -49,12 +53,22 @@ proto: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m services.kit.protogen --lint
+	$(PY) -m services.kit.protogen --breaking $(BREAKING_AGAINST)
 	$(VENV)/bin/ruff check services gateway tests benchmark deploy
 	$(VENV)/bin/ruff format --check services gateway tests benchmark deploy
 	$(VENV)/bin/mypy services tests gateway benchmark deploy
 
-test: $(STAMP) $(CHECKOV_STAMP)
+test: $(STAMP) $(CHECKOV_STAMP) browser
 	$(PY) -m pytest -q
+
+# Headless Chromium for the test that opens /docs (tests/mesh/test_docs_browser.py), from
+# Debian (package chromium) when missing, as `make bench` installs wrk. Without root the
+# test skips locally and fails under CI=true.
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "make: installing chromium (Debian package chromium) for the /docs browser test"; \
+	  { test "$$(id -u)" = 0 && { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; }; } \
+	  || echo "make: chromium is missing; install it with: sudo apt-get install chromium" >&2; }
 
 demo: $(STAMP)
 	$(VENV)/bin/orchestrall demo

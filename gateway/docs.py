@@ -54,12 +54,14 @@ _PAGE = f"""<!DOCTYPE html>
 """
 
 # Swagger UI's own initializer, pointed at our document; "Try it out" sends the bearer token
-# the user enters under "Authorize" (the document's bearerAuth scheme).
+# the user enters under "Authorize" (the document's bearerAuth scheme). Extensions are shown:
+# each operation's x-error-reasons.
 _INIT = f"""window.ui = SwaggerUIBundle({{
   url: "{OPENAPI_PATH}",
   dom_id: "#swagger-ui",
   deepLinking: true,
   persistAuthorization: false,
+  showExtensions: true,
   presets: [SwaggerUIBundle.presets.apis],
   layout: "BaseLayout"
 }});

@@ -15,17 +15,30 @@ Mapping rules:
   ``_2``, ``_3`` for additional bindings), the tag is the gRPC service, the summary
   the first sentence of the RPC's proto comment and the description the whole of it,
   with the error reasons it names.
+* **Error reasons.** ``x-error-reasons`` lists what the RPC's comment names after
+  ``Errors:``: each backquoted ``UPPER_SNAKE`` reason outside parentheses, under the gRPC
+  code (or HTTP status) before it, with the HTTP status the gateway answers that code
+  with (``google/rpc/code.proto``), up to "the common reasons of `Service`"; those are
+  the bullets of the service's comment (``- Every RPC:``, ``- RPCs with a permission:``
+  unless the RPC is anonymous, ``- List RPCs:`` for ``List*``), appended with
+  ``"common": true``. Nothing is written by hand: a reason is in the document because a
+  comment names it.
 * **Paths.** A variable ``{name=tenants/*/agents/*}`` becomes one path parameter per
   ``*``, named after the collection before it (``/tenants/{tenant}/agents/{agent}``),
   as AIP-122 resource patterns name them; ``**`` becomes ``{path}`` (any segments).
-  A custom method's ``:verb`` stays literal.
+  A custom method's ``:verb`` stays literal. The parameter's name is the variable of the
+  ``google.api.resource`` pattern with that collection (``knowledgeBases/{knowledge_base}``:
+  ``{knowledgeBase}``), else the collection's English singular.
 * **Request.** ``body: "*"`` is the request message less its path fields; ``body:
   "field"`` is that field's schema and the other fields are query parameters; without a
   body every field not in the path is a query parameter, as HTTP transcoding
   (``google/api/http.proto``) maps them. Query parameters are the scalar, enum and
   repeated-scalar fields and the well-known types written as strings; message fields
   are left out (the transcoder accepts ``a.b=`` too). A ``google.api.HttpBody`` body
-  is any media type, sent as is.
+  is any media type, sent as is. The token RPC (:data:`~gateway.envoy.render.TOKEN_RPC`)
+  also takes its fields, by proto name, as ``application/x-www-form-urlencoded`` (the
+  gateway routes those to :mod:`services.auth.oauth`), whose errors are RFC 6749
+  section 5.2's ``{error, error_description}``.
 * **Schemas** follow the proto3 JSON mapping (protobuf.dev "ProtoJSON format"):
   ``json_name`` keys, 64-bit integers as strings (``format: int64``), enums by name,
   ``bytes`` base64, ``map`` as ``additionalProperties``, ``Timestamp`` as RFC 3339
@@ -54,16 +67,29 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from buf.validate import validate_pb2
-from google.api import field_behavior_pb2
+from google.api import field_behavior_pb2, resource_pb2
 from google.protobuf import descriptor_pb2
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor, MethodDescriptor
+from google.protobuf.descriptor import (
+    Descriptor,
+    EnumDescriptor,
+    FieldDescriptor,
+    FileDescriptor,
+    MethodDescriptor,
+)
 
-from gateway.envoy.render import _OURS, HttpBinding, rpcs_of, service_descriptors
+from gateway.envoy.render import (
+    _OURS,
+    FORM_CONTENT_TYPE,
+    TOKEN_RPC,
+    HttpBinding,
+    rpcs_of,
+    service_descriptors,
+)
 from services.kit.config import SERVICES
 from services.kit.protogen import GEN_DIR, OPENAPI_FILE, source_image
 
@@ -74,6 +100,52 @@ OPENAPI_VERSION = "3.0.3"
 _STATUS = "google.rpc.Status"
 _HTTP_BODY = "google.api.HttpBody"
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
+#: The HTTP status the gateway answers each gRPC code with (``google/rpc/code.proto``'s
+#: mapping, which Envoy's transcoder applies).
+HTTP_STATUS: dict[str, int] = {
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
+    "UNAVAILABLE": 503,
+}
+#: In an ``Errors:`` list: a gRPC code, an HTTP status before a reason, or a backquoted reason.
+_ERROR_TOKEN = re.compile(
+    r"(?P<code>\b(?:" + "|".join(HTTP_STATUS) + r")\b|\b[1-5][0-9]{2}(?=\s+`))|`(?P<reason>[A-Z][A-Z0-9_]*)`"
+)
+#: Where an RPC's own reasons end and its service's common ones are referred to.
+_COMMON = re.compile(r"common\s+reasons\s+of\s+`(\w+)`")
+#: A bullet of a service comment's common reasons, ``- RPCs with a permission: ...``.
+_BULLET = re.compile(r"^- ([^:\n]+):(.*?)(?=^- |^$|\Z)", re.M | re.S)
+#: RFC 6749 section 5.2's error response, which the form-encoded token requests get.
+_OAUTH_ERROR = "orchestrall.auth.v1.OAuthError"
+_OAUTH_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "An OAuth 2.0 error (RFC 6749 section 5.2), the answer to a form-encoded token request: "
+        "HTTP 400, 401 with `WWW-Authenticate: Basic` for `invalid_client`, 503 or 500."
+    ),
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "string",
+            "description": "A code of RFC 6749 section 5.2 (`invalid_client`), or `server_error` or "
+            "`temporarily_unavailable` (section 11.4's registry).",
+        },
+        "error_description": {"type": "string"},
+    },
+}
 
 #: Well-known types and how ProtoJSON writes them.
 _WELL_KNOWN: dict[str, dict[str, Any]] = {
@@ -203,11 +275,157 @@ def _singular(collection: str) -> str:
     return collection[:-1] if collection.endswith("s") else collection
 
 
-class _Builder:
-    """Builds the document; schemas are collected as operations reference them."""
+def _outside_parentheses(text: str) -> str:
+    """Returns ``text`` without what its (nested) parentheses hold."""
+    depth = 0
+    kept: list[str] = []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            kept.append(char)
+    return "".join(kept)
+
+
+def reasons_in(text: str) -> list[tuple[str | int, str]]:
+    """Returns the ``(code, reason)`` pairs a list of errors names, in its order.
+
+    A code is a gRPC code name (``NOT_FOUND``) or an HTTP status followed by a reason
+    (OFREP's ``404 `FLAG_NOT_FOUND```); each backquoted ``UPPER_SNAKE`` word after it, up
+    to the next code, is one of its reasons. What parentheses hold is explanation, not a reason.
+    """
+    found: list[tuple[str | int, str]] = []
+    code: str | int | None = None
+    for match in _ERROR_TOKEN.finditer(_outside_parentheses(text)):
+        if match["code"]:
+            code = int(match["code"]) if match["code"].isdigit() else match["code"]
+        elif code is not None:
+            found.append((code, match["reason"]))
+    return found
+
+
+def _reason(code: str | int, reason: str, common: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {"reason": reason}
+    if isinstance(code, int):
+        entry["status"] = code
+    else:
+        entry["code"] = code
+        entry["status"] = HTTP_STATUS[code]
+    if common:
+        entry["common"] = True
+    return entry
+
+
+class ErrorReasons:
+    """The error reasons each RPC's proto comment names, with its service's common ones.
+
+    Args:
+        comments: The contracts' comments.
+    """
 
     def __init__(self, comments: Comments) -> None:
         self.comments = comments
+
+    def of(self, method: MethodDescriptor, anonymous: bool) -> list[dict[str, Any]]:
+        """Returns the ``x-error-reasons`` of ``method``: its own reasons, then the common ones.
+
+        Args:
+            method: The RPC.
+            anonymous: Whether it needs no token (the common reasons of RPCs with a
+                permission do not apply).
+
+        Returns:
+            ``{"code", "status", "reason"}`` objects (``code`` absent for an HTTP status,
+            ``"common": true`` on the service's), each pair once.
+
+        Raises:
+            ValueError: The comment has no ``Errors:`` list, names no reason at all, or its
+                service's comment has a group of common reasons this module does not know.
+        """
+        comment = self.comments.of(method.full_name)
+        at = comment.find("Errors:")
+        if at < 0:
+            raise ValueError(f"{method.full_name}: its comment names no errors (no `Errors:`)")
+        part = comment[at + len("Errors:") :].split("\n\n", 1)[0]
+        common = _COMMON.search(part)
+        own = part[: common.start()] if common else part
+        entries = [_reason(code, reason, False) for code, reason in reasons_in(own)]
+        if common:
+            service = f"{method.containing_service.file.package}.{common.group(1)}"
+            entries += self._common(service, anonymous, method.name.startswith("List"))
+        if not entries:
+            raise ValueError(f"{method.full_name}: its `Errors:` list names no reason")
+        unique: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for entry in entries:
+            unique.setdefault((entry.get("code"), entry["status"], entry["reason"]), entry)
+        return list(unique.values())
+
+    def _common(self, service: str, anonymous: bool, listing: bool) -> list[dict[str, Any]]:
+        comment = self.comments.of(service)
+        entries: list[dict[str, Any]] = []
+        for label, text in _BULLET.findall(comment):
+            group = label.strip()
+            if group == "Every RPC":
+                applies = True
+            elif group == "RPCs with a permission":
+                applies = not anonymous
+            elif group == "List RPCs":
+                applies = listing
+            elif group.startswith("Internal RPCs"):
+                applies = False  # no HTTP binding: not in the document
+            else:
+                raise ValueError(f"{service}: unknown group of common error reasons {group!r}")
+            if applies:
+                entries += [_reason(code, reason, True) for code, reason in reasons_in(text)]
+        if not entries:
+            raise ValueError(f"{service}: its comment lists no common error reasons")
+        return entries
+
+
+def collection_variables(files: Iterable[FileDescriptor]) -> dict[str, str]:
+    """Returns each collection's variable in the resource patterns of ``files``, lowerCamelCase.
+
+    ``tenants/{tenant}/knowledgeBases/{knowledge_base}`` gives ``tenants: tenant`` and
+    ``knowledgeBases: knowledgeBase`` (AIP-122: the variable names one resource of the
+    collection before it).
+
+    Raises:
+        ValueError: Two patterns give one collection different variables.
+    """
+    found: dict[str, str] = {}
+
+    def note(pattern: str) -> None:
+        segments = pattern.split("/")
+        for collection, variable in zip(segments, segments[1:], strict=False):
+            if variable.startswith("{") and variable.endswith("}"):
+                head, *rest = variable[1:-1].split("_")
+                name = head + "".join(word.capitalize() for word in rest)
+                if found.setdefault(collection, name) != name:
+                    raise ValueError(f"{collection}: variables {found[collection]!r} and {name!r}")
+
+    def walk(message: Descriptor) -> None:
+        options = message.GetOptions()
+        if options.HasExtension(resource_pb2.resource):
+            for pattern in options.Extensions[resource_pb2.resource].pattern:
+                note(pattern)
+        for nested in message.nested_types:
+            walk(nested)
+
+    for file in files:
+        for message in file.message_types_by_name.values():
+            walk(message)
+    return found
+
+
+class _Builder:
+    """Builds the document; schemas are collected as operations reference them."""
+
+    def __init__(self, comments: Comments, variables: dict[str, str]) -> None:
+        self.comments = comments
+        self.reasons = ErrorReasons(comments)
+        self.variables = variables
         self.schemas: dict[str, dict[str, Any]] = {}
 
     # Schemas
@@ -221,15 +439,18 @@ class _Builder:
             self.schemas[message.full_name] = self._message(message)
         return {"$ref": f"#/components/schemas/{message.full_name}"}
 
-    def _message(self, message: Descriptor, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    def _message(
+        self, message: Descriptor, skip: frozenset[str] = frozenset(), proto_names: bool = False
+    ) -> dict[str, Any]:
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in message.fields:
             if field.name in skip:
                 continue
-            properties[field.json_name] = self.field(field)
+            key = field.name if proto_names else field.json_name
+            properties[key] = self.field(field)
             if field_behavior_pb2.REQUIRED in _behaviors(field):
-                required.append(field.json_name)
+                required.append(key)
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             schema["required"] = required
@@ -282,14 +503,31 @@ class _Builder:
     # Operations
 
     def operation(
-        self, method: MethodDescriptor, binding: HttpBinding, anonymous: bool, operation_id: str
+        self,
+        method: MethodDescriptor,
+        binding: HttpBinding,
+        anonymous: bool,
+        operation_id: str,
+        form: bool = False,
     ) -> tuple[str, dict[str, Any]]:
-        """Returns ``(OpenAPI path, operation object)`` of one binding."""
+        """Returns ``(OpenAPI path, operation object)`` of one binding.
+
+        Args:
+            method: The RPC.
+            binding: One of its REST bindings.
+            anonymous: Whether it needs no token.
+            operation_id: The ``operationId``.
+            form: The binding also takes its fields form-encoded, by proto name, and answers
+                those requests' errors as RFC 6749 section 5.2 JSON (the token endpoint).
+        """
         path, parameters, path_fields = self._path(method.input_type, binding.template)
         body = binding.body
         request_body: dict[str, Any] | None = None
         if body == "*":
             request_body = self._request_body(self.body_of(method.input_type, path_fields))
+            if form:
+                fields = self._message(method.input_type, path_fields, proto_names=True)
+                request_body["content"][FORM_CONTENT_TYPE] = {"schema": fields}
             query: list[FieldDescriptor] = []
         elif body:
             field = method.input_type.fields_by_name[body]
@@ -313,13 +551,20 @@ class _Builder:
                     parameter["description"] = schema.pop("description")
                 parameters.append(parameter)
         description = self.comments.of(method.full_name)
+        error = _error_response()
+        if form:
+            self.schemas[_OAUTH_ERROR] = _OAUTH_ERROR_SCHEMA
+            error["content"]["application/json"]["schema"] = {
+                "anyOf": [error["content"]["application/json"]["schema"], _schema_ref(_OAUTH_ERROR)]
+            }
         operation: dict[str, Any] = {
             "operationId": operation_id,
             "tags": [method.containing_service.name],
             "summary": _summary(description),
             "description": description,
             "parameters": parameters,
-            "responses": {"200": self._response(method, binding), "default": _error_response()},
+            "responses": {"200": self._response(method, binding), "default": error},
+            "x-error-reasons": self.reasons.of(method, anonymous),
         }
         if request_body is not None:
             operation["requestBody"] = request_body
@@ -359,7 +604,12 @@ class _Builder:
             out = []
             for i, segment in enumerate(segments):
                 if segment in ("*", "**"):
-                    name = "path" if segment == "**" else _singular(segments[i - 1]) if i else field.json_name
+                    if segment == "**":
+                        name = "path"
+                    elif i:
+                        name = self.variables.get(segments[i - 1]) or _singular(segments[i - 1])
+                    else:
+                        name = field.json_name
                     parameters.append(
                         {
                             "name": name,
@@ -423,10 +673,18 @@ def _query_capable(field: FieldDescriptor) -> bool:
     return not field.is_repeated and field.message_type.full_name in _QUERY_WELL_KNOWN
 
 
+def _schema_ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
 def _error_response() -> dict[str, Any]:
     return {
-        "description": "An error: the HTTP status mapped from the gRPC code, and a `google.rpc.Status`.",
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{_STATUS}"}}},
+        "description": (
+            "An error: the HTTP status mapped from the gRPC code, and a `google.rpc.Status`. The "
+            "operation's `x-error-reasons` lists the `ErrorInfo` reasons its service answers with; "
+            "the gateway's own (domain `gateway.orchestrall.dev`, such as `RATE_LIMITED`) come on top."
+        ),
+        "content": {"application/json": {"schema": _schema_ref(_STATUS)}},
     }
 
 
@@ -448,7 +706,19 @@ def document(image: descriptor_pb2.FileDescriptorSet | None = None) -> dict[str,
     Returns:
         The document as JSON-ready dicts (OpenAPI 3.0).
     """
-    builder = _Builder(Comments(image if image is not None else source_image()))
+    files: dict[str, FileDescriptor] = {}
+
+    def add(file: FileDescriptor) -> None:
+        if file.package in _OURS and file.name not in files:
+            files[file.name] = file
+            for dependency in file.dependencies:
+                add(dependency)
+
+    for _, method in _methods():
+        add(method.containing_service.file)
+    builder = _Builder(
+        Comments(image if image is not None else source_image()), collection_variables(files.values())
+    )
     from google.rpc import error_details_pb2, status_pb2
 
     builder.ref(status_pb2.Status.DESCRIPTOR)
@@ -462,7 +732,8 @@ def document(image: descriptor_pb2.FileDescriptorSet | None = None) -> dict[str,
             continue
         for i, binding in enumerate(rpc.bindings):
             operation_id = f"{method.containing_service.name}_{method.name}" + (f"_{i + 1}" if i else "")
-            path, operation = builder.operation(method, binding, rpc.anonymous, operation_id)
+            form = rpc.grpc_path == TOKEN_RPC and binding.method == "POST" and binding.body == "*"
+            path, operation = builder.operation(method, binding, rpc.anonymous, operation_id, form)
             verb = binding.method.lower()
             if verb in paths.setdefault(path, {}):
                 raise ValueError(f"{binding.method} {path} is bound twice")

@@ -4,6 +4,7 @@ Usage::
 
     python -m services.kit.protogen            # regenerate gen/
     python -m services.kit.protogen --lint     # buf lint proto/
+    python -m services.kit.protogen --breaking HEAD~1  # buf breaking against a commit's proto/
     python -m services.kit.protogen --out DIR  # generate into DIR (the staleness test)
 
 Besides the Python code and the descriptor set, gen/ holds ``openapi.json``, the REST
@@ -18,6 +19,12 @@ neither is copied into the repository. The field rules of ``buf/validate/validat
 file compiled, not as source: its ``FileDescriptorProto`` is handed to protoc with
 ``--descriptor_set_in``, and Python code for it is generated into ``gen/buf`` like
 the project's own.
+
+``--breaking REF`` runs ``buf breaking`` (the ``breaking`` rules of ``buf.yaml``) on the
+contracts as they are against ``proto/`` of commit ``REF`` (``make lint``: the previous
+commit), both compiled by protoc like the lint's image, so buf needs no network for the
+googleapis imports. A clone without that commit (a shallow clone, or the first commit)
+compares against ``HEAD`` instead, and says so: uncommitted changes are still checked.
 
 Envoy's rate limit service protocol (``envoy.service.ratelimit.v3``, which the billing
 service serves to the gateway) comes from the ``xds-protos`` wheel (Apache-2.0, the
@@ -41,11 +48,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -140,18 +149,18 @@ def _validate_descriptor_set(directory: Path) -> Path:
     return path
 
 
-def _include_paths() -> list[Path]:
+def _include_paths(proto_dir: Path = PROTO_DIR) -> list[Path]:
     site = Path(sysconfig.get_paths()["purelib"])
-    return [PROTO_DIR, site, Path(grpc_tools.__file__).parent / "_proto"]
+    return [proto_dir, site, Path(grpc_tools.__file__).parent / "_proto"]
 
 
-def proto_files() -> list[str]:
-    """Returns the project's proto files relative to ``proto/``, sorted."""
-    return sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+def proto_files(proto_dir: Path = PROTO_DIR) -> list[str]:
+    """Returns the project's proto files relative to ``proto_dir`` (``proto/``), sorted."""
+    return sorted(str(p.relative_to(proto_dir)) for p in proto_dir.rglob("*.proto"))
 
 
-def _protoc(args: list[str]) -> None:
-    includes = [f"-I{p}" for p in _include_paths()]
+def _protoc(args: list[str], proto_dir: Path = PROTO_DIR) -> None:
+    includes = [f"-I{p}" for p in _include_paths(proto_dir)]
     with tempfile.TemporaryDirectory() as tmp:
         rules = _validate_descriptor_set(Path(tmp))
         sets = f"{rules}:{XDS_DESCRIPTOR_SET}"
@@ -194,8 +203,11 @@ def generate(out: Path) -> None:
     )
 
 
-def source_image() -> descriptor_pb2.FileDescriptorSet:
+def source_image(proto_dir: Path = PROTO_DIR) -> descriptor_pb2.FileDescriptorSet:
     """Returns the contracts' descriptors with their imports and source info (the comments).
+
+    Args:
+        proto_dir: The contracts' folder: ``proto/``, or a copy of it (another commit's).
 
     Returns:
         A ``FileDescriptorSet``; ``source_code_info`` holds each element's leading comments.
@@ -203,7 +215,13 @@ def source_image() -> descriptor_pb2.FileDescriptorSet:
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image.binpb"
         _protoc(
-            [f"--descriptor_set_out={image}", "--include_imports", "--include_source_info", *proto_files()]
+            [
+                f"--descriptor_set_out={image}",
+                "--include_imports",
+                "--include_source_info",
+                *proto_files(proto_dir),
+            ],
+            proto_dir,
         )
         return descriptor_pb2.FileDescriptorSet.FromString(image.read_bytes())
 
@@ -242,6 +260,91 @@ def lint() -> None:
             raise SystemExit(result.returncode)
 
 
+def check_breaking(current: Path, against: Path) -> subprocess.CompletedProcess[str]:
+    """Runs ``buf breaking`` on the contracts in ``current`` against those in ``against``.
+
+    Both folders are compiled with protoc (:func:`source_image`); the rules are ``buf.yaml``'s.
+
+    Returns:
+        buf's finished process: exit code 0 when nothing breaks, its findings on stdout.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        new, old = Path(tmp) / "current.binpb", Path(tmp) / "against.binpb"
+        new.write_bytes(source_image(current).SerializeToString())
+        old.write_bytes(source_image(against).SerializeToString())
+        return subprocess.run(
+            [
+                buf_executable(),
+                "breaking",
+                f"{new}#format=binpb",
+                "--against",
+                f"{old}#format=binpb",
+                "--config",
+                str(ROOT / "buf.yaml"),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+
+
+def _commit(ref: str) -> str | None:
+    """Returns the commit ``ref`` names in this checkout, or None (not in the clone, or no git)."""
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+    except FileNotFoundError:
+        return None
+    return found.stdout.strip() or None if found.returncode == 0 else None
+
+
+def _export_proto(commit: str, into: Path) -> Path | None:
+    """Writes ``proto/`` of ``commit`` under ``into``; returns it, or None when it had none."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "proto"],
+        check=False,
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "proto"
+
+
+def breaking(against: str = "HEAD~1") -> None:
+    """Runs ``buf breaking`` on ``proto/`` against ``proto/`` of the commit ``against``.
+
+    Without that commit in the clone (shallow, or the first commit) the comparison is
+    against ``HEAD``, and a line says so; without git history at all it is skipped.
+
+    Raises:
+        SystemExit: buf found breaking changes (its exit code).
+    """
+    commit = _commit(against)
+    if commit is None:
+        commit = _commit("HEAD")
+        if commit is None:
+            print(f"buf breaking: no git history here, nothing to compare {against} with; skipped")
+            return
+        print(f"buf breaking: {against} is not in this clone (shallow, or the first commit); against HEAD")
+    with tempfile.TemporaryDirectory() as tmp:
+        old = _export_proto(commit, Path(tmp))
+        if old is None:
+            print(f"buf breaking: {against} has no proto/; nothing to compare")
+            return
+        result = check_breaking(PROTO_DIR, old)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    if result.returncode != 0:
+        raise SystemExit(result.returncode)
+    print(f"buf breaking: no breaking change against {against} ({commit[:12]})")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (see the module docstring)."""
     parser = argparse.ArgumentParser(
@@ -249,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=GEN_DIR)
     parser.add_argument("--lint", action="store_true")
+    parser.add_argument("--breaking", metavar="REF", help="buf breaking against proto/ of commit REF")
     parser.add_argument("--vendor-xds", type=Path, metavar="WHEEL", help="the xds-protos wheel to read")
     args = parser.parse_args(argv)
     if args.vendor_xds:
@@ -256,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
             print(name)
     elif args.lint:
         lint()
+    elif args.breaking:
+        breaking(args.breaking)
     else:
         generate(args.out)
 

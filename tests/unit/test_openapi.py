@@ -12,8 +12,10 @@ import pytest
 from openapi_spec_validator import validate
 
 from gateway.envoy.render import _OURS, rpcs_of, service_descriptors
-from gateway.openapi import DOCUMENT
+from gateway.openapi import DOCUMENT, HTTP_STATUS, reasons_in
+from services.auth.oauth import PARAMETERS
 from services.kit.config import SERVICES
+from services.kit.protogen import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +92,15 @@ def test_schemas_follow_proto_json_and_field_behaviour(document: dict[str, Any])
 
 def test_errors_are_status_and_anonymous_rpcs_need_no_token(document: dict[str, Any]) -> None:
     operations = _operations(document)
-    for _, _, operation in operations.values():
+    status = {"$ref": "#/components/schemas/google.rpc.Status"}
+    for operation_id, (_, _, operation) in operations.items():
         default = operation["responses"]["default"]["content"]["application/json"]["schema"]
-        assert default == {"$ref": "#/components/schemas/google.rpc.Status"}
+        if operation_id == "AuthService_IssueToken":  # form requests get RFC 6749 errors
+            assert default == {
+                "anyOf": [status, {"$ref": "#/components/schemas/orchestrall.auth.v1.OAuthError"}]
+            }
+        else:
+            assert default == status
     assert document["security"] == [{"bearerAuth": []}]
     assert operations["AuthService_IssueToken"][2]["security"] == []
     assert "security" not in operations["AgentService_GetAgent"][2]
@@ -102,3 +110,76 @@ def test_errors_are_status_and_anonymous_rpcs_need_no_token(document: dict[str, 
 def test_server_streams_are_server_sent_events(document: dict[str, Any]) -> None:
     _, _, stream = _operations(document)["AgentService_StreamRunEvents"]
     assert list(stream["responses"]["200"]["content"]) == ["text/event-stream"]
+
+
+def test_the_token_endpoint_also_takes_the_form_oauth_clients_send(document: dict[str, Any]) -> None:
+    verb, path, token = _operations(document)["AuthService_IssueToken"]
+    assert (verb, path) == ("POST", "/v1/oauth2/token")
+    content = token["requestBody"]["content"]
+    assert list(content) == ["application/json", "application/x-www-form-urlencoded"]
+    form = content["application/x-www-form-urlencoded"]["schema"]
+    # RFC 6749's parameter names: the proto field names (services.auth.oauth.PARAMETERS).
+    assert set(form["properties"]) == set(PARAMETERS)
+    assert form["required"] == ["grant_type"]
+    assert form["properties"]["client_secret"]["maxLength"] == 500
+    oauth_error = document["components"]["schemas"]["orchestrall.auth.v1.OAuthError"]
+    assert oauth_error["required"] == ["error"]
+
+
+def test_error_reasons_come_from_each_rpcs_comment(document: dict[str, Any]) -> None:
+    operations = _operations(document)
+    get_agent = operations["AgentService_GetAgent"][2]["x-error-reasons"]
+    assert get_agent[0] == {"code": "NOT_FOUND", "status": 404, "reason": "AGENT_NOT_FOUND"}
+    common = {(e["code"], e["reason"]) for e in get_agent if e.get("common")}
+    assert ("PERMISSION_DENIED", "TENANT_MISMATCH") in common
+    assert ("INVALID_ARGUMENT", "MALFORMED_REQUEST") in common
+    # An anonymous RPC has no token to check: only the reasons of every RPC are common.
+    sign_up = operations["AuthService_CreateTenant"][2]["x-error-reasons"]
+    assert "MALFORMED_REQUEST" in {e["reason"] for e in sign_up}
+    assert not {"MISSING_PERMISSION", "INVALID_TOKEN"} & {e["reason"] for e in sign_up}
+    # Words in parentheses explain; they are no reasons (CreateAgent's `TOOL_CHOICE_REQUIRED`).
+    create_agent = {e["reason"] for e in operations["AgentService_CreateAgent"][2]["x-error-reasons"]}
+    assert "TOOL_CHOICE_REQUIRED" not in create_agent
+    # OFREP names HTTP statuses, not gRPC codes.
+    ofrep = operations["OfrepService_EvaluateOfrepFlag"][2]["x-error-reasons"]
+    assert {"status": 404, "reason": "FLAG_NOT_FOUND"} in ofrep
+    for operation_id, (_, _, operation) in operations.items():
+        reasons = operation["x-error-reasons"]
+        assert reasons, operation_id
+        for entry in reasons:
+            assert entry["status"] == HTTP_STATUS.get(entry.get("code", ""), entry["status"]), entry
+
+
+def test_every_documented_reason_is_one_the_code_answers_with(document: dict[str, Any]) -> None:
+    source = "\n".join(
+        p.read_text() for folder in ("services", "gateway") for p in (ROOT / folder).rglob("*.py")
+    )
+    documented = {
+        entry["reason"]
+        for item in document["paths"].values()
+        for operation in item.values()
+        for entry in operation["x-error-reasons"]
+    }
+    assert len(documented) > 50
+    # A string literal, or a member of an enum the code answers with (OpenFeature's ErrorCode).
+    missing = sorted(r for r in documented if f'"{r}"' not in source and f".{r}" not in source)
+    assert missing == []
+
+
+def test_reasons_in_a_list_of_errors() -> None:
+    text = (
+        "INVALID_ARGUMENT `INVALID_ARGUMENT` (`x` not in `STATE_A`) or `INVALID_FLAG` (as `B`); "
+        "NOT_FOUND `FLAG_NOT_FOUND`; 400 `PARSE_ERROR`, over 1,500 windows"
+    )
+    assert reasons_in(text) == [
+        ("INVALID_ARGUMENT", "INVALID_ARGUMENT"),
+        ("INVALID_ARGUMENT", "INVALID_FLAG"),
+        ("NOT_FOUND", "FLAG_NOT_FOUND"),
+        (400, "PARSE_ERROR"),
+    ]
+
+
+def test_path_parameters_are_named_by_the_resource_patterns(document: dict[str, Any]) -> None:
+    verb, path, _ = _operations(document)["AgentService_GetKnowledgeBase"]
+    # tenants/{tenant}/knowledgeBases/{knowledge_base}, not an English singular ("knowledgeBas").
+    assert (verb, path) == ("GET", "/v1/tenants/{tenant}/knowledgeBases/{knowledgeBase}")
