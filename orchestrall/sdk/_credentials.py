@@ -66,7 +66,3 @@ class ApiKeyCredentials:
                 self._renew_at = started + lifetime - min(self._refresh_before, lifetime / 2)
                 self.issued += 1
             return self._token
-
-    def invalidate(self) -> None:
-        """Forgets the token, so the next call exchanges the API key again."""
-        self._token = ""
