@@ -54,8 +54,8 @@ proto: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m services.kit.protogen --lint
 	$(PY) -m services.kit.protogen --breaking $(BREAKING_AGAINST)
-	$(VENV)/bin/ruff check services gateway tests benchmark deploy
-	$(VENV)/bin/ruff format --check services gateway tests benchmark deploy
+	$(VENV)/bin/ruff check services gateway tests benchmark deploy orchestrall
+	$(VENV)/bin/ruff format --check services gateway tests benchmark deploy orchestrall
 	$(VENV)/bin/mypy services tests gateway benchmark deploy
 
 test: $(STAMP) $(CHECKOV_STAMP) browser

@@ -1,4 +1,8 @@
-"""``orchestrall``: run the mesh here, the demo against it; look at workflow runs, plans and invoices."""
+"""``orchestrall``: run the mesh here, the demo against it; drive a stack as a client (on the SDK).
+
+The client commands (``login``, ``agents``, ``run``, ``workflows``, ``flags``, ``usage``) are in
+:mod:`services.cli.client`; their exit codes are listed in :mod:`services.cli.client.common`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,11 @@ from rich.table import Table
 from orchestrall.auth.v1.auth_service_pb2 import RotateSigningKeyRequest
 from orchestrall.auth.v1.auth_service_pb2_grpc import AuthServiceStub
 from services.cli.billing import invoices_app, plans_app
+from services.cli.client.agents import agents_app, run_agent
+from services.cli.client.flags import flags_app
+from services.cli.client.login import login
+from services.cli.client.usage import usage
+from services.cli.client.workflows import workflows_app
 from services.cli.demo import DemoFailed, run_demo
 from services.cli.stack import CLI_IDENTITY, Stack, StackConfig, telemetry_summary
 from services.kit.config import SERVICES
@@ -156,6 +165,12 @@ workflow_app = typer.Typer(help="Workflows of a running stack, through its gatew
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(plans_app, name="plans")
 app.add_typer(invoices_app, name="invoices")
+app.command("login")(login)
+app.add_typer(agents_app, name="agents")
+app.command("run")(run_agent)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(flags_app, name="flags")
+app.command("usage")(usage)
 
 
 @workflow_app.command("show")

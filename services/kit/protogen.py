@@ -7,6 +7,15 @@ Usage::
     python -m services.kit.protogen --breaking HEAD~1  # buf breaking against a commit's proto/
     python -m services.kit.protogen --out DIR  # generate into DIR (the staleness test)
 
+The typed Python SDK's dataclass messages and async stubs are generated with betterproto2's
+plugin (``protoc-gen-python_betterproto2`` of the ``betterproto2-compiler`` wheel) into
+:data:`SDK_PROTO_DIR`, ``gen/orchestrall/sdk/proto/``: the grpcio modules already are the
+packages ``orchestrall.<svc>.v1``, so betterproto2's tree of proto packages (ours, and the
+``google.*`` ones they import) gets a root of its own inside the SDK's package, and its
+modules import each other relatively, so they work under any root. ``orchestrall`` and
+``orchestrall.sdk`` get no ``__init__.py`` here: the hand-written part of the SDK is the
+repository's ``orchestrall/sdk/`` (see ``orchestrall/pyproject.toml``).
+
 Besides the Python code and the descriptor set, gen/ holds ``openapi.json``, the REST
 API's description (:mod:`gateway.openapi`). It is written by a child interpreter that
 imports the code just generated, so the document always describes the contracts as
@@ -72,6 +81,13 @@ OPENAPI_FILE = "openapi.json"
 # Compiled into the descriptor set so Envoy can render google.rpc.Status
 # details (ErrorInfo, BadRequest) into JSON error bodies.
 EXTRA_DESCRIPTOR_INPUTS = ("google/rpc/error_details.proto",)
+#: Where betterproto2's modules go, relative to gen/ (the package ``orchestrall.sdk.proto``).
+SDK_PROTO_DIR = Path("orchestrall", "sdk", "proto")
+#: Generated for the SDK besides the contracts: ``google.rpc.Status`` and its details, which
+#: the SDK turns into exceptions (``orchestrall.sdk.errors``).
+SDK_EXTRA_INPUTS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
+#: betterproto2's options: async stubs only (on grpclib), plain dataclasses.
+SDK_PLUGIN_OPTIONS = "client_generation=async"
 
 
 VALIDATE_PROTO = "buf/validate/validate.proto"
@@ -169,6 +185,60 @@ def _protoc(args: list[str], proto_dir: Path = PROTO_DIR) -> None:
         raise SystemExit(f"protoc failed ({code}): {' '.join(args[:3])} ...")
 
 
+def betterproto2_plugin() -> None:
+    """Runs betterproto2's protoc plugin on the request on stdin, answering on stdout.
+
+    betterproto2 reads every file's comments, and the files protoc takes from
+    ``--descriptor_set_in`` (protovalidate's rules, compiled) carry none: each such file gets
+    an empty ``source_code_info`` first, so their messages are generated without docstrings.
+    """
+    from betterproto2_compiler.lib.google.protobuf import SourceCodeInfo
+    from betterproto2_compiler.lib.google.protobuf.compiler import CodeGeneratorRequest
+    from betterproto2_compiler.plugin.parser import generate_code
+
+    request = CodeGeneratorRequest.parse(sys.stdin.buffer.read())
+    for file in request.proto_file:
+        if file.source_code_info is None:
+            file.source_code_info = SourceCodeInfo()
+    sys.stdout.buffer.write(bytes(generate_code(request)))
+
+
+def _betterproto2(out: Path) -> None:
+    """Writes betterproto2's messages and async stubs for the contracts into ``out/SDK_PROTO_DIR``.
+
+    The plugin (:func:`betterproto2_plugin`, run by protoc through a small script) formats its
+    output with the ``ruff`` on ``PATH`` and the configuration it finds from the working
+    directory, so both are fixed: the pinned ruff beside this interpreter, and the repository's
+    root, whatever directory generation was started from.
+    """
+    binaries = Path(sys.executable).parent
+    target = out / SDK_PROTO_DIR
+    target.mkdir(parents=True)
+    saved_path, saved_cwd = os.environ.get("PATH", ""), Path.cwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        plugin = Path(tmp) / "protoc-gen-python_betterproto2"
+        plugin.write_text(
+            f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m services.kit.protogen'
+            " --betterproto2-plugin\n"
+        )
+        plugin.chmod(0o755)
+        os.environ["PATH"] = os.pathsep.join([str(binaries), saved_path])
+        os.chdir(ROOT)
+        try:
+            _protoc(
+                [
+                    f"--plugin=protoc-gen-python_betterproto2={plugin}",
+                    f"--python_betterproto2_out={target}",
+                    f"--python_betterproto2_opt={SDK_PLUGIN_OPTIONS}",
+                    *proto_files(),
+                    *SDK_EXTRA_INPUTS,
+                ]
+            )
+        finally:
+            os.environ["PATH"] = saved_path
+            os.chdir(saved_cwd)
+
+
 def generate(out: Path) -> None:
     """Writes Python messages, ``.pyi`` stubs, grpc stubs and the descriptor set.
 
@@ -190,9 +260,11 @@ def generate(out: Path) -> None:
             *EXTRA_DESCRIPTOR_INPUTS,
         ]
     )
+    _betterproto2(out)
+    namespaces = {out / "orchestrall", out / SDK_PROTO_DIR.parent}
     for module in out.rglob("*_pb2.py"):
         package = module.parent
-        while package != out:
+        while package != out and package not in namespaces:
             (package / "__init__.py").touch()
             package = package.parent
     subprocess.run(
@@ -354,8 +426,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lint", action="store_true")
     parser.add_argument("--breaking", metavar="REF", help="buf breaking against proto/ of commit REF")
     parser.add_argument("--vendor-xds", type=Path, metavar="WHEEL", help="the xds-protos wheel to read")
+    parser.add_argument("--betterproto2-plugin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.vendor_xds:
+    if args.betterproto2_plugin:
+        betterproto2_plugin()
+    elif args.vendor_xds:
         for name in vendor_xds(args.vendor_xds):
             print(name)
     elif args.lint:
