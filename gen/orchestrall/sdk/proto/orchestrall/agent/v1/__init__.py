@@ -1713,8 +1713,9 @@ class ListAgentTemplatesRequest(betterproto2.Message):
     """
     The industry whose templates come first, as a tenant's `industry` names it
     (`finance`, `healthcare`, `retail`, `manufacturing`, `logistics`, `technology`;
-    case and surrounding spaces are ignored); empty, or another industry, keeps the
-    catalog order.
+    case and surrounding spaces are ignored). Empty takes the caller's tenant's
+    `industry` (the token's `industry` claim, set when auth issues the token); empty
+    there too, or another industry, keeps the catalog order.
     """
 
 
@@ -3627,7 +3628,8 @@ class AgentServiceStub(betterproto2_grpclib.ServiceStub):
     ) -> "ListAgentTemplatesResponse":
         """
         Lists the agent templates (ready-made agents for finance, healthcare, retail,
-        manufacturing, logistics and technology), the templates of `industry` first,
+        manufacturing, logistics and technology), the templates of `industry` first
+        (without one, the caller's tenant's `industry`, which its token carries),
         then the others, each group by industry and in catalog order. The templates are
         the same for every tenant and change only with a release.
 

@@ -1523,8 +1523,8 @@ class Meter(betterproto2.Message):
     )
     """
     How long after a window ends an event of it may still arrive and count in it;
-    an event recorded later counts in no window. 0 to 35 days (the deduplication
-    window); unset means 1 day. The built-in meters take 35 days.
+    an event recorded later counts in no window. 0 to 35 days (a billing
+    period and its stragglers); unset means 1 day. The built-in meters take 35 days.
     """
 
     unit: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
@@ -2466,9 +2466,9 @@ class BillingServiceStub(betterproto2_grpclib.ServiceStub):
     ) -> "IngestUsageEventsResponse":
         """
         Records a batch of usage events, CloudEvents 1.0 of any tenant, all or
-        nothing. Idempotent: an event whose tenant, `source` and `id` were recorded in
-        the last 35 days (the deduplication window) counts as a duplicate and is not
-        recorded again (CloudEvents 1.0 section 3.1.1: `source` + `id` identify an
+        nothing. Idempotent: an event whose tenant, `source` and `id` were recorded
+        before counts as a duplicate and is not recorded again, for as long as the
+        event is kept (CloudEvents 1.0 section 3.1.1: `source` + `id` identify an
         event). Internal: only mesh services may meter usage.
 
         Errors: INVALID_ARGUMENT `INVALID_ARGUMENT` (not 1-1000 events) or
@@ -2508,7 +2508,7 @@ class BillingServiceStub(betterproto2_grpclib.ServiceStub):
         `subject`, `time` as RFC 3339, `datacontenttype` JSON, `data` a JSON object;
         extension attributes are accepted and not stored). The request body is the
         HTTP body as sent. Recording is `IngestUsageEvents`'s: all or nothing,
-        deduplicated by `source` and `id` for 35 days; the answer counts the events
+        deduplicated by `source` and `id`; the answer counts the events
         recorded and the duplicates. For an operator feeding usage from elsewhere
         (admin).
 
