@@ -108,7 +108,8 @@ class Session:
 
     async def metadata(self, route: str, metadata: MetadataLike | None) -> list[tuple[str, str | bytes]]:
         """Returns the call's metadata with ``authorization`` added (not for the token exchange)."""
-        pairs = list(metadata.items() if isinstance(metadata, dict) else metadata or [])
+        given = metadata.items() if isinstance(metadata, dict) else metadata or []
+        pairs: list[tuple[str, str | bytes]] = [(str(key), value) for key, value in given]
         if route != ISSUE_TOKEN and self.token is not None:
             token = await self.token()
             if token:
