@@ -51,7 +51,7 @@ from services.kit.metrics import RpcMetrics
 from services.kit.mtls import peer_spiffe_id, spiffe_id
 from services.kit.policy import may_call
 from services.kit.sidecar import forwarded_spiffe_id
-from services.kit.tracing import end_server_span, traced
+from services.kit.tracing import end_server_span, traced, tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,10 @@ class Guard:
         self._domain = domain
         self._peer_identity = peer_identity
         self._metrics = metrics
-        self._rpc_log = RpcLog()
+        # Whether calls run in spans: decided once, at start-up, from the process's environment, as
+        # traced() decides whether to make them; with no span to end, _done skips looking for one.
+        self._tracing = tracing_enabled()
+        self._rpc_log = RpcLog(traced=self._tracing)
         self._tenant_concurrency = tenant_concurrency
         self._in_flight: dict[str, int] = {}
         self._rules = rules
@@ -204,7 +207,8 @@ class Guard:
         if self._metrics is not None:
             self._metrics.observe(method, code, seconds)
         tenant = principal.tenant if principal is not None else None
-        end_server_span(code, tenant)
+        if self._tracing:
+            end_server_span(code, tenant)
         self._rpc_log.write(
             method, code, seconds, tenant, principal.subject if principal is not None else None
         )
