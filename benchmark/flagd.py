@@ -14,7 +14,8 @@ On the SQLite stack (real processes, Envoy in front), with the bench tenant's to
   on the measured core meanwhile. The ratio's goal is the issue's: at most 1.2. A
   context row times the provider's ``resolve_*_details`` called without the SDK, which
   tells the SDK's share (hooks, four context merges, hook contexts, details) from the
-  provider's.
+  provider's; another times the same client calls on a provider that answers a constant
+  (no hooks, no evaluation): the SDK's own cost per call, which no provider can go below.
 - **Change propagation**, p50/p99: from ``UpdateFlag``'s reply to a connected
   provider's ``PROVIDER_CONFIGURATION_CHANGED`` event for the flag, then a check that
   it evaluates the new variant: the RPC-mode provider (event stream), the tenant's
@@ -50,6 +51,8 @@ from openfeature.contrib.provider.flagd.config import CacheType, ResolverType
 from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import EventDetails, ProviderEvent
+from openfeature.flag_evaluation import FlagResolutionDetails, Reason
+from openfeature.provider import AbstractProvider, Metadata
 from openfeature.schemas.protobuf.flagd.sync.v1 import sync_pb2, sync_pb2_grpc
 
 from benchmark.harness import MEASURED_CORE, OTHER_CORE, Goal, Row, Throughput, percentile, pin, render_table
@@ -112,6 +115,20 @@ def _value(value: Any) -> struct_pb2.Value:
     else:
         message.number_value = value
     return message
+
+
+class _Constant(AbstractProvider):
+    """A provider that answers every flag with the caller's default, evaluating nothing."""
+
+    def get_metadata(self) -> Metadata:
+        """Returns the provider's name."""
+        return Metadata(name="constant")
+
+    def _answer(self, flag_key: str, default_value: Any, evaluation_context: Any = None) -> Any:
+        return FlagResolutionDetails(default_value, variant="default", reason=Reason.STATIC)
+
+    resolve_boolean_details = resolve_string_details = resolve_integer_details = _answer
+    resolve_float_details = resolve_object_details = _answer
 
 
 @dataclass
@@ -288,6 +305,14 @@ class FlagdFigures:
             "string": provider.resolve_string_details,
             "integer": provider.resolve_integer_details,
         }
+        # The SDK alone: the same client calls on a provider that evaluates nothing.
+        api.set_provider(_Constant(), "bench-sdk-floor")
+        floor_client = api.get_client("bench-sdk-floor")
+        floor: dict[str, Callable[..., Any]] = {
+            "boolean": floor_client.get_boolean_value,
+            "string": floor_client.get_string_value,
+            "integer": floor_client.get_integer_value,
+        }
         for (key, kind), context in plan[: len(calls) * len(_CONTEXTS)]:  # both sides agree
             expected = own[kind](key, _DEFAULTS[kind], context).value
             if sdk[kind](key, _DEFAULTS[kind], context) != expected:
@@ -299,8 +324,8 @@ class FlagdFigures:
                 resolvers[kind](key, _DEFAULTS[kind], context)
             return (time.perf_counter() - began) / len(plan)
 
-        times: dict[str, list[float]] = {"sdk": [], "bare": [], "core": []}
-        sides = {"sdk": sdk, "bare": bare, "core": own}
+        times: dict[str, list[float]] = {"sdk": [], "bare": [], "core": [], "floor": []}
+        sides = {"sdk": sdk, "bare": bare, "core": own, "floor": floor}
         pin(os.getpid(), MEASURED_CORE)
         try:
             for resolvers in sides.values():  # warm-up
@@ -310,7 +335,7 @@ class FlagdFigures:
                     times[side].append(round_of(resolvers))
         finally:
             pin(os.getpid(), OTHER_CORE)
-        sdk_us, bare_us, core_us = (statistics.median(times[side]) * 1e6 for side in sides)
+        sdk_us, bare_us, core_us, floor_us = (statistics.median(times[side]) * 1e6 for side in sides)
         return [
             Row(
                 "in-process evaluation, OpenFeature client + flagd provider ÷ FlagdCore alone, per call",
@@ -326,6 +351,13 @@ class FlagdFigures:
                 "µs",
                 baseline=core_us,
                 shown=f"{bare_us:.1f} µs",
+            ),
+            Row(
+                "in-process evaluation, the OpenFeature client on a constant provider ÷ FlagdCore alone",
+                floor_us,
+                "µs",
+                baseline=core_us,
+                shown=f"{floor_us:.1f} µs",
             ),
         ]
 

@@ -51,7 +51,7 @@ from services.kit.metrics import RpcMetrics
 from services.kit.mtls import peer_spiffe_id, spiffe_id
 from services.kit.policy import may_call
 from services.kit.sidecar import forwarded_spiffe_id
-from services.kit.tracing import end_server_span, traced
+from services.kit.tracing import end_server_span, traced, tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,10 @@ class Guard:
         self._domain = domain
         self._peer_identity = peer_identity
         self._metrics = metrics
-        self._rpc_log = RpcLog()
+        # Whether calls run in spans: decided once, at start-up, from the process's environment, as
+        # traced() decides whether to make them; with no span to end, _done skips looking for one.
+        self._tracing = tracing_enabled()
+        self._rpc_log = RpcLog(traced=self._tracing)
         self._tenant_concurrency = tenant_concurrency
         self._in_flight: dict[str, int] = {}
         self._rules = rules
@@ -139,21 +142,22 @@ class Guard:
         if rule is None:
             raise TypeError(f"{method} has no access rule in the contracts")
         deserialize = validation.lenient(handler.request_deserializer, method.rsplit("/", 1)[1] + " request")
+        scoped = scoped_fields(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, rule, handler.unary_unary),
+                self._unary(method, rule, handler.unary_unary, scoped),
                 request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(method, rule, handler.unary_stream),
+                self._streaming(method, rule, handler.unary_stream, scoped),
                 request_deserializer=deserialize,
                 response_serializer=handler.response_serializer,
             )
         raise TypeError(f"{method}: only unary requests with a unary or async-generator response are guarded")
 
-    def _unary(self, method: str, rule: auth.MethodRule, inner: Unary) -> Unary:
+    def _unary(self, method: str, rule: auth.MethodRule, inner: Unary, scoped: tuple[str, ...]) -> Unary:
         audit = self._audit if rule.audited else None
         calls = self.calls
         done = self._done
@@ -168,7 +172,7 @@ class Guard:
             try:
                 principal = await self._admit(rule, method, context)
                 auth.set_principal(principal)
-                _check(principal, request)
+                _check(principal, request, scoped)
                 tenant = self._enter(principal.tenant)
                 response = await inner(request, context)
             except DomainError as error:
@@ -204,12 +208,15 @@ class Guard:
         if self._metrics is not None:
             self._metrics.observe(method, code, seconds)
         tenant = principal.tenant if principal is not None else None
-        end_server_span(code, tenant)
+        if self._tracing:
+            end_server_span(code, tenant)
         self._rpc_log.write(
             method, code, seconds, tenant, principal.subject if principal is not None else None
         )
 
-    def _streaming(self, method: str, rule: auth.MethodRule, inner: Streaming) -> Streaming:
+    def _streaming(
+        self, method: str, rule: auth.MethodRule, inner: Streaming, scoped: tuple[str, ...]
+    ) -> Streaming:
         calls = self.calls
         done = self._done
 
@@ -221,7 +228,7 @@ class Guard:
             try:
                 principal = await self._admit(rule, method, context)
                 auth.set_principal(principal)
-                _check(principal, request)
+                _check(principal, request, scoped)
                 async for response in inner(request, context):
                     yield response
                 done(method, "OK", began, principal)
@@ -303,7 +310,21 @@ class Guard:
 SCOPED_FIELDS = ("name", "parent")
 
 
-def _check(principal: auth.Principal, request: Any) -> None:
+def scoped_fields(deserialize: Callable[[bytes], Any]) -> tuple[str, ...]:
+    """Returns which of :data:`SCOPED_FIELDS` the request type of a method has, read once at registration.
+
+    ``deserialize`` is the generated ``<Request>.FromString``, bound to the message class; a request type
+    never gains fields while the server runs, and looking for a field a message lacks costs a call an
+    exception (2 µs on the bench machine). Without a message class at hand, both fields are looked for.
+    """
+    message_type = getattr(deserialize, "__self__", None)
+    descriptor = getattr(message_type, "DESCRIPTOR", None)
+    if descriptor is None:
+        return SCOPED_FIELDS
+    return tuple(name for name in SCOPED_FIELDS if name in descriptor.fields_by_name)
+
+
+def _check(principal: auth.Principal, request: Any, scoped: tuple[str, ...] = SCOPED_FIELDS) -> None:
     """Refuses bad requests before any work: undecodable, for another tenant, breaking field rules.
 
     Authorization comes before validation (AIP-211), so a caller learns nothing of another
@@ -318,7 +339,7 @@ def _check(principal: auth.Principal, request: Any) -> None:
     if isinstance(request, validation.Unreadable):
         raise request.error()
     if principal.tenant is not None:
-        for field in SCOPED_FIELDS:
+        for field in scoped:
             value = getattr(request, field, None)
             if isinstance(value, str) and value.startswith("tenants/"):
                 auth.require_tenant(value.split("/", 2)[1])
