@@ -29,6 +29,7 @@ from openai.types.chat import ChatCompletionChunk
 from orchestrall.agent.v1 import resources_pb2 as res
 from services.agent import tools as catalog
 from services.agent.events import LiveRun
+from services.agent.knowledge import tool as knowledge_tool
 from services.agent.models import RunRow, RunState
 from services.agent.routing import ModelRouter, OpenedStream
 from services.agent.runner import (
@@ -365,6 +366,8 @@ async def replay(
             replayed.output = outcome.output
             del replayed.tool_calls[:]
             replayed.tool_calls.extend(res.ToolCall(**call) for call in outcome.tool_calls)
+            del replayed.citations[:]
+            replayed.citations.extend(res.Citation(**c) for c in knowledge_tool.citations(outcome.tool_calls))
             replayed.usage.CopyFrom(
                 res.Usage(
                     input_tokens=outcome.input_tokens,

@@ -268,6 +268,7 @@ def run_to_proto(run: RunRow) -> res.Run:
     if run.thread_id:
         message.thread = THREAD.format(run.tenant_id, run.thread_id)
     message.pending_tool_calls.extend(res.ToolCall(**call) for call in run.pending_tool_calls)
+    message.citations.extend(res.Citation(**c) for c in knowledge_tool.citations(run.tool_calls))
     if run.error_reason:
         code = errors.RUN_FAILURE_CODES.get(run.error_reason, grpc.StatusCode.UNKNOWN)
         message.error.CopyFrom(error_status(code, run.error_reason, run.error_message, errors.DOMAIN))

@@ -85,6 +85,17 @@ def test_a_pdf_uploaded_over_rest_is_ingested_searched_and_cited(stack: Stack, h
     assert run["state"] == "STATE_SUCCEEDED", run
     result = json.loads(run["toolCalls"][0]["result"])
     assert result["results"][0]["document"] == "Shift rules"
+    top = run["citations"][0]
+    assert (top["toolCallId"], top["document"], top["documentDisplayName"], top["section"]) == (
+        run["toolCalls"][0]["id"],
+        uploaded.json()["name"],
+        "Shift rules",
+        result["results"][0]["section"],
+    )
+    assert (
+        top.get("chunkIndex", 0) == result["results"][0]["chunk"]
+        and top["score"] == result["results"][0]["score"]
+    )
 
 
 def test_bad_uploads_are_refused_with_field_violations(stack: Stack, http: httpx.Client) -> None:

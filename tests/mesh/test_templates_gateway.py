@@ -64,18 +64,7 @@ def _numbers(value: Any) -> list[str]:
     return []
 
 
-#: Templates the embedded SmolLM2-135M does not run reliably, and why; they run with a larger
-#: model. Both emit one long argument (a list of numbers, a quoted text) that the model does
-#: not close within its 256-token turn, so the cut-off arguments are not JSON.
-MODEL_LIMITED = {
-    "manufacturing-quality-inspector": "the values list runs past the turn's token limit",
-    "technology-security-scanner": "the text string runs past the turn's token limit",
-}
-
-
-@pytest.mark.parametrize(
-    "template", [t for t in templates() if t.id not in MODEL_LIMITED], ids=lambda t: t.id
-)
+@pytest.mark.parametrize("template", templates(), ids=lambda t: t.id)
 def test_every_template_runs_with_its_tool_on_the_real_model(http: httpx.Client, template: Any) -> None:
     tenant = sign_up(http, "run")
     headers = auth(tenant.token)

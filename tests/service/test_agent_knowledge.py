@@ -603,4 +603,14 @@ async def test_an_agent_searches_its_knowledge_base_and_cites_the_document(mesh:
     assert result["knowledge_base"] == "Store policies"
     assert result["results"][0]["document"] == "Returns policy"
     assert result["results"][0]["document_name"] == f"{kb.name}/documents/returns"
-    assert run.output
+    # The run cites what the model was given: every passage of the call, the right one first.
+    assert [(c.tool_call_id, c.document, c.document_display_name, c.score) for c in run.citations] == [
+        (call.id, r["document_name"], r["document"], r["score"]) for r in result["results"]
+    ]
+    top = run.citations[0]
+    assert (top.document, top.document_display_name, top.chunk_index) == (
+        f"{kb.name}/documents/returns",
+        "Returns policy",
+        0,
+    )
+    assert "14" in run.output, run.output

@@ -8,8 +8,9 @@ document, section and score, and the model is asked to cite the document.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +83,8 @@ class KnowledgeTool:
 
         Returns:
             ``{"knowledge_base": title, "results": [{"document": title, "document_name":
-            name, "section", "text", "score"}, ...]}``, highest score first.
+            name, "section", "chunk", "text", "score"}, ...]}``, highest score first
+            (``chunk``: the chunk's index in its document).
 
         Raises:
             ToolError: The knowledge base cannot be searched, or the search failed.
@@ -103,12 +105,49 @@ class KnowledgeTool:
                     "document": hit.title,
                     "document_name": DOCUMENT.format(self.tenant_id, kb.id, hit.document_id),
                     "section": hit.section,
+                    "chunk": hit.position,
                     "text": hit.text[:TOOL_TEXT_CHARS],
                     "score": round(hit.score, 3),
                 }
                 for hit in hits
             ],
         }
+
+
+def citations(tool_calls: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Returns the passages the model was given by the successful knowledge base calls of ``tool_calls``.
+
+    ``tool_calls`` are a run's recorded calls (``id``, ``tool``, ``result`` as the
+    model received it, ``failed``); the sources are read back from each result, so a
+    run cites what its model saw, whatever its reply says.
+
+    Returns:
+        ``res.Citation`` fields, one per result passage, in call order and, within a
+        call, in the result's order (highest score first).
+    """
+    cited: list[dict[str, Any]] = []
+    for call in tool_calls:
+        if call.get("failed") or not is_knowledge_tool(str(call.get("tool", ""))):
+            continue
+        try:
+            result = json.loads(call.get("result") or "")
+        except ValueError:
+            continue
+        passages = result.get("results") if isinstance(result, dict) else None
+        for passage in passages if isinstance(passages, list) else []:
+            if not isinstance(passage, dict) or not passage.get("document_name"):
+                continue
+            cited.append(
+                {
+                    "tool_call_id": str(call.get("id", "")),
+                    "document": str(passage["document_name"]),
+                    "document_display_name": str(passage.get("document", "")),
+                    "section": str(passage.get("section", "")),
+                    "chunk_index": int(passage.get("chunk", 0)),
+                    "score": float(passage.get("score", 0.0)),
+                }
+            )
+    return cited
 
 
 def _description(title: str, about: str) -> str:

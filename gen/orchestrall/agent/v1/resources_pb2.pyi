@@ -148,8 +148,24 @@ class Usage(_message.Message):
     model_calls: int
     def __init__(self, input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., model_calls: _Optional[int] = ...) -> None: ...
 
+class Citation(_message.Message):
+    __slots__ = ("tool_call_id", "document", "document_display_name", "section", "chunk_index", "score")
+    TOOL_CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    SECTION_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    tool_call_id: str
+    document: str
+    document_display_name: str
+    section: str
+    chunk_index: int
+    score: float
+    def __init__(self, tool_call_id: _Optional[str] = ..., document: _Optional[str] = ..., document_display_name: _Optional[str] = ..., section: _Optional[str] = ..., chunk_index: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
+
 class Run(_message.Message):
-    __slots__ = ("name", "input", "output", "state", "tool_calls", "usage", "model", "tools_enabled", "error", "create_time", "end_time", "agent_revision", "thread", "pending_tool_calls")
+    __slots__ = ("name", "input", "output", "state", "tool_calls", "usage", "model", "tools_enabled", "error", "create_time", "end_time", "agent_revision", "thread", "pending_tool_calls", "citations")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Run.State]
@@ -178,6 +194,7 @@ class Run(_message.Message):
     AGENT_REVISION_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
     PENDING_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    CITATIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     input: str
     output: str
@@ -192,7 +209,8 @@ class Run(_message.Message):
     agent_revision: str
     thread: str
     pending_tool_calls: _containers.RepeatedCompositeFieldContainer[ToolCall]
-    def __init__(self, name: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., state: _Optional[_Union[Run.State, str]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., tools_enabled: _Optional[bool] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_revision: _Optional[str] = ..., thread: _Optional[str] = ..., pending_tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ...) -> None: ...
+    citations: _containers.RepeatedCompositeFieldContainer[Citation]
+    def __init__(self, name: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., state: _Optional[_Union[Run.State, str]] = ..., tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., model: _Optional[str] = ..., tools_enabled: _Optional[bool] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_revision: _Optional[str] = ..., thread: _Optional[str] = ..., pending_tool_calls: _Optional[_Iterable[_Union[ToolCall, _Mapping]]] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ...) -> None: ...
 
 class Thread(_message.Message):
     __slots__ = ("name", "metadata", "create_time", "update_time")

@@ -11,6 +11,7 @@ __all__ = (
     "CallToolRequest",
     "CallToolResponse",
     "CancelRunRequest",
+    "Citation",
     "CreateAgentRequest",
     "CreateDocumentRequest",
     "CreateHttpToolRequest",
@@ -772,6 +773,48 @@ class CancelRunRequest(betterproto2.Message):
 
 
 default_message_pool.register_message("orchestrall.agent.v1", "CancelRunRequest", CancelRunRequest)
+
+
+@dataclass(eq=False, repr=False)
+class Citation(betterproto2.Message):
+    """
+    A passage a run's model was given by a `knowledge_search` tool call (a knowledge base in
+    the agent's `tools`): the source the reply draws on, taken from the call's result, so a
+    run cites its documents whether or not the model names them in its reply.
+    """
+
+    tool_call_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The tool call whose result held the passage (`ToolCall.id`).
+    """
+
+    document: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The document, `tenants/{tenant}/knowledgeBases/{knowledge_base}/documents/{document}`.
+    """
+
+    document_display_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The document's display name (its ID when it has none).
+    """
+
+    section: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Where in the document: its heading path, or `page 3` of a PDF.
+    """
+
+    chunk_index: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    """
+    The chunk's position in its document, from 0.
+    """
+
+    score: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    """
+    Cosine similarity of the chunk and the model's query, -1 to 1, rounded to 3 places.
+    """
+
+
+default_message_pool.register_message("orchestrall.agent.v1", "Citation", Citation)
 
 
 @dataclass(eq=False, repr=False)
@@ -2810,6 +2853,12 @@ class Run(betterproto2.Message):
     """
     The tool calls awaiting a decision while `state` is `STATE_REQUIRES_ACTION`
     (without `result`); empty otherwise.
+    """
+
+    citations: "list[Citation]" = betterproto2.field(15, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The knowledge base passages the model was given, in call order and, within a call,
+    highest score first: one per chunk of each successful `knowledge_search` call's result.
     """
 
 
