@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -108,7 +108,7 @@ class Session:
 
     async def metadata(self, route: str, metadata: MetadataLike | None) -> list[tuple[str, str | bytes]]:
         """Returns the call's metadata with ``authorization`` added (not for the token exchange)."""
-        given = metadata.items() if isinstance(metadata, dict) else metadata or []
+        given = metadata.items() if isinstance(metadata, Mapping) else metadata or []
         pairs: list[tuple[str, str | bytes]] = [(str(key), value) for key, value in given]
         if route != ISSUE_TOKEN and self.token is not None:
             token = await self.token()
