@@ -29,7 +29,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q --no-cache-dir --no-deps "$(LLAMA_PIN)"
 	$(PY) -m pip install -q -r requirements.lock
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps --config-settings editable_mode=compat -e .
+	# compat mode puts the checkout on sys.path; gen/ goes there too, so that orchestrall.sdk's two
+	# folders (orchestrall/sdk, gen/orchestrall/sdk/proto) are one package for the `orchestrall`
+	# command as they are under PYTHONPATH=.:gen (the default editable finder resolves the namespace
+	# package orchestrall to gen/ alone and hides the hand-written half).
+	echo "$(CURDIR)/gen" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/orchestrall-gen.pth"
 	touch $(STAMP)
 
 # The pinned checkov (deploy/checkov.lock) the deployment tests scan the manifests with.
