@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # checkov lives in a virtualenv of its own inside $(VENV): it pins packaging<24, pytest needs >=24.
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# @grpc/grpc-js and friends for the README's Node quick start (tests/mesh/test_node_client.py).
+NODE_PROJECT := tests/mesh/node
+NODE_STAMP := $(NODE_PROJECT)/node_modules/.installed
 
 # llama.cpp is compiled from source for a portable x86-64 baseline (AVX2). The
 # default native build enables AMX on CPUs that report it, and that build
@@ -15,7 +18,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 LLAMA_PIN := $(shell grep -i '^llama[-_]cpp[-_]python==' requirements.lock)
 
-.PHONY: venv checkov deploy proto lint test browser demo up bench clean
+.PHONY: venv checkov deploy proto lint test browser node demo up bench clean
 
 # The commit whose contracts `make lint` checks proto/ against with buf breaking (a clone
 # without it, shallow or at the first commit, compares against HEAD and says so).
@@ -63,7 +66,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check services gateway tests benchmark deploy orchestrall
 	$(VENV)/bin/mypy services tests gateway benchmark deploy
 
-test: $(STAMP) $(CHECKOV_STAMP) browser
+test: $(STAMP) $(CHECKOV_STAMP) browser $(NODE_STAMP)
 	$(PY) -m pytest -q
 
 # Headless Chromium for the test that opens /docs (tests/mesh/test_docs_browser.py), from
@@ -74,6 +77,14 @@ browser:
 	  echo "make: installing chromium (Debian package chromium) for the /docs browser test"; \
 	  { test "$$(id -u)" = 0 && { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; }; } \
 	  || echo "make: chromium is missing; install it with: sudo apt-get install chromium" >&2; }
+
+# The Node packages of the quick start's test, from the committed lock file; the test never
+# installs anything.
+node: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_PROJECT)/package-lock.json
+	npm ci --prefix $(NODE_PROJECT) --no-audit --no-fund
+	touch $@
 
 demo: $(STAMP)
 	$(VENV)/bin/orchestrall demo

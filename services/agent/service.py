@@ -436,7 +436,7 @@ class AgentService(KnowledgeRpcs, HttpToolHandlers, NotificationHandlers, pb_grp
         )
         tools: list[RunTool] = [*mcp_tools, *http, *knowledge]
         if SEND_NOTIFICATION in tool_names:
-            tools.append(self.send_notification_tool(tenant_id))
+            tools.append(await self.send_notification_run_tool(tenant_id))
         return tools
 
     async def CreateAgent(

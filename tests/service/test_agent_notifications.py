@@ -31,6 +31,7 @@ from orchestrall.workflow.v1 import workflow_service_pb2 as wf_pb
 from orchestrall.workflow.v1 import workflow_service_pb2_grpc as wf_grpc
 from services.agent.models import NotificationChannel as ChannelTable
 from services.agent.notifications.channels import split
+from services.agent.notifications.handlers import MAX_MESSAGE
 from services.cli.stack import free_port
 from services.kit.clients import MeshClients
 from services.kit.db import create_engine
@@ -45,6 +46,7 @@ from tests.service.helpers import (
     error_info,
     field_violations,
     new_tenant,
+    run_to_end,
 )
 from tests.service.receivers import Answer, Receiver, json_answer, receiver, twilio_answer
 from tests.service.test_workflow import events_of, wait_for
@@ -458,14 +460,41 @@ async def test_a_workflow_notification_step_and_the_send_notification_tool_deliv
             metadata=tenant.metadata,
         )
         assert tool.result.struct_value["state"] == "STATE_SUCCEEDED"
+        with pytest.raises(grpc.aio.AioRpcError) as too_long:
+            await agents.CallTool(
+                pb.CallToolRequest(
+                    name="tools/send_notification",
+                    parent=tenant.name,
+                    arguments=_struct({"channel": "ops", "message": "x" * (MAX_MESSAGE + 1)}),
+                ),
+                metadata=tenant.metadata,
+            )
+        assert field_violations(too_long.value) == ["arguments.message"]
+        # The real model calls the tool (its schema must be one the model server's grammar takes).
         agent = await agents.CreateAgent(
             pb.CreateAgentRequest(
                 parent=tenant.name,
-                agent=res.Agent(instructions="Notify ops.", tools=["tools/send_notification"]),
+                agent=res.Agent(
+                    instructions="You alert the on-call team. Send the user's text to the channel ops.",
+                    tools=["tools/send_notification"],
+                    tool_choice=res.TOOL_CHOICE_REQUIRED,
+                    temperature=0,
+                    max_output_tokens=64,
+                ),
             ),
             metadata=tenant.metadata,
         )
         assert list(agent.tools) == ["tools/send_notification"]
+        run = await run_to_end(
+            agents,
+            pb.CreateRunRequest(parent=agent.name, run=res.Run(input="Dock 7 is flooded.")),
+            tenant.metadata,
+        )
+        assert run.state == res.Run.STATE_SUCCEEDED, run.error
+        call = run.tool_calls[0]
+        assert (call.tool, call.failed) == ("tools/send_notification", False), call
+        assert json.loads(call.result)["state"] == "STATE_SUCCEEDED"
+        by_model = json.loads(call.arguments)["message"]
     step = wf_res.Workflow.Step(
         id="tell",
         notification=wf_res.Workflow.Notification(channel=created.name, message_template="run {{ input }}"),
@@ -486,7 +515,7 @@ async def test_a_workflow_notification_step_and_the_send_notification_tool_deliv
         assert done.state == wf_res.RUN_STATE_SUCCEEDED, done.error
         assert ("notification.sent", "tell") in await events_of(workflows, run.name, tenant)
     texts = [r.json()["text"] for r in http.on("/ops")]
-    assert texts == ["*Notification*\nfrom a tool", "*Notification*\nrun A-17"]
+    assert texts == ["*Notification*\nfrom a tool", f"*Notification*\n{by_model}", "*Notification*\nrun A-17"]
 
 
 def _struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -249,8 +249,26 @@ class NotificationHandlers:
         return pb.ListNotificationDeliveriesResponse(notification_deliveries=listed, next_page_token=token)
 
     def send_notification_tool(self, tenant_id: str) -> SendNotificationTool:
-        """Returns the ``send_notification`` tool bound to ``tenant_id`` (for a run or ``CallTool``)."""
+        """Returns the ``send_notification`` tool bound to ``tenant_id`` (for ``CallTool``)."""
         return SendNotificationTool(tenant_id, self)
+
+    async def send_notification_run_tool(self, tenant_id: str) -> SendNotificationTool:
+        """Returns ``send_notification`` for a run: its ``channel`` one of the tenant's channel IDs.
+
+        The model is given the tenant's channels (up to :data:`MAX_OFFERED_CHANNELS`, newest
+        first) as an ``enum`` with their display names, so it picks one that exists rather
+        than inventing an ID; with none it gets the ID pattern and any call fails as not found.
+        """
+        rows = await self._db.read(tenant_id, store.channels_for_tools, MAX_OFFERED_CHANNELS)
+        if not rows:
+            return SendNotificationTool(tenant_id, self)
+        offered = ", ".join(f"{row.id} ({row.kind}: {row.display_name or row.id})" for row in rows)
+        channel = {"type": "string", "enum": [row.id for row in rows], "description": f"One of {offered}."}
+        parameters = {
+            **SEND_NOTIFICATION_PARAMETERS,
+            "properties": {**SEND_NOTIFICATION_PARAMETERS["properties"], "channel": channel},
+        }
+        return SendNotificationTool(tenant_id, self, parameters=parameters)
 
 
 SEND_NOTIFICATION_PARAMETERS: dict[str, Any] = {
@@ -261,10 +279,25 @@ SEND_NOTIFICATION_PARAMETERS: dict[str, Any] = {
             "description": "The channel's ID (the last part of tenants/{tenant}/notificationChannels/{id}).",
             "pattern": "^[a-z][a-z0-9-]{0,62}$",
         },
-        "subject": {"type": "string", "maxLength": 200},
-        "message": {"type": "string", "minLength": 1, "maxLength": 4000},
+        "subject": {"type": "string"},
+        "message": {"type": "string", "minLength": 1},
     },
     "required": ["channel", "message"],
+}
+#: The most channels a run's ``send_notification`` names in its schema.
+MAX_OFFERED_CHANNELS = 50
+#: The longest subject and message the tool sends, in characters.
+MAX_SUBJECT, MAX_MESSAGE = 200, 4000
+#: What calls are checked against: the schema the model is given, with the lengths. The model
+#: is not given them: a model server turns ``maxLength`` into a grammar of that many optional
+#: characters, and refuses one of 4,000 (llama.cpp; see services/agent/catalog/bounds.py).
+SEND_NOTIFICATION_CHECKED: dict[str, Any] = {
+    **SEND_NOTIFICATION_PARAMETERS,
+    "properties": {
+        **SEND_NOTIFICATION_PARAMETERS["properties"],
+        "subject": {"type": "string", "maxLength": MAX_SUBJECT},
+        "message": {"type": "string", "minLength": 1, "maxLength": MAX_MESSAGE},
+    },
 }
 SEND_NOTIFICATION_DESCRIPTION = (
     "Sends a notification (email, SMS, Slack or webhook) on one of the tenant's notification channels."
@@ -282,7 +315,7 @@ class SendNotificationTool:
     description: str = SEND_NOTIFICATION_DESCRIPTION
     parameters: dict[str, Any] = field(default_factory=lambda: SEND_NOTIFICATION_PARAMETERS)
     validator: Draft202012Validator = field(
-        default_factory=lambda: Draft202012Validator(SEND_NOTIFICATION_PARAMETERS), repr=False, compare=False
+        default_factory=lambda: Draft202012Validator(SEND_NOTIFICATION_CHECKED), repr=False, compare=False
     )
 
     async def call(self, arguments: dict[str, Any]) -> Any:

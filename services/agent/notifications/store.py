@@ -32,6 +32,11 @@ def list_channels(tx: Tx, page: Page) -> Listing[NotificationChannelRow]:
     return CHANNELS.list_page(tx, page)
 
 
+def channels_for_tools(tx: Tx, limit: int) -> list[NotificationChannelRow]:
+    """Returns up to ``limit`` of the tenant's channels, newest first (what ``send_notification`` offers)."""
+    return CHANNELS.find_all(tx, limit=limit)
+
+
 def update_channel(tx: Tx, channel_id: str, values: Mapping[str, Any]) -> NotificationChannelRow | None:
     """Sets ``values`` (column name to value) on the tenant's channel; None when there is none."""
     return CHANNELS.update(tx, (channel_id,), values)
