@@ -243,6 +243,8 @@ class Row:
         goal: The figure's target; None for a context row (no goal: what the others rest on).
         sample: The median run, for the CPU columns; None where they do not apply.
         shown: The value as printed, when it is more than a number (``p50 3 / p99 9``).
+        paired: The ratio of the figure's and the baseline's runs of one round, median over
+            the rounds (:func:`paired_ratio`); when set, it is the row's ratio.
     """
 
     figure: str
@@ -252,10 +254,13 @@ class Row:
     goal: Goal | None = None
     sample: Sample | None = None
     shown: str | None = None
+    paired: float | None = None
 
     @property
     def ratio(self) -> float | None:
-        """``value / baseline``, or None without a baseline."""
+        """The paired ratio when set, else ``value / baseline``; None without a baseline."""
+        if self.paired is not None:
+            return self.paired
         return self.value / self.baseline if self.baseline else None
 
     @property
@@ -375,6 +380,21 @@ class Throughput:
     def median(self) -> Sample:
         """The run of median rate (see :func:`median_sample`)."""
         return median_sample(self.samples)
+
+
+def paired_ratio(figure: Throughput, baseline: Throughput) -> float:
+    """Returns the median over rounds of ``figure``'s rate ÷ ``baseline``'s rate in that round.
+
+    Runs of one round are seconds apart, so a slow phase of the machine (a checkpoint,
+    another process's burst) that spans a round touches both; the ratio of the medians
+    can pair a fast run of one with a slow run of the other.
+
+    Raises:
+        ValueError: The two have different numbers of runs, or none.
+    """
+    if len(figure.samples) != len(baseline.samples) or not figure.samples:
+        raise ValueError(f"{figure.name} and {baseline.name} need the same rounds")
+    return median([f.rate / b.rate for f, b in zip(figure.samples, baseline.samples, strict=True)])
 
 
 class Group(Protocol):
