@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import protovalidate
@@ -128,6 +130,133 @@ def _nul_paths(message: Message, prefix: str = "") -> Iterator[str]:
                     yield f"{path}[{index}]" if descriptor.is_repeated else path
 
 
+@dataclass(frozen=True, slots=True)
+class _Search:
+    """Where U+0000 can be in a message type: how :func:`_holds_nul` searches one.
+
+    Attributes:
+        strings: Reads the type's singular string fields at once (``operator.attrgetter``),
+            as a tuple; None when it has none.
+        lists: Repeated string fields.
+        maps: Map fields with string keys or values that can hold strings.
+        messages: Message fields (``(name, repeated)``) whose type can hold strings.
+        json: Struct, Value and ListValue fields (``(name, repeated)``).
+    """
+
+    strings: Callable[[Any], tuple[str, ...]] | None
+    lists: tuple[str, ...]
+    maps: tuple[str, ...]
+    messages: tuple[tuple[str, bool], ...]
+    json: tuple[tuple[str, bool], ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.strings or self.lists or self.maps or self.messages or self.json)
+
+
+_JSON_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
+#: Each message type's search by full name: made on the type's first request with a zero
+#: byte and kept for the process (descriptors never change while it runs, so nothing
+#: invalidates them).
+_SEARCHES: dict[str, _Search] = {}
+#: What a type being planned reads as from inside itself (a recursive type): one to search.
+#: No message is searched with it: the type's own search replaces it before it returns.
+_IN_PROGRESS = _Search(None, ("",), (), (), ())
+
+
+def _search_of(descriptor: Any) -> _Search:
+    """Returns where a message type can hold a string, at any depth.
+
+    Numbers, enums, bytes and messages with no string at any depth (a Timestamp) are
+    left out, so the numbers of a request cost nothing.
+    """
+    found = _SEARCHES.get(descriptor.full_name)
+    if found is not None:
+        return found
+    _SEARCHES[descriptor.full_name] = _IN_PROGRESS
+    strings: list[str] = []
+    lists: list[str] = []
+    maps: list[str] = []
+    messages: list[tuple[str, bool]] = []
+    json_fields: list[tuple[str, bool]] = []
+    for field in descriptor.fields:
+        kind = field.message_type
+        if kind is None:
+            if field.type == field.TYPE_STRING:
+                (lists if field.is_repeated else strings).append(field.name)
+        elif kind.GetOptions().map_entry:
+            key, value = kind.fields_by_name["key"], kind.fields_by_name["value"]
+            if key.type == key.TYPE_STRING or value.type == value.TYPE_STRING or _holds_strings(value):
+                maps.append(field.name)
+        elif kind.full_name in _JSON_TYPES:
+            json_fields.append((field.name, field.is_repeated))
+        elif _search_of(kind):
+            messages.append((field.name, field.is_repeated))
+    getter: Callable[[Any], tuple[str, ...]] | None = None
+    if len(strings) == 1:
+        name = strings[0]
+        getter = lambda message: (getattr(message, name),)  # noqa: E731
+    elif strings:
+        getter = operator.attrgetter(*strings)
+    search = _Search(getter, tuple(lists), tuple(maps), tuple(messages), tuple(json_fields))
+    _SEARCHES[descriptor.full_name] = search
+    return search
+
+
+def _holds_strings(field: Any) -> bool:
+    kind = field.message_type
+    return kind is not None and (kind.full_name in _JSON_TYPES or bool(_search_of(kind)))
+
+
+def _json_holds_nul(value: Any) -> bool:
+    """Whether a Struct, Value or ListValue holds U+0000 in a string or a key."""
+    if isinstance(value, struct_pb2.Struct):
+        return any("\x00" in key or _json_holds_nul(item) for key, item in value.fields.items())
+    if isinstance(value, struct_pb2.ListValue):
+        return any(_json_holds_nul(item) for item in value.values)
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return "\x00" in value.string_value
+    if kind == "struct_value":
+        return _json_holds_nul(value.struct_value)
+    return kind == "list_value" and _json_holds_nul(value.list_value)
+
+
+def _value_holds_nul(value: Any) -> bool:
+    """Whether a map's value (a string, a number, or a message) holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Message):
+        return _json_holds_nul(value) if value.DESCRIPTOR.full_name in _JSON_TYPES else _holds_nul(value)
+    return False
+
+
+def _holds_nul(message: Message) -> bool:
+    """Whether any string of a message, at any depth (map keys and JSON included), holds U+0000.
+
+    The fast half of :func:`_nul_paths`: it builds no paths, reads the singular strings
+    of a message at once and searches them as one string, and visits only fields that
+    can hold a string (:func:`_search_of`).
+    """
+    search = _search_of(message.DESCRIPTOR)
+    if search.strings is not None and "\x00" in "".join(search.strings(message)):
+        return True
+    for name in search.lists:
+        if "\x00" in "".join(getattr(message, name)):
+            return True
+    for name in search.maps:
+        for key, value in getattr(message, name).items():
+            if (isinstance(key, str) and "\x00" in key) or _value_holds_nul(value):
+                return True
+    for checks, fields in ((_holds_nul, search.messages), (_json_holds_nul, search.json)):
+        for name, repeated in fields:
+            if repeated:
+                if any(checks(item) for item in getattr(message, name)):
+                    return True
+            elif message.HasField(name) and checks(getattr(message, name)):
+                return True
+    return False
+
+
 class Unreadable:
     """What a request decodes to when the service cannot take it as it is.
 
@@ -152,7 +281,9 @@ def lenient(deserialize: Callable[[bytes], Any], type_name: str) -> Callable[[by
     gRPC answers a failing deserializer with a bare INTERNAL before any handler
     runs; the guard turns :class:`Unreadable` into INVALID_ARGUMENT instead. A
     request is searched for U+0000 only when its bytes hold a zero byte at all
-    (one ``memchr``; a point read such as GetAgent has none).
+    (one ``memchr``; a point read such as GetAgent has none), first without building
+    paths (:func:`_holds_nul`: numbers, such as a usage event's quantity, hold zero
+    bytes too), and for the paths of the violations only when it finds one.
     """
     malformed = Unreadable(
         InvalidArgument(
@@ -166,7 +297,7 @@ def lenient(deserialize: Callable[[bytes], Any], type_name: str) -> Callable[[by
             message = deserialize(data)
         except Exception:  # DecodeError and what upb raises on depth limits
             return malformed
-        if b"\x00" in data:
+        if b"\x00" in data and _holds_nul(message):
             paths = list(itertools.islice(_nul_paths(message), MAX_REPORTED))
             if paths:
                 return Unreadable(

@@ -13,6 +13,8 @@ import pytest
 from google.rpc import error_details_pb2
 
 from orchestrall.agent.v1 import resources_pb2 as agent_resources
+from orchestrall.billing.v1 import billing_service_pb2 as billing_service
+from orchestrall.billing.v1 import resources_pb2 as billing_resources
 from orchestrall.flag.v1 import flag_service_pb2 as flag_service
 from orchestrall.flag.v1 import resources_pb2 as flag_resources
 from services.kit import calls, pagination, validation
@@ -145,6 +147,55 @@ def test_nul_characters_are_refused_wherever_they_are() -> None:
         ('flag.targeting["if"][0]["x\\u0000"]', "must not contain NUL characters (U+0000)"),
         ("flag.description", "must not contain NUL characters (U+0000)"),
     ]
+
+
+def _flag_with(where: str) -> flag_service.CreateFlagRequest:
+    request = _flag_request()
+    request.flag.variants["off"].number_value = 0.0  # a zero byte that is no NUL character
+    if where == "string":
+        request.flag.description = "a\x00b"
+    elif where == "map key":
+        request.flag.variants["of\x00f"].bool_value = False
+    elif where == "map value (JSON)":
+        request.flag.variants["on"].string_value = "\x00"
+    elif where == "JSON key":
+        request.flag.targeting.update({"if": [{"x\x00": 1}, "y"]})
+    elif where == "JSON list":
+        request.flag.targeting.update({"in": ["a", "b\x00"]})
+    return request
+
+
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [
+        ("string", "flag.description"),
+        ("map key", 'flag.variants["of\\u0000f"]'),
+        ("map value (JSON)", 'flag.variants["on"]'),
+        ("JSON key", 'flag.targeting["if"][0]["x\\u0000"]'),
+        ("JSON list", 'flag.targeting["in"][1]'),
+    ],
+)
+def test_a_single_nul_character_is_found_wherever_it_is(where: str, path: str) -> None:
+    data = _flag_with(where).SerializeToString()
+    assert _violations_of(data, flag_service.CreateFlagRequest) == [
+        (path, "must not contain NUL characters (U+0000)")
+    ]
+
+
+def test_zero_bytes_of_numbers_are_no_nul_characters() -> None:
+    events = billing_service.IngestUsageEventsRequest(
+        events=[
+            billing_resources.UsageEvent(id=f"e{i}", source="s", meter="m", quantity=256.0, subject="x")
+            for i in range(3)
+        ]
+    )
+    assert b"\x00" in events.SerializeToString()
+    assert _violations_of(events.SerializeToString(), billing_service.IngestUsageEventsRequest) == []
+    events.events[2].subject = "agents/a\x00"
+    assert _violations_of(events.SerializeToString(), billing_service.IngestUsageEventsRequest) == [
+        ("events[2].subject", "must not contain NUL characters (U+0000)")
+    ]
+    assert _violations_of(_flag_with("none").SerializeToString(), flag_service.CreateFlagRequest) == []
 
 
 def test_undecodable_and_too_deep_requests_are_malformed_requests() -> None:
