@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpx2
 import mcp_types
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -280,23 +281,31 @@ class McpClient:
                     transport = streamable_http_client(endpoint.url, http_client=http)
                     async with Client(transport, cache=None, read_timeout_seconds=timeout) as client:
                         return await work(client)
-        except TimeoutError:
-            raise ToolError(
-                f"the MCP server {endpoint.name} did not answer within {timeout:g} s when asked to {what}"
-            ) from None
         except ToolError:
             raise
-        except Exception as error:  # the SDK's, httpx2's, or an ExceptionGroup of its task group
+        except Exception as error:  # ours, the SDK's, httpx2's, or an ExceptionGroup of its task group
+            if isinstance(_innermost(error), (TimeoutError, httpx2.TimeoutException)):
+                # Our deadline and the client's read timeout are the same length; whichever
+                # the event loop wakes first, the server did not answer in time.
+                raise ToolError(
+                    f"the MCP server {endpoint.name} did not answer within {timeout:g} s when asked to {what}"
+                ) from None
             log.info("MCP server %s failed to %s: %s", endpoint.name, what, _describe(error))
             raise ToolError(
                 f"the MCP server {endpoint.name} failed when asked to {what}: {_describe(error)}"
             ) from None
 
 
-def _describe(error: BaseException) -> str:
-    """A short description of an error, the innermost of exception groups."""
+def _innermost(error: BaseException) -> BaseException:
+    """The first error inside nested exception groups, or ``error`` itself."""
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
+    return error
+
+
+def _describe(error: BaseException) -> str:
+    """A short description of an error, the innermost of exception groups."""
+    error = _innermost(error)
     text = str(error) or type(error).__name__
     return f"{type(error).__name__}: {text}"[:500]
 
