@@ -11,6 +11,9 @@ use::
             agent.CreateAgentRequest(parent="tenants/acme", agent_id="helper", agent=agent.Agent(...))
         )
 
+List calls page (AIP-158): ``paginate(client.agents.list_agents, agent.ListAgentsRequest(parent=...))``
+yields every agent, ``pages(...)`` every response.
+
 Failed calls raise :mod:`orchestrall.sdk.errors`' exceptions (``NotFound``,
 ``InvalidArgument``...), which carry the answer's ``ErrorInfo`` reason and field violations.
 """
@@ -24,6 +27,7 @@ __path__ = pkgutil.extend_path(__path__, __name__)
 from . import errors  # noqa: E402
 from ._calls import RetryPolicy  # noqa: E402
 from ._client import Client, tls_context  # noqa: E402
+from ._pages import pages, paginate  # noqa: E402
 from .errors import (  # noqa: E402
     AlreadyExists,
     FailedPrecondition,
@@ -60,6 +64,8 @@ __all__ = [
     "billing",
     "errors",
     "flag",
+    "pages",
+    "paginate",
     "tls_context",
     "workflow",
 ]

@@ -26,6 +26,8 @@ from orchestrall.sdk import (
     auth,
     billing,
     flag,
+    pages,
+    paginate,
     workflow,
 )
 from orchestrall.sdk.proto.google.protobuf import Value
@@ -142,6 +144,27 @@ async def test_the_demo_with_the_sdk_alone_through_envoy(stack: Stack) -> None:
         )
         meters = {m.meter: m.quantity for m in usage.meters}
         assert meters.get("agent_runs", 0) >= 2, meters
+
+
+async def test_paginate_yields_every_resource_of_a_list_over_its_pages(stack: Stack) -> None:
+    tenant, secret = await sign_up(stack, "sdkp")
+    async with Client(gateway(stack), api_key=secret) as client:
+        made = [
+            (
+                await client.agents.create_agent(
+                    agent.CreateAgentRequest(
+                        parent=tenant, agent_id=f"writer-{i}", agent=agent.Agent(instructions="Write.")
+                    )
+                )
+            ).name
+            for i in range(5)
+        ]
+        first = agent.ListAgentsRequest(parent=tenant, page_size=2)
+        listed = [a.name async for a in paginate(client.agents.list_agents, first)]
+        sizes = [len(page.agents) async for page in pages(client.agents.list_agents, first)]
+    assert listed == made[::-1]  # newest first
+    assert sizes == [2, 2, 1]
+    assert first.page_token == ""
 
 
 async def test_a_service_directly_over_mtls_with_the_projects_ca(stack: Stack) -> None:
