@@ -84,14 +84,24 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tls(tmp_path_factory.mktemp("tls"))
 
 
+def _admin() -> psycopg.Connection:
+    return psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True, connect_timeout=5)
+
+
 def _drop_test_schemas() -> None:
-    with psycopg.connect(POSTGRES_URL.replace("+psycopg", ""), autocommit=True, connect_timeout=5) as conn:
+    """Drops what earlier sessions left: the test schemas, and the databases of :func:`database_of`."""
+    with _admin() as conn:
         rows = conn.execute(
             "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",
             (SCHEMA_PREFIX + "%",),
         ).fetchall()
         for (schema,) in rows:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        databases = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (SCHEMA_PREFIX + "%",)
+        ).fetchall()
+        for (database,) in databases:
+            conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
 
 
 def unreachable(what: str, error: Exception) -> NoReturn:
@@ -131,6 +141,24 @@ class Backend:
 
     name: str
     database_url: str | None
+
+    def database_of(self, stack: str) -> str | None:
+        """The URL of a PostgreSQL database of the stack (or in-process mesh) ``stack``'s own; None on SQLite.
+
+        The database, ``{SCHEMA_PREFIX}{stack}``, is made when missing. Each stack has one
+        because DBOS creates its indexes with ``CREATE INDEX CONCURRENTLY``, which waits for
+        the transactions of its database that hold a snapshot, and a running workflow
+        service always holds one (DBOS's background jobs keep their advisory lock in a
+        transaction, a second at a time): a stack migrating in the database of a running one
+        waited 18 s for its workflow schema. Other databases' transactions do not count.
+        """
+        if self.database_url is None:
+            return None
+        name = f"{SCHEMA_PREFIX}{stack}"
+        with _admin() as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
+        return self.database_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
@@ -198,7 +226,7 @@ async def mesh(
 ) -> AsyncIterator[Mesh]:
     config = StackConfig.ephemeral(
         tmp_path_factory.mktemp(f"state-{backend.name}"),
-        database_url=backend.database_url,
+        database_url=backend.database_of("svc"),
         schema_prefix=f"{SCHEMA_PREFIX}svc_",
     )
     running = await start_mesh(config, tls_dir, backend, model_url)

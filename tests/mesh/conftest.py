@@ -26,7 +26,7 @@ SUITE_EDGE = GatewaySettings(anonymous_rate=200, anonymous_burst=400)
 def stack(tmp_path_factory: pytest.TempPathFactory, backend: Backend) -> Iterator[Stack]:
     config = StackConfig.ephemeral(
         tmp_path_factory.mktemp(f"mesh-{backend.name}"),
-        database_url=backend.database_url,
+        database_url=backend.database_of("mesh"),
         schema_prefix=f"{SCHEMA_PREFIX}mesh_",
         gateway=SUITE_EDGE,
     )
@@ -51,7 +51,8 @@ def own_stack(
     Args:
         tmp_path_factory: Where its state folder is made.
         shared: The session's stack of the same backend.
-        backend: The database backend; its schemas are ``{SCHEMA_PREFIX}{name}_*``.
+        backend: The database backend; on PostgreSQL its database is ``{SCHEMA_PREFIX}{name}``
+            (:meth:`tests.conftest.Backend.database_of`), its schemas ``{SCHEMA_PREFIX}{name}_*``.
         name: Its name, in its state folder and schemas.
         environment: Variables set while it runs (its processes read them when spawned,
             restarts included), restored afterwards.
@@ -67,7 +68,7 @@ def own_stack(
     try:
         config = StackConfig.ephemeral(
             tmp_path_factory.mktemp(f"{name}-{backend.name}"),
-            database_url=backend.database_url,
+            database_url=backend.database_of(name),
             schema_prefix=f"{SCHEMA_PREFIX}{name}_",
             openai_base_url=f"http://127.0.0.1:{shared.config.model_port}/v1",
             **overrides,
