@@ -66,7 +66,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check services gateway tests benchmark deploy orchestrall
 	$(VENV)/bin/mypy services tests gateway benchmark deploy
 
+# Bytecode for the checkout's own code first: where PYTHONDONTWRITEBYTECODE is set (this machine's
+# environment sets it) Python would compile services/ and gen/ again in every process the suite
+# starts (each stack's services, each restart, each CLI call); importing the agent and workflow
+# servers takes 5.8 s of CPU from source, 5.0 s from bytecode. A file changed later is compiled
+# in memory as usual.
 test: $(STAMP) $(CHECKOV_STAMP) browser $(NODE_STAMP)
+	$(PY) -m compileall -q services gateway gen orchestrall
 	$(PY) -m pytest -q
 
 # Headless Chromium for the test that opens /docs (tests/mesh/test_docs_browser.py), from
