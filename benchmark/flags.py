@@ -28,7 +28,7 @@ from benchmark.mesh import FLAG, Bench, measured
 from orchestrall.flag.v1 import flag_service_pb2 as pb
 from orchestrall.flag.v1 import flag_service_pb2_grpc as pb_grpc
 from orchestrall.flag.v1 import resources_pb2 as res
-from services.cli.stack import CLI_IDENTITY, ROOT, free_port
+from services.cli.stack import ROOT, free_port
 from services.kit import mtls
 
 #: A change not visible after this long counts as this long (and fails the goal).
@@ -64,7 +64,7 @@ class FlagPropagation:
         return process, port
 
     def _channel(self, port: int) -> grpc.Channel:
-        files = mtls.TlsFiles.of(self._bench.postgres.config.tls_dir, CLI_IDENTITY)
+        files = mtls.TlsFiles.of(self._bench.postgres.config.tls_dir, mtls.CLI_IDENTITY)
         return grpc.secure_channel(
             f"127.0.0.1:{port}",
             mtls.channel_credentials(files),

@@ -22,8 +22,7 @@ from orchestrall.billing.v1 import billing_service_pb2 as pb
 from orchestrall.billing.v1 import resources_pb2 as res
 from orchestrall.billing.v1.billing_service_pb2_grpc import BillingServiceStub
 from services.billing.currencies import format_minor
-from services.cli.stack import CLI_IDENTITY
-from services.kit.mtls import TlsFiles, channel_credentials
+from services.kit.mtls import CLI_IDENTITY, TlsFiles, channel_credentials
 
 console = Console(highlight=False)
 plans_app = typer.Typer(

@@ -44,12 +44,11 @@ from gateway.envoy.settings import GatewaySettings
 from services.cli.traces import TraceFile
 from services.kit import migrate, mtls
 from services.kit.config import SERVICES, MeshSettings
-from services.kit.mtls import TlsFiles
+from services.kit.mtls import CLI_IDENTITY, TlsFiles
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2"
-CLI_IDENTITY = "cli"
 #: The gateway's edge certificate (``up --tls``), apart from its mesh identity.
 EDGE_IDENTITY = "edge"
 #: Restart backoff, in seconds: the first restart waits the initial delay, each further one

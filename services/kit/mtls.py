@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CERT_LIFETIME = dt.timedelta(days=30)
+#: The workload name of the operator's command line (``orchestrall up`` issues it a certificate):
+#: the identity of internal and admin calls it makes (``rotate-keys``, ``plans``, ``invoices``).
+CLI_IDENTITY = "cli"
 
 
 def spiffe_id(trust_domain: str, namespace: str, name: str) -> str:
