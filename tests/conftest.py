@@ -89,7 +89,7 @@ def _admin() -> psycopg.Connection:
 
 
 def _drop_test_schemas() -> None:
-    """Drops what earlier sessions left: the test schemas, and the databases of :func:`database_of`."""
+    """Drops what earlier sessions left: test schemas and the databases of :meth:`Backend.database_of`."""
     with _admin() as conn:
         rows = conn.execute(
             "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s",

@@ -59,7 +59,8 @@ async def paginate(method: Callable[[R], Awaitable[Any]], request: R) -> AsyncIt
     Raises:
         orchestrall.sdk.errors.OrchestrallError: A page's call failed.
     """
+    field = None
     async for page in pages(method, request):
-        field = type(page)._betterproto.field_name_by_number[1]
+        field = field or type(page)._betterproto.field_name_by_number[1]  # the same on every page
         for item in getattr(page, field):
             yield item

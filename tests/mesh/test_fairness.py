@@ -108,8 +108,10 @@ def hammer(
             while not done.is_set() and time.monotonic() < stop:
                 status = http.request(load.method, load.path, json=load.body).status_code
                 with lock:
+                    first = not counts
                     counts[status] += 1
-                sending.set()
+                if first:  # once: setting a process-shared event takes a lock of its own
+                    sending.set()
 
     threads = [threading.Thread(target=connection) for _ in range(CONNECTIONS)]
     for thread in threads:
